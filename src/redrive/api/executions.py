@@ -1,0 +1,43 @@
+"""``/api/v1/executions``: list and inspect executions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from redrive.api.deps import StateDep
+from redrive.errors import NotFound
+from redrive.executions import ExecutionFilter, get_execution, list_executions
+
+router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
+Status = Literal["pending", "running", "succeeded", "failed_retryable", "failed", "replayed"]
+Kind = Literal["http", "command", "email"]
+
+
+@router.get("")
+async def executions_list(
+    state: StateDep,
+    trigger: str | None = None,
+    status: Status | None = None,
+    kind: Kind | None = None,
+    code: str | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    cursor: Annotated[int | None, Query(ge=1, description="`next_cursor` from the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Executions, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    filters = ExecutionFilter(trigger, status, kind, code, since, until, cursor, limit)
+    rows = await state.db.read(list_executions(filters))
+    return {"items": rows, "next_cursor": rows[-1]["id"] if len(rows) == limit else None}
+
+
+@router.get("/{execution_id}", responses={404: {"description": "not_found"}})
+async def execution_show(execution_id: int, state: StateDep) -> dict[str, Any]:
+    """One execution with every attempt and its event."""
+    found = await state.db.read(get_execution(execution_id))
+    if found is None:
+        raise NotFound(f"no execution has id {execution_id}")
+    return found

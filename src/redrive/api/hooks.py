@@ -1,0 +1,102 @@
+"""``POST /hooks/{trigger}``: accept a webhook durably, once per idempotency key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Request
+
+from redrive.api.deps import StateDep
+from redrive.api.responses import Json
+from redrive.api.state import ServiceState
+from redrive.errors import IdempotencyKeyReused, PayloadTooLarge, RedriveError, UnknownTrigger
+from redrive.ingest import NewEvent, Stored, prepare, store_event
+from redrive.triggers import Trigger
+
+log = structlog.get_logger("redrive.ingest")
+router = APIRouter(tags=["ingest"])
+
+INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A duplicate of an event already accepted; names the original."},
+    400: {"description": "invalid_json: the body is not JSON."},
+    404: {"description": "unknown_trigger: no trigger has that name."},
+    413: {"description": "payload_too_large: the body exceeds the trigger's limit."},
+    415: {"description": "unsupported_encoding: compressed bodies are not accepted."},
+    422: {"description": "idempotency_key_reused: the key was used before with a different body."},
+    503: {"description": "storage_unavailable: nothing was stored; send again."},
+}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read at most ``limit`` bytes, refusing larger bodies while reading (chunked ones included)."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in {"", "identity"}:
+        raise RedriveError(
+            f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed",
+            code="unsupported_encoding",
+            status=415,
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"the body is {declared} bytes; this trigger accepts at most {limit}")
+        return await request.body()  # the server enforces Content-Length framing
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body exceeds this trigger's limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def find_trigger(state: ServiceState, name: str) -> Trigger:
+    """The declared trigger ``name`` or a 404 ``unknown_trigger``."""
+    trigger = state.triggers.by_name(name)
+    if trigger is None:
+        raise UnknownTrigger(f"no trigger is called {name!r}")
+    return trigger
+
+
+async def accept(state: ServiceState, trigger: Trigger, event: NewEvent) -> Json:
+    """Store a prepared event and answer as the ingest contract says (shared by hooks and the events API)."""
+    stored: Stored = await state.db.write(store_event(event))
+    fields = {"trigger": trigger.name, "event_id": stored.event_id, "execution_id": stored.execution_id}
+    if stored.outcome == "conflict":
+        log.warning("idempotency_key_reused", **fields, idempotency_key=event.idempotency_key)
+        raise IdempotencyKeyReused(
+            f"idempotency key {event.idempotency_key!r} was already used with a different body "
+            f"(event {stored.event_id}); use a new key for a new event"
+        )
+    body: dict[str, Any] = {
+        "event_id": stored.event_id,
+        "execution_id": stored.execution_id,
+        "duplicate": stored.outcome == "duplicate",
+    }
+    if stored.filtered:
+        body["filtered"] = True
+    if stored.outcome == "duplicate":
+        log.info("idempotent_replay", **fields, idempotency_key=event.idempotency_key)
+        return Json(body, status_code=200)
+    log.info("event_received", **fields, idempotency_key=event.idempotency_key, filtered=stored.filtered)
+    if stored.execution_id is not None:
+        state.wakeup.set()
+    return Json(body, status_code=202)
+
+
+@router.post("/hooks/{trigger}", status_code=202, responses=INGEST_RESPONSES)
+async def receive_webhook(trigger: str, request: Request, state: StateDep) -> Json:
+    """Accept one event for ``trigger``: 202 new, 200 duplicate."""
+    found = find_trigger(state, trigger)
+    body = await read_body(request, found.config.source.max_body_bytes)
+    event = prepare(
+        found.config,
+        found.id,
+        body=body,
+        headers=dict(request.headers),
+        received_at=state.now(),
+        redactor=state.redactor,
+    )
+    return await accept(state, found, event)

@@ -1,0 +1,31 @@
+"""What the running service holds, built by the app's lifespan and reached by routes through dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from redrive.config import RedriveConfig, Settings
+from redrive.db.database import Database
+from redrive.redaction import Redactor
+from redrive.triggers import TriggerSet
+from redrive.worker import Clock, Worker, utcnow
+
+
+@dataclass
+class ServiceState:
+    """The service's parts: settings, trigger set, database, redactor, and the worker when this process runs one."""
+
+    settings: Settings
+    config: RedriveConfig
+    db: Database
+    triggers: TriggerSet
+    redactor: Redactor
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    worker: Worker | None = None
+    clock: Clock = utcnow
+
+    def now(self) -> datetime:
+        """The service clock."""
+        return self.clock()

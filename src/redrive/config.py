@@ -1,0 +1,279 @@
+"""Settings (``REDRIVE_*``) and the trigger file: models, ``${VAR}`` expansion, validation with every problem listed.
+
+Everything is validated here, at the edge: a configuration that loads is one the engine can run, and one that does
+not load reports each problem with its file and its path in the document.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from redrive.durations import parse_duration
+from redrive.errors import ConfigError, Problem
+from redrive.templating import Filter, Template, compile_filter, compile_template, compile_tree
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Process settings, read once from ``REDRIVE_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="REDRIVE_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./redrive.db", description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://..."
+    )
+    config: Path = Field(Path("redrive.yaml"), description="Path of the trigger file.")
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the HTTP server binds to.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
+    worker_concurrency: int = Field(
+        64, ge=0, le=10_000, description="Executions run at once per process; 0 runs no worker."
+    )
+    claim_batch: int = Field(50, ge=1, le=1000, description="Executions claimed per queue round trip.")
+    lease_seconds: float = Field(
+        30.0, gt=1, description="How long a claimed execution is leased before it may be swept."
+    )
+    poll_interval: float = Field(1.0, gt=0, description="Longest idle wait before the worker looks at the queue again.")
+    sweep_interval: float = Field(10.0, gt=0, description="How often expired leases are returned to pending.")
+    shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight executions get to finish on SIGTERM.")
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is the embedded SQLite file."""
+        return self.database_url.startswith("sqlite")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _compile_template(value: object) -> Template:
+    if isinstance(value, Template):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return compile_template(value)
+
+
+def _source_tree(value: Any) -> Any:
+    if isinstance(value, Template):
+        return value.source
+    if isinstance(value, dict):
+        return {k: _source_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_source_tree(v) for v in value]
+    return value
+
+
+TemplateStr = Annotated[Template, PlainValidator(_compile_template), PlainSerializer(lambda t: t.source)]
+TemplateTree = Annotated[Any, PlainValidator(compile_tree), PlainSerializer(_source_tree)]
+FilterExpr = Annotated[
+    Filter,
+    PlainValidator(lambda v: v if isinstance(v, Filter) else compile_filter(str(v))),
+    PlainSerializer(lambda f: f.source),
+]
+
+DEFAULT_KEY_SOURCES = (
+    "header:Idempotency-Key",
+    "header:webhook-id",
+    "body:idempotency_key",
+    "body:messageId",
+    "body:data.messageId",
+)
+_KEY_SOURCE = re.compile(r"^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|body:[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*)$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SourceConfig(_Model):
+    idempotency_key: list[str] = Field(default_factory=lambda: list(DEFAULT_KEY_SOURCES))
+    on_key_conflict: Literal["reject", "accept"] = "reject"
+    filter: FilterExpr | None = None
+    max_body_bytes: int = Field(MIB, ge=1, le=25 * MIB)
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _key_sources(cls, sources: list[str]) -> list[str]:
+        for source in sources:
+            if not _KEY_SOURCE.match(source):
+                raise ValueError(f"{source!r} is not a key source; use 'header:Name' or 'body:dotted.path'")
+        return sources
+
+
+class HttpAction(_Model):
+    kind: Literal["http"]
+    method: TemplateStr = Field(default_factory=lambda: compile_template("POST"))
+    url: TemplateStr
+    headers: dict[str, TemplateStr] = Field(default_factory=dict)
+    json_body: TemplateTree = Field(None, alias="json")
+    body: TemplateStr | None = None
+    timeout: Duration = 30.0
+    connect_timeout: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _one_body(self) -> HttpAction:
+        if self.json_body is not None and self.body is not None:
+            raise ValueError("give either 'json' or 'body', not both")
+        return self
+
+
+class CommandAction(_Model):
+    kind: Literal["command"]
+    argv: list[TemplateStr] = Field(min_length=1)
+    env: dict[str, TemplateStr] = Field(default_factory=dict)
+    cwd: str | None = None
+    timeout: Duration = 60.0
+
+
+class SmtpConfig(_Model):
+    host: str
+    port: int = Field(25, ge=1, le=65535)
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout: Duration = 30.0
+
+
+class EmailAction(_Model):
+    kind: Literal["email"]
+    smtp: SmtpConfig
+    sender: TemplateStr = Field(alias="from")
+    to: list[TemplateStr] = Field(min_length=1)
+    subject: TemplateStr
+    text: TemplateStr
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+
+ActionConfig = Annotated[HttpAction | CommandAction | EmailAction, Field(discriminator="kind")]
+
+
+class RetryConfig(_Model):
+    max_attempts: int = Field(8, ge=1, le=100)
+    base: Duration = 2.0
+    factor: float = Field(2.0, ge=1.0, le=10.0)
+    max_delay: Duration = 600.0
+    jitter: Literal["full", "none"] = "full"
+
+
+class LimitsConfig(_Model):
+    daily_watermark: int | None = Field(None, ge=1)
+
+
+class TriggerConfig(_Model):
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,64}$")
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    action: ActionConfig
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+
+class RedriveConfig(_Model):
+    triggers: list[TriggerConfig] = Field(default_factory=list)
+    secrets: frozenset[str] = Field(default_factory=frozenset, exclude=True)
+
+    @field_validator("triggers")
+    @classmethod
+    def _unique_names(cls, triggers: list[TriggerConfig]) -> list[TriggerConfig]:
+        seen: set[str] = set()
+        for trigger in triggers:
+            if trigger.name in seen:
+                raise ValueError(f"trigger name {trigger.name!r} is declared twice")
+            seen.add(trigger.name)
+        return triggers
+
+    def trigger(self, name: str) -> TriggerConfig | None:
+        """The trigger called ``name``, if declared."""
+        return next((t for t in self.triggers if t.name == name), None)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Values shorter than this are too likely to appear by chance to be masked as substrings.
+_MIN_SECRET_LENGTH = 6
+
+
+def _expand(node: Any, path: str, env: dict[str, str], problems: list[str], found: set[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _expand(v, f"{path}.{k}" if path else str(k), env, problems, found) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, f"{path}[{i}]", env, problems, found) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            problems.append(f"{path}\0environment variable {name} is not set")
+            return ""
+        found.add(env[name])
+        return env[name]
+
+    return _VAR.sub(substitute, node)
+
+
+def _location(loc: tuple[int | str, ...]) -> Iterator[str]:
+    for part in loc:
+        if isinstance(part, int):
+            yield f"[{part}]"
+        elif part not in {"http", "command", "email", "function-after[_one_body()]"}:
+            yield f".{part}"
+
+
+def parse_config(text: str, *, source: str = "<config>", env: dict[str, str] | None = None) -> RedriveConfig:
+    """Parse and validate a trigger file's text; raise ConfigError listing every problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([Problem(source, where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([Problem(source, "", "the file must be a mapping with a 'triggers' list")])
+    problems: list[str] = []
+    found: set[str] = set()
+    expanded = _expand(raw, "", dict(os.environ) if env is None else env, problems, found)
+    errors = [Problem(source, p.split("\0")[0], p.split("\0")[1]) for p in problems]
+    try:
+        config = RedriveConfig.model_validate(expanded)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            path = "".join(_location(error["loc"])).lstrip(".")
+            errors.append(Problem(source, path, error["msg"].removeprefix("Value error, ")))
+        raise ConfigError(errors) from exc
+    if errors:
+        raise ConfigError(errors)
+    return config.model_copy(update={"secrets": frozenset(s for s in found if len(s) >= _MIN_SECRET_LENGTH)})
+
+
+def load_config(path: Path) -> RedriveConfig:
+    """Read and validate the trigger file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot read the file: {exc.strerror or exc}")]) from exc
+    return parse_config(text, source=str(path))

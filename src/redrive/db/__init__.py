@@ -1,0 +1,1 @@
+"""Storage: the tables (schema), the engine per dialect (engine) and the migrations."""

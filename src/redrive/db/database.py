@@ -1,0 +1,52 @@
+"""The one object the service holds to reach storage: a read engine, a write engine and its group-commit writer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TypeVar
+
+from sqlalchemy import Engine
+
+from redrive.db.engine import is_sqlite, make_engine
+from redrive.db.writer import Job, Writer
+
+T = TypeVar("T")
+
+
+class Database:
+    """Reads run on a pooled engine in a worker thread; writes go through the single group-commit writer."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = is_sqlite(url)
+        self.read_engine: Engine = make_engine(url)
+        self.write_engine: Engine = make_engine(url, writer=True, pool_size=2)
+        self.writer = Writer(self.write_engine)
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self.writer.start()
+
+    async def write(self, job: Job[T]) -> T:
+        """Run ``job`` in a committed write transaction (batched with its neighbours)."""
+        return await self.writer.run(job)
+
+    async def read(self, job: Job[T]) -> T:
+        """Run ``job`` on a read connection in a thread."""
+        return await asyncio.to_thread(self.read_sync, job)
+
+    def read_sync(self, job: Job[T]) -> T:
+        """Run ``job`` on a read connection, blocking."""
+        with self.read_engine.connect() as connection:
+            return job(connection)
+
+    def write_sync(self, job: Job[T]) -> T:
+        """Run ``job`` in its own write transaction, blocking (CLI and set-up only; the service uses ``write``)."""
+        with self.write_engine.begin() as connection:
+            return job(connection)
+
+    def close(self) -> None:
+        """Drain the writer and dispose of both engines."""
+        self.writer.close()
+        self.read_engine.dispose()
+        self.write_engine.dispose()

@@ -1,0 +1,47 @@
+"""Engines per dialect, set up the way redrive relies on.
+
+SQLite: WAL, ``synchronous=FULL`` (a 2xx means the row survives power loss), a busy timeout, foreign keys, and
+``BEGIN IMMEDIATE`` for the write connection (SQLAlchemy's documented recipe: the driver's own transaction handling
+is switched off and the ``begin`` event emits the statement), so a writer takes the lock when it starts instead of
+failing on upgrade. PostgreSQL: psycopg 3 with a pre-pinged pool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+
+def is_sqlite(url: str) -> bool:
+    """True for an SQLite URL."""
+    return url.startswith("sqlite")
+
+
+def make_engine(url: str, *, writer: bool = False, pool_size: int = 10) -> Engine:
+    """An engine for ``url``; ``writer=True`` makes SQLite transactions start with BEGIN IMMEDIATE."""
+    if not is_sqlite(url):
+        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=1 if writer else pool_size, max_overflow=0 if writer else pool_size)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+    return engine
+
+
+def dialect_insert(engine_or_conn: Engine | Connection) -> Any:
+    """The dialect's ``insert`` (it has ``on_conflict_do_nothing``/``on_conflict_do_update``)."""
+    return sqlite.insert if engine_or_conn.dialect.name == "sqlite" else postgresql.insert

@@ -1,0 +1,173 @@
+"""The tables, in SQLAlchemy Core: the single source of truth that Alembic migrations are generated from.
+
+Every timestamp is a UTC ``datetime``; ids are integers (``INTEGER PRIMARY KEY`` on SQLite, ``BIGINT IDENTITY`` on
+PostgreSQL). The executions table is the queue.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+# Autoincrementing ids: a rowid alias on SQLite, BIGINT on PostgreSQL.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+EXECUTION_STATUSES = ("pending", "running", "succeeded", "failed_retryable", "failed", "replayed")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on both dialects (SQLite stores naive text; PostgreSQL a timestamptz)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if not isinstance(value, datetime):
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc() -> UtcDateTime:
+    return UtcDateTime()
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("action_kind", String(32), nullable=False),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    Column("paused_reason", Text),
+    Column("created_at", _utc(), nullable=False),
+    Column("updated_at", _utc(), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("trigger_id", Id, ForeignKey("triggers.id"), nullable=False),
+    Column("idempotency_key", String(255)),
+    Column("body_sha256", String(64), nullable=False),
+    Column("headers", Json, nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("filtered", Boolean, nullable=False, server_default=text("false")),
+    Column("received_at", _utc(), nullable=False),
+    Index(
+        "uq_events_trigger_key",
+        "trigger_id",
+        "idempotency_key",
+        unique=True,
+        sqlite_where=text("idempotency_key IS NOT NULL"),
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+    Index("ix_events_trigger_received", "trigger_id", "received_at"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, ForeignKey("events.id"), nullable=False),
+    Column("trigger_id", Id, ForeignKey("triggers.id"), nullable=False),
+    Column("action_kind", String(32), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("run_at", _utc(), nullable=False),
+    Column("lease_token", String(32)),
+    Column("lease_expires_at", _utc()),
+    Column("created_at", _utc(), nullable=False),
+    Column("updated_at", _utc(), nullable=False),
+    Column("finished_at", _utc()),
+    Column("error_category", String(16)),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("replay_of", Id, ForeignKey("executions.id")),
+    Index("ix_executions_event", "event_id"),
+    # The queue: due pending rows in run_at order, read by every claim.
+    Index(
+        "ix_executions_due",
+        "run_at",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
+    # The sweeper: running rows by lease expiry.
+    Index(
+        "ix_executions_lease",
+        "lease_expires_at",
+        sqlite_where=text("status = 'running'"),
+        postgresql_where=text("status = 'running'"),
+    ),
+    Index("ix_executions_status_updated", "status", "updated_at"),
+    Index("ix_executions_trigger_created", "trigger_id", "created_at"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("execution_id", Id, ForeignKey("executions.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("started_at", _utc(), nullable=False),
+    Column("finished_at", _utc(), nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("error_category", String(16)),
+    Column("error_code", String(64)),
+    Column("message", Text),
+    Column("detail", Json, nullable=False),
+    Column("excerpt", Text),
+    Index("ix_attempts_execution", "execution_id", "number"),
+)
+
+# Per trigger and UTC day: things counted at ingest that leave no row of their own (duplicates, conflicts).
+daily_counters = Table(
+    "daily_counters",
+    metadata,
+    Column("trigger_id", Id, ForeignKey("triggers.id"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

@@ -1,0 +1,123 @@
+"""Reading executions: the list (newest first, cursor-paginated) and one execution with its attempts and event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlalchemy.engine import Connection
+
+from redrive.db.schema import attempts, events, executions, triggers
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFilter:
+    """What to list; every field optional."""
+
+    trigger: str | None = None
+    status: str | None = None
+    kind: str | None = None
+    code: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before_id: int | None = None  # the cursor: rows older than this id
+    limit: int = 50
+
+
+_COLUMNS = (
+    executions.c.id,
+    triggers.c.name.label("trigger"),
+    executions.c.event_id,
+    executions.c.action_kind.label("kind"),
+    executions.c.status,
+    executions.c.attempts.label("attempt_count"),
+    executions.c.error_category,
+    executions.c.error_code,
+    executions.c.error_message,
+    executions.c.run_at,
+    executions.c.created_at,
+    executions.c.updated_at,
+    executions.c.finished_at,
+    executions.c.replay_of,
+)
+
+
+def _row(row: Row[*tuple[Any, ...]]) -> dict[str, Any]:
+    return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in row._mapping.items()}
+
+
+def list_executions(f: ExecutionFilter) -> Callable[[Connection], list[dict[str, Any]]]:
+    """A read job: executions matching ``f``, newest first, at most ``f.limit``."""
+
+    def job(connection: Connection) -> list[dict[str, Any]]:
+        query = select(*_COLUMNS).join(triggers, triggers.c.id == executions.c.trigger_id)
+        if f.trigger is not None:
+            query = query.where(triggers.c.name == f.trigger)
+        if f.status is not None:
+            query = query.where(executions.c.status == f.status)
+        if f.kind is not None:
+            query = query.where(executions.c.action_kind == f.kind)
+        if f.code is not None:
+            query = query.where(executions.c.error_code == f.code)
+        if f.since is not None:
+            query = query.where(executions.c.created_at >= f.since)
+        if f.until is not None:
+            query = query.where(executions.c.created_at < f.until)
+        if f.before_id is not None:
+            query = query.where(executions.c.id < f.before_id)
+        rows = connection.execute(query.order_by(executions.c.id.desc()).limit(min(f.limit, MAX_PAGE)))
+        return [_row(row) for row in rows]
+
+    return job
+
+
+def get_execution(execution_id: int) -> Callable[[Connection], dict[str, Any] | None]:
+    """A read job: one execution with its attempts (oldest first) and its event, or None."""
+
+    def job(connection: Connection) -> dict[str, Any] | None:
+        row = connection.execute(
+            select(*_COLUMNS)
+            .join(triggers, triggers.c.id == executions.c.trigger_id)
+            .where(executions.c.id == execution_id)
+        ).one_or_none()
+        if row is None:
+            return None
+        result = _row(row)
+        result["attempts"] = [
+            _row(a)
+            for a in connection.execute(
+                select(
+                    attempts.c.number,
+                    attempts.c.started_at,
+                    attempts.c.finished_at,
+                    attempts.c.duration_ms,
+                    attempts.c.outcome,
+                    attempts.c.error_category,
+                    attempts.c.error_code,
+                    attempts.c.message,
+                    attempts.c.detail,
+                    attempts.c.excerpt,
+                )
+                .where(attempts.c.execution_id == execution_id)
+                .order_by(attempts.c.number)
+            )
+        ]
+        event = connection.execute(
+            select(
+                events.c.id,
+                events.c.idempotency_key,
+                events.c.received_at,
+                events.c.headers,
+                events.c.payload,
+                events.c.body_sha256,
+            ).where(events.c.id == row.event_id)
+        ).one()
+        result["event"] = _row(event)
+        return result
+
+    return job

@@ -1,0 +1,62 @@
+"""Keep secrets out of everything redrive writes down: logs, stored headers, error messages, excerpts.
+
+Three rules, applied everywhere: a value under a secret-looking key (``Authorization``, ``apikey``, ``*token*``,
+``*secret*``, ``*password*``, signature headers, cookies) is replaced whole; URL passwords and secret-looking query
+parameters inside any text are masked; configured secrets (values substituted from ``${VAR}``) are masked wherever
+they appear.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+REDACTED = "[redacted]"
+
+_SECRET_KEY = re.compile(
+    r"authorization|api[-_]?key|token|secret|passw(or)?d|signature|cookie|credential|private[-_]?key",
+    re.IGNORECASE,
+)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@")
+_SECRET_QUERY = re.compile(
+    r"(?P<head>[?&](?:[a-z0-9_-]*(?:token|secret|passw(?:or)?d|api[-_]?key|signature|sig))=)[^&#\s\"']*",
+    re.IGNORECASE,
+)
+
+
+def is_secret_key(key: str) -> bool:
+    """True for a field or header name whose value is a secret."""
+    return bool(_SECRET_KEY.search(key))
+
+
+class Redactor:
+    """Masks secrets in text and in JSON-like trees; built once with the configured secret values."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        """Mask URL passwords, secret query parameters and configured secrets inside ``value``."""
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        if "://" in value:
+            value = _URL_PASSWORD.sub(rf"\g<head>{REDACTED}@", value)
+        if "=" in value:
+            value = _SECRET_QUERY.sub(rf"\g<head>{REDACTED}", value)
+        return value
+
+    def tree(self, value: Any) -> Any:
+        """Redact a JSON-like tree: secret keys replaced whole, every string masked."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {
+                key: REDACTED if isinstance(key, str) and is_secret_key(key) and item is not None else self.tree(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self.tree(item) for item in value]
+        return value

@@ -1,0 +1,93 @@
+"""Triggers at run time: the declared config joined to its database row (id, paused) and its built action."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from redrive.actions import Action, build_action
+from redrive.config import RedriveConfig, TriggerConfig
+from redrive.db.engine import dialect_insert
+from redrive.db.schema import triggers as triggers_table
+from redrive.retry import RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """One declared trigger, ready to ingest and execute."""
+
+    id: int
+    config: TriggerConfig
+    action: Action
+    policy: RetryPolicy
+
+    @property
+    def name(self) -> str:
+        """The trigger's name."""
+        return self.config.name
+
+
+class TriggerSet:
+    """Every declared trigger, by name (ingest) and by id (worker)."""
+
+    def __init__(self, triggers: list[Trigger]) -> None:
+        self._by_name = {t.name: t for t in triggers}
+        self._by_id = {t.id: t for t in triggers}
+
+    def by_name(self, name: str) -> Trigger | None:
+        """The trigger called ``name``, if declared."""
+        return self._by_name.get(name)
+
+    def by_id(self, trigger_id: int) -> Trigger | None:
+        """The trigger with database id ``trigger_id``, if still declared."""
+        return self._by_id.get(trigger_id)
+
+    @property
+    def ids(self) -> list[int]:
+        """Database ids of every declared trigger."""
+        return list(self._by_id)
+
+    def __iter__(self) -> Iterator[Trigger]:
+        return iter(self._by_name.values())
+
+
+def sync_triggers(connection: Connection, config: RedriveConfig, now: datetime) -> dict[str, int]:
+    """Make sure every declared trigger has a row; return ids by name. Rows of removed triggers are kept."""
+    insert = dialect_insert(connection)
+    for trigger in config.triggers:
+        statement = insert(triggers_table).values(
+            name=trigger.name, action_kind=trigger.action.kind, paused=False, created_at=now, updated_at=now
+        )
+        connection.execute(statement.on_conflict_do_nothing(index_elements=["name"]))
+        connection.execute(
+            update(triggers_table)
+            .where(triggers_table.c.name == trigger.name, triggers_table.c.action_kind != trigger.action.kind)
+            .values(action_kind=trigger.action.kind, updated_at=now)
+        )
+    rows = connection.execute(select(triggers_table.c.name, triggers_table.c.id))
+    return {name: trigger_id for name, trigger_id in rows if config.trigger(name) is not None}
+
+
+def build_trigger_set(config: RedriveConfig, ids: dict[str, int]) -> TriggerSet:
+    """Join each declared trigger to its id, action and retry policy."""
+    return TriggerSet(
+        [
+            Trigger(
+                id=ids[t.name],
+                config=t,
+                action=build_action(t.action),
+                policy=RetryPolicy(
+                    max_attempts=t.retry.max_attempts,
+                    base=t.retry.base,
+                    factor=t.retry.factor,
+                    max_delay=t.retry.max_delay,
+                    jitter=t.retry.jitter,
+                ),
+            )
+            for t in config.triggers
+        ]
+    )

@@ -1,0 +1,238 @@
+"""The worker: claim due executions in batches, run their actions concurrently, record fenced results.
+
+It sleeps until woken (the same process ingested something), until the next retry falls due, or until the poll
+interval passes; it never spins. Leases are renewed while actions run. On stop it lets in-flight work finish within
+the grace period and gives the rest back to the queue without charging an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import structlog
+
+from redrive import queue
+from redrive.actions import Outcome, Resources
+from redrive.classify import permanent
+from redrive.config import Settings
+from redrive.db.database import Database
+from redrive.queue import Claimed, Completion
+from redrive.redaction import Redactor
+from redrive.retry import decide
+from redrive.templating import RenderError
+from redrive.triggers import Trigger, TriggerSet
+
+log = structlog.get_logger("redrive.worker")
+Clock = Callable[[], datetime]
+EXCERPT_LIMIT = 64 * 1024
+MIN_WAIT = 0.01
+
+
+def utcnow() -> datetime:
+    """The current time, aware and in UTC."""
+    return datetime.now(UTC)
+
+
+class Worker:
+    """Runs executions from the queue until stopped."""
+
+    def __init__(
+        self,
+        db: Database,
+        triggers: TriggerSet,
+        settings: Settings,
+        *,
+        redactor: Redactor,
+        wakeup: asyncio.Event | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._db = db
+        self._triggers = triggers
+        self._settings = settings
+        self._redactor = redactor
+        self.wakeup = wakeup or asyncio.Event()
+        self._clock = clock
+        self._inflight: dict[int, tuple[str, asyncio.Task[None]]] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._resources: Resources | None = None
+
+    async def start(self) -> None:
+        """Open the shared HTTP session and start the claim, lease and sweep loops."""
+        connector = aiohttp.TCPConnector(limit=max(100, self._settings.worker_concurrency), ttl_dns_cache=60)
+        self._resources = Resources(http=aiohttp.ClientSession(connector=connector))
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="redrive-claim"),
+            asyncio.create_task(self._renew_loop(), name="redrive-renew"),
+            asyncio.create_task(self._sweep_loop(), name="redrive-sweep"),
+        ]
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, give in-flight work ``grace`` seconds, release the rest uncharged."""
+        self._stopping.set()
+        self.wakeup.set()
+        grace = self._settings.shutdown_grace if grace is None else grace
+        running = [task for _, task in self._inflight.values()]
+        if running:
+            await asyncio.wait(running, timeout=grace)
+        held = [(execution_id, token) for execution_id, (token, _) in self._inflight.items()]
+        for _, task in list(self._inflight.values()):
+            task.cancel()
+        if held:
+            released = await self._db.write(queue.release(held, self._clock()))
+            log.info("executions_released", count=released)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *(t for _, t in self._inflight.values()), return_exceptions=True)
+        if self._resources is not None:
+            await self._resources.http.close()
+
+    async def _claim_loop(self) -> None:
+        settings = self._settings
+        while not self._stopping.is_set():
+            free = settings.worker_concurrency - len(self._inflight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self.wakeup.clear()
+            now = self._clock()
+            try:
+                found = await self._db.write(
+                    queue.claim(self._triggers.ids, min(free, settings.claim_batch), settings.lease_seconds, now)
+                )
+            except Exception:
+                log.exception("claim_failed")
+                await self._sleep(settings.poll_interval)
+                continue
+            for claimed in found.executions:
+                task = asyncio.create_task(self._execute(claimed))
+                self._inflight[claimed.id] = (claimed.lease_token, task)
+            if found.next_run_at is None and found.executions:
+                continue  # a full batch: there may be more waiting
+            timeout = settings.poll_interval
+            if found.next_run_at is not None:
+                # Rows another worker holds look due too; a floor keeps that from becoming a spin.
+                wait = (found.next_run_at - self._clock()).total_seconds()
+                timeout = min(timeout, max(MIN_WAIT, wait))
+            await self._sleep(timeout)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wakeup.wait(), seconds)
+
+    async def _execute(self, claimed: Claimed) -> None:
+        try:
+            trigger = self._triggers.by_id(claimed.trigger_id)
+            assert trigger is not None, "claims only select declared triggers"
+            await self._run(trigger, claimed)
+        finally:
+            self._inflight.pop(claimed.id, None)
+            self._slot_freed.set()
+
+    async def _run(self, trigger: Trigger, claimed: Claimed) -> None:
+        assert self._resources is not None
+        attempt = claimed.attempts + 1
+        log.info("execution_started", trigger=trigger.name, execution_id=claimed.id, attempt=attempt)
+        started = self._clock()
+        context = {
+            "payload": claimed.payload,
+            "headers": claimed.headers,
+            "event": {
+                "id": claimed.event_id,
+                "idempotency_key": claimed.idempotency_key,
+                "received_at": claimed.received_at.isoformat(),
+            },
+            "trigger": {"name": trigger.name},
+        }
+        try:
+            rendered = trigger.action.render(context)
+            outcome = await trigger.action.execute(rendered, self._resources)
+        except RenderError as exc:
+            outcome = Outcome(permanent("template_error", str(exc)), {})
+        except Exception as exc:
+            log.exception("action_crashed", trigger=trigger.name, execution_id=claimed.id)
+            outcome = Outcome(permanent("action_error", f"{type(exc).__name__}: {exc}"), {})
+        await self._record(trigger, claimed, attempt, started, outcome)
+
+    async def _record(
+        self, trigger: Trigger, claimed: Claimed, attempt: int, started: datetime, outcome: Outcome
+    ) -> None:
+        finished = self._clock()
+        failure = outcome.failure
+        decision = decide(trigger.policy, attempt=attempt, failure=failure, rand=random.random())
+        status = {"succeeded": "succeeded", "retry": "pending", "dead_letter": "failed_retryable"}.get(
+            decision.verdict, "failed"
+        )
+        run_at = None
+        if decision.delay is not None:
+            run_at = finished + timedelta(seconds=decision.delay)
+        redact = self._redactor
+        message = redact.text(failure.message) if failure else None
+        completion = Completion(
+            execution_id=claimed.id,
+            lease_token=claimed.lease_token,
+            status=status,
+            run_at=run_at,
+            started_at=started,
+            finished_at=finished,
+            outcome="succeeded" if failure is None else failure.category,
+            error_category=failure.category if failure else None,
+            error_code=failure.code if failure else None,
+            message=message,
+            detail=redact.tree(outcome.detail),
+            excerpt=redact.text(outcome.excerpt[:EXCERPT_LIMIT]) if outcome.excerpt else None,
+            pause_trigger_id=trigger.id if failure is not None and failure.pause_trigger else None,
+        )
+        applied = await self._db.write(queue.complete(completion))
+        fields = {"trigger": trigger.name, "execution_id": claimed.id, "attempt": attempt}
+        duration_ms = round((finished - started).total_seconds() * 1000, 2)
+        if not applied:
+            log.warning("execution_lease_lost", **fields, status=status)
+        elif failure is None:
+            log.info("execution_succeeded", **fields, duration_ms=duration_ms)
+        elif decision.verdict == "retry":
+            self.wakeup.set()  # the claim loop may be asleep past this retry's run_at
+            log.info(
+                "execution_retry_scheduled",
+                **fields,
+                code=failure.code,
+                delay_s=round(decision.delay or 0, 3),
+                run_at=run_at.isoformat() if run_at else None,
+                message=message,
+            )
+        else:
+            evt = "execution_dead_lettered" if decision.verdict == "dead_letter" else "execution_failed"
+            log.warning(evt, **fields, code=failure.code, category=failure.category, message=message)
+            if completion.pause_trigger_id is not None:
+                log.warning("trigger_paused", trigger=trigger.name, reason=message)
+
+    async def _renew_loop(self) -> None:
+        interval = self._settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            tokens = sorted({token for token, _ in self._inflight.values()})
+            if tokens:
+                try:
+                    await self._db.write(queue.renew(tokens, self._settings.lease_seconds, self._clock()))
+                except Exception:
+                    log.exception("lease_renew_failed")
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                swept = await self._db.write(queue.sweep(self._clock()))
+            except Exception:
+                log.exception("sweep_failed")
+                swept = []
+            for execution_id in swept:
+                log.warning("lease_expired", execution_id=execution_id)
+            if swept:
+                self.wakeup.set()
+            await asyncio.sleep(self._settings.sweep_interval)
