@@ -73,6 +73,7 @@ def claim(trigger_ids: Sequence[int], limit: int, lease_seconds: float, now: dat
     token = uuid.uuid4().hex
 
     def job(connection: Connection) -> Claim:
+        # A materialised CTE: the planner may not re-run or flatten the locking subquery, so LIMIT holds.
         due = (
             select(executions.c.id)
             .where(
@@ -82,11 +83,13 @@ def claim(trigger_ids: Sequence[int], limit: int, lease_seconds: float, now: dat
             )
             .order_by(executions.c.run_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=executions)
+            .cte("due")
+            .prefix_with("MATERIALIZED")
         )
         rows = connection.execute(
             update(executions)
-            .where(executions.c.id.in_(due.scalar_subquery()), executions.c.status == "pending")
+            .where(executions.c.id == due.c.id, executions.c.status == "pending")
             .values(
                 status="running",
                 lease_token=token,

@@ -42,9 +42,7 @@ def key(host: str = "hooks.example.com", port: int = 443) -> ConnectionKey:
 
 
 def test_permanent_and_transient_helpers() -> None:
-    assert permanent("template_error", "Template failed") == Failure(
-        "permanent", "template_error", "Template failed"
-    )
+    assert permanent("template_error", "Template failed") == Failure("permanent", "template_error", "Template failed")
     assert transient("x", "y") == Failure("transient", "x", "y", retry_after=None, pause_trigger=False)
 
 
@@ -396,9 +394,7 @@ def test_smtp_reply_text_is_capped() -> None:
             "smtp_450",
         ),
         (
-            aiosmtplib.SMTPRecipientsRefused(
-                [aiosmtplib.SMTPRecipientRefused(550, "No such user", "b@x.org")]
-            ),
+            aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "No such user", "b@x.org")]),
             "permanent",
             "smtp_550",
         ),
@@ -453,9 +449,7 @@ def test_classify_smtp_exception(exc: BaseException, category: str, code: str) -
 
 
 def test_smtp_exception_message_carries_the_server_reply() -> None:
-    failure = classify_smtp_exception(
-        aiosmtplib.SMTPResponseException(550, "5.1.1 <bob@example.com> unknown")
-    )
+    failure = classify_smtp_exception(aiosmtplib.SMTPResponseException(550, "5.1.1 <bob@example.com> unknown"))
     assert failure.message == "SMTP server replied 550: 5.1.1 <bob@example.com> unknown"
     auth = classify_smtp_exception(aiosmtplib.SMTPAuthenticationError(535, "5.7.8 bad credentials"))
     assert auth.message == "SMTP authentication was refused (535): 5.7.8 bad credentials"

@@ -1,0 +1,120 @@
+"""The email action: one plain-text message per attempt, sent over SMTP with aiosmtplib.
+
+Each attempt opens its own connection (``starttls: true`` requires the upgrade, ``false`` never attempts
+it), logs in when a username is configured, and sends to exactly the rendered recipients: every rendered
+``from``/``to`` value must be one address, so a payload cannot add recipients with a comma. The server's final
+reply is recorded; a refused recipient fails the attempt with that recipient's reply code, even when others
+were accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from email.message import EmailMessage
+from email.utils import formatdate, getaddresses, make_msgid
+from typing import Any, ClassVar
+
+import aiosmtplib
+
+from redrive.actions.base import Outcome, Resources
+from redrive.classify import Failure, classify_smtp, classify_smtp_exception, permanent
+from redrive.config import EmailAction
+
+# What sending can raise; ValueError is aiosmtplib refusing an address it cannot put on a command line.
+_SEND_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError)
+
+
+class EmailSender:
+    """Sends one message per attempt; success is the server accepting it (250 after DATA)."""
+
+    kind: ClassVar[str] = "email"
+    __slots__ = ("_config",)
+
+    def __init__(self, config: EmailAction) -> None:
+        self._config = config
+
+    def render(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        """Render sender, recipients, subject and text; ``smtp`` names the server (never the password)."""
+        config = self._config
+        return {
+            "from": config.sender.render(context),
+            "to": [recipient.render(context) for recipient in config.to],
+            "subject": config.subject.render(context),
+            "text": config.text.render(context),
+            "smtp": {"host": config.smtp.host, "port": config.smtp.port, "starttls": config.smtp.starttls},
+        }
+
+    async def execute(self, rendered: Mapping[str, Any], resources: Resources) -> Outcome:
+        """Connect, send, and classify the server's reply (or the error that stopped the exchange)."""
+        try:
+            message, sender, recipients = _message(rendered)
+        except ValueError as exc:
+            return Outcome(permanent("invalid_message", f"The message cannot be built: {exc}"), {})
+        smtp_config = self._config.smtp
+        smtp = aiosmtplib.SMTP(
+            hostname=smtp_config.host,
+            port=smtp_config.port,
+            timeout=smtp_config.timeout,
+            start_tls=smtp_config.starttls,
+            username=smtp_config.username,
+            password=smtp_config.password,
+        )
+        try:
+            await smtp.connect()  # logs in when a username is configured
+            try:
+                refused, reply = await smtp.send_message(message, sender=sender, recipients=recipients)
+            except BaseException:
+                smtp.close()  # on an error or a cancellation, drop the connection without a goodbye
+                raise
+            await _quit(smtp)
+        except _SEND_ERRORS as exc:
+            return _error_outcome(exc)
+        detail: dict[str, Any] = {"smtp_code": int(aiosmtplib.SMTPStatus.completed), "smtp_reply": reply}
+        failure: Failure | None = None
+        if refused:
+            detail["refused"] = {address: [r.code, r.message] for address, r in refused.items()}
+            first = next(iter(refused.values()))
+            failure = classify_smtp(first.code, first.message)
+        return Outcome(failure, detail, reply or None)
+
+
+def _message(rendered: Mapping[str, Any]) -> tuple[EmailMessage, str, list[str]]:
+    """The message and its envelope; raise ValueError for a bad address or header value."""
+    sender = _one_address(rendered["from"])
+    recipients = [_one_address(value) for value in rendered["to"]]
+    message = EmailMessage()
+    message["From"] = rendered["from"]
+    message["To"] = ", ".join(rendered["to"])
+    message["Subject"] = rendered["subject"]
+    message["Date"] = formatdate(localtime=False, usegmt=True)
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2])
+    message.set_content(rendered["text"])
+    return message, sender, recipients
+
+
+def _one_address(value: str) -> str:
+    pairs = getaddresses([value])
+    if len(pairs) != 1 or "@" not in pairs[0][1]:
+        raise ValueError(f"{value[:80]!r} is not exactly one email address")
+    return pairs[0][1]
+
+
+async def _quit(smtp: aiosmtplib.SMTP) -> None:
+    # Say goodbye politely, but the outcome was decided by the send: a failing QUIT changes nothing.
+    try:
+        await smtp.quit()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        pass
+    finally:
+        smtp.close()
+
+
+def _error_outcome(exc: BaseException) -> Outcome:
+    detail: dict[str, Any] = {}
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        detail = {"smtp_code": exc.recipients[0].code, "smtp_reply": exc.recipients[0].message}
+        detail["refused"] = {r.recipient: [r.code, r.message] for r in exc.recipients}
+    elif isinstance(exc, aiosmtplib.SMTPResponseException):
+        detail = {"smtp_code": exc.code, "smtp_reply": exc.message}
+    excerpt = detail.get("smtp_reply") or None
+    return Outcome(classify_smtp_exception(exc), detail, excerpt)

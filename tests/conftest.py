@@ -1,0 +1,88 @@
+"""Shared fixtures: a fresh real database per test (SQLite file and PostgreSQL), services on loopback.
+
+PostgreSQL is the server on 127.0.0.1:5432 (override with REDRIVE_TEST_PG). Each test gets its own database,
+cloned from a template migrated once per test process. Without a reachable server the PostgreSQL half is skipped
+with one line in the report header saying why; under CI (CI=true) that is a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from redrive.db.migrate import upgrade
+
+PG_ADMIN = os.environ.get("REDRIVE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+_pg_problem: str | None = None
+
+
+def _probe_postgres() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return f"{PG_ADMIN} is not reachable ({str(exc).strip().splitlines()[0]})"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _pg_problem
+    _pg_problem = _probe_postgres()
+    if _pg_problem and os.environ.get("CI"):
+        raise pytest.UsageError(f"CI needs PostgreSQL: {_pg_problem}")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if _pg_problem:
+        return f"redrive: SKIPPING the PostgreSQL half of the suite: {_pg_problem}"
+    return f"redrive: PostgreSQL at {PG_ADMIN.rsplit('@', 1)[-1]}"
+
+
+def _pg_url(database: str) -> str:
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{database}"
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
+        connection.execute(sql)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def pg_template(worker_id: str) -> Iterator[str]:
+    """A migrated template database for this test process."""
+    if _pg_problem:
+        pytest.skip(_pg_problem)
+    name = f"redrive_tpl_{worker_id}_{uuid.uuid4().hex[:6]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    upgrade(_pg_url(name))
+    yield name
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file to copy for each test."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database: an SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        path = tmp_path / "redrive.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("pg_template")
+    name = f"redrive_t_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield _pg_url(name)
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

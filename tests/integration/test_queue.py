@@ -1,0 +1,123 @@
+"""Queue statements against both databases: claims lease, completions are fenced, the sweeper is free of charge."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from redrive import queue
+from redrive.config import parse_config
+from redrive.db.database import Database
+from redrive.ingest import prepare, store_event
+from redrive.redaction import Redactor
+from redrive.triggers import sync_triggers
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+CONFIG = parse_config("triggers: [{name: t, action: {kind: command, argv: ['true']}}]")
+
+
+@pytest.fixture
+def db(db_url: str):
+    database = Database(db_url)
+    database.start()
+    yield database
+    database.close()
+
+
+def seed(db: Database, count: int) -> list[int]:
+    ids = db.write_sync(lambda c: sync_triggers(c, CONFIG, T0))
+    created = []
+    for n in range(count):
+        event = prepare(
+            CONFIG.triggers[0], ids["t"], body=b"{}", headers={}, received_at=T0, redactor=Redactor(), key=f"k{n}"
+        )
+        created.append(db.write_sync(store_event(event)).execution_id)
+    return [ids["t"]]
+
+
+def completion(claimed: queue.Claimed, at: datetime) -> queue.Completion:
+    return queue.Completion(
+        execution_id=claimed.id,
+        lease_token=claimed.lease_token,
+        status="succeeded",
+        run_at=None,
+        started_at=at,
+        finished_at=at,
+        outcome="succeeded",
+        error_category=None,
+        error_code=None,
+        message=None,
+        detail={},
+        excerpt=None,
+    )
+
+
+def test_claims_lease_each_row_once(db: Database) -> None:
+    triggers = seed(db, 5)
+    first = asyncio.run(db.write(queue.claim(triggers, 3, 30, T0)))
+    second = asyncio.run(db.write(queue.claim(triggers, 3, 30, T0)))
+    assert len(first.executions) == 3
+    assert len(second.executions) == 2
+    assert {c.id for c in first.executions}.isdisjoint({c.id for c in second.executions})
+    third = asyncio.run(db.write(queue.claim(triggers, 3, 30, T0)))
+    assert third.executions == []
+    assert third.next_run_at is None
+
+
+def test_rows_not_yet_due_are_left_and_reported(db: Database) -> None:
+    triggers = seed(db, 1)
+    early = asyncio.run(db.write(queue.claim(triggers, 10, 30, T0 - timedelta(seconds=5))))
+    assert early.executions == []
+    assert early.next_run_at == T0
+
+
+def test_a_completion_after_the_lease_was_lost_changes_nothing(db: Database) -> None:
+    triggers = seed(db, 1)
+    [stale] = asyncio.run(db.write(queue.claim(triggers, 1, 30, T0))).executions
+    later = T0 + timedelta(seconds=31)
+    assert asyncio.run(db.write(queue.sweep(later))) == [stale.id]
+    [fresh] = asyncio.run(db.write(queue.claim(triggers, 1, 30, later))).executions
+    assert fresh.id == stale.id
+    assert fresh.lease_token != stale.lease_token
+    assert fresh.attempts == 0  # the sweep charged nothing
+
+    assert asyncio.run(db.write(queue.complete(completion(stale, later)))) is False
+    assert asyncio.run(db.write(queue.complete(completion(fresh, later)))) is True
+    assert asyncio.run(db.write(queue.complete(completion(fresh, later)))) is False  # and only once
+
+
+def test_sweep_leaves_live_leases_alone_and_renew_extends_them(db: Database) -> None:
+    triggers = seed(db, 2)
+    claimed = asyncio.run(db.write(queue.claim(triggers, 2, 30, T0))).executions
+    assert asyncio.run(db.write(queue.sweep(T0 + timedelta(seconds=29)))) == []
+    renewed = asyncio.run(db.write(queue.renew([claimed[0].lease_token], 30, T0 + timedelta(seconds=20))))
+    assert renewed == 2
+    assert asyncio.run(db.write(queue.sweep(T0 + timedelta(seconds=45)))) == []
+    assert sorted(asyncio.run(db.write(queue.sweep(T0 + timedelta(seconds=51))))) == sorted(c.id for c in claimed)
+
+
+def test_release_returns_held_rows_uncharged(db: Database) -> None:
+    triggers = seed(db, 2)
+    claimed = asyncio.run(db.write(queue.claim(triggers, 2, 30, T0))).executions
+    held = [(c.id, c.lease_token) for c in claimed] + [(claimed[0].id, "not-the-token")]
+    assert asyncio.run(db.write(queue.release(held, T0))) == 2
+    again = asyncio.run(db.write(queue.claim(triggers, 5, 30, T0))).executions
+    assert sorted(c.id for c in again) == sorted(c.id for c in claimed)
+    assert {c.attempts for c in again} == {0}
+
+
+def test_one_failing_job_does_not_fail_its_batch_neighbours(db: Database) -> None:
+    seed(db, 0)
+
+    def boom(connection):
+        raise RuntimeError("this job is broken")
+
+    async def together():
+        event = prepare(CONFIG.triggers[0], 1, body=b"{}", headers={}, received_at=T0, redactor=Redactor(), key="n")
+        return await asyncio.gather(db.write(store_event(event)), db.write(boom), return_exceptions=True)
+
+    good, bad = asyncio.run(together())
+    assert isinstance(bad, RuntimeError)
+    assert good.outcome == "created"

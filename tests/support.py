@@ -1,0 +1,89 @@
+"""Test helpers: a real redrive service on loopback (uvicorn in a thread), trigger files, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import uvicorn
+from sqlalchemy import create_engine, text
+
+from redrive.api.app import create_app
+from redrive.api.state import ServiceState
+from redrive.config import Settings, parse_config
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+@dataclass
+class Service:
+    """A running redrive service: its base URL and its in-process state."""
+
+    url: str
+    server: uvicorn.Server
+    app: Any
+
+    @property
+    def state(self) -> ServiceState:
+        state: ServiceState = self.app.state.service
+        return state
+
+
+@contextmanager
+def run_service(db_url: str, config_yaml: str, **settings: Any) -> Iterator[Service]:
+    """Serve redrive on a free loopback port in a background thread until the block ends."""
+    options: dict[str, Any] = {"database_url": db_url, "poll_interval": 0.2, "shutdown_grace": 2.0}
+    options.update(settings)
+    app = create_app(Settings(**options), parse_config(config_yaml))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name="redrive-test-server", daemon=True)
+    thread.start()
+    wait_until(lambda: server.started or not thread.is_alive(), timeout=20, what="the server to start")
+    if not server.started:
+        raise RuntimeError("the service failed to start; see the log above")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Service(f"http://127.0.0.1:{port}", server, app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def query(db_url: str, sql: str, **params: Any) -> list[Any]:
+    """Run one read-only SQL statement against the test database."""
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text(sql), params))
+    finally:
+        engine.dispose()
+
+
+def scalar(db_url: str, sql: str, **params: Any) -> Any:
+    """The single value of a one-row, one-column query."""
+    rows = query(db_url, sql, **params)
+    return rows[0][0]
+
+
+def run(coro: Any) -> Any:
+    """Run a coroutine to completion in a fresh event loop."""
+    return asyncio.run(coro)
