@@ -13,11 +13,11 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
 import structlog
 
 from redrive import queue
 from redrive.actions import Outcome, Resources
+from redrive.actions.http import new_http_session
 from redrive.classify import permanent
 from redrive.config import Settings
 from redrive.db.database import Database
@@ -65,8 +65,7 @@ class Worker:
 
     async def start(self) -> None:
         """Open the shared HTTP session and start the claim, lease and sweep loops."""
-        connector = aiohttp.TCPConnector(limit=max(100, self._settings.worker_concurrency), ttl_dns_cache=60)
-        self._resources = Resources(http=aiohttp.ClientSession(connector=connector))
+        self._resources = Resources(http=new_http_session(limit=max(100, self._settings.worker_concurrency)))
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="redrive-claim"),
             asyncio.create_task(self._renew_loop(), name="redrive-renew"),
@@ -91,7 +90,7 @@ class Worker:
             task.cancel()
         await asyncio.gather(*self._tasks, *(t for _, t in self._inflight.values()), return_exceptions=True)
         if self._resources is not None:
-            await self._resources.http.close()
+            await self._resources.close()
 
     async def _claim_loop(self) -> None:
         settings = self._settings

@@ -30,10 +30,10 @@ _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
 _REQUEST_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError)
 
 
-def new_http_session(*, resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
+def new_http_session(*, resolver: AbstractResolver | None = None, limit: int = 100) -> aiohttp.ClientSession:
     """Build the shared session a worker hands its actions; call it inside the running event loop.
 
-    ``resolver`` is where the SSRF guard goes. Cookies are never kept (one session serves every trigger) and
+    ``resolver`` is where the SSRF guard goes; ``limit`` caps open connections. Cookies are never kept (one session serves every trigger) and
     proxy settings are not read from the environment.
     """
     try:
@@ -41,7 +41,7 @@ def new_http_session(*, resolver: AbstractResolver | None = None) -> aiohttp.Cli
     except PackageNotFoundError:
         agent = "redrive"
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=resolver),
+        connector=aiohttp.TCPConnector(resolver=resolver, limit=limit, ttl_dns_cache=60),
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,
         headers={"User-Agent": agent},

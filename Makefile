@@ -1,0 +1,42 @@
+# The two commands of the README: `make up` (run redrive on SQLite with the example triggers) and `make test`.
+# Both install what they need on a fresh machine with Python 3.11+: uv (pinned, into .tools/ unless already on
+# PATH), then the locked dependencies into .venv/.
+
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+PYTEST_WORKERS ?= 2
+
+.PHONY: up test lint typecheck unit bench clean
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	touch $@
+
+redrive.yaml:
+	cp redrive.example.yaml redrive.yaml
+
+up: .venv/.synced redrive.yaml
+	$(UV) run redrive up
+
+lint: .venv/.synced
+	$(UV) run ruff check src tests benchmarks
+	$(UV) run ruff format --check src tests benchmarks
+
+typecheck: .venv/.synced
+	$(UV) run mypy
+
+test: lint typecheck
+	$(UV) run pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+unit: .venv/.synced
+	$(UV) run pytest tests/unit -q
+
+bench: .venv/.synced
+	$(UV) run python benchmarks/ingest_e2e.py
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

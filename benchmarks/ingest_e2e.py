@@ -1,0 +1,427 @@
+"""How fast does redrive accept webhooks durably, and run them end to end? A figure, not a test.
+
+Method (everything on loopback, every server a subprocess, all of them killed on exit or Ctrl-C):
+
+1. baseline: a bare FastAPI app (``POST /hooks/{trigger}`` reads the body and answers 202 with a small JSON body,
+   no I/O) under uvicorn with redrive's server options (uvloop, httptools, no access log, one process), driven for
+   ``--duration`` seconds at ``--connections`` keep-alive connections. This is the ceiling of the HTTP stack on
+   this machine, measured in the same run so the ratio below cancels out the machine.
+2. ingest: ``redrive up`` on a fresh SQLite database with no worker (REDRIVE_WORKER_CONCURRENCY=0), driven exactly
+   like the baseline; every body carries a unique ``messageId`` (the idempotency key), so each 2xx is a new event
+   committed with ``synchronous=FULL``. Afterwards the rows in ``events`` are compared with the 2xx count.
+3. end to end: a tiny HTTP sink (raw asyncio + httptools, answers 200 and counts) and ``redrive up`` with a worker
+   whose trigger POSTs each event to the sink. ``--events`` events are sent at ``--connections`` concurrency; the
+   figure is events / (first POST .. last ``finished_at`` of a succeeded execution).
+
+Load generator: wrk (with a Lua script that numbers bodies per thread) when it is installed, else an aiohttp-based
+generator in this process (``--generator`` forces one). wrk stops with requests in flight, so the server may have
+committed up to ``--connections`` more events than wrk counted; the Python generator finishes each request, so
+its count must equal the rows exactly. The Python generator is itself CPU-bound and shares the machine's cores
+with the server: with it, both req/s figures are lower bounds, and the ratio is the figure to read.
+
+Reading the table: ``ratio`` = redrive accepted req/s / baseline req/s (what durability, parsing and the key check
+cost on top of the bare HTTP stack); ``cpu`` = CPU seconds the server process used per wall second (about 1.0 means
+one core is saturated: the GIL-bound event loop plus the writer thread is the limit). Targets are context only;
+the exit code is non-zero only when something broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+HERE = Path(__file__).resolve().parent
+HEADERS = {"Content-Type": "application/json"}
+REDRIVE = [sys.executable, "-c", "from redrive.cli import main; main()"]
+BASELINE_SRC = """
+import sys, uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+app = FastAPI()
+@app.get("/healthz")
+async def healthz() -> dict:
+    return {"status": "ok"}
+@app.post("/hooks/{trigger}")
+async def hook(trigger: str, request: Request) -> JSONResponse:
+    await request.body()
+    return JSONResponse({"event_id": 1, "execution_id": 1, "duplicate": False}, status_code=202)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
+            log_config=None, access_log=False)
+"""
+SINK_SRC = """
+import asyncio, sys, httptools, uvloop
+count = 0
+class Sink(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.url, self.parser = transport, b"", httptools.HttpRequestParser(self)
+    def data_received(self, data):
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.close()
+    def on_url(self, url):
+        self.url += url
+    def on_message_complete(self):
+        global count
+        if self.parser.get_method() == b"POST":
+            count += 1
+        body = str(count).encode() if self.url.startswith(b"/count") else b"ok"
+        self.url = b""
+        self.transport.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n%s" % (len(body), body))
+async def main():
+    server = await asyncio.get_running_loop().create_server(Sink, "127.0.0.1", int(sys.argv[1]))
+    await server.serve_forever()
+uvloop.run(main())
+"""
+WRK_LUA = """
+local counter = 0
+function setup(thread) counter = counter + 1; thread:set("tid", counter) end
+function init(args) n = 0 end
+function request()
+  n = n + 1
+  local body = string.format('{"messageId":"%d-%d","text":"hello"}', tid, n)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+function done(s, latency, requests)
+  local e = s.errors
+  io.write(string.format('BENCH {"requests":%d,"non2xx":%d,"socket_errors":%d,"seconds":%.6f,'
+    .. '"p50_ms":%.3f,"p99_ms":%.3f}\\n', s.requests, e.status, e.connect + e.read + e.write + e.timeout,
+    s.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3))
+end
+"""
+
+
+@dataclass
+class Load:
+    """What one load run measured; ``ok`` counts 2xx responses (wrk: completed minus status >= 400)."""
+
+    generator: str
+    ok: int
+    non2xx: int
+    socket_errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    cpu: float = 0.0  # server CPU seconds per wall second during the run
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+
+class Procs:
+    """The subprocesses this run started; ``stop_all`` ends each of them (TERM, then KILL)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir, start_new_session=True
+        )  # Ctrl-C reaches us only; the finally block ends them
+        self.running.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self.running.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(self.running):
+            self.stop(proc)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def percentile(sorted_ms: list[float], p: float) -> float:
+    return sorted_ms[min(len(sorted_ms) - 1, int(len(sorted_ms) * p / 100))] if sorted_ms else 0.0
+
+
+def run_wrk(url: str, duration: float, connections: int, workdir: Path) -> Load:
+    script = workdir / "bench.lua"
+    script.write_text(WRK_LUA)
+    threads = str(min(2, connections))
+    argv = ["wrk", "-t", threads, "-c", str(connections), "-d", f"{duration:g}s", "--latency", "-s", str(script), url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=True)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("BENCH "))
+    r = json.loads(line.removeprefix("BENCH "))
+    ok = r["requests"] - r["non2xx"]
+    return Load("wrk", ok, r["non2xx"], r["socket_errors"], r["seconds"], r["p50_ms"], r["p99_ms"])
+
+
+async def run_python(url: str, duration: float, connections: int) -> Load:
+    latencies: list[float] = []
+    counts = {"ok": 0, "non2xx": 0, "errors": 0}
+    stop = time.perf_counter() + duration
+
+    async def connection(session: aiohttp.ClientSession, cid: int) -> None:
+        n = 0
+        while time.perf_counter() < stop:
+            n += 1
+            started = time.perf_counter()
+            try:
+                async with session.post(url, data=f'{{"messageId":"{cid}-{n}","text":"hello"}}', headers=HEADERS) as r:
+                    await r.read()
+                    counts["ok" if 200 <= r.status < 300 else "non2xx"] += 1
+            except (aiohttp.ClientError, TimeoutError):
+                counts["errors"] += 1
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    began = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
+        await asyncio.gather(*(connection(session, c) for c in range(connections)))
+    latencies.sort()
+    return Load(
+        "python-aiohttp",
+        counts["ok"],
+        counts["non2xx"],
+        counts["errors"],
+        time.perf_counter() - began,
+        percentile(latencies, 50),
+        percentile(latencies, 99),
+    )
+
+
+def drive(args: argparse.Namespace, url: str, pid: int, workdir: Path) -> Load:
+    before, t0 = cpu_seconds(pid), time.perf_counter()
+    if args.generator == "wrk":
+        load = run_wrk(url, args.duration, args.connections, workdir)
+    else:
+        load = asyncio.run(run_python(url, args.duration, args.connections))
+    load.cpu = (cpu_seconds(pid) - before) / (time.perf_counter() - t0)
+    return load
+
+
+def start_redrive(procs: Procs, name: str, sink_port: int, worker_concurrency: int) -> tuple[str, Path, int]:
+    """Start ``redrive up`` on a fresh database; return its base URL, database path and pid."""
+    home = procs.workdir / name
+    home.mkdir()
+    (home / "redrive.yaml").write_text(
+        "triggers:\n  - name: bench\n    action:\n      kind: http\n"
+        f'      url: "http://127.0.0.1:{sink_port}/sink"\n'
+        '      json: {id: "{{ payload.messageId }}"}\n'
+    )
+    db, port = home / "redrive.db", free_port()
+    env = {
+        **os.environ,
+        "REDRIVE_DATABASE_URL": f"sqlite:///{db}",
+        "REDRIVE_LOG_LEVEL": "warning",
+        "REDRIVE_WORKER_CONCURRENCY": str(worker_concurrency),
+    }
+    argv = [*REDRIVE, "up", "--config", str(home / "redrive.yaml"), "--host", "127.0.0.1", "--port", str(port)]
+    proc = procs.start(name, argv, env)
+    wait_healthy(proc, f"http://127.0.0.1:{port}/healthz", procs.workdir / f"{name}.log")
+    return f"http://127.0.0.1:{port}", db, proc.pid
+
+
+def sql(db: Path, query: str) -> Any:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as connection:
+        return connection.execute(query).fetchone()[0]
+
+
+def end_to_end(args: argparse.Namespace, procs: Procs) -> dict[str, Any]:
+    sink_port = free_port()
+    sink = procs.start("sink", [sys.executable, "-c", SINK_SRC, str(sink_port)])
+    wait_healthy(sink, f"http://127.0.0.1:{sink_port}/count", procs.workdir / "sink.log")
+    base, db, pid = start_redrive(procs, "redrive-e2e", sink_port, args.concurrency)
+    cpu_before = cpu_seconds(pid)
+    first_post = datetime.now(UTC)
+    t0 = time.perf_counter()
+
+    async def send_all() -> int:
+        queue = iter(range(args.events))
+        rejected = 0
+
+        async def sender(session: aiohttp.ClientSession) -> None:
+            nonlocal rejected
+            for n in queue:
+                async with session.post(
+                    f"{base}/hooks/bench", data=f'{{"messageId":"e2e-{n}","text":"hello"}}', headers=HEADERS
+                ) as response:
+                    await response.read()
+                    rejected += response.status != 202
+
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.connections)) as session:
+            await asyncio.gather(*(sender(session) for _ in range(args.connections)))
+        return rejected
+
+    rejected = asyncio.run(send_all())
+    sent_s = time.perf_counter() - t0
+    deadline = time.monotonic() + args.e2e_timeout
+    while (done := int(sql(db, "SELECT count(*) FROM executions WHERE status='succeeded'"))) < args.events:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    wall = time.perf_counter() - t0
+    last = sql(db, "SELECT max(finished_at) FROM executions WHERE status='succeeded'")
+    span = (datetime.fromisoformat(str(last)).replace(tzinfo=UTC) - first_post).total_seconds() if last else wall
+    with urllib.request.urlopen(f"http://127.0.0.1:{sink_port}/count", timeout=5) as response:
+        received = int(response.read())
+    return {
+        "events": args.events,
+        "rejected": rejected,
+        "succeeded": done,
+        "sink_received": received,
+        "send_seconds": round(sent_s, 3),
+        "seconds": round(span, 3),
+        "executions_per_s": round(done / span, 1),
+        "cpu": round((cpu_seconds(pid) - cpu_before) / wall, 2),
+        "complete": done >= args.events,
+    }
+
+
+def mark(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def report(args: argparse.Namespace, base: Load, ingest: Load, rows: int, e2e: dict[str, Any]) -> dict[str, Any]:
+    ratio = ingest.rps / base.rps if base.rps else 0.0
+    exact = args.generator != "wrk"
+    durable = rows == ingest.ok if exact else ingest.ok <= rows <= ingest.ok + args.connections
+    eps = float(e2e["executions_per_s"])
+    print(
+        f"\nmachine: {os.cpu_count()} CPU(s), Python {platform.python_version()}, load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; generator: {base.generator}; "
+        f"{args.connections} connections, {args.duration:g} s per run"
+    )
+    print(f"{'':18}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'sock err':>9}{'cpu':>6}")
+    for name, load in (("baseline FastAPI", base), ("redrive ingest", ingest)):
+        print(
+            f"{name:18}{load.rps:10.0f}{load.p50_ms:9.2f}{load.p99_ms:9.2f}{load.non2xx:9d}"
+            f"{load.socket_errors:9d}{load.cpu:6.2f}"
+        )
+    print(
+        f"ratio redrive/baseline: {ratio:.2f}   [target >= 0.60: {mark(ratio >= 0.6)}]   "
+        f"p99 {ingest.p99_ms:.1f} ms [target < 50 ms: {mark(ingest.p99_ms < 50)}]"
+    )
+    how = "must be equal" if exact else f"wrk may leave up to {args.connections} in flight uncounted"
+    print(
+        f"durability: {rows} rows in events, {ingest.ok} 2xx seen by the generator ({how}): "
+        f"{'consistent' if durable else 'INCONSISTENT'}"
+    )
+    print(
+        f"end to end: {e2e['succeeded']}/{e2e['events']} succeeded in {e2e['seconds']} s = {eps:.0f} executions/s "
+        f"[target >= 1500: {mark(eps >= 1500)}]; sink received {e2e['sink_received']}, rejected at ingest "
+        f"{e2e['rejected']}, sending took {e2e['send_seconds']} s, server cpu {e2e['cpu']}"
+    )
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg": os.getloadavg(),
+        "args": vars(args),
+        "baseline": {**asdict(base), "rps": round(base.rps, 1)},
+        "ingest": {
+            **asdict(ingest),
+            "rps": round(ingest.rps, 1),
+            "ratio": round(ratio, 3),
+            "rows": rows,
+            "durable": durable,
+        },
+        "e2e": e2e,
+        "targets": {
+            "ingest_ratio": ratio >= 0.6,
+            "ingest_p99": ingest.p99_ms < 50,
+            "e2e_executions_per_s": eps >= 1500,
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run (default 10)")
+    parser.add_argument("--connections", type=int, default=64, help="concurrent connections (default 64)")
+    parser.add_argument("--events", type=int, default=20_000, help="events for the end-to-end run (default 20000)")
+    parser.add_argument("--concurrency", type=int, default=64, help="redrive worker concurrency, end to end")
+    parser.add_argument("--e2e-timeout", type=float, default=120.0, help="longest wait for all executions")
+    parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
+    args = parser.parse_args()
+    if args.generator == "auto":
+        args.generator = "wrk" if shutil.which("wrk") else "python"
+        if args.generator == "python":
+            print("wrk not found (Debian/Ubuntu: apt-get install -y wrk); using the Python aiohttp generator")
+    elif args.generator == "wrk" and not shutil.which("wrk"):
+        parser.error("wrk is not installed: apt-get install -y wrk (or use --generator python)")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally block runs
+    with tempfile.TemporaryDirectory(prefix="redrive-bench-") as tmp:
+        procs = Procs(Path(tmp))
+        try:
+            print(f"baseline: bare FastAPI/uvicorn, {args.duration:g} s ...", flush=True)
+            port = free_port()
+            app = procs.start("baseline", [sys.executable, "-c", BASELINE_SRC, str(port)])
+            wait_healthy(app, f"http://127.0.0.1:{port}/healthz", procs.workdir / "baseline.log")
+            base = drive(args, f"http://127.0.0.1:{port}/hooks/bench", app.pid, procs.workdir)
+            procs.stop(app)
+            print("redrive ingest (no worker) ...", flush=True)
+            url, db, pid = start_redrive(procs, "redrive-ingest", 9, worker_concurrency=0)
+            ingest = drive(args, f"{url}/hooks/bench", pid, procs.workdir)
+            time.sleep(0.5)  # let commits of requests wrk abandoned in flight land
+            rows = int(sql(db, "SELECT count(*) FROM events"))
+            procs.stop_all()
+            print(f"end to end: {args.events} events, worker concurrency {args.concurrency} ...", flush=True)
+            e2e = end_to_end(args, procs)
+        finally:
+            procs.stop_all()
+    figures = report(args, base, ingest, rows, e2e)
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "latest.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"figures written to {HERE / 'results' / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
