@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import uvicorn
@@ -16,6 +17,8 @@ from sqlalchemy import create_engine, text
 from redrive.api.app import create_app
 from redrive.api.state import ServiceState
 from redrive.config import Settings, parse_config
+from redrive.db.database import Database
+from redrive.tokens import ROLES, create_token
 
 T = TypeVar("T")
 
@@ -34,11 +37,16 @@ def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: f
 
 @dataclass
 class Service:
-    """A running redrive service: its base URL and its in-process state."""
+    """A running redrive service: its base URL, its in-process state, and a token per role."""
 
     url: str
     server: uvicorn.Server
     app: Any
+    tokens: dict[str, str]
+
+    def auth(self, role: str = "admin") -> dict[str, str]:
+        """The Authorization header for a token of ``role``."""
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
 
     @property
     def state(self) -> ServiceState:
@@ -62,10 +70,19 @@ def run_service(db_url: str, config_yaml: str, **settings: Any) -> Iterator[Serv
         raise RuntimeError("the service failed to start; see the log above")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Service(f"http://127.0.0.1:{port}", server, app)
+        yield Service(f"http://127.0.0.1:{port}", server, app, make_tokens(db_url))
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+def make_tokens(db_url: str) -> dict[str, str]:
+    """One token per role, named after it, in the test database."""
+    db = Database(db_url)
+    try:
+        return {role: db.write_sync(create_token(role, role, datetime.now(UTC))) for role in ROLES}
+    finally:
+        db.close()
 
 
 def query(db_url: str, sql: str, **params: Any) -> list[Any]:

@@ -19,8 +19,10 @@ from redrive.errors import ConfigError
 app = typer.Typer(no_args_is_help=True, help="redrive: reliable event-driven automation.", add_completion=False)
 config_app = typer.Typer(no_args_is_help=True, help="Validate trigger files.")
 executions_app = typer.Typer(no_args_is_help=True, help="Inspect executions (through the HTTP API).")
+tokens_app = typer.Typer(no_args_is_help=True, help="Manage API tokens (directly on the database).")
 app.add_typer(config_app, name="config")
 app.add_typer(executions_app, name="executions")
+app.add_typer(tokens_app, name="tokens")
 
 out = Console()
 err = Console(stderr=True)
@@ -28,6 +30,7 @@ err = Console(stderr=True)
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Trigger file [env: REDRIVE_CONFIG].")]
 UrlOpt = Annotated[str, typer.Option("--url", envvar="REDRIVE_URL", help="redrive server to talk to.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="REDRIVE_TOKEN", help="API token.", show_default=False)]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -106,11 +109,12 @@ def send(
     data: Annotated[str, typer.Option("--data", "-d", help="JSON payload, or @file, or @- for stdin.")],
     key: Annotated[str | None, typer.Option("--key", "-k", help="Idempotency key.")] = None,
     url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Send an event to a trigger through the API."""
+    """Send an event to a trigger through the API (needs an operator token)."""
     payload = _read_data(data)
-    with RedriveClient(url) as client:
+    with RedriveClient(url, token=token) as client:
         result = _call(client.send_event, trigger, payload, key)
     if as_json:
         out.print_json(data=result)
@@ -134,10 +138,11 @@ def executions_ls(
     trigger: Annotated[str | None, typer.Option(help="Trigger name.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List executions, newest first."""
-    with RedriveClient(url) as client:
+    with RedriveClient(url, token=token) as client:
         rows = _call(client.list_executions, status=status, trigger=trigger, limit=limit)
     if as_json:
         out.print_json(data=rows)
@@ -159,10 +164,11 @@ def executions_ls(
 def executions_show(
     execution_id: Annotated[int, typer.Argument(help="Execution id.")],
     url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show one execution with its attempts and event."""
-    with RedriveClient(url) as client:
+    with RedriveClient(url, token=token) as client:
         execution = _call(client.get_execution, execution_id)
     if as_json:
         out.print_json(data=execution)
@@ -183,6 +189,78 @@ def executions_show(
         )
     out.print(table)
     out.print_json(data=execution["event"]["payload"])
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Option("--name", help="A unique name for the token.")],
+    role: Annotated[str, typer.Option("--role", help="viewer, operator or admin.")],
+    expires_in: Annotated[str | None, typer.Option("--expires-in", help="e.g. 30d; never by default.")] = None,
+) -> None:
+    """Create a token and print it once, alone on stdout."""
+    from datetime import UTC, datetime, timedelta
+
+    from redrive.db.database import Database
+    from redrive.durations import parse_duration
+    from redrive.errors import RedriveError
+    from redrive.tokens import create_token
+
+    now = datetime.now(UTC)
+    try:
+        expires_at = now + timedelta(seconds=parse_duration(expires_in)) if expires_in else None
+        job = create_token(name, role, now, expires_at=expires_at)
+    except (ValueError, RedriveError) as exc:
+        fail(str(exc))
+    db = Database(load_settings().database_url)
+    try:
+        secret = db.write_sync(job)
+    except RedriveError as exc:
+        fail(exc.message)
+    finally:
+        db.close()
+    print(secret)  # alone on stdout so scripts can capture it
+
+
+@tokens_app.command("ls")
+def tokens_ls(as_json: JsonOpt = False) -> None:
+    """List tokens (names, roles, dates; never secrets)."""
+    from redrive.db.database import Database
+    from redrive.tokens import list_tokens
+
+    db = Database(load_settings().database_url)
+    try:
+        rows = db.read_sync(list_tokens)
+    finally:
+        db.close()
+    printable = [{k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()} for row in rows]
+    if as_json:
+        out.print_json(data=printable)
+        return
+    table = Table("name", "role", "created", "expires", "last used", "revoked")
+    for row in printable:
+        table.add_row(
+            *(str(row[k] or "") for k in ("name", "role", "created_at", "expires_at", "last_used_at", "revoked_at"))
+        )
+    out.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
+    """Revoke a token; requests with it fail from now on."""
+    from datetime import UTC, datetime
+
+    from redrive.db.database import Database
+    from redrive.errors import RedriveError
+    from redrive.tokens import revoke_token
+
+    db = Database(load_settings().database_url)
+    try:
+        db.write_sync(revoke_token(name, datetime.now(UTC)))
+    except RedriveError as exc:
+        fail(exc.message)
+    finally:
+        db.close()
+    out.print(f"revoked {name}")
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ class RedriveError(Exception):
 
     code: str = "internal_error"
     status: int = 500
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
         super().__init__(message)

@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
 import uvicorn
 from rich.console import Console
+from sqlalchemy.engine import make_url
 
 from redrive.api.app import create_app
 from redrive.config import RedriveConfig, Settings
+from redrive.db.database import Database
 from redrive.db.migrate import upgrade
 from redrive.logs import configure_logging
 from redrive.redaction import Redactor
+from redrive.tokens import create_token, has_tokens
 
 
 def run_server(settings: Settings, config: RedriveConfig) -> None:
     """Migrate, then serve the API (and a worker unless ``worker_concurrency`` is 0) until stopped."""
     configure_logging(settings.log_level, Redactor(config.secrets))
     upgrade(settings.database_url)
+    console = Console(stderr=True)
+    first_token = bootstrap_admin_token(settings)
+    if first_token is not None:
+        secret, path = first_token
+        console.print(
+            f"[bold]First start: an admin token was created.[/] It is shown once here and saved to {path} "
+            "(readable by you only):",
+            highlight=False,
+        )
+        print(secret, flush=True)  # the one time the secret is shown, alone on its line
     app = create_app(settings, config)
-    Console(stderr=True).print(
+    console.print(
         f"redrive is up at [bold]http://{settings.host}:{settings.port}[/] "
         f"({len(config.triggers)} trigger(s), database {settings.database_url.split('://')[0]})",
         highlight=False,
@@ -35,3 +52,28 @@ def run_server(settings: Settings, config: RedriveConfig) -> None:
         )
     )
     server.run()
+
+
+def token_file(settings: Settings) -> Path:
+    """Where the first admin token is saved: next to an SQLite database, else in the working directory."""
+    url = make_url(settings.database_url)
+    if settings.is_sqlite and url.database and url.database != ":memory:":
+        return Path(url.database).resolve().parent / "redrive-admin-token"
+    return Path("redrive-admin-token").resolve()
+
+
+def bootstrap_admin_token(settings: Settings) -> tuple[str, Path] | None:
+    """On an empty token table, create an admin token and save it to a file only the owner can read."""
+    db = Database(settings.database_url)
+    try:
+        if db.read_sync(has_tokens):
+            return None
+        secret = db.write_sync(create_token("admin", "admin", datetime.now(UTC)))
+    finally:
+        db.close()
+    path = token_file(settings)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secret + "\n")
+    os.chmod(path, 0o600)  # O_CREAT's mode does not apply to an existing file
+    return secret, path

@@ -173,13 +173,16 @@ def test_an_integrity_failure_other_than_the_key_is_a_500_not_a_silent_200(servi
 
 def test_events_api_follows_the_same_contract(service, db_url: str) -> None:
     body = {"trigger": "orders", "payload": {"b": 2, "a": 1}, "idempotency_key": "api-1"}
-    first = httpx2.post(service.url + "/api/v1/events", json=body, timeout=10)
+    auth = service.auth("operator")
+    assert httpx2.post(service.url + "/api/v1/events", json=body, timeout=10).status_code == 401
+    assert httpx2.post(service.url + "/api/v1/events", json=body, headers=service.auth("viewer")).status_code == 403
+    first = httpx2.post(service.url + "/api/v1/events", json=body, headers=auth, timeout=10)
     reordered = {"trigger": "orders", "payload": {"a": 1, "b": 2}, "idempotency_key": "api-1"}
-    again = httpx2.post(service.url + "/api/v1/events", json=reordered, timeout=10)
+    again = httpx2.post(service.url + "/api/v1/events", json=reordered, headers=auth, timeout=10)
     assert (first.status_code, again.status_code) == (202, 200)
     assert again.json()["event_id"] == first.json()["event_id"]
-    unknown = httpx2.post(service.url + "/api/v1/events", json={"trigger": "nope", "payload": {}}, timeout=10)
+    unknown = httpx2.post(service.url + "/api/v1/events", json={"trigger": "nope", "payload": {}}, headers=auth)
     assert unknown.status_code == 404
-    invalid = httpx2.post(service.url + "/api/v1/events", json={"payload": {}}, timeout=10)
+    invalid = httpx2.post(service.url + "/api/v1/events", json={"payload": {}}, headers=auth, timeout=10)
     assert invalid.status_code == 422
     assert invalid.json()["error"]["code"] == "invalid_request"

@@ -33,8 +33,8 @@ _REQUEST_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueErro
 def new_http_session(*, resolver: AbstractResolver | None = None, limit: int = 100) -> aiohttp.ClientSession:
     """Build the shared session a worker hands its actions; call it inside the running event loop.
 
-    ``resolver`` is where the SSRF guard goes; ``limit`` caps open connections. Cookies are never kept (one session serves every trigger) and
-    proxy settings are not read from the environment.
+    ``resolver`` is where the SSRF guard goes; ``limit`` caps open connections. Cookies are never kept (one
+    session serves every trigger) and proxy settings are not read from the environment.
     """
     try:
         agent = f"redrive/{version('redrive')}"

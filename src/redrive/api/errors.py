@@ -31,7 +31,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RedriveError)
     async def _redrive_error(request: Request, exc: RedriveError) -> Json:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Json:

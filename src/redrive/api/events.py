@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from redrive.api.auth import OperatorDep
 from redrive.api.deps import StateDep
 from redrive.api.hooks import INGEST_RESPONSES, accept, find_trigger
 from redrive.api.responses import Json
@@ -33,7 +34,7 @@ class EventIn(BaseModel):
 
 
 @router.post("/events", status_code=202, responses=INGEST_RESPONSES)
-async def send_event(event: EventIn, request: Request, state: StateDep) -> Json:
+async def send_event(event: EventIn, request: Request, state: StateDep, caller: OperatorDep) -> Json:
     """Accept one event: 202 new, 200 duplicate."""
     trigger = find_trigger(state, event.trigger)
     body = orjson.dumps(event.payload, option=orjson.OPT_SORT_KEYS)  # same payload, same hash

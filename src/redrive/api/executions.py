@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
+from redrive.api.auth import ViewerDep
 from redrive.api.deps import StateDep
 from redrive.errors import NotFound
 from redrive.executions import ExecutionFilter, get_execution, list_executions
@@ -19,6 +20,7 @@ Kind = Literal["http", "command", "email"]
 @router.get("")
 async def executions_list(
     state: StateDep,
+    caller: ViewerDep,
     trigger: str | None = None,
     status: Status | None = None,
     kind: Kind | None = None,
@@ -35,7 +37,7 @@ async def executions_list(
 
 
 @router.get("/{execution_id}", responses={404: {"description": "not_found"}})
-async def execution_show(execution_id: int, state: StateDep) -> dict[str, Any]:
+async def execution_show(execution_id: int, state: StateDep, caller: ViewerDep) -> dict[str, Any]:
     """One execution with every attempt and its event."""
     found = await state.db.read(get_execution(execution_id))
     if found is None:

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from redrive.api.limiter import FailureLimiter
 from redrive.config import RedriveConfig, Settings
 from redrive.db.database import Database
 from redrive.redaction import Redactor
@@ -25,6 +26,8 @@ class ServiceState:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     worker: Worker | None = None
     clock: Clock = utcnow
+    auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
+    token_touches: dict[int, float] = field(default_factory=dict)
 
     def now(self) -> datetime:
         """The service clock."""

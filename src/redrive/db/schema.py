@@ -95,6 +95,9 @@ events = Table(
     Column("payload", Json, nullable=False),
     Column("filtered", Boolean, nullable=False, server_default=text("false")),
     Column("received_at", _utc(), nullable=False),
+    # Replays of this event's executions: at most MAX_REPLAYS in all, one per REPLAY_INTERVAL (checked in SQL).
+    Column("replay_count", Integer, nullable=False, server_default=text("0")),
+    Column("last_replay_at", _utc()),
     Index(
         "uq_events_trigger_key",
         "trigger_id",
@@ -125,6 +128,9 @@ executions = Table(
     Column("error_code", String(64)),
     Column("error_message", Text),
     Column("replay_of", Id, ForeignKey("executions.id")),
+    Column("last_replay_at", _utc()),
+    Column("fingerprint", String(16)),
+    Column("bulk_replay_id", Id, ForeignKey("bulk_replays.id")),
     Index("ix_executions_event", "event_id"),
     # The queue: due pending rows in run_at order, read by every claim.
     Index(
@@ -141,6 +147,10 @@ executions = Table(
         postgresql_where=text("status = 'running'"),
     ),
     Index("ix_executions_status_updated", "status", "updated_at"),
+    # Authoritative windowed counts: an index-only range scan per status, optionally narrowed by kind.
+    Index("ix_executions_finished", "status", "finished_at", "action_kind"),
+    Index("ix_executions_fingerprint", "fingerprint", "status"),
+    Index("ix_executions_bulk_replay", "bulk_replay_id", "status"),
     Index("ix_executions_trigger_created", "trigger_id", "created_at"),
 )
 
@@ -159,7 +169,10 @@ attempts = Table(
     Column("message", Text),
     Column("detail", Json, nullable=False),
     Column("excerpt", Text),
+    Column("fingerprint", String(16)),
     Index("ix_attempts_execution", "execution_id", "number"),
+    Index("ix_attempts_fingerprint_finished", "fingerprint", "finished_at"),
+    Index("ix_attempts_finished", "finished_at"),
 )
 
 # Per trigger and UTC day: things counted at ingest that leave no row of their own (duplicates, conflicts).
@@ -170,4 +183,79 @@ daily_counters = Table(
     Column("day", Date, primary_key=True),
     Column("name", String(32), primary_key=True),
     Column("value", BigInteger, nullable=False),
+)
+
+TOKEN_ROLES = ("viewer", "operator", "admin")
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    # The first characters of the secret, to find the row; the full secret is only ever stored as its SHA-256.
+    Column("lookup", String(16), nullable=False, unique=True),
+    Column("digest", String(64), nullable=False),
+    Column("created_at", _utc(), nullable=False),
+    Column("expires_at", _utc()),
+    Column("last_used_at", _utc()),
+    Column("revoked_at", _utc()),
+)
+
+ERROR_GROUP_STATUSES = ("open", "resolved", "ignored", "regressed")
+
+error_groups = Table(
+    "error_groups",
+    metadata,
+    Column("fingerprint", String(16), primary_key=True),
+    Column("trigger_id", Id, ForeignKey("triggers.id"), nullable=False),
+    Column("action_kind", String(32), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("first_seen", _utc(), nullable=False),
+    Column("last_seen", _utc(), nullable=False),
+    Column("sample_execution_id", Id),
+    Column("status_changed_at", _utc()),
+    Index("ix_error_groups_last_seen", "last_seen"),
+)
+
+bulk_replays = Table(
+    "bulk_replays",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("trigger_id", Id, ForeignKey("triggers.id"), nullable=False),
+    Column("filter", Json, nullable=False),
+    Column("rate", Float, nullable=False),
+    Column("status", String(16), nullable=False),  # running | done | cancelled | failed
+    Column("matched", Integer, nullable=False, server_default=text("0")),
+    Column("replayed", Integer, nullable=False, server_default=text("0")),
+    Column("skipped", Integer, nullable=False, server_default=text("0")),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", _utc(), nullable=False),
+    Column("finished_at", _utc()),
+    Column("error", Text),
+    # One running bulk replay per trigger, enforced by the database across processes and nodes.
+    Index(
+        "uq_bulk_replays_running",
+        "trigger_id",
+        unique=True,
+        sqlite_where=text("status = 'running'"),
+        postgresql_where=text("status = 'running'"),
+    ),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", _utc(), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(255)),
+    Column("detail", Json, nullable=False),
+    Column("result", String(64), nullable=False),
+    Index("ix_audit_log_at", "at"),
 )

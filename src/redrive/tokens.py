@@ -1,0 +1,142 @@
+"""API tokens: random 256-bit secrets with a recognisable prefix, stored only as a SHA-256 digest.
+
+A token reads ``rdv_<43 url-safe characters>``. Its first characters after the prefix find the row (``lookup``);
+the digest of the whole token is compared in constant time. SHA-256 suffices (no slow hash) because the secret is
+random and 256 bits long: there is nothing to guess. Roles are ordered ``viewer < operator < admin``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from redrive.db.schema import tokens
+from redrive.errors import InvalidRequest, NotFound
+
+Role = Literal["viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+PREFIX = "rdv_"
+_LOOKUP_LENGTH = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token's name and role."""
+
+    token_id: int
+    name: str
+    role: Role
+
+    def can(self, role: Role) -> bool:
+        """True when this principal's role is at least ``role``."""
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    """A fresh token string."""
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def create_token(
+    name: str, role: str, now: datetime, *, expires_at: datetime | None = None
+) -> Callable[[Connection], str]:
+    """A write job that stores a new token and returns the raw secret (shown once, never stored)."""
+    if role not in ROLES:
+        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, not {role!r}", code="invalid_role")
+    if not name or len(name) > 64:
+        raise InvalidRequest("a token name is 1 to 64 characters", code="invalid_name")
+
+    def job(connection: Connection) -> str:
+        secret = new_secret()
+        try:
+            with connection.begin_nested():
+                connection.execute(
+                    tokens.insert().values(
+                        name=name,
+                        role=role,
+                        lookup=secret[len(PREFIX) : len(PREFIX) + _LOOKUP_LENGTH],
+                        digest=_digest(secret),
+                        created_at=now,
+                        expires_at=expires_at,
+                    )
+                )
+        except IntegrityError as exc:
+            raise InvalidRequest(f"a token called {name!r} exists already", code="token_exists") from exc
+        return secret
+
+    return job
+
+
+def authenticate(secret: str, now: datetime) -> Callable[[Connection], Principal | None]:
+    """A read job: the principal for ``secret``, or None when it is unknown, revoked or expired."""
+
+    def job(connection: Connection) -> Principal | None:
+        if not secret.startswith(PREFIX) or len(secret) < len(PREFIX) + _LOOKUP_LENGTH:
+            return None
+        row = connection.execute(
+            select(
+                tokens.c.id, tokens.c.name, tokens.c.role, tokens.c.digest, tokens.c.expires_at, tokens.c.revoked_at
+            ).where(tokens.c.lookup == secret[len(PREFIX) : len(PREFIX) + _LOOKUP_LENGTH])
+        ).one_or_none()
+        if row is None or not hmac.compare_digest(row.digest, _digest(secret)):
+            return None
+        if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+            return None
+        return Principal(row.id, row.name, row.role)
+
+    return job
+
+
+def touch(token_id: int, now: datetime) -> Callable[[Connection], None]:
+    """A write job that records the token's last use."""
+
+    def job(connection: Connection) -> None:
+        connection.execute(update(tokens).where(tokens.c.id == token_id).values(last_used_at=now))
+
+    return job
+
+
+def list_tokens(connection: Connection) -> list[dict[str, Any]]:
+    """Every token's public fields (never the digest)."""
+    rows = connection.execute(
+        select(
+            tokens.c.name,
+            tokens.c.role,
+            tokens.c.created_at,
+            tokens.c.expires_at,
+            tokens.c.last_used_at,
+            tokens.c.revoked_at,
+        ).order_by(tokens.c.id)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def revoke_token(name: str, now: datetime) -> Callable[[Connection], None]:
+    """A write job that revokes the token called ``name``."""
+
+    def job(connection: Connection) -> None:
+        revoked = connection.execute(
+            update(tokens).where(tokens.c.name == name, tokens.c.revoked_at.is_(None)).values(revoked_at=now)
+        ).rowcount
+        if not revoked:
+            raise NotFound(f"no active token is called {name!r}")
+
+    return job
+
+
+def has_tokens(connection: Connection) -> bool:
+    """True once any token exists (the first `redrive up` creates an admin token otherwise)."""
+    return connection.execute(select(tokens.c.id).limit(1)).first() is not None
