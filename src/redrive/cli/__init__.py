@@ -1,0 +1,88 @@
+"""The ``redrive`` command: run the service, manage its database, send events, operate failures.
+
+One module per resource; each registers its sub-commands here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from redrive.cli import executions, tokens
+from redrive.cli.common import (
+    DEFAULT_URL,
+    ConfigOpt,
+    JsonOpt,
+    TokenOpt,
+    UrlOpt,
+    call,
+    client,
+    load_settings,
+    load_triggers,
+    out,
+    read_data,
+)
+
+app = typer.Typer(no_args_is_help=True, help="redrive: reliable event-driven automation.", add_completion=False)
+config_app = typer.Typer(no_args_is_help=True, help="Validate trigger files.")
+app.add_typer(config_app, name="config")
+app.add_typer(executions.app, name="executions")
+app.add_typer(tokens.app, name="tokens")
+
+
+@app.command()
+def up(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Bind address [env: REDRIVE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env: REDRIVE_PORT].")] = None,
+) -> None:
+    """Migrate the database, then serve the API and run a worker in this process."""
+    from redrive.serve import run_server
+
+    settings = load_settings(config=config, host=host, port=port)
+    triggers = load_triggers(settings.config)
+    run_server(settings, triggers)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database (REDRIVE_DATABASE_URL) to the newest schema."""
+    from redrive.db.migrate import upgrade
+
+    settings = load_settings()
+    upgrade(settings.database_url)
+    out.print("database is at the newest schema")
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="The trigger file to validate.")]) -> None:
+    """Validate a trigger file; exit 2 listing every problem."""
+    triggers = load_triggers(file)
+    out.print(f"[green]✓[/] {file}: {len(triggers.triggers)} trigger(s) valid", highlight=False)
+
+
+@app.command()
+def send(
+    trigger: Annotated[str, typer.Argument(help="Trigger name.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="JSON payload, or @file, or @- for stdin.")],
+    key: Annotated[str | None, typer.Option("--key", "-k", help="Idempotency key.")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send an event to a trigger through the API (needs an operator token)."""
+    payload = read_data(data)
+    with client(url, token) as api:
+        result = call(api.send_event, trigger, payload, key)
+    if as_json:
+        out.print_json(data=result)
+    else:
+        state = "duplicate of" if result["duplicate"] else "accepted as"
+        out.print(f"{state} event {result['event_id']}, execution {result['execution_id']}")
+
+
+def main() -> None:
+    """Entry point of the ``redrive`` script."""
+    app()

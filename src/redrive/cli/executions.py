@@ -1,0 +1,73 @@
+"""`redrive executions ls|show`: inspect executions through the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, out
+
+app = typer.Typer(no_args_is_help=True, help="Inspect executions (through the HTTP API).")
+
+
+@app.command("ls")
+def ls(
+    status: Annotated[
+        str | None, typer.Option(help="pending, running, succeeded, failed_retryable, failed, replayed")
+    ] = None,
+    trigger: Annotated[str | None, typer.Option(help="Trigger name.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List executions, newest first."""
+    with client(url, token) as api:
+        rows = call(api.list_executions, status=status, trigger=trigger, limit=limit)
+    if as_json:
+        out.print_json(data=rows)
+        return
+    table = Table("id", "trigger", "status", "attempts", "code", "updated")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["trigger"],
+            row["status"],
+            str(row["attempt_count"]),
+            row["error_code"] or "",
+            row["updated_at"],
+        )
+    out.print(table)
+
+
+@app.command("show")
+def show(
+    execution_id: Annotated[int, typer.Argument(help="Execution id.")],
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one execution with its attempts and event."""
+    with client(url, token) as api:
+        execution = call(api.get_execution, execution_id)
+    if as_json:
+        out.print_json(data=execution)
+        return
+    out.print(
+        f"[bold]execution {execution['id']}[/] {execution['trigger']} ({execution['kind']}): "
+        f"[bold]{execution['status']}[/] after {execution['attempt_count']} attempt(s)",
+        highlight=False,
+    )
+    table = Table("#", "outcome", "code", "duration ms", "message")
+    for attempt in execution["attempts"]:
+        table.add_row(
+            str(attempt["number"]),
+            attempt["outcome"],
+            attempt["error_code"] or "",
+            f"{attempt['duration_ms']:.1f}",
+            attempt["message"] or "",
+        )
+    out.print(table)
+    out.print_json(data=execution["event"]["payload"])
