@@ -121,3 +121,19 @@ def get_execution(execution_id: int) -> Callable[[Connection], dict[str, Any] | 
         return result
 
     return job
+
+
+def error_context(execution: dict[str, Any]) -> dict[str, Any] | None:
+    """What the last failed attempt left behind: code, message and the facts (status, exit code, SMTP reply)."""
+    failed = [a for a in execution["attempts"] if a["outcome"] != "succeeded"]
+    if not failed:
+        return None
+    last = failed[-1]
+    return {
+        "attempt": last["number"],
+        "category": last["error_category"],
+        "code": last["error_code"],
+        "message": last["message"],
+        "detail": last["detail"],
+        "excerpt": last["excerpt"],
+    }

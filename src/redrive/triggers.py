@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
@@ -29,6 +30,24 @@ class Trigger:
     def name(self) -> str:
         """The trigger's name."""
         return self.config.name
+
+
+def action_context(
+    trigger_name: str,
+    *,
+    event_id: int,
+    payload: Any,
+    headers: dict[str, str],
+    idempotency_key: str | None,
+    received_at: datetime,
+) -> dict[str, Any]:
+    """What an action's templates see: ``payload``, ``headers``, ``event`` and ``trigger``."""
+    return {
+        "payload": payload,
+        "headers": headers,
+        "event": {"id": event_id, "idempotency_key": idempotency_key, "received_at": received_at.isoformat()},
+        "trigger": {"name": trigger_name},
+    }
 
 
 class TriggerSet:

@@ -25,7 +25,7 @@ from redrive.queue import Claimed, Completion
 from redrive.redaction import Redactor
 from redrive.retry import decide
 from redrive.templating import RenderError
-from redrive.triggers import Trigger, TriggerSet
+from redrive.triggers import Trigger, TriggerSet, action_context
 
 log = structlog.get_logger("redrive.worker")
 Clock = Callable[[], datetime]
@@ -140,16 +140,14 @@ class Worker:
         attempt = claimed.attempts + 1
         log.info("execution_started", trigger=trigger.name, execution_id=claimed.id, attempt=attempt)
         started = self._clock()
-        context = {
-            "payload": claimed.payload,
-            "headers": claimed.headers,
-            "event": {
-                "id": claimed.event_id,
-                "idempotency_key": claimed.idempotency_key,
-                "received_at": claimed.received_at.isoformat(),
-            },
-            "trigger": {"name": trigger.name},
-        }
+        context = action_context(
+            trigger.name,
+            event_id=claimed.event_id,
+            payload=claimed.payload,
+            headers=claimed.headers,
+            idempotency_key=claimed.idempotency_key,
+            received_at=claimed.received_at,
+        )
         try:
             rendered = trigger.action.render(context)
             outcome = await trigger.action.execute(rendered, self._resources)

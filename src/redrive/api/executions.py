@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -9,8 +10,11 @@ from pydantic import AwareDatetime
 
 from redrive.api.auth import ViewerDep
 from redrive.api.deps import StateDep
+from redrive.api.state import ServiceState
 from redrive.errors import NotFound
-from redrive.executions import ExecutionFilter, get_execution, list_executions
+from redrive.executions import ExecutionFilter, error_context, get_execution, list_executions
+from redrive.templating import RenderError
+from redrive.triggers import action_context
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 Status = Literal["pending", "running", "succeeded", "failed_retryable", "failed", "replayed"]
@@ -42,4 +46,26 @@ async def execution_show(execution_id: int, state: StateDep, caller: ViewerDep) 
     found = await state.db.read(get_execution(execution_id))
     if found is None:
         raise NotFound(f"no execution has id {execution_id}")
+    found["action"] = rendered_action(state, found["trigger"], found["event"])
+    found["error"] = error_context(found)
     return found
+
+
+def rendered_action(state: ServiceState, trigger_name: str, event: dict[str, Any]) -> dict[str, Any] | None:
+    """What the trigger's action sends for this event, secrets masked; None when the trigger is gone."""
+    trigger = state.triggers.by_name(trigger_name)
+    if trigger is None:
+        return None
+    context = action_context(
+        trigger.name,
+        event_id=event["id"],
+        payload=event["payload"],
+        headers=event["headers"],
+        idempotency_key=event["idempotency_key"],
+        received_at=datetime.fromisoformat(event["received_at"]),
+    )
+    try:
+        rendered = trigger.action.render(context)
+    except RenderError as exc:
+        return {"kind": trigger.config.action.kind, "error": str(exc)}
+    return {"kind": trigger.config.action.kind, **state.redactor.tree(rendered)}

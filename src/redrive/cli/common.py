@@ -10,13 +10,14 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from redrive.client import ApiError, RedriveClient
 from redrive.config import RedriveConfig, Settings, load_config
 from redrive.errors import ConfigError
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Trigger file [env: REDRIVE_CONFIG].")]
 UrlOpt = Annotated[str, typer.Option("--url", envvar="REDRIVE_URL", help="redrive server to talk to.")]
@@ -27,7 +28,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error to stderr and exit non-zero."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -46,7 +47,7 @@ def load_triggers(path: Path) -> RedriveConfig:
         return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
-            err.print(f"[red]✗[/] {problem}", highlight=False)
+            err.print(f"[red]✗[/] {escape(str(problem))}", highlight=False)
         fail(f"{len(exc.problems)} problem(s) in the configuration; nothing was started")
 
 
