@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -36,7 +37,7 @@ MIB = 1024 * 1024
 class Settings(BaseSettings):
     """Process settings, read once from ``REDRIVE_*`` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="REDRIVE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="REDRIVE_", extra="ignore", allow_inf_nan=False)
 
     database_url: str = Field(
         "sqlite:///./redrive.db", description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://..."
@@ -193,17 +194,13 @@ class TriggerConfig(_Model):
 
 class RedriveConfig(_Model):
     triggers: list[TriggerConfig] = Field(default_factory=list)
-    secrets: frozenset[str] = Field(default_factory=frozenset, exclude=True)
+    # Values substituted from ${VAR}: masked wherever redrive writes text down. Not part of the file's schema.
+    _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
-    @field_validator("triggers")
-    @classmethod
-    def _unique_names(cls, triggers: list[TriggerConfig]) -> list[TriggerConfig]:
-        seen: set[str] = set()
-        for trigger in triggers:
-            if trigger.name in seen:
-                raise ValueError(f"trigger name {trigger.name!r} is declared twice")
-            seen.add(trigger.name)
-        return triggers
+    @property
+    def secrets(self) -> frozenset[str]:
+        """Configured secret values (from ``${VAR}``) to mask in logs and stored text."""
+        return self._secrets
 
     def trigger(self, name: str) -> TriggerConfig | None:
         """The trigger called ``name``, if declared."""
@@ -235,11 +232,28 @@ def _expand(node: Any, path: str, env: dict[str, str], problems: list[str], foun
 
 
 def _location(loc: tuple[int | str, ...]) -> Iterator[str]:
+    previous: int | str | None = None
     for part in loc:
         if isinstance(part, int):
             yield f"[{part}]"
-        elif part not in {"http", "command", "email", "function-after[_one_body()]"}:
+        elif not (previous == "action" and part in {"http", "command", "email"}) and not part.startswith("function-"):
             yield f".{part}"
+        previous = part
+
+
+def _duplicate_names(raw: dict[str, Any], source: str) -> list[Problem]:
+    triggers = raw.get("triggers")
+    if not isinstance(triggers, list):
+        return []
+    seen: set[str] = set()
+    problems = []
+    for index, trigger in enumerate(triggers):
+        name = trigger.get("name") if isinstance(trigger, dict) else None
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(Problem(source, f"triggers[{index}].name", f"trigger name {name!r} is declared twice"))
+            seen.add(name)
+    return problems
 
 
 def parse_config(text: str, *, source: str = "<config>", env: dict[str, str] | None = None) -> RedriveConfig:
@@ -258,6 +272,7 @@ def parse_config(text: str, *, source: str = "<config>", env: dict[str, str] | N
     found: set[str] = set()
     expanded = _expand(raw, "", dict(os.environ) if env is None else env, problems, found)
     errors = [Problem(source, p.split("\0")[0], p.split("\0")[1]) for p in problems]
+    errors += _duplicate_names(expanded, source)
     try:
         config = RedriveConfig.model_validate(expanded)
     except ValidationError as exc:
@@ -267,7 +282,8 @@ def parse_config(text: str, *, source: str = "<config>", env: dict[str, str] | N
         raise ConfigError(errors) from exc
     if errors:
         raise ConfigError(errors)
-    return config.model_copy(update={"secrets": frozenset(s for s in found if len(s) >= _MIN_SECRET_LENGTH)})
+    config._secrets = frozenset(s for s in found if len(s) >= _MIN_SECRET_LENGTH)
+    return config
 
 
 def load_config(path: Path) -> RedriveConfig:

@@ -82,8 +82,8 @@ class Filter:
 def compile_filter(source: str) -> Filter:
     """Compile a filter expression; raise ValueError when it is malformed or unsafe."""
     try:
-        _refuse_private_access(_ENV.parse("{{ " + source + " }}"), source)
         evaluate = _ENV.compile_expression(source, undefined_to_none=False)
+        _refuse_private_access(_ENV.parse("{{ " + source + " }}"), source)
     except TemplateError as exc:
         raise ValueError(f"filter {source!r} does not compile: {exc}") from exc
     return Filter(source, evaluate)
