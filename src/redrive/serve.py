@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.engine import make_url
 
 from redrive.api.app import create_app
@@ -23,12 +25,12 @@ def run_server(settings: Settings, config: RedriveConfig) -> None:
     """Migrate, then serve the API (and a worker unless ``worker_concurrency`` is 0) until stopped."""
     configure_logging(settings.log_level, Redactor(config.secrets))
     upgrade(settings.database_url)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True, emoji=False)
     first_token = bootstrap_admin_token(settings)
     if first_token is not None:
         secret, path = first_token
         console.print(
-            f"[bold]First start: an admin token was created.[/] It is shown once here and saved to {path} "
+            f"[bold]First start: an admin token was created.[/] It is shown once here and saved to {escape(str(path))} "
             "(readable by you only):",
             highlight=False,
         )
@@ -51,6 +53,9 @@ def run_server(settings: Settings, config: RedriveConfig) -> None:
             timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
         )
     )
+    # uvicorn re-raises the signal that stopped it once shutdown is done; after a graceful stop on SIGTERM the
+    # process should exit 0, not die of that second signal.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     server.run()
 
 

@@ -16,8 +16,9 @@ from redrive.client import ApiError, RedriveClient
 from redrive.config import RedriveConfig, Settings, load_config
 from redrive.errors import ConfigError
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# No emoji codes and soft wrap: printed values (paths, messages) come out verbatim for scripts.
+out = Console(soft_wrap=True, emoji=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Trigger file [env: REDRIVE_CONFIG].")]
 UrlOpt = Annotated[str, typer.Option("--url", envvar="REDRIVE_URL", help="redrive server to talk to.")]
