@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx2
 
@@ -67,4 +68,96 @@ class RedriveClient:
     def get_execution(self, execution_id: int) -> dict[str, Any]:
         """GET /api/v1/executions/{id}."""
         result: dict[str, Any] = self.request("GET", f"/api/v1/executions/{execution_id}")
+        return result
+
+    def replay_execution(self, execution_id: int, *, force: bool = False) -> dict[str, Any]:
+        """POST /api/v1/executions/{id}/replay."""
+        params = {"force": "true"} if force else {}
+        result: dict[str, Any] = self.request("POST", f"/api/v1/executions/{execution_id}/replay", params=params)
+        return result
+
+    def replay_preview(self, execution_id: int, *, force: bool = False) -> dict[str, Any]:
+        """GET /api/v1/executions/{id}/replay-preview."""
+        params = {"force": "true"} if force else {}
+        path = f"/api/v1/executions/{execution_id}/replay-preview"
+        result: dict[str, Any] = self.request("GET", path, params=params)
+        return result
+
+    def bulk_replay(
+        self, filters: dict[str, Any], *, rate: float | None = None, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """POST /api/v1/replays: start a bulk replay (or count its matches with ``dry_run``)."""
+        body: dict[str, Any] = {"filter": {k: v for k, v in filters.items() if v is not None}, "dry_run": dry_run}
+        if rate is not None:
+            body["rate"] = rate
+        result: dict[str, Any] = self.request("POST", "/api/v1/replays", json=body)
+        return result
+
+    def get_bulk_replay(self, bulk_id: int) -> dict[str, Any]:
+        """GET /api/v1/replays/{id}."""
+        result: dict[str, Any] = self.request("GET", f"/api/v1/replays/{bulk_id}")
+        return result
+
+    def cancel_bulk_replay(self, bulk_id: int) -> dict[str, Any]:
+        """POST /api/v1/replays/{id}/cancel."""
+        result: dict[str, Any] = self.request("POST", f"/api/v1/replays/{bulk_id}/cancel")
+        return result
+
+    def list_audit(self, *, limit: int = 50, before: int | None = None) -> dict[str, Any]:
+        """GET /api/v1/audit (one page: ``items`` and ``next_cursor``)."""
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        result: dict[str, Any] = self.request("GET", "/api/v1/audit", params=params)
+        return result
+
+    def _get(self, path: str, **params: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "GET", path, params={key: value for key, value in params.items() if value is not None}
+        )
+        return result
+
+    def execution_stats(
+        self, *, since: str = "1h", success: bool | None = None, kind: str | None = None
+    ) -> dict[str, Any]:
+        """GET /api/v1/executions/stats: the authoritative count in a window."""
+        flag = None if success is None else str(success).lower()
+        return self._get("/api/v1/executions/stats", since=since, success=flag, kind=kind)
+
+    def stats_summary(self, *, days: int = 1) -> dict[str, Any]:
+        """GET /api/v1/stats."""
+        return self._get("/api/v1/stats", days=days)
+
+    def stats_timeseries(self, **params: Any) -> dict[str, Any]:
+        """GET /api/v1/stats/timeseries (since, bucket, by, fingerprint)."""
+        return self._get("/api/v1/stats/timeseries", **params)
+
+    def list_error_groups(self, **filters: Any) -> list[dict[str, Any]]:
+        """GET /api/v1/error-groups (since, status, trigger, limit)."""
+        items: list[dict[str, Any]] = self._get("/api/v1/error-groups", **filters)["items"]
+        return items
+
+    def get_error_group(self, fingerprint: str, *, since: str | None = None) -> dict[str, Any]:
+        """GET /api/v1/error-groups/{fingerprint}."""
+        return self._get(f"/api/v1/error-groups/{quote(fingerprint, safe='')}", since=since)
+
+    def decide_error_group(self, fingerprint: str, decision: str) -> dict[str, Any]:
+        """POST /api/v1/error-groups/{fingerprint}/resolve or /ignore (``decision``)."""
+        path = f"/api/v1/error-groups/{quote(fingerprint, safe='')}/{decision}"
+        result: dict[str, Any] = self.request("POST", path)
+        return result
+
+    def list_triggers(self) -> list[dict[str, Any]]:
+        """GET /api/v1/triggers."""
+        items: list[dict[str, Any]] = self._get("/api/v1/triggers")["items"]
+        return items
+
+    def get_trigger(self, name: str) -> dict[str, Any]:
+        """GET /api/v1/triggers/{name}."""
+        return self._get(f"/api/v1/triggers/{quote(name, safe='')}")
+
+    def set_trigger_paused(self, name: str, paused: bool) -> dict[str, Any]:
+        """POST /api/v1/triggers/{name}/pause or /resume."""
+        path = f"/api/v1/triggers/{quote(name, safe='')}/{'pause' if paused else 'resume'}"
+        result: dict[str, Any] = self.request("POST", path)
         return result

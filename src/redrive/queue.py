@@ -18,6 +18,7 @@ from sqlalchemy import false, func, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
+from redrive.errorgroups import record_failure
 
 TERMINAL = frozenset({"succeeded", "failed", "failed_retryable"})
 
@@ -62,6 +63,10 @@ class Completion:
     detail: dict[str, Any]
     excerpt: str | None
     pause_trigger_id: int | None = None
+    trigger_id: int | None = None
+    action_kind: str | None = None
+    fingerprint: str | None = None  # set on failures: the error group this attempt counts in
+    title: str | None = None  # the failure message, normalised: the group's title
 
 
 def _runnable(trigger_ids: Sequence[int]) -> Any:
@@ -162,6 +167,7 @@ def complete(result: Completion) -> Callable[[Connection], bool]:
                 error_category=result.error_category,
                 error_code=result.error_code,
                 error_message=result.message,
+                fingerprint=result.fingerprint,
             )
             .returning(executions.c.attempts)
         ).scalar_one_or_none()
@@ -180,8 +186,23 @@ def complete(result: Completion) -> Callable[[Connection], bool]:
                 message=result.message,
                 detail=result.detail,
                 excerpt=result.excerpt,
+                fingerprint=result.fingerprint,
             )
         )
+        if result.fingerprint is not None:
+            assert result.trigger_id is not None
+            assert result.action_kind is not None
+            record_failure(
+                connection,
+                fingerprint=result.fingerprint,
+                trigger_id=result.trigger_id,
+                kind=result.action_kind,
+                code=result.error_code or "unknown",
+                category=result.error_category or "permanent",
+                title=result.title or "",
+                execution_id=result.execution_id,
+                at=result.finished_at,
+            )
         if result.pause_trigger_id is not None:
             connection.execute(
                 update(triggers)

@@ -21,6 +21,7 @@ from redrive.actions.http import new_http_session
 from redrive.classify import permanent
 from redrive.config import Settings
 from redrive.db.database import Database
+from redrive.fingerprint import fingerprint, normalise
 from redrive.queue import Claimed, Completion
 from redrive.redaction import Redactor
 from redrive.retry import decide
@@ -186,6 +187,12 @@ class Worker:
             detail=redact.tree(outcome.detail),
             excerpt=redact.text(outcome.excerpt[:EXCERPT_LIMIT]) if outcome.excerpt else None,
             pause_trigger_id=trigger.id if failure is not None and failure.pause_trigger else None,
+            trigger_id=trigger.id,
+            action_kind=trigger.config.action.kind,
+            fingerprint=fingerprint(trigger.name, trigger.config.action.kind, failure.code, message or "")
+            if failure
+            else None,
+            title=normalise(message or "") if failure else None,
         )
         applied = await self._db.write(queue.complete(completion))
         fields = {"trigger": trigger.name, "execution_id": claimed.id, "attempt": attempt}

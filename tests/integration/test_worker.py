@@ -74,6 +74,13 @@ def test_503_every_time_dead_letters_after_exactly_max_attempts(db_url: str, htt
     assert [tuple(row) for row in rows] == [(n, "transient", "http_503", "maintenance") for n in range(1, 5)]
     code = scalar(db_url, "SELECT error_code FROM executions WHERE id = :id", id=execution_id)
     assert code == "http_503"
+    # Four failed attempts of one cause: one error group counting four, the execution pointing at it.
+    groups = query(db_url, "SELECT fingerprint, total, code, status, sample_execution_id FROM error_groups")
+    assert len(groups) == 1
+    fingerprint, total, group_code, group_status, sample = groups[0]
+    assert (total, group_code, group_status, sample) == (4, "http_503", "open", execution_id)
+    assert scalar(db_url, "SELECT fingerprint FROM executions WHERE id = :id", id=execution_id) == fingerprint
+    assert scalar(db_url, "SELECT count(DISTINCT fingerprint) FROM attempts") == 1
 
 
 def test_400_fails_permanently_after_one_attempt(db_url: str, httpserver: HTTPServer) -> None:

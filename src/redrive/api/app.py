@@ -9,7 +9,7 @@ import structlog
 from fastapi import FastAPI
 
 from redrive import __version__
-from redrive.api import events, executions, hooks
+from redrive.api import errorgroups, events, executions, hooks, replays, stats, triggers
 from redrive.api.errors import install_error_handlers
 from redrive.api.responses import Json
 from redrive.api.state import ServiceState
@@ -18,6 +18,7 @@ from redrive.db.database import Database
 from redrive.db.migrate import assert_at_head
 from redrive.redaction import Redactor
 from redrive.triggers import build_trigger_set, sync_triggers
+from redrive.watermarks import WatermarkWatch
 from redrive.worker import Clock, Worker, utcnow
 
 log = structlog.get_logger("redrive.app")
@@ -39,6 +40,8 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
                 state.worker = Worker(db, state.triggers, settings, redactor=redactor, wakeup=state.wakeup, clock=clock)
                 await state.worker.start()
             app.state.service = state
+            watermarks = WatermarkWatch(db, state.triggers, clock=clock)
+            watermarks.start()
             log.info(
                 "service_started",
                 triggers=len(config.triggers),
@@ -46,6 +49,8 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
                 database="sqlite" if db.is_sqlite else "postgresql",
             )
             yield
+            await watermarks.stop()
+            await state.bulk_runs.aclose()  # runners mark their jobs stopped while the writer still runs
             if state.worker is not None:
                 await state.worker.stop()
             log.info("service_stopped")
@@ -62,7 +67,11 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
     install_error_handlers(app)
     app.include_router(hooks.router)
     app.include_router(events.router)
+    app.include_router(stats.router)  # before executions: /executions/stats is not an execution id
     app.include_router(executions.router)
+    app.include_router(replays.router)
+    app.include_router(triggers.router)
+    app.include_router(errorgroups.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from redrive.api.limiter import FailureLimiter
+from redrive.bulk_runner import BulkRuns
 from redrive.config import RedriveConfig, Settings
 from redrive.db.database import Database
 from redrive.redaction import Redactor
@@ -28,6 +29,7 @@ class ServiceState:
     clock: Clock = utcnow
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
     token_touches: dict[int, float] = field(default_factory=dict)
+    bulk_runs: BulkRuns = field(default_factory=BulkRuns)  # bulk replay runners of this process
 
     def now(self) -> datetime:
         """The service clock."""

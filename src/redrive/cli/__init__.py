@@ -9,8 +9,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from sqlalchemy.exc import OperationalError
 
+from redrive.cli import errors as errors_cli
 from redrive.cli import executions, tokens
+from redrive.cli import replay as replay_cli
+from redrive.cli import stats as stats_cli
+from redrive.cli import triggers as triggers_cli
 from redrive.cli.common import (
     DEFAULT_URL,
     ConfigOpt,
@@ -19,6 +25,7 @@ from redrive.cli.common import (
     UrlOpt,
     call,
     client,
+    fail,
     load_settings,
     load_triggers,
     out,
@@ -30,6 +37,13 @@ config_app = typer.Typer(no_args_is_help=True, help="Validate trigger files.")
 app.add_typer(config_app, name="config")
 app.add_typer(executions.app, name="executions")
 app.add_typer(tokens.app, name="tokens")
+app.command("replay")(replay_cli.replay)
+app.add_typer(replay_cli.dlq_app, name="dlq")
+app.add_typer(replay_cli.replays_app, name="replays")
+app.add_typer(replay_cli.audit_app, name="audit")
+app.command("stats")(stats_cli.stats)
+app.add_typer(errors_cli.app, name="errors")
+app.add_typer(triggers_cli.app, name="triggers")
 
 
 @app.command()
@@ -52,7 +66,10 @@ def migrate() -> None:
     from redrive.db.migrate import upgrade
 
     settings = load_settings()
-    upgrade(settings.database_url)
+    try:
+        upgrade(settings.database_url)
+    except OperationalError as exc:
+        fail(f"cannot migrate {settings.database_url.split('://')[0]} database: {exc.orig}")
     out.print("database is at the newest schema")
 
 
@@ -60,7 +77,7 @@ def migrate() -> None:
 def config_check(file: Annotated[Path, typer.Argument(help="The trigger file to validate.")]) -> None:
     """Validate a trigger file; exit 2 listing every problem."""
     triggers = load_triggers(file)
-    out.print(f"[green]✓[/] {file}: {len(triggers.triggers)} trigger(s) valid", highlight=False)
+    out.print(f"[green]✓[/] {escape(str(file))}: {len(triggers.triggers)} trigger(s) valid", highlight=False)
 
 
 @app.command()

@@ -1,0 +1,76 @@
+"""``/api/v1/triggers``: each declared trigger with its config (secrets masked) and live counters; pause, resume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import APIRouter
+
+from redrive.api.auth import OperatorDep, ViewerDep
+from redrive.api.deps import StateDep
+from redrive.api.hooks import find_trigger
+from redrive.api.state import ServiceState
+from redrive.stats import day_start
+from redrive.triggers import Trigger
+from redrive.triggers_admin import TriggerRow, set_paused, trigger_rows
+
+log = structlog.get_logger("redrive.triggers")
+router = APIRouter(prefix="/api/v1/triggers", tags=["triggers"])
+
+# Errors any authenticated route may answer; the stats and error-group routers share them.
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "unauthenticated: no token, or an unknown, revoked or expired one."},
+    403: {"description": "forbidden: the token's role is too weak."},
+    429: {"description": "too_many_failures: too many failed authentications from this address."},
+    503: {"description": "storage_unavailable: the database cannot be reached; try again shortly."},
+}
+TRIGGER_RESPONSES = {**AUTH_RESPONSES, 404: {"description": "unknown_trigger: no trigger has that name."}}
+
+
+def _view(state: ServiceState, trigger: Trigger, row: TriggerRow) -> dict[str, Any]:
+    return {
+        "name": trigger.name,
+        "kind": trigger.config.action.kind,
+        "paused": row.paused,
+        "paused_reason": row.paused_reason,
+        "config": state.redactor.tree(trigger.config.model_dump(mode="json", by_alias=True)),
+        "counters": row.counters,
+        "daily_watermark": trigger.config.limits.daily_watermark,
+    }
+
+
+async def _views(state: ServiceState, chosen: list[Trigger]) -> list[dict[str, Any]]:
+    rows = await state.db.read(trigger_rows([t.id for t in chosen], day_start(state.now())))
+    return [_view(state, t, rows[t.id]) for t in chosen]
+
+
+@router.get("", responses=AUTH_RESPONSES)
+async def triggers_list(state: StateDep, caller: ViewerDep) -> dict[str, Any]:
+    """Every declared trigger with its redacted config, pause state and counters."""
+    return {"items": await _views(state, sorted(state.triggers, key=lambda t: t.name))}
+
+
+@router.get("/{name}", responses=TRIGGER_RESPONSES)
+async def trigger_show(name: str, state: StateDep, caller: ViewerDep) -> dict[str, Any]:
+    """One trigger with its redacted config, pause state and counters."""
+    return (await _views(state, [find_trigger(state, name)]))[0]
+
+
+@router.post("/{name}/pause", responses=TRIGGER_RESPONSES)
+async def trigger_pause(name: str, state: StateDep, caller: OperatorDep) -> dict[str, Any]:
+    """Pause a trigger: events are still accepted and stored; their executions wait, uncharged."""
+    trigger = find_trigger(state, name)
+    await state.db.write(set_paused(trigger.id, True, f"paused by {caller.name}", state.now()))
+    log.info("trigger_paused", trigger=name, by=caller.name)
+    return (await _views(state, [trigger]))[0]
+
+
+@router.post("/{name}/resume", responses=TRIGGER_RESPONSES)
+async def trigger_resume(name: str, state: StateDep, caller: OperatorDep) -> dict[str, Any]:
+    """Resume a trigger: its waiting executions run, oldest first."""
+    trigger = find_trigger(state, name)
+    await state.db.write(set_paused(trigger.id, False, None, state.now()))
+    state.wakeup.set()
+    log.info("trigger_resumed", trigger=name, by=caller.name)
+    return (await _views(state, [trigger]))[0]

@@ -1,0 +1,60 @@
+"""`redrive stats`: the authoritative count in a window, and the summary beside it (through the HTTP API)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, out
+
+_FIGURES = (
+    ("dead letters (all time)", "dlq_size"),
+    ("duplicates dropped", "idempotent_replays"),
+    ("key conflicts", "key_conflicts"),
+    ("retries", "retries_observed"),
+    ("replays", "replays"),
+)
+
+
+def stats(
+    since: Annotated[str, typer.Option(help="Window: 15m, 1h, 24h, 7d (at most 7d).")] = "1h",
+    kind: Annotated[str | None, typer.Option(help="Action kind: http, command or email.")] = None,
+    success: Annotated[
+        bool | None, typer.Option("--success/--failure", help="Only succeeded, or only failed; both by default.")
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, max=30, help="Summary window in UTC days, today included.")] = 1,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Count executions finished in a window (counted in the database) and show the summary."""
+    with client(url, token) as api:
+        count = call(api.execution_stats, since=since, success=success, kind=kind)
+        summary = call(api.stats_summary, days=days)
+    if as_json:
+        out.print_json(data={"count": count, "summary": summary})
+        return
+    which = {None: "finished", True: "succeeded", False: "failed"}[success]
+    what = f"{kind} executions" if kind else "executions"
+    out.print(f"[bold]{count['count']}[/] {what} {which} in the last {since}", highlight=False)
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    out.print(f"since {summary['since']} ({summary['days']} UTC day(s), today included):", highlight=False)
+    totals = Table("executions", "count")
+    totals.add_row("created", str(summary["total"]))
+    for status, n in summary["by_status"].items():
+        totals.add_row(f"  {status}", str(n))
+    for label, key in _FIGURES:
+        totals.add_row(label, str(summary[key]))
+    out.print(totals)
+    triggers = Table("trigger", "events today", "watermark", "paused")
+    for name, row in summary["triggers"].items():
+        mark = f"{row['daily_watermark']}{' HIT' if row['watermark_hit'] else ''}" if row["daily_watermark"] else ""
+        triggers.add_row(name, str(row["count"]), mark, "yes" if row["paused"] else "")
+    out.print(triggers)
+    for warning in summary["warnings"]:
+        out.print(f"[yellow]warning:[/] {warning}", highlight=False)

@@ -1,0 +1,160 @@
+"""Error groups: failures that share a fingerprint, with counts, first/last seen and a lifecycle.
+
+A group is ``open`` when first seen; an operator marks it ``resolved`` or ``ignored``; a resolved group that fails
+again becomes ``regressed`` (decided in the upsert itself, so it holds however many workers record failures).
+``record_failure`` runs inside the worker's completion transaction; the rest are read or write jobs for the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Select, case, func, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from redrive.db.engine import dialect_insert
+from redrive.db.schema import attempts, error_groups, executions, triggers
+
+Decision = Literal["resolved", "ignored"]
+MAX_GROUPS = 500
+
+
+def record_failure(
+    connection: Connection,
+    *,
+    fingerprint: str,
+    trigger_id: int,
+    kind: str,
+    code: str,
+    category: str,
+    title: str,
+    execution_id: int,
+    at: datetime,
+) -> str:
+    """Count one failed attempt in its group (creating it ``open``); return the group's status afterwards.
+
+    A ``resolved`` group becomes ``regressed``; ``ignored`` stays ignored. The newest failure becomes the sample.
+    """
+    insert = dialect_insert(connection)(error_groups).values(
+        fingerprint=fingerprint,
+        trigger_id=trigger_id,
+        action_kind=kind,
+        code=code,
+        category=category,
+        title=title,
+        status="open",
+        total=1,
+        first_seen=at,
+        last_seen=at,
+        sample_execution_id=execution_id,
+    )
+    regresses = error_groups.c.status == "resolved"
+    newer = insert.excluded.last_seen >= error_groups.c.last_seen
+    older = insert.excluded.first_seen < error_groups.c.first_seen
+    upsert = insert.on_conflict_do_update(
+        index_elements=["fingerprint"],
+        set_={
+            "total": error_groups.c.total + 1,
+            # Completions commit in batches, so an older failure may be recorded after a newer one.
+            "first_seen": case((older, insert.excluded.first_seen), else_=error_groups.c.first_seen),
+            "last_seen": case((newer, insert.excluded.last_seen), else_=error_groups.c.last_seen),
+            "sample_execution_id": case(
+                (newer, insert.excluded.sample_execution_id), else_=error_groups.c.sample_execution_id
+            ),
+            "status": case((regresses, "regressed"), else_=error_groups.c.status),
+            "status_changed_at": case((regresses, insert.excluded.last_seen), else_=error_groups.c.status_changed_at),
+        },
+    )
+    status: str = connection.execute(upsert.returning(error_groups.c.status)).scalar_one()
+    return status
+
+
+@dataclass(frozen=True, slots=True)
+class GroupFilter:
+    """Which groups to list: seen since ``since``, optionally by status and trigger name."""
+
+    since: datetime
+    status: str | None = None
+    trigger: str | None = None
+    limit: int = 50
+
+
+def _query(since: datetime) -> tuple[Select[Any], ColumnElement[int]]:
+    """Groups with their counts; both counts are index ranges per group (fingerprint, then time or status)."""
+    count = (
+        select(func.count())
+        .where(attempts.c.fingerprint == error_groups.c.fingerprint, attempts.c.finished_at >= since)
+        .scalar_subquery()
+        .label("count")
+    )
+    dlq = (
+        select(func.count())
+        .where(executions.c.fingerprint == error_groups.c.fingerprint, executions.c.status == "failed_retryable")
+        .scalar_subquery()
+    )
+    query = select(
+        error_groups.c.fingerprint,
+        error_groups.c.title,
+        error_groups.c.code,
+        error_groups.c.category,
+        triggers.c.name.label("trigger"),
+        error_groups.c.action_kind.label("kind"),
+        error_groups.c.status,
+        count,
+        error_groups.c.total,
+        error_groups.c.first_seen,
+        error_groups.c.last_seen,
+        dlq.label("dlq"),
+        error_groups.c.sample_execution_id,
+        error_groups.c.status_changed_at,
+    ).join(triggers, triggers.c.id == error_groups.c.trigger_id)
+    return query, count
+
+
+def _row(row: Any) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+def list_groups(f: GroupFilter) -> Callable[[Connection], list[dict[str, Any]]]:
+    """A read job: groups seen in the window, most failures in the window first."""
+
+    def job(connection: Connection) -> list[dict[str, Any]]:
+        query, count = _query(f.since)
+        query = query.where(error_groups.c.last_seen >= f.since)
+        if f.status is not None:
+            query = query.where(error_groups.c.status == f.status)
+        if f.trigger is not None:
+            query = query.where(triggers.c.name == f.trigger)
+        query = query.order_by(count.desc(), error_groups.c.last_seen.desc(), error_groups.c.fingerprint)
+        return [_row(row) for row in connection.execute(query.limit(min(f.limit, MAX_GROUPS)))]
+
+    return job
+
+
+def get_group(fingerprint: str, since: datetime) -> Callable[[Connection], dict[str, Any] | None]:
+    """A read job: one group with its count since ``since``, or None."""
+
+    def job(connection: Connection) -> dict[str, Any] | None:
+        query, _ = _query(since)
+        row = connection.execute(query.where(error_groups.c.fingerprint == fingerprint)).one_or_none()
+        return None if row is None else _row(row)
+
+    return job
+
+
+def set_status(fingerprint: str, status: Decision, at: datetime) -> Callable[[Connection], bool]:
+    """A write job: mark a group resolved or ignored; False when no group has that fingerprint."""
+
+    def job(connection: Connection) -> bool:
+        changed = connection.execute(
+            update(error_groups)
+            .where(error_groups.c.fingerprint == fingerprint)
+            .values(status=status, status_changed_at=at)
+        ).rowcount
+        return bool(changed)
+
+    return job

@@ -1,0 +1,84 @@
+"""Triggers at run time: pause and resume, and the live counters shown beside each trigger.
+
+A paused trigger still accepts and stores events; the queue's claim skips its executions (``triggers.paused``), so
+they wait uncharged and run in ``run_at`` order once it is resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
+
+from redrive.db.schema import events, executions, triggers
+
+# Counter name -> the status it counts (all time); ``succeeded_today`` and ``events_today`` are per UTC day.
+_STATUS_COUNTERS = {"pending": "pending", "running": "running", "dlq": "failed_retryable", "failed": "failed"}
+COUNTERS = (*_STATUS_COUNTERS, "succeeded_today", "events_today")
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerRow:
+    """What the database holds about a trigger at run time."""
+
+    paused: bool
+    paused_reason: str | None
+    counters: dict[str, int]
+
+
+def events_since(connection: Connection, trigger_ids: Sequence[int], since: datetime) -> dict[int, int]:
+    """Events received since ``since`` per trigger id (a range of ``ix_events_trigger_received`` per trigger)."""
+    rows = connection.execute(
+        select(events.c.trigger_id, func.count())
+        .where(events.c.trigger_id.in_(trigger_ids), events.c.received_at >= since)
+        .group_by(events.c.trigger_id)
+    )
+    return {trigger_id: count for trigger_id, count in rows}
+
+
+def trigger_rows(trigger_ids: Sequence[int], day_start: datetime) -> Callable[[Connection], dict[int, TriggerRow]]:
+    """A read job: pause state and counters per trigger id; ``day_start`` is the start of today (UTC)."""
+
+    def job(connection: Connection) -> dict[int, TriggerRow]:
+        counters: dict[int, dict[str, int]] = {i: dict.fromkeys(COUNTERS, 0) for i in trigger_ids}
+        by_status = {status: name for name, status in _STATUS_COUNTERS.items()}
+        for trigger_id, status, count in connection.execute(
+            select(executions.c.trigger_id, executions.c.status, func.count())
+            .where(executions.c.status.in_(by_status), executions.c.trigger_id.in_(trigger_ids))
+            .group_by(executions.c.trigger_id, executions.c.status)
+        ):
+            counters[trigger_id][by_status[status]] = count
+        for trigger_id, count in connection.execute(
+            select(executions.c.trigger_id, func.count())
+            .where(
+                executions.c.status == "succeeded",
+                executions.c.finished_at >= day_start,
+                executions.c.trigger_id.in_(trigger_ids),
+            )
+            .group_by(executions.c.trigger_id)
+        ):
+            counters[trigger_id]["succeeded_today"] = count
+        for trigger_id, count in events_since(connection, trigger_ids, day_start).items():
+            counters[trigger_id]["events_today"] = count
+        rows = connection.execute(
+            select(triggers.c.id, triggers.c.paused, triggers.c.paused_reason).where(triggers.c.id.in_(trigger_ids))
+        )
+        return {row.id: TriggerRow(bool(row.paused), row.paused_reason, counters[row.id]) for row in rows}
+
+    return job
+
+
+def set_paused(trigger_id: int, paused: bool, reason: str | None, at: datetime) -> Callable[[Connection], None]:
+    """A write job: pause (with a reason) or resume a trigger."""
+
+    def job(connection: Connection) -> None:
+        connection.execute(
+            update(triggers)
+            .where(triggers.c.id == trigger_id)
+            .values(paused=paused, paused_reason=reason if paused else None, updated_at=at)
+        )
+
+    return job

@@ -1,0 +1,108 @@
+"""Who may call what: every /api/v1 route in the OpenAPI document against every kind of caller.
+
+A route missing from ROUTES fails the test, so a new route cannot ship without a decision about who may call it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx2
+import pytest
+
+from redrive.api.limiter import FailureLimiter
+from redrive.db.database import Database
+from redrive.tokens import create_token, revoke_token
+from support import run_service
+
+CONFIG = "triggers: [{name: t, action: {kind: command, argv: ['true']}}]"
+
+# (method, path) -> the weakest role that may call it.
+ROUTES: dict[tuple[str, str], str] = {
+    ("POST", "/api/v1/events"): "operator",
+    ("GET", "/api/v1/executions"): "viewer",
+    ("GET", "/api/v1/executions/{execution_id}"): "viewer",
+    ("GET", "/api/v1/executions/stats"): "viewer",
+    ("POST", "/api/v1/executions/{execution_id}/replay"): "operator",
+    ("GET", "/api/v1/executions/{execution_id}/replay-preview"): "operator",
+    ("POST", "/api/v1/replays"): "operator",
+    ("GET", "/api/v1/replays/{replay_id}"): "viewer",
+    ("POST", "/api/v1/replays/{replay_id}/cancel"): "operator",
+    ("GET", "/api/v1/audit"): "admin",
+    ("GET", "/api/v1/stats"): "viewer",
+    ("GET", "/api/v1/stats/timeseries"): "viewer",
+    ("GET", "/api/v1/error-groups"): "viewer",
+    ("GET", "/api/v1/error-groups/{fingerprint}"): "viewer",
+    ("POST", "/api/v1/error-groups/{fingerprint}/resolve"): "operator",
+    ("POST", "/api/v1/error-groups/{fingerprint}/ignore"): "operator",
+    ("GET", "/api/v1/triggers"): "viewer",
+    ("GET", "/api/v1/triggers/{name}"): "viewer",
+    ("POST", "/api/v1/triggers/{name}/pause"): "operator",
+    ("POST", "/api/v1/triggers/{name}/resume"): "operator",
+}
+RANK = {"viewer": 0, "operator": 1, "admin": 2}
+PATH_VALUES = {"execution_id": "999999", "replay_id": "999999", "fingerprint": "0000000000000000", "name": "t"}
+
+
+def _concrete(path: str) -> str:
+    for name, value in PATH_VALUES.items():
+        path = path.replace("{" + name + "}", value)
+    return path
+
+
+@pytest.fixture
+def service(db_url: str):
+    with run_service(db_url, CONFIG, worker_concurrency=0) as running:
+        running.state.auth_failures = FailureLimiter(limit=1_000_000)  # the matrix fails on purpose, a lot
+        db = Database(db_url)
+        now = datetime.now(UTC)
+        running.tokens["revoked"] = db.write_sync(create_token("revoked", "admin", now))
+        db.write_sync(revoke_token("revoked", now))
+        db.close()
+        yield running
+
+
+def test_every_api_route_has_an_entry(service) -> None:
+    spec = httpx2.get(f"{service.url}/openapi.json").json()
+    documented = {
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        if path.startswith("/api/v1")
+        for method in operations
+    }
+    assert documented == set(ROUTES), "add new /api/v1 routes to ROUTES with the role they need"
+
+
+def test_authorisation_matrix(service) -> None:
+    failures = []
+    with httpx2.Client(base_url=service.url, timeout=10) as http:
+        for (method, path), needed in sorted(ROUTES.items()):
+            url = _concrete(path)
+            callers = {
+                "none": {},
+                "bad": {"Authorization": "Bearer rdv_this-is-not-a-token-at-all-0000000000000"},
+                "revoked": {"Authorization": f"Bearer {service.tokens['revoked']}"},
+                **{role: service.auth(role) for role in RANK},
+            }
+            for caller, headers in callers.items():
+                status = http.request(method, url, headers=headers, json={} if method == "POST" else None).status_code
+                if caller in {"none", "bad", "revoked"}:
+                    expected_ok = status == 401
+                elif RANK[caller] < RANK[needed]:
+                    expected_ok = status == 403
+                else:
+                    expected_ok = status not in {401, 403} and status < 500
+                if not expected_ok:
+                    failures.append(f"{method} {path} as {caller}: {status} (needs {needed})")
+    assert failures == []
+
+
+def test_repeated_failures_from_one_address_are_throttled(db_url: str) -> None:
+    with run_service(db_url, CONFIG, worker_concurrency=0) as service, httpx2.Client(base_url=service.url) as http:
+        bad = {"Authorization": "Bearer nope"}
+        statuses = [http.get("/api/v1/executions", headers=bad).status_code for _ in range(10)]
+        throttled = http.get("/api/v1/executions", headers=service.auth("admin"))
+    assert statuses == [401] * 10
+    assert throttled.status_code == 429
+    assert throttled.json()["error"]["code"] == "too_many_failures"
+    assert int(throttled.headers["Retry-After"]) >= 1
