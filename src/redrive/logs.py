@@ -43,5 +43,5 @@ def configure_logging(level: str = "info", redactor: Redactor | None = None) -> 
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,
     )

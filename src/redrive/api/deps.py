@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 from redrive.api.state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
-    """The running service's state."""
+async def get_state(request: Request) -> ServiceState:
+    """The running service's state (``async`` so FastAPI calls it inline, not in its threadpool)."""
     state: ServiceState = request.app.state.service
     return state
 

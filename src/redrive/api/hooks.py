@@ -6,6 +6,7 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
+from starlette.requests import ClientDisconnect
 
 from redrive.api.deps import StateDep
 from redrive.api.responses import Json
@@ -29,7 +30,23 @@ INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """Read at most ``limit`` bytes, refusing larger bodies while reading (chunked ones included)."""
+    """Read at most ``limit`` bytes, refusing larger bodies while reading (chunked ones included).
+
+    A client that goes away before its body has arrived is not an error of ours: it is logged at info (no
+    traceback), nothing is stored, and the answer (which nobody reads) is 400 ``client_disconnected``.
+    """
+    try:
+        return await _read_body(request, limit)
+    except ClientDisconnect:
+        log.info("client_disconnected", path=request.url.path)
+        raise RedriveError(
+            "the client disconnected before sending its whole body; nothing was stored",
+            code="client_disconnected",
+            status=400,
+        ) from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in {"", "identity"}:
         raise RedriveError(
