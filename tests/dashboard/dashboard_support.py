@@ -94,5 +94,7 @@ def signed_in(seeded: Seeded, role: str = "admin", page: str | None = None) -> A
 
 def shown(at: AppTest) -> str:
     """Every text the run drew, for assertions about messages."""
-    parts = [e.value for kind in ("markdown", "caption", "error", "warning", "success", "info") for e in getattr(at, kind)]
+    parts = [
+        e.value for kind in ("markdown", "caption", "error", "warning", "success", "info") for e in getattr(at, kind)
+    ]
     return "\n".join(str(p) for p in parts)

@@ -37,7 +37,10 @@ def sign_in_form() -> None:
         try:
             session.sign_in(token.strip())
         except ApiError as exc:
-            session.problem(exc)
+            if exc.status == 401:
+                st.error(f"**Sign-in refused**: {exc.message}")
+            else:
+                session.problem(exc)
             return
         st.session_state.pop("token_input", None)
         st.rerun()

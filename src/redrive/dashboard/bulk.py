@@ -10,24 +10,26 @@ from typing import Any
 import streamlit as st
 
 from redrive.dashboard import session
-from redrive.dashboard.client import ApiError, DashboardClient
+from redrive.dashboard.client import ApiError
 
 DRY, JOB, FAILED = "bulk_dry_run", "bulk_job", "bulk_refused"
 PROGRESS_SECONDS = 1
 
 
-def dry_run(api: DashboardClient, filters: dict[str, Any]) -> None:
+def dry_run(filters: dict[str, Any]) -> None:
     """Ask the API what a bulk replay of ``filters`` would take; keep the answer for the confirmation."""
     st.session_state.pop(FAILED, None)
     try:
-        st.session_state[DRY] = {"filter": filters, **api.bulk_dry_run(filters)}
+        with session.client() as api:
+            st.session_state[DRY] = {"filter": filters, **api.bulk_dry_run(filters)}
     except ApiError as exc:
         st.session_state[FAILED] = exc
 
 
-def _start(api: DashboardClient, filters: dict[str, Any], rate: float) -> None:
+def _start(filters: dict[str, Any], rate: float) -> None:
     try:
-        job = api.bulk_start(filters, rate)
+        with session.client() as api:
+            job = api.bulk_start(filters, rate)
     except ApiError as exc:
         st.session_state[FAILED] = exc
         return
@@ -40,14 +42,15 @@ def _discard() -> None:
     st.session_state.pop(FAILED, None)
 
 
-def _cancel(api: DashboardClient, job_id: int) -> None:
+def _cancel(job_id: int) -> None:
     try:
-        api.bulk_cancel(job_id)
+        with session.client() as api:
+            api.bulk_cancel(job_id)
     except ApiError as exc:
         st.session_state[FAILED] = exc
 
 
-def confirmation(api: DashboardClient) -> None:
+def confirmation() -> None:
     """After a dry run: the count, a sample, the rate, and Start / Discard."""
     if isinstance(refused := st.session_state.get(FAILED), ApiError):
         session.refusal(refused)
@@ -73,7 +76,7 @@ def confirmation(api: DashboardClient) -> None:
             key="bulk_start",
             disabled=not found["matched"],
             on_click=_start,
-            args=(api, found["filter"], rate),
+            args=(found["filter"], rate),
         )
         right.button("Discard", key="bulk_discard", on_click=_discard)
 
@@ -84,8 +87,7 @@ def progress() -> None:
     job_id = st.session_state.get(JOB)
     if job_id is None:
         return
-    api = session.client()
-    with session.guarded():
+    with session.client() as api, session.guarded():
         job = api.bulk_job(int(job_id))
         done = job.get("replayed", 0) + job.get("skipped", 0)
         matched = job.get("matched", 0) or 1
@@ -96,4 +98,4 @@ def progress() -> None:
             f"{job.get('pending', 0)} pending"
         )
         if job.get("status") == "running" and session.can("operator"):
-            st.button("Cancel bulk replay", key="bulk_cancel", on_click=_cancel, args=(api, int(job_id)))
+            st.button("Cancel bulk replay", key="bulk_cancel", on_click=_cancel, args=(int(job_id),))

@@ -15,7 +15,7 @@ from redrive.dashboard.client import ApiError, DashboardClient, Me, Role
 from redrive.dashboard.mount import API_URL_ENV
 
 DEFAULT_API = "http://127.0.0.1:8000"
-TOKEN, ME, API, CLIENT = "redrive_token", "redrive_me", "redrive_api_url", "redrive_client"
+TOKEN, ME, API = "redrive_token", "redrive_me", "redrive_api_url"
 
 # Titles for the API's refusals, chosen by the error body's ``code``; the message shown is the API's own.
 REFUSALS = {
@@ -49,13 +49,14 @@ def can(role: Role) -> bool:
     return who is not None and who.can(role)
 
 
-def client() -> DashboardClient:
-    """This session's client: its API with its token, one connection pool per session."""
-    found = st.session_state.get(CLIENT)
-    if not isinstance(found, DashboardClient) or found.base_url != api_url().rstrip("/"):
-        found = DashboardClient(api_url(), st.session_state.get(TOKEN))
-        st.session_state[CLIENT] = found
-    return found
+@contextmanager
+def client() -> Iterator[DashboardClient]:
+    """A client for this session's API with this session's token, closed after the block."""
+    api = DashboardClient(api_url(), st.session_state.get(TOKEN))
+    try:
+        yield api
+    finally:
+        api.close()
 
 
 def sign_in(token: str) -> None:
@@ -65,16 +66,12 @@ def sign_in(token: str) -> None:
         who = api.me()
     finally:
         api.close()
-    st.session_state.pop(CLIENT, None)
     st.session_state[TOKEN] = token
     st.session_state[ME] = who
 
 
 def sign_out() -> None:
     """Forget the token and everything derived from it."""
-    found = st.session_state.get(CLIENT)
-    if isinstance(found, DashboardClient):
-        found.close()
     for key in list(st.session_state.keys()):
         if key != API:
             del st.session_state[key]

@@ -37,8 +37,7 @@ def grouped(triggers: list[TriggerView], groups: list[ErrorGroup]) -> dict[str, 
 @st.fragment(run_every=REFRESH_SECONDS)
 def queue() -> None:
     """The DLQ by trigger and error group, refreshed."""
-    api = session.client()
-    with session.guarded():
+    with session.client() as api, session.guarded():
         summary = api.summary()
         triggers = api.triggers()
         groups = api.error_groups(since=GROUP_WINDOW, limit=500)
@@ -71,8 +70,8 @@ def replay_form(api: DashboardClient) -> None:
         key="bulk_group",
     )
     filters = {"trigger": trigger, **({"fingerprint": fingerprint} if fingerprint else {})}
-    st.button("Dry run", key="bulk_dry", on_click=bulk.dry_run, args=(api, filters))
-    bulk.confirmation(api)
+    st.button("Dry run", key="bulk_dry", on_click=bulk.dry_run, args=(filters,))
+    bulk.confirmation()
 
 
 def render() -> None:
@@ -80,8 +79,8 @@ def render() -> None:
     st.title("Dead letters")
     queue()
     if session.can("operator"):
-        with session.guarded():
-            replay_form(session.client())
+        with session.guarded(), session.client() as api:
+            replay_form(api)
     bulk.progress()
 
 

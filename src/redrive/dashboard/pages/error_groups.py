@@ -8,7 +8,7 @@ from typing import Literal
 import streamlit as st
 
 from redrive.dashboard import bulk, session
-from redrive.dashboard.client import ApiError, DashboardClient, ErrorGroup
+from redrive.dashboard.client import ApiError, ErrorGroup
 from redrive.dashboard.format import when
 
 REFRESH_SECONDS = 30
@@ -17,26 +17,27 @@ STATUSES = ("open", "regressed", "resolved", "ignored")
 DONE = "group_action_done"
 
 
-def _act(api: DashboardClient, what: str, group: ErrorGroup) -> None:
+def _act(what: str, group: ErrorGroup) -> None:
     """Run one remedy or decision; its outcome is shown above the groups."""
+    if what == "replay":
+        bulk.dry_run({"fingerprint": group["fingerprint"]})
+        return
     try:
-        if what == "pause":
-            api.set_paused(group["trigger"], True)
-            message = f"Paused trigger {group['trigger']}: its events are stored and wait until you resume it."
-        elif what == "replay":
-            bulk.dry_run(api, {"fingerprint": group["fingerprint"]})
-            message = "Dry run ready below: confirm to replay this group."
-        else:
-            decision: Literal["resolve", "ignore"] = "resolve" if what == "resolve" else "ignore"
-            api.decide_group(group["fingerprint"], decision)
-            message = f"Marked {decision}d: {group['title']}."
+        with session.client() as api:
+            if what == "pause":
+                api.set_paused(group["trigger"], True)
+                message = f"Paused trigger {group['trigger']}: its events are stored and wait until you resume it."
+            else:
+                decision: Literal["resolve", "ignore"] = "resolve" if what == "resolve" else "ignore"
+                api.decide_group(group["fingerprint"], decision)
+                message = f"Marked {decision}d: {group['title']}."
     except ApiError as exc:
         st.session_state[DONE] = exc
         return
     st.session_state[DONE] = message
 
 
-def buttons(api: DashboardClient, group: ErrorGroup) -> None:
+def buttons(group: ErrorGroup) -> None:
     """The remedy and lifecycle buttons, for operators; the hint's remedy comes first and stands out."""
     fp = group["fingerprint"]
     remedy = group["hint"]["remedy"]
@@ -54,11 +55,11 @@ def buttons(api: DashboardClient, group: ErrorGroup) -> None:
             disabled=not enabled,
             type="primary" if primary else "secondary",
             on_click=_act,
-            args=(api, what, group),
+            args=(what, group),
         )
 
 
-def card(api: DashboardClient, group: ErrorGroup, trend: list[int], window: str) -> None:
+def card(group: ErrorGroup, trend: list[int], window: str) -> None:
     """One group."""
     with st.container(border=True):
         st.markdown(
@@ -74,14 +75,13 @@ def card(api: DashboardClient, group: ErrorGroup, trend: list[int], window: str)
             st.line_chart(trend, height=80)
         st.info(f"**{group['hint']['title']}**: {group['hint']['advice']}")
         if session.can("operator"):
-            buttons(api, group)
+            buttons(group)
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def live(window: str, status: str | None) -> None:
     """The groups with their trends."""
-    api = session.client()
-    with session.guarded():
+    with session.client() as api, session.guarded():
         groups = api.error_groups(since=window, status=status, limit=20)
         trends = {
             g["fingerprint"]: [b["counts"]["failed"] for b in api.timeseries(fingerprint=g["fingerprint"])]
@@ -90,7 +90,7 @@ def live(window: str, status: str | None) -> None:
         if not groups:
             st.success(f"No error group has failed in the last {window}.")
         for group in groups:
-            card(api, group, trends[group["fingerprint"]], window)
+            card(group, trends[group["fingerprint"]], window)
 
 
 def render() -> None:
@@ -105,7 +105,7 @@ def render() -> None:
     elif outcome:
         st.success(outcome)
     with session.guarded():
-        bulk.confirmation(session.client())
+        bulk.confirmation()
     bulk.progress()
     live(window, status)
 

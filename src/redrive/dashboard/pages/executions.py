@@ -76,9 +76,10 @@ def _cancel() -> None:
     st.session_state.pop(REFUSED, None)
 
 
-def _confirm(api: DashboardClient, execution_id: int) -> None:
+def _confirm(execution_id: int) -> None:
     try:
-        result = api.replay(execution_id)
+        with session.client() as api:
+            result = api.replay(execution_id)
     except ApiError as exc:
         st.session_state[REFUSED] = exc
         return
@@ -101,7 +102,7 @@ def replay_confirmation(api: DashboardClient, execution_id: int) -> None:
         if isinstance(refused := st.session_state.get(REFUSED), ApiError):
             session.refusal(refused)
         left, right = st.columns(2)
-        left.button("Confirm replay", type="primary", key="confirm_replay", on_click=_confirm, args=(api, execution_id))
+        left.button("Confirm replay", type="primary", key="confirm_replay", on_click=_confirm, args=(execution_id,))
         right.button("Cancel", key="cancel_replay", on_click=_cancel)
 
 
@@ -135,8 +136,7 @@ def detail(api: DashboardClient, execution_id: int) -> None:
 @st.fragment(run_every=REFRESH_SECONDS)
 def live(query: ExecutionQuery) -> None:
     """The table and the open execution, refreshed together; filters and the open detail survive refreshes."""
-    api = session.client()
-    with session.guarded():
+    with session.client() as api, session.guarded():
         table(api, query)
         opened = st.session_state.get(OPEN)
         if opened is not None:
@@ -147,7 +147,8 @@ def render() -> None:
     """The page."""
     st.title("Executions")
     with session.guarded():
-        names = [t["name"] for t in session.client().triggers()]
+        with session.client() as api:
+            names = [t["name"] for t in api.triggers()]
         live(filters(names))
 
 

@@ -53,8 +53,7 @@ def show(failures: dict[str, int], summary: Summary, buckets: list[Any], groups:
 @st.fragment(run_every=REFRESH_SECONDS)
 def live() -> None:
     """Fetch everything, then render; a failed call shows a banner instead."""
-    api = session.client()
-    with session.guarded():
+    with session.client() as api, session.guarded():
         failures = api.failures()
         summary = api.summary()
         buckets = api.timeseries(since="24h", bucket="1h")

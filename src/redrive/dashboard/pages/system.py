@@ -37,8 +37,7 @@ def flat(value: Any, prefix: str = "") -> dict[str, Any]:
 @st.fragment(run_every=REFRESH_SECONDS)
 def live() -> None:
     """Probe the server."""
-    api = session.client()
-    with session.guarded():
+    with session.client() as api, session.guarded():
         probes = [api.probe(path) for path in ("/healthz", "/readyz", SYSTEM)]
         counters = [t["counters"] for t in api.triggers()]
         version = api.version()

@@ -6,22 +6,23 @@ from __future__ import annotations
 import streamlit as st
 
 from redrive.dashboard import session
-from redrive.dashboard.client import ApiError, DashboardClient, TriggerView
+from redrive.dashboard.client import ApiError, TriggerView
 
 REFRESH_SECONDS = 30
 DONE = "trigger_action_done"
 
 
-def _toggle(api: DashboardClient, name: str, pause: bool) -> None:
+def _toggle(name: str, pause: bool) -> None:
     try:
-        api.set_paused(name, pause)
+        with session.client() as api:
+            api.set_paused(name, pause)
     except ApiError as exc:
         st.session_state[DONE] = exc
         return
     st.session_state[DONE] = f"{'Paused' if pause else 'Resumed'} {name}."
 
 
-def card(api: DashboardClient, trigger: TriggerView) -> None:
+def card(trigger: TriggerView) -> None:
     """One trigger."""
     counters = trigger["counters"]
     with st.container(border=True):
@@ -48,17 +49,16 @@ def card(api: DashboardClient, trigger: TriggerView) -> None:
                 "Resume" if paused else "Pause",
                 key=f"{'resume' if paused else 'pause'}_{trigger['name']}",
                 on_click=_toggle,
-                args=(api, trigger["name"], not paused),
+                args=(trigger["name"], not paused),
             )
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def live() -> None:
     """Every trigger."""
-    api = session.client()
-    with session.guarded():
+    with session.client() as api, session.guarded():
         for trigger in api.triggers():
-            card(api, trigger)
+            card(trigger)
 
 
 def render() -> None:
