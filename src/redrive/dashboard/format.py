@@ -18,6 +18,14 @@ STATUS_ICONS = {
 }
 
 
+STATUS_COLORS = {"succeeded": "#2e7d32", "failed": "#c62828", "failed_retryable": "#ef6c00", "replayed": "#90a4ae"}
+
+
+def status_colors(statuses: Sequence[str]) -> list[str]:
+    """One chart color per status, in the order of ``statuses``."""
+    return [STATUS_COLORS.get(status, "#607d8b") for status in statuses]
+
+
 def when(value: str | None) -> datetime | None:
     """An ISO 8601 time from the API as a datetime (the tables format it)."""
     return datetime.fromisoformat(value) if value else None

@@ -10,7 +10,7 @@ import streamlit as st
 
 from redrive.dashboard import session
 from redrive.dashboard.client import ErrorGroup, Summary
-from redrive.dashboard.format import chart_columns, group_rows
+from redrive.dashboard.format import chart_columns, group_rows, status_colors
 
 REFRESH_SECONDS = 30
 
@@ -42,7 +42,7 @@ def show(failures: dict[str, int], summary: Summary, buckets: list[Any], groups:
     columns[5].metric("Idempotent replays today", summary["idempotent_replays"], border=True)
     st.subheader("Executions per hour, last 24 h")
     data, statuses = chart_columns(buckets)
-    st.bar_chart(data, x="time", y=statuses, stack=True, height=260)
+    st.bar_chart(data, x="time", y=statuses, color=list[Any](status_colors(statuses)), stack=True, height=260)
     st.subheader("Top error groups, last 24 h")
     if groups:
         st.dataframe(group_rows(groups), hide_index=True, width="stretch")
