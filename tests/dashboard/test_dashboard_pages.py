@@ -214,6 +214,10 @@ def test_operator_pauses_a_trigger_and_resolves_an_error_group(seeded: Seeded) -
     at.button(key=f"resolve_{broken['fingerprint']}").click().run()
     assert seeded.api(f"/api/v1/error-groups/{broken['fingerprint']}")["status"] == "resolved"
     assert f"Marked resolved: {broken['title']}." in shown(at)
+    flaky = next(g for g in seeded.api("/api/v1/error-groups")["items"] if g["trigger"] == "flaky")
+    at.button(key=f"replay_{flaky['fingerprint']}").click().run()  # the remedy: a dry run first
+    dry = seeded.post("/api/v1/replays", role="operator", filter={"fingerprint": flaky["fingerprint"]}, dry_run=True)
+    assert f"**{dry['matched']}** execution(s) would be replayed" in shown(at)
 
 
 def test_a_viewer_is_refused_by_the_api_even_if_a_button_were_there(seeded: Seeded) -> None:

@@ -28,15 +28,16 @@ STREAMLIT_OPTIONS: dict[str, Any] = {
 _app: Any = None
 
 
-def streamlit_app() -> Any:
-    """The process's one ``st.App`` running the dashboard script, configured for operators."""
+def streamlit_app(*, configure: bool = True) -> Any:
+    """The process's one ``st.App`` running the dashboard script; ``configure`` applies the options (mounted use)."""
     global _app
     if _app is None:
         import streamlit as st
         from streamlit import config
 
-        for name, value in STREAMLIT_OPTIONS.items():
-            config.set_option(name, value)
+        if configure:
+            for name, value in STREAMLIT_OPTIONS.items():
+                config.set_option(name, value)
         _app = st.App(SCRIPT)
     return _app
 
@@ -64,4 +65,4 @@ def run_standalone(api_url: str, host: str, port: int) -> None:
     """Serve the dashboard alone on ``host:port``, reading from the redrive API at ``api_url``; blocks."""
     os.environ[API_URL_ENV] = api_url.rstrip("/")
     options = {**STREAMLIT_OPTIONS, "server.address": host, "server.port": port, "server.headless": True}
-    streamlit_app().run(config=options)  # run() reloads the config, so the options go through it
+    streamlit_app(configure=False).run(config=options)  # run() reloads the config, so the options go through it
