@@ -141,3 +141,48 @@ def test_sign_in_see_the_failure_open_the_dead_letter_replay_it_and_see_it_succe
         finally:
             browser.close()
     assert (tmp_path / "overview.png").stat().st_size > 10_000
+
+
+def test_the_standalone_dashboard_reads_a_remote_redrive(redrive_up: Running, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    httpx2.post(f"{redrive_up.url}/hooks/welcome", json={"user": 1}, timeout=10).raise_for_status()
+    port = _free_port()
+    log = (tmp_path / "dashboard.log").open("wb")
+    process = subprocess.Popen(
+        [*REDRIVE, "dashboard", "--url", redrive_up.url, "--port", str(port)],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+    def healthy() -> bool:
+        assert process.poll() is None, (tmp_path / "dashboard.log").read_text()
+        try:
+            return httpx2.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status_code == 200
+        except httpx2.HTTPError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=30, interval=0.1, what="the standalone dashboard to answer")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{port}/")
+                expect(page.get_by_text(f"Sign in to the redrive API at {redrive_up.url}")).to_be_visible()
+                page.get_by_label("API token").fill(redrive_up.token)
+                page.get_by_role("button", name="Sign in").click()
+                expect(page.get_by_test_id("stMetric").filter(has_text="Failed · 24h")).to_contain_text("0")
+                expect(page.get_by_text("Signed in as admin")).to_be_visible()
+            finally:
+                browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
