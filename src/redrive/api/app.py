@@ -9,11 +9,12 @@ import structlog
 from fastapi import FastAPI
 
 from redrive import __version__
-from redrive.api import errorgroups, events, executions, hooks, replays, stats, triggers
+from redrive.api import errorgroups, events, executions, hooks, me, replays, stats, triggers
 from redrive.api.errors import install_error_handlers
 from redrive.api.responses import Json
 from redrive.api.state import ServiceState
 from redrive.config import RedriveConfig, Settings
+from redrive.dashboard.mount import mount_dashboard
 from redrive.db.database import Database
 from redrive.db.migrate import assert_at_head
 from redrive.redaction import Redactor
@@ -72,10 +73,12 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
     app.include_router(replays.router)
     app.include_router(triggers.router)
     app.include_router(errorgroups.router)
+    app.include_router(me.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
 
+    mount_dashboard(app, "/ui")
     return app

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from sqlalchemy.exc import OperationalError
 
+from redrive.cli import dashboard as dashboard_cli
 from redrive.cli import errors as errors_cli
 from redrive.cli import executions, tokens
 from redrive.cli import replay as replay_cli
@@ -44,6 +45,7 @@ app.add_typer(replay_cli.audit_app, name="audit")
 app.command("stats")(stats_cli.stats)
 app.add_typer(errors_cli.app, name="errors")
 app.add_typer(triggers_cli.app, name="triggers")
+app.command("dashboard")(dashboard_cli.dashboard)
 
 
 @app.command()
