@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from redrive.durations import parse_duration
 from redrive.errors import ConfigError, Problem
+from redrive.signatures import DEFAULT_KEY_HEADER, VerifyConfig, secret_values
 from redrive.templating import Filter, Template, compile_filter, compile_template, compile_tree
 
 MIB = 1024 * 1024
@@ -111,6 +112,17 @@ class SourceConfig(_Model):
     on_key_conflict: Literal["reject", "accept"] = "reject"
     filter: FilterExpr | None = None
     max_body_bytes: int = Field(MIB, ge=1, le=25 * MIB)
+    verify: VerifyConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scheme_key_first(cls, data: Any) -> Any:
+        # A signed scheme names its own delivery id: unless the trigger lists its key sources, that id comes first.
+        if isinstance(data, dict) and "idempotency_key" not in data and isinstance(data.get("verify"), dict):
+            header = DEFAULT_KEY_HEADER.get(data["verify"].get("scheme"))
+            if header is not None:
+                return {**data, "idempotency_key": [header, *(s for s in DEFAULT_KEY_SOURCES if s != header)]}
+        return data
 
     @field_validator("idempotency_key")
     @classmethod
@@ -231,12 +243,19 @@ def _expand(node: Any, path: str, env: dict[str, str], problems: list[str], foun
     return _VAR.sub(substitute, node)
 
 
+def _is_union_tag(previous: int | str | None, part: str) -> bool:
+    # Pydantic names the chosen member of a tagged union in the location; the document has no such level.
+    return (previous == "action" and part in {"http", "command", "email"}) or (
+        previous == "verify" and part in {"standard-webhooks", "github", "stripe", "hmac"}
+    )
+
+
 def _location(loc: tuple[int | str, ...]) -> Iterator[str]:
     previous: int | str | None = None
     for part in loc:
         if isinstance(part, int):
             yield f"[{part}]"
-        elif not (previous == "action" and part in {"http", "command", "email"}) and not part.startswith("function-"):
+        elif not _is_union_tag(previous, part) and not part.startswith("function-"):
             yield f".{part}"
         previous = part
 
@@ -282,6 +301,9 @@ def parse_config(text: str, *, source: str = "<config>", env: dict[str, str] | N
         raise ConfigError(errors) from exc
     if errors:
         raise ConfigError(errors)
+    for trigger in config.triggers:
+        if trigger.source.verify is not None:
+            found |= secret_values(trigger.source.verify)
     config._secrets = frozenset(s for s in found if len(s) >= _MIN_SECRET_LENGTH)
     return config
 
