@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from redrive.durations import parse_duration
+from redrive.egress import parse_allow_entry
 from redrive.errors import ConfigError, Problem
 from redrive.signatures import DEFAULT_KEY_HEADER, VerifyConfig, secret_values
 from redrive.templating import Filter, Template, compile_filter, compile_template, compile_tree
@@ -142,6 +143,15 @@ class HttpAction(_Model):
     body: TemplateStr | None = None
     timeout: Duration = 30.0
     connect_timeout: Duration = 5.0
+    allow_private: bool = False
+    allow: list[str] = Field(default_factory=list)
+
+    @field_validator("allow")
+    @classmethod
+    def _allow_entries(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            parse_allow_entry(entry)  # raises ValueError naming the entry
+        return entries
 
     @model_validator(mode="after")
     def _one_body(self) -> HttpAction:

@@ -17,7 +17,7 @@ import yaml
 
 from redrive.actions import Outcome, Resources, build_action
 from redrive.actions.command import OUTPUT_CAP
-from redrive.actions.http import new_http_session
+from redrive.actions.http import HttpSessions
 from redrive.config import CommandAction, parse_config
 
 PY = sys.executable
@@ -34,8 +34,7 @@ def run(action: CommandAction, payload: dict[str, Any] | None = None) -> Outcome
     async def scenario() -> Outcome:
         runner = build_action(action)
         rendered = runner.render({"payload": payload or {}, "headers": {}, "event": {}, "trigger": {}})
-        async with new_http_session() as session:
-            return await runner.execute(rendered, Resources(http=session))
+        return await runner.execute(rendered, Resources(http=HttpSessions()))
 
     return asyncio.run(scenario())
 
@@ -173,15 +172,14 @@ def test_cancelling_an_attempt_kills_the_process_group(tmp_path: Path) -> None:
     rendered = runner.render({"payload": {}, "headers": {}, "event": {}, "trigger": {}})
 
     async def scenario() -> None:
-        async with new_http_session() as session:
-            task = asyncio.create_task(runner.execute(rendered, Resources(http=session)))
-            for _ in range(200):
-                if pid_file.exists() and pid_file.read_text():
-                    break
-                await asyncio.sleep(0.01)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+        task = asyncio.create_task(runner.execute(rendered, Resources(http=HttpSessions())))
+        for _ in range(200):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
     asyncio.run(scenario())
     grandchild = int(pid_file.read_text())
