@@ -12,6 +12,7 @@ from redrive import __version__
 from redrive.api import errorgroups, events, executions, hooks, replays, stats, triggers
 from redrive.api.errors import install_error_handlers
 from redrive.api.responses import Json
+from redrive.api.security import install_security
 from redrive.api.state import ServiceState
 from redrive.config import RedriveConfig, Settings
 from redrive.db.database import Database
@@ -65,6 +66,7 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
         default_response_class=Json,
     )
     install_error_handlers(app)
+    install_security(app, settings.cors_origins)
     app.include_router(hooks.router)
     app.include_router(events.router)
     app.include_router(stats.router)  # before executions: /executions/stats is not an execution id
