@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -246,3 +247,40 @@ def test_environment_is_limited_to_the_passthrough_and_the_configured_env(
 def test_path_is_passed_through() -> None:
     outcome = run(python("import os; print(os.environ.get('PATH'), end='')"))
     assert outcome.excerpt == os.environ["PATH"]
+
+
+GIGABYTE_PROBE = """
+import asyncio, json, resource, sys
+from redrive.actions import Resources, build_action
+from redrive.actions.http import HttpSessions
+from redrive.config import parse_config
+
+def peak_kib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def attempt(argv):
+    doc = {"triggers": [{"name": "t", "action": {"kind": "command", "argv": argv, "timeout": "120s"}}]}
+    runner = build_action(parse_config(json.dumps(doc), env={}).triggers[0].action)
+    return asyncio.run(runner.execute(runner.render({}), Resources(http=HttpSessions())))
+
+attempt(["head", "-c", "1000", "/dev/zero"])  # warm up: every import and code path loaded
+before = peak_kib()
+outcome = attempt(["sh", "-c", "head -c 1073741824 /dev/zero; head -c 104857600 /dev/zero >&2"])
+print(json.dumps({
+    "growth_kib": peak_kib() - before,
+    "ok": outcome.ok,
+    "detail": outcome.detail,
+    "excerpt_length": len(outcome.excerpt or ""),
+}))
+"""
+
+
+def test_a_gigabyte_of_output_is_captured_to_the_cap_without_memory_growth() -> None:
+    # A fresh interpreter, so that its peak RSS is this attempt's alone.
+    result = subprocess.run([PY, "-c", GIGABYTE_PROBE], capture_output=True, text=True, timeout=300, check=True)
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["ok"] is True
+    assert report["detail"]["stdout_truncated"] is True
+    assert report["detail"]["stderr_truncated"] is True
+    assert report["excerpt_length"] == 2 * OUTPUT_CAP + len("\n--- stderr ---\n")
+    assert report["growth_kib"] < 50 * 1024, f"peak RSS grew by {report['growth_kib']} KiB"
