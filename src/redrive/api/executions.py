@@ -48,6 +48,8 @@ async def execution_show(execution_id: int, state: StateDep, caller: ViewerDep) 
         raise NotFound(f"no execution has id {execution_id}")
     found["action"] = rendered_action(state, found["trigger"], found["event"])
     found["error"] = error_context(found)
+    # The stored payload is kept verbatim for replays; what is shown has its secret fields masked.
+    found["event"]["payload"] = state.redactor.tree(found["event"]["payload"])
     return found
 
 
@@ -67,5 +69,5 @@ def rendered_action(state: ServiceState, trigger_name: str, event: dict[str, Any
     try:
         rendered = trigger.action.render(context)
     except RenderError as exc:
-        return {"kind": trigger.config.action.kind, "error": str(exc)}
+        return {"kind": trigger.config.action.kind, "error": state.redactor.text(str(exc))}
     return {"kind": trigger.config.action.kind, **state.redactor.tree(rendered)}
