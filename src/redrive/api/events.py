@@ -12,6 +12,7 @@ from redrive.api.auth import OperatorDep
 from redrive.api.deps import StateDep
 from redrive.api.hooks import INGEST_RESPONSES, accept, find_trigger
 from redrive.api.responses import Json
+from redrive.api.triggers import AUTH_RESPONSES
 from redrive.errors import PayloadTooLarge
 from redrive.ingest import check_depth, prepare
 
@@ -33,7 +34,7 @@ class EventIn(BaseModel):
     )
 
 
-@router.post("/events", status_code=202, responses=INGEST_RESPONSES)
+@router.post("/events", status_code=202, responses={**INGEST_RESPONSES, **AUTH_RESPONSES})
 async def send_event(event: EventIn, request: Request, state: StateDep, caller: OperatorDep) -> Json:
     """Accept one event: 202 new, 200 duplicate."""
     trigger = find_trigger(state, event.trigger)

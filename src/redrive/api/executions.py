@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from redrive.api.auth import ViewerDep
-from redrive.api.deps import StateDep
+from redrive.api.deps import Cursor, RowId, StateDep
 from redrive.api.state import ServiceState
 from redrive.errors import NotFound
 from redrive.executions import ExecutionFilter, error_context, get_execution, list_executions
@@ -31,7 +31,7 @@ async def executions_list(
     code: str | None = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
-    cursor: Annotated[int | None, Query(ge=1, description="`next_cursor` from the previous page")] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Executions, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
@@ -41,7 +41,7 @@ async def executions_list(
 
 
 @router.get("/{execution_id}", responses={404: {"description": "not_found"}})
-async def execution_show(execution_id: int, state: StateDep, caller: ViewerDep) -> dict[str, Any]:
+async def execution_show(execution_id: RowId, state: StateDep, caller: ViewerDep) -> dict[str, Any]:
     """One execution with every attempt and its event."""
     found = await state.db.read(get_execution(execution_id))
     if found is None:
