@@ -64,6 +64,20 @@ def test_a_body_at_the_limit_is_accepted_and_one_byte_more_is_refused(service, d
     assert events(db_url) == 1
 
 
+def test_the_api_refuses_huge_bodies_before_authenticating(service, db_url) -> None:
+    huge = b'{"trigger": "big", "payload": "' + b"x" * (26 * MIB) + b'"}'
+    url = f"{service.url}/api/v1/events"
+    for content in (huge, chunked(huge)):  # declared and chunked; no token at all
+        response = httpx2.post(url, content=content, headers={"Content-Type": "application/json"}, timeout=60)
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "payload_too_large"
+        assert response.headers["x-content-type-options"] == "nosniff"
+    fine = b'{"trigger": "big", "payload": "' + b"x" * MIB + b'"}'
+    operator = {**service.auth("operator"), "Content-Type": "application/json"}
+    assert httpx2.post(url, content=chunked(fine), headers=operator, timeout=60).status_code == 202
+    assert events(db_url) == 1
+
+
 def test_a_trigger_limit_above_25_mib_is_a_config_error() -> None:
     text = "triggers:\n  - name: t\n    source: {max_body_bytes: 26214401}\n    action: {kind: command, argv: ['x']}\n"
     with pytest.raises(ConfigError, match="max_body_bytes"):

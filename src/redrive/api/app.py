@@ -23,6 +23,10 @@ from redrive.watermarks import WatermarkWatch
 from redrive.worker import Clock, Worker, utcnow
 
 log = structlog.get_logger("redrive.app")
+API_RESPONSES = {
+    **triggers.AUTH_RESPONSES,
+    413: {"description": "payload_too_large: the request body exceeds the API's limit (25 MiB and a little)."},
+}
 
 
 def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcnow) -> FastAPI:
@@ -70,7 +74,7 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
     app.include_router(hooks.router)
     # Every /api route authenticates: each documents the answers authentication can give (a route's own win).
     for router in (events, stats, executions, replays, triggers, errorgroups):  # stats first: /executions/stats
-        app.include_router(router.router, responses=triggers.AUTH_RESPONSES)
+        app.include_router(router.router, responses=API_RESPONSES)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

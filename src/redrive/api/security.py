@@ -1,15 +1,22 @@
-"""What every HTTP answer carries for the browser's sake: security headers, and CORS only for allowed origins.
+"""The HTTP edge outside the routes: security headers, CORS only for allowed origins, a body cap for the API.
 
 CORS is closed unless ``REDRIVE_CORS_ORIGINS`` lists origins: without it no ``Access-Control-*`` header is ever
 sent, so no other site's script can read an answer (and a token never leaves its own origin). The headers
 keep answers from being sniffed into another type, framed, leaking their URL as a referrer, or cached.
+
+FastAPI reads a JSON body before any dependency runs, authentication included; without a cap an anonymous client
+could make the API buffer any amount. ``/hooks`` bodies are capped per trigger by their route instead.
 """
 
 from __future__ import annotations
 
+import orjson
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+API_BODY_LIMIT = 25 * 1024 * 1024 + 64 * 1024
+"""Largest request body outside ``/hooks``: the largest event payload a trigger accepts, plus its envelope."""
 
 _ALWAYS = (
     (b"x-content-type-options", b"nosniff"),
@@ -48,13 +55,55 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class BodyLimit:
+    """ASGI middleware refusing request bodies over ``limit`` outside ``/hooks`` (413), chunked ones included."""
+
+    def __init__(self, app: ASGIApp, limit: int = API_BODY_LIMIT) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/hooks/"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.limit:
+                await self._too_large(send)
+                return
+            await self.app(scope, receive, send)  # the server holds the body to its declared length
+            return
+        messages: list[Message] = []
+        size = 0
+        while True:  # chunked or unframed: read it all here, within the cap, then hand it on
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await self._too_large(send)
+                return
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Send) -> None:
+        body = orjson.dumps({"error": {"code": "payload_too_large", "message": f"the body exceeds {self.limit} bytes"}})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 def cors_origins(setting: str) -> list[str]:
     """The origins listed in ``REDRIVE_CORS_ORIGINS`` (comma-separated); empty means CORS stays closed."""
     return [origin.strip().rstrip("/") for origin in setting.split(",") if origin.strip()]
 
 
 def install_security(app: FastAPI, cors: str) -> None:
-    """Add the security headers, and CORS for the listed origins only."""
+    """Add the security headers, the API body cap, and CORS for the listed origins only."""
     origins = cors_origins(cors)
     if origins:
         app.add_middleware(
@@ -64,4 +113,5 @@ def install_security(app: FastAPI, cors: str) -> None:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
             max_age=600,
         )
+    app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders)
