@@ -106,6 +106,9 @@ class HmacVerify(_Timed):
             raise ValueError("'message' must contain '{body}' exactly once")
         if "{timestamp}" in self.message and self.timestamp_header is None:
             raise ValueError("'message' uses '{timestamp}': name the header that holds it in 'timestamp_header'")
+        if self.timestamp_header is not None and "{timestamp}" not in self.message:
+            # An unsigned timestamp could be replaced at will: the tolerance would protect nothing.
+            raise ValueError("'timestamp_header' is set: 'message' must sign it, e.g. '{timestamp}.{body}'")
         rest = self.message.replace("{body}", "").replace("{timestamp}", "")
         if "{" in rest or "}" in rest:
             raise ValueError("'message' may only use the placeholders '{body}' and '{timestamp}'")

@@ -228,7 +228,14 @@ CONFIGS = [
     {"scheme": "standard-webhooks", "secret": SW["secret"]},
     {"scheme": "github", "secret": GH["secret"]},
     {"scheme": "stripe", "secret": STRIPE["secret"]},
-    {"scheme": "hmac", "secret": "hmac-secret", "header": "X-Sig", "encoding": "base64", "timestamp_header": "X-Ts"},
+    {
+        "scheme": "hmac",
+        "secret": "hmac-secret",
+        "header": "X-Sig",
+        "encoding": "base64",
+        "timestamp_header": "X-Ts",
+        "message": "{timestamp}.{body}",
+    },
     {"scheme": "hmac", "secret": "hmac-secret", "header": "X-Sig", "prefix": "sha256="},
 ]
 ALL_HEADERS = ("webhook-signature", "webhook-timestamp", "x-hub-signature-256", "stripe-signature", "x-sig", "x-ts")
@@ -318,6 +325,7 @@ def test_signing_secrets_are_registered_with_the_redactor_even_when_literal() ->
         ("{scheme: hmac, secret: abcdefgh, header: X-Sig, message: 'no body'}", "'{body}' exactly once"),
         ("{scheme: hmac, secret: abcdefgh, header: X-Sig, message: '{timestamp}.{body}'}", "timestamp_header"),
         ("{scheme: hmac, secret: abcdefgh, header: X-Sig, message: '{body}{x}'}", "only use the placeholders"),
+        ("{scheme: hmac, secret: abcdefgh, header: X-Sig, timestamp_header: X-Ts}", "must sign it"),
         ("{scheme: hmac, secret: abcdefgh, header: 'X Sig'}", "should match pattern"),
         ("{scheme: stripe, secret: abcdefgh, tolerance: 0}", "greater than or equal to 1"),
     ],
