@@ -251,6 +251,7 @@ def start_redrive(procs: Procs, name: str, sink_port: int, worker_concurrency: i
     (home / "redrive.yaml").write_text(
         "triggers:\n  - name: bench\n    action:\n      kind: http\n"
         f'      url: "http://127.0.0.1:{sink_port}/sink"\n'
+        "      allow: [127.0.0.1]\n"
         '      json: {id: "{{ payload.messageId }}"}\n'
     )
     db, port = home / "redrive.db", free_port()

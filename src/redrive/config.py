@@ -28,7 +28,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from redrive.durations import parse_duration
+from redrive.egress import parse_allow_entry
 from redrive.errors import ConfigError, Problem
+from redrive.signatures import DEFAULT_KEY_HEADER, VerifyConfig, secret_values
 from redrive.templating import Filter, Template, compile_filter, compile_template, compile_tree
 
 MIB = 1024 * 1024
@@ -56,6 +58,9 @@ class Settings(BaseSettings):
     poll_interval: float = Field(1.0, gt=0, description="Longest idle wait before the worker looks at the queue again.")
     sweep_interval: float = Field(10.0, gt=0, description="How often expired leases are returned to pending.")
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight executions get to finish on SIGTERM.")
+    cors_origins: str = Field(
+        "", description="Origins (comma-separated) whose scripts may call the API; empty keeps CORS closed."
+    )
 
     @property
     def is_sqlite(self) -> bool:
@@ -111,6 +116,17 @@ class SourceConfig(_Model):
     on_key_conflict: Literal["reject", "accept"] = "reject"
     filter: FilterExpr | None = None
     max_body_bytes: int = Field(MIB, ge=1, le=25 * MIB)
+    verify: VerifyConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scheme_key_first(cls, data: Any) -> Any:
+        # A signed scheme names its own delivery id: unless the trigger lists its key sources, that id comes first.
+        if isinstance(data, dict) and "idempotency_key" not in data and isinstance(data.get("verify"), dict):
+            header = DEFAULT_KEY_HEADER.get(data["verify"].get("scheme"))
+            if header is not None:
+                return {**data, "idempotency_key": [header, *(s for s in DEFAULT_KEY_SOURCES if s != header)]}
+        return data
 
     @field_validator("idempotency_key")
     @classmethod
@@ -130,6 +146,15 @@ class HttpAction(_Model):
     body: TemplateStr | None = None
     timeout: Duration = 30.0
     connect_timeout: Duration = 5.0
+    allow_private: bool = False
+    allow: list[str] = Field(default_factory=list)
+
+    @field_validator("allow")
+    @classmethod
+    def _allow_entries(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            parse_allow_entry(entry)  # raises ValueError naming the entry
+        return entries
 
     @model_validator(mode="after")
     def _one_body(self) -> HttpAction:
@@ -231,12 +256,19 @@ def _expand(node: Any, path: str, env: dict[str, str], problems: list[str], foun
     return _VAR.sub(substitute, node)
 
 
+def _is_union_tag(previous: int | str | None, part: str) -> bool:
+    # Pydantic names the chosen member of a tagged union in the location; the document has no such level.
+    return (previous == "action" and part in {"http", "command", "email"}) or (
+        previous == "verify" and part in {"standard-webhooks", "github", "stripe", "hmac"}
+    )
+
+
 def _location(loc: tuple[int | str, ...]) -> Iterator[str]:
     previous: int | str | None = None
     for part in loc:
         if isinstance(part, int):
             yield f"[{part}]"
-        elif not (previous == "action" and part in {"http", "command", "email"}) and not part.startswith("function-"):
+        elif not _is_union_tag(previous, part) and not part.startswith("function-"):
             yield f".{part}"
         previous = part
 
@@ -282,6 +314,9 @@ def parse_config(text: str, *, source: str = "<config>", env: dict[str, str] | N
         raise ConfigError(errors) from exc
     if errors:
         raise ConfigError(errors)
+    for trigger in config.triggers:
+        if trigger.source.verify is not None:
+            found |= secret_values(trigger.source.verify)
     config._secrets = frozenset(s for s in found if len(s) >= _MIN_SECRET_LENGTH)
     return config
 

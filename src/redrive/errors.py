@@ -10,6 +10,7 @@ Each error carries a stable machine ``code`` and the HTTP status it maps to; the
     ├── BadRequest (400)
     │   ├── InvalidJson (400 invalid_json)
     │   └── InvalidRequest (422 invalid_request)
+    ├── InvalidSignature (401 invalid_signature)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── IdempotencyKeyReused (422 idempotency_key_reused)
     └── StorageUnavailable (503 storage_unavailable)
@@ -81,6 +82,13 @@ class InvalidJson(BadRequest):
 class InvalidRequest(BadRequest):
     code = "invalid_request"
     status = 422
+
+
+class InvalidSignature(RedriveError):
+    """A webhook's signature is missing, malformed, stale or signed by no configured secret."""
+
+    code = "invalid_signature"
+    status = 401
 
 
 class PayloadTooLarge(RedriveError):

@@ -109,7 +109,7 @@ _CATALOG: dict[str, Hint] = {
     ),
     "target_forbidden": Hint(
         "Private address refused",
-        "The SSRF guard refused a private or loopback target; if intended, allow it with allow_private or allow.",
+        "The URL is not public or not http(s). If the target is yours, open it with allow: [CIDR] or allow_private.",
         "fix_config",
     ),
     "invalid_url": Hint(

@@ -25,6 +25,7 @@ from redrive.redaction import Redactor
 from redrive.templating import RenderError
 
 MAX_KEY_LENGTH = 255
+MAX_JSON_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +54,28 @@ class Stored:
 
 
 def parse_payload(body: bytes) -> Any:
-    """Parse a JSON body, raising InvalidJson with the parser's reason."""
+    """Parse a JSON body, raising InvalidJson with the parser's reason (or because it nests too deep)."""
     try:
-        return orjson.loads(body)
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidJson(f"the body is not valid JSON: {exc}") from exc
+    # Only a body with more brackets than the limit can nest deeper than it: most never pay for the walk.
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH:
+        check_depth(payload)
+    return payload
+
+
+def check_depth(payload: Any) -> None:
+    """Raise InvalidJson when objects and arrays nest more than MAX_JSON_DEPTH levels deep."""
+    stack = [(payload, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidJson(f"the JSON nests more than {MAX_JSON_DEPTH} levels deep")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 def _lookup(payload: Any, path: str) -> Any:

@@ -27,7 +27,7 @@ SUCCEEDED = ("succeeded",)
 FAILED = ("failed", "failed_retryable", "replayed")
 FINISHED = SUCCEEDED + FAILED
 DLQ_WARNING = 10  # warn when the dead-letter queue holds more than this
-SUMMED_COUNTERS = ("duplicates", "key_conflicts")
+SUMMED_COUNTERS = ("duplicates", "key_conflicts", "invalid_signatures")
 
 Key = Literal["status", "kind", "trigger"]
 
@@ -145,6 +145,7 @@ def summary(declared: Sequence[Trigger], window: Window) -> Callable[[Connection
             "dlq_size": dlq_size,
             "idempotent_replays": counters["duplicates"],
             "key_conflicts": counters["key_conflicts"],
+            "invalid_signatures": counters["invalid_signatures"],
             "retries_observed": retries,
             "replays": sum(replays for _, replays in created.values()),
             "triggers": per_trigger,

@@ -17,7 +17,7 @@ import structlog
 
 from redrive import queue
 from redrive.actions import Outcome, Resources
-from redrive.actions.http import new_http_session
+from redrive.actions.http import HttpSessions
 from redrive.classify import permanent
 from redrive.config import Settings
 from redrive.db.database import Database
@@ -66,7 +66,7 @@ class Worker:
 
     async def start(self) -> None:
         """Open the shared HTTP session and start the claim, lease and sweep loops."""
-        self._resources = Resources(http=new_http_session(limit=max(100, self._settings.worker_concurrency)))
+        self._resources = Resources(http=HttpSessions(limit=max(100, self._settings.worker_concurrency)))
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="redrive-claim"),
             asyncio.create_task(self._renew_loop(), name="redrive-renew"),

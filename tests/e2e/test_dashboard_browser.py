@@ -115,7 +115,7 @@ def test_sign_in_see_the_failure_open_the_dead_letter_replay_it_and_see_it_succe
             page.get_by_role("button", name="Sign in").click()
             badge = page.get_by_test_id("stMetric").filter(has_text="Failed · 15m")
             expect(badge).to_contain_text("1", timeout=30_000)
-            expect(page.get_by_label("API token")).to_have_count(0)
+            expect(page.get_by_label("API token")).to_have_count(0, timeout=30_000)
             expect(page.get_by_text("Top error groups, last 24 h")).to_be_visible(timeout=30_000)
             expect(page.get_by_test_id("stVegaLiteChart").locator("canvas, svg").first).to_be_visible(timeout=30_000)
             expect(page.get_by_text("Updated ")).to_be_visible(timeout=30_000)
@@ -175,11 +175,15 @@ def test_the_standalone_dashboard_reads_a_remote_redrive(redrive_up: Running, tm
             try:
                 page = browser.new_page()
                 page.goto(f"http://127.0.0.1:{port}/")
-                expect(page.get_by_text(f"Sign in to the redrive API at {redrive_up.url}")).to_be_visible()
+                expect(page.get_by_text(f"Sign in to the redrive API at {redrive_up.url}")).to_be_visible(
+                    timeout=30_000
+                )
                 page.get_by_label("API token").fill(redrive_up.token)
                 page.get_by_role("button", name="Sign in").click()
-                expect(page.get_by_test_id("stMetric").filter(has_text="Failed · 24h")).to_contain_text("0")
-                expect(page.get_by_text("Signed in as admin")).to_be_visible()
+                expect(page.get_by_test_id("stMetric").filter(has_text="Failed · 24h")).to_contain_text(
+                    "0", timeout=30_000
+                )
+                expect(page.get_by_text("Signed in as admin")).to_be_visible(timeout=30_000)
             finally:
                 browser.close()
     finally:

@@ -25,6 +25,7 @@ triggers:
     action:
       kind: http
       url: "{url}"
+      allow_private: true
       json: {{n: "{{{{ payload.n }}}}"}}
       headers: {{Authorization: "Bearer not-for-your-eyes"}}
       timeout: 5s

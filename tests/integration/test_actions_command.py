@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -17,7 +18,7 @@ import yaml
 
 from redrive.actions import Outcome, Resources, build_action
 from redrive.actions.command import OUTPUT_CAP
-from redrive.actions.http import new_http_session
+from redrive.actions.http import HttpSessions
 from redrive.config import CommandAction, parse_config
 
 PY = sys.executable
@@ -34,8 +35,7 @@ def run(action: CommandAction, payload: dict[str, Any] | None = None) -> Outcome
     async def scenario() -> Outcome:
         runner = build_action(action)
         rendered = runner.render({"payload": payload or {}, "headers": {}, "event": {}, "trigger": {}})
-        async with new_http_session() as session:
-            return await runner.execute(rendered, Resources(http=session))
+        return await runner.execute(rendered, Resources(http=HttpSessions()))
 
     return asyncio.run(scenario())
 
@@ -173,15 +173,14 @@ def test_cancelling_an_attempt_kills_the_process_group(tmp_path: Path) -> None:
     rendered = runner.render({"payload": {}, "headers": {}, "event": {}, "trigger": {}})
 
     async def scenario() -> None:
-        async with new_http_session() as session:
-            task = asyncio.create_task(runner.execute(rendered, Resources(http=session)))
-            for _ in range(200):
-                if pid_file.exists() and pid_file.read_text():
-                    break
-                await asyncio.sleep(0.01)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+        task = asyncio.create_task(runner.execute(rendered, Resources(http=HttpSessions())))
+        for _ in range(200):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
     asyncio.run(scenario())
     grandchild = int(pid_file.read_text())
@@ -248,3 +247,40 @@ def test_environment_is_limited_to_the_passthrough_and_the_configured_env(
 def test_path_is_passed_through() -> None:
     outcome = run(python("import os; print(os.environ.get('PATH'), end='')"))
     assert outcome.excerpt == os.environ["PATH"]
+
+
+GIGABYTE_PROBE = """
+import asyncio, json, resource, sys
+from redrive.actions import Resources, build_action
+from redrive.actions.http import HttpSessions
+from redrive.config import parse_config
+
+def peak_kib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def attempt(argv):
+    doc = {"triggers": [{"name": "t", "action": {"kind": "command", "argv": argv, "timeout": "120s"}}]}
+    runner = build_action(parse_config(json.dumps(doc), env={}).triggers[0].action)
+    return asyncio.run(runner.execute(runner.render({}), Resources(http=HttpSessions())))
+
+attempt(["head", "-c", "1000", "/dev/zero"])  # warm up: every import and code path loaded
+before = peak_kib()
+outcome = attempt(["sh", "-c", "head -c 1073741824 /dev/zero; head -c 104857600 /dev/zero >&2"])
+print(json.dumps({
+    "growth_kib": peak_kib() - before,
+    "ok": outcome.ok,
+    "detail": outcome.detail,
+    "excerpt_length": len(outcome.excerpt or ""),
+}))
+"""
+
+
+def test_a_gigabyte_of_output_is_captured_to_the_cap_without_memory_growth() -> None:
+    # A fresh interpreter, so that its peak RSS is this attempt's alone.
+    result = subprocess.run([PY, "-c", GIGABYTE_PROBE], capture_output=True, text=True, timeout=300, check=True)
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["ok"] is True
+    assert report["detail"]["stdout_truncated"] is True
+    assert report["detail"]["stderr_truncated"] is True
+    assert report["excerpt_length"] == 2 * OUTPUT_CAP + len("\n--- stderr ---\n")
+    assert report["growth_kib"] < 50 * 1024, f"peak RSS grew by {report['growth_kib']} KiB"

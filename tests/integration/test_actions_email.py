@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from redrive.actions import Outcome, Resources, build_action
-from redrive.actions.http import new_http_session
+from redrive.actions.http import HttpSessions
 from redrive.config import EmailAction, parse_config
 
 
@@ -82,8 +82,7 @@ def send(action: EmailAction, payload: dict[str, Any] = PAYLOAD) -> Outcome:
     async def scenario() -> Outcome:
         runner = build_action(action)
         rendered = runner.render({"payload": payload, "headers": {}, "event": {}, "trigger": {}})
-        async with new_http_session() as session:
-            return await runner.execute(rendered, Resources(http=session))
+        return await runner.execute(rendered, Resources(http=HttpSessions()))
 
     return asyncio.run(scenario())
 

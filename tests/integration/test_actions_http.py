@@ -16,7 +16,7 @@ import yaml
 from aiohttp import web
 
 from redrive.actions import Outcome, Resources, build_action
-from redrive.actions.http import new_http_session
+from redrive.actions.http import HttpSessions
 from redrive.config import HttpAction, parse_config
 from redrive.templating import RenderError
 
@@ -38,6 +38,8 @@ class Server:
 
 
 def http_action(url: str, **options: Any) -> HttpAction:
+    """An action config for ``url``; loopback is allowed (the test servers live there) unless ``options`` say."""
+    options.setdefault("allow", ["127.0.0.1"])
     doc = {"triggers": [{"name": "t", "action": {"kind": "http", "url": url, **options}}]}
     action = parse_config(yaml.safe_dump(doc), env={}).triggers[0].action
     assert isinstance(action, HttpAction)
@@ -74,8 +76,11 @@ async def serve(routes: dict[str, Handler]) -> AsyncIterator[Server]:
 async def attempt(action: HttpAction, payload: dict[str, Any] | None = None) -> tuple[dict[str, Any], Outcome]:
     runner = build_action(action)
     rendered = runner.render({"payload": payload or {}, "headers": {}, "event": {}, "trigger": {}})
-    async with new_http_session() as session:
-        outcome = await runner.execute(rendered, Resources(http=session))
+    resources = Resources(http=HttpSessions())
+    try:
+        outcome = await runner.execute(rendered, resources)
+    finally:
+        await resources.close()
     return rendered, outcome
 
 

@@ -21,7 +21,7 @@ from support import run_service
 CONFIG = """
 triggers:
   - name: orders
-    action: {kind: http, url: "http://127.0.0.1:9/orders"}
+    action: {kind: http, url: "http://127.0.0.1:9/orders", allow: [127.0.0.1]}
   - name: reports
     action: {kind: command, argv: ["true"]}
 """

@@ -14,6 +14,7 @@ triggers:
   - name: api
     action:
       kind: http
+      allow: [127.0.0.1]
       url: "{url}?order={{{{ payload.order }}}}"
       headers: {{apikey: "key-{{{{ payload.order }}}}", X-Plain: "visible"}}
       json: {{order: "{{{{ payload.order }}}}"}}

@@ -26,7 +26,7 @@ from support import run_service, scalar, wait_until
 CONFIG = """
 triggers:
   - name: web
-    action: {kind: http, url: "http://127.0.0.1:9/hook"}
+    action: {kind: http, url: "http://127.0.0.1:9/hook", allow: [127.0.0.1]}
     limits: {daily_watermark: 3}
   - name: job
     action: {kind: command, argv: ["true"]}

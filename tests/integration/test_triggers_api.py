@@ -25,6 +25,7 @@ triggers:
     action:
       kind: http
       url: "{url}"
+      allow: [127.0.0.1]
       headers: {{apikey: "${{SOME_KEY}}", X-Trace: "t-${{SOME_KEY}}"}}
       json: {{n: "{{{{ payload.n }}}}"}}
     limits: {{daily_watermark: 100}}

@@ -22,6 +22,7 @@ triggers:
     action:
       kind: http
       url: "{url}"
+      allow_private: true
       json: {{order: "{{{{ payload.order }}}}"}}
       headers: {{X-Order: "{{{{ payload.order }}}}"}}
       timeout: 5s

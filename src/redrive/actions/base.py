@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import aiohttp
-
 from redrive.classify import Failure
 
 if TYPE_CHECKING:
+    from redrive.actions.http import HttpSessions
     from redrive.config import CommandAction, EmailAction, HttpAction
 
 EXCERPT_BYTES = 4096
@@ -42,10 +41,10 @@ class Outcome:
 class Resources:
     """Long-lived things actions share within one worker; built and closed by the worker."""
 
-    http: aiohttp.ClientSession
+    http: HttpSessions
 
     async def close(self) -> None:
-        """Close what the resources hold (the HTTP session and its pooled connections)."""
+        """Close what the resources hold (the HTTP sessions and their pooled connections)."""
         await self.http.close()
 
 

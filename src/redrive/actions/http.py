@@ -1,27 +1,32 @@
-"""The HTTP action: one request per attempt, sent through the worker's shared aiohttp session.
+"""The HTTP action: one request per attempt, sent through the worker's aiohttp sessions, and the SSRF guard.
 
 Redirects are never followed (a 3xx is a failure), at most ``EXCERPT_BYTES`` of the response body are read
-back, and every client error becomes a classified ``Failure``. Which addresses may be reached is the session's
-concern, not this module's: ``new_http_session(resolver=...)`` is the seam where the SSRF guard (an aiohttp
-resolver that refuses non-global addresses) plugs in, so the connection goes to the very address that was
-checked.
+back, and every client error becomes a classified ``Failure``. Which addresses may be reached is decided by the
+action's :class:`~redrive.egress.TargetPolicy`: IP literals are judged before the request, and names are judged
+by :class:`GuardedResolver`, which sits in the session's connector and refuses a name when any address it
+resolves to is not permitted, so the connection goes to the very addresses that were checked (no second lookup
+for DNS rebinding to slip through). Each policy has its own session (:class:`HttpSessions`): a pooled
+connection or cached lookup made under a permissive policy is never reused under a strict one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from redrive.actions.base import EXCERPT_BYTES, Outcome, Resources, decode
-from redrive.classify import classify_exception, classify_http_status, permanent
+from redrive.classify import Failure, classify_exception, classify_http_status, permanent
 from redrive.config import HttpAction
+from redrive.egress import IPAddress, TargetPolicy, forbidden_message, parse_address, refusal
 from redrive.templating import render_tree
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods and header names
@@ -30,16 +35,58 @@ _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
 _REQUEST_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError)
 
 
-def new_http_session(*, resolver: AbstractResolver | None = None, limit: int = 100) -> aiohttp.ClientSession:
-    """Build the shared session a worker hands its actions; call it inside the running event loop.
+class TargetForbidden(OSError):
+    """A name resolved to an address the action's policy refuses (an OSError, as aiohttp expects of resolvers)."""
 
-    ``resolver`` is where the SSRF guard goes; ``limit`` caps open connections. Cookies are never kept (one
-    session serves every trigger) and proxy settings are not read from the environment.
+    def __init__(self, host: str, address: IPAddress) -> None:
+        super().__init__(forbidden_message(host, address))
+        self.host = host
+        self.address = address
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves through ``lookup`` (aiohttp's default resolver unless given) and refuses forbidden addresses.
+
+    Every address of the answer is judged; one forbidden address refuses the whole name, since a name that
+    points inside the network is not one to half-trust.
+    """
+
+    def __init__(self, policy: TargetPolicy, lookup: AbstractResolver | None = None) -> None:
+        self._policy = policy
+        self._lookup = lookup or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """Resolve ``host`` and return its addresses, or raise TargetForbidden."""
+        results = await self._lookup.resolve(host, port, family)
+        for result in results:
+            address = parse_address(result["host"])
+            if address is None:
+                raise OSError(f"the resolver answered {host} with {result['host']!r}, which is not an address")
+            if not self._policy.permits(address, host):
+                raise TargetForbidden(host, address)
+        return results
+
+    async def close(self) -> None:
+        """Close the wrapped resolver."""
+        await self._lookup.close()
+
+
+def new_http_session(
+    policy: TargetPolicy | None = None, *, lookup: AbstractResolver | None = None, limit: int = 100
+) -> aiohttp.ClientSession:
+    """A session whose connections only reach what ``policy`` permits; call it inside the running event loop.
+
+    ``lookup`` replaces aiohttp's resolver under the guard (a test makes a name resolve where it wants);
+    ``limit`` caps open connections. Cookies are never kept (one session serves many triggers) and proxy
+    settings are not read from the environment.
     """
     try:
         agent = f"redrive/{version('redrive')}"
     except PackageNotFoundError:
         agent = "redrive"
+    resolver = GuardedResolver(policy or TargetPolicy(), lookup)
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=resolver, limit=limit, ttl_dns_cache=60),
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -48,14 +95,38 @@ def new_http_session(*, resolver: AbstractResolver | None = None, limit: int = 1
     )
 
 
+class HttpSessions:
+    """One guarded session per target policy, opened on first use and closed together."""
+
+    def __init__(self, *, lookup: AbstractResolver | None = None, limit: int = 100) -> None:
+        self._lookup = lookup
+        self._limit = limit
+        self._sessions: dict[TargetPolicy, aiohttp.ClientSession] = {}
+
+    def session(self, policy: TargetPolicy) -> aiohttp.ClientSession:
+        """The session for ``policy``; call it inside the running event loop."""
+        session = self._sessions.get(policy)
+        if session is None:
+            session = new_http_session(policy, lookup=self._lookup, limit=self._limit)
+            self._sessions[policy] = session
+        return session
+
+    async def close(self) -> None:
+        """Close every session and its pooled connections."""
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+
 class HttpRequester:
     """Sends one HTTP request per attempt; success is a 2xx status."""
 
     kind: ClassVar[str] = "http"
-    __slots__ = ("_config", "_timeout")
+    __slots__ = ("_config", "_policy", "_timeout")
 
     def __init__(self, config: HttpAction) -> None:
         self._config = config
+        self._policy = TargetPolicy.build(config.allow_private, config.allow)
         self._timeout = aiohttp.ClientTimeout(total=config.timeout, sock_connect=config.connect_timeout)
 
     def render(self, context: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,13 +149,17 @@ class HttpRequester:
         """Send the request and classify the response (or the error that stopped it)."""
         method: str = rendered["method"]
         headers: dict[str, str] = rendered["headers"]
-        refusal = _refuse_unsafe(method, headers)
-        if refusal is not None:
-            return refusal
+        unsafe = _refuse_unsafe(method, headers)
+        if unsafe is not None:
+            return unsafe
+        url: str = rendered["url"]
+        forbidden = refusal(url, self._policy)
+        if forbidden is not None:
+            return Outcome(permanent("target_forbidden", forbidden), {})
         try:
-            async with resources.http.request(
+            async with resources.http.session(self._policy).request(
                 method,
-                rendered["url"],
+                url,
                 headers=headers,
                 json=rendered.get("json"),
                 data=rendered.get("body"),
@@ -93,7 +168,7 @@ class HttpRequester:
             ) as response:
                 body = await _read_capped(response.content, EXCERPT_BYTES)
         except _REQUEST_ERRORS as exc:
-            return Outcome(classify_exception(exc), {})
+            return Outcome(_classify(exc), {})
         status = response.status
         reason = response.reason or ""
         detail = {"status": status, "reason": reason, "headers": _plain_headers(response.headers)}
@@ -103,6 +178,12 @@ class HttpRequester:
                 status, reason=reason, retry_after=response.headers.get("Retry-After"), now=datetime.now(UTC)
             )
         return Outcome(failure, detail, decode(body) if body else None)
+
+
+def _classify(exc: BaseException) -> Failure:
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, TargetForbidden):
+        return permanent("target_forbidden", str(exc.os_error))
+    return classify_exception(exc)
 
 
 def _refuse_unsafe(method: str, headers: Mapping[str, str]) -> Outcome | None:

@@ -12,6 +12,7 @@ from redrive import __version__
 from redrive.api import errorgroups, events, executions, hooks, me, replays, stats, triggers
 from redrive.api.errors import install_error_handlers
 from redrive.api.responses import Json
+from redrive.api.security import install_security
 from redrive.api.state import ServiceState
 from redrive.config import RedriveConfig, Settings
 from redrive.dashboard.mount import mount_dashboard
@@ -23,6 +24,10 @@ from redrive.watermarks import WatermarkWatch
 from redrive.worker import Clock, Worker, utcnow
 
 log = structlog.get_logger("redrive.app")
+API_RESPONSES = {
+    **triggers.AUTH_RESPONSES,
+    413: {"description": "payload_too_large: the request body exceeds the API's limit (25 MiB and a little)."},
+}
 
 
 def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcnow) -> FastAPI:
@@ -66,14 +71,11 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
         default_response_class=Json,
     )
     install_error_handlers(app)
+    install_security(app, settings.cors_origins)
     app.include_router(hooks.router)
-    app.include_router(events.router)
-    app.include_router(stats.router)  # before executions: /executions/stats is not an execution id
-    app.include_router(executions.router)
-    app.include_router(replays.router)
-    app.include_router(triggers.router)
-    app.include_router(errorgroups.router)
-    app.include_router(me.router)
+    # Every /api route authenticates: each documents the answers authentication can give (a route's own win).
+    for router in (events, stats, executions, replays, triggers, errorgroups, me):  # stats first: /executions/stats
+        app.include_router(router.router, responses=API_RESPONSES)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

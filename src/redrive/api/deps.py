@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 
 from redrive.api.state import ServiceState
 
@@ -16,3 +16,7 @@ async def get_state(request: Request) -> ServiceState:
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
+
+MAX_ROW_ID = 2**63 - 1  # BIGINT; a larger id cannot exist and must not reach the driver (it overflows there)
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A row id.")]
+Cursor = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="`next_cursor` from the previous page")]

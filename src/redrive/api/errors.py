@@ -13,7 +13,13 @@ from redrive.errors import RedriveError
 
 log = structlog.get_logger("redrive.api")
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "forbidden"}
+_HTTP_CODES = {
+    400: "invalid_json",
+    404: "not_found",
+    405: "method_not_allowed",
+    401: "unauthenticated",
+    403: "forbidden",
+}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Json:

@@ -12,8 +12,9 @@ from redrive.api.auth import OperatorDep
 from redrive.api.deps import StateDep
 from redrive.api.hooks import INGEST_RESPONSES, accept, find_trigger
 from redrive.api.responses import Json
+from redrive.api.triggers import AUTH_RESPONSES
 from redrive.errors import PayloadTooLarge
-from redrive.ingest import prepare
+from redrive.ingest import check_depth, prepare
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -33,10 +34,11 @@ class EventIn(BaseModel):
     )
 
 
-@router.post("/events", status_code=202, responses=INGEST_RESPONSES)
+@router.post("/events", status_code=202, responses={**INGEST_RESPONSES, **AUTH_RESPONSES})
 async def send_event(event: EventIn, request: Request, state: StateDep, caller: OperatorDep) -> Json:
     """Accept one event: 202 new, 200 duplicate."""
     trigger = find_trigger(state, event.trigger)
+    check_depth(event.payload)
     body = orjson.dumps(event.payload, option=orjson.OPT_SORT_KEYS)  # same payload, same hash
     if len(body) > trigger.config.source.max_body_bytes:
         raise PayloadTooLarge(

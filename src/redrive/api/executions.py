@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from redrive.api.auth import ViewerDep
-from redrive.api.deps import StateDep
+from redrive.api.deps import Cursor, RowId, StateDep
 from redrive.api.state import ServiceState
 from redrive.errors import NotFound
 from redrive.executions import ExecutionFilter, error_context, get_execution, list_executions
@@ -31,7 +31,7 @@ async def executions_list(
     code: str | None = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
-    cursor: Annotated[int | None, Query(ge=1, description="`next_cursor` from the previous page")] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Executions, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
@@ -41,14 +41,15 @@ async def executions_list(
 
 
 @router.get("/{execution_id}", responses={404: {"description": "not_found"}})
-async def execution_show(execution_id: int, state: StateDep, caller: ViewerDep) -> dict[str, Any]:
+async def execution_show(execution_id: RowId, state: StateDep, caller: ViewerDep) -> dict[str, Any]:
     """One execution with every attempt and its event (secrets in the payload masked)."""
     found = await state.db.read(get_execution(execution_id))
     if found is None:
         raise NotFound(f"no execution has id {execution_id}")
     found["action"] = rendered_action(state, found["trigger"], found["event"])
     found["error"] = error_context(found)
-    found["event"] = state.redactor.tree(found["event"])  # the stored payload keeps secrets a replay needs
+    # The stored payload is kept verbatim for replays; what is shown has its secret fields masked.
+    found["event"]["payload"] = state.redactor.tree(found["event"]["payload"])
     return found
 
 
@@ -68,5 +69,5 @@ def rendered_action(state: ServiceState, trigger_name: str, event: dict[str, Any
     try:
         rendered = trigger.action.render(context)
     except RenderError as exc:
-        return {"kind": trigger.config.action.kind, "error": str(exc)}
+        return {"kind": trigger.config.action.kind, "error": state.redactor.text(str(exc))}
     return {"kind": trigger.config.action.kind, **state.redactor.tree(rendered)}

@@ -11,8 +11,10 @@ from starlette.requests import ClientDisconnect
 from redrive.api.deps import StateDep
 from redrive.api.responses import Json
 from redrive.api.state import ServiceState
-from redrive.errors import IdempotencyKeyReused, PayloadTooLarge, RedriveError, UnknownTrigger
+from redrive.counters import increment
+from redrive.errors import IdempotencyKeyReused, InvalidSignature, PayloadTooLarge, RedriveError, UnknownTrigger
 from redrive.ingest import NewEvent, Stored, prepare, store_event
+from redrive.signatures import verify
 from redrive.triggers import Trigger
 
 log = structlog.get_logger("redrive.ingest")
@@ -21,6 +23,7 @@ router = APIRouter(tags=["ingest"])
 INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "A duplicate of an event already accepted; names the original."},
     400: {"description": "invalid_json: the body is not JSON."},
+    401: {"description": "invalid_signature: the trigger verifies signatures and this one is missing or wrong."},
     404: {"description": "unknown_trigger: no trigger has that name."},
     413: {"description": "payload_too_large: the body exceeds the trigger's limit."},
     415: {"description": "unsupported_encoding: compressed bodies are not accepted."},
@@ -69,6 +72,23 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def check_signature(state: ServiceState, trigger: Trigger, body: bytes, headers: dict[str, str]) -> None:
+    """When the trigger verifies signatures, refuse a bad one with a 401 (counted, logged) before anything is stored."""
+    scheme = trigger.config.source.verify
+    if scheme is None:
+        return
+    now = state.now()
+    try:
+        verify(scheme, body, headers, now.timestamp())
+    except InvalidSignature as exc:
+        log.warning("invalid_signature", trigger=trigger.name, scheme=scheme.scheme, reason=exc.message)
+        try:
+            await state.db.write(increment(trigger.id, now.date(), "invalid_signatures"))
+        except Exception:  # the count is a courtesy: the sender still gets its 401, never a 5xx
+            log.warning("invalid_signature_not_counted", trigger=trigger.name)
+        raise
+
+
 def find_trigger(state: ServiceState, name: str) -> Trigger:
     """The declared trigger ``name`` or a 404 ``unknown_trigger``."""
     trigger = state.triggers.by_name(name)
@@ -108,11 +128,13 @@ async def receive_webhook(trigger: str, request: Request, state: StateDep) -> Js
     """Accept one event for ``trigger``: 202 new, 200 duplicate."""
     found = find_trigger(state, trigger)
     body = await read_body(request, found.config.source.max_body_bytes)
+    headers = dict(request.headers)
+    await check_signature(state, found, body, headers)
     event = prepare(
         found.config,
         found.id,
         body=body,
-        headers=dict(request.headers),
+        headers=headers,
         received_at=state.now(),
         redactor=state.redactor,
     )

@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from redrive import audit, bulk
 from redrive.api.auth import AdminDep, Forbidden, OperatorDep, ViewerDep
-from redrive.api.deps import StateDep
+from redrive.api.deps import Cursor, RowId, StateDep
 from redrive.api.responses import Json
 from redrive.api.state import ServiceState
 from redrive.errors import InvalidRequest, NotFound, UnknownTrigger
@@ -84,7 +84,7 @@ def _request(state: ServiceState, caller: Principal, execution_id: int, force: b
 
 @router.post("/executions/{execution_id}/replay", tags=["replays"], responses=REPLAY_RESPONSES)
 async def replay_execution(
-    execution_id: int,
+    execution_id: RowId,
     state: StateDep,
     caller: OperatorDep,
     force: Annotated[bool, Query(description="Also replay a permanently failed execution (admin).")] = False,
@@ -102,7 +102,7 @@ async def replay_execution(
     responses={**AUTH, 404: {"description": "not_found: no execution has that id."}},
 )
 async def replay_preview(
-    execution_id: int,
+    execution_id: RowId,
     state: StateDep,
     caller: OperatorDep,
     force: Annotated[bool, Query(description="Preview a forced replay of a failed execution.")] = False,
@@ -187,7 +187,7 @@ async def _job(state: ServiceState, bulk_id: int) -> dict[str, Any]:
 
 
 @router.get("/replays/{replay_id}", tags=["replays"], responses=JOB_RESPONSES)
-async def bulk_replay_show(replay_id: int, state: StateDep, caller: ViewerDep) -> dict[str, Any]:
+async def bulk_replay_show(replay_id: RowId, state: StateDep, caller: ViewerDep) -> dict[str, Any]:
     """A bulk replay's progress: matched, replayed, skipped, and how its new executions fared."""
     return await _job(state, replay_id)
 
@@ -197,7 +197,7 @@ async def bulk_replay_show(replay_id: int, state: StateDep, caller: ViewerDep) -
     tags=["replays"],
     responses={**JOB_RESPONSES, 409: {"description": "not_running: the bulk replay has finished already."}},
 )
-async def bulk_replay_cancel(replay_id: int, state: StateDep, caller: OperatorDep) -> dict[str, Any]:
+async def bulk_replay_cancel(replay_id: RowId, state: StateDep, caller: OperatorDep) -> dict[str, Any]:
     """Cancel a running bulk replay (from any node); replays already made stay."""
     found = await state.db.write(bulk.cancel(replay_id, caller.name, state.now()))
     if found is None:
@@ -212,7 +212,7 @@ async def audit_list(
     state: StateDep,
     caller: AdminDep,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="`next_cursor` from the previous page")] = None,
+    before: Cursor = None,
 ) -> dict[str, Any]:
     """The audit log, newest first; pass ``next_cursor`` back as ``before`` for the next page."""
     rows = await state.db.read(audit.list_audit(limit, before))

@@ -13,6 +13,7 @@ _FIGURES = (
     ("dead letters (all time)", "dlq_size"),
     ("duplicates dropped", "idempotent_replays"),
     ("key conflicts", "key_conflicts"),
+    ("invalid signatures", "invalid_signatures"),
     ("retries", "retries_observed"),
     ("replays", "replays"),
 )
