@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     poll_interval: float = Field(1.0, gt=0, description="Longest idle wait before the worker looks at the queue again.")
     sweep_interval: float = Field(10.0, gt=0, description="How often expired leases are returned to pending.")
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight executions get to finish on SIGTERM.")
+    heartbeat_interval: float = Field(
+        5.0, gt=0, description="How often each process records its heartbeat; three missed beats mean dead."
+    )
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,5 +1,8 @@
 """The worker: claim due executions in batches, run their actions concurrently, record fenced results.
 
+Lease sweeping is maintenance (``maintenance.py``, on the leader only). A finished result is kept and its write
+retried until the database takes it, so an outage does not lose work already done.
+
 It sleeps until woken (the same process ingested something), until the next retry falls due, or until the poll
 interval passes; it never spins. Leases are renewed while actions run. On stop it lets in-flight work finish within
 the grace period and gives the rest back to the queue without charging an attempt.
@@ -12,8 +15,11 @@ import contextlib
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
+import stamina
 import structlog
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from redrive import queue
 from redrive.actions import Outcome, Resources
@@ -21,6 +27,7 @@ from redrive.actions.http import new_http_session
 from redrive.classify import permanent
 from redrive.config import Settings
 from redrive.db.database import Database
+from redrive.db.writer import Job
 from redrive.fingerprint import fingerprint, normalise
 from redrive.queue import Claimed, Completion
 from redrive.redaction import Redactor
@@ -32,6 +39,19 @@ log = structlog.get_logger("redrive.worker")
 Clock = Callable[[], datetime]
 EXCERPT_LIMIT = 64 * 1024
 MIN_WAIT = 0.01
+T = TypeVar("T")
+
+
+def _storage_down(exc: Exception) -> bool:
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+async def write_until_stored(db: Database, job: Job[T]) -> T:
+    """Write ``job``, retrying (capped exponential backoff) for as long as the database is unreachable."""
+    async for attempt in stamina.retry_context(on=_storage_down, attempts=None, timeout=None, wait_max=5.0):
+        with attempt:
+            return await db.write(job)
+    raise AssertionError("unreachable: the retry loop only ends by returning or raising")
 
 
 def utcnow() -> datetime:
@@ -51,6 +71,7 @@ class Worker:
         redactor: Redactor,
         wakeup: asyncio.Event | None = None,
         clock: Clock = utcnow,
+        node_id: str = "",
     ) -> None:
         self._db = db
         self._triggers = triggers
@@ -58,6 +79,7 @@ class Worker:
         self._redactor = redactor
         self.wakeup = wakeup or asyncio.Event()
         self._clock = clock
+        self._node_id = node_id
         self._inflight: dict[int, tuple[str, asyncio.Task[None]]] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -70,8 +92,12 @@ class Worker:
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="redrive-claim"),
             asyncio.create_task(self._renew_loop(), name="redrive-renew"),
-            asyncio.create_task(self._sweep_loop(), name="redrive-sweep"),
         ]
+
+    @property
+    def in_flight(self) -> int:
+        """Executions running now."""
+        return len(self._inflight)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming, give in-flight work ``grace`` seconds, release the rest uncharged."""
@@ -105,7 +131,13 @@ class Worker:
             now = self._clock()
             try:
                 found = await self._db.write(
-                    queue.claim(self._triggers.ids, min(free, settings.claim_batch), settings.lease_seconds, now)
+                    queue.claim(
+                        self._triggers.ids,
+                        min(free, settings.claim_batch),
+                        settings.lease_seconds,
+                        now,
+                        owner=self._node_id,
+                    )
                 )
             except Exception:
                 log.exception("claim_failed")
@@ -194,7 +226,7 @@ class Worker:
             else None,
             title=normalise(message or "") if failure else None,
         )
-        applied = await self._db.write(queue.complete(completion))
+        applied = await write_until_stored(self._db, queue.complete(completion))
         fields = {"trigger": trigger.name, "execution_id": claimed.id, "attempt": attempt}
         duration_ms = round((finished - started).total_seconds() * 1000, 2)
         if not applied:
@@ -227,16 +259,3 @@ class Worker:
                     await self._db.write(queue.renew(tokens, self._settings.lease_seconds, self._clock()))
                 except Exception:
                     log.exception("lease_renew_failed")
-
-    async def _sweep_loop(self) -> None:
-        while True:
-            try:
-                swept = await self._db.write(queue.sweep(self._clock()))
-            except Exception:
-                log.exception("sweep_failed")
-                swept = []
-            for execution_id in swept:
-                log.warning("lease_expired", execution_id=execution_id)
-            if swept:
-                self.wakeup.set()
-            await asyncio.sleep(self._settings.sweep_interval)

@@ -9,23 +9,28 @@ import structlog
 from fastapi import FastAPI
 
 from redrive import __version__
-from redrive.api import errorgroups, events, executions, hooks, replays, stats, triggers
+from redrive.api import errorgroups, events, executions, health, hooks, replays, stats, triggers
 from redrive.api.errors import install_error_handlers
 from redrive.api.responses import Json
 from redrive.api.state import ServiceState
 from redrive.config import RedriveConfig, Settings
 from redrive.db.database import Database
 from redrive.db.migrate import assert_at_head
+from redrive.node import Node, Role
 from redrive.redaction import Redactor
 from redrive.triggers import build_trigger_set, sync_triggers
 from redrive.watermarks import WatermarkWatch
-from redrive.worker import Clock, Worker, utcnow
+from redrive.worker import Clock, utcnow
 
 log = structlog.get_logger("redrive.app")
 
 
-def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcnow) -> FastAPI:
-    """The FastAPI app for ``settings`` and ``config``; runs a worker too unless ``worker_concurrency`` is 0."""
+def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcnow, role: Role = "all") -> FastAPI:
+    """The FastAPI app for ``settings`` and ``config``.
+
+    ``role`` ``all`` serves the API and runs a worker (unless ``worker_concurrency`` is 0); ``api`` runs no worker;
+    ``worker`` runs the worker and serves only health, readiness and metrics.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -36,14 +41,17 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
             db.start()
             redactor = Redactor(config.secrets)
             state = ServiceState(settings, config, db, build_trigger_set(config, ids), redactor, clock=clock)
-            if settings.worker_concurrency > 0:
-                state.worker = Worker(db, state.triggers, settings, redactor=redactor, wakeup=state.wakeup, clock=clock)
-                await state.worker.start()
+            state.node = Node(
+                db, settings, state.triggers, role=role, redactor=redactor, wakeup=state.wakeup, clock=clock
+            )
+            state.worker = state.node.worker
+            await state.node.start()
             app.state.service = state
             watermarks = WatermarkWatch(db, state.triggers, clock=clock)
             watermarks.start()
             log.info(
                 "service_started",
+                role=role,
                 triggers=len(config.triggers),
                 worker=state.worker is not None,
                 database="sqlite" if db.is_sqlite else "postgresql",
@@ -51,8 +59,7 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
             yield
             await watermarks.stop()
             await state.bulk_runs.aclose()  # runners mark their jobs stopped while the writer still runs
-            if state.worker is not None:
-                await state.worker.stop()
+            await state.node.stop()
             log.info("service_stopped")
         finally:
             db.close()
@@ -65,17 +72,13 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
         default_response_class=Json,
     )
     install_error_handlers(app)
-    app.include_router(hooks.router)
-    app.include_router(events.router)
-    app.include_router(stats.router)  # before executions: /executions/stats is not an execution id
-    app.include_router(executions.router)
-    app.include_router(replays.router)
-    app.include_router(triggers.router)
-    app.include_router(errorgroups.router)
-
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        """The process is alive."""
-        return {"status": "ok"}
-
+    app.include_router(health.router)
+    if role != "worker":
+        app.include_router(hooks.router)
+        app.include_router(events.router)
+        app.include_router(stats.router)  # before executions: /executions/stats is not an execution id
+        app.include_router(executions.router)
+        app.include_router(replays.router)
+        app.include_router(triggers.router)
+        app.include_router(errorgroups.router)
     return app

@@ -259,3 +259,22 @@ audit_log = Table(
     Column("result", String(64), nullable=False),
     Index("ix_audit_log_at", "at"),
 )
+
+NODE_ROLES = ("all", "api", "worker")
+
+# One row per running redrive process (API, worker or both), written by its heartbeat. Lease tokens of a worker
+# start with its node id, so the leader can sweep a dead node's leases without waiting for them to expire.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("started_at", _utc(), nullable=False),
+    Column("last_beat_at", _utc(), nullable=False),
+    Column("in_flight", Integer, nullable=False, server_default=text("0")),
+    Column("dead_at", _utc()),
+    Index("ix_nodes_last_beat", "last_beat_at"),
+)
