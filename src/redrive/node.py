@@ -18,6 +18,7 @@ from redrive.db.database import Database
 from redrive.heartbeats import NodeInfo, beat, leave, this_node
 from redrive.leader import Leadership
 from redrive.maintenance import Maintenance
+from redrive.metrics import Metrics
 from redrive.notify import QUEUE_CHANNEL, Listener, Notifier, Wakeup
 from redrive.redaction import Redactor
 from redrive.triggers import TriggerSet
@@ -40,6 +41,7 @@ class Node:
         redactor: Redactor,
         wakeup: Wakeup,
         clock: Clock = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -50,7 +52,14 @@ class Node:
         self.worker: Worker | None = None
         if role != "api" and settings.worker_concurrency > 0:
             self.worker = Worker(
-                db, triggers, settings, redactor=redactor, wakeup=wakeup, clock=clock, node_id=self.info.id
+                db,
+                triggers,
+                settings,
+                redactor=redactor,
+                wakeup=wakeup,
+                clock=clock,
+                node_id=self.info.id,
+                metrics=metrics,
             )
         self.leadership = Leadership(db.url, settings.sweep_interval, node_id=self.info.id)
         self.maintenance = Maintenance(

@@ -29,6 +29,7 @@ from redrive.config import Settings
 from redrive.db.database import Database
 from redrive.db.writer import Job
 from redrive.fingerprint import fingerprint, normalise
+from redrive.metrics import Metrics
 from redrive.queue import Claimed, Completion
 from redrive.redaction import Redactor
 from redrive.retry import decide
@@ -72,6 +73,7 @@ class Worker:
         wakeup: asyncio.Event | None = None,
         clock: Clock = utcnow,
         node_id: str = "",
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
         self._triggers = triggers
@@ -80,6 +82,7 @@ class Worker:
         self.wakeup = wakeup or asyncio.Event()
         self._clock = clock
         self._node_id = node_id
+        self._metrics = metrics
         self._inflight: dict[int, tuple[str, asyncio.Task[None]]] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -227,6 +230,11 @@ class Worker:
             title=normalise(message or "") if failure else None,
         )
         applied = await write_until_stored(self._db, queue.complete(completion))
+        if applied and self._metrics is not None:
+            seconds = (finished - started).total_seconds()
+            kind = trigger.config.action.kind
+            code = completion.error_code
+            self._metrics.attempt(kind=kind, status=status, category=completion.outcome, code=code, seconds=seconds)
         fields = {"trigger": trigger.name, "execution_id": claimed.id, "attempt": attempt}
         duration_ms = round((finished - started).total_seconds() * 1000, 2)
         if not applied:

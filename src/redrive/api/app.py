@@ -9,7 +9,7 @@ import structlog
 from fastapi import FastAPI
 
 from redrive import __version__
-from redrive.api import errorgroups, events, executions, health, hooks, replays, stats, triggers
+from redrive.api import errorgroups, events, executions, health, hooks, observe, replays, stats, triggers
 from redrive.api.errors import install_error_handlers
 from redrive.api.responses import Json
 from redrive.api.state import ServiceState
@@ -42,7 +42,14 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
             redactor = Redactor(config.secrets)
             state = ServiceState(settings, config, db, build_trigger_set(config, ids), redactor, clock=clock)
             state.node = Node(
-                db, settings, state.triggers, role=role, redactor=redactor, wakeup=state.wakeup, clock=clock
+                db,
+                settings,
+                state.triggers,
+                role=role,
+                redactor=redactor,
+                wakeup=state.wakeup,
+                clock=clock,
+                metrics=state.metrics,
             )
             state.worker = state.node.worker
             await state.node.start()
@@ -73,6 +80,8 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(observe.router)
+    app.add_middleware(observe.IngestMetrics)
     if role != "worker":
         app.include_router(hooks.router)
         app.include_router(events.router)

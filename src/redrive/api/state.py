@@ -9,6 +9,7 @@ from redrive.api.limiter import FailureLimiter
 from redrive.bulk_runner import BulkRuns
 from redrive.config import RedriveConfig, Settings
 from redrive.db.database import Database
+from redrive.metrics import Metrics
 from redrive.node import Node
 from redrive.notify import Wakeup
 from redrive.redaction import Redactor
@@ -28,6 +29,7 @@ class ServiceState:
     wakeup: Wakeup = field(default_factory=Wakeup)
     worker: Worker | None = None
     node: Node | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = utcnow
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
     token_touches: dict[int, float] = field(default_factory=dict)
