@@ -21,6 +21,7 @@ from redrive.maintenance import Maintenance
 from redrive.metrics import Metrics
 from redrive.notify import QUEUE_CHANNEL, Listener, Notifier, Wakeup
 from redrive.redaction import Redactor
+from redrive.retention import RetentionChore
 from redrive.triggers import TriggerSet
 from redrive.worker import Clock, Worker, utcnow
 
@@ -62,6 +63,7 @@ class Node:
                 metrics=metrics,
             )
         self.leadership = Leadership(db.url, settings.sweep_interval, node_id=self.info.id)
+        self.retention = RetentionChore(db, triggers, settings.retention_interval, clock)
         self.maintenance = Maintenance(
             db,
             self.leadership,
@@ -69,6 +71,7 @@ class Node:
             heartbeat_interval=settings.heartbeat_interval,
             clock=clock,
             wake=wakeup.set,
+            extra=[self.retention.run_when_due],
         )
         self.notifier: Notifier | None = None
         self.listener: Listener | None = None

@@ -39,6 +39,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/triggers/{name}"): "viewer",
     ("POST", "/api/v1/triggers/{name}/pause"): "operator",
     ("POST", "/api/v1/triggers/{name}/resume"): "operator",
+    ("GET", "/api/v1/system"): "viewer",
 }
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
 PATH_VALUES = {"execution_id": "999999", "replay_id": "999999", "fingerprint": "0000000000000000", "name": "t"}

@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from redrive.cli import errors as errors_cli
 from redrive.cli import executions, tokens
+from redrive.cli import purge as purge_cli
 from redrive.cli import replay as replay_cli
 from redrive.cli import stats as stats_cli
 from redrive.cli import triggers as triggers_cli
@@ -47,6 +48,7 @@ app.add_typer(replay_cli.audit_app, name="audit")
 app.command("stats")(stats_cli.stats)
 app.add_typer(errors_cli.app, name="errors")
 app.add_typer(triggers_cli.app, name="triggers")
+app.command("purge")(purge_cli.purge_command)
 
 
 HostOpt = Annotated[str | None, typer.Option(help="Bind address [env: REDRIVE_HOST].")]

@@ -152,6 +152,7 @@ executions = Table(
     Index("ix_executions_fingerprint", "fingerprint", "status"),
     Index("ix_executions_bulk_replay", "bulk_replay_id", "status"),
     Index("ix_executions_trigger_created", "trigger_id", "created_at"),
+    Index("ix_executions_replay_of", "replay_of"),  # retention: a replayed row goes only after its replay
 )
 
 attempts = Table(
