@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
@@ -34,6 +35,7 @@ class Maintenance:
         heartbeat_interval: float,
         clock: Clock,
         wake: Callable[[], None],
+        warn: Callable[[dict[str, Any]], None] = lambda data: None,
         extra: list[Task] | None = None,
     ) -> None:
         self._db = db
@@ -42,6 +44,7 @@ class Maintenance:
         self._heartbeat_interval = heartbeat_interval
         self._clock = clock
         self._wake = wake
+        self._warn = warn
         self._extra = extra or []
         self._task: asyncio.Task[None] | None = None
 
@@ -64,9 +67,12 @@ class Maintenance:
         swept = await self._db.write(queue.sweep(now))
         for execution_id in swept:
             log.warning("lease_expired", execution_id=execution_id)
+        if swept:
+            self._warn({"code": "leases_expired", "executions": swept[:100], "count": len(swept)})
         reaped = await self._db.write(reap(now, self._heartbeat_interval))
         for node_id in reaped.nodes:
             log.warning("node_dead", node_id=node_id, missed_beats=3)
+            self._warn({"code": "node_dead", "node_id": node_id, "leases_swept": len(reaped.executions)})
         if reaped.executions:
             log.warning("dead_node_leases_swept", count=len(reaped.executions), nodes=reaped.nodes)
         returned = len(swept) + len(reaped.executions)

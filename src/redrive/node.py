@@ -22,6 +22,7 @@ from redrive.metrics import Metrics
 from redrive.notify import QUEUE_CHANNEL, Listener, Notifier, Wakeup
 from redrive.redaction import Redactor
 from redrive.retention import RetentionChore
+from redrive.stream import STREAM_CHANNEL, StreamHub
 from redrive.triggers import TriggerSet
 from redrive.worker import Clock, Worker, utcnow
 
@@ -50,6 +51,11 @@ class Node:
         self.wakeup = wakeup
         self.clock = clock
         self.info: NodeInfo = this_node(role, clock())
+        self.notifier: Notifier | None = None if db.is_sqlite else Notifier(db.url)
+        notifier = self.notifier
+        self.stream = StreamHub(
+            self.info.id, send=None if notifier is None else lambda payload: notifier.publish(STREAM_CHANNEL, payload)
+        )
         self.worker: Worker | None = None
         if role != "api" and settings.worker_concurrency > 0:
             self.worker = Worker(
@@ -61,6 +67,7 @@ class Node:
                 clock=clock,
                 node_id=self.info.id,
                 metrics=metrics,
+                stream=self.stream,
             )
         self.leadership = Leadership(db.url, settings.sweep_interval, node_id=self.info.id)
         self.retention = RetentionChore(db, triggers, settings.retention_interval, clock)
@@ -71,13 +78,16 @@ class Node:
             heartbeat_interval=settings.heartbeat_interval,
             clock=clock,
             wake=wakeup.set,
+            warn=lambda data: self.stream.publish("warning", data),
             extra=[self.retention.run_when_due],
         )
-        self.notifier: Notifier | None = None
         self.listener: Listener | None = None
         if not db.is_sqlite:
-            self.notifier = Notifier(db.url)
-            self.listener = Listener(db.url, {QUEUE_CHANNEL: self._woken}, on_connect=wakeup.set_local)
+            self.listener = Listener(
+                db.url,
+                {QUEUE_CHANNEL: self._woken, STREAM_CHANNEL: self.stream.receive},
+                on_connect=wakeup.set_local,
+            )
         self._beats: asyncio.Task[None] | None = None
 
     def _woken(self, payload: str) -> None:
@@ -108,6 +118,7 @@ class Node:
         await self.maintenance.stop()
         await self.leadership.stop()
         self.wakeup.announce = None
+        self.stream.close()
         for part in (self.listener, self.notifier):
             if part is not None:
                 await part.stop()

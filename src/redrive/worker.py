@@ -33,6 +33,7 @@ from redrive.metrics import Metrics
 from redrive.queue import Claimed, Completion
 from redrive.redaction import Redactor
 from redrive.retry import decide
+from redrive.stream import StreamHub
 from redrive.templating import RenderError
 from redrive.triggers import Trigger, TriggerSet, action_context
 
@@ -74,6 +75,7 @@ class Worker:
         clock: Clock = utcnow,
         node_id: str = "",
         metrics: Metrics | None = None,
+        stream: StreamHub | None = None,
     ) -> None:
         self._db = db
         self._triggers = triggers
@@ -83,6 +85,7 @@ class Worker:
         self._clock = clock
         self._node_id = node_id
         self._metrics = metrics
+        self._stream = stream
         self._inflight: dict[int, tuple[str, asyncio.Task[None]]] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -147,6 +150,7 @@ class Worker:
                 await self._sleep(settings.poll_interval)
                 continue
             for claimed in found.executions:
+                self._publish(claimed, "running", claimed.attempts)
                 task = asyncio.create_task(self._execute(claimed))
                 self._inflight[claimed.id] = (claimed.lease_token, task)
             if found.next_run_at is None and found.executions:
@@ -235,6 +239,8 @@ class Worker:
             kind = trigger.config.action.kind
             code = completion.error_code
             self._metrics.attempt(kind=kind, status=status, category=completion.outcome, code=code, seconds=seconds)
+        if applied:
+            self._publish(claimed, status, attempt, completion.error_code)
         fields = {"trigger": trigger.name, "execution_id": claimed.id, "attempt": attempt}
         duration_ms = round((finished - started).total_seconds() * 1000, 2)
         if not applied:
@@ -256,6 +262,24 @@ class Worker:
             log.warning(evt, **fields, code=failure.code, category=failure.category, message=message)
             if completion.pause_trigger_id is not None:
                 log.warning("trigger_paused", trigger=trigger.name, reason=message)
+                if self._stream is not None:
+                    self._stream.publish(
+                        "warning", {"code": "trigger_paused", "trigger": trigger.name, "reason": message}
+                    )
+
+    def _publish(self, claimed: Claimed, status: str, attempts: int, code: str | None = None) -> None:
+        if self._stream is not None:
+            trigger = self._triggers.by_id(claimed.trigger_id)
+            self._stream.publish(
+                "execution",
+                {
+                    "execution_id": claimed.id,
+                    "trigger": trigger.name if trigger else None,
+                    "status": status,
+                    "attempts": attempts,
+                    "error_code": code,
+                },
+            )
 
     async def _renew_loop(self) -> None:
         interval = self._settings.lease_seconds / 3

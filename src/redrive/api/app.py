@@ -9,7 +9,7 @@ import structlog
 from fastapi import FastAPI
 
 from redrive import __version__
-from redrive.api import errorgroups, events, executions, health, hooks, observe, replays, stats, triggers
+from redrive.api import errorgroups, events, executions, health, hooks, live, observe, replays, stats, triggers
 from redrive.api.errors import install_error_handlers
 from redrive.api.responses import Json
 from redrive.api.state import ServiceState
@@ -90,4 +90,5 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
         app.include_router(replays.router)
         app.include_router(triggers.router)
         app.include_router(errorgroups.router)
+        app.include_router(live.router)
     return app
