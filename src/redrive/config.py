@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     retention_interval: float = Field(
         3600.0, gt=0, description="How often the maintenance leader purges rows past their retention."
     )
+    otel_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); tracing is off when unset. "
+        "Needs the `otel` extra.",
+    )
     heartbeat_interval: float = Field(
         5.0, gt=0, description="How often each process records its heartbeat; three missed beats mean dead."
     )

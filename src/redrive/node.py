@@ -23,6 +23,7 @@ from redrive.notify import QUEUE_CHANNEL, Listener, Notifier, Wakeup
 from redrive.redaction import Redactor
 from redrive.retention import RetentionChore
 from redrive.stream import STREAM_CHANNEL, StreamHub
+from redrive.telemetry import Tracing
 from redrive.triggers import TriggerSet
 from redrive.worker import Clock, Worker, utcnow
 
@@ -44,6 +45,7 @@ class Node:
         wakeup: Wakeup,
         clock: Clock = utcnow,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -68,6 +70,7 @@ class Node:
                 node_id=self.info.id,
                 metrics=metrics,
                 stream=self.stream,
+                tracing=tracing,
             )
         self.leadership = Leadership(db.url, settings.sweep_interval, node_id=self.info.id)
         self.retention = RetentionChore(db, triggers, settings.retention_interval, clock)

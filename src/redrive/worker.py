@@ -15,7 +15,7 @@ import contextlib
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import stamina
 import structlog
@@ -34,6 +34,7 @@ from redrive.queue import Claimed, Completion
 from redrive.redaction import Redactor
 from redrive.retry import decide
 from redrive.stream import StreamHub
+from redrive.telemetry import Tracing
 from redrive.templating import RenderError
 from redrive.triggers import Trigger, TriggerSet, action_context
 
@@ -76,6 +77,7 @@ class Worker:
         node_id: str = "",
         metrics: Metrics | None = None,
         stream: StreamHub | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._db = db
         self._triggers = triggers
@@ -86,6 +88,7 @@ class Worker:
         self._node_id = node_id
         self._metrics = metrics
         self._stream = stream
+        self._tracing = tracing
         self._inflight: dict[int, tuple[str, asyncio.Task[None]]] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -94,7 +97,10 @@ class Worker:
 
     async def start(self) -> None:
         """Open the shared HTTP session and start the claim, lease and sweep loops."""
-        self._resources = Resources(http=new_http_session(limit=max(100, self._settings.worker_concurrency)))
+        tracing = [self._tracing.aiohttp_trace_config()] if self._tracing is not None else None
+        self._resources = Resources(
+            http=new_http_session(limit=max(100, self._settings.worker_concurrency), trace_configs=tracing)
+        )
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="redrive-claim"),
             asyncio.create_task(self._renew_loop(), name="redrive-renew"),
@@ -189,8 +195,11 @@ class Worker:
             received_at=claimed.received_at,
         )
         try:
-            rendered = trigger.action.render(context)
-            outcome = await trigger.action.execute(rendered, self._resources)
+            if self._tracing is None:
+                rendered = trigger.action.render(context)
+                outcome = await trigger.action.execute(rendered, self._resources)
+            else:
+                outcome = await self._traced(trigger, claimed, attempt, context)
         except RenderError as exc:
             outcome = Outcome(permanent("template_error", str(exc)), {})
         except Exception as exc:
@@ -266,6 +275,15 @@ class Worker:
                     self._stream.publish(
                         "warning", {"code": "trigger_paused", "trigger": trigger.name, "reason": message}
                     )
+
+    async def _traced(self, trigger: Trigger, claimed: Claimed, attempt: int, context: dict[str, Any]) -> Outcome:
+        assert self._tracing is not None
+        assert self._resources is not None
+        attributes = {"redrive.trigger": trigger.name, "redrive.execution_id": claimed.id, "redrive.attempt": attempt}
+        with self._tracing.span("redrive attempt", claimed.headers, server=False, **attributes) as span:
+            outcome = await trigger.action.execute(trigger.action.render(context), self._resources)
+            span.set_attribute("redrive.outcome", outcome.failure.category if outcome.failure else "succeeded")
+            return outcome
 
     def _publish(self, claimed: Claimed, status: str, attempts: int, code: str | None = None) -> None:
         if self._stream is not None:

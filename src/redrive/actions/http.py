@@ -30,11 +30,16 @@ _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
 _REQUEST_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError)
 
 
-def new_http_session(*, resolver: AbstractResolver | None = None, limit: int = 100) -> aiohttp.ClientSession:
+def new_http_session(
+    *,
+    resolver: AbstractResolver | None = None,
+    limit: int = 100,
+    trace_configs: list[aiohttp.TraceConfig] | None = None,
+) -> aiohttp.ClientSession:
     """Build the shared session a worker hands its actions; call it inside the running event loop.
 
-    ``resolver`` is where the SSRF guard goes; ``limit`` caps open connections. Cookies are never kept (one
-    session serves every trigger) and proxy settings are not read from the environment.
+    ``resolver`` is where the SSRF guard goes; ``limit`` caps open connections; ``trace_configs`` add tracing.
+    Cookies are never kept (one session serves every trigger) and proxy settings are not read from the environment.
     """
     try:
         agent = f"redrive/{version('redrive')}"
@@ -45,6 +50,7 @@ def new_http_session(*, resolver: AbstractResolver | None = None, limit: int = 1
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,
         headers={"User-Agent": agent},
+        trace_configs=trace_configs,
     )
 
 

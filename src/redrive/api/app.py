@@ -18,6 +18,7 @@ from redrive.db.database import Database
 from redrive.db.migrate import assert_at_head
 from redrive.node import Node, Role
 from redrive.redaction import Redactor
+from redrive.telemetry import IngestTracing, configure_tracing
 from redrive.triggers import build_trigger_set, sync_triggers
 from redrive.watermarks import WatermarkWatch
 from redrive.worker import Clock, utcnow
@@ -50,6 +51,7 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
                 wakeup=state.wakeup,
                 clock=clock,
                 metrics=state.metrics,
+                tracing=tracing,
             )
             state.worker = state.node.worker
             await state.node.start()
@@ -67,6 +69,8 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
             await watermarks.stop()
             await state.bulk_runs.aclose()  # runners mark their jobs stopped while the writer still runs
             await state.node.stop()
+            if tracing is not None:
+                tracing.shutdown()  # exports the spans still buffered
             log.info("service_stopped")
         finally:
             db.close()
@@ -82,6 +86,9 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
     app.include_router(health.router)
     app.include_router(observe.router)
     app.add_middleware(observe.IngestMetrics)
+    tracing = configure_tracing(settings.otel_endpoint)
+    if tracing is not None:
+        app.add_middleware(IngestTracing, tracing=tracing)
     if role != "worker":
         app.include_router(hooks.router)
         app.include_router(events.router)
