@@ -54,10 +54,9 @@ class Node:
         self.clock = clock
         self.info: NodeInfo = this_node(role, clock())
         self.notifier: Notifier | None = None if db.is_sqlite else Notifier(db.url)
-        notifier = self.notifier
-        self.stream = StreamHub(
-            self.info.id, send=None if notifier is None else lambda payload: notifier.publish(STREAM_CHANNEL, payload)
-        )
+        self.stream = StreamHub(self.info.id, poke=None if self.notifier is None else self.notifier.poke)
+        if self.notifier is not None:
+            self.notifier.add_source(STREAM_CHANNEL, self.stream.drain)
         self.worker: Worker | None = None
         if role != "api" and settings.worker_concurrency > 0:
             self.worker = Worker(

@@ -53,7 +53,7 @@ class Notifier:
     def __init__(self, url: str) -> None:
         self._url = libpq_url(url)
         self._wake = False
-        self._messages: list[tuple[str, str]] = []
+        self._sources: list[tuple[str, Callable[[], list[str]]]] = []
         self._requested = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -66,9 +66,13 @@ class Notifier:
         self._wake = True
         self._requested.set()
 
-    def publish(self, channel: str, payload: str) -> None:
-        """Queue one message on ``channel`` (each is sent, in order)."""
-        self._messages.append((channel, payload))
+    def add_source(self, channel: str, drain: Callable[[], list[str]]) -> None:
+        """Before each send, take ``drain()``'s payloads for ``channel``: whatever piled up while the previous
+        notifications were on the wire goes out together, in as few payloads as fit."""
+        self._sources.append((channel, drain))
+
+    def poke(self) -> None:
+        """A source has something to send."""
         self._requested.set()
 
     async def stop(self) -> None:
@@ -88,11 +92,15 @@ class Notifier:
                         await self._requested.wait()
                         self._requested.clear()
                         wake, self._wake = self._wake, False
-                        messages, self._messages = self._messages, []
-                        if wake:
-                            messages.insert(0, (QUEUE_CHANNEL, ""))
-                        for channel, payload in messages:
-                            await connection.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+                        messages = [(QUEUE_CHANNEL, "")] if wake else []
+                        for channel, drain in self._sources:
+                            messages += [(channel, payload) for payload in drain()]
+                        if messages:  # one round trip and one transaction: delivered together, in order
+                            channels, payloads = [m[0] for m in messages], [m[1] for m in messages]
+                            await connection.execute(  # a function scan yields the arrays' elements in order
+                                "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS m(c, p)",
+                                (channels, payloads),
+                            )
             except psycopg.Error as exc:
                 log.warning("notifier_disconnected", error=str(exc).strip())
                 await asyncio.sleep(RECONNECT_DELAY)
@@ -135,7 +143,10 @@ class Listener:
                         self._on_connect()  # anything sent while we were away: the poll would find it; look now
                     while True:
                         async for notice in connection.notifies(timeout=5.0):
-                            self._handlers[notice.channel](notice.payload)
+                            try:
+                                self._handlers[notice.channel](notice.payload)
+                            except Exception:
+                                log.exception("notification_handler_failed", channel=notice.channel)
                         await connection.execute("SELECT 1")  # a quiet connection may be a dead one
             except psycopg.Error as exc:
                 self.connected.clear()

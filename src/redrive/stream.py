@@ -64,34 +64,34 @@ def batches(events: list[StreamEvent], limit: int = MAX_NOTIFY_BYTES) -> list[st
 
 
 class StreamHub:
-    """Publishes changes and delivers them to subscribers; ``send`` is the cross-node path (None on SQLite)."""
+    """Publishes changes and delivers them to subscribers.
 
-    def __init__(self, node: str, *, send: Callable[[str], None] | None = None) -> None:
+    ``poke`` is the cross-node path (None on SQLite): it tells the notifier that ``drain`` has payloads to send.
+    """
+
+    def __init__(self, node: str, *, poke: Callable[[], None] | None = None) -> None:
         self._node = node
-        self._send = send
+        self._poke = poke
         self._sequence = itertools.count(1)
         self._backlog: deque[StreamEvent] = deque(maxlen=BACKLOG)
         self._subscribers: set[asyncio.Queue[StreamEvent | None]] = set()
         self._outbox: list[StreamEvent] = []
-        self._flush_scheduled = False
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Announce a change (non-blocking)."""
         event = StreamEvent(f"{time.time_ns() // 1000:016d}-{self._node}-{next(self._sequence)}", kind, data)
-        if self._send is None:
+        if self._poke is None:
             self._deliver([event])
             return
         self._outbox.append(event)
-        if not self._flush_scheduled:  # everything published in this loop iteration goes in few notifications
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        if len(self._outbox) > BACKLOG:  # the database is away: keep the newest; resuming clients get a reset
+            del self._outbox[: len(self._outbox) - BACKLOG]
+        self._poke()
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
+    def drain(self) -> list[str]:
+        """The events waiting to be sent, as notification payloads (called by the notifier)."""
         events, self._outbox = self._outbox, []
-        if self._send is not None:
-            for payload in batches(events):
-                self._send(payload)
+        return batches(events)
 
     def receive(self, payload: str) -> None:
         """A notification from the stream channel (any node, this one included)."""
