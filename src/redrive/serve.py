@@ -43,6 +43,12 @@ def run_server(settings: Settings, config: RedriveConfig, role: Role = "all") ->
             highlight=False,
         )
         print(secret, flush=True)  # the one time the secret is shown, alone on its line
+    if settings.is_sqlite and role != "all":
+        console.print(
+            f"[yellow]warning:[/] `redrive {'serve' if role == 'api' else 'worker'}` on SQLite: one SQLite file is "
+            "written by one process; run `redrive up`, or use PostgreSQL to split API and workers.",
+            highlight=False,
+        )
     app = create_app(settings, config, role=role)
     console.print(
         f"redrive is up at [bold]http://{settings.host}:{settings.port}[/] running {DESCRIPTION[role]} "
