@@ -8,9 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
+import psycopg
 import pytest
 from cluster_support import Cluster, CountingTarget, http_trigger, wait_for, write_config
 
+from redrive.db.migrate import head_revision
+from redrive.notify import libpq_url
 from support import query
 
 pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True), pytest.mark.xdist_group("cluster")]
@@ -68,3 +71,26 @@ def test_serve_answers_the_api_and_worker_only_health(cluster: Cluster, db_url: 
     for process in (api, worker):
         assert httpx2.get(f"{process.url}/healthz").json() == {"status": "ok"}
         assert httpx2.get(f"{process.url}/readyz").json() == {"status": "ready"}
+
+
+@pytest.fixture
+def empty_database(db_url: str) -> str:
+    """A PostgreSQL database with no schema at all, as on a first deployment."""
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as connection:
+        connection.execute("DROP SCHEMA public CASCADE")
+        connection.execute("CREATE SCHEMA public")
+    return db_url
+
+
+def test_nodes_starting_together_on_an_empty_database_migrate_once(
+    tmp_path: Path, empty_database: str, target: CountingTarget
+) -> None:
+    config = write_config(tmp_path, [http_trigger("orders", target.url)])
+    cluster = Cluster(tmp_path, empty_database, config)
+    try:
+        started = [cluster.spawn("serve", "api-1"), cluster.spawn("serve", "api-2"), cluster.spawn("worker", "w")]
+        cluster.ready(*started)  # none failed on a half-created schema or a second admin token
+        assert query(empty_database, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
+        assert query(empty_database, "SELECT name FROM tokens") == [("admin",)]
+    finally:
+        cluster.close()
