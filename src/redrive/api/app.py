@@ -9,11 +9,12 @@ import structlog
 from fastapi import FastAPI
 
 from redrive import __version__
-from redrive.api import errorgroups, events, executions, health, hooks, live, observe, replays, stats, triggers
+from redrive.api import errorgroups, events, executions, health, hooks, live, me, observe, replays, stats, triggers
 from redrive.api.errors import install_error_handlers
 from redrive.api.responses import Json
 from redrive.api.state import ServiceState
 from redrive.config import RedriveConfig, Settings
+from redrive.dashboard.mount import mount_dashboard
 from redrive.db.database import Database
 from redrive.db.migrate import assert_at_head
 from redrive.node import Node, Role
@@ -98,4 +99,6 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
         app.include_router(triggers.router)
         app.include_router(errorgroups.router)
         app.include_router(live.router)
+        app.include_router(me.router)
+        mount_dashboard(app, "/ui")
     return app

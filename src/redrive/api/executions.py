@@ -42,12 +42,13 @@ async def executions_list(
 
 @router.get("/{execution_id}", responses={404: {"description": "not_found"}})
 async def execution_show(execution_id: int, state: StateDep, caller: ViewerDep) -> dict[str, Any]:
-    """One execution with every attempt and its event."""
+    """One execution with every attempt and its event (secrets in the payload masked)."""
     found = await state.db.read(get_execution(execution_id))
     if found is None:
         raise NotFound(f"no execution has id {execution_id}")
     found["action"] = rendered_action(state, found["trigger"], found["event"])
     found["error"] = error_context(found)
+    found["event"] = state.redactor.tree(found["event"])  # the stored payload keeps secrets a replay needs
     return found
 
 

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from sqlalchemy.exc import OperationalError
 
+from redrive.cli import dashboard as dashboard_cli
 from redrive.cli import errors as errors_cli
 from redrive.cli import executions, tokens
 from redrive.cli import purge as purge_cli
@@ -49,6 +50,7 @@ app.command("stats")(stats_cli.stats)
 app.add_typer(errors_cli.app, name="errors")
 app.add_typer(triggers_cli.app, name="triggers")
 app.command("purge")(purge_cli.purge_command)
+app.command("dashboard")(dashboard_cli.dashboard)
 
 
 HostOpt = Annotated[str | None, typer.Option(help="Bind address [env: REDRIVE_HOST].")]

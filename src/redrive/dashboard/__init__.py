@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: pages that read and act only through the HTTP API."""

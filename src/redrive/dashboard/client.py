@@ -1,0 +1,242 @@
+"""The dashboard's only data source: typed calls to redrive's HTTP API (never the database).
+
+Every method returns what the API answered, shaped as a typed dict or value, or raises ``ApiError`` (``code``
+``unreachable`` when the API does not answer in time). Numbers are never computed here from local buffers: the
+badges and counts are the API's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict, cast
+
+from redrive.client import ApiError, RedriveClient
+
+__all__ = [
+    "ROLES",
+    "ApiError",
+    "BulkJob",
+    "DashboardClient",
+    "ErrorGroup",
+    "ExecutionQuery",
+    "Me",
+    "Probe",
+    "Summary",
+    "TriggerView",
+]
+
+Role = Literal["viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+FAILURE_WINDOWS = ("15m", "1h", "24h")
+
+
+@dataclass(frozen=True, slots=True)
+class Me:
+    """The signed-in token: its name and role."""
+
+    name: str
+    role: Role
+
+    def can(self, role: Role) -> bool:
+        """True when this token's role is at least ``role`` (the API still checks every call)."""
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+class TriggerVolume(TypedDict):
+    count: int
+    daily_watermark: int | None
+    watermark_hit: bool
+    paused: bool
+
+
+class Summary(TypedDict):
+    """``GET /api/v1/stats``."""
+
+    total: int
+    by_status: dict[str, int]
+    dlq_size: int
+    idempotent_replays: int
+    key_conflicts: int
+    retries_observed: int
+    replays: int
+    triggers: dict[str, TriggerVolume]
+    warnings: list[str]
+
+
+class Hint(TypedDict):
+    title: str
+    advice: str
+    remedy: str
+
+
+class ErrorGroup(TypedDict):
+    """One item of ``GET /api/v1/error-groups``."""
+
+    fingerprint: str
+    title: str
+    code: str
+    category: str
+    trigger: str
+    kind: str
+    status: str
+    count: int
+    total: int
+    first_seen: str
+    last_seen: str
+    dlq: int
+    sample_execution_id: int | None
+    hint: Hint
+
+
+class TriggerView(TypedDict):
+    """One item of ``GET /api/v1/triggers``: config (secrets masked), pause state, counters."""
+
+    name: str
+    kind: str
+    paused: bool
+    paused_reason: str | None
+    config: dict[str, Any]
+    counters: dict[str, int]
+    daily_watermark: int | None
+
+
+class BulkJob(TypedDict, total=False):
+    """``GET /api/v1/replays/{id}``."""
+
+    id: int
+    trigger: str
+    status: str
+    rate: float
+    matched: int
+    replayed: int
+    skipped: int
+    succeeded: int
+    failed: int
+    pending: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionQuery:
+    """The executions table's filters; ``since`` is an ISO 8601 time with a zone."""
+
+    trigger: str | None = None
+    status: str | None = None
+    kind: str | None = None
+    code: str | None = None
+    since: str | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One health endpoint: its HTTP status and body, or ``None`` when this server does not offer it."""
+
+    path: str
+    body: dict[str, Any] | None
+    status: int | None
+    problem: str | None = None
+
+
+class DashboardClient:
+    """Calls one redrive server with one token; short timeouts, so a slow API shows a banner, not a hang."""
+
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api = RedriveClient(self.base_url, token=token, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._api.__exit__(None, None, None)
+
+    def _get(self, path: str, **params: Any) -> Any:
+        return self._api.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def me(self) -> Me:
+        """``GET /api/v1/me``: who the token is."""
+        body = self._get("/api/v1/me")
+        return Me(str(body["name"]), cast(Role, body["role"]))
+
+    def failures(self, windows: tuple[str, ...] = FAILURE_WINDOWS) -> dict[str, int]:
+        """The authoritative failure count per window, from ``GET /api/v1/executions/stats?success=false``."""
+        return {window: int(self._api.execution_stats(since=window, success=False)["count"]) for window in windows}
+
+    def summary(self) -> Summary:
+        """``GET /api/v1/stats`` for today."""
+        return cast(Summary, self._api.stats_summary())
+
+    def timeseries(self, *, since: str = "24h", bucket: str = "1h", fingerprint: str | None = None) -> list[Any]:
+        """Buckets ``{"start", "counts"}`` by status (or one error group's failures with ``fingerprint``)."""
+        body = self._api.stats_timeseries(since=since, bucket=bucket, by="status", fingerprint=fingerprint)
+        buckets: list[Any] = body["buckets"]
+        return buckets
+
+    def error_groups(self, *, since: str = "24h", status: str | None = None, limit: int = 50) -> list[ErrorGroup]:
+        """``GET /api/v1/error-groups``: most failures in the window first."""
+        return cast(list[ErrorGroup], self._api.list_error_groups(since=since, status=status, limit=limit))
+
+    def decide_group(self, fingerprint: str, decision: Literal["resolve", "ignore"]) -> ErrorGroup:
+        """Resolve or ignore an error group."""
+        return cast(ErrorGroup, self._api.decide_error_group(fingerprint, decision))
+
+    def executions(self, query: ExecutionQuery) -> list[dict[str, Any]]:
+        """``GET /api/v1/executions``: one page, newest first."""
+        return self._api.list_executions(
+            trigger=query.trigger,
+            status=query.status,
+            kind=query.kind,
+            code=query.code,
+            since=query.since,
+            limit=query.limit,
+        )
+
+    def execution(self, execution_id: int) -> dict[str, Any]:
+        """``GET /api/v1/executions/{id}``: attempts, event (redacted), rendered action, error context."""
+        return self._api.get_execution(execution_id)
+
+    def replay_preview(self, execution_id: int) -> dict[str, Any]:
+        """What a replay would send now, and whether the API would accept it."""
+        return self._api.replay_preview(execution_id)
+
+    def replay(self, execution_id: int) -> dict[str, Any]:
+        """Replay one dead-lettered execution."""
+        return self._api.replay_execution(execution_id)
+
+    def bulk_dry_run(self, filters: dict[str, Any]) -> dict[str, Any]:
+        """How many executions a bulk replay would take, and a sample; changes nothing."""
+        return self._api.bulk_replay(filters, dry_run=True)
+
+    def bulk_start(self, filters: dict[str, Any], rate: float) -> BulkJob:
+        """Start a bulk replay at ``rate`` per second."""
+        return cast(BulkJob, self._api.bulk_replay(filters, rate=rate))
+
+    def bulk_job(self, job_id: int) -> BulkJob:
+        """A bulk replay's progress."""
+        return cast(BulkJob, self._api.get_bulk_replay(job_id))
+
+    def bulk_cancel(self, job_id: int) -> BulkJob:
+        """Cancel a running bulk replay."""
+        return cast(BulkJob, self._api.cancel_bulk_replay(job_id))
+
+    def triggers(self) -> list[TriggerView]:
+        """Every trigger with its redacted config, pause state and counters."""
+        return cast(list[TriggerView], self._api.list_triggers())
+
+    def set_paused(self, name: str, paused: bool) -> TriggerView:
+        """Pause or resume a trigger."""
+        return cast(TriggerView, self._api.set_trigger_paused(name, paused))
+
+    def probe(self, path: str) -> Probe:
+        """A health or system endpoint; a 404 means this server does not offer it (yet)."""
+        try:
+            return Probe(path, self._get(path), 200)
+        except ApiError as exc:
+            if exc.status == 404:
+                return Probe(path, None, None)
+            if exc.status == 0:
+                raise
+            return Probe(path, None, exc.status, f"{exc.message} ({exc.code})")
+
+    def version(self) -> str:
+        """The server's version, from its OpenAPI document."""
+        return str(self._get("/openapi.json")["info"]["version"])

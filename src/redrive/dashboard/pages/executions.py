@@ -1,0 +1,156 @@
+"""Executions: a filtered table, refreshed every few seconds; picking a row opens its detail (attempts, redacted
+payload, rendered action, error context) and, on a dead letter, a Replay button with a confirmation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import streamlit as st
+
+from redrive.dashboard import session
+from redrive.dashboard.client import ApiError, DashboardClient, ExecutionQuery
+from redrive.dashboard.format import attempt_rows, execution_label, execution_rows
+
+REFRESH_SECONDS = 5
+OPEN, CONFIRM, FLASH, REFUSED = "execution_open", "replay_confirm", "replay_flash", "replay_refused"
+STATUSES = ("pending", "running", "succeeded", "failed_retryable", "failed", "replayed")
+KINDS = ("http", "command", "email")
+WINDOWS = {"any time": None, "15 minutes": 15, "1 hour": 60, "24 hours": 1440, "7 days": 10080}
+
+
+def filters(trigger_names: list[str]) -> ExecutionQuery:
+    """The filter widgets (keyed, so a refresh keeps them) and the query they make."""
+    c1, c2, c3, c4, c5 = st.columns(5)
+    trigger = c1.selectbox("Trigger", trigger_names, index=None, placeholder="any", key="f_trigger")
+    status = c2.selectbox("Status", STATUSES, index=None, placeholder="any", key="f_status")
+    kind = c3.selectbox("Kind", KINDS, index=None, placeholder="any", key="f_kind")
+    code = c4.text_input("Error code", placeholder="e.g. http_503", key="f_code").strip() or None
+    minutes = WINDOWS[c5.selectbox("Created in", list(WINDOWS), key="f_window")]
+    since = (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat() if minutes else None
+    return ExecutionQuery(trigger, status, kind, code, since)
+
+
+def _picked_row(rows: list[dict[str, Any]]) -> None:
+    selection = st.session_state.get("executions_table", {}).get("selection", {}).get("rows", [])
+    if selection and selection[0] < len(rows):
+        st.session_state[OPEN] = rows[selection[0]]["id"]
+
+
+def _picked_label() -> None:
+    st.session_state[OPEN] = st.session_state.get("execution_pick")
+
+
+def table(api: DashboardClient, query: ExecutionQuery) -> None:
+    """The executions matching ``query``, and a picker that opens one."""
+    items = api.executions(query)
+    rows = execution_rows(items)
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        on_select=lambda: _picked_row(rows),
+        selection_mode="single-row",
+        key="executions_table",
+    )
+    st.caption(f"{len(items)} execution(s), newest first; select a row or pick one below to open it.")
+    labels = {e["id"]: execution_label(e) for e in items}
+    st.selectbox(
+        "Open execution",
+        list(labels),
+        index=None,
+        format_func=lambda i: labels.get(i, f"#{i}"),
+        placeholder="Pick an execution…",
+        key="execution_pick",
+        on_change=_picked_label,
+    )
+
+
+def _ask(execution_id: int) -> None:
+    st.session_state[CONFIRM] = execution_id
+    st.session_state.pop(REFUSED, None)
+
+
+def _cancel() -> None:
+    st.session_state.pop(CONFIRM, None)
+    st.session_state.pop(REFUSED, None)
+
+
+def _confirm(execution_id: int) -> None:
+    try:
+        with session.client() as api:
+            result = api.replay(execution_id)
+    except ApiError as exc:
+        st.session_state[REFUSED] = exc
+        return
+    _cancel()
+    st.session_state[FLASH] = f"Replayed #{execution_id}: new execution #{result['new_execution_id']}."
+    st.session_state[OPEN] = result["new_execution_id"]
+
+
+def replay_confirmation(api: DashboardClient, execution_id: int) -> None:
+    """The preview of a replay and its Confirm button; a refusal shows the API's own message, chosen by code."""
+    preview = api.replay_preview(execution_id)
+    with st.container(border=True):
+        st.markdown(f"**Replay execution #{execution_id}?** It runs the trigger's current action for the same event:")
+        st.markdown(f"- **{preview['kind']}** → `{preview['target'] or '(does not render)'}`")
+        st.markdown(f"- originally ran at {preview['originally_ran_at']}")
+        last = preview["last_replay_at"] or "never"
+        st.markdown(f"- replayed {preview['replay_count']} time(s) before; last at {last}")
+        if preview["reason"]:
+            st.warning(preview["reason"])
+        if isinstance(refused := st.session_state.get(REFUSED), ApiError):
+            session.refusal(refused)
+        left, right = st.columns(2)
+        left.button("Confirm replay", type="primary", key="confirm_replay", on_click=_confirm, args=(execution_id,))
+        right.button("Cancel", key="cancel_replay", on_click=_cancel)
+
+
+def detail(api: DashboardClient, execution_id: int) -> None:
+    """One execution: summary, attempts timeline, payload, rendered action, error context, replay."""
+    e = api.execution(execution_id)
+    st.subheader(f"Execution #{e['id']} · {e['trigger']} · {e['status']}")
+    if flash := st.session_state.pop(FLASH, None):
+        st.success(flash)
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Status", e["status"])
+    c2.metric("Attempts", e["attempt_count"])
+    c3.metric("Kind", e["kind"])
+    c4.metric("Replay of", f"#{e['replay_of']}" if e["replay_of"] else "—")
+    if e["status"] == "failed_retryable" and session.can("operator"):
+        if st.session_state.get(CONFIRM) == execution_id:
+            replay_confirmation(api, execution_id)
+        else:
+            st.button("Replay…", key=f"replay_{execution_id}", type="primary", on_click=_ask, args=(execution_id,))
+    st.markdown("**Attempts**")
+    st.dataframe(attempt_rows(e["attempts"]), hide_index=True, width="stretch")
+    payload, action, error = st.tabs(["Event payload", "Rendered action", "Error context"])
+    payload.json(e["event"]["payload"])
+    payload.caption(
+        f"Event {e['event']['id']}, key {e['event']['idempotency_key']}, received {e['event']['received_at']}"
+    )
+    action.json(e["action"] or {"note": "the trigger is no longer declared"})
+    error.json(e["error"] or {"note": "no failed attempt"})
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live(query: ExecutionQuery) -> None:
+    """The table and the open execution, refreshed together; filters and the open detail survive refreshes."""
+    with session.client() as api, session.guarded():
+        table(api, query)
+        opened = st.session_state.get(OPEN)
+        if opened is not None:
+            detail(api, int(opened))
+
+
+def render() -> None:
+    """The page."""
+    st.title("Executions")
+    with session.guarded():
+        with session.client() as api:
+            names = [t["name"] for t in api.triggers()]
+        live(filters(names))
+
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,72 @@
+"""Overview: failures in the last 15 m / 1 h / 24 h, dead letters, retries, duplicates, warnings, the last 24 h by
+status and the top error groups. Every number is the API's own; the page refreshes every 30 s."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import streamlit as st
+
+from redrive.dashboard import session
+from redrive.dashboard.client import ErrorGroup, Summary
+from redrive.dashboard.format import chart_columns, group_rows, status_colors
+
+REFRESH_SECONDS = 30
+
+
+def warning_text(warning: str, summary: Summary) -> str:
+    """A sentence for one of the summary's warnings."""
+    if warning == "dlq_growing":
+        return f"The dead-letter queue is growing: {summary['dlq_size']} executions wait for a fix and a replay."
+    if warning.startswith("watermark_hit:"):
+        name = warning.split(":", 1)[1]
+        volume = summary["triggers"].get(name)
+        if volume is not None:
+            return (
+                f"Trigger **{name}** hit its daily watermark: {volume['count']} events today, "
+                f"watermark {volume['daily_watermark']}."
+            )
+    return warning
+
+
+def show(failures: dict[str, int], summary: Summary, buckets: list[Any], groups: list[ErrorGroup]) -> None:
+    """Render what the API answered."""
+    for warning in summary["warnings"]:
+        st.warning(warning_text(warning, summary), icon="⚠️")
+    columns = st.columns(6)
+    for column, (window, count) in zip(columns, failures.items(), strict=False):
+        column.metric(f"Failed · {window}", count, border=True)
+    columns[3].metric("Dead letters", summary["dlq_size"], border=True)
+    columns[4].metric("Retries today", summary["retries_observed"], border=True)
+    columns[5].metric("Idempotent replays today", summary["idempotent_replays"], border=True)
+    st.subheader("Executions per hour, last 24 h")
+    data, statuses = chart_columns(buckets)
+    st.bar_chart(data, x="time", y=statuses, color=list[Any](status_colors(statuses)), stack=True, height=260)
+    st.subheader("Top error groups, last 24 h")
+    if groups:
+        st.dataframe(group_rows(groups), hide_index=True, width="stretch")
+    else:
+        st.success("No failures in the last 24 h.")
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live() -> None:
+    """Fetch everything, then render; a failed call shows a banner instead."""
+    with session.client() as api, session.guarded():
+        failures = api.failures()
+        summary = api.summary()
+        buckets = api.timeseries(since="24h", bucket="1h")
+        groups = api.error_groups(since="24h", limit=5)
+        show(failures, summary, buckets, groups)
+        st.caption(f"Updated {datetime.now():%H:%M:%S}; refreshes every {REFRESH_SECONDS} s.")
+
+
+def render() -> None:
+    """The page."""
+    st.title("Overview")
+    live()
+
+
+if __name__ == "__main__":
+    render()
