@@ -55,8 +55,13 @@ class Service:
 
 
 @contextmanager
-def run_service(db_url: str, config_yaml: str, **settings: Any) -> Iterator[Service]:
-    """Serve redrive on a free loopback port in a background thread until the block ends."""
+def run_service(
+    db_url: str, config_yaml: str, *, tokens: dict[str, str] | None = None, **settings: Any
+) -> Iterator[Service]:
+    """Serve redrive on a free loopback port in a background thread until the block ends.
+
+    ``tokens``: reuse another service's tokens (a second node on the same database) instead of creating them.
+    """
     options: dict[str, Any] = {"database_url": db_url, "poll_interval": 0.2, "shutdown_grace": 2.0}
     options.update(settings)
     app = create_app(Settings(**options), parse_config(config_yaml))
@@ -70,7 +75,7 @@ def run_service(db_url: str, config_yaml: str, **settings: Any) -> Iterator[Serv
         raise RuntimeError("the service failed to start; see the log above")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Service(f"http://127.0.0.1:{port}", server, app, make_tokens(db_url))
+        yield Service(f"http://127.0.0.1:{port}", server, app, tokens if tokens is not None else make_tokens(db_url))
     finally:
         server.should_exit = True
         thread.join(timeout=20)

@@ -61,6 +61,17 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         "", description="Origins (comma-separated) whose scripts may call the API; empty keeps CORS closed."
     )
+    retention_interval: float = Field(
+        3600.0, gt=0, description="How often the maintenance leader purges rows past their retention."
+    )
+    otel_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); tracing is off when unset. "
+        "Needs the `otel` extra.",
+    )
+    heartbeat_interval: float = Field(
+        5.0, gt=0, description="How often each process records its heartbeat; three missed beats mean dead."
+    )
 
     @property
     def is_sqlite(self) -> bool:
@@ -209,12 +220,24 @@ class LimitsConfig(_Model):
     daily_watermark: int | None = Field(None, ge=1)
 
 
+DAY = 86400.0
+
+
+class RetentionConfig(_Model):
+    """How long finished work is kept before the leader purges it."""
+
+    succeeded: Duration = Field(7 * DAY, gt=0)
+    dead_letter: Duration = Field(14 * DAY, gt=0)  # failed_retryable, failed and replayed executions
+    keys: Duration = Field(7 * DAY, gt=0)  # events (and so their idempotency keys) no execution still needs
+
+
 class TriggerConfig(_Model):
     name: str = Field(pattern=r"^[a-z0-9_-]{1,64}$")
     source: SourceConfig = Field(default_factory=SourceConfig)
     action: ActionConfig
     retry: RetryConfig = Field(default_factory=RetryConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
 
 class RedriveConfig(_Model):

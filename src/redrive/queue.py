@@ -73,9 +73,14 @@ def _runnable(trigger_ids: Sequence[int]) -> Any:
     return select(triggers.c.id).where(triggers.c.id.in_(trigger_ids), triggers.c.paused == false())
 
 
-def claim(trigger_ids: Sequence[int], limit: int, lease_seconds: float, now: datetime) -> Callable[[Connection], Claim]:
-    """Lease up to ``limit`` due pending executions of runnable triggers, oldest ``run_at`` first."""
-    token = uuid.uuid4().hex
+def claim(
+    trigger_ids: Sequence[int], limit: int, lease_seconds: float, now: datetime, *, owner: str = ""
+) -> Callable[[Connection], Claim]:
+    """Lease up to ``limit`` due pending executions of runnable triggers, oldest ``run_at`` first.
+
+    The lease token starts with ``owner`` (the claiming node's id), so a dead node's leases can be found.
+    """
+    token = (owner + uuid.uuid4().hex)[:32]
 
     def job(connection: Connection) -> Claim:
         # A materialised CTE: the planner may not re-run or flatten the locking subquery, so LIMIT holds.

@@ -11,22 +11,30 @@ import uvicorn
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from redrive.api.app import create_app
 from redrive.config import RedriveConfig, Settings
 from redrive.db.database import Database
 from redrive.db.migrate import upgrade
 from redrive.logs import configure_logging
+from redrive.node import Role
 from redrive.redaction import Redactor
 from redrive.tokens import create_token, has_tokens
 
+DESCRIPTION = {
+    "all": "the API and a worker",
+    "api": "the API (no worker)",
+    "worker": "a worker (health, readiness and metrics only)",
+}
 
-def run_server(settings: Settings, config: RedriveConfig) -> None:
-    """Migrate, then serve the API (and a worker unless ``worker_concurrency`` is 0) until stopped."""
+
+def run_server(settings: Settings, config: RedriveConfig, role: Role = "all") -> None:
+    """Migrate, then run ``role`` (see ``redrive.node``) under uvicorn until stopped."""
     configure_logging(settings.log_level, Redactor(config.secrets))
     upgrade(settings.database_url)
     console = Console(stderr=True, soft_wrap=True, emoji=False)
-    first_token = bootstrap_admin_token(settings)
+    first_token = bootstrap_admin_token(settings) if role != "worker" else None
     if first_token is not None:
         secret, path = first_token
         console.print(
@@ -35,9 +43,15 @@ def run_server(settings: Settings, config: RedriveConfig) -> None:
             highlight=False,
         )
         print(secret, flush=True)  # the one time the secret is shown, alone on its line
-    app = create_app(settings, config)
+    if settings.is_sqlite and role != "all":
+        console.print(
+            f"[yellow]warning:[/] `redrive {'serve' if role == 'api' else 'worker'}` on SQLite: one SQLite file is "
+            "written by one process; run `redrive up`, or use PostgreSQL to split API and workers.",
+            highlight=False,
+        )
+    app = create_app(settings, config, role=role)
     console.print(
-        f"redrive is up at [bold]http://{settings.host}:{settings.port}[/] "
+        f"redrive is up at [bold]http://{settings.host}:{settings.port}[/] running {DESCRIPTION[role]} "
         f"({len(config.triggers)} trigger(s), database {settings.database_url.split('://')[0]})",
         highlight=False,
     )
@@ -74,6 +88,8 @@ def bootstrap_admin_token(settings: Settings) -> tuple[str, Path] | None:
         if db.read_sync(has_tokens):
             return None
         secret = db.write_sync(create_token("admin", "admin", datetime.now(UTC)))
+    except IntegrityError:
+        return None  # another node starting at the same moment created it
     finally:
         db.close()
     path = token_file(settings)

@@ -1,5 +1,8 @@
 """The worker: claim due executions in batches, run their actions concurrently, record fenced results.
 
+Lease sweeping is maintenance (``maintenance.py``, on the leader only). A finished result is kept and its write
+retried until the database takes it, so an outage does not lose work already done.
+
 It sleeps until woken (the same process ingested something), until the next retry falls due, or until the poll
 interval passes; it never spins. Leases are renewed while actions run. On stop it lets in-flight work finish within
 the grace period and gives the rest back to the queue without charging an attempt.
@@ -12,8 +15,11 @@ import contextlib
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
+import stamina
 import structlog
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from redrive import queue
 from redrive.actions import Outcome, Resources
@@ -21,10 +27,14 @@ from redrive.actions.http import HttpSessions
 from redrive.classify import permanent
 from redrive.config import Settings
 from redrive.db.database import Database
+from redrive.db.writer import Job
 from redrive.fingerprint import fingerprint, normalise
+from redrive.metrics import Metrics
 from redrive.queue import Claimed, Completion
 from redrive.redaction import Redactor
 from redrive.retry import decide
+from redrive.stream import StreamHub
+from redrive.telemetry import Tracing
 from redrive.templating import RenderError
 from redrive.triggers import Trigger, TriggerSet, action_context
 
@@ -32,6 +42,19 @@ log = structlog.get_logger("redrive.worker")
 Clock = Callable[[], datetime]
 EXCERPT_LIMIT = 64 * 1024
 MIN_WAIT = 0.01
+T = TypeVar("T")
+
+
+def _storage_down(exc: Exception) -> bool:
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+async def write_until_stored(db: Database, job: Job[T]) -> T:
+    """Write ``job``, retrying (capped exponential backoff) for as long as the database is unreachable."""
+    async for attempt in stamina.retry_context(on=_storage_down, attempts=None, timeout=None, wait_max=5.0):
+        with attempt:
+            return await db.write(job)
+    raise AssertionError("unreachable: the retry loop only ends by returning or raising")
 
 
 def utcnow() -> datetime:
@@ -51,6 +74,10 @@ class Worker:
         redactor: Redactor,
         wakeup: asyncio.Event | None = None,
         clock: Clock = utcnow,
+        node_id: str = "",
+        metrics: Metrics | None = None,
+        stream: StreamHub | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._db = db
         self._triggers = triggers
@@ -58,6 +85,10 @@ class Worker:
         self._redactor = redactor
         self.wakeup = wakeup or asyncio.Event()
         self._clock = clock
+        self._node_id = node_id
+        self._metrics = metrics
+        self._stream = stream
+        self._tracing = tracing
         self._inflight: dict[int, tuple[str, asyncio.Task[None]]] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -66,12 +97,19 @@ class Worker:
 
     async def start(self) -> None:
         """Open the shared HTTP session and start the claim, lease and sweep loops."""
-        self._resources = Resources(http=HttpSessions(limit=max(100, self._settings.worker_concurrency)))
+        tracing = [self._tracing.aiohttp_trace_config()] if self._tracing is not None else None
+        self._resources = Resources(
+            http=HttpSessions(limit=max(100, self._settings.worker_concurrency), trace_configs=tracing)
+        )
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="redrive-claim"),
             asyncio.create_task(self._renew_loop(), name="redrive-renew"),
-            asyncio.create_task(self._sweep_loop(), name="redrive-sweep"),
         ]
+
+    @property
+    def in_flight(self) -> int:
+        """Executions running now."""
+        return len(self._inflight)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming, give in-flight work ``grace`` seconds, release the rest uncharged."""
@@ -105,13 +143,20 @@ class Worker:
             now = self._clock()
             try:
                 found = await self._db.write(
-                    queue.claim(self._triggers.ids, min(free, settings.claim_batch), settings.lease_seconds, now)
+                    queue.claim(
+                        self._triggers.ids,
+                        min(free, settings.claim_batch),
+                        settings.lease_seconds,
+                        now,
+                        owner=self._node_id,
+                    )
                 )
             except Exception:
                 log.exception("claim_failed")
                 await self._sleep(settings.poll_interval)
                 continue
             for claimed in found.executions:
+                self._publish(claimed, "running", claimed.attempts)
                 task = asyncio.create_task(self._execute(claimed))
                 self._inflight[claimed.id] = (claimed.lease_token, task)
             if found.next_run_at is None and found.executions:
@@ -150,8 +195,11 @@ class Worker:
             received_at=claimed.received_at,
         )
         try:
-            rendered = trigger.action.render(context)
-            outcome = await trigger.action.execute(rendered, self._resources)
+            if self._tracing is None:
+                rendered = trigger.action.render(context)
+                outcome = await trigger.action.execute(rendered, self._resources)
+            else:
+                outcome = await self._traced(trigger, claimed, attempt, context)
         except RenderError as exc:
             outcome = Outcome(permanent("template_error", str(exc)), {})
         except Exception as exc:
@@ -194,7 +242,14 @@ class Worker:
             else None,
             title=normalise(message or "") if failure else None,
         )
-        applied = await self._db.write(queue.complete(completion))
+        applied = await write_until_stored(self._db, queue.complete(completion))
+        if applied and self._metrics is not None:
+            seconds = (finished - started).total_seconds()
+            kind = trigger.config.action.kind
+            code = completion.error_code
+            self._metrics.attempt(kind=kind, status=status, category=completion.outcome, code=code, seconds=seconds)
+        if applied:
+            self._publish(claimed, status, attempt, completion.error_code)
         fields = {"trigger": trigger.name, "execution_id": claimed.id, "attempt": attempt}
         duration_ms = round((finished - started).total_seconds() * 1000, 2)
         if not applied:
@@ -216,6 +271,33 @@ class Worker:
             log.warning(evt, **fields, code=failure.code, category=failure.category, message=message)
             if completion.pause_trigger_id is not None:
                 log.warning("trigger_paused", trigger=trigger.name, reason=message)
+                if self._stream is not None:
+                    self._stream.publish(
+                        "warning", {"code": "trigger_paused", "trigger": trigger.name, "reason": message}
+                    )
+
+    async def _traced(self, trigger: Trigger, claimed: Claimed, attempt: int, context: dict[str, Any]) -> Outcome:
+        assert self._tracing is not None
+        assert self._resources is not None
+        attributes = {"redrive.trigger": trigger.name, "redrive.execution_id": claimed.id, "redrive.attempt": attempt}
+        with self._tracing.span("redrive attempt", claimed.headers, server=False, **attributes) as span:
+            outcome = await trigger.action.execute(trigger.action.render(context), self._resources)
+            span.set_attribute("redrive.outcome", outcome.failure.category if outcome.failure else "succeeded")
+            return outcome
+
+    def _publish(self, claimed: Claimed, status: str, attempts: int, code: str | None = None) -> None:
+        if self._stream is not None:
+            trigger = self._triggers.by_id(claimed.trigger_id)
+            self._stream.publish(
+                "execution",
+                {
+                    "execution_id": claimed.id,
+                    "trigger": trigger.name if trigger else None,
+                    "status": status,
+                    "attempts": attempts,
+                    "error_code": code,
+                },
+            )
 
     async def _renew_loop(self) -> None:
         interval = self._settings.lease_seconds / 3
@@ -227,16 +309,3 @@ class Worker:
                     await self._db.write(queue.renew(tokens, self._settings.lease_seconds, self._clock()))
                 except Exception:
                     log.exception("lease_renew_failed")
-
-    async def _sweep_loop(self) -> None:
-        while True:
-            try:
-                swept = await self._db.write(queue.sweep(self._clock()))
-            except Exception:
-                log.exception("sweep_failed")
-                swept = []
-            for execution_id in swept:
-                log.warning("lease_expired", execution_id=execution_id)
-            if swept:
-                self.wakeup.set()
-            await asyncio.sleep(self._settings.sweep_interval)

@@ -29,6 +29,7 @@ from support import Service, run_service
 
 FUZZ_EXAMPLES = int(os.environ.get("REDRIVE_FUZZ_EXAMPLES", "25"))
 PG_ADMIN = os.environ.get("REDRIVE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+ENDLESS = {"/api/v1/stream"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 CONFIG = """
 triggers:
@@ -68,7 +69,9 @@ def test_the_api_keeps_its_documented_contract(fuzzed: Service) -> None:
     """As admin (everything allowed), as viewer (403s) and with no token (401s, then 429s): a documented answer."""
     # Driven by hand rather than through schemathesis' pytest plugin, whose lazy fixtures do not run on pytest 9.
     schema = schemathesis.openapi.from_url(f"{fuzzed.url}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # The live stream never ends a successful answer, so a request-response fuzzer would wait on it for ever;
+    # tests/integration/test_stream.py covers it, and the authorization matrix its 401/403.
+    operations = [op for op in (result.ok() for result in schema.get_all_operations()) if op.path not in ENDLESS]
     assert len(operations) > 10
     failures: dict[str, str] = {}
     # No token last: its failures trip the per-address limiter, which then answers 429 to everyone.

@@ -74,13 +74,17 @@ class GuardedResolver(AbstractResolver):
 
 
 def new_http_session(
-    policy: TargetPolicy | None = None, *, lookup: AbstractResolver | None = None, limit: int = 100
+    policy: TargetPolicy | None = None,
+    *,
+    lookup: AbstractResolver | None = None,
+    limit: int = 100,
+    trace_configs: list[aiohttp.TraceConfig] | None = None,
 ) -> aiohttp.ClientSession:
     """A session whose connections only reach what ``policy`` permits; call it inside the running event loop.
 
     ``lookup`` replaces aiohttp's resolver under the guard (a test makes a name resolve where it wants);
-    ``limit`` caps open connections. Cookies are never kept (one session serves many triggers) and proxy
-    settings are not read from the environment.
+    ``limit`` caps open connections; ``trace_configs`` add tracing. Cookies are never kept (one session serves
+    many triggers) and proxy settings are not read from the environment.
     """
     try:
         agent = f"redrive/{version('redrive')}"
@@ -92,22 +96,32 @@ def new_http_session(
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,
         headers={"User-Agent": agent},
+        trace_configs=trace_configs,
     )
 
 
 class HttpSessions:
     """One guarded session per target policy, opened on first use and closed together."""
 
-    def __init__(self, *, lookup: AbstractResolver | None = None, limit: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        lookup: AbstractResolver | None = None,
+        limit: int = 100,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
+    ) -> None:
         self._lookup = lookup
         self._limit = limit
+        self._trace_configs = trace_configs
         self._sessions: dict[TargetPolicy, aiohttp.ClientSession] = {}
 
     def session(self, policy: TargetPolicy) -> aiohttp.ClientSession:
         """The session for ``policy``; call it inside the running event loop."""
         session = self._sessions.get(policy)
         if session is None:
-            session = new_http_session(policy, lookup=self._lookup, limit=self._limit)
+            session = new_http_session(
+                policy, lookup=self._lookup, limit=self._limit, trace_configs=self._trace_configs
+            )
             self._sessions[policy] = session
         return session
 

@@ -9,7 +9,7 @@ import structlog
 from fastapi import FastAPI
 
 from redrive import __version__
-from redrive.api import errorgroups, events, executions, hooks, me, replays, stats, triggers
+from redrive.api import errorgroups, events, executions, health, hooks, live, me, observe, replays, stats, triggers
 from redrive.api.errors import install_error_handlers
 from redrive.api.responses import Json
 from redrive.api.security import install_security
@@ -18,10 +18,12 @@ from redrive.config import RedriveConfig, Settings
 from redrive.dashboard.mount import mount_dashboard
 from redrive.db.database import Database
 from redrive.db.migrate import assert_at_head
+from redrive.node import Node, Role
 from redrive.redaction import Redactor
+from redrive.telemetry import IngestTracing, configure_tracing
 from redrive.triggers import build_trigger_set, sync_triggers
 from redrive.watermarks import WatermarkWatch
-from redrive.worker import Clock, Worker, utcnow
+from redrive.worker import Clock, utcnow
 
 log = structlog.get_logger("redrive.app")
 API_RESPONSES = {
@@ -30,8 +32,12 @@ API_RESPONSES = {
 }
 
 
-def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcnow) -> FastAPI:
-    """The FastAPI app for ``settings`` and ``config``; runs a worker too unless ``worker_concurrency`` is 0."""
+def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcnow, role: Role = "all") -> FastAPI:
+    """The FastAPI app for ``settings`` and ``config``.
+
+    ``role`` ``all`` serves the API and runs a worker (unless ``worker_concurrency`` is 0); ``api`` runs no worker;
+    ``worker`` runs the worker and serves only health, readiness and metrics.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,14 +48,25 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
             db.start()
             redactor = Redactor(config.secrets)
             state = ServiceState(settings, config, db, build_trigger_set(config, ids), redactor, clock=clock)
-            if settings.worker_concurrency > 0:
-                state.worker = Worker(db, state.triggers, settings, redactor=redactor, wakeup=state.wakeup, clock=clock)
-                await state.worker.start()
+            state.node = Node(
+                db,
+                settings,
+                state.triggers,
+                role=role,
+                redactor=redactor,
+                wakeup=state.wakeup,
+                clock=clock,
+                metrics=state.metrics,
+                tracing=tracing,
+            )
+            state.worker = state.node.worker
+            await state.node.start()
             app.state.service = state
             watermarks = WatermarkWatch(db, state.triggers, clock=clock)
             watermarks.start()
             log.info(
                 "service_started",
+                role=role,
                 triggers=len(config.triggers),
                 worker=state.worker is not None,
                 database="sqlite" if db.is_sqlite else "postgresql",
@@ -57,8 +74,9 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
             yield
             await watermarks.stop()
             await state.bulk_runs.aclose()  # runners mark their jobs stopped while the writer still runs
-            if state.worker is not None:
-                await state.worker.stop()
+            await state.node.stop()
+            if tracing is not None:
+                tracing.shutdown()  # exports the spans still buffered
             log.info("service_stopped")
         finally:
             db.close()
@@ -72,15 +90,16 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
     )
     install_error_handlers(app)
     install_security(app, settings.cors_origins)
-    app.include_router(hooks.router)
-    # Every /api route authenticates: each documents the answers authentication can give (a route's own win).
-    for router in (events, stats, executions, replays, triggers, errorgroups, me):  # stats first: /executions/stats
-        app.include_router(router.router, responses=API_RESPONSES)
-
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        """The process is alive."""
-        return {"status": "ok"}
-
-    mount_dashboard(app, "/ui")
+    app.include_router(health.router)
+    app.include_router(observe.router)
+    app.add_middleware(observe.IngestMetrics)
+    tracing = configure_tracing(settings.otel_endpoint)
+    if tracing is not None:
+        app.add_middleware(IngestTracing, tracing=tracing)
+    if role != "worker":
+        app.include_router(hooks.router)
+        # Every /api route authenticates: each documents the answers authentication can give (a route's own win).
+        for router in (events, stats, executions, replays, triggers, errorgroups, live, me):  # stats first
+            app.include_router(router.router, responses=API_RESPONSES)
+        mount_dashboard(app, "/ui")
     return app

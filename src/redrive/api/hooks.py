@@ -101,6 +101,7 @@ async def accept(state: ServiceState, trigger: Trigger, event: NewEvent) -> Json
     """Store a prepared event and answer as the ingest contract says (shared by hooks and the events API)."""
     stored: Stored = await state.db.write(store_event(event))
     fields = {"trigger": trigger.name, "event_id": stored.event_id, "execution_id": stored.execution_id}
+    count_ingest(state, trigger.name, stored.outcome)
     if stored.outcome == "conflict":
         log.warning("idempotency_key_reused", **fields, idempotency_key=event.idempotency_key)
         raise IdempotencyKeyReused(
@@ -120,7 +121,19 @@ async def accept(state: ServiceState, trigger: Trigger, event: NewEvent) -> Json
     log.info("event_received", **fields, idempotency_key=event.idempotency_key, filtered=stored.filtered)
     if stored.execution_id is not None:
         state.wakeup.set()
+        if state.node is not None:
+            change = {"execution_id": stored.execution_id, "trigger": trigger.name, "status": "pending", "attempts": 0}
+            state.node.stream.publish("execution", change)
     return Json(body, status_code=202)
+
+
+def count_ingest(state: ServiceState, trigger: str, outcome: str) -> None:
+    """Count a stored delivery in this node's metrics."""
+    metrics = state.metrics
+    counter = {"created": metrics.events_received, "duplicate": metrics.events_duplicate}.get(
+        outcome, metrics.events_conflict
+    )
+    counter.labels(trigger).inc()
 
 
 @router.post("/hooks/{trigger}", status_code=202, responses=INGEST_RESPONSES)

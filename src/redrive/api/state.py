@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -10,6 +9,9 @@ from redrive.api.limiter import FailureLimiter
 from redrive.bulk_runner import BulkRuns
 from redrive.config import RedriveConfig, Settings
 from redrive.db.database import Database
+from redrive.metrics import Metrics
+from redrive.node import Node
+from redrive.notify import Wakeup
 from redrive.redaction import Redactor
 from redrive.triggers import TriggerSet
 from redrive.worker import Clock, Worker, utcnow
@@ -24,8 +26,10 @@ class ServiceState:
     db: Database
     triggers: TriggerSet
     redactor: Redactor
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    wakeup: Wakeup = field(default_factory=Wakeup)
     worker: Worker | None = None
+    node: Node | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = utcnow
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
     token_touches: dict[int, float] = field(default_factory=dict)

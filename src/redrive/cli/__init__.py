@@ -6,7 +6,7 @@ One module per resource; each registers its sub-commands here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from redrive.cli import dashboard as dashboard_cli
 from redrive.cli import errors as errors_cli
 from redrive.cli import executions, tokens
+from redrive.cli import purge as purge_cli
 from redrive.cli import replay as replay_cli
 from redrive.cli import stats as stats_cli
 from redrive.cli import triggers as triggers_cli
@@ -33,6 +34,9 @@ from redrive.cli.common import (
     read_data,
 )
 
+if TYPE_CHECKING:
+    from redrive.node import Role
+
 app = typer.Typer(no_args_is_help=True, help="redrive: reliable event-driven automation.", add_completion=False)
 config_app = typer.Typer(no_args_is_help=True, help="Validate trigger files.")
 app.add_typer(config_app, name="config")
@@ -45,21 +49,38 @@ app.add_typer(replay_cli.audit_app, name="audit")
 app.command("stats")(stats_cli.stats)
 app.add_typer(errors_cli.app, name="errors")
 app.add_typer(triggers_cli.app, name="triggers")
+app.command("purge")(purge_cli.purge_command)
 app.command("dashboard")(dashboard_cli.dashboard)
 
 
-@app.command()
-def up(
-    config: ConfigOpt = None,
-    host: Annotated[str | None, typer.Option(help="Bind address [env: REDRIVE_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env: REDRIVE_PORT].")] = None,
-) -> None:
-    """Migrate the database, then serve the API and run a worker in this process."""
+HostOpt = Annotated[str | None, typer.Option(help="Bind address [env: REDRIVE_HOST].")]
+PortOpt = Annotated[int | None, typer.Option(help="Port [env: REDRIVE_PORT].")]
+
+
+def _run(role: Role, config: Path | None, host: str | None, port: int | None) -> None:
     from redrive.serve import run_server
 
     settings = load_settings(config=config, host=host, port=port)
     triggers = load_triggers(settings.config)
-    run_server(settings, triggers)
+    run_server(settings, triggers, role)
+
+
+@app.command()
+def up(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None) -> None:
+    """Migrate the database, then serve the API and run a worker in this process (one node)."""
+    _run("all", config, host, port)
+
+
+@app.command()
+def serve(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None) -> None:
+    """Migrate the database, then serve the API only (workers run elsewhere; needs PostgreSQL to share work)."""
+    _run("api", config, host, port)
+
+
+@app.command()
+def worker(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None) -> None:
+    """Migrate the database, then run a worker; HTTP serves only /healthz, /readyz and /metrics."""
+    _run("worker", config, host, port)
 
 
 @app.command()

@@ -15,6 +15,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
+CONNECT_TIMEOUT = 5  # seconds, PostgreSQL
+
 
 def is_sqlite(url: str) -> bool:
     """True for an SQLite URL."""
@@ -24,7 +26,14 @@ def is_sqlite(url: str) -> bool:
 def make_engine(url: str, *, writer: bool = False, pool_size: int = 10) -> Engine:
     """An engine for ``url``; ``writer=True`` makes SQLite transactions start with BEGIN IMMEDIATE."""
     if not is_sqlite(url):
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        # A short connect timeout: while the server is unreachable, callers get an error (ingest: 503) promptly.
+        return create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT},
+        )
     engine = create_engine(url, pool_size=1 if writer else pool_size, max_overflow=0 if writer else pool_size)
 
     @event.listens_for(engine, "connect")

@@ -14,6 +14,7 @@ from redrive.db.engine import make_engine
 from redrive.errors import RedriveError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATION_LOCK = 0x72_64_6D_69_67  # an advisory lock key held while migrating ("rdmig")
 
 
 def alembic_config(url: str) -> Config:
@@ -29,6 +30,10 @@ def upgrade(url: str) -> None:
     engine = make_engine(url, writer=True, pool_size=1)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Nodes starting together would otherwise race to create the same tables; the second waits here,
+                # then finds the schema at head.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             config = alembic_config(url)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

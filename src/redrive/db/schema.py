@@ -152,6 +152,7 @@ executions = Table(
     Index("ix_executions_fingerprint", "fingerprint", "status"),
     Index("ix_executions_bulk_replay", "bulk_replay_id", "status"),
     Index("ix_executions_trigger_created", "trigger_id", "created_at"),
+    Index("ix_executions_replay_of", "replay_of"),  # retention: a replayed row goes only after its replay
 )
 
 attempts = Table(
@@ -258,4 +259,23 @@ audit_log = Table(
     Column("detail", Json, nullable=False),
     Column("result", String(64), nullable=False),
     Index("ix_audit_log_at", "at"),
+)
+
+NODE_ROLES = ("all", "api", "worker")
+
+# One row per running redrive process (API, worker or both), written by its heartbeat. Lease tokens of a worker
+# start with its node id, so the leader can sweep a dead node's leases without waiting for them to expire.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("started_at", _utc(), nullable=False),
+    Column("last_beat_at", _utc(), nullable=False),
+    Column("in_flight", Integer, nullable=False, server_default=text("0")),
+    Column("dead_at", _utc()),
+    Index("ix_nodes_last_beat", "last_beat_at"),
 )

@@ -1,0 +1,60 @@
+"""``redrive purge``: delete finished work past its retention now (the maintenance leader also does it hourly)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+
+from redrive.cli.common import ConfigOpt, fail, load_settings, load_triggers, out
+from redrive.config import RetentionConfig
+from redrive.db.database import Database
+from redrive.db.schema import triggers
+from redrive.durations import parse_duration
+from redrive.retention import Purged, count, plan, purge
+
+
+def _describe(result: Purged, verb: str) -> str:
+    statuses = ", ".join(f"{status}: {n}" for status, n in sorted(result.by_status.items())) or "none"
+    return (
+        f"{verb} {result.executions} execution(s) ({statuses}), {result.attempts} attempt(s), "
+        f"{result.events} event(s) with their idempotency keys"
+    )
+
+
+def purge_command(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than", help="Purge finished work older than this (e.g. 30d) instead of each trigger's retention."
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be purged.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Purge succeeded executions, dead letters and unreferenced events past their retention."""
+    settings = load_settings(config=config)
+    seconds = None
+    if older_than is not None:
+        try:
+            seconds = parse_duration(older_than)
+        except ValueError as exc:
+            fail(f"--older-than: {exc}")
+    declared = (
+        {t.name: t.retention for t in load_triggers(settings.config).triggers} if settings.config.exists() else {}
+    )
+    db = Database(settings.database_url)
+    try:
+        ids = dict(db.read_sync(lambda c: c.execute(select(triggers.c.name, triggers.c.id)).all()))
+        retentions = {ids[name]: declared.get(name, RetentionConfig()) for name in ids}
+        purge_plan = plan(retentions, datetime.now(UTC), seconds)
+        if dry_run:
+            out.print(_describe(db.read_sync(count(purge_plan)), "would purge"))
+            return
+        result = asyncio.run(purge(lambda job: asyncio.to_thread(db.write_sync, job), purge_plan))
+        out.print(_describe(result, "purged"))
+    finally:
+        db.close()

@@ -1,0 +1,105 @@
+"""Prometheus metrics, per node: each process serves its own ``/metrics`` from its own registry.
+
+Why per node and not prometheus-client's multiprocess mode: redrive's processes are independent nodes (often on
+different hosts), each with its own HTTP port, so Prometheus scrapes every node and ``sum()`` adds them up; nothing
+is shared through files. Counters and histograms count what this process did. Gauges read from the database at
+scrape time (queue depth, oldest pending age, DLQ size, replays, lease expiries) describe the whole cluster and are
+the same on every node: aggregate them with ``max()``, not ``sum()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+INGEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+UNKNOWN = "(unknown)"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSnapshot:
+    """Cluster-wide queue figures read from the database's indexes."""
+
+    pending: int
+    due: int
+    running: int
+    oldest_due_age_seconds: float
+    dlq: int
+    replayed: int
+    expired_leases: int
+
+
+class Metrics:
+    """The instruments of one process, in a registry of its own (nothing global, nothing at import time)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events_received = Counter("redrive_events_received", "New events accepted (202).", ["trigger"], registry=r)
+        self.events_duplicate = Counter(
+            "redrive_events_duplicate",
+            "Deliveries absorbed as duplicates of an accepted event (200).",
+            ["trigger"],
+            registry=r,
+        )
+        self.events_conflict = Counter(
+            "redrive_events_conflict",
+            "Deliveries refused: idempotency key reused with another body.",
+            ["trigger"],
+            registry=r,
+        )
+        self.events_rejected = Counter(
+            "redrive_events_rejected",
+            "Deliveries to /hooks answered with an error, by status (conflicts included).",
+            ["trigger", "status"],
+            registry=r,
+        )
+        self.ingest_duration = Histogram(
+            "redrive_ingest_duration_seconds", "Time to answer an ingest request.", buckets=INGEST_BUCKETS, registry=r
+        )
+        self.executions = Counter(
+            "redrive_executions",
+            "Attempts' results by the status the execution moved to (pending means a retry was scheduled).",
+            ["status", "kind"],
+            registry=r,
+        )
+        self.attempts = Counter(
+            "redrive_attempts", "Attempts by outcome category and error code.", ["kind", "category", "code"], registry=r
+        )
+        self.action_duration = Histogram(
+            "redrive_action_duration_seconds",
+            "Action run time by kind.",
+            ["kind"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.queue_pending = Gauge("redrive_queue_pending", "Pending executions (due now or later).", registry=r)
+        self.queue_due = Gauge("redrive_queue_due", "Pending executions due now (queue depth).", registry=r)
+        self.queue_running = Gauge("redrive_queue_running", "Executions leased by a worker.", registry=r)
+        self.oldest_due = Gauge(
+            "redrive_queue_oldest_due_age_seconds", "How long the oldest due execution has waited.", registry=r
+        )
+        self.dlq = Gauge("redrive_dlq_size", "Executions in the dead-letter queue (failed_retryable).", registry=r)
+        self.replayed = Gauge("redrive_replayed_executions", "Executions replayed so far.", registry=r)
+        self.expired_leases = Gauge(
+            "redrive_leases_expired", "Running executions whose lease expired, waiting for the sweeper.", registry=r
+        )
+
+    def attempt(self, *, kind: str, status: str, category: str, code: str | None, seconds: float) -> None:
+        """Count one recorded attempt."""
+        self.executions.labels(status, kind).inc()
+        self.attempts.labels(kind, category, code or "").inc()
+        self.action_duration.labels(kind).observe(seconds)
+
+    def render(self, snapshot: QueueSnapshot) -> bytes:
+        """The exposition text, with the cluster gauges set from ``snapshot``."""
+        self.queue_pending.set(snapshot.pending)
+        self.queue_due.set(snapshot.due)
+        self.queue_running.set(snapshot.running)
+        self.oldest_due.set(snapshot.oldest_due_age_seconds)
+        self.dlq.set(snapshot.dlq)
+        self.replayed.set(snapshot.replayed)
+        self.expired_leases.set(snapshot.expired_leases)
+        return generate_latest(self.registry)

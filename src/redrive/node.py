@@ -1,0 +1,139 @@
+"""One redrive process's background machinery: worker, heartbeat, leadership, maintenance, cross-process wake-ups.
+
+``Node`` is what ``redrive up``/``serve``/``worker`` run besides (or instead of) the HTTP routes. Roles: ``all``
+(API and worker), ``api`` (no worker), ``worker`` (no ingest or API routes). Every role beats, campaigns for the
+maintenance lock and, on PostgreSQL, listens for wake-ups and sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Literal
+
+import structlog
+
+from redrive.config import Settings
+from redrive.db.database import Database
+from redrive.heartbeats import NodeInfo, beat, leave, this_node
+from redrive.leader import Leadership
+from redrive.maintenance import Maintenance
+from redrive.metrics import Metrics
+from redrive.notify import QUEUE_CHANNEL, Listener, Notifier, Wakeup
+from redrive.redaction import Redactor
+from redrive.retention import RetentionChore
+from redrive.stream import STREAM_CHANNEL, StreamHub
+from redrive.telemetry import Tracing
+from redrive.triggers import TriggerSet
+from redrive.worker import Clock, Worker, utcnow
+
+log = structlog.get_logger("redrive.node")
+Role = Literal["all", "api", "worker"]
+
+
+class Node:
+    """Starts and stops everything a process runs in the background."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        triggers: TriggerSet,
+        *,
+        role: Role,
+        redactor: Redactor,
+        wakeup: Wakeup,
+        clock: Clock = utcnow,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.role = role
+        self.wakeup = wakeup
+        self.clock = clock
+        self.info: NodeInfo = this_node(role, clock())
+        self.notifier: Notifier | None = None if db.is_sqlite else Notifier(db.url)
+        self.stream = StreamHub(self.info.id, poke=None if self.notifier is None else self.notifier.poke)
+        if self.notifier is not None:
+            self.notifier.add_source(STREAM_CHANNEL, self.stream.drain)
+        self.worker: Worker | None = None
+        if role != "api" and settings.worker_concurrency > 0:
+            self.worker = Worker(
+                db,
+                triggers,
+                settings,
+                redactor=redactor,
+                wakeup=wakeup,
+                clock=clock,
+                node_id=self.info.id,
+                metrics=metrics,
+                stream=self.stream,
+                tracing=tracing,
+            )
+        self.leadership = Leadership(db.url, settings.sweep_interval, node_id=self.info.id)
+        self.retention = RetentionChore(db, triggers, settings.retention_interval, clock)
+        self.maintenance = Maintenance(
+            db,
+            self.leadership,
+            interval=settings.sweep_interval,
+            heartbeat_interval=settings.heartbeat_interval,
+            clock=clock,
+            wake=wakeup.set,
+            warn=lambda data: self.stream.publish("warning", data),
+            extra=[self.retention.run_when_due],
+        )
+        self.listener: Listener | None = None
+        if not db.is_sqlite:
+            self.listener = Listener(
+                db.url,
+                {QUEUE_CHANNEL: self._woken, STREAM_CHANNEL: self.stream.receive},
+                on_connect=wakeup.set_local,
+            )
+        self._beats: asyncio.Task[None] | None = None
+
+    def _woken(self, payload: str) -> None:
+        self.wakeup.set_local()
+
+    async def start(self) -> None:
+        """Record the first beat, then start the loops."""
+        await self.db.write(beat(self.info, 0, self.clock()))
+        if self.notifier is not None and self.listener is not None:
+            self.notifier.start()
+            self.wakeup.announce = self.notifier.wake
+            self.listener.start()
+        self.leadership.start()
+        self.maintenance.start()
+        if self.worker is not None:
+            await self.worker.start()
+        self._beats = asyncio.create_task(self._beat_loop(), name="redrive-heartbeat")
+        log.info("node_started", node_id=self.info.id, role=self.role, host=self.info.host, pid=self.info.pid)
+
+    async def stop(self) -> None:
+        """Finish or release in-flight work, step down, stop listening, remove this node's row."""
+        if self._beats is not None:
+            self._beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beats
+        if self.worker is not None:
+            await self.worker.stop()
+        await self.maintenance.stop()
+        await self.leadership.stop()
+        self.wakeup.announce = None
+        self.stream.close()
+        for part in (self.listener, self.notifier):
+            if part is not None:
+                await part.stop()
+        try:
+            await self.db.write(leave(self.info.id))
+        except Exception:
+            log.warning("node_leave_failed", node_id=self.info.id)
+
+    async def _beat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            in_flight = self.worker.in_flight if self.worker is not None else 0
+            try:
+                await self.db.write(beat(self.info, in_flight, self.clock()))
+            except Exception as exc:
+                log.warning("heartbeat_failed", node_id=self.info.id, error=str(exc))

@@ -1,0 +1,154 @@
+"""Wake-ups across processes: PostgreSQL ``LISTEN/NOTIFY`` on one channel per purpose.
+
+A process that makes work due (ingest, replay, resume) sets its ``Wakeup``: the local worker wakes at once, and a
+``Notifier`` sends one ``NOTIFY`` on the queue channel after the commit, coalescing bursts (many events committed
+while a ``NOTIFY`` is on the wire cost one more ``NOTIFY``, not one each). Every process runs a ``Listener`` that
+turns notifications into local wake-ups. Nothing here is needed for correctness: the worker's slow poll still
+finds everything; NOTIFY only makes an idle worker start at once. On SQLite (one process) none of this runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import psycopg
+import structlog
+from sqlalchemy.engine import make_url
+
+log = structlog.get_logger("redrive.notify")
+
+QUEUE_CHANNEL = "redrive_queue"
+RECONNECT_DELAY = 1.0
+CONNECT_TIMEOUT = 5
+
+
+def libpq_url(url: str) -> str:
+    """The libpq form of an SQLAlchemy PostgreSQL URL (``postgresql+psycopg://`` becomes ``postgresql://``)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Wakeup(asyncio.Event):
+    """An ``asyncio.Event`` whose ``set`` also announces the wake-up to other processes, when one is wired."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.announce: Callable[[], None] | None = None
+
+    def set(self) -> None:
+        """Wake this process's waiters and tell the other processes."""
+        super().set()
+        if self.announce is not None:
+            self.announce()
+
+    def set_local(self) -> None:
+        """Wake this process's waiters only (a notification from elsewhere)."""
+        super().set()
+
+
+class Notifier:
+    """Sends ``NOTIFY`` on a channel from its own connection; requests made while one is sent are coalesced."""
+
+    def __init__(self, url: str) -> None:
+        self._url = libpq_url(url)
+        self._wake = False
+        self._sources: list[tuple[str, Callable[[], list[str]]]] = []
+        self._requested = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the sending task."""
+        self._task = asyncio.create_task(self._run(), name="redrive-notifier")
+
+    def wake(self) -> None:
+        """Ask for one ``NOTIFY`` on the queue channel (non-blocking; requests waiting to be sent are merged)."""
+        self._wake = True
+        self._requested.set()
+
+    def add_source(self, channel: str, drain: Callable[[], list[str]]) -> None:
+        """Before each send, take ``drain()``'s payloads for ``channel``: whatever piled up while the previous
+        notifications were on the wire goes out together, in as few payloads as fit."""
+        self._sources.append((channel, drain))
+
+    def poke(self) -> None:
+        """A source has something to send."""
+        self._requested.set()
+
+    async def stop(self) -> None:
+        """Stop sending (pending wake-ups are dropped: the poll covers them)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+                ) as connection:
+                    while True:
+                        await self._requested.wait()
+                        self._requested.clear()
+                        wake, self._wake = self._wake, False
+                        messages = [(QUEUE_CHANNEL, "")] if wake else []
+                        for channel, drain in self._sources:
+                            messages += [(channel, payload) for payload in drain()]
+                        if messages:  # one round trip and one transaction: delivered together, in order
+                            channels, payloads = [m[0] for m in messages], [m[1] for m in messages]
+                            await connection.execute(  # a function scan yields the arrays' elements in order
+                                "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS m(c, p)",
+                                (channels, payloads),
+                            )
+            except psycopg.Error as exc:
+                log.warning("notifier_disconnected", error=str(exc).strip())
+                await asyncio.sleep(RECONNECT_DELAY)
+
+
+Handler = Callable[[str], None]
+
+
+class Listener:
+    """Listens on channels from its own connection and calls each channel's handler with the payload."""
+
+    def __init__(self, url: str, handlers: dict[str, Handler], *, on_connect: Callable[[], None] | None = None) -> None:
+        self._url = libpq_url(url)
+        self._handlers = handlers
+        self._on_connect = on_connect
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    def start(self) -> None:
+        """Start listening."""
+        self._task = asyncio.create_task(self._run(), name="redrive-listener")
+
+    async def stop(self) -> None:
+        """Stop listening and close the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+                ) as connection:
+                    for channel in self._handlers:
+                        await connection.execute(f'LISTEN "{channel}"')
+                    self.connected.set()
+                    if self._on_connect is not None:
+                        self._on_connect()  # anything sent while we were away: the poll would find it; look now
+                    while True:
+                        async for notice in connection.notifies(timeout=5.0):
+                            try:
+                                self._handlers[notice.channel](notice.payload)
+                            except Exception:
+                                log.exception("notification_handler_failed", channel=notice.channel)
+                        await connection.execute("SELECT 1")  # a quiet connection may be a dead one
+            except psycopg.Error as exc:
+                self.connected.clear()
+                log.warning("listener_disconnected", error=str(exc).strip())
+                await asyncio.sleep(RECONNECT_DELAY)

@@ -1,0 +1,216 @@
+"""Retention: purge finished work past its trigger's retention, in small batches so ingest never waits long.
+
+What goes (per trigger, ``retention`` in the trigger file; defaults 7 d / 14 d / 7 d):
+- succeeded executions finished more than ``succeeded`` ago, with their attempts;
+- failed_retryable (the DLQ), failed and replayed executions finished more than ``dead_letter`` ago;
+- events received more than ``keys`` ago that no execution refers to any more: their idempotency keys are freed
+  with them, and an event a live (or still retained) execution needs is kept.
+
+A replayed execution goes only once its replay has gone (``replay_of`` points at it). Each batch is one short
+write job; the loop stops when a batch comes back short. ``plan`` decides from values; the jobs act.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, delete, exists, func, not_, or_, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from redrive.config import RetentionConfig
+from redrive.db.database import Database
+from redrive.db.schema import attempts, events, executions
+from redrive.triggers import TriggerSet
+
+log = structlog.get_logger("redrive.retention")
+
+BATCH = 500
+DEAD = ("failed_retryable", "failed", "replayed")
+
+
+@dataclass(frozen=True, slots=True)
+class Cutoffs:
+    """Rows older than these go: succeeded executions, dead ones, and unreferenced events."""
+
+    succeeded: datetime
+    dead: datetime
+    events: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Cutoffs per trigger id, and for triggers no longer declared (``others``)."""
+
+    by_trigger: dict[int, Cutoffs]
+    others: Cutoffs
+
+
+@dataclass
+class Purged:
+    """How many rows went (or would go, on a dry run)."""
+
+    executions: int = 0
+    attempts: int = 0
+    events: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+def cutoffs(retention: RetentionConfig, now: datetime, older_than: float | None = None) -> Cutoffs:
+    """The cutoffs for ``retention`` at ``now``; ``older_than`` (seconds) replaces every window when given."""
+
+    def before(seconds: float) -> datetime:
+        return now - timedelta(seconds=older_than if older_than is not None else seconds)
+
+    return Cutoffs(before(retention.succeeded), before(retention.dead_letter), before(retention.keys))
+
+
+def plan(retentions: dict[int, RetentionConfig], now: datetime, older_than: float | None = None) -> Plan:
+    """A purge plan for the declared triggers' retentions (undeclared triggers get the defaults)."""
+    return Plan(
+        {trigger_id: cutoffs(r, now, older_than) for trigger_id, r in retentions.items()},
+        cutoffs(RetentionConfig(), now, older_than),
+    )
+
+
+def _scopes(purge: Plan) -> Iterable[tuple[ColumnElement[bool], ColumnElement[bool], Cutoffs]]:
+    """(executions scope, events scope, cutoffs) for each declared trigger, then for all the others."""
+    for trigger_id, cut in purge.by_trigger.items():
+        yield executions.c.trigger_id == trigger_id, events.c.trigger_id == trigger_id, cut
+    declared = list(purge.by_trigger)
+    yield executions.c.trigger_id.not_in(declared), events.c.trigger_id.not_in(declared), purge.others
+
+
+def _expired(cut: Cutoffs, table: Any = executions) -> ColumnElement[bool]:
+    return or_(
+        and_(table.c.status == "succeeded", table.c.finished_at < cut.succeeded),
+        and_(table.c.status.in_(DEAD), table.c.finished_at < cut.dead),
+    )
+
+
+def _orphaned(cut: Cutoffs, kept: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
+    """Events past the cutoff that no execution refers to (or, for a dry run, only executions that would go)."""
+    referring = select(executions.c.id).where(executions.c.event_id == events.c.id)
+    if kept is not None:
+        referring = referring.where(kept)
+    return and_(events.c.received_at < cut.events, not_(exists(referring)))
+
+
+def _replayed_later(surviving: Cutoffs | None = None) -> ColumnElement[bool]:
+    """A later execution replays this one (``surviving``: one that this purge keeps)."""
+    later = executions.alias("later")
+    query = select(later.c.id).where(later.c.replay_of == executions.c.id)
+    if surviving is not None:
+        query = query.where(not_(_expired(surviving, later)))
+    return exists(query)
+
+
+def purge_executions_batch(scope: ColumnElement[bool], cut: Cutoffs) -> Callable[[Connection], Purged]:
+    """Delete up to BATCH expired executions of ``scope`` (with their attempts)."""
+
+    def job(connection: Connection) -> Purged:
+        rows = connection.execute(
+            select(executions.c.id, executions.c.status)
+            .where(scope, _expired(cut), not_(_replayed_later()))
+            .limit(BATCH)
+        ).all()
+        purged = Purged()
+        if not rows:
+            return purged
+        ids = [row.id for row in rows]
+        purged.attempts = connection.execute(delete(attempts).where(attempts.c.execution_id.in_(ids))).rowcount
+        purged.executions = connection.execute(delete(executions).where(executions.c.id.in_(ids))).rowcount
+        for row in rows:
+            purged.by_status[row.status] = purged.by_status.get(row.status, 0) + 1
+        return purged
+
+    return job
+
+
+def purge_events_batch(scope: ColumnElement[bool], cut: Cutoffs) -> Callable[[Connection], int]:
+    """Delete up to BATCH events of ``scope`` past their cutoff that nothing refers to."""
+
+    def job(connection: Connection) -> int:
+        ids = list(connection.execute(select(events.c.id).where(scope, _orphaned(cut)).limit(BATCH)).scalars())
+        if not ids:
+            return 0
+        return int(connection.execute(delete(events).where(events.c.id.in_(ids))).rowcount)
+
+    return job
+
+
+def count(purge: Plan) -> Callable[[Connection], Purged]:
+    """What ``purge`` would delete, counted without deleting (a dry run)."""
+
+    def job(connection: Connection) -> Purged:
+        total = Purged()
+        for scope, event_scope, cut in _scopes(purge):
+            expired = and_(scope, _expired(cut), not_(_replayed_later(surviving=cut)))
+            for status, n in connection.execute(
+                select(executions.c.status, func.count()).where(expired).group_by(executions.c.status)
+            ):
+                total.by_status[status] = total.by_status.get(status, 0) + n
+                total.executions += n
+            total.attempts += connection.execute(
+                select(func.count())
+                .select_from(attempts)
+                .where(attempts.c.execution_id.in_(select(executions.c.id).where(expired)))
+            ).scalar_one()
+            survives = not_(_expired(cut))
+            total.events += connection.execute(
+                select(func.count()).select_from(events).where(event_scope, _orphaned(cut, kept=survives))
+            ).scalar_one()
+        return total
+
+    return job
+
+
+Writer = Callable[[Callable[[Connection], Any]], Any]
+
+
+async def purge(write: Writer, purge_plan: Plan) -> Purged:
+    """Delete everything ``purge_plan`` lets go, batch by batch (``write`` runs one job in its own transaction)."""
+    total = Purged()
+    for scope, event_scope, cut in _scopes(purge_plan):
+        while True:
+            batch: Purged = await write(purge_executions_batch(scope, cut))
+            total.executions += batch.executions
+            total.attempts += batch.attempts
+            for status, n in batch.by_status.items():
+                total.by_status[status] = total.by_status.get(status, 0) + n
+            if batch.executions == 0:
+                break
+        while (gone := await write(purge_events_batch(event_scope, cut))) > 0:
+            total.events += gone
+    return total
+
+
+class RetentionChore:
+    """The leader's retention pass, run from maintenance at most once per ``interval`` seconds."""
+
+    def __init__(self, db: Database, triggers: TriggerSet, interval: float, clock: Callable[[], datetime]) -> None:
+        self._db = db
+        self._retentions = {t.id: t.config.retention for t in triggers}
+        self._interval = interval
+        self._clock = clock
+        self._last: datetime | None = None
+
+    async def run_when_due(self) -> None:
+        """Purge when the interval has passed since the last pass."""
+        now = self._clock()
+        if self._last is not None and (now - self._last).total_seconds() < self._interval:
+            return
+        self._last = now
+        result = await purge(self._db.write, plan(self._retentions, now))
+        if result.executions or result.events:
+            log.info(
+                "retention_purged",
+                executions=result.executions,
+                attempts=result.attempts,
+                events=result.events,
+                by_status=result.by_status,
+            )

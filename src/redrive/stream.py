@@ -1,0 +1,139 @@
+"""The live stream's hub: execution state changes and warnings, fanned out to this node's subscribers.
+
+On PostgreSQL every change is sent as a ``NOTIFY`` on the stream channel (batched, several events per
+notification) and delivered from the listener, so every node sees every node's changes, in the same order, and
+the ids a client saw on one node mean the same on another. On SQLite (one process) changes are delivered at once.
+
+Each node keeps the last ``BACKLOG`` events so a client reconnecting with ``Last-Event-ID`` gets what it missed;
+when the id is older than the backlog the client is told to ``reset`` (reload its view) instead of being given a
+silent gap. Ids sort by time: ``<microseconds since the epoch>-<node>-<sequence>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+
+log = structlog.get_logger("redrive.stream")
+
+STREAM_CHANNEL = "redrive_stream"
+BACKLOG = 5000
+SUBSCRIBER_QUEUE = 1000
+MAX_NOTIFY_BYTES = 7000  # PostgreSQL refuses payloads of 8000 bytes or more
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One server-sent event."""
+
+    id: str
+    kind: str  # execution | warning
+    data: dict[str, Any]
+
+    def encode(self) -> bytes:
+        """The event in the ``text/event-stream`` format."""
+        return b"id: %s\nevent: %s\ndata: %s\n\n" % (self.id.encode(), self.kind.encode(), orjson.dumps(self.data))
+
+
+def batches(events: list[StreamEvent], limit: int = MAX_NOTIFY_BYTES) -> list[str]:
+    """JSON arrays of events, each under ``limit`` bytes (an event too large on its own is dropped and logged)."""
+    out: list[str] = []
+    current: list[bytes] = []
+    size = 2
+    for event in events:
+        encoded = orjson.dumps({"id": event.id, "kind": event.kind, "data": event.data})
+        if len(encoded) + 2 > limit:
+            log.warning("stream_event_too_large", id=event.id, kind=event.kind, size=len(encoded))
+            continue
+        if current and size + len(encoded) + 1 > limit:
+            out.append("[" + b",".join(current).decode() + "]")
+            current, size = [], 2
+        current.append(encoded)
+        size += len(encoded) + 1
+    if current:
+        out.append("[" + b",".join(current).decode() + "]")
+    return out
+
+
+class StreamHub:
+    """Publishes changes and delivers them to subscribers.
+
+    ``poke`` is the cross-node path (None on SQLite): it tells the notifier that ``drain`` has payloads to send.
+    """
+
+    def __init__(self, node: str, *, poke: Callable[[], None] | None = None) -> None:
+        self._node = node
+        self._poke = poke
+        self._sequence = itertools.count(1)
+        self._backlog: deque[StreamEvent] = deque(maxlen=BACKLOG)
+        self._subscribers: set[asyncio.Queue[StreamEvent | None]] = set()
+        self._outbox: list[StreamEvent] = []
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        """Announce a change (non-blocking)."""
+        event = StreamEvent(f"{time.time_ns() // 1000:016d}-{self._node}-{next(self._sequence)}", kind, data)
+        if self._poke is None:
+            self._deliver([event])
+            return
+        self._outbox.append(event)
+        if len(self._outbox) > BACKLOG:  # the database is away: keep the newest; resuming clients get a reset
+            del self._outbox[: len(self._outbox) - BACKLOG]
+        self._poke()
+
+    def drain(self) -> list[str]:
+        """The events waiting to be sent, as notification payloads (called by the notifier)."""
+        events, self._outbox = self._outbox, []
+        return batches(events)
+
+    def receive(self, payload: str) -> None:
+        """A notification from the stream channel (any node, this one included)."""
+        try:
+            raw = orjson.loads(payload)
+            events = [StreamEvent(str(item["id"]), str(item["kind"]), dict(item["data"])) for item in raw]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("stream_payload_invalid", size=len(payload))
+            return
+        self._deliver(events)
+
+    def _deliver(self, events: list[StreamEvent]) -> None:
+        self._backlog.extend(events)
+        for queue in list(self._subscribers):
+            if queue.qsize() + len(events) > SUBSCRIBER_QUEUE:  # too slow to keep up: cut off, it resumes by id
+                self._subscribers.discard(queue)
+                queue.put_nowait(None)
+                continue
+            for event in events:
+                queue.put_nowait(event)
+
+    def subscribe(self) -> asyncio.Queue[StreamEvent | None]:
+        """A queue of events from now on; ``None`` means the subscription was dropped."""
+        queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()  # bounded by _deliver, so None always fits
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[StreamEvent | None]) -> None:
+        self._subscribers.discard(queue)
+
+    def close(self) -> None:
+        """End every subscription (the service is stopping)."""
+        for queue in list(self._subscribers):
+            self._subscribers.discard(queue)
+            queue.put_nowait(None)
+
+    def since(self, last_id: str) -> list[StreamEvent] | None:
+        """Events after ``last_id``, or None when it is older than the backlog (the client must reset)."""
+        events = list(self._backlog)
+        for index, event in enumerate(events):
+            if event.id == last_id:
+                return events[index + 1 :]
+        if not events or last_id < events[0].id:
+            return None
+        return [event for event in events if event.id > last_id]
