@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from redrive import __version__
 from redrive.api import errorgroups, events, executions, hooks, replays, stats, triggers
 from redrive.api.errors import install_error_handlers
+from redrive.api.hooks import HooksFront
 from redrive.api.responses import Json
 from redrive.api.state import ServiceState
 from redrive.config import RedriveConfig, Settings
@@ -65,6 +66,7 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
         default_response_class=Json,
     )
     install_error_handlers(app)
+    app.add_middleware(HooksFront)
     app.include_router(hooks.router)
     app.include_router(events.router)
     app.include_router(stats.router)  # before executions: /executions/stats is not an execution id
