@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, false, func, select, update
+from sqlalchemy import Integer, bindparam, false, func, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
@@ -71,54 +71,71 @@ class Completion:
     title: str | None = None  # the failure message, normalised: the group's title
 
 
-def _runnable(trigger_ids: Sequence[int]) -> Any:
-    return select(triggers.c.id).where(triggers.c.id.in_(trigger_ids), triggers.c.paused == false())
+@dataclass(frozen=True, slots=True)
+class _ClaimStatements:
+    lease: Any  # lease the due rows: UPDATE ... WHERE id IN (due rows, locked, skipping locked ones) RETURNING
+    events: Any  # the leased rows' events
+    next_due: Any  # when the next pending row of a runnable trigger falls due
+
+
+@cache
+def _claim_statements() -> _ClaimStatements:
+    # Built once with bound parameters: building these statements cost more than running them.
+    now = bindparam("c_now", type_=executions.c.run_at.type)
+    runnable = select(triggers.c.id).where(
+        triggers.c.id.in_(bindparam("c_trigger_ids", expanding=True)), triggers.c.paused == false()
+    )
+    # A materialised CTE: the planner may not re-run or flatten the locking subquery, so LIMIT holds.
+    due = (
+        select(executions.c.id)
+        .where(executions.c.status == "pending", executions.c.run_at <= now, executions.c.trigger_id.in_(runnable))
+        .order_by(executions.c.run_at)
+        .limit(bindparam("c_limit", type_=Integer()))
+        .with_for_update(skip_locked=True, of=executions)
+        .cte("due")
+        .prefix_with("MATERIALIZED")
+    )
+    lease = (
+        update(executions)
+        .where(executions.c.id == due.c.id, executions.c.status == "pending")
+        .values(
+            status="running",
+            lease_token=bindparam("c_token", type_=executions.c.lease_token.type),
+            lease_expires_at=bindparam("c_expires", type_=executions.c.lease_expires_at.type),
+            updated_at=now,
+        )
+        .returning(executions.c.id, executions.c.event_id, executions.c.trigger_id, executions.c.attempts)
+    )
+    event_rows = select(
+        events.c.id, events.c.payload, events.c.headers, events.c.idempotency_key, events.c.received_at
+    ).where(events.c.id.in_(bindparam("c_event_ids", expanding=True)))
+    next_due = select(func.min(executions.c.run_at)).where(
+        executions.c.status == "pending", executions.c.trigger_id.in_(runnable)
+    )
+    return _ClaimStatements(lease=lease, events=event_rows, next_due=next_due)
 
 
 def claim(trigger_ids: Sequence[int], limit: int, lease_seconds: float, now: datetime) -> Callable[[Connection], Claim]:
     """Lease up to ``limit`` due pending executions of runnable triggers, oldest ``run_at`` first."""
     token = uuid.uuid4().hex
+    ids = list(trigger_ids)
 
     def job(connection: Connection) -> Claim:
-        # A materialised CTE: the planner may not re-run or flatten the locking subquery, so LIMIT holds.
-        due = (
-            select(executions.c.id)
-            .where(
-                executions.c.status == "pending",
-                executions.c.run_at <= now,
-                executions.c.trigger_id.in_(_runnable(trigger_ids)),
-            )
-            .order_by(executions.c.run_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=executions)
-            .cte("due")
-            .prefix_with("MATERIALIZED")
-        )
+        statements = _claim_statements()
         rows = connection.execute(
-            update(executions)
-            .where(executions.c.id == due.c.id, executions.c.status == "pending")
-            .values(
-                status="running",
-                lease_token=token,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                updated_at=now,
-            )
-            .returning(executions.c.id, executions.c.event_id, executions.c.trigger_id, executions.c.attempts)
+            statements.lease,
+            {
+                "c_trigger_ids": ids,
+                "c_now": now,
+                "c_limit": limit,
+                "c_token": token,
+                "c_expires": now + timedelta(seconds=lease_seconds),
+            },
         ).all()
         claimed: list[Claimed] = []
         if rows:
-            by_id = {
-                e.id: e
-                for e in connection.execute(
-                    select(
-                        events.c.id,
-                        events.c.payload,
-                        events.c.headers,
-                        events.c.idempotency_key,
-                        events.c.received_at,
-                    ).where(events.c.id.in_({r.event_id for r in rows}))
-                )
-            }
+            found = connection.execute(statements.events, {"c_event_ids": sorted({r.event_id for r in rows})})
+            by_id = {e.id: e for e in found}
             for row in sorted(rows, key=lambda r: r.id):
                 event = by_id[row.event_id]
                 claimed.append(
@@ -136,11 +153,7 @@ def claim(trigger_ids: Sequence[int], limit: int, lease_seconds: float, now: dat
                 )
         next_run_at = None
         if len(rows) < limit:
-            next_run_at = connection.execute(
-                select(func.min(executions.c.run_at)).where(
-                    executions.c.status == "pending", executions.c.trigger_id.in_(_runnable(trigger_ids))
-                )
-            ).scalar_one_or_none()
+            next_run_at = connection.execute(statements.next_due, {"c_trigger_ids": ids}).scalar_one_or_none()
         return Claim(claimed, next_run_at)
 
     return job
