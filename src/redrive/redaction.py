@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -25,6 +26,11 @@ _SECRET_QUERY = re.compile(
 )
 
 
+# Values that hold no text to mask; checked by exact type first, the common case in logs and payloads.
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
+@lru_cache(maxsize=4096)  # the same few field and header names come by again and again
 def is_secret_key(key: str) -> bool:
     """True for a field or header name whose value is a secret."""
     return bool(_SECRET_KEY.search(key))
@@ -50,9 +56,14 @@ class Redactor:
 
     def tree(self, value: Any) -> Any:
         """Redact a JSON-like tree: secret keys replaced whole, every string masked."""
+        kind = type(value)
+        if kind is str:
+            return self.text(value)
+        if kind in _PLAIN:
+            return value
         if isinstance(value, str):
             return self.text(value)
-        if isinstance(value, Mapping):
+        if kind is dict or isinstance(value, Mapping):
             return {
                 key: REDACTED if isinstance(key, str) and is_secret_key(key) and item is not None else self.tree(item)
                 for key, item in value.items()
