@@ -64,10 +64,19 @@ class Redactor:
         if isinstance(value, str):
             return self.text(value)
         if kind is dict or isinstance(value, Mapping):
-            return {
-                key: REDACTED if isinstance(key, str) and is_secret_key(key) and item is not None else self.tree(item)
-                for key, item in value.items()
-            }
+            return self._mapping(value)
         if isinstance(value, list | tuple):
             return [self.tree(item) for item in value]
         return value
+
+    def _mapping(self, value: Mapping[Any, Any]) -> dict[Any, Any]:
+        # Every log line and stored header set comes through here: scalars are handled inline, not by a call each.
+        redacted: dict[Any, Any] = {}
+        for key, item in value.items():
+            if item is not None and isinstance(key, str) and is_secret_key(key):
+                redacted[key] = REDACTED
+            elif type(item) in _PLAIN:
+                redacted[key] = item
+            else:
+                redacted[key] = self.tree(item)
+        return redacted
