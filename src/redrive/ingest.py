@@ -127,7 +127,7 @@ def prepare(
         action_kind=trigger.action.kind,
         idempotency_key=key,
         body_sha256=hashlib.sha256(body).hexdigest(),
-        headers=redactor.tree(dict(headers)),
+        headers=redactor.tree(headers),  # a new dict: the caller's is left as it was
         payload=payload,
         filtered=filtered,
         received_at=received_at,

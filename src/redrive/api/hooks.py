@@ -119,11 +119,24 @@ async def ingest_webhook(state: ServiceState, name: str, request: Request) -> Js
         found.config,
         found.id,
         body=body,
-        headers=dict(request.headers),
+        headers=header_dict(request),
         received_at=state.now(),
         redactor=state.redactor,
     )
     return await accept(state, found, event)
+
+
+def header_dict(request: Request) -> dict[str, str]:
+    """The request's headers, lower-case names, the first value of a repeated one (as ``dict(request.headers)``).
+
+    Built from the raw list in one pass: ``dict(request.headers)`` looks each name up again, a scan per header.
+    """
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in request.headers.raw:
+        name = raw_name.decode("latin-1").lower()
+        if name not in headers:
+            headers[name] = raw_value.decode("latin-1")
+    return headers
 
 
 @router.post("/hooks/{trigger}", status_code=202, responses=INGEST_RESPONSES)
