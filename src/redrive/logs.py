@@ -17,7 +17,7 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 
 def _redact_processor(redactor: Redactor) -> structlog.types.Processor:
     def redact(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        redacted = redactor.tree(dict(event_dict))
+        redacted = redactor.tree(event_dict)  # a new dict: the caller's is left as it was
         assert isinstance(redacted, dict)
         return redacted
 

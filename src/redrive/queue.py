@@ -12,12 +12,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import false, func, select, update
+from sqlalchemy import Integer, bindparam, false, func, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
+from redrive.db.writer import BatchJob
 from redrive.errorgroups import record_failure
 
 TERMINAL = frozenset({"succeeded", "failed", "failed_retryable"})
@@ -69,8 +71,48 @@ class Completion:
     title: str | None = None  # the failure message, normalised: the group's title
 
 
-def _runnable(trigger_ids: Sequence[int]) -> Any:
-    return select(triggers.c.id).where(triggers.c.id.in_(trigger_ids), triggers.c.paused == false())
+@dataclass(frozen=True, slots=True)
+class _ClaimStatements:
+    lease: Any  # lease the due rows: UPDATE ... WHERE id IN (due rows, locked, skipping locked ones) RETURNING
+    events: Any  # the leased rows' events
+    next_due: Any  # when the next pending row of a runnable trigger falls due
+
+
+@cache
+def _claim_statements() -> _ClaimStatements:
+    # Built once with bound parameters: building these statements cost more than running them.
+    now = bindparam("c_now", type_=executions.c.run_at.type)
+    runnable = select(triggers.c.id).where(
+        triggers.c.id.in_(bindparam("c_trigger_ids", expanding=True)), triggers.c.paused == false()
+    )
+    # A materialised CTE: the planner may not re-run or flatten the locking subquery, so LIMIT holds.
+    due = (
+        select(executions.c.id)
+        .where(executions.c.status == "pending", executions.c.run_at <= now, executions.c.trigger_id.in_(runnable))
+        .order_by(executions.c.run_at)
+        .limit(bindparam("c_limit", type_=Integer()))
+        .with_for_update(skip_locked=True, of=executions)
+        .cte("due")
+        .prefix_with("MATERIALIZED")
+    )
+    lease = (
+        update(executions)
+        .where(executions.c.id == due.c.id, executions.c.status == "pending")
+        .values(
+            status="running",
+            lease_token=bindparam("c_token", type_=executions.c.lease_token.type),
+            lease_expires_at=bindparam("c_expires", type_=executions.c.lease_expires_at.type),
+            updated_at=now,
+        )
+        .returning(executions.c.id, executions.c.event_id, executions.c.trigger_id, executions.c.attempts)
+    )
+    event_rows = select(
+        events.c.id, events.c.payload, events.c.headers, events.c.idempotency_key, events.c.received_at
+    ).where(events.c.id.in_(bindparam("c_event_ids", expanding=True)))
+    next_due = select(func.min(executions.c.run_at)).where(
+        executions.c.status == "pending", executions.c.trigger_id.in_(runnable)
+    )
+    return _ClaimStatements(lease=lease, events=event_rows, next_due=next_due)
 
 
 def claim(
@@ -81,47 +123,24 @@ def claim(
     The lease token starts with ``owner`` (the claiming node's id), so a dead node's leases can be found.
     """
     token = (owner + uuid.uuid4().hex)[:32]
+    ids = list(trigger_ids)
 
     def job(connection: Connection) -> Claim:
-        # A materialised CTE: the planner may not re-run or flatten the locking subquery, so LIMIT holds.
-        due = (
-            select(executions.c.id)
-            .where(
-                executions.c.status == "pending",
-                executions.c.run_at <= now,
-                executions.c.trigger_id.in_(_runnable(trigger_ids)),
-            )
-            .order_by(executions.c.run_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=executions)
-            .cte("due")
-            .prefix_with("MATERIALIZED")
-        )
+        statements = _claim_statements()
         rows = connection.execute(
-            update(executions)
-            .where(executions.c.id == due.c.id, executions.c.status == "pending")
-            .values(
-                status="running",
-                lease_token=token,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                updated_at=now,
-            )
-            .returning(executions.c.id, executions.c.event_id, executions.c.trigger_id, executions.c.attempts)
+            statements.lease,
+            {
+                "c_trigger_ids": ids,
+                "c_now": now,
+                "c_limit": limit,
+                "c_token": token,
+                "c_expires": now + timedelta(seconds=lease_seconds),
+            },
         ).all()
         claimed: list[Claimed] = []
         if rows:
-            by_id = {
-                e.id: e
-                for e in connection.execute(
-                    select(
-                        events.c.id,
-                        events.c.payload,
-                        events.c.headers,
-                        events.c.idempotency_key,
-                        events.c.received_at,
-                    ).where(events.c.id.in_({r.event_id for r in rows}))
-                )
-            }
+            found = connection.execute(statements.events, {"c_event_ids": sorted({r.event_id for r in rows})})
+            by_id = {e.id: e for e in found}
             for row in sorted(rows, key=lambda r: r.id):
                 event = by_id[row.event_id]
                 claimed.append(
@@ -139,84 +158,154 @@ def claim(
                 )
         next_run_at = None
         if len(rows) < limit:
-            next_run_at = connection.execute(
-                select(func.min(executions.c.run_at)).where(
-                    executions.c.status == "pending", executions.c.trigger_id.in_(_runnable(trigger_ids))
-                )
-            ).scalar_one_or_none()
+            next_run_at = connection.execute(statements.next_due, {"c_trigger_ids": ids}).scalar_one_or_none()
         return Claim(claimed, next_run_at)
 
     return job
 
 
-def complete(result: Completion) -> Callable[[Connection], bool]:
+class Complete(BatchJob[bool]):
+    """The writer job that records one attempt; a batch of them is recorded together (``complete_many``)."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: Completion) -> None:
+        self.result = result
+
+    @classmethod
+    def run_batch(cls, connection: Connection, jobs: Sequence[Complete]) -> list[bool]:
+        """Record the attempts of ``jobs``, in one pass."""
+        return complete_many(connection, [job.result for job in jobs])
+
+
+def complete(result: Completion) -> Complete:
     """Record an attempt and move the execution on; False (and nothing written) when the lease was lost."""
+    return Complete(result)
 
-    def job(connection: Connection) -> bool:
-        terminal = result.status in TERMINAL
-        changed = connection.execute(
-            update(executions)
-            .where(
-                executions.c.id == result.execution_id,
-                executions.c.lease_token == result.lease_token,
-                executions.c.status == "running",
-            )
-            .values(
-                status=result.status,
-                attempts=executions.c.attempts + 1,
-                run_at=result.run_at if result.run_at is not None else executions.c.run_at,
-                lease_token=None,
-                lease_expires_at=None,
-                updated_at=result.finished_at,
-                finished_at=result.finished_at if terminal else None,
-                error_category=result.error_category,
-                error_code=result.error_code,
-                error_message=result.message,
-                fingerprint=result.fingerprint,
-            )
-            .returning(executions.c.attempts)
-        ).scalar_one_or_none()
-        if changed is None:
-            return False
-        connection.execute(
-            attempts.insert().values(
-                execution_id=result.execution_id,
-                number=changed,
-                started_at=result.started_at,
-                finished_at=result.finished_at,
-                duration_ms=(result.finished_at - result.started_at).total_seconds() * 1000,
-                outcome=result.outcome,
-                error_category=result.error_category,
-                error_code=result.error_code,
-                message=result.message,
-                detail=result.detail,
-                excerpt=result.excerpt,
-                fingerprint=result.fingerprint,
-            )
+
+@dataclass(frozen=True, slots=True)
+class _CompleteStatements:
+    held: Any  # the running rows among :ids, locked (FOR UPDATE on PostgreSQL; SQLite's writer holds the lock)
+    update: Any  # one fenced execution update per bound row
+    attempt: Any  # the attempt rows
+
+
+@cache
+def _complete_statements() -> _CompleteStatements:
+    def bind(name: str, column: str) -> Any:
+        return bindparam(name, type_=executions.c[column].type)
+
+    held = (
+        select(executions.c.id, executions.c.lease_token, executions.c.attempts)
+        .where(executions.c.id.in_(bindparam("ids", expanding=True)), executions.c.status == "running")
+        .with_for_update(of=executions)
+    )
+    fenced = update(executions).where(
+        executions.c.id == bind("b_id", "id"),
+        executions.c.lease_token == bind("b_token", "lease_token"),
+        executions.c.status == "running",
+    )
+    return _CompleteStatements(
+        held=held,
+        update=fenced.values(
+            status=bind("b_status", "status"),
+            attempts=executions.c.attempts + 1,
+            run_at=func.coalesce(bind("b_run_at", "run_at"), executions.c.run_at),
+            lease_token=None,
+            lease_expires_at=None,
+            updated_at=bind("b_updated_at", "updated_at"),
+            finished_at=bind("b_finished_at", "finished_at"),
+            error_category=bind("b_error_category", "error_category"),
+            error_code=bind("b_error_code", "error_code"),
+            error_message=bind("b_error_message", "error_message"),
+            fingerprint=bind("b_fingerprint", "fingerprint"),
+        ),
+        attempt=attempts.insert(),
+    )
+
+
+def complete_many(connection: Connection, results: Sequence[Completion]) -> list[bool]:
+    """Record each result whose lease still holds, as if one after the other; one flag per result.
+
+    The running rows are read and locked first, so each result's fence (its execution still running under its
+    token) is checked once, in Python; the updates and attempt rows then go in one statement each.
+    """
+    statements = _complete_statements()
+    held = {
+        row.id: (row.lease_token, row.attempts)
+        for row in connection.execute(statements.held, {"ids": sorted({r.execution_id for r in results})})
+    }
+    applied: list[tuple[Completion, int]] = []
+    flags: list[bool] = []
+    for result in results:
+        current = held.get(result.execution_id)
+        if current is None or current[0] != result.lease_token:
+            flags.append(False)
+            continue
+        del held[result.execution_id]  # the same lease completes once
+        applied.append((result, current[1] + 1))
+        flags.append(True)
+    if applied:
+        connection.execute(statements.update, [_execution_values(result) for result, _ in applied])
+        connection.execute(statements.attempt, [_attempt_row(result, number) for result, number in applied])
+        for result, _ in applied:
+            _after_failure(connection, result)
+    return flags
+
+
+def _execution_values(result: Completion) -> dict[str, Any]:
+    return {
+        "b_id": result.execution_id,
+        "b_token": result.lease_token,
+        "b_status": result.status,
+        "b_run_at": result.run_at,
+        "b_updated_at": result.finished_at,
+        "b_finished_at": result.finished_at if result.status in TERMINAL else None,
+        "b_error_category": result.error_category,
+        "b_error_code": result.error_code,
+        "b_error_message": result.message,
+        "b_fingerprint": result.fingerprint,
+    }
+
+
+def _attempt_row(result: Completion, number: int) -> dict[str, Any]:
+    return {
+        "execution_id": result.execution_id,
+        "number": number,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "duration_ms": (result.finished_at - result.started_at).total_seconds() * 1000,
+        "outcome": result.outcome,
+        "error_category": result.error_category,
+        "error_code": result.error_code,
+        "message": result.message,
+        "detail": result.detail,
+        "excerpt": result.excerpt,
+        "fingerprint": result.fingerprint,
+    }
+
+
+def _after_failure(connection: Connection, result: Completion) -> None:
+    if result.fingerprint is not None:
+        assert result.trigger_id is not None
+        assert result.action_kind is not None
+        record_failure(
+            connection,
+            fingerprint=result.fingerprint,
+            trigger_id=result.trigger_id,
+            kind=result.action_kind,
+            code=result.error_code or "unknown",
+            category=result.error_category or "permanent",
+            title=result.title or "",
+            execution_id=result.execution_id,
+            at=result.finished_at,
         )
-        if result.fingerprint is not None:
-            assert result.trigger_id is not None
-            assert result.action_kind is not None
-            record_failure(
-                connection,
-                fingerprint=result.fingerprint,
-                trigger_id=result.trigger_id,
-                kind=result.action_kind,
-                code=result.error_code or "unknown",
-                category=result.error_category or "permanent",
-                title=result.title or "",
-                execution_id=result.execution_id,
-                at=result.finished_at,
-            )
-        if result.pause_trigger_id is not None:
-            connection.execute(
-                update(triggers)
-                .where(triggers.c.id == result.pause_trigger_id)
-                .values(paused=True, paused_reason=result.message, updated_at=result.finished_at)
-            )
-        return True
-
-    return job
+    if result.pause_trigger_id is not None:
+        connection.execute(
+            update(triggers)
+            .where(triggers.c.id == result.pause_trigger_id)
+            .values(paused=True, paused_reason=result.message, updated_at=result.finished_at)
+        )
 
 
 def renew(tokens: Sequence[str], lease_seconds: float, now: datetime) -> Callable[[Connection], int]:

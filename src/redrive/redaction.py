@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -25,6 +26,11 @@ _SECRET_QUERY = re.compile(
 )
 
 
+# Values that hold no text to mask; checked by exact type first, the common case in logs and payloads.
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
+@lru_cache(maxsize=4096)  # the same few field and header names come by again and again
 def is_secret_key(key: str) -> bool:
     """True for a field or header name whose value is a secret."""
     return bool(_SECRET_KEY.search(key))
@@ -50,13 +56,27 @@ class Redactor:
 
     def tree(self, value: Any) -> Any:
         """Redact a JSON-like tree: secret keys replaced whole, every string masked."""
+        kind = type(value)
+        if kind is str:
+            return self.text(value)
+        if kind in _PLAIN:
+            return value
         if isinstance(value, str):
             return self.text(value)
-        if isinstance(value, Mapping):
-            return {
-                key: REDACTED if isinstance(key, str) and is_secret_key(key) and item is not None else self.tree(item)
-                for key, item in value.items()
-            }
+        if kind is dict or isinstance(value, Mapping):
+            return self._mapping(value)
         if isinstance(value, list | tuple):
             return [self.tree(item) for item in value]
         return value
+
+    def _mapping(self, value: Mapping[Any, Any]) -> dict[Any, Any]:
+        # Every log line and stored header set comes through here: scalars are handled inline, not by a call each.
+        redacted: dict[Any, Any] = {}
+        for key, item in value.items():
+            if item is not None and isinstance(key, str) and is_secret_key(key):
+                redacted[key] = REDACTED
+            elif type(item) in _PLAIN:
+                redacted[key] = item
+            else:
+                redacted[key] = self.tree(item)
+        return redacted

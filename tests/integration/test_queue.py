@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from redrive import queue
 from redrive.config import parse_config
@@ -121,3 +122,26 @@ def test_one_failing_job_does_not_fail_its_batch_neighbours(db: Database) -> Non
     good, bad = asyncio.run(together())
     assert isinstance(bad, RuntimeError)
     assert good.outcome == "created"
+
+
+def test_completions_batched_together_are_fenced_one_by_one(db: Database) -> None:
+    triggers = seed(db, 2)
+    [stale, other] = asyncio.run(db.write(queue.claim(triggers, 2, 30, T0))).executions
+    later = T0 + timedelta(seconds=31)
+    db.write_sync(queue.sweep(later))
+    [fresh, other_fresh] = asyncio.run(db.write(queue.claim(triggers, 2, 30, later))).executions
+    assert fresh.id == stale.id
+    batch = [
+        completion(stale, later),  # lost its lease
+        completion(fresh, later),  # holds it
+        completion(fresh, later),  # the same lease again, later in the batch: already completed
+        completion(other_fresh, later),
+    ]
+    assert db.write_sync(lambda connection: queue.complete_many(connection, batch)) == [False, True, False, True]
+    rows = db.read_sync(
+        lambda c: c.execute(text("SELECT execution_id, number FROM attempts ORDER BY execution_id")).all()
+    )
+    assert [tuple(r) for r in rows] == [(fresh.id, 1), (other_fresh.id, 1)]
+    statuses = db.read_sync(lambda c: c.execute(text("SELECT DISTINCT status, attempts FROM executions")).all())
+    assert [tuple(s) for s in statuses] == [("succeeded", 1)]
+    assert other.id == other_fresh.id

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from redrive import __version__
 from redrive.api import errorgroups, events, executions, health, hooks, live, me, observe, replays, stats, triggers
 from redrive.api.errors import install_error_handlers
+from redrive.api.hooks import HooksFront
 from redrive.api.responses import Json
 from redrive.api.security import install_security
 from redrive.api.state import ServiceState
@@ -89,6 +90,8 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
         default_response_class=Json,
     )
     install_error_handlers(app)
+    if role != "worker":
+        app.add_middleware(HooksFront)  # innermost: security, metrics and tracing still wrap the hot path
     install_security(app, settings.cors_origins)
     app.include_router(health.router)
     app.include_router(observe.router)

@@ -48,19 +48,24 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Json:
         return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail))
 
-    @app.exception_handler(OperationalError)
-    async def _storage_error(request: Request, exc: OperationalError) -> Json:
-        log.error("storage_unavailable", path=request.url.path, error=str(exc.orig))
-        return error_response(503, "storage_unavailable", "the database is unavailable; try again shortly")
-
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> Json:
-        if exc.connection_invalidated:
-            return await _storage_error(request, exc)  # type: ignore[arg-type]
-        log.error("database_error", path=request.url.path, error=str(exc.orig))
-        return error_response(500, "internal_error", "the database refused the write; see the server log")
+        return failure_response(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Json:
-        log.exception("unhandled_error", path=request.url.path)
-        return error_response(500, "internal_error", "an unexpected error occurred; see the server log")
+        return failure_response(request, exc)
+
+
+def failure_response(request: Request, exc: Exception) -> Json:
+    """The answer to an exception a route raised (also used by the ingest front, which has no handlers)."""
+    if isinstance(exc, RedriveError):
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    if isinstance(exc, DBAPIError) and (isinstance(exc, OperationalError) or exc.connection_invalidated):
+        log.error("storage_unavailable", path=request.url.path, error=str(exc.orig))
+        return error_response(503, "storage_unavailable", "the database is unavailable; try again shortly")
+    if isinstance(exc, DBAPIError):
+        log.error("database_error", path=request.url.path, error=str(exc.orig))
+        return error_response(500, "internal_error", "the database refused the write; see the server log")
+    log.error("unhandled_error", path=request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "an unexpected error occurred; see the server log")

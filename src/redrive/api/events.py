@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from redrive.api.auth import OperatorDep
 from redrive.api.deps import StateDep
-from redrive.api.hooks import INGEST_RESPONSES, accept, find_trigger
+from redrive.api.hooks import INGEST_RESPONSES, accept, find_trigger, header_dict
 from redrive.api.responses import Json
 from redrive.api.triggers import AUTH_RESPONSES
 from redrive.errors import PayloadTooLarge
@@ -48,7 +48,7 @@ async def send_event(event: EventIn, request: Request, state: StateDep, caller: 
         trigger.config,
         trigger.id,
         body=body,
-        headers=dict(request.headers),
+        headers=header_dict(request),
         received_at=state.now(),
         redactor=state.redactor,
         payload=event.payload,

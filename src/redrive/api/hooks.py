@@ -1,4 +1,10 @@
-"""``POST /hooks/{trigger}``: accept a webhook durably, once per idempotency key."""
+"""``POST /hooks/{trigger}``: accept a webhook durably, once per idempotency key.
+
+This is the service's hot path, so the running app serves it from ``HooksFront``, a small ASGI layer in front of
+FastAPI's router: it runs the very same ``ingest_webhook`` and answers errors through the same ``failure_response``
+as every route, but skips route matching and dependency solving, which cost more than the rest of a request.
+The FastAPI route below documents the endpoint (OpenAPI) and serves it wherever the front is not installed.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, Request
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from redrive.api.deps import StateDep
+from redrive.api.errors import failure_response
 from redrive.api.responses import Json
 from redrive.api.state import ServiceState
 from redrive.counters import increment
@@ -136,12 +144,11 @@ def count_ingest(state: ServiceState, trigger: str, outcome: str) -> None:
     counter.labels(trigger).inc()
 
 
-@router.post("/hooks/{trigger}", status_code=202, responses=INGEST_RESPONSES)
-async def receive_webhook(trigger: str, request: Request, state: StateDep) -> Json:
-    """Accept one event for ``trigger``: 202 new, 200 duplicate."""
-    found = find_trigger(state, trigger)
+async def ingest_webhook(state: ServiceState, name: str, request: Request) -> Json:
+    """The whole of ``POST /hooks/{name}``: find the trigger, read the body, prepare the event, store it, answer."""
+    found = find_trigger(state, name)
     body = await read_body(request, found.config.source.max_body_bytes)
-    headers = dict(request.headers)
+    headers = header_dict(request)
     await check_signature(state, found, body, headers)
     event = prepare(
         found.config,
@@ -152,3 +159,52 @@ async def receive_webhook(trigger: str, request: Request, state: StateDep) -> Js
         redactor=state.redactor,
     )
     return await accept(state, found, event)
+
+
+def header_dict(request: Request) -> dict[str, str]:
+    """The request's headers, lower-case names, the first value of a repeated one (as ``dict(request.headers)``).
+
+    Built from the raw list in one pass: ``dict(request.headers)`` looks each name up again, a scan per header.
+    """
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in request.headers.raw:
+        name = raw_name.decode("latin-1").lower()
+        if name not in headers:
+            headers[name] = raw_value.decode("latin-1")
+    return headers
+
+
+@router.post("/hooks/{trigger}", status_code=202, responses=INGEST_RESPONSES)
+async def receive_webhook(trigger: str, request: Request, state: StateDep) -> Json:
+    """Accept one event for ``trigger``: 202 new, 200 duplicate."""
+    return await ingest_webhook(state, trigger, request)
+
+
+class HooksFront:
+    """ASGI middleware that serves ``POST /hooks/{trigger}`` itself and passes every other request on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = _hook_name(scope)
+        if name is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await ingest_webhook(scope["app"].state.service, name, request)
+        except Exception as exc:  # every route's handlers, in one function
+            response = failure_response(request, exc)
+        await response(scope, receive, send)
+
+
+def _hook_name(scope: Scope) -> str | None:
+    # Exactly what the route matches: POST /hooks/{trigger}, one non-empty path segment, no mount prefix.
+    if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+        return None
+    path: str = scope["path"]
+    if not path.startswith("/hooks/"):
+        return None
+    name = path[7:]
+    return name if name and "/" not in name else None

@@ -1,0 +1,136 @@
+"""Ingest batches on both databases: many events stored in one pass answer exactly as if stored one by one."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+
+from redrive.config import parse_config
+from redrive.db.database import Database
+from redrive.ingest import NewEvent, prepare, store_event, store_events
+from redrive.redaction import Redactor
+from redrive.triggers import sync_triggers
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+CONFIG = parse_config(
+    """
+triggers:
+  - name: strict
+    action: {kind: command, argv: ["true"]}
+  - name: lenient
+    source: {on_key_conflict: accept}
+    action: {kind: command, argv: ["true"]}
+  - name: picky
+    source: {filter: "payload.keep == true"}
+    action: {kind: command, argv: ["true"]}
+"""
+)
+
+
+@pytest.fixture
+def db(db_url: str):
+    database = Database(db_url)
+    database.start()
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def ids(db: Database) -> dict[str, int]:
+    return db.write_sync(lambda c: sync_triggers(c, CONFIG, T0))
+
+
+def event(ids: dict[str, int], trigger: str, key: str | None, body: bytes = b"{}") -> NewEvent:
+    config = next(t for t in CONFIG.triggers if t.name == trigger)
+    return prepare(config, ids[trigger], body=body, headers={}, received_at=T0, redactor=Redactor(), key=key)
+
+
+def counters(db: Database) -> dict[str, int]:
+    rows = db.read_sync(lambda c: c.execute(text("SELECT name, sum(value) FROM daily_counters GROUP BY name")).all())
+    return {name: int(value) for name, value in rows}
+
+
+def test_a_batch_answers_like_one_event_after_the_other(db: Database, ids: dict[str, int]) -> None:
+    earlier = db.write_sync(store_event(event(ids, "strict", "old")))
+    batch = [
+        event(ids, "strict", "a"),
+        event(ids, "strict", None),
+        event(ids, "strict", "a"),  # the same key and body, earlier in this batch: a duplicate of the first
+        event(ids, "strict", "a", b'{"other": 1}'),  # the same key, another body: a conflict
+        event(ids, "lenient", "a", b"[1]"),  # the same key under another trigger is another event
+        event(ids, "lenient", "a", b"[2]"),  # which accepts conflicts as duplicates
+        event(ids, "strict", "old"),  # a key taken before this batch
+        event(ids, "strict", None, b"[]"),
+        event(ids, "picky", "f", b'{"keep": false}'),  # filtered: stored, no execution
+    ]
+    stored = db.write_sync(lambda connection: store_events(connection, batch))
+
+    outcomes = [s.outcome for s in stored]
+    assert outcomes == [
+        "created",
+        "created",
+        "duplicate",
+        "conflict",
+        "created",
+        "duplicate",
+        "duplicate",
+        "created",
+        "created",
+    ]
+    first_a, unkeyed, duplicate, conflict, lenient, lenient_again, old, unkeyed_2, filtered = stored
+    assert (duplicate.event_id, duplicate.execution_id) == (first_a.event_id, first_a.execution_id)
+    assert (conflict.event_id, conflict.execution_id) == (first_a.event_id, first_a.execution_id)
+    assert (lenient_again.event_id, lenient_again.execution_id) == (lenient.event_id, lenient.execution_id)
+    assert (old.event_id, old.execution_id) == (earlier.event_id, earlier.execution_id)
+    assert filtered.filtered
+    assert filtered.execution_id is None
+    created = [first_a, unkeyed, lenient, unkeyed_2, filtered]
+    assert len({s.event_id for s in created}) == 5
+
+    # Each new event's execution is its own, and each response names rows that exist with the right key.
+    rows = db.read_sync(
+        lambda c: c.execute(
+            text("SELECT e.id, e.idempotency_key, x.id FROM events e LEFT JOIN executions x ON x.event_id = e.id")
+        ).all()
+    )
+    by_event = {event_id: (key, execution_id) for event_id, key, execution_id in rows}
+    assert len(by_event) == 6  # five new, one earlier
+    for stored_event, key in zip(created, ["a", None, "a", None, "f"], strict=True):
+        assert by_event[stored_event.event_id] == (key, stored_event.execution_id)
+    assert counters(db) == {"duplicates": 2, "key_conflicts": 2}  # the lenient trigger's conflict counts too
+
+
+def test_concurrent_jobs_of_one_batch_each_get_their_own_answer(db: Database, ids: dict[str, int]) -> None:
+    async def burst() -> list:
+        jobs = [event(ids, "strict", f"k{n % 20}", b"[%d]" % (n % 40)) for n in range(80)]
+        return await asyncio.gather(*(db.write(store_event(job)) for job in jobs))
+
+    stored = asyncio.run(burst())
+    firsts = {n % 20: stored[n] for n in range(20)}
+    for n, result in enumerate(stored):
+        if n < 20:
+            assert result.outcome == "created"
+            continue
+        assert (result.event_id, result.execution_id) == (firsts[n % 20].event_id, firsts[n % 20].execution_id)
+        assert result.outcome == ("duplicate" if n % 40 == (n % 20) else "conflict")
+    assert db.read_sync(lambda c: c.execute(text("SELECT count(*) FROM executions")).scalar_one()) == 20
+
+
+def test_a_failing_event_fails_alone_and_its_neighbours_are_stored(db: Database, ids: dict[str, int]) -> None:
+    # A trigger id that does not exist breaks the foreign key: an integrity error that is not the key's.
+    broken = event(ids, "strict", "broken")
+    broken = NewEvent(**{**{f: getattr(broken, f) for f in NewEvent.__slots__}, "trigger_id": 999_999})
+
+    async def together() -> list:
+        jobs = [event(ids, "strict", "good-1"), broken, event(ids, "strict", None)]
+        return await asyncio.gather(*(db.write(store_event(job)) for job in jobs), return_exceptions=True)
+
+    good, bad, unkeyed = asyncio.run(together())
+    assert isinstance(bad, Exception)
+    assert "foreign key" in str(bad).lower()
+    assert (good.outcome, unkeyed.outcome) == ("created", "created")
+    keys = db.read_sync(lambda c: c.execute(text("SELECT idempotency_key FROM events ORDER BY id")).scalars().all())
+    assert keys == ["good-1", None] or keys == [None, "good-1"]
