@@ -12,12 +12,12 @@ import uvicorn
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
 
 from redrive.api.app import create_app
 from redrive.config import RedriveConfig, Settings
 from redrive.db.database import Database
 from redrive.db.migrate import upgrade
+from redrive.errors import InvalidRequest
 from redrive.logs import configure_logging
 from redrive.node import Role
 from redrive.redaction import Redactor
@@ -94,7 +94,9 @@ def bootstrap_admin_token(settings: Settings) -> tuple[str, Path] | None:
         if db.read_sync(has_tokens):
             return None
         secret = db.write_sync(create_token("admin", "admin", datetime.now(UTC)))
-    except IntegrityError:
+    except InvalidRequest as exc:
+        if exc.code != "token_exists":
+            raise
         return None  # another node starting at the same moment created it
     finally:
         db.close()
