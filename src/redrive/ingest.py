@@ -85,7 +85,7 @@ def check_depth(payload: Any) -> None:
 def _lookup(payload: Any, path: str) -> Any:
     node = payload
     for part in path.split("."):
-        if isinstance(node, Mapping):
+        if isinstance(node, dict):  # JSON objects are dicts; an ABC check costs more than the lookup
             node = node.get(part)
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]

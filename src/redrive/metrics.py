@@ -10,6 +10,7 @@ the same on every node: aggregate them with ``max()``, not ``sum()``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -86,6 +87,17 @@ class Metrics:
         self.expired_leases = Gauge(
             "redrive_leases_expired", "Running executions whose lease expired, waiting for the sweeper.", registry=r
         )
+        self._ingested: dict[tuple[str, str], Any] = {}
+
+    def ingested(self, trigger: str, outcome: str) -> None:
+        """Count one stored delivery: ``created``, ``duplicate`` or ``conflict``."""
+        child = self._ingested.get((trigger, outcome))
+        if child is None:  # labels() takes a lock and builds a key: once per trigger and outcome, not per event
+            counter = {"created": self.events_received, "duplicate": self.events_duplicate}.get(
+                outcome, self.events_conflict
+            )
+            child = self._ingested[(trigger, outcome)] = counter.labels(trigger)
+        child.inc()
 
     def attempt(self, *, kind: str, status: str, category: str, code: str | None, seconds: float) -> None:
         """Count one recorded attempt."""

@@ -113,7 +113,7 @@ def test_values_json_cannot_hold_are_written_as_text(capsys: pytest.CaptureFixtu
     when = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
     structlog.get_logger().info("evt_types", when=when, path=Path("/tmp/x"), items={1, 2} - {1, 2})
     line = json.loads(capsys.readouterr().out)
-    assert line["when"] == "2025-01-15T12:00:00+00:00"
+    assert line["when"] == "2025-01-15T12:00:00Z"  # every time in a line is written as ts is
     assert line["path"] == "/tmp/x"
     assert line["items"] == "set()"
 
@@ -124,3 +124,26 @@ def test_without_a_redactor_secret_keys_and_urls_are_still_masked(capsys: pytest
     line = json.loads(capsys.readouterr().out)
     assert line["authorization"] == REDACTED
     assert line["dsn"] == f"postgresql://u:{REDACTED}@db/app"
+
+
+def test_the_line_writer_writes_every_line_in_order_and_all_of_them_by_close(tmp_path: Path) -> None:
+    from redrive.logs import LineWriter
+
+    path = tmp_path / "log"
+    with path.open("wb") as file:
+        writer = LineWriter(file)
+        for n in range(5000):
+            writer.write(f"{n}\n".encode())
+        writer.close()
+        writer.write(b"after close\n")  # nobody writes it: the thread is gone, and nothing blocks
+    assert path.read_bytes().decode().splitlines() == [str(n) for n in range(5000)]
+
+
+def test_background_logging_reaches_stdout_once_the_writer_is_closed(capsys: pytest.CaptureFixture[str]) -> None:
+    writer = configure_logging("info", Redactor([SECRET]), background=True)
+    assert writer is not None
+    structlog.get_logger().info("event_received", token=SECRET)
+    writer.close()
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["evt"] == "event_received"
+    assert line["token"] == REDACTED

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from redrive import __version__
 from redrive.api import errorgroups, events, executions, health, hooks, live, me, observe, replays, stats, triggers
+from redrive.api.auth import AUTH_RESPONSES
 from redrive.api.errors import install_error_handlers
 from redrive.api.hooks import HooksFront
 from redrive.api.responses import Json
@@ -28,7 +29,7 @@ from redrive.worker import Clock, utcnow
 
 log = structlog.get_logger("redrive.app")
 API_RESPONSES = {
-    **triggers.AUTH_RESPONSES,
+    **AUTH_RESPONSES,
     413: {"description": "payload_too_large: the request body exceeds the API's limit (25 MiB and a little)."},
 }
 
@@ -90,12 +91,12 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
         default_response_class=Json,
     )
     install_error_handlers(app)
-    if role != "worker":
-        app.add_middleware(HooksFront)  # innermost: security, metrics and tracing still wrap the hot path
     install_security(app, settings.cors_origins)
     app.include_router(health.router)
     app.include_router(observe.router)
     app.add_middleware(observe.IngestMetrics)
+    if role != "worker":  # outside security and metrics, which it applies itself; inside tracing
+        app.add_middleware(HooksFront)
     tracing = configure_tracing(settings.otel_endpoint)
     if tracing is not None:
         app.add_middleware(IngestTracing, tracing=tracing)

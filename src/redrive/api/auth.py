@@ -7,7 +7,7 @@ address within a minute: 429 ``too_many_failures`` with ``Retry-After`` (kept pe
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -16,6 +16,13 @@ from redrive.api.deps import StateDep
 from redrive.errors import RedriveError
 from redrive.tokens import Principal, Role, authenticate, touch
 
+# What authentication can answer on any /api route (each route documents them, so clients can rely on them).
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "unauthenticated: no token, or an unknown, revoked or expired one."},
+    403: {"description": "forbidden: the token's role is too weak."},
+    429: {"description": "too_many_failures: too many failed authentications from this address."},
+    503: {"description": "storage_unavailable: the database cannot be reached; try again shortly."},
+}
 TOUCH_EVERY = 60.0  # last_used_at is written at most this often per token
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer rdv_...`")

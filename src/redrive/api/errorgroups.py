@@ -7,10 +7,9 @@ from typing import Annotated, Any, Literal
 import structlog
 from fastapi import APIRouter, Query
 
-from redrive.api.auth import OperatorDep, ViewerDep
+from redrive.api.auth import AUTH_RESPONSES, OperatorDep, ViewerDep
 from redrive.api.deps import StateDep
 from redrive.api.stats import WINDOW_RESPONSES, Since, window_start
-from redrive.api.triggers import AUTH_RESPONSES
 from redrive.errorgroups import Decision, GroupFilter, get_group, list_groups, set_status
 from redrive.errors import NotFound
 from redrive.hints import hint_for

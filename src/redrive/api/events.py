@@ -8,11 +8,10 @@ import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from redrive.api.auth import OperatorDep
+from redrive.api.auth import AUTH_RESPONSES, OperatorDep
 from redrive.api.deps import StateDep
 from redrive.api.hooks import INGEST_RESPONSES, accept, find_trigger, header_dict
 from redrive.api.responses import Json
-from redrive.api.triggers import AUTH_RESPONSES
 from redrive.errors import PayloadTooLarge
 from redrive.ingest import check_depth, prepare
 

@@ -16,10 +16,9 @@ import orjson
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from redrive.api.auth import ViewerDep
+from redrive.api.auth import AUTH_RESPONSES, ViewerDep
 from redrive.api.deps import StateDep
 from redrive.api.state import ServiceState
-from redrive.api.triggers import AUTH_RESPONSES
 from redrive.errors import RedriveError
 from redrive.stream import StreamEvent, StreamHub
 from redrive.system import queue_snapshot

@@ -6,8 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from redrive.api.auth import ViewerDep
-from redrive.api.triggers import AUTH_RESPONSES
+from redrive.api.auth import AUTH_RESPONSES, ViewerDep
 
 router = APIRouter(prefix="/api/v1", tags=["tokens"])
 

@@ -16,9 +16,9 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from redrive.api.auth import ViewerDep
+from redrive.api.auth import AUTH_RESPONSES, ViewerDep
 from redrive.api.deps import StateDep
-from redrive.api.triggers import AUTH_RESPONSES
+from redrive.api.state import ServiceState
 from redrive.heartbeats import list_nodes
 from redrive.metrics import UNKNOWN
 from redrive.system import database_size, process_resources, queue_snapshot, server_version, versions
@@ -94,12 +94,16 @@ class IngestMetrics:
         try:
             await self.app(scope, receive, capture)
         finally:
-            state = scope["app"].state.service
-            state.metrics.ingest_duration.observe(perf_counter() - started)
-            if status >= 400 and path.startswith(HOOKS):
-                name = path[len(HOOKS) :]
-                label = name if state.triggers.by_name(name) is not None else UNKNOWN  # bounded label values
-                state.metrics.events_rejected.labels(label, str(status)).inc()
+            record_ingest(scope["app"].state.service, path, status, perf_counter() - started)
+
+
+def record_ingest(state: ServiceState, path: str, status: int, seconds: float) -> None:
+    """Time one ingest request; count it by trigger and status if ``/hooks`` refused it."""
+    state.metrics.ingest_duration.observe(seconds)
+    if status >= 400 and path.startswith(HOOKS):
+        name = path[len(HOOKS) :]
+        label = name if state.triggers.by_name(name) is not None else UNKNOWN  # bounded label values
+        state.metrics.events_rejected.labels(label, str(status)).inc()
 
 
 def _is_ingest(path: str) -> bool:

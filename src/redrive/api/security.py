@@ -29,6 +29,18 @@ _PAGE_CSP = b"frame-ancestors 'none'"
 _JSON_PREFIXES = ("/api/", "/hooks/")
 
 
+HOOK_HEADERS = (*_ALWAYS, (b"content-security-policy", _JSON_CSP))
+"""What every ``/hooks`` answer carries (``HooksFront`` adds them itself: it answers outside this middleware)."""
+
+
+def security_headers(path: str) -> list[tuple[bytes, bytes]]:
+    """The security headers an answer to ``path`` carries."""
+    extra = [*_ALWAYS, (b"content-security-policy", _JSON_CSP if path.startswith(_JSON_PREFIXES) else _PAGE_CSP)]
+    if path.startswith("/api/"):
+        extra.append((b"cache-control", b"no-store"))
+    return extra
+
+
 class SecurityHeaders:
     """ASGI middleware adding the security headers to every response (never replacing one a route set)."""
 
@@ -39,10 +51,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        extra = [*_ALWAYS, (b"content-security-policy", _JSON_CSP if path.startswith(_JSON_PREFIXES) else _PAGE_CSP)]
-        if path.startswith("/api/"):
-            extra.append((b"cache-control", b"no-store"))
+        extra = security_headers(scope["path"])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

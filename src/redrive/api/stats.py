@@ -10,10 +10,9 @@ from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Query
 
-from redrive.api.auth import ViewerDep
+from redrive.api.auth import AUTH_RESPONSES, ViewerDep
 from redrive.api.deps import StateDep
 from redrive.api.state import ServiceState
-from redrive.api.triggers import AUTH_RESPONSES
 from redrive.errors import InvalidRequest
 from redrive.stats import FINISHED, Key, Window, count_executions, summary, timeseries, zero_filled
 from redrive.windows import WindowError, bucket_starts, parse_bucket, parse_window

@@ -7,7 +7,7 @@ from typing import Any
 import structlog
 from fastapi import APIRouter
 
-from redrive.api.auth import OperatorDep, ViewerDep
+from redrive.api.auth import AUTH_RESPONSES, OperatorDep, ViewerDep
 from redrive.api.deps import StateDep
 from redrive.api.hooks import find_trigger
 from redrive.api.state import ServiceState
@@ -19,12 +19,6 @@ log = structlog.get_logger("redrive.triggers")
 router = APIRouter(prefix="/api/v1/triggers", tags=["triggers"])
 
 # Errors any authenticated route may answer; the stats and error-group routers share them.
-AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "unauthenticated: no token, or an unknown, revoked or expired one."},
-    403: {"description": "forbidden: the token's role is too weak."},
-    429: {"description": "too_many_failures: too many failed authentications from this address."},
-    503: {"description": "storage_unavailable: the database cannot be reached; try again shortly."},
-}
 TRIGGER_RESPONSES = {**AUTH_RESPONSES, 404: {"description": "unknown_trigger: no trigger has that name."}}
 
 
