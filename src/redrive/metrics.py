@@ -88,6 +88,7 @@ class Metrics:
             "redrive_leases_expired", "Running executions whose lease expired, waiting for the sweeper.", registry=r
         )
         self._ingested: dict[tuple[str, str], Any] = {}
+        self._attempted: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
 
     def ingested(self, trigger: str, outcome: str) -> None:
         """Count one stored delivery: ``created``, ``duplicate`` or ``conflict``."""
@@ -101,9 +102,18 @@ class Metrics:
 
     def attempt(self, *, kind: str, status: str, category: str, code: str | None, seconds: float) -> None:
         """Count one recorded attempt."""
-        self.executions.labels(status, kind).inc()
-        self.attempts.labels(kind, category, code or "").inc()
-        self.action_duration.labels(kind).observe(seconds)
+        key = (kind, status, category, code or "")
+        children = self._attempted.get(key)
+        if children is None:  # labels() once per combination, not per attempt (see ``ingested``)
+            children = self._attempted[key] = (
+                self.executions.labels(status, kind),
+                self.attempts.labels(kind, category, code or ""),
+                self.action_duration.labels(kind),
+            )
+        executions, attempts, duration = children
+        executions.inc()
+        attempts.inc()
+        duration.observe(seconds)
 
     def render(self, snapshot: QueueSnapshot) -> bytes:
         """The exposition text, with the cluster gauges set from ``snapshot``."""

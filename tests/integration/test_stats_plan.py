@@ -11,11 +11,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ClauseElement, Engine, create_engine, event, text
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.base import Executable
-from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy import Engine, create_engine, event, text
 
+from plans import explain_plan, plan_nodes
 from redrive.db.schema import executions
 from redrive.stats import count_statement, statuses_for
 
@@ -25,21 +23,6 @@ STEP_SECONDS = 2  # row i finished i * 2 s before the base time: the rows span a
 # 9 replayed. finished_at = base - i * STEP_SECONDS.
 KINDS = ("http", "command", "email")
 STATUSES = ("succeeded",) * 7 + ("failed", "failed_retryable", "replayed")
-
-
-class Explain(Executable, ClauseElement):
-    """``EXPLAIN <statement>`` with the statement's own bound parameters (SQLAlchemy's documented recipe)."""
-
-    inherit_cache = False
-
-    def __init__(self, statement: Any, prefix: str) -> None:
-        self.statement = statement
-        self.prefix = prefix
-
-
-@compiles(Explain)
-def _explain(element: Explain, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"{element.prefix} {compiler.process(element.statement, **kw)}"
 
 
 def _seed(engine: Engine, base: datetime) -> None:
@@ -99,22 +82,6 @@ def _expected(base: datetime, since: datetime, statuses: tuple[str, ...], kind: 
     )
 
 
-def _plan(engine: Engine, statement: Any) -> str:
-    with engine.connect() as connection:
-        if engine.dialect.name == "postgresql":
-            document = connection.execute(Explain(statement, "EXPLAIN (FORMAT JSON)")).scalar_one()
-            return json.dumps(document if not isinstance(document, str) else json.loads(document))
-        rows = connection.execute(Explain(statement, "EXPLAIN QUERY PLAN")).all()
-        return "\n".join(str(row[-1]) for row in rows)
-
-
-def _nodes(plan: Any) -> list[dict[str, Any]]:
-    found = [plan]
-    for child in plan.get("Plans", []):
-        found.extend(_nodes(child))
-    return found
-
-
 def _engine(db_url: str) -> Engine:
     engine = create_engine(db_url)
     if engine.dialect.name == "sqlite":
@@ -148,10 +115,10 @@ def test_windowed_count_over_a_million_rows_reads_the_index(db_url: str) -> None
             with engine.connect() as connection:
                 count = connection.execute(statement).scalar_one()
             assert count == _expected(base, since, statuses_for(success), kind), (success, window, kind)
-            plan = _plan(engine, statement)
+            plan = explain_plan(engine, statement)
             print(f"{engine.dialect.name} plan for success={success} since={window} kind={kind}:\n{plan}")
             if engine.dialect.name == "postgresql":
-                nodes = _nodes(json.loads(plan)[0]["Plan"])
+                nodes = plan_nodes(json.loads(plan)[0]["Plan"])
                 scans = [(n["Node Type"], n.get("Index Name")) for n in nodes if "Scan" in n["Node Type"]]
                 assert scans, plan
                 assert all(

@@ -148,20 +148,12 @@ executions = Table(
     Column("fingerprint", String(16)),
     Column("bulk_replay_id", Id, ForeignKey("bulk_replays.id")),
     Index("ix_executions_event", "event_id"),
-    # The queue: due pending rows in run_at order, read by every claim.
-    Index(
-        "ix_executions_due",
-        "run_at",
-        sqlite_where=text("status = 'pending'"),
-        postgresql_where=text("status = 'pending'"),
-    ),
+    # The queue: due pending rows in run_at order, read by every claim. Not a partial index: a claim binds its
+    # status as a parameter, and a planner cannot match a bound parameter to a partial index's predicate (SQLite
+    # then sorted every pending row on each claim).
+    Index("ix_executions_due", "status", "run_at"),
     # The sweeper: running rows by lease expiry.
-    Index(
-        "ix_executions_lease",
-        "lease_expires_at",
-        sqlite_where=text("status = 'running'"),
-        postgresql_where=text("status = 'running'"),
-    ),
+    Index("ix_executions_lease", "status", "lease_expires_at"),
     Index("ix_executions_status_updated", "status", "updated_at"),
     # Authoritative windowed counts: an index-only range scan per status, optionally narrowed by kind.
     Index("ix_executions_finished", "status", "finished_at", "action_kind"),

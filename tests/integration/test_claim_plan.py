@@ -1,0 +1,82 @@
+"""A claim reads the due pending rows from ix_executions_due in run_at order: no sort of the whole queue.
+
+With 50,000 pending executions (and as many finished ones), the very statement the worker runs
+(``queue._claim_statements().lease``, with its bound parameters) is explained on both databases. A partial index on
+``run_at WHERE status = 'pending'`` looked right but could not serve it: the claim binds its status as a parameter,
+which a planner cannot match to the index's predicate, so SQLite sorted every pending row on every claim.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from plans import executed_plan, plan_nodes
+from redrive.queue import _claim_statements
+
+PENDING = 50_000
+
+
+def _seed(db_url: str, base: datetime) -> tuple[Any, int]:
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        trigger_id = connection.execute(
+            text(
+                "INSERT INTO triggers (name, action_kind, paused, created_at, updated_at) "
+                "VALUES ('queue', 'http', false, :t, :t) RETURNING id"
+            ),
+            {"t": base},
+        ).scalar_one()
+        event_id = connection.execute(
+            text(
+                "INSERT INTO events (trigger_id, body_sha256, headers, payload, filtered, received_at, replay_count) "
+                "VALUES (:trigger, :sha, '{}', '{}', false, :t, 0) RETURNING id"
+            ),
+            {"trigger": trigger_id, "sha": "0" * 64, "t": base},
+        ).scalar_one()
+        status = "CASE WHEN i % 2 = 0 THEN 'pending' ELSE 'succeeded' END"
+        insert = (
+            "INSERT INTO executions (event_id, trigger_id, action_kind, status, attempts, run_at, created_at, "
+            f"updated_at) SELECT :event, :trigger, 'http', {status}, 0, f, f, f"
+        )
+        params = {"event": event_id, "trigger": trigger_id, "last": 2 * PENDING - 1}
+        if engine.dialect.name == "postgresql":
+            f = "CAST(:base AS timestamptz) - i * interval '1 second'"
+            rows = f"(SELECT i, {f} AS f FROM generate_series(0, :last) i) n"
+            connection.execute(text(f"{insert} FROM {rows}"), {**params, "base": base})
+        else:
+            step = "strftime('%Y-%m-%d %H:%M:%S', :base, '-' || (i + 1) || ' seconds') || '.000000'"
+            rows = f"n(i, f) AS (SELECT 0, :base || '.000000' UNION ALL SELECT i + 1, {step} FROM n WHERE i < :last)"
+            base_text = base.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S")
+            connection.execute(text(f"WITH RECURSIVE {rows} {insert} FROM n"), {**params, "base": base_text})
+    if engine.dialect.name == "postgresql":  # autovacuum would; redrive never runs ANALYZE on an SQLite file
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("ANALYZE"))
+    return engine, trigger_id
+
+
+def test_a_claim_reads_the_due_index_in_order_without_sorting_the_queue(db_url: str) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    engine, trigger_id = _seed(db_url, now)
+    try:
+        params = {
+            "c_trigger_ids": [trigger_id],
+            "c_now": now,
+            "c_limit": 50,
+            "c_token": "t" * 32,
+            "c_expires": now + timedelta(seconds=30),
+        }
+        plan = executed_plan(engine, _claim_statements().lease, params)
+        print(f"{engine.dialect.name} claim plan:\n{plan}")
+        if engine.dialect.name == "postgresql":
+            nodes = plan_nodes(json.loads(plan)[0]["Plan"])
+            assert any(node.get("Index Name") == "ix_executions_due" for node in nodes), plan
+            assert not any(node["Node Type"] == "Sort" for node in nodes), plan
+        else:
+            assert "USING INDEX ix_executions_due" in plan or "USING COVERING INDEX ix_executions_due" in plan, plan
+            assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
+    finally:
+        engine.dispose()
