@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ClauseElement, Engine, event
+from sqlalchemy import ClauseElement, Connection, Engine, event, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -66,3 +67,22 @@ def plan_nodes(plan: Any) -> list[dict[str, Any]]:
     for child in plan.get("Plans", []):
         found.extend(plan_nodes(child))
     return found
+
+
+def seed_trigger_and_event(connection: Connection, at: datetime) -> tuple[int, int]:
+    """One trigger and one event for a bulk load of executions to reference: (trigger id, event id)."""
+    trigger_id = connection.execute(
+        text(
+            "INSERT INTO triggers (name, action_kind, paused, created_at, updated_at) "
+            "VALUES ('bulk', 'http', false, :t, :t) RETURNING id"
+        ),
+        {"t": at},
+    ).scalar_one()
+    event_id = connection.execute(
+        text(
+            "INSERT INTO events (trigger_id, body_sha256, headers, payload, filtered, received_at, replay_count) "
+            "VALUES (:trigger, :sha, '{}', '{}', false, :t, 0) RETURNING id"
+        ),
+        {"trigger": trigger_id, "sha": "0" * 64, "t": at},
+    ).scalar_one()
+    return trigger_id, event_id

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from plans import executed_plan, plan_nodes
+from plans import executed_plan, plan_nodes, seed_trigger_and_event
 from redrive.queue import _claim_statements
 
 PENDING = 50_000
@@ -23,20 +23,7 @@ PENDING = 50_000
 def _seed(db_url: str, base: datetime) -> tuple[Any, int]:
     engine = create_engine(db_url)
     with engine.begin() as connection:
-        trigger_id = connection.execute(
-            text(
-                "INSERT INTO triggers (name, action_kind, paused, created_at, updated_at) "
-                "VALUES ('queue', 'http', false, :t, :t) RETURNING id"
-            ),
-            {"t": base},
-        ).scalar_one()
-        event_id = connection.execute(
-            text(
-                "INSERT INTO events (trigger_id, body_sha256, headers, payload, filtered, received_at, replay_count) "
-                "VALUES (:trigger, :sha, '{}', '{}', false, :t, 0) RETURNING id"
-            ),
-            {"trigger": trigger_id, "sha": "0" * 64, "t": base},
-        ).scalar_one()
+        trigger_id, event_id = seed_trigger_and_event(connection, base)
         status = "CASE WHEN i % 2 = 0 THEN 'pending' ELSE 'succeeded' END"
         insert = (
             "INSERT INTO executions (event_id, trigger_id, action_kind, status, attempts, run_at, created_at, "

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 
-from plans import explain_plan, plan_nodes
+from plans import explain_plan, plan_nodes, seed_trigger_and_event
 from redrive.db.schema import executions
 from redrive.stats import count_statement, statuses_for
 
@@ -28,20 +28,7 @@ STATUSES = ("succeeded",) * 7 + ("failed", "failed_retryable", "replayed")
 def _seed(engine: Engine, base: datetime) -> None:
     """One trigger, one event and ROWS executions, loaded the way databases like a bulk load."""
     with engine.begin() as connection:
-        trigger_id = connection.execute(
-            text(
-                "INSERT INTO triggers (name, action_kind, paused, created_at, updated_at) "
-                "VALUES ('bulk', 'http', false, :t, :t) RETURNING id"
-            ),
-            {"t": base},
-        ).scalar_one()
-        event_id = connection.execute(
-            text(
-                "INSERT INTO events (trigger_id, body_sha256, headers, payload, filtered, received_at, replay_count) "
-                "VALUES (:trigger, :sha, '{}', '{}', false, :t, 0) RETURNING id"
-            ),
-            {"trigger": trigger_id, "sha": "0" * 64, "t": base},
-        ).scalar_one()
+        trigger_id, event_id = seed_trigger_and_event(connection, base)
         # Drop the table's indexes, insert, then build them again from schema.py: the same indexes, made fast.
         for index in executions.indexes:
             index.drop(connection)
