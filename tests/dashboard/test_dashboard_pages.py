@@ -131,7 +131,7 @@ def test_triggers_show_redacted_config_and_volume_against_watermark(seeded: Seed
     assert not [b for b in buttons(at) if b in ("Pause", "Resume")]
 
 
-def test_system_page_shows_health_and_tolerates_missing_endpoints(seeded: Seeded) -> None:
+def test_system_page_shows_health_queue_depth_and_the_system_endpoint_figures(seeded: Seeded) -> None:
     at = signed_in(seeded, "viewer", page="system")
     assert not at.exception
     assert "`/healthz`: ✅ {'status': 'ok'}" in shown(at)

@@ -16,8 +16,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 SCRIPT = Path(__file__).with_name("app.py")
 API_URL_ENV = "REDRIVE_DASHBOARD_API"  # where the dashboard's client finds the API
 
-# Telemetry off, no tracebacks or developer menu shown to operators, no file watching in production.
+# Telemetry off, no tracebacks or developer menu shown to operators, no file watching in production; XSRF
+# protection stated rather than left to a default, so that no later change turns it off unnoticed.
 STREAMLIT_OPTIONS: dict[str, Any] = {
+    "server.enableXsrfProtection": True,
     "browser.gatherUsageStats": False,
     "client.showErrorDetails": "none",
     "client.toolbarMode": "viewer",
