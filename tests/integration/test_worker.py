@@ -175,3 +175,37 @@ def test_many_executions_all_run_exactly_once(db_url: str, httpserver: HTTPServe
     orders = sorted(request.get_json()["order"] for request, _ in httpserver.log)
     assert orders == sorted(f"G-{n}" for n in range(count))
     assert scalar(db_url, "SELECT count(*) FROM attempts") == count
+
+
+def test_work_nobody_announced_is_found_by_the_slow_poll(db_url: str, httpserver: HTTPServer) -> None:
+    """The fallback: an execution written behind the service's back (no in-process wake-up, no NOTIFY: a node whose
+    notification was lost) still runs, found by the poll."""
+    from datetime import UTC, datetime
+
+    from redrive.config import parse_config
+    from redrive.db.database import Database
+    from redrive.ingest import prepare, store_event
+    from redrive.redaction import Redactor
+
+    httpserver.expect_request("/polled").respond_with_data("ok")
+    config = http_trigger(httpserver.url_for("/polled"))
+    with run_service(db_url, config, poll_interval=0.3):
+        time.sleep(0.6)  # the worker has found the queue empty and sleeps until the poll
+        trigger = parse_config(config).triggers[0]
+        trigger_id = int(scalar(db_url, "SELECT id FROM triggers WHERE name = 'target'"))
+        event = prepare(
+            trigger,
+            trigger_id,
+            body=b'{"order": "P-1"}',
+            headers={},
+            received_at=datetime.now(UTC),
+            redactor=Redactor(),
+        )
+        behind = Database(db_url)
+        try:
+            stored = behind.write_sync(store_event(event))
+        finally:
+            behind.close()
+        assert stored.execution_id is not None
+        assert wait_until(lambda: settled(db_url, stored.execution_id), timeout=10) == "succeeded"
+    assert [request.get_json()["order"] for request, _ in httpserver.log] == ["P-1"]
