@@ -102,10 +102,7 @@ def dlq_replay(
             return
         if wait:
             job = _follow(api, job, show=not as_json)
-    if as_json:
-        out.print_json(data=job)
-    else:
-        _print_job(job)
+    _show_job(job, as_json)
     if wait and job["status"] != "done":
         raise typer.Exit(1)
 
@@ -150,6 +147,14 @@ def _interrupted(api: RedriveClient, job: dict[str, Any]) -> dict[str, Any]:
     return dict(call(api.cancel_bulk_replay, job["id"]))
 
 
+def _show_job(job: dict[str, Any], as_json: bool) -> None:
+    """A bulk replay as JSON for scripts, or as progress lines for people."""
+    if as_json:
+        out.print_json(data=job)
+    else:
+        _print_job(job)
+
+
 def _print_job(job: dict[str, Any]) -> None:
     out.print(
         f"[bold]bulk replay {job['id']}[/] ({job['trigger']}, {job['rate']:g}/s, by {job['created_by']}): "
@@ -173,10 +178,7 @@ def replays_show(
     """Show a bulk replay's progress."""
     with client(url, token) as api:
         job = call(api.get_bulk_replay, bulk_id)
-    if as_json:
-        out.print_json(data=job)
-    else:
-        _print_job(job)
+    _show_job(job, as_json)
 
 
 @replays_app.command("cancel")
@@ -189,10 +191,7 @@ def replays_cancel(
     """Cancel a running bulk replay; replays already made stay."""
     with client(url, token) as api:
         job = call(api.cancel_bulk_replay, bulk_id)
-    if as_json:
-        out.print_json(data=job)
-    else:
-        _print_job(job)
+    _show_job(job, as_json)
 
 
 @audit_app.command("ls")
