@@ -8,7 +8,6 @@ with one line in the report header saying why; under CI (CI=true) that is a fail
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from databases import PG_ADMIN, fresh_database, pg_admin, pg_url
 from redrive.db.migrate import upgrade
 
-PG_ADMIN = os.environ.get("REDRIVE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 _pg_problem: str | None = None
 
 
@@ -43,26 +42,16 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"redrive: PostgreSQL at {PG_ADMIN.rsplit('@', 1)[-1]}"
 
 
-def _pg_url(database: str) -> str:
-    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    return f"{base}/{database}"
-
-
-def _admin(sql: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
-        connection.execute(sql)  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="session")
 def pg_template(worker_id: str) -> Iterator[str]:
     """A migrated template database for this test process."""
     if _pg_problem:
         pytest.skip(_pg_problem)
     name = f"redrive_tpl_{worker_id}_{uuid.uuid4().hex[:6]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    upgrade(_pg_url(name))
+    pg_admin(f'CREATE DATABASE "{name}"')
+    upgrade(pg_url(name))
     yield name
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
@@ -76,13 +65,4 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database: an SQLite file, then a PostgreSQL database."""
-    if request.param == "sqlite":
-        path = tmp_path / "redrive.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
-        return
-    template = request.getfixturevalue("pg_template")
-    name = f"redrive_t_{uuid.uuid4().hex[:12]}"
-    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    yield _pg_url(name)
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from fresh_database(request, request.param, tmp_path)

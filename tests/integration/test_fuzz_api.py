@@ -8,13 +8,10 @@ documented content type and schema.
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx2
-import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -25,10 +22,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from databases import fresh_database
 from support import Service, run_service
 
 FUZZ_EXAMPLES = int(os.environ.get("REDRIVE_FUZZ_EXAMPLES", "25"))
-PG_ADMIN = os.environ.get("REDRIVE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 ENDLESS = {"/api/v1/stream"}
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 CONFIG = """
@@ -41,26 +38,10 @@ triggers:
 """
 
 
-def _database(kind: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[str]:
-    if kind == "sqlite":
-        path = tmp_path_factory.mktemp("fuzz") / "redrive.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        yield f"sqlite:///{path}"
-        return
-    template = request.getfixturevalue("pg_template")
-    name = f"redrive_fuzz_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')  # type: ignore[arg-type]
-    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    yield f"{base}/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def fuzzed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """One service per database for the whole module: fuzzing needs many requests, not many services."""
-    for db_url in _database(request.param, tmp_path_factory, request):
+    for db_url in fresh_database(request, request.param, tmp_path_factory.mktemp("fuzz")):
         with run_service(db_url, CONFIG, worker_concurrency=2) as service:
             yield service
 
