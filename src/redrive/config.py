@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     poll_interval: float = Field(1.0, gt=0, description="Longest idle wait before the worker looks at the queue again.")
     sweep_interval: float = Field(10.0, gt=0, description="How often expired leases are returned to pending.")
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight executions get to finish on SIGTERM.")
+    database_wait: float = Field(
+        60.0, ge=0, description="Seconds a starting node keeps trying to reach PostgreSQL before it gives up."
+    )
     cors_origins: str = Field(
         "", description="Origins (comma-separated) whose scripts may call the API; empty keeps CORS closed."
     )

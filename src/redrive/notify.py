@@ -25,8 +25,10 @@ CONNECT_TIMEOUT = 5
 
 
 def libpq_url(url: str) -> str:
-    """The libpq form of an SQLAlchemy PostgreSQL URL (``postgresql+psycopg://`` becomes ``postgresql://``)."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """The libpq form of an SQLAlchemy PostgreSQL URL (``postgresql+psycopg://`` becomes ``postgresql://``), speaking
+    UTF-8 like the engines do."""
+    libpq = make_url(url).set(drivername="postgresql").update_query_dict({"client_encoding": "UTF8"})
+    return libpq.render_as_string(hide_password=False)
 
 
 class Wakeup(asyncio.Event):

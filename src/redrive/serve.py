@@ -33,7 +33,7 @@ DESCRIPTION = {
 def run_server(settings: Settings, config: RedriveConfig, role: Role = "all") -> None:
     """Migrate, then run ``role`` (see ``redrive.node``) under uvicorn until stopped."""
     configure_logging(settings.log_level, Redactor(config.secrets), background=True)
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, wait=settings.database_wait)
     console = Console(stderr=True, soft_wrap=True, emoji=False)
     first_token = bootstrap_admin_token(settings) if role != "worker" else None
     if first_token is not None:

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from sqlalchemy.exc import OperationalError
 
+from redrive import __version__
 from redrive.cli import dashboard as dashboard_cli
 from redrive.cli import errors as errors_cli
 from redrive.cli import executions, tokens
@@ -33,6 +34,7 @@ from redrive.cli.common import (
     out,
     read_data,
 )
+from redrive.errors import RedriveError
 
 if TYPE_CHECKING:
     from redrive.node import Role
@@ -53,6 +55,21 @@ app.command("purge")(purge_cli.purge_command)
 app.command("dashboard")(dashboard_cli.dashboard)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        out.print(f"redrive {__version__}", highlight=False)
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """redrive: reliable event-driven automation."""
+
+
 HostOpt = Annotated[str | None, typer.Option(help="Bind address [env: REDRIVE_HOST].")]
 PortOpt = Annotated[int | None, typer.Option(help="Port [env: REDRIVE_PORT].")]
 
@@ -62,7 +79,13 @@ def _run(role: Role, config: Path | None, host: str | None, port: int | None) ->
 
     settings = load_settings(config=config, host=host, port=port)
     triggers = load_triggers(settings.config)
-    run_server(settings, triggers, role)
+    try:
+        run_server(settings, triggers, role)
+    except OperationalError as exc:
+        waited = "" if settings.is_sqlite else f" (gave up after REDRIVE_DATABASE_WAIT={settings.database_wait:g}s)"
+        fail(f"cannot reach the {settings.database_url.split('://')[0]} database{waited}: {exc.orig}", code=1)
+    except RedriveError as exc:
+        fail(exc.message, code=1)
 
 
 @app.command()
@@ -93,6 +116,8 @@ def migrate() -> None:
         upgrade(settings.database_url)
     except OperationalError as exc:
         fail(f"cannot migrate {settings.database_url.split('://')[0]} database: {exc.orig}")
+    except RedriveError as exc:
+        fail(exc.message)
     out.print("database is at the newest schema")
 
 

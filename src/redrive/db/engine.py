@@ -3,8 +3,9 @@
 SQLite: WAL, ``synchronous=FULL`` (a 2xx means the row survives power loss), a busy timeout, foreign keys, and
 ``BEGIN IMMEDIATE`` for the write connection (SQLAlchemy's documented recipe: the driver's own transaction handling
 is switched off and the ``begin`` event emits the statement), so a writer takes the lock when it starts instead of
-failing on upgrade. PostgreSQL: psycopg 3 with a pre-pinged pool. JSON columns are encoded and decoded with orjson
-on both (the standard library's encoder was a visible part of every insert's cost).
+failing on upgrade. PostgreSQL: psycopg 3 with a pre-pinged pool, always speaking UTF-8 (a server whose default
+client encoding is SQL_ASCII would otherwise hand back bytes where text is expected). JSON columns are encoded and
+decoded with orjson on both (the standard library's encoder was a visible part of every insert's cost).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def make_engine(url: str, *, writer: bool = False, pool_size: int = 10) -> Engin
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
-            connect_args={"connect_timeout": CONNECT_TIMEOUT},
+            connect_args={"connect_timeout": CONNECT_TIMEOUT, "client_encoding": "UTF8"},
             **codec,
         )
     engine = create_engine(url, pool_size=1 if writer else pool_size, max_overflow=0 if writer else pool_size, **codec)
