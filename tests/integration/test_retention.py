@@ -160,21 +160,25 @@ def test_a_purged_key_is_free_again(db_url: str) -> None:
         db.close()
 
 
+def run_purge(db_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from redrive.cli import main; main()", "purge", *args],
+        cwd=cwd,
+        env={"REDRIVE_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin", "COLUMNS": "1000"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_the_purge_command_dry_run_changes_nothing(db_url: str, tmp_path: Path) -> None:
     seed(db_url)
     (tmp_path / "redrive.yaml").write_text(CONFIG)
     before = query(db_url, "SELECT count(*) FROM executions")[0][0]
 
     def cli(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-c", "from redrive.cli import main; main()", "purge", *args],
-            cwd=tmp_path,
-            env={"REDRIVE_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin", "COLUMNS": "1000"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_purge(db_url, tmp_path, *args)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
@@ -188,3 +192,14 @@ def test_the_purge_command_dry_run_changes_nothing(db_url: str, tmp_path: Path) 
     assert output.startswith("purged 8 execution(s)"), output
     assert output.endswith("9 event(s) with their idempotency keys"), output
     assert query(db_url, "SELECT status FROM executions") == [("pending",)]
+
+
+def test_purging_by_retention_without_the_trigger_file_refuses_and_deletes_nothing(db_url: str, tmp_path: Path) -> None:
+    # Each trigger's windows live in the trigger file; when it is missing the defaults must not stand in for them
+    # (the seeded work is months old: a purge at the defaults would delete most of it).
+    seed(db_url)
+    before = query(db_url, "SELECT count(*) FROM executions")[0][0]
+    done = run_purge(db_url, tmp_path)
+    assert done.returncode == 2, done.stdout
+    assert "redrive.yaml" in done.stderr
+    assert query(db_url, "SELECT count(*) FROM executions")[0][0] == before

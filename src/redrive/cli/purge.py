@@ -10,7 +10,6 @@ import typer
 from sqlalchemy import select
 
 from redrive.cli.common import ConfigOpt, fail, load_settings, load_triggers, out
-from redrive.config import RetentionConfig
 from redrive.db.database import Database
 from redrive.db.schema import triggers
 from redrive.durations import parse_duration
@@ -43,13 +42,13 @@ def purge_command(
             seconds = parse_duration(older_than)
         except ValueError as exc:
             fail(f"--older-than: {exc}")
-    declared = (
-        {t.name: t.retention for t in load_triggers(settings.config).triggers} if settings.config.exists() else {}
-    )
+    # Without --older-than each trigger keeps its own windows, so the trigger file must be there: purging at the
+    # defaults because it was not found could delete what a longer declared retention keeps.
+    declared = {t.name: t.retention for t in load_triggers(settings.config).triggers} if seconds is None else {}
     db = Database(settings.database_url)
     try:
         ids = dict(db.read_sync(lambda c: c.execute(select(triggers.c.name, triggers.c.id)).all()))
-        retentions = {ids[name]: declared.get(name, RetentionConfig()) for name in ids}
+        retentions = {ids[name]: retention for name, retention in declared.items() if name in ids}
         purge_plan = plan(retentions, datetime.now(UTC), seconds)
         if dry_run:
             out.print(_describe(db.read_sync(count(purge_plan)), "would purge"))
