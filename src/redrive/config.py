@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -174,6 +175,13 @@ class HttpAction(_Model):
     def _one_body(self) -> HttpAction:
         if self.json_body is not None and self.body is not None:
             raise ValueError("give either 'json' or 'body', not both")
+        return self
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> HttpAction:
+        # The client refuses both on every call: say so when the file is loaded, not as each event's failure.
+        if "@" in urlsplit(self.url.source).netloc and any(h.lower() == "authorization" for h in self.headers):
+            raise ValueError("give credentials either in the url (user:password@) or an Authorization header, not both")
         return self
 
 

@@ -243,6 +243,18 @@ def test_both_json_and_body_is_a_problem_of_the_action() -> None:
     ]
 
 
+def test_url_credentials_and_an_authorization_header_are_a_problem_of_the_action() -> None:
+    action = "{kind: http, url: 'https://u:p@example.com/{{ payload.x }}', headers: {authorization: 'Bearer t'}}"
+    assert problems(f"triggers:\n  - name: t\n    action: {action}\n") == [
+        (
+            "triggers[0].action",
+            "give credentials either in the url (user:password@) or an Authorization header, not both",
+        )
+    ]
+    either = "{kind: http, url: 'https://u:p@example.com/', headers: {X-Token: t}}"
+    assert parse_config(f"triggers:\n  - name: t\n    action: {either}\n", env={}).triggers[0].name == "t"
+
+
 def test_duplicate_names_are_a_problem() -> None:
     text = f"triggers:\n  - name: same\n    action: {HTTP}\n  - name: other\n    action: {HTTP}\n"
     text += f"  - name: same\n    action: {HTTP}\n"
