@@ -25,6 +25,22 @@ _SECRET_QUERY = re.compile(
     re.IGNORECASE,
 )
 
+# Inside free text (a response body, a command's output): a JSON string member and a "Name: value" line, whose
+# value is masked when the name looks secret. Both are linear scans; the name is checked by ``is_secret_key``.
+_SECRET_WORDS = ("author", "key", "token", "secret", "passw", "signature", "cookie", "credential")  # covers _SECRET_KEY
+_JSON_MEMBER = re.compile(r'"(?P<key>[^"\\\n]{1,100})"(?P<sep>\s*:\s*)"(?:[^"\\\n]|\\.)*"')
+_NAMED_LINE = re.compile(r"^(?P<key>[ \t]*[\w-]{1,100})(?P<sep>[ \t]*:[ \t]*)\S.*$", re.MULTILINE)
+
+
+def _mask_json_member(match: re.Match[str]) -> str:
+    if not is_secret_key(match["key"]):
+        return match[0]
+    return f'"{match["key"]}"{match["sep"]}"{REDACTED}"'
+
+
+def _mask_named_line(match: re.Match[str]) -> str:
+    return f"{match['key']}{match['sep']}{REDACTED}" if is_secret_key(match["key"]) else match[0]
+
 
 # Values that hold no text to mask; checked by exact type first, the common case in logs and payloads.
 _PLAIN = frozenset({int, float, bool, type(None)})
@@ -53,6 +69,15 @@ class Redactor:
         if "=" in value:
             value = _SECRET_QUERY.sub(rf"\g<head>{REDACTED}", value)
         return value
+
+    def excerpt(self, value: str) -> str:
+        """``text``, and also the values of secret-looking keys written out in it: ``"apikey": "..."`` in JSON,
+        ``Authorization: ...`` as a header line. For what a target or command sent back, which may echo a request."""
+        value = self.text(value)
+        lowered = value.lower()  # substring tests are far cheaper than the key pattern over a long body
+        if not any(word in lowered for word in _SECRET_WORDS):  # the common case: nothing secret-looking named
+            return value
+        return _NAMED_LINE.sub(_mask_named_line, _JSON_MEMBER.sub(_mask_json_member, value))
 
     def tree(self, value: Any) -> Any:
         """Redact a JSON-like tree: secret keys replaced whole, every string masked."""

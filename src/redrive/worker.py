@@ -233,7 +233,7 @@ class Worker:
             error_code=failure.code if failure else None,
             message=message,
             detail=redact.tree(outcome.detail),
-            excerpt=redact.text(outcome.excerpt[:EXCERPT_LIMIT]) if outcome.excerpt else None,
+            excerpt=redact.excerpt(outcome.excerpt[:EXCERPT_LIMIT]) if outcome.excerpt else None,
             pause_trigger_id=trigger.id if failure is not None and failure.pause_trigger else None,
             trigger_id=trigger.id,
             action_kind=trigger.config.action.kind,

@@ -203,3 +203,19 @@ def test_tree_does_not_change_its_input() -> None:
     tree = {"headers": {"authorization": "Bearer abcdef"}, "list": ["abcdef"]}
     Redactor(["abcdef"]).tree(tree)
     assert tree == {"headers": {"authorization": "Bearer abcdef"}, "list": ["abcdef"]}
+
+
+def test_an_excerpt_masks_secret_keyed_values_written_out_in_it() -> None:
+    # What a target echoes back: a request line, header lines and a JSON body.
+    echoed = (
+        "POST /send?token=q1 HTTP/1.1\nHost: example.com\nAuthorization: Basic YWxpY2U6cA==\nX-Api-Token: Bearer t1\n\n"
+        '{"apikey":"k1","text":"my token is safe to show","n":1, "client_secret": "s\\"1", "passes": "ok"}'
+    )
+    masked = Redactor().excerpt(echoed)
+    assert masked == (
+        "POST /send?token=[redacted] HTTP/1.1\nHost: example.com\nAuthorization: [redacted]\n"
+        "X-Api-Token: [redacted]\n\n"
+        '{"apikey":"[redacted]","text":"my token is safe to show","n":1, "client_secret": "[redacted]", "passes": "ok"}'
+    )
+    # Plain text keeps its keyed lines: only excerpts, which may echo a request, are read this way.
+    assert Redactor().text("Authorization: Basic YWxpY2U6cA==") == "Authorization: Basic YWxpY2U6cA=="
