@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx2
 import psycopg
 import pytest
-from cluster_support import Cluster, CountingTarget, http_trigger, wait_for, write_config
+from cluster_support import Cluster, CountingTarget, Process, http_trigger, wait_for, write_config
 
 from redrive.db.migrate import head_revision
 from redrive.notify import libpq_url
@@ -28,6 +28,14 @@ def cluster(tmp_path: Path, db_url: str, target: CountingTarget) -> Iterator[Clu
         yield running
     finally:
         running.close()
+
+
+def attempts_made(process: Process) -> float:
+    """The attempts ``process`` made, summed over its ``redrive_attempts_total`` series."""
+    text = httpx2.get(f"{process.url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("redrive_attempts_total{")
+    )
 
 
 def test_an_idle_worker_in_another_process_runs_an_event_at_once(
@@ -53,7 +61,9 @@ def test_an_idle_worker_in_another_process_runs_an_event_at_once(
 
     statuses = [row.status for row in query(db_url, "SELECT status FROM executions ORDER BY id")]
     assert statuses == ["succeeded"] * 3
-    # Who ran them: the worker process (its lease token prefix is its node id, and the API process runs no worker).
+    # Who ran them: the worker process; the API process runs none (metrics are per process).
+    assert attempts_made(worker) == 3
+    assert attempts_made(api) == 0
     assert httpx2.post(f"{worker.url}/hooks/orders", json={"n": 9}).status_code == 404
     assert cluster.processes[0].stop() == 0
     assert cluster.processes[1].stop() == 0

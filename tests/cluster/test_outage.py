@@ -12,11 +12,24 @@ import pytest
 from cluster_support import CuttableProxy
 from pytest_httpserver import HTTPServer
 from sqlalchemy.engine import make_url
+from stamina.instrumentation import RetryDetails, get_on_retry_hooks, set_on_retry_hooks
 from werkzeug import Request, Response
 
 from support import query, run_service, wait_until
 
 pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)]
+
+
+@pytest.fixture
+def retries() -> Iterator[list[RetryDetails]]:
+    """Every retry stamina schedules while the test runs (the worker's write of a held result is one)."""
+    seen: list[RetryDetails] = []
+    before = get_on_retry_hooks()
+    set_on_retry_hooks([*before, seen.append])
+    try:
+        yield seen
+    finally:
+        set_on_retry_hooks(before)
 
 
 @pytest.fixture
@@ -27,7 +40,7 @@ def proxy(db_url: str) -> Iterator[CuttableProxy]:
 
 
 def test_ingest_refuses_while_the_database_is_away_and_results_are_written_when_it_returns(
-    db_url: str, proxy: CuttableProxy, httpserver: HTTPServer
+    db_url: str, proxy: CuttableProxy, httpserver: HTTPServer, retries: list[RetryDetails]
 ) -> None:
     release, arrived = threading.Event(), threading.Event()
     hits: list[str] = []
@@ -59,6 +72,7 @@ triggers:
         assert not_ready.status_code == 503
         assert not_ready.json()["error"]["code"] == "storage_unavailable"
         release.set()  # the action finishes while the database is away; its result must not be lost
+        wait_until(lambda: retries, timeout=30, what="the worker to retry writing the result it holds")
 
         proxy.restore()
         wait_until(
