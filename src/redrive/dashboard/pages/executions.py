@@ -3,6 +3,7 @@ payload, rendered action, error context) and, on a dead letter, a Replay button 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,16 +20,16 @@ KINDS = ("http", "command", "email")
 WINDOWS = {"any time": None, "15 minutes": 15, "1 hour": 60, "24 hours": 1440, "7 days": 10080}
 
 
-def filters(trigger_names: list[str]) -> ExecutionQuery:
-    """The filter widgets (keyed, so a refresh keeps them) and the query they make."""
+def filters(trigger_names: list[str]) -> tuple[ExecutionQuery, int | None]:
+    """The filter widgets (keyed, so a refresh keeps them): the query they make, and the "Created in" window in
+    minutes, which each refresh turns into a start time of its own (a start fixed here would never move)."""
     c1, c2, c3, c4, c5 = st.columns(5)
     trigger = c1.selectbox("Trigger", trigger_names, index=None, placeholder="any", key="f_trigger")
     status = c2.selectbox("Status", STATUSES, index=None, placeholder="any", key="f_status")
     kind = c3.selectbox("Kind", KINDS, index=None, placeholder="any", key="f_kind")
     code = c4.text_input("Error code", placeholder="e.g. http_503", key="f_code").strip() or None
     minutes = WINDOWS[c5.selectbox("Created in", list(WINDOWS), key="f_window")]
-    since = (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat() if minutes else None
-    return ExecutionQuery(trigger, status, kind, code, since)
+    return ExecutionQuery(trigger, status, kind, code), minutes
 
 
 def _picked_row(rows: list[dict[str, Any]]) -> None:
@@ -134,8 +135,10 @@ def detail(api: DashboardClient, execution_id: int) -> None:
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
-def live(query: ExecutionQuery) -> None:
+def live(query: ExecutionQuery, minutes: int | None) -> None:
     """The table and the open execution, refreshed together; filters and the open detail survive refreshes."""
+    if minutes:
+        query = replace(query, since=(datetime.now(UTC) - timedelta(minutes=minutes)).isoformat())
     with session.client() as api, session.guarded():
         table(api, query)
         opened = st.session_state.get(OPEN)
@@ -149,7 +152,7 @@ def render() -> None:
     with session.guarded():
         with session.client() as api:
             names = [t["name"] for t in api.triggers()]
-        live(filters(names))
+        live(*filters(names))
 
 
 if __name__ == "__main__":
