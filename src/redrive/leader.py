@@ -12,7 +12,8 @@ import contextlib
 import psycopg
 import structlog
 
-from redrive.notify import CONNECT_TIMEOUT, libpq_url
+from redrive.db.engine import is_sqlite
+from redrive.notify import keep_connected, libpq_url
 
 log = structlog.get_logger("redrive.leader")
 
@@ -24,7 +25,7 @@ class Leadership:
     """Tries for the maintenance lock every ``interval`` seconds; ``is_leader`` says whether this node holds it."""
 
     def __init__(self, url: str, interval: float, *, node_id: str = "") -> None:
-        self._url = None if url.startswith("sqlite") else libpq_url(url)
+        self._url = None if is_sqlite(url) else libpq_url(url)
         self._interval = interval
         self._node_id = node_id
         self.is_leader = self._url is None
@@ -45,17 +46,13 @@ class Leadership:
 
     async def _run(self) -> None:
         assert self._url is not None
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
-                ) as connection:
-                    await self._hold(connection)
-            except psycopg.Error as exc:
-                if self.is_leader:
-                    log.warning("leadership_lost", node_id=self._node_id, error=str(exc).strip())
-                self.is_leader = False
-            await asyncio.sleep(self._interval)
+
+        def lost(exc: psycopg.Error) -> None:
+            if self.is_leader:
+                log.warning("leadership_lost", node_id=self._node_id, error=str(exc).strip())
+            self.is_leader = False
+
+        await keep_connected(self._url, self._hold, lost, retry_after=self._interval)
 
     async def _hold(self, connection: psycopg.AsyncConnection[tuple[bool]]) -> None:
         while True:

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
 
 import psycopg
 import structlog
 from sqlalchemy.engine import make_url
 
+from redrive.db.engine import CONNECT_TIMEOUT
+
 log = structlog.get_logger("redrive.notify")
 
 QUEUE_CHANNEL = "redrive_queue"
 RECONNECT_DELAY = 1.0
-CONNECT_TIMEOUT = 5
 
 
 def libpq_url(url: str) -> str:
@@ -29,6 +31,26 @@ def libpq_url(url: str) -> str:
     UTF-8 like the engines do."""
     libpq = make_url(url).set(drivername="postgresql").update_query_dict({"client_encoding": "UTF8"})
     return libpq.render_as_string(hide_password=False)
+
+
+async def keep_connected(
+    url: str,
+    session: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]],
+    on_lost: Callable[[psycopg.Error], None],
+    *,
+    retry_after: float = RECONNECT_DELAY,
+) -> NoReturn:
+    """Run ``session`` on an autocommit connection to ``url`` (libpq form) for as long as the process lives: when the
+    connection fails, call ``on_lost`` and open another ``retry_after`` seconds later."""
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+            ) as connection:
+                await session(connection)
+        except psycopg.Error as exc:
+            on_lost(exc)
+        await asyncio.sleep(retry_after)
 
 
 class Wakeup(asyncio.Event):
@@ -85,27 +107,27 @@ class Notifier:
                 await self._task
 
     async def _run(self) -> None:
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
-                ) as connection:
-                    while True:
-                        await self._requested.wait()
-                        self._requested.clear()
-                        wake, self._wake = self._wake, False
-                        messages = [(QUEUE_CHANNEL, "")] if wake else []
-                        for channel, drain in self._sources:
-                            messages += [(channel, payload) for payload in drain()]
-                        if messages:  # one round trip and one transaction: delivered together, in order
-                            channels, payloads = [m[0] for m in messages], [m[1] for m in messages]
-                            await connection.execute(  # a function scan yields the arrays' elements in order
-                                "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS m(c, p)",
-                                (channels, payloads),
-                            )
-            except psycopg.Error as exc:
-                log.warning("notifier_disconnected", error=str(exc).strip())
-                await asyncio.sleep(RECONNECT_DELAY)
+        unsent: list[tuple[str, str]] = []  # drained but not yet on the wire: sent first after a reconnect
+
+        async def send(connection: psycopg.AsyncConnection[Any]) -> None:
+            nonlocal unsent
+            while True:
+                if not unsent:
+                    await self._requested.wait()
+                self._requested.clear()
+                wake, self._wake = self._wake, False
+                unsent += [(QUEUE_CHANNEL, "")] if wake else []
+                for channel, drain in self._sources:
+                    unsent += [(channel, payload) for payload in drain()]
+                if unsent:  # one round trip and one transaction: delivered together, in order
+                    channels, payloads = [m[0] for m in unsent], [m[1] for m in unsent]
+                    await connection.execute(  # a function scan yields the arrays' elements in order
+                        "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS m(c, p)",
+                        (channels, payloads),
+                    )
+                    unsent = []
+
+        await keep_connected(self._url, send, lambda exc: log.warning("notifier_disconnected", error=str(exc).strip()))
 
 
 Handler = Callable[[str], None]
@@ -119,7 +141,6 @@ class Listener:
         self._handlers = handlers
         self._on_connect = on_connect
         self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
 
     def start(self) -> None:
         """Start listening."""
@@ -133,24 +154,19 @@ class Listener:
                 await self._task
 
     async def _run(self) -> None:
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
-                ) as connection:
-                    for channel in self._handlers:
-                        await connection.execute(f'LISTEN "{channel}"')
-                    self.connected.set()
-                    if self._on_connect is not None:
-                        self._on_connect()  # anything sent while we were away: the poll would find it; look now
-                    while True:
-                        async for notice in connection.notifies(timeout=5.0):
-                            try:
-                                self._handlers[notice.channel](notice.payload)
-                            except Exception:
-                                log.exception("notification_handler_failed", channel=notice.channel)
-                        await connection.execute("SELECT 1")  # a quiet connection may be a dead one
-            except psycopg.Error as exc:
-                self.connected.clear()
-                log.warning("listener_disconnected", error=str(exc).strip())
-                await asyncio.sleep(RECONNECT_DELAY)
+        async def listen(connection: psycopg.AsyncConnection[Any]) -> None:
+            for channel in self._handlers:
+                await connection.execute(f'LISTEN "{channel}"')
+            if self._on_connect is not None:
+                self._on_connect()  # anything sent while we were away: the poll would find it; look now
+            while True:
+                async for notice in connection.notifies(timeout=5.0):
+                    try:
+                        self._handlers[notice.channel](notice.payload)
+                    except Exception:
+                        log.exception("notification_handler_failed", channel=notice.channel)
+                await connection.execute("SELECT 1")  # a quiet connection may be a dead one
+
+        await keep_connected(
+            self._url, listen, lambda exc: log.warning("listener_disconnected", error=str(exc).strip())
+        )
