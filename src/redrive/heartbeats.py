@@ -81,10 +81,14 @@ def leave(node_id: str) -> Callable[[Connection], None]:
 
 @dataclass(frozen=True, slots=True)
 class Reaped:
-    """Nodes found dead by one pass, and the executions returned to the queue from their leases."""
+    """Nodes found dead by one pass, each with the executions returned to the queue from its leases."""
 
-    nodes: list[str]
-    executions: list[int]
+    swept: dict[str, list[int]]
+
+    @property
+    def executions(self) -> list[int]:
+        """Every execution returned to the queue, whichever node held it."""
+        return [execution_id for ids in self.swept.values() for execution_id in ids]
 
 
 def reap(now: datetime, interval: float) -> Callable[[Connection], Reaped]:
@@ -99,16 +103,21 @@ def reap(now: datetime, interval: float) -> Callable[[Connection], Reaped]:
                 .returning(nodes.c.id)
             ).scalars()
         )
-        swept: list[int] = []
-        for node_id in dead:
-            swept += connection.execute(
-                update(executions)
-                .where(executions.c.status == "running", executions.c.lease_token.startswith(node_id, autoescape=True))
-                .values(status="pending", lease_token=None, lease_expires_at=None, run_at=now, updated_at=now)
-                .returning(executions.c.id)
-            ).scalars()
+        swept = {
+            node_id: list(
+                connection.execute(
+                    update(executions)
+                    .where(
+                        executions.c.status == "running", executions.c.lease_token.startswith(node_id, autoescape=True)
+                    )
+                    .values(status="pending", lease_token=None, lease_expires_at=None, run_at=now, updated_at=now)
+                    .returning(executions.c.id)
+                ).scalars()
+            )
+            for node_id in dead
+        }
         connection.execute(delete(nodes).where(nodes.c.dead_at < now - FORGET_AFTER))
-        return Reaped(dead, swept)
+        return Reaped(swept)
 
     return job
 

@@ -15,7 +15,7 @@ import structlog
 
 from redrive import queue
 from redrive.db.database import Database
-from redrive.heartbeats import reap
+from redrive.heartbeats import MISSED_BEATS, reap
 from redrive.leader import Leadership
 from redrive.worker import Clock
 
@@ -70,11 +70,9 @@ class Maintenance:
         if swept:
             self._warn({"code": "leases_expired", "executions": swept[:100], "count": len(swept)})
         reaped = await self._db.write(reap(now, self._heartbeat_interval))
-        for node_id in reaped.nodes:
-            log.warning("node_dead", node_id=node_id, missed_beats=3)
-            self._warn({"code": "node_dead", "node_id": node_id, "leases_swept": len(reaped.executions)})
-        if reaped.executions:
-            log.warning("dead_node_leases_swept", count=len(reaped.executions), nodes=reaped.nodes)
+        for node_id, leases in reaped.swept.items():
+            log.warning("node_dead", node_id=node_id, missed_beats=MISSED_BEATS, leases_swept=len(leases))
+            self._warn({"code": "node_dead", "node_id": node_id, "leases_swept": len(leases)})
         returned = len(swept) + len(reaped.executions)
         if returned:
             self._wake()

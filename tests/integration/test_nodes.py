@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -57,15 +58,18 @@ async def leading(leadership: Leadership) -> None:
 
 
 def test_a_node_missing_three_beats_is_dead_and_its_leases_are_swept(db: Database) -> None:
-    trigger_id = seed(db, 3)
-    dead, alive = this_node("worker", T0), this_node("worker", T0)
+    trigger_id = seed(db, 4)
+    dead, also_dead, alive = this_node("worker", T0), this_node("worker", T0), this_node("worker", T0)
     now = T0 + timedelta(seconds=3 * BEAT + 1)
+    warnings: list[dict[str, Any]] = []
 
     async def scenario() -> None:
         await db.write(beat(dead, 2, T0))
+        await db.write(beat(also_dead, 1, T0))
         await db.write(beat(alive, 1, now))
-        # Long leases: only the reaper, not lease expiry, can explain the dead node's rows going back.
+        # Long leases: only the reaper, not lease expiry, can explain the dead nodes' rows going back.
         mine = await db.write(queue.claim([trigger_id], 2, 600, T0, owner=dead.id))
+        await db.write(queue.claim([trigger_id], 1, 600, T0, owner=also_dead.id))
         theirs = await db.write(queue.claim([trigger_id], 1, 600, T0, owner=alive.id))
         assert all(c.lease_token.startswith(dead.id) for c in mine.executions)
         leadership = Leadership(db.url, 0.05)
@@ -73,9 +77,19 @@ def test_a_node_missing_three_beats_is_dead_and_its_leases_are_swept(db: Databas
         try:
             await leading(leadership)
             maintenance = Maintenance(
-                db, leadership, interval=1, heartbeat_interval=BEAT, clock=lambda: now, wake=lambda: None
+                db,
+                leadership,
+                interval=1,
+                heartbeat_interval=BEAT,
+                clock=lambda: now,
+                wake=lambda: None,
+                warn=warnings.append,
             )
-            assert await maintenance.run_once() == 2
+            assert await maintenance.run_once() == 3
+            # One warning per dead node, each with its own leases.
+            assert sorted((w["node_id"], w["leases_swept"]) for w in warnings) == sorted(
+                [(dead.id, 2), (also_dead.id, 1)]
+            )
             for claimed in mine.executions:
                 assert status(db, claimed.id) == ("pending", 0)  # back in the queue, uncharged
             assert status(db, theirs.executions[0].id) == ("running", 0)
