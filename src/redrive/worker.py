@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import stamina
 import structlog
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from redrive import queue
 from redrive.actions import Outcome, Resources
@@ -27,6 +26,7 @@ from redrive.actions.http import HttpSessions
 from redrive.classify import permanent
 from redrive.config import Settings
 from redrive.db.database import Database
+from redrive.db.engine import storage_unavailable
 from redrive.db.writer import Job
 from redrive.fingerprint import fingerprint, normalise
 from redrive.metrics import Metrics
@@ -45,13 +45,9 @@ MIN_WAIT = 0.01
 T = TypeVar("T")
 
 
-def _storage_down(exc: Exception) -> bool:
-    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
-
-
 async def write_until_stored(db: Database, job: Job[T]) -> T:
     """Write ``job``, retrying (capped exponential backoff) for as long as the database is unreachable."""
-    async for attempt in stamina.retry_context(on=_storage_down, attempts=None, timeout=None, wait_max=5.0):
+    async for attempt in stamina.retry_context(on=storage_unavailable, attempts=None, timeout=None, wait_max=5.0):
         with attempt:
             return await db.write(job)
     raise AssertionError("unreachable: the retry loop only ends by returning or raising")

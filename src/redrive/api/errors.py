@@ -5,10 +5,11 @@ from __future__ import annotations
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from redrive.api.responses import Json
+from redrive.db.engine import storage_unavailable
 from redrive.errors import RedriveError
 
 log = structlog.get_logger("redrive.api")
@@ -61,7 +62,7 @@ def failure_response(request: Request, exc: Exception) -> Json:
     """The answer to an exception a route raised (also used by the ingest front, which has no handlers)."""
     if isinstance(exc, RedriveError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
-    if isinstance(exc, DBAPIError) and (isinstance(exc, OperationalError) or exc.connection_invalidated):
+    if storage_unavailable(exc):
         log.error("storage_unavailable", path=request.url.path, error=str(exc.orig))
         return error_response(503, "storage_unavailable", "the database is unavailable; try again shortly")
     if isinstance(exc, DBAPIError):

@@ -10,12 +10,13 @@ decoded with orjson on both (the standard library's encoder was a visible part o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 CONNECT_TIMEOUT = 5  # seconds, PostgreSQL
@@ -24,6 +25,12 @@ CONNECT_TIMEOUT = 5  # seconds, PostgreSQL
 def is_sqlite(url: str) -> bool:
     """True for an SQLite URL."""
     return url.startswith("sqlite")
+
+
+def storage_unavailable(exc: BaseException) -> TypeGuard[DBAPIError]:
+    """True when ``exc`` says the database cannot be reached or lost the connection, as opposed to refusing one
+    statement: ingest answers 503 for it, workers retry their writes, the writer fails a whole batch at once."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def json_dumps(value: Any) -> str:

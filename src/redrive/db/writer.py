@@ -29,6 +29,8 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
+from redrive.db.engine import storage_unavailable
+
 T = TypeVar("T")
 Job = Callable[[Connection], T]
 log = structlog.get_logger("redrive.writer")
@@ -136,11 +138,13 @@ class Writer:
             with self._engine.begin() as connection:
                 results = _run_jobs(connection, batch)
         except Exception as exc:
-            if len(batch) > 1:
+            if len(batch) > 1 and not storage_unavailable(exc):
                 for pending in batch:  # one bad job must not fail its neighbours
                     self._commit([pending])
                 return
-            self._deliver([(batch[0], None, exc)])
+            # One job's own failure, or the database is away: then no job is to blame, and retrying each alone
+            # would wait out a connect timeout per job while the writer holds everyone behind it.
+            self._deliver([(pending, None, exc) for pending in batch])
             return
         self._deliver([(pending, result, None) for pending, result in zip(batch, results, strict=True)])
 
