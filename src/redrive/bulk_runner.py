@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from redrive.bulk import Plan, finish, page, status_of, step
 from redrive.db.database import Database
+from redrive.notify import Wakeup
 from redrive.replay import ReplayRequest, ReplayResult
 
 log = structlog.get_logger("redrive.bulk")
@@ -39,7 +40,7 @@ class BulkRuns:
         """Ids of the jobs this process runs."""
         return frozenset(self._tasks)
 
-    def start(self, db: Database, plan: Plan, *, runnable: frozenset[int], clock: Clock, wakeup: asyncio.Event) -> None:
+    def start(self, db: Database, plan: Plan, *, runnable: frozenset[int], clock: Clock, wakeup: Wakeup) -> None:
         """Run ``plan`` in a background task."""
         task = asyncio.create_task(_run(db, plan, runnable, clock, wakeup), name=f"redrive-bulk-{plan.id}")
         self._tasks[plan.id] = task
@@ -59,7 +60,7 @@ class _InFlight:
     Issuing without waiting for each commit is what keeps the rate when one commit takes longer than ``1 / rate``.
     """
 
-    def __init__(self, db: Database, wakeup: asyncio.Event) -> None:
+    def __init__(self, db: Database, wakeup: Wakeup) -> None:
         self._db = db
         self._wakeup = wakeup
         self._tasks: set[asyncio.Task[ReplayResult | None]] = set()
@@ -82,7 +83,7 @@ class _InFlight:
         elif (result := task.result()) is None:
             self.stopped = True
         elif result.outcome == "ok":
-            self._wakeup.set()
+            self._wakeup.work_due()
 
     def check(self) -> bool:
         """True while the job goes on; re-raises a step's exception."""
@@ -100,7 +101,7 @@ class _InFlight:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def _run(db: Database, plan: Plan, runnable: frozenset[int], clock: Clock, wakeup: asyncio.Event) -> None:
+async def _run(db: Database, plan: Plan, runnable: frozenset[int], clock: Clock, wakeup: Wakeup) -> None:
     loop = asyncio.get_running_loop()
     start, index, after = loop.time(), 0, 0
     steps = _InFlight(db, wakeup)

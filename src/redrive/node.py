@@ -79,7 +79,7 @@ class Node:
             interval=settings.sweep_interval,
             heartbeat_interval=settings.heartbeat_interval,
             clock=clock,
-            wake=wakeup.set,
+            wake=wakeup.work_due,
             warn=lambda data: self.stream.publish("warning", data),
             extra=[self.retention.run_when_due],
         )
@@ -88,12 +88,12 @@ class Node:
             self.listener = Listener(
                 db.url,
                 {QUEUE_CHANNEL: self._woken, STREAM_CHANNEL: self.stream.receive},
-                on_connect=wakeup.set_local,
+                on_connect=wakeup.set,
             )
         self._beats: asyncio.Task[None] | None = None
 
     def _woken(self, payload: str) -> None:
-        self.wakeup.set_local()
+        self.wakeup.set()
 
     async def start(self) -> None:
         """Record the first beat, then start the loops."""

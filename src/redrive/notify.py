@@ -1,9 +1,9 @@
 """Wake-ups across processes: PostgreSQL ``LISTEN/NOTIFY`` on one channel per purpose.
 
-A process that makes work due (ingest, replay, resume) sets its ``Wakeup``: the local worker wakes at once, and a
-``Notifier`` sends one ``NOTIFY`` on the queue channel after the commit, coalescing bursts (many events committed
-while a ``NOTIFY`` is on the wire cost one more ``NOTIFY``, not one each). Every process runs a ``Listener`` that
-turns notifications into local wake-ups. Nothing here is needed for correctness: the worker's slow poll still
+A process that makes work due (ingest, replay, resume) calls its ``Wakeup.work_due``: the local worker wakes at
+once, and a ``Notifier`` sends one ``NOTIFY`` on the queue channel after the commit, coalescing bursts (many events
+committed while a ``NOTIFY`` is on the wire cost one more ``NOTIFY``, not one each). Every process runs a ``Listener``
+that turns notifications into local wake-ups. Nothing here is needed for correctness: the worker's slow poll still
 finds everything; NOTIFY only makes an idle worker start at once. On SQLite (one process) none of this runs.
 """
 
@@ -54,21 +54,19 @@ async def keep_connected(
 
 
 class Wakeup(asyncio.Event):
-    """An ``asyncio.Event`` whose ``set`` also announces the wake-up to other processes, when one is wired."""
+    """The local worker's wake-up (``set``, as any ``asyncio.Event``); ``work_due`` also tells the other processes,
+    when a notifier is wired."""
 
     def __init__(self) -> None:
         super().__init__()
         self.announce: Callable[[], None] | None = None
 
-    def set(self) -> None:
-        """Wake this process's waiters and tell the other processes."""
-        super().set()
+    def work_due(self) -> None:
+        """Work became due now (ingest, a replay, a resume, leases returned): wake this process's worker and every
+        other process's. Waking only this one (a retry's later run_at, a stop) is plain ``set``."""
+        self.set()
         if self.announce is not None:
             self.announce()
-
-    def set_local(self) -> None:
-        """Wake this process's waiters only (a notification from elsewhere)."""
-        super().set()
 
 
 class Notifier:

@@ -131,7 +131,7 @@ async def accept(state: ServiceState, trigger: Trigger, event: NewEvent) -> Json
         return Json(body, status_code=200)
     log.info("event_received", **fields, idempotency_key=event.idempotency_key, filtered=stored.filtered)
     if stored.execution_id is not None:
-        state.wakeup.set()
+        state.wakeup.work_due()
         if state.node is not None:
             change = {"execution_id": stored.execution_id, "trigger": trigger.name, "status": "pending", "attempts": 0}
             state.node.stream.publish("execution", change)

@@ -92,7 +92,7 @@ async def replay_execution(
     """Replay one dead-lettered execution: a new pending execution for the same event."""
     result = await state.db.write(replay(_request(state, caller, execution_id, force)))
     raise_for(result)
-    state.wakeup.set()
+    state.wakeup.work_due()
     return {"execution_id": execution_id, "new_execution_id": result.new_execution_id, "status": "replayed"}
 
 

@@ -65,6 +65,6 @@ async def trigger_resume(name: str, state: StateDep, caller: OperatorDep) -> dic
     """Resume a trigger: its waiting executions run, oldest first."""
     trigger = find_trigger(state, name)
     await state.db.write(set_paused(trigger.id, False, None, state.now()))
-    state.wakeup.set()
+    state.wakeup.work_due()
     log.info("trigger_resumed", trigger=name, by=caller.name)
     return (await _views(state, [trigger]))[0]
