@@ -23,15 +23,23 @@ from redrive.tokens import ROLES, create_token
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+def wait_until(
+    predicate: Callable[[], T],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "",
+    context: Callable[[], str] = str,
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds, saying ``what``
+    it waited for and showing ``context()`` (a process's log, say)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}\n{context()}".rstrip())
         time.sleep(interval)
 
 

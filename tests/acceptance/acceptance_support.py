@@ -17,12 +17,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 REDRIVE = [sys.executable, "-c", "from redrive.cli import main; main()"]
 START_TIMEOUT = 60.0  # importing redrive takes ~2-4 s here, much longer on a cold cache and a busy machine
@@ -96,18 +93,6 @@ def read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-
-
-def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, context: Callable[[], str] = str) -> T:
-    """Poll ``predicate`` until truthy; fail after ``timeout`` s saying ``what`` and showing ``context()``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{context()}")
-        time.sleep(0.1)
 
 
 def write_config(directory: Path, triggers: list[dict[str, Any]], name: str = "redrive.yaml") -> Path:

@@ -23,12 +23,11 @@ from acceptance_support import (
     http_get,
     run_cli,
     run_cli_concurrently,
-    wait_for,
     write_config,
 )
 
 from redrive.db.migrate import head_revision
-from support import query, scalar
+from support import query, scalar, wait_until
 
 pytestmark = pytest.mark.acceptance
 
@@ -78,7 +77,7 @@ def test_cli_sends_and_inspects_over_http(db_url: str, launcher: Launcher, tmp_p
     assert second["event_id"] != first["event_id"]
 
     ids = {first["execution_id"], second["execution_id"]}
-    wait_for(
+    wait_until(
         lambda: {row.id for row in query(db_url, "SELECT id FROM executions WHERE status = 'succeeded'")} == ids,
         timeout=15,
         what="both executions to succeed",

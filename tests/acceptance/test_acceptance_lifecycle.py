@@ -18,11 +18,10 @@ from acceptance_support import (
     command_trigger,
     pid_alive,
     post_json,
-    wait_for,
     write_config,
 )
 
-from support import query, scalar
+from support import query, scalar, wait_until
 
 pytestmark = pytest.mark.acceptance
 
@@ -48,7 +47,7 @@ def test_sigkill_mid_execution_loses_nothing(
     config = write_config(tmp_path, [command_trigger("slow", slow_action.argv(3))])
     first = launcher.start(config, db_url)
     execution_id = send(first, 7)
-    wait_for(
+    wait_until(
         lambda: slow_action.pids("start", 7),
         timeout=15,
         what="the action to start",
@@ -62,7 +61,7 @@ def test_sigkill_mid_execution_loses_nothing(
     assert lease_token is not None
 
     second = launcher.start(config, db_url)
-    wait_for(
+    wait_until(
         lambda: execution(db_url, execution_id)[0] == "succeeded",
         timeout=30,
         what="the execution to succeed after the restart",
@@ -87,7 +86,7 @@ def test_sigterm_lets_inflight_work_finish(
     config = write_config(tmp_path, [command_trigger("slow", slow_action.argv(1))])
     server = launcher.start(config, db_url, REDRIVE_SHUTDOWN_GRACE="5")
     execution_id = send(server, 1)
-    wait_for(
+    wait_until(
         lambda: slow_action.pids("start", 1),
         timeout=15,
         what="the action to start",
@@ -109,7 +108,7 @@ def test_sigterm_after_the_grace_period_releases_uncharged(
     config = write_config(tmp_path, [command_trigger("slow", slow_action.argv(10))])
     server = launcher.start(config, db_url, REDRIVE_SHUTDOWN_GRACE="0.5")
     execution_id = send(server, 2)
-    [pid] = wait_for(
+    [pid] = wait_until(
         lambda: slow_action.pids("start", 2),
         timeout=15,
         what="the action to start",
@@ -127,6 +126,6 @@ def test_sigterm_after_the_grace_period_releases_uncharged(
     assert execution(db_url, execution_id) == ("pending", 0, None), server.logs()
     assert scalar(db_url, "SELECT count(*) FROM attempts") == 0
     # The action's process was stopped with redrive, not left running.
-    wait_for(lambda: not pid_alive(pid), timeout=5, what=f"the action (pid {pid}) to be killed", context=server.logs)
+    wait_until(lambda: not pid_alive(pid), timeout=5, what=f"the action (pid {pid}) to be killed", context=server.logs)
     assert slow_action.pids("done", 2) == [], slow_action.log()
     assert code == 0, f"a graceful stop should exit 0, got {code}\n{server.logs()}"

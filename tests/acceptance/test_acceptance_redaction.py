@@ -20,8 +20,10 @@ from typing import Any
 
 import httpx2
 import pytest
-from acceptance_support import Launcher, describe, run_cli, wait_for, write_config
+from acceptance_support import Launcher, describe, run_cli, write_config
 from sqlalchemy import create_engine, text
+
+from support import wait_until
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "payloads"
 SIGNING = "canary-signing-secret-5150"
@@ -135,7 +137,7 @@ def test_planted_secrets_never_appear_anywhere(db_url: str, launcher: Launcher, 
 
     # The message's call reaches the echo (a 500: retryable, out of attempts); the connection update has no message
     # to render, so its template fails for good.
-    wait_for(
+    wait_until(
         lambda: statuses() == ["failed", "failed_retryable"],
         timeout=30,
         what="both executions to finish",

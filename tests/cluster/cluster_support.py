@@ -16,17 +16,16 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx2
 from aiohttp import web
 
-T = TypeVar("T")
+from support import wait_until
+
 REDRIVE = [sys.executable, "-c", "from redrive.cli import main; main()"]
 START_TIMEOUT = 60.0
 PYCACHE = Path(tempfile.gettempdir()) / f"redrive-acceptance-pycache-{os.getuid()}"
@@ -37,18 +36,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, context: Callable[[], str] = str) -> T:
-    """Poll ``predicate`` until truthy; fail after ``timeout`` s saying ``what`` and showing ``context()``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{context()}")
-        time.sleep(0.05)
 
 
 def http_trigger(name: str, url: str, **extra: Any) -> dict[str, Any]:
@@ -137,7 +124,7 @@ class Cluster:
     def ready(self, *processes: Process) -> None:
         """Wait until each answers ``/readyz`` (its node row is written and its worker started by then)."""
         for process in processes:
-            wait_for(
+            wait_until(
                 lambda p=process: self._answers(p),  # type: ignore[misc]
                 timeout=START_TIMEOUT,
                 what=f"{process.name} to be ready",

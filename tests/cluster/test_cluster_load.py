@@ -13,9 +13,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from cluster_support import Cluster, CountingTarget, http_trigger, wait_for, write_config
+from cluster_support import Cluster, CountingTarget, http_trigger, write_config
 
-from support import query, scalar
+from support import query, scalar, wait_until
 
 pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True), pytest.mark.xdist_group("cluster")]
 DISTINCT = 4000
@@ -73,7 +73,7 @@ def test_five_thousand_deliveries_through_five_processes_with_a_worker_killed(
     workers = [cluster.spawn("worker", f"worker-{i}") for i in range(3)]
     cluster.ready(*apis, *workers)
     victim = workers[0]
-    victim_node = wait_for(
+    victim_node = wait_until(
         lambda: query(db_url, "SELECT id FROM nodes WHERE pid = :pid", pid=victim.process.pid),
         timeout=30,
         what="the victim's heartbeat",
@@ -101,7 +101,7 @@ def test_five_thousand_deliveries_through_five_processes_with_a_worker_killed(
     in_flight_ids, statuses = asyncio.run(run())
 
     assert statuses == Counter({202: DISTINCT, 200: DUPLICATES}), statuses
-    wait_for(
+    wait_until(
         lambda: scalar(db_url, "SELECT count(*) FROM executions WHERE status = 'succeeded'") == DISTINCT,
         timeout=90,
         what="every execution to succeed",

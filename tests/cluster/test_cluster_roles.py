@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx2
 import psycopg
 import pytest
-from cluster_support import Cluster, CountingTarget, Process, http_trigger, wait_for, write_config
+from cluster_support import Cluster, CountingTarget, Process, http_trigger, write_config
 
 from redrive.db.migrate import head_revision
 from redrive.notify import libpq_url
-from support import query
+from support import query, wait_until
 
 pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True), pytest.mark.xdist_group("cluster")]
 LONG_POLL = "300"  # only a NOTIFY can explain a pickup sooner than this
@@ -45,7 +45,7 @@ def test_an_idle_worker_in_another_process_runs_an_event_at_once(
     worker = cluster.spawn("worker", "worker")
     cluster.ready(api, worker)
     # The worker has made its first claim (empty) and now sleeps for the long poll interval.
-    wait_for(
+    wait_until(
         lambda: len(query(db_url, "SELECT id FROM nodes")) == 2,
         timeout=30,
         what="both heartbeats",
@@ -57,7 +57,7 @@ def test_an_idle_worker_in_another_process_runs_an_event_at_once(
     for n in range(3):
         response = httpx2.post(f"{api.url}/hooks/orders", json={"n": n}, headers={"Idempotency-Key": f"k{n}"})
         assert response.status_code == 202, response.text
-        wait_for(lambda n=n: target.keys[f"k{n}"] == 1, timeout=60, what=f"event {n} to run", context=cluster.logs)
+        wait_until(lambda n=n: target.keys[f"k{n}"] == 1, timeout=60, what=f"event {n} to run", context=cluster.logs)
 
     statuses = [row.status for row in query(db_url, "SELECT status FROM executions ORDER BY id")]
     assert statuses == ["succeeded"] * 3

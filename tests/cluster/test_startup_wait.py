@@ -9,8 +9,10 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from cluster_support import Cluster, CountingTarget, CuttableProxy, free_port, http_trigger, wait_for, write_config
+from cluster_support import Cluster, CountingTarget, CuttableProxy, free_port, http_trigger, write_config
 from sqlalchemy.engine import make_url
+
+from support import wait_until
 
 pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True), pytest.mark.xdist_group("cluster")]
 
@@ -36,13 +38,13 @@ def test_a_node_started_before_its_database_waits_for_it(cluster: Cluster, db_ur
             assert node.process.poll() is None, f"the node gave up instead of waiting\n{node.logs()}"
             return node.log.read_text(errors="replace").count("stamina.retry_scheduled") >= 2
 
-        wait_for(retrying, timeout=60, what="the node to log that it is retrying", context=node.logs)
+        wait_until(retrying, timeout=60, what="the node to log that it is retrying", context=node.logs)
 
         proxy.restore()  # the database comes up
         cluster.ready(node)
         response = httpx2.post(f"{node.url}/hooks/orders", json={"n": 1}, headers={"Idempotency-Key": "k1"})
         assert response.status_code == 202, response.text
-        wait_for(lambda: target.keys["k1"] == 1, timeout=60, what="the event to run", context=cluster.logs)
+        wait_until(lambda: target.keys["k1"] == 1, timeout=60, what="the event to run", context=cluster.logs)
         assert node.stop() == 0
 
 
