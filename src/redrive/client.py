@@ -21,8 +21,10 @@ class ApiError(Exception):
 class RedriveClient:
     """Calls one redrive server; every method returns the decoded JSON body or raises ApiError."""
 
-    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+    def __init__(
+        self, base_url: str, *, token: str | None = None, timeout: float = 30.0, headers: dict[str, str] | None = None
+    ) -> None:
+        headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
         self._http = httpx2.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
 
     def __enter__(self) -> RedriveClient:

@@ -76,6 +76,16 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        self.auth_failed = Counter(
+            "redrive_auth_failures",
+            "Failed API authentications answered 401 (unknown, revoked or no token).",
+            registry=r,
+        )
+        self.auth_throttled = Counter(
+            "redrive_auth_throttled",
+            "Failed API authentications answered 429: the address is over its failure limit.",
+            registry=r,
+        )
         self.queue_pending = Gauge("redrive_queue_pending", "Pending executions (due now or later).", registry=r)
         self.queue_due = Gauge("redrive_queue_due", "Pending executions due now (queue depth).", registry=r)
         self.queue_running = Gauge("redrive_queue_running", "Executions leased by a worker.", registry=r)

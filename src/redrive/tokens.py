@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,10 @@ Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 PREFIX = "rdv_"
 _LOOKUP_LENGTH = 12
+_SHOWN_LENGTH = len(PREFIX) + 4  # 24 of a token's 256 random bits: enough to tell tokens apart in a log, no more
+LOCAL_PROXY_KEY_ENV = "REDRIVE_LOCAL_PROXY_KEY"
+CLIENT_ADDRESS_HEADER = "X-Redrive-Client-Address"  # the browser's address, as the mounted dashboard vouches for it
+PROXY_KEY_HEADER = "X-Redrive-Proxy-Key"  # carries local_proxy_key(): the proof that the dashboard is vouching
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,22 @@ class Principal:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_prefix(secret: str | None) -> str | None:
+    """The part of a presented token that may be logged: ``rdv_`` and four characters; nothing of anything else."""
+    if secret is None:
+        return None
+    return secret[:_SHOWN_LENGTH] if secret.startswith(PREFIX) else "(not an rdv_ token)"
+
+
+def local_proxy_key() -> str:
+    """The secret with which the mounted dashboard proves that it speaks for a browser (shared with child processes).
+
+    Made on first use and kept in the environment, so the processes one ``redrive up`` starts agree on it; commands
+    run as actions never see it (their environment is built, not inherited).
+    """
+    return os.environ.setdefault(LOCAL_PROXY_KEY_ENV, secrets.token_urlsafe(32))
 
 
 def new_secret() -> str:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import socket
 
+import httpx2
 import pytest
 from dashboard_support import FLAKY_COUNT, Seeded, shown, signed_in
 from streamlit.testing.v1 import AppTest
 
+from redrive.api.limiter import FailureLimiter
 from redrive.dashboard.client import ApiError, DashboardClient
 from support import wait_until
 
@@ -43,6 +45,25 @@ def test_sign_in_refuses_an_unknown_token_and_keeps_the_token_out_of_the_url(see
     assert "Signed in as **viewer** (viewer)" in shown(at)
     assert at.query_params == {}
     assert seeded.service.tokens["viewer"] not in json.dumps(at.query_params)
+
+
+def test_bad_sign_ins_never_lock_out_a_valid_token(seeded: Seeded) -> None:
+    # The dashboard calls the API from this very server: before the fix, ten bad sign-ins locked every operator out.
+    for _ in range(100):
+        httpx2.get(f"{seeded.service.url}/api/v1/me", headers={"Authorization": "Bearer rdv_nope"}, timeout=10)
+    try:
+        at = AppTest.from_file(signed_in.__globals__["SCRIPT"], default_timeout=30)
+        at.session_state["redrive_api_url"] = seeded.service.url
+        at.run()
+        at.text_input(key="token_input").input("rdv_still-not-a-token")
+        at.button[0].click().run()
+        assert "**Too many failed sign-ins**" in shown(at)
+        at.text_input(key="token_input").input(seeded.service.tokens["operator"])
+        at.button[0].click().run()
+        assert not at.exception
+        assert "Signed in as **operator** (operator)" in shown(at)
+    finally:
+        seeded.service.state.auth_failures = FailureLimiter()  # the module's other tests sign in with bad tokens too
 
 
 def test_overview_shows_the_api_numbers_and_warnings(seeded: Seeded) -> None:

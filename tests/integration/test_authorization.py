@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 
 import httpx2
 import pytest
+from structlog.testing import capture_logs
 
 from redrive.api.limiter import FailureLimiter
 from redrive.db.database import Database
-from redrive.tokens import create_token, revoke_token
+from redrive.tokens import CLIENT_ADDRESS_HEADER, PROXY_KEY_HEADER, create_token, local_proxy_key, revoke_token
 from support import run_service
 
 CONFIG = "triggers: [{name: t, action: {kind: command, argv: ['true']}}]"
@@ -102,12 +103,44 @@ def test_authorisation_matrix(service) -> None:
     assert failures == []
 
 
-def test_repeated_failures_from_one_address_are_throttled(db_url: str) -> None:
-    with run_service(db_url, CONFIG, worker_concurrency=0) as service, httpx2.Client(base_url=service.url) as http:
-        bad = {"Authorization": "Bearer nope"}
-        statuses = [http.get("/api/v1/executions", headers=bad).status_code for _ in range(10)]
-        throttled = http.get("/api/v1/executions", headers=service.auth("admin"))
-    assert statuses == [401] * 10
-    assert throttled.status_code == 429
+BAD_TOKEN = "rdv_BADtokenThatIsLongEnoughToLookReal0123456789abcdefg"
+
+
+def test_bad_tokens_are_throttled_but_never_lock_out_a_valid_token(db_url: str) -> None:
+    with (
+        capture_logs() as logs,
+        run_service(db_url, CONFIG, worker_concurrency=0) as service,
+        httpx2.Client(base_url=service.url) as http,
+    ):
+        bad = {"Authorization": f"Bearer {BAD_TOKEN}"}
+        statuses = [http.get("/api/v1/executions", headers=bad).status_code for _ in range(100)]
+        throttled = http.get("/api/v1/executions", headers=bad)
+        valid = http.get("/api/v1/executions", headers=service.auth("admin"))
+        metrics = http.get("/metrics").text
+    assert statuses == [401] * 10 + [429] * 90
     assert throttled.json()["error"]["code"] == "too_many_failures"
     assert int(throttled.headers["Retry-After"]) >= 1
+    assert valid.status_code == 200, valid.text
+    failed = [line for line in logs if line["event"] == "auth_failed"]
+    refused = [line for line in logs if line["event"] == "auth_throttled"]
+    assert (len(failed), len(refused)) == (10, 91)
+    assert {(line["address"], line["token_prefix"]) for line in failed + refused} == {("127.0.0.1", "rdv_BADt")}
+    assert BAD_TOKEN[8:] not in repr(logs)
+    assert "redrive_auth_failures_total 10.0" in metrics
+    assert "redrive_auth_throttled_total 91.0" in metrics
+    assert BAD_TOKEN[8:] not in metrics
+
+
+def test_the_failure_limit_counts_the_address_the_dashboard_vouches_for(db_url: str) -> None:
+    with run_service(db_url, CONFIG, worker_concurrency=0) as service, httpx2.Client(base_url=service.url) as http:
+
+        def bad(address: str, key: str) -> int:
+            headers = {"Authorization": "Bearer nope", CLIENT_ADDRESS_HEADER: address, PROXY_KEY_HEADER: key}
+            return http.get("/api/v1/me", headers=headers).status_code
+
+        # Vouched for with the process's key: each browser has its own budget, however many share the server.
+        assert [bad("203.0.113.7", local_proxy_key()) for _ in range(11)] == [401] * 10 + [429]
+        assert bad("203.0.113.8", local_proxy_key()) == 401
+        # Without the key the header is a claim like any other: ignored, and the failures count against the peer.
+        assert [bad("198.51.100.1", "guess") for _ in range(11)] == [401] * 10 + [429]
+        assert bad("198.51.100.2", "guess") == 429

@@ -1,14 +1,23 @@
-"""A sliding-window count of failed authentications per client address (per process, in memory)."""
+"""Throttling of failed authentications per client address (a moving window from ``limits``, in memory, per process).
+
+Only failures are counted, and only failures are refused: a request that bears a valid token is never throttled, so
+a stranger sending bad tokens from an address cannot lock out the operators who share it (the dashboard's server, a
+NAT, an office proxy). What the limiter slows down is guessing.
+"""
 
 from __future__ import annotations
 
+import math
 import time
-from collections import defaultdict, deque
+
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from redrive.errors import RedriveError
 
 FAILURE_LIMIT = 10
-FAILURE_WINDOW = 60.0
+FAILURE_WINDOW = 60
 
 
 class TooManyFailures(RedriveError):
@@ -21,26 +30,15 @@ class TooManyFailures(RedriveError):
 
 
 class FailureLimiter:
-    """Counts failed authentications per client address in a sliding window."""
+    """Counts failed authentications per client address in a moving window of ``window`` seconds."""
 
-    def __init__(self, limit: int = FAILURE_LIMIT, window: float = FAILURE_WINDOW) -> None:
-        self._limit = limit
-        self._window = window
-        self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
+    def __init__(self, limit: int = FAILURE_LIMIT, window: int = FAILURE_WINDOW) -> None:
+        self._item = RateLimitItemPerSecond(limit, window)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
-    def _recent(self, address: str, now: float) -> deque[float]:
-        failures = self._failures[address]
-        while failures and failures[0] <= now - self._window:
-            failures.popleft()
-        return failures
-
-    def check(self, address: str) -> None:
-        """Raise TooManyFailures while ``address`` is over the limit."""
-        now = time.monotonic()
-        failures = self._recent(address, now)
-        if len(failures) >= self._limit:
-            raise TooManyFailures(max(1, int(failures[0] + self._window - now) + 1))
-
-    def fail(self, address: str) -> None:
-        """Record one failure for ``address``."""
-        self._recent(address, time.monotonic()).append(time.monotonic())
+    def fail(self, address: str) -> int | None:
+        """Record one failure for ``address``; None while under the limit, else the seconds until one is let again."""
+        if self._limiter.hit(self._item, address):
+            return None
+        reset = self._limiter.get_window_stats(self._item, address).reset_time
+        return max(1, math.ceil(reset - time.time()))

@@ -141,9 +141,11 @@ class Probe:
 class DashboardClient:
     """Calls one redrive server with one token; short timeouts, so a slow API shows a banner, not a hang."""
 
-    def __init__(self, base_url: str, token: str | None, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, base_url: str, token: str | None, *, timeout: float = 5.0, headers: dict[str, str] | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._api = RedriveClient(self.base_url, token=token, timeout=timeout)
+        self._api = RedriveClient(self.base_url, token=token, timeout=timeout, headers=headers)
 
     def close(self) -> None:
         """Close the connection pool."""

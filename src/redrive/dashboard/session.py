@@ -13,6 +13,7 @@ import streamlit as st
 
 from redrive.dashboard.client import ApiError, DashboardClient, Me, Role
 from redrive.dashboard.mount import API_URL_ENV
+from redrive.tokens import CLIENT_ADDRESS_HEADER, PROXY_KEY_HEADER, local_proxy_key
 
 DEFAULT_API = "http://127.0.0.1:8000"
 TOKEN, ME, API = "redrive_token", "redrive_me", "redrive_api_url"
@@ -49,10 +50,23 @@ def can(role: Role) -> bool:
     return who is not None and who.can(role)
 
 
+def _browser_headers() -> dict[str, str]:
+    """Tell the API whose request this is, so that its failure limiter counts the browser, not this server.
+
+    Only the API served by this same process (or a sibling it started) knows the proxy key; a standalone dashboard's
+    calls count against its own address. Streamlit reports no address for a browser on the loopback interface: it
+    shares the server's address then, and there is nothing to add.
+    """
+    address = st.context.ip_address
+    if not isinstance(address, str):  # None on loopback (and not a string at all under Streamlit's AppTest)
+        return {}
+    return {CLIENT_ADDRESS_HEADER: address, PROXY_KEY_HEADER: local_proxy_key()}
+
+
 @contextmanager
 def client() -> Iterator[DashboardClient]:
     """A client for this session's API with this session's token, closed after the block."""
-    api = DashboardClient(api_url(), st.session_state.get(TOKEN))
+    api = DashboardClient(api_url(), st.session_state.get(TOKEN), headers=_browser_headers())
     try:
         yield api
     finally:
@@ -61,7 +75,7 @@ def client() -> Iterator[DashboardClient]:
 
 def sign_in(token: str) -> None:
     """Check ``token`` against the API; keep it in the session when it is accepted, else raise ApiError."""
-    api = DashboardClient(api_url(), token)
+    api = DashboardClient(api_url(), token, headers=_browser_headers())
     try:
         who = api.me()
     finally:
