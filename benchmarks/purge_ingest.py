@@ -22,13 +22,13 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from redrive import retention
-from redrive.config import parse_config
 from redrive.db.database import Database
 from redrive.db.migrate import upgrade
-from redrive.ingest import prepare, store_event
-from redrive.redaction import Redactor
-from redrive.triggers import sync_triggers
+from redrive.ingest.prepare import prepare, store_event
+from redrive.node import retention
+from redrive.observe.redaction import Redactor
+from redrive.triggers.config import parse_config
+from redrive.triggers.runtime import sync_triggers
 
 CONFIG = parse_config(
     "triggers: [{name: bench, source: {idempotency_key: ['body:messageId']}, action: {kind: command, argv: ['true']}}]"

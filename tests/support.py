@@ -16,9 +16,9 @@ from sqlalchemy import create_engine, text
 
 from redrive.api.app import create_app
 from redrive.api.state import ServiceState
-from redrive.config import Settings, parse_config
 from redrive.db.database import Database
 from redrive.tokens import ROLES, create_token
+from redrive.triggers.config import Settings, parse_config
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ import pytest
 from cluster_support import Cluster, CountingTarget, Process, http_trigger, write_config
 
 from redrive.db.migrate import head_revision
-from redrive.notify import libpq_url
+from redrive.queue.notify import libpq_url
 from support import query, wait_until
 
 pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True), pytest.mark.xdist_group("cluster")]

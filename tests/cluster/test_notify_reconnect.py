@@ -11,8 +11,8 @@ import pytest
 from cluster_support import CuttableProxy
 from sqlalchemy.engine import make_url
 
-from redrive import notify
-from redrive.notify import Listener, Notifier
+from redrive.queue import notify
+from redrive.queue.notify import Listener, Notifier
 from support import wait_until
 
 pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)]

@@ -19,7 +19,7 @@ import yaml
 from redrive.actions import Outcome, Resources, build_action
 from redrive.actions.command import OUTPUT_CAP
 from redrive.actions.http import HttpSessions
-from redrive.config import CommandAction, parse_config
+from redrive.triggers.config import CommandAction, parse_config
 
 PY = sys.executable
 
@@ -253,7 +253,7 @@ GIGABYTE_PROBE = """
 import asyncio, json, resource, sys
 from redrive.actions import Resources, build_action
 from redrive.actions.http import HttpSessions
-from redrive.config import parse_config
+from redrive.triggers.config import parse_config
 
 def peak_kib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

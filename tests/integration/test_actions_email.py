@@ -17,7 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from redrive.actions import Outcome, Resources, build_action
 from redrive.actions.http import HttpSessions
-from redrive.config import EmailAction, parse_config
+from redrive.triggers.config import EmailAction, parse_config
 
 
 @dataclass

@@ -17,8 +17,8 @@ from aiohttp import web
 
 from redrive.actions import Outcome, Resources, build_action
 from redrive.actions.http import HttpSessions
-from redrive.config import HttpAction, parse_config
-from redrive.templating import RenderError
+from redrive.triggers.config import HttpAction, parse_config
+from redrive.triggers.templating import RenderError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from plans import executed_plan, plan_nodes, seed_trigger_and_event
-from redrive.queue import _claim_statements
+from redrive.queue.statements import _claim_statements
 
 PENDING = 50_000
 

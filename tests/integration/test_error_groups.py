@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from redrive.cli import app as cli
 from redrive.db.schema import attempts, error_groups, events, executions, triggers
-from redrive.errorgroups import record_failure, set_status
-from redrive.hints import hint_for
+from redrive.failures.error_groups import record_failure, set_status
+from redrive.failures.hints import hint_for
 from support import run_service
 
 CONFIG = """

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
-from redrive.config import MIB, parse_config
 from redrive.errors import ConfigError
+from redrive.triggers.config import MIB, parse_config
 from support import run_service, scalar, wait_until
 
 CONFIG = """

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
-from redrive.config import parse_config
 from redrive.db.database import Database
-from redrive.ingest import NewEvent, prepare, store_event, store_events
-from redrive.redaction import Redactor
-from redrive.triggers import sync_triggers
+from redrive.ingest.prepare import NewEvent, prepare, store_event, store_events
+from redrive.observe.redaction import Redactor
+from redrive.triggers.config import parse_config
+from redrive.triggers.runtime import sync_triggers
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG = parse_config(

@@ -10,16 +10,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from redrive import queue
-from redrive.config import parse_config
 from redrive.db.database import Database
-from redrive.heartbeats import beat, list_nodes, this_node
-from redrive.ingest import prepare, store_event
-from redrive.leader import Leadership
-from redrive.maintenance import Maintenance
-from redrive.notify import libpq_url
-from redrive.redaction import Redactor
-from redrive.triggers import sync_triggers
+from redrive.ingest.prepare import prepare, store_event
+from redrive.node.heartbeats import beat, list_nodes, this_node
+from redrive.node.leader import Leadership
+from redrive.node.maintenance import Maintenance
+from redrive.observe.redaction import Redactor
+from redrive.queue import statements as queue
+from redrive.queue.notify import libpq_url
+from redrive.triggers.config import parse_config
+from redrive.triggers.runtime import sync_triggers
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG = parse_config("triggers: [{name: t, action: {kind: command, argv: ['true']}}]")

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from redrive import queue
-from redrive.config import parse_config
 from redrive.db.database import Database
-from redrive.ingest import prepare, store_event
-from redrive.redaction import Redactor
-from redrive.triggers import sync_triggers
+from redrive.ingest.prepare import prepare, store_event
+from redrive.observe.redaction import Redactor
+from redrive.queue import statements as queue
+from redrive.triggers.config import parse_config
+from redrive.triggers.runtime import sync_triggers
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG = parse_config("triggers: [{name: t, action: {kind: command, argv: ['true']}}]")

@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from redrive import retention
-from redrive.config import parse_config
 from redrive.db.database import Database
 from redrive.db.schema import attempts, executions
-from redrive.ingest import prepare, store_event
-from redrive.redaction import Redactor
-from redrive.retention import count, plan, purge
-from redrive.triggers import sync_triggers
+from redrive.ingest.prepare import prepare, store_event
+from redrive.node import retention
+from redrive.node.retention import count, plan, purge
+from redrive.observe.redaction import Redactor
+from redrive.triggers.config import parse_config
+from redrive.triggers.runtime import sync_triggers
 from support import query
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -22,8 +22,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from redrive.actions import Outcome, Resources, build_action
 from redrive.actions.http import HttpSessions
-from redrive.config import parse_config
-from redrive.hints import hint_for
+from redrive.failures.hints import hint_for
+from redrive.triggers.config import parse_config
 from support import run_service, scalar, wait_until
 
 

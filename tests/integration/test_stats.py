@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from redrive.cli import app as cli
 from redrive.db.database import Database
 from redrive.db.schema import EXECUTION_STATUSES, attempts, daily_counters, events, executions, triggers
-from redrive.watermarks import WatermarkWatch
-from redrive.windows import bucket_starts, floor_time
+from redrive.observe.watermarks import WatermarkWatch
+from redrive.observe.windows import bucket_starts, floor_time
 from support import run_service, scalar, wait_until
 
 CONFIG = """

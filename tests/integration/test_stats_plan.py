@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event, text
 
 from plans import explain_plan, plan_nodes, seed_trigger_and_event
 from redrive.db.schema import executions
-from redrive.stats import count_statement, statuses_for
+from redrive.observe.stats import count_statement, statuses_for
 
 ROWS = 1_000_000
 STEP_SECONDS = 2  # row i finished i * 2 s before the base time: the rows span about 23 days

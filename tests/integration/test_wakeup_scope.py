@@ -10,7 +10,7 @@ import httpx2
 import psycopg
 import pytest
 
-from redrive.notify import QUEUE_CHANNEL, libpq_url
+from redrive.queue.notify import QUEUE_CHANNEL, libpq_url
 from support import query, run_service, wait_until
 
 pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)]

@@ -182,10 +182,10 @@ def test_work_nobody_announced_is_found_by_the_slow_poll(db_url: str, httpserver
     notification was lost) still runs, found by the poll."""
     from datetime import UTC, datetime
 
-    from redrive.config import parse_config
     from redrive.db.database import Database
-    from redrive.ingest import prepare, store_event
-    from redrive.redaction import Redactor
+    from redrive.ingest.prepare import prepare, store_event
+    from redrive.observe.redaction import Redactor
+    from redrive.triggers.config import parse_config
 
     httpserver.expect_request("/polled").respond_with_data("ok")
     config = http_trigger(httpserver.url_for("/polled"))

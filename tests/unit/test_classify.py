@@ -1,4 +1,4 @@
-"""Unit tests for redrive.classify: HTTP statuses, Retry-After, exceptions, exit codes and SMTP replies."""
+"""Unit tests for redrive.failures.classify: HTTP statuses, Retry-After, exceptions, exit codes and SMTP replies."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aiohttp.client_reqrep import ConnectionKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redrive.classify import (
+from redrive.failures.classify import (
     MAX_RETRY_AFTER,
     Failure,
     classify_exception,

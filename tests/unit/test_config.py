@@ -1,4 +1,4 @@
-"""Unit tests for redrive.config: the trigger file (parsing, defaults, every problem listed) and Settings."""
+"""Unit tests for redrive.triggers.config: the trigger file (parsing, defaults, every problem listed) and Settings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from redrive.config import (
+from redrive.errors import ConfigError
+from redrive.triggers.config import (
     DEFAULT_KEY_SOURCES,
     MIB,
     CommandAction,
@@ -19,8 +20,7 @@ from redrive.config import (
     load_config,
     parse_config,
 )
-from redrive.errors import ConfigError
-from redrive.templating import render_tree
+from redrive.triggers.templating import render_tree
 
 REPO = Path(__file__).resolve().parents[2]
 

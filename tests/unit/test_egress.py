@@ -1,4 +1,4 @@
-"""Unit tests for redrive.egress: which addresses are public, how hosts are read, what a policy opens."""
+"""Unit tests for redrive.actions.egress: which addresses are public, how hosts are read, what a policy opens."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import ipaddress
 
 import pytest
 
-from redrive.config import parse_config
-from redrive.egress import TargetPolicy, is_public, literal_address, parse_allow_entry, refusal
+from redrive.actions.egress import TargetPolicy, is_public, literal_address, parse_allow_entry, refusal
 from redrive.errors import ConfigError
+from redrive.triggers.config import parse_config
 
 REFUSED = [
     "127.0.0.1",

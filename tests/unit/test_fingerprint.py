@@ -1,4 +1,5 @@
-"""Unit tests for redrive.fingerprint: what normalising removes and keeps, and what makes two failures one group."""
+"""Unit tests for redrive.failures.fingerprint: what normalising removes and keeps, and what makes two
+failures one group."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redrive.fingerprint import MAX_NORMALISED, fingerprint, normalise
+from redrive.failures.fingerprint import MAX_NORMALISED, fingerprint, normalise
 
 TEMPLATE = (
     "Order {order} for {customer} ({email}) failed at {when}: POST https://api.example.com/v1/orders/{order}?{query} "

@@ -1,4 +1,4 @@
-"""Unit tests for redrive.hints: every engine error code gets specific advice and a valid one-click remedy."""
+"""Unit tests for redrive.failures.hints: every engine error code gets specific advice and a valid one-click remedy."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redrive.fingerprint import normalise
-from redrive.hints import Hint, Remedy, hint_for
+from redrive.failures.fingerprint import normalise
+from redrive.failures.hints import Hint, Remedy, hint_for
 
 GENERIC = hint_for("no_such_code")
 
-# Every code redrive.classify and the actions produce (exit_N, signal_N, smtp_NNN and http_NNN by example).
+# Every code redrive.failures.classify and the actions produce (exit_N, signal_N, smtp_NNN and http_NNN by example).
 ENGINE_CODES = [
     "http_301",
     "http_302",

@@ -1,4 +1,4 @@
-"""Unit tests for the pure half of redrive.ingest: key extraction, payload parsing and ``prepare``."""
+"""Unit tests for the pure half of redrive.ingest.prepare: key extraction, payload parsing and ``prepare``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redrive.config import DEFAULT_KEY_SOURCES, TriggerConfig, parse_config
 from redrive.errors import InvalidJson, InvalidRequest
-from redrive.ingest import MAX_KEY_LENGTH, extract_key, parse_payload, prepare
-from redrive.redaction import REDACTED, Redactor
+from redrive.ingest.prepare import MAX_KEY_LENGTH, extract_key, parse_payload, prepare
+from redrive.observe.redaction import REDACTED, Redactor
+from redrive.triggers.config import DEFAULT_KEY_SOURCES, TriggerConfig, parse_config
 
 RECEIVED = datetime(2025, 1, 15, 12, 0, 0, tzinfo=UTC)
 SOURCES = ["header:Idempotency-Key", "body:data.key.id"]

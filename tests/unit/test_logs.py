@@ -1,4 +1,4 @@
-"""Unit tests for redrive.logs: one JSON line per event with ``evt``, ``level`` and ``ts``, secrets masked."""
+"""Unit tests for redrive.observe.logs: one JSON line per event with ``evt``, ``level`` and ``ts``, secrets masked."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import structlog
 
-from redrive.logs import configure_logging
-from redrive.redaction import REDACTED, Redactor
+from redrive.observe.logs import configure_logging
+from redrive.observe.redaction import REDACTED, Redactor
 
 SECRET = "s3cr3t-api-key-value"
 
@@ -127,7 +127,7 @@ def test_without_a_redactor_secret_keys_and_urls_are_still_masked(capsys: pytest
 
 
 def test_the_line_writer_writes_every_line_in_order_and_all_of_them_by_close(tmp_path: Path) -> None:
-    from redrive.logs import LineWriter
+    from redrive.observe.logs import LineWriter
 
     path = tmp_path / "log"
     with path.open("wb") as file:

@@ -1,4 +1,4 @@
-"""Unit tests for redrive.redaction: configured secrets, URL passwords, secret query values and secret keys."""
+"""Unit tests for redrive.observe.redaction: configured secrets, URL passwords, secret query values and secret keys."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redrive.redaction import REDACTED, Redactor, is_secret_key
+from redrive.observe.redaction import REDACTED, Redactor, is_secret_key
 
 # Characters a URL userinfo password or a query value may hold (unreserved and percent-encoded).
 URL_SAFE = string.ascii_letters + string.digits + "-._~%"

@@ -1,4 +1,4 @@
-"""Unit tests for redrive.retry: backoff schedule, jitter bounds, Retry-After floor and attempt limits."""
+"""Unit tests for redrive.queue.retry: backoff schedule, jitter bounds, Retry-After floor and attempt limits."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redrive.classify import Failure, permanent, transient
-from redrive.retry import RetryDecision, RetryPolicy, decide
+from redrive.failures.classify import Failure, permanent, transient
+from redrive.queue.retry import RetryDecision, RetryPolicy, decide
 
 NO_JITTER = RetryPolicy(jitter="none")
 FLAKY = transient("http_503", "HTTP 503 Service Unavailable from the target")

@@ -1,4 +1,4 @@
-"""Unit tests for redrive.signatures: published vectors, tolerance edges, rotation, and hostile headers."""
+"""Unit tests for redrive.ingest.signatures: published vectors, tolerance edges, rotation, and hostile headers."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from standardwebhooks.webhooks import Webhook
 
-from redrive.config import DEFAULT_KEY_SOURCES, parse_config
 from redrive.errors import ConfigError, InvalidSignature
-from redrive.signatures import VerifyConfig, verify
+from redrive.ingest.signatures import VerifyConfig, verify
+from redrive.triggers.config import DEFAULT_KEY_SOURCES, parse_config
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "data" / "signatures.json").read_text())
 SW, GH, STRIPE = VECTORS["standard_webhooks"], VECTORS["github"], VECTORS["stripe"]

@@ -1,4 +1,5 @@
-"""Unit tests for redrive.templating: plain strings, strict rendering, data never compiled, the sandbox, filters."""
+"""Unit tests for redrive.triggers.templating: plain strings, strict rendering, data never compiled,
+the sandbox, filters."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redrive.templating import RenderError, Template, compile_filter, compile_template, compile_tree, render_tree
+from redrive.triggers.templating import (
+    RenderError,
+    Template,
+    compile_filter,
+    compile_template,
+    compile_tree,
+    render_tree,
+)
 
 # JSON-like trees whose strings hold no template markers (no "{" at all), so rendering must give them back as is.
 PLAIN_TEXT = st.text(alphabet=st.characters(blacklist_characters="{", blacklist_categories=["Cs"]))

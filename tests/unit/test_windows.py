@@ -1,4 +1,4 @@
-"""Unit tests for redrive.windows: window and bucket syntax, limits, alignment and bucket layout."""
+"""Unit tests for redrive.observe.windows: window and bucket syntax, limits, alignment and bucket layout."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redrive.windows import (
+from redrive.observe.windows import (
     MAX_BUCKET,
     MAX_BUCKETS,
     MAX_WINDOW,

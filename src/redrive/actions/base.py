@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from redrive.classify import Failure
+from redrive.failures.classify import Failure
 
 if TYPE_CHECKING:
     from redrive.actions.http import HttpSessions
-    from redrive.config import CommandAction, EmailAction, HttpAction
+    from redrive.triggers.config import CommandAction, EmailAction, HttpAction
 
 EXCERPT_BYTES = 4096
 """Most bytes of an HTTP response body kept as an attempt's excerpt."""

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from redrive.actions.base import Outcome, Resources, decode
-from redrive.classify import Failure, classify_exit, permanent
-from redrive.config import CommandAction
+from redrive.failures.classify import Failure, classify_exit, permanent
+from redrive.triggers.config import CommandAction
 
 OUTPUT_CAP = 64 * 1024
 """Most bytes kept of each of stdout and stderr; the rest is read and discarded."""

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import aiosmtplib
 
 from redrive.actions.base import Outcome, Resources
-from redrive.classify import Failure, classify_smtp, classify_smtp_exception, permanent
-from redrive.config import EmailAction
+from redrive.failures.classify import Failure, classify_smtp, classify_smtp_exception, permanent
+from redrive.triggers.config import EmailAction
 
 # What sending can raise; ValueError is aiosmtplib refusing an address it cannot put on a command line.
 _SEND_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError)

@@ -26,10 +26,10 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from redrive.actions.base import EXCERPT_BYTES, Outcome, Resources, decode
-from redrive.classify import Failure, classify_exception, classify_http_status, permanent
-from redrive.config import HttpAction
-from redrive.egress import IPAddress, TargetPolicy, forbidden_message, parse_address, refusal
-from redrive.templating import render_tree
+from redrive.actions.egress import IPAddress, TargetPolicy, forbidden_message, parse_address, refusal
+from redrive.failures.classify import Failure, classify_exception, classify_http_status, permanent
+from redrive.triggers.config import HttpAction
+from redrive.triggers.templating import render_tree
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods and header names
 _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")

@@ -16,16 +16,16 @@ from redrive.api.hooks import HooksFront
 from redrive.api.responses import Json
 from redrive.api.security import install_security
 from redrive.api.state import ServiceState
-from redrive.config import RedriveConfig, Settings
 from redrive.dashboard.mount import mount_dashboard
 from redrive.db.database import Database
 from redrive.db.migrate import assert_at_head
-from redrive.node import Node, Role
-from redrive.redaction import Redactor
-from redrive.telemetry import IngestTracing, configure_tracing
-from redrive.triggers import build_trigger_set, sync_triggers
-from redrive.watermarks import WatermarkWatch
-from redrive.worker import Clock, utcnow
+from redrive.node.process import Node, Role
+from redrive.observe.redaction import Redactor
+from redrive.observe.telemetry import IngestTracing, configure_tracing
+from redrive.observe.watermarks import WatermarkWatch
+from redrive.queue.worker import Clock, utcnow
+from redrive.triggers.config import RedriveConfig, Settings
+from redrive.triggers.runtime import build_trigger_set, sync_triggers
 
 log = structlog.get_logger("redrive.app")
 API_RESPONSES = {

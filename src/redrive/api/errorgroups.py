@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query
 from redrive.api.auth import AUTH_RESPONSES, OperatorDep, ViewerDep
 from redrive.api.deps import StateDep
 from redrive.api.stats import WINDOW_RESPONSES, Since, window_start
-from redrive.errorgroups import Decision, GroupFilter, get_group, list_groups, set_status
 from redrive.errors import NotFound
-from redrive.hints import hint_for
+from redrive.failures.error_groups import Decision, GroupFilter, get_group, list_groups, set_status
+from redrive.failures.hints import hint_for
 
 log = structlog.get_logger("redrive.errorgroups")
 router = APIRouter(prefix="/api/v1/error-groups", tags=["error groups"])

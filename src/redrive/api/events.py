@@ -13,7 +13,7 @@ from redrive.api.deps import StateDep
 from redrive.api.hooks import INGEST_RESPONSES, accept, find_trigger, header_dict
 from redrive.api.responses import Json
 from redrive.errors import PayloadTooLarge
-from redrive.ingest import check_depth, prepare
+from redrive.ingest.prepare import check_depth, prepare
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 

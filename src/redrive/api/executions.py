@@ -12,9 +12,9 @@ from redrive.api.auth import ViewerDep
 from redrive.api.deps import Cursor, RowId, StateDep
 from redrive.api.state import ServiceState
 from redrive.errors import NotFound
-from redrive.executions import ExecutionFilter, error_context, get_execution, list_executions
-from redrive.templating import RenderError
-from redrive.triggers import action_context
+from redrive.queue.executions import ExecutionFilter, error_context, get_execution, list_executions
+from redrive.triggers.runtime import action_context
+from redrive.triggers.templating import RenderError
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 Status = Literal["pending", "running", "succeeded", "failed_retryable", "failed", "replayed"]

@@ -22,11 +22,11 @@ from redrive.api.observe import record_ingest
 from redrive.api.responses import Json
 from redrive.api.security import HOOK_HEADERS
 from redrive.api.state import ServiceState
-from redrive.counters import increment
 from redrive.errors import IdempotencyKeyReused, InvalidSignature, PayloadTooLarge, RedriveError, UnknownTrigger
-from redrive.ingest import NewEvent, Stored, prepare, store_event
-from redrive.signatures import verify
-from redrive.triggers import Trigger
+from redrive.ingest.counters import increment
+from redrive.ingest.prepare import NewEvent, Stored, prepare, store_event
+from redrive.ingest.signatures import verify
+from redrive.triggers.runtime import Trigger
 
 log = structlog.get_logger("redrive.ingest")
 router = APIRouter(tags=["ingest"])

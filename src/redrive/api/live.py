@@ -20,8 +20,8 @@ from redrive.api.auth import AUTH_RESPONSES, ViewerDep
 from redrive.api.deps import StateDep
 from redrive.api.state import ServiceState
 from redrive.errors import RedriveError
-from redrive.stream import StreamEvent, StreamHub
-from redrive.system import queue_snapshot
+from redrive.observe.stream import StreamEvent, StreamHub
+from redrive.observe.system import queue_snapshot
 
 router = APIRouter(prefix="/api/v1", tags=["stream"])
 

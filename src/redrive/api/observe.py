@@ -19,9 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from redrive.api.auth import AUTH_RESPONSES, ViewerDep
 from redrive.api.deps import StateDep
 from redrive.api.state import ServiceState
-from redrive.heartbeats import list_nodes
-from redrive.metrics import UNKNOWN
-from redrive.system import database_size, process_resources, queue_snapshot, server_version, versions
+from redrive.node.heartbeats import list_nodes
+from redrive.observe.metrics import UNKNOWN
+from redrive.observe.system import database_size, process_resources, queue_snapshot, server_version, versions
 
 router = APIRouter(tags=["observability"])
 HOOKS = "/hooks/"

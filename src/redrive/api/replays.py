@@ -7,13 +7,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from redrive import audit, bulk
 from redrive.api.auth import AdminDep, Forbidden, OperatorDep, ViewerDep
 from redrive.api.deps import Cursor, RowId, StateDep
 from redrive.api.responses import Json
 from redrive.api.state import ServiceState
 from redrive.errors import InvalidRequest, NotFound, UnknownTrigger
-from redrive.replay import ReplayRequest, build_preview, preview_facts, raise_for, replay
+from redrive.failures import audit, bulk
+from redrive.failures.replay import ReplayRequest, build_preview, preview_facts, raise_for, replay
 from redrive.tokens import Principal
 
 router = APIRouter(prefix="/api/v1")

@@ -6,15 +6,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from redrive.api.limiter import FailureLimiter
-from redrive.bulk_runner import BulkRuns
-from redrive.config import RedriveConfig, Settings
 from redrive.db.database import Database
-from redrive.metrics import Metrics
-from redrive.node import Node
-from redrive.notify import Wakeup
-from redrive.redaction import Redactor
-from redrive.triggers import TriggerSet
-from redrive.worker import Clock, Worker, utcnow
+from redrive.failures.bulk_runner import BulkRuns
+from redrive.node.process import Node
+from redrive.observe.metrics import Metrics
+from redrive.observe.redaction import Redactor
+from redrive.queue.notify import Wakeup
+from redrive.queue.worker import Clock, Worker, utcnow
+from redrive.triggers.config import RedriveConfig, Settings
+from redrive.triggers.runtime import TriggerSet
 
 
 @dataclass

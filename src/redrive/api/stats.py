@@ -14,8 +14,8 @@ from redrive.api.auth import AUTH_RESPONSES, ViewerDep
 from redrive.api.deps import StateDep
 from redrive.api.state import ServiceState
 from redrive.errors import InvalidRequest
-from redrive.stats import FINISHED, Key, Window, count_executions, summary, timeseries, zero_filled
-from redrive.windows import WindowError, bucket_starts, parse_bucket, parse_window
+from redrive.observe.stats import FINISHED, Key, Window, count_executions, summary, timeseries, zero_filled
+from redrive.observe.windows import WindowError, bucket_starts, parse_bucket, parse_window
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
 Kind = Literal["http", "command", "email"]

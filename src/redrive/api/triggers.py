@@ -11,9 +11,9 @@ from redrive.api.auth import AUTH_RESPONSES, OperatorDep, ViewerDep
 from redrive.api.deps import StateDep
 from redrive.api.hooks import find_trigger
 from redrive.api.state import ServiceState
-from redrive.stats import day_start
-from redrive.triggers import Trigger
-from redrive.triggers_admin import TriggerRow, set_paused, trigger_rows
+from redrive.observe.stats import day_start
+from redrive.triggers.admin import TriggerRow, set_paused, trigger_rows
+from redrive.triggers.runtime import Trigger
 
 log = structlog.get_logger("redrive.triggers")
 router = APIRouter(prefix="/api/v1/triggers", tags=["triggers"])

@@ -37,7 +37,7 @@ from redrive.cli.common import (
 from redrive.errors import RedriveError
 
 if TYPE_CHECKING:
-    from redrive.node import Role
+    from redrive.node.process import Role
 
 app = typer.Typer(no_args_is_help=True, help="redrive: reliable event-driven automation.", add_completion=False)
 config_app = typer.Typer(no_args_is_help=True, help="Validate trigger files.")
@@ -75,7 +75,7 @@ PortOpt = Annotated[int | None, typer.Option(help="Port [env: REDRIVE_PORT].")]
 
 
 def _run(role: Role, config: Path | None, host: str | None, port: int | None) -> None:
-    from redrive.serve import run_server
+    from redrive.node.serve import run_server
 
     settings = load_settings(config=config, host=host, port=port)
     triggers = load_triggers(settings.config)

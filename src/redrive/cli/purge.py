@@ -13,7 +13,7 @@ from redrive.cli.common import ConfigOpt, fail, load_settings, load_triggers, ou
 from redrive.db.database import Database
 from redrive.db.schema import triggers
 from redrive.durations import parse_duration
-from redrive.retention import Purged, count, plan, purge
+from redrive.node.retention import Purged, count, plan, purge
 
 
 def _describe(result: Purged, verb: str) -> str:

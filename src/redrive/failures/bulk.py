@@ -34,10 +34,10 @@ from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from redrive import audit
 from redrive.db.schema import bulk_replays, error_groups, executions, triggers
 from redrive.errors import RedriveError
-from redrive.replay import ReplayRequest, ReplayResult, replay_in
+from redrive.failures import audit
+from redrive.failures.replay import ReplayRequest, ReplayResult, replay_in
 
 MAX_LIMIT = 100_000
 MAX_RATE = 500.0

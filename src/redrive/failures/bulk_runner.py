@@ -18,10 +18,10 @@ from datetime import datetime
 import structlog
 from sqlalchemy.engine import Connection
 
-from redrive.bulk import Plan, finish, page, status_of, step
 from redrive.db.database import Database
-from redrive.notify import Wakeup
-from redrive.replay import ReplayRequest, ReplayResult
+from redrive.failures.bulk import Plan, finish, page, status_of, step
+from redrive.failures.replay import ReplayRequest, ReplayResult
+from redrive.queue.notify import Wakeup
 
 log = structlog.get_logger("redrive.bulk")
 STATUS_POLL = 0.5

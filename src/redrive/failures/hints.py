@@ -1,4 +1,5 @@
-"""What to do about a failure: one catalog of hints, keyed by the error codes that :mod:`redrive.classify` produces.
+"""What to do about a failure: one catalog of hints, keyed by the error codes
+that :mod:`redrive.failures.classify` produces.
 
 A :class:`Hint` names the likely cause, says what to do in a sentence or two, and picks the one-click
 :data:`Remedy` that applies. :func:`hint_for` looks a code up in this order:

@@ -29,12 +29,12 @@ from typing import Any, Literal
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Connection
 
-from redrive import audit
 from redrive.db.schema import attempts, events, executions, triggers
 from redrive.errors import NotFound, RedriveError
-from redrive.redaction import Redactor
-from redrive.templating import RenderError
-from redrive.triggers import Trigger, action_context
+from redrive.failures import audit
+from redrive.observe.redaction import Redactor
+from redrive.triggers.runtime import Trigger, action_context
+from redrive.triggers.templating import RenderError
 
 MAX_REPLAYS = 5
 REPLAY_INTERVAL = timedelta(seconds=60)

@@ -21,12 +21,12 @@ from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from redrive.config import TriggerConfig
 from redrive.db.schema import daily_counters, events, executions
 from redrive.db.writer import BatchJob
 from redrive.errors import InvalidJson, InvalidRequest
-from redrive.redaction import Redactor
-from redrive.templating import RenderError
+from redrive.observe.redaction import Redactor
+from redrive.triggers.config import TriggerConfig
+from redrive.triggers.templating import RenderError
 
 MAX_KEY_LENGTH = 255
 MAX_JSON_DEPTH = 64

@@ -13,7 +13,7 @@ import psycopg
 import structlog
 
 from redrive.db.engine import is_sqlite
-from redrive.notify import keep_connected, libpq_url
+from redrive.queue.notify import keep_connected, libpq_url
 
 log = structlog.get_logger("redrive.leader")
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import structlog
 
-from redrive import queue
 from redrive.db.database import Database
-from redrive.heartbeats import MISSED_BEATS, reap
-from redrive.leader import Leadership
-from redrive.worker import Clock
+from redrive.node.heartbeats import MISSED_BEATS, reap
+from redrive.node.leader import Leadership
+from redrive.queue import statements as queue
+from redrive.queue.worker import Clock
 
 log = structlog.get_logger("redrive.maintenance")
 Task = Callable[[], Awaitable[None]]

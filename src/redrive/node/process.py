@@ -13,19 +13,19 @@ from typing import Literal
 
 import structlog
 
-from redrive.config import Settings
 from redrive.db.database import Database
-from redrive.heartbeats import NodeInfo, beat, leave, this_node
-from redrive.leader import Leadership
-from redrive.maintenance import Maintenance
-from redrive.metrics import Metrics
-from redrive.notify import QUEUE_CHANNEL, Listener, Notifier, Wakeup
-from redrive.redaction import Redactor
-from redrive.retention import RetentionChore
-from redrive.stream import STREAM_CHANNEL, StreamHub
-from redrive.telemetry import Tracing
-from redrive.triggers import TriggerSet
-from redrive.worker import Clock, Worker, utcnow
+from redrive.node.heartbeats import NodeInfo, beat, leave, this_node
+from redrive.node.leader import Leadership
+from redrive.node.maintenance import Maintenance
+from redrive.node.retention import RetentionChore
+from redrive.observe.metrics import Metrics
+from redrive.observe.redaction import Redactor
+from redrive.observe.stream import STREAM_CHANNEL, StreamHub
+from redrive.observe.telemetry import Tracing
+from redrive.queue.notify import QUEUE_CHANNEL, Listener, Notifier, Wakeup
+from redrive.queue.worker import Clock, Worker, utcnow
+from redrive.triggers.config import Settings
+from redrive.triggers.runtime import TriggerSet
 
 log = structlog.get_logger("redrive.node")
 Role = Literal["all", "api", "worker"]

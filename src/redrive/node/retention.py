@@ -22,10 +22,10 @@ from sqlalchemy import and_, delete, exists, func, not_, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from redrive.config import RetentionConfig
 from redrive.db.database import Database
 from redrive.db.schema import attempts, events, executions
-from redrive.triggers import TriggerSet
+from redrive.triggers.config import RetentionConfig
+from redrive.triggers.runtime import TriggerSet
 
 log = structlog.get_logger("redrive.retention")
 

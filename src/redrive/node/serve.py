@@ -14,14 +14,14 @@ from rich.markup import escape
 from sqlalchemy.engine import make_url
 
 from redrive.api.app import create_app
-from redrive.config import RedriveConfig, Settings
 from redrive.db.database import Database
 from redrive.db.migrate import upgrade
 from redrive.errors import InvalidRequest
-from redrive.logs import configure_logging
-from redrive.node import Role
-from redrive.redaction import Redactor
+from redrive.node.process import Role
+from redrive.observe.logs import configure_logging
+from redrive.observe.redaction import Redactor
 from redrive.tokens import create_token, has_tokens
+from redrive.triggers.config import RedriveConfig, Settings
 
 DESCRIPTION = {
     "all": "the API and a worker",
@@ -31,7 +31,7 @@ DESCRIPTION = {
 
 
 def run_server(settings: Settings, config: RedriveConfig, role: Role = "all") -> None:
-    """Migrate, then run ``role`` (see ``redrive.node``) under uvicorn until stopped."""
+    """Migrate, then run ``role`` (see ``redrive.node.process``) under uvicorn until stopped."""
     configure_logging(settings.log_level, Redactor(config.secrets), background=True)
     upgrade(settings.database_url, wait=settings.database_wait)
     console = Console(stderr=True, soft_wrap=True, emoji=False)

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, cast
 import orjson
 import structlog
 
-from redrive.redaction import Redactor
+from redrive.observe.redaction import Redactor
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 

@@ -19,8 +19,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from redrive.db.schema import EXECUTION_STATUSES, attempts, daily_counters, executions, triggers
-from redrive.triggers import Trigger
-from redrive.triggers_admin import events_since
+from redrive.triggers.admin import events_since
+from redrive.triggers.runtime import Trigger
 
 # Statuses an execution has once it has finished; a replayed execution had failed before it was replayed.
 SUCCEEDED = ("succeeded",)

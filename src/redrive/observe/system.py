@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from redrive import __version__
 from redrive.db.schema import executions
-from redrive.metrics import QueueSnapshot
+from redrive.observe.metrics import QueueSnapshot
 
 
 def queue_snapshot(now: datetime) -> Callable[[Connection], QueueSnapshot]:

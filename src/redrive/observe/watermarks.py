@@ -18,10 +18,10 @@ from sqlalchemy.engine import Connection
 from redrive.db.database import Database
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import daily_counters
-from redrive.stats import day_start
-from redrive.triggers import Trigger, TriggerSet
-from redrive.triggers_admin import events_since
-from redrive.worker import Clock, utcnow
+from redrive.observe.stats import day_start
+from redrive.queue.worker import Clock, utcnow
+from redrive.triggers.admin import events_since
+from redrive.triggers.runtime import Trigger, TriggerSet
 
 log = structlog.get_logger("redrive.watermarks")
 CHECK_INTERVAL = 5.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from redrive.classify import Failure
+from redrive.failures.classify import Failure
 
 __all__ = ["RetryDecision", "RetryPolicy", "Verdict", "decide"]
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
 from redrive.db.writer import BatchJob
-from redrive.errorgroups import record_failure
+from redrive.failures.error_groups import record_failure
 
 TERMINAL = frozenset({"succeeded", "failed", "failed_retryable"})
 

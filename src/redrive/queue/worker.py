@@ -20,23 +20,23 @@ from typing import Any, TypeVar
 import stamina
 import structlog
 
-from redrive import queue
 from redrive.actions import Outcome, Resources
 from redrive.actions.http import HttpSessions
-from redrive.classify import permanent
-from redrive.config import Settings
 from redrive.db.database import Database
 from redrive.db.engine import storage_unavailable
 from redrive.db.writer import Job
-from redrive.fingerprint import fingerprint, normalise
-from redrive.metrics import Metrics
-from redrive.queue import Claimed, Completion
-from redrive.redaction import Redactor
-from redrive.retry import decide
-from redrive.stream import StreamHub
-from redrive.telemetry import Tracing
-from redrive.templating import RenderError
-from redrive.triggers import Trigger, TriggerSet, action_context
+from redrive.failures.classify import permanent
+from redrive.failures.fingerprint import fingerprint, normalise
+from redrive.observe.metrics import Metrics
+from redrive.observe.redaction import Redactor
+from redrive.observe.stream import StreamHub
+from redrive.observe.telemetry import Tracing
+from redrive.queue import statements as queue
+from redrive.queue.retry import decide
+from redrive.queue.statements import Claimed, Completion
+from redrive.triggers.config import Settings
+from redrive.triggers.runtime import Trigger, TriggerSet, action_context
+from redrive.triggers.templating import RenderError
 
 log = structlog.get_logger("redrive.worker")
 Clock = Callable[[], datetime]

@@ -28,11 +28,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from redrive.actions.egress import parse_allow_entry
 from redrive.durations import parse_duration
-from redrive.egress import parse_allow_entry
 from redrive.errors import ConfigError, Problem
-from redrive.signatures import DEFAULT_KEY_HEADER, VerifyConfig, secret_values
-from redrive.templating import Filter, Template, compile_filter, compile_template, compile_tree
+from redrive.ingest.signatures import DEFAULT_KEY_HEADER, VerifyConfig, secret_values
+from redrive.triggers.templating import Filter, Template, compile_filter, compile_template, compile_tree
 
 MIB = 1024 * 1024
 

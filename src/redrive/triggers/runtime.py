@@ -11,10 +11,10 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from redrive.actions import Action, build_action
-from redrive.config import RedriveConfig, TriggerConfig
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import triggers as triggers_table
-from redrive.retry import RetryPolicy
+from redrive.queue.retry import RetryPolicy
+from redrive.triggers.config import RedriveConfig, TriggerConfig
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""The queue: every statement on executions, the worker that claims and runs them, retry decisions, wake-ups."""
