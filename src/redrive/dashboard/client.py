@@ -54,7 +54,10 @@ class Summary(TypedDict):
 
     total: int
     by_status: dict[str, int]
+    failing_now: int
     dlq_size: int
+    permanent_failures: int
+    attempts_failed: int
     idempotent_replays: int
     key_conflicts: int
     retries_observed: int
@@ -238,6 +241,13 @@ class DashboardClient:
             if exc.status == 0:
                 raise
             return Probe(path, None, exc.status, f"{exc.message} ({exc.code})")
+
+    def definitions(self, schema: str = "Summary") -> dict[str, str]:
+        """What each field of an API response counts: its description in the server's OpenAPI document (the
+        definition written next to the query), for help texts; empty for a server that does not document it."""
+        schemas = self._get("/openapi.json").get("components", {}).get("schemas", {})
+        fields = schemas.get(schema, {}).get("properties", {})
+        return {name: str(field.get("description", "")) for name, field in fields.items()}
 
     def version(self) -> str:
         """The server's version, from its OpenAPI document."""
