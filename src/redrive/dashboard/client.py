@@ -27,7 +27,6 @@ __all__ = [
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
-FAILURE_WINDOWS = ("15m", "1h", "24h")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +160,6 @@ class DashboardClient:
         """``GET /api/v1/me``: who the token is."""
         body = self._get("/api/v1/me")
         return Me(str(body["name"]), cast(Role, body["role"]))
-
-    def failures(self, windows: tuple[str, ...] = FAILURE_WINDOWS) -> dict[str, int]:
-        """The authoritative failure count per window, from ``GET /api/v1/executions/stats?success=false``."""
-        return {window: int(self._api.execution_stats(since=window, success=False)["count"]) for window in windows}
 
     def summary(self) -> Summary:
         """``GET /api/v1/stats`` for today."""
