@@ -10,6 +10,13 @@ strings, so a rollup that replaces a statement must keep its definition word for
 - ``summary``: the overview behind ``GET /api/v1/stats``; its statements (``status_count_statement``,
   ``attempts_failed_statement``, ``retries_statement``) are exposed for the same reason.
 - ``timeseries``: counts per time bucket, the bucket computed and grouped in SQL.
+
+For rollups, the figures are of three kinds. Live (failing now, dead letters, permanent failures): the status index
+answers them at any size, no rollup needed. Counted when something happens and never revised (failed attempts and
+retries at an attempt's completion, bucketed by its ``finished_at``; replays and executions created, by
+``created_at``; the per-day counters): a rollup adds to a bucket and is done. By status now (executions/stats,
+timeseries by status, by_status): a later status change moves the execution between keys of the bucket it already
+sits in, so a replay must also move its original from failing to ``replayed`` in the original's bucket.
 """
 
 from __future__ import annotations
