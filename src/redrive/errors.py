@@ -10,6 +10,7 @@ Each error carries a stable machine ``code`` and the HTTP status it maps to; the
     ├── BadRequest (400)
     │   ├── InvalidJson (400 invalid_json)
     │   └── InvalidRequest (422 invalid_request)
+    │       └── UnknownParameter (422 unknown_parameter)
     ├── InvalidSignature (401 invalid_signature)
     ├── PayloadTooLarge (413 payload_too_large)
     ├── IdempotencyKeyReused (422 idempotency_key_reused)
@@ -82,6 +83,12 @@ class InvalidJson(BadRequest):
 class InvalidRequest(BadRequest):
     code = "invalid_request"
     status = 422
+
+
+class UnknownParameter(InvalidRequest):
+    """A query parameter the route does not declare: refused, never ignored (an ignored filter lists everything)."""
+
+    code = "unknown_parameter"
 
 
 class InvalidSignature(RedriveError):

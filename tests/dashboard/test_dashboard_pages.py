@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from redrive.api.limiter import FailureLimiter
 from redrive.dashboard.client import ApiError, DashboardClient
+from redrive.dashboard.pages.overview import CARDS
 from support import wait_until
 
 pytestmark = pytest.mark.xdist_group("dashboard")
@@ -66,19 +67,20 @@ def test_bad_sign_ins_never_lock_out_a_valid_token(seeded: Seeded) -> None:
         seeded.service.state.auth_failures = FailureLimiter()  # the module's other tests sign in with bad tokens too
 
 
-def test_overview_shows_the_api_numbers_and_warnings(seeded: Seeded) -> None:
+def test_overview_shows_the_api_numbers_with_their_definitions_and_warnings(seeded: Seeded) -> None:
     at = signed_in(seeded, "viewer")
-    failures = {
-        w: seeded.api("/api/v1/executions/stats", since=w, success="false")["count"] for w in ("15m", "1h", "24h")
-    }
     summary = seeded.api("/api/v1/stats")
-    shown_metrics = metrics(at)
-    for window, count in failures.items():
-        assert shown_metrics[f"Failed · {window}"] == str(count)
-    assert failures["24h"] == FLAKY_COUNT + 1  # the dead letters and the permanent failure
-    assert shown_metrics["Dead letters"] == str(summary["dlq_size"]) == str(FLAKY_COUNT)
-    assert shown_metrics["Retries today"] == str(summary["retries_observed"])
-    assert shown_metrics["Idempotent replays today"] == str(summary["idempotent_replays"])
+    documented = seeded.api("/openapi.json")["components"]["schemas"]["Summary"]["properties"]
+    cards = {m.label: (m.value, m.help) for m in at.metric}
+    assert set(cards) == {label for label, _ in CARDS}
+    for label, field in CARDS:
+        assert cards[label] == (str(summary[field]), documented[field]["description"]), label
+    assert "resolving or ignoring its error group does not change it" in cards["Failing now"][1]
+    # The seeded history: 11 dead letters after 2 attempts each, 1 permanent failure, 1 success on its retry.
+    assert summary["failing_now"] == FLAKY_COUNT + 1 == summary["dlq_size"] + summary["permanent_failures"]
+    assert summary["dlq_size"] == FLAKY_COUNT
+    assert summary["retries_observed"] == FLAKY_COUNT + 1
+    assert summary["attempts_failed"] == 2 * FLAKY_COUNT + 2
     warnings = [w.value for w in at.warning]
     assert any("dead-letter queue is growing: 11" in w for w in warnings)
     assert any("**ok** hit its daily watermark: 3 events today, watermark 2" in w for w in warnings)

@@ -113,7 +113,7 @@ def test_sign_in_see_the_failure_open_the_dead_letter_replay_it_and_see_it_succe
             page.goto(f"{redrive_up.url}/ui/")
             page.get_by_label("API token").fill(redrive_up.token)
             page.get_by_role("button", name="Sign in").click()
-            badge = page.get_by_test_id("stMetric").filter(has_text="Failed · 15m")
+            badge = page.get_by_test_id("stMetric").filter(has_text="Failing now")
             expect(badge).to_contain_text("1", timeout=30_000)
             expect(page.get_by_label("API token")).to_have_count(0, timeout=30_000)
             expect(page.get_by_text("Top error groups, last 24 h")).to_be_visible(timeout=30_000)
@@ -180,7 +180,7 @@ def test_the_standalone_dashboard_reads_a_remote_redrive(redrive_up: Running, tm
                 )
                 page.get_by_label("API token").fill(redrive_up.token)
                 page.get_by_role("button", name="Sign in").click()
-                expect(page.get_by_test_id("stMetric").filter(has_text="Failed · 24h")).to_contain_text(
+                expect(page.get_by_test_id("stMetric").filter(has_text="Failing now")).to_contain_text(
                     "0", timeout=30_000
                 )
                 expect(page.get_by_text("Signed in as admin")).to_be_visible(timeout=30_000)

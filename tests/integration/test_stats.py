@@ -170,7 +170,8 @@ def test_counts_equal_the_database_for_every_success_kind_and_window(db_url: str
                     )
                     assert response.status_code == 200, response.text
                     body = response.json()
-                    statuses = {None: FINISHED, True: ("succeeded",), False: FINISHED[1:]}[success]
+                    # false: failing now, so a replayed execution is in neither true nor false, only in "all".
+                    statuses = {None: FINISHED, True: ("succeeded",), False: ("failed", "failed_retryable")}[success]
                     horizon = now - (window or timedelta(days=7))
                     expected = sum(
                         1
@@ -269,7 +270,11 @@ def test_summary_counts_warnings_and_daily_counters(db_url: str) -> None:
     assert (one["idempotent_replays"], one["key_conflicts"]) == (5, 1)
     assert (three["idempotent_replays"], three["key_conflicts"]) == (10, 1)
     assert (seven["idempotent_replays"], seven["key_conflicts"]) == (10, 8)
+    # Attempts 1-4 transient and 5 permanent today, 6 transient two days ago: retries are attempts 2 and later.
     assert (one["retries_observed"], three["retries_observed"]) == (4, 5)
+    assert (one["attempts_failed"], three["attempts_failed"]) == (5, 6)
+    assert one["failing_now"] == three["failing_now"] == 12  # 11 dead letters + 1 permanent failure, any age
+    assert one["permanent_failures"] == 1
     assert one["replays"] == 1
     assert replay
     assert one["triggers"] == {
@@ -399,7 +404,7 @@ def test_cli_stats_prints_the_count_and_the_summary(db_url: str) -> None:
         bad = runner.invoke(cli, ["stats", "--since", "8d", *common])
         anonymous = runner.invoke(cli, ["stats", "--url", service.url, "--token", "rdv_nope"])
     assert plain.exit_code == 0, plain.output
-    assert "1 http executions failed in the last 1h" in plain.stdout
+    assert "1 http executions failing now, finished in the last 1h" in plain.stdout
     assert "watermark" in plain.stdout
     assert as_json.exit_code == 0, as_json.output
     document = json_output(as_json.stdout)

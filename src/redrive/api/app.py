@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from redrive import __version__
 from redrive.api import errorgroups, events, executions, health, hooks, live, me, observe, replays, stats, triggers
 from redrive.api.auth import AUTH_RESPONSES
 from redrive.api.errors import install_error_handlers
 from redrive.api.hooks import HooksFront
+from redrive.api.parameters import QueryParameterCheck
 from redrive.api.responses import Json
 from redrive.api.security import install_security
 from redrive.api.state import ServiceState
@@ -89,6 +90,7 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
         summary="Accept events durably, run actions, retry, dead-letter, replay.",
         lifespan=lifespan,
         default_response_class=Json,
+        dependencies=[Depends(QueryParameterCheck())],  # every route refuses query parameters it does not declare
     )
     install_error_handlers(app)
     install_security(app, settings.cors_origins)

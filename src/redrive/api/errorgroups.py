@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from redrive.api.auth import AUTH_RESPONSES, OperatorDep, ViewerDep
 from redrive.api.deps import StateDep
+from redrive.api.figures import ErrorGroup, ErrorGroups
 from redrive.api.stats import WINDOW_RESPONSES, Since, window_start
 from redrive.errors import NotFound
 from redrive.failures.error_groups import Decision, GroupFilter, get_group, list_groups, set_status
@@ -28,7 +29,7 @@ def _view(group: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-@router.get("", responses=WINDOW_RESPONSES)
+@router.get("", responses=WINDOW_RESPONSES, response_model=ErrorGroups)
 async def groups_list(
     state: StateDep,
     caller: ViewerDep,
@@ -42,7 +43,7 @@ async def groups_list(
     return {"since": since, "items": [_view(group) for group in groups]}
 
 
-@router.get("/{fingerprint}", responses=GROUP_RESPONSES)
+@router.get("/{fingerprint}", responses=GROUP_RESPONSES, response_model=ErrorGroup)
 async def group_show(fingerprint: str, state: StateDep, caller: ViewerDep, since: Since = "24h") -> dict[str, Any]:
     """One group with its count in the window and its hint."""
     group = await state.db.read(get_group(fingerprint, window_start(state, since)))
@@ -58,13 +59,13 @@ async def _decide(state: StateDep, caller: OperatorDep, fingerprint: str, decisi
     return await group_show(fingerprint, state, caller)
 
 
-@router.post("/{fingerprint}/resolve", responses=DECISION_RESPONSES)
+@router.post("/{fingerprint}/resolve", responses=DECISION_RESPONSES, response_model=ErrorGroup)
 async def group_resolve(fingerprint: str, state: StateDep, caller: OperatorDep) -> dict[str, Any]:
     """Mark a group resolved; its next failure makes it ``regressed``."""
     return await _decide(state, caller, fingerprint, "resolved")
 
 
-@router.post("/{fingerprint}/ignore", responses=DECISION_RESPONSES)
+@router.post("/{fingerprint}/ignore", responses=DECISION_RESPONSES, response_model=ErrorGroup)
 async def group_ignore(fingerprint: str, state: StateDep, caller: OperatorDep) -> dict[str, Any]:
     """Mark a group ignored; it stays ignored when it fails again."""
     return await _decide(state, caller, fingerprint, "ignored")

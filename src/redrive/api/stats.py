@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 
 from redrive.api.auth import AUTH_RESPONSES, ViewerDep
 from redrive.api.deps import StateDep
+from redrive.api.figures import ExecutionsCount, Summary, Timeseries
 from redrive.api.state import ServiceState
 from redrive.errors import InvalidRequest
 from redrive.observe.stats import FINISHED, Key, Window, count_executions, summary, timeseries, zero_filled
@@ -38,26 +39,33 @@ def window_start(state: ServiceState, since: str) -> datetime:
     return state.now() - _window(since)
 
 
-@router.get("/executions/stats", responses=WINDOW_RESPONSES)
+@router.get("/executions/stats", responses=WINDOW_RESPONSES, response_model=ExecutionsCount)
 async def executions_stats(
     state: StateDep,
     caller: ViewerDep,
     since: Since = "1h",
-    success: Annotated[bool | None, Query(description="true: succeeded; false: failed; absent: both.")] = None,
+    success: Annotated[
+        bool | None, Query(description="true: succeeded; false: failing now (failed or failed_retryable); absent: all.")
+    ] = None,
     kind: Kind | None = None,
 ) -> dict[str, Any]:
-    """The authoritative count of executions finished in the window, counted in the database."""
+    """The authoritative count of executions finished in the window, counted in the database (see ``count``)."""
     count = await state.db.read(count_executions(success, window_start(state, since), kind))
     return {"since": since, "success": success, "kind": kind, "count": count}
 
 
-@router.get("/stats", responses={**AUTH_RESPONSES, 422: {"description": "invalid_request: `days` is not 1 to 30."}})
+@router.get(
+    "/stats",
+    responses={**AUTH_RESPONSES, 422: {"description": "invalid_request: `days` is not 1 to 30."}},
+    response_model=Summary,
+)
 async def stats_summary(
     state: StateDep,
     caller: ViewerDep,
     days: Annotated[int, Query(ge=1, le=30, description="Whole UTC days, today included.")] = 1,
 ) -> dict[str, Any]:
-    """Totals, statuses, dead letters, duplicates, conflicts, retries and replays; per-trigger volume today."""
+    """Executions failing now, dead letters and permanent failures; failed attempts, retries, replays, duplicates,
+    conflicts and refused signatures in the window; per-trigger volume today. Each field says what it counts."""
     return await state.db.read(summary(list(state.triggers), Window(days, state.now())))
 
 
@@ -72,7 +80,7 @@ def _keys(state: ServiceState, by: str) -> list[str]:
     return ["failed"]
 
 
-@router.get("/stats/timeseries", responses=WINDOW_RESPONSES)
+@router.get("/stats/timeseries", responses=WINDOW_RESPONSES, response_model=Timeseries)
 async def stats_timeseries(
     state: StateDep,
     caller: ViewerDep,

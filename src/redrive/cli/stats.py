@@ -9,8 +9,11 @@ from rich.table import Table
 
 from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, out
 
-_FIGURES = (
-    ("dead letters (all time)", "dlq_size"),
+_FIGURES = (  # what each counts: the field's description in the API docs (GET /openapi.json)
+    ("failing now (any age)", "failing_now"),
+    ("  dead letters", "dlq_size"),
+    ("  permanent failures", "permanent_failures"),
+    ("failed attempts", "attempts_failed"),
     ("duplicates dropped", "idempotent_replays"),
     ("key conflicts", "key_conflicts"),
     ("invalid signatures", "invalid_signatures"),
@@ -23,7 +26,8 @@ def stats(
     since: Annotated[str, typer.Option(help="Window: 15m, 1h, 24h, 7d (at most 7d).")] = "1h",
     kind: Annotated[str | None, typer.Option(help="Action kind: http, command or email.")] = None,
     success: Annotated[
-        bool | None, typer.Option("--success/--failure", help="Only succeeded, or only failed; both by default.")
+        bool | None,
+        typer.Option("--success/--failure", help="Only succeeded, or only failing now (not replayed); all by default."),
     ] = None,
     days: Annotated[int, typer.Option(min=1, max=30, help="Summary window in UTC days, today included.")] = 1,
     url: UrlOpt = DEFAULT_URL,
@@ -37,7 +41,7 @@ def stats(
     if as_json:
         out.print_json(data={"count": count, "summary": summary})
         return
-    which = {None: "finished", True: "succeeded", False: "failed"}[success]
+    which = {None: "finished", True: "succeeded", False: "failing now, finished"}[success]
     what = f"{kind} executions" if kind else "executions"
     out.print(f"[bold]{count['count']}[/] {what} {which} in the last {since}", highlight=False)
     _print_summary(summary)

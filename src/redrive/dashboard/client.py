@@ -27,7 +27,6 @@ __all__ = [
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
-FAILURE_WINDOWS = ("15m", "1h", "24h")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +53,10 @@ class Summary(TypedDict):
 
     total: int
     by_status: dict[str, int]
+    failing_now: int
     dlq_size: int
+    permanent_failures: int
+    attempts_failed: int
     idempotent_replays: int
     key_conflicts: int
     retries_observed: int
@@ -159,10 +161,6 @@ class DashboardClient:
         body = self._get("/api/v1/me")
         return Me(str(body["name"]), cast(Role, body["role"]))
 
-    def failures(self, windows: tuple[str, ...] = FAILURE_WINDOWS) -> dict[str, int]:
-        """The authoritative failure count per window, from ``GET /api/v1/executions/stats?success=false``."""
-        return {window: int(self._api.execution_stats(since=window, success=False)["count"]) for window in windows}
-
     def summary(self) -> Summary:
         """``GET /api/v1/stats`` for today."""
         return cast(Summary, self._api.stats_summary())
@@ -238,6 +236,13 @@ class DashboardClient:
             if exc.status == 0:
                 raise
             return Probe(path, None, exc.status, f"{exc.message} ({exc.code})")
+
+    def definitions(self, schema: str = "Summary") -> dict[str, str]:
+        """What each field of an API response counts: its description in the server's OpenAPI document (the
+        definition written next to the query), for help texts; empty for a server that does not document it."""
+        schemas = self._get("/openapi.json").get("components", {}).get("schemas", {})
+        fields = schemas.get(schema, {}).get("properties", {})
+        return {name: str(field.get("description", "")) for name, field in fields.items()}
 
     def version(self) -> str:
         """The server's version, from its OpenAPI document."""

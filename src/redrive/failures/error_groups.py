@@ -21,6 +21,19 @@ from redrive.db.schema import attempts, error_groups, executions, triggers
 
 Decision = Literal["resolved", "ignored"]
 MAX_GROUPS = 500
+FAILING = ("failed", "failed_retryable")  # failing now, as in observe.stats
+
+# What each count of a group means (the API documents and the dashboard shows these very strings).
+COUNT_MEANS = "Failed attempts with this fingerprint that finished in the window, retries included."
+TOTAL_MEANS = (
+    "Failed attempts with this fingerprint since the group was first seen, whatever its status; retention does not "
+    "lower it."
+)
+DLQ_MEANS = "Dead letters now (failed_retryable) whose last attempt failed with this fingerprint."
+FAILING_MEANS = (
+    "Executions failing now (failed or failed_retryable, not replayed) whose last attempt failed with this "
+    "fingerprint; resolving or ignoring the group does not change it, replaying does."
+)
 
 
 def record_failure(
@@ -84,7 +97,8 @@ class GroupFilter:
 
 
 def _query(since: datetime) -> tuple[Select[Any], ColumnElement[int]]:
-    """Groups with their counts; both counts are index ranges per group (fingerprint, then time or status)."""
+    """Groups with their counts (the ``*_MEANS`` above); each count is an index range per group: fingerprint, then
+    time (``ix_attempts_fingerprint_finished``) or status (``ix_executions_fingerprint``)."""
     count = (
         select(func.count())
         .where(attempts.c.fingerprint == error_groups.c.fingerprint, attempts.c.finished_at >= since)
@@ -94,6 +108,11 @@ def _query(since: datetime) -> tuple[Select[Any], ColumnElement[int]]:
     dlq = (
         select(func.count())
         .where(executions.c.fingerprint == error_groups.c.fingerprint, executions.c.status == "failed_retryable")
+        .scalar_subquery()
+    )
+    failing = (
+        select(func.count())
+        .where(executions.c.fingerprint == error_groups.c.fingerprint, executions.c.status.in_(FAILING))
         .scalar_subquery()
     )
     query = select(
@@ -109,6 +128,7 @@ def _query(since: datetime) -> tuple[Select[Any], ColumnElement[int]]:
         error_groups.c.first_seen,
         error_groups.c.last_seen,
         dlq.label("dlq"),
+        failing.label("failing"),
         error_groups.c.sample_execution_id,
         error_groups.c.status_changed_at,
     ).join(triggers, triggers.c.id == error_groups.c.trigger_id)
@@ -119,18 +139,23 @@ def _row(row: Any) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+def list_statement(f: GroupFilter) -> Select[Any]:
+    """The groups ``f`` selects with their counts, most failures in the window first (exposed for plan tests)."""
+    query, count = _query(f.since)
+    query = query.where(error_groups.c.last_seen >= f.since)
+    if f.status is not None:
+        query = query.where(error_groups.c.status == f.status)
+    if f.trigger is not None:
+        query = query.where(triggers.c.name == f.trigger)
+    query = query.order_by(count.desc(), error_groups.c.last_seen.desc(), error_groups.c.fingerprint)
+    return query.limit(min(f.limit, MAX_GROUPS))
+
+
 def list_groups(f: GroupFilter) -> Callable[[Connection], list[dict[str, Any]]]:
     """A read job: groups seen in the window, most failures in the window first."""
 
     def job(connection: Connection) -> list[dict[str, Any]]:
-        query, count = _query(f.since)
-        query = query.where(error_groups.c.last_seen >= f.since)
-        if f.status is not None:
-            query = query.where(error_groups.c.status == f.status)
-        if f.trigger is not None:
-            query = query.where(triggers.c.name == f.trigger)
-        query = query.order_by(count.desc(), error_groups.c.last_seen.desc(), error_groups.c.fingerprint)
-        return [_row(row) for row in connection.execute(query.limit(min(f.limit, MAX_GROUPS)))]
+        return [_row(row) for row in connection.execute(list_statement(f))]
 
     return job
 

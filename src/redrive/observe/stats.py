@@ -1,10 +1,22 @@
 """Authoritative statistics, counted in the database from indexes; every value a bound parameter.
 
+Every figure the API, the CLI and the dashboard show is defined once, here, next to the statement that counts it
+(the ``*_MEANS`` constants). The response models' field descriptions and the dashboard's help texts are these very
+strings, so a rollup that replaces a statement must keep its definition word for word.
+
 - ``count_statement``: the windowed execution count behind ``GET /api/v1/executions/stats``, a range scan of
   ``ix_executions_finished (status, finished_at, action_kind)`` per status. Exposed so a test can explain the very
   statement the route runs.
-- ``summary``: the overview behind ``GET /api/v1/stats``.
+- ``summary``: the overview behind ``GET /api/v1/stats``; its statements (``status_count_statement``,
+  ``attempts_failed_statement``, ``retries_statement``) are exposed for the same reason.
 - ``timeseries``: counts per time bucket, the bucket computed and grouped in SQL.
+
+For rollups, the figures are of three kinds. Live (failing now, dead letters, permanent failures): the status index
+answers them at any size, no rollup needed. Counted when something happens and never revised (failed attempts and
+retries at an attempt's completion, bucketed by its ``finished_at``; replays and executions created, by
+``created_at``; the per-day counters): a rollup adds to a bucket and is done. By status now (executions/stats,
+timeseries by status, by_status): a later status change moves the execution between keys of the bucket it already
+sits in, so a replay must also move its original from failing to ``replayed`` in the original's bucket.
 """
 
 from __future__ import annotations
@@ -22,21 +34,68 @@ from redrive.db.schema import EXECUTION_STATUSES, attempts, daily_counters, exec
 from redrive.triggers.admin import events_since
 from redrive.triggers.runtime import Trigger
 
-# Statuses an execution has once it has finished; a replayed execution had failed before it was replayed.
 SUCCEEDED = ("succeeded",)
-FAILED = ("failed", "failed_retryable", "replayed")
-FINISHED = SUCCEEDED + FAILED
+FAILING = ("failed", "failed_retryable")  # failing now: a replayed execution handed its outcome to its replay
+FINISHED = SUCCEEDED + FAILING + ("replayed",)  # every status an execution has once its attempts are over
+FAILED_OUTCOMES = ("transient", "permanent")  # an attempt's outcome when it failed
 DLQ_WARNING = 10  # warn when the dead-letter queue holds more than this
 SUMMED_COUNTERS = ("duplicates", "key_conflicts", "invalid_signatures")
 
 Key = Literal["status", "kind", "trigger"]
 
+EXECUTIONS_COUNT_MEANS = (
+    "Executions that finished (their attempts are over) at or after now minus `since`, selected by their status "
+    "now: success=true counts the succeeded ones, success=false the ones failing now (failed or failed_retryable; "
+    "a replayed execution is not failing, its replay counts when it finishes), absent every finished one, "
+    "replayed ones included."
+)
+FAILING_NOW_MEANS = (
+    "Executions failing now: status failed (permanent failure) or failed_retryable (dead letter), whatever their "
+    "age. An execution stops failing only when it is replayed (the replay is a new execution) or purged by "
+    "retention; resolving or ignoring its error group does not change it. Equals dead letters + permanent failures."
+)
+DLQ_SIZE_MEANS = (
+    "Dead letters now: executions in failed_retryable (transient failures that used up their attempts), whatever "
+    "their age; a replay moves one out."
+)
+PERMANENT_FAILURES_MEANS = (
+    "Permanent failures now: executions in failed (an error retrying cannot fix), whatever their age; an admin may "
+    "replay one with force=true."
+)
+ATTEMPTS_FAILED_MEANS = (
+    "Failed attempts: attempts that finished in the window with a transient or permanent failure, retries "
+    "included; one execution can fail several attempts."
+)
+RETRIES_MEANS = (
+    "Retries: attempts that finished in the window and followed an earlier attempt of the same execution (attempt "
+    "2 or later). Each attempt that was followed by another counts once, when the next one finishes: an execution "
+    "dead-lettered after 3 attempts made 2 retries. A replay is a new execution, not a retry."
+)
+TOTAL_MEANS = "Executions created in the window, whatever their status now (the sum of by_status)."
+BY_STATUS_MEANS = "Executions created in the window, by their status now; every status present, zero when none."
+REPLAYS_MEANS = "Replays: executions created in the window that replay another one (single or bulk)."
+DUPLICATES_MEANS = (
+    "Duplicate deliveries dropped at ingest (same idempotency key, same body) on the window's UTC days; the "
+    "original execution runs once."
+)
+KEY_CONFLICTS_MEANS = (
+    "Deliveries refused at ingest because their idempotency key was used before with another body, on the "
+    "window's UTC days."
+)
+INVALID_SIGNATURES_MEANS = "Deliveries refused at ingest for a missing or wrong signature, on the window's UTC days."
+TRIGGER_VOLUME_MEANS = "Per trigger: events received today (UTC) against its daily watermark, and whether it is paused."
+TIMESERIES_MEANS = (
+    "Per bucket and key: executions that finished in the bucket, each counted once by its status now (a replayed "
+    "execution counts as replayed where it finished; its replay counts where the replay finishes), or by action "
+    "kind or trigger. With `fingerprint`: that error group's failed attempts that finished in the bucket."
+)
+
 
 def statuses_for(success: bool | None) -> tuple[str, ...]:
-    """The finished statuses ``success`` selects: succeeded, the failed ones, or all."""
+    """The statuses ``success`` selects: succeeded, failing now, or every finished one (see EXECUTIONS_COUNT_MEANS)."""
     if success is None:
         return FINISHED
-    return SUCCEEDED if success else FAILED
+    return SUCCEEDED if success else FAILING
 
 
 def count_statement(success: bool | None, since: datetime, kind: str | None = None) -> Select[int]:
@@ -97,15 +156,37 @@ def _executions_created(connection: Connection, start: datetime) -> dict[str, tu
     return {status: (count, replays) for status, count, replays in rows}
 
 
+def status_count_statement(statuses: Sequence[str]) -> Select[int]:
+    """``SELECT count(*)`` of executions whose status is one of ``statuses`` now: one range per status of an index
+    that starts with ``status`` (DLQ_SIZE_MEANS, PERMANENT_FAILURES_MEANS; their sum is FAILING_NOW_MEANS)."""
+    return select(func.count()).select_from(executions).where(executions.c.status.in_(statuses))
+
+
+def attempts_failed_statement(start: datetime) -> Select[int]:
+    """``SELECT count(*)`` of failed attempts finished since ``start``: a range of ``ix_attempts_finished``
+    (ATTEMPTS_FAILED_MEANS)."""
+    return (
+        select(func.count())
+        .select_from(attempts)
+        .where(attempts.c.finished_at >= start, attempts.c.outcome.in_(FAILED_OUTCOMES))
+    )
+
+
+def retries_statement(start: datetime) -> Select[int]:
+    """``SELECT count(*)`` of attempts 2 and later finished since ``start``: a range of ``ix_attempts_finished``
+    (RETRIES_MEANS). Attempt numbers have no gaps (a lease that expires charges no attempt), so the attempts that
+    follow another are exactly as many as the attempts that were followed by another."""
+    return select(func.count()).select_from(attempts).where(attempts.c.finished_at >= start, attempts.c.number > 1)
+
+
 def summary(declared: Sequence[Trigger], window: Window) -> Callable[[Connection], dict[str, Any]]:
-    """A read job: the overview of ``window`` with per-trigger volume today and warnings."""
+    """A read job: the overview of ``window`` with per-trigger volume today and warnings (the ``*_MEANS``)."""
 
     def job(connection: Connection) -> dict[str, Any]:
         created = _executions_created(connection, window.start)
         by_status = {status: created.get(status, (0, 0))[0] for status in EXECUTION_STATUSES}
-        dlq_size = connection.execute(
-            select(func.count()).select_from(executions).where(executions.c.status == "failed_retryable")
-        ).scalar_one()
+        dlq_size = connection.execute(status_count_statement(["failed_retryable"])).scalar_one()
+        permanent = connection.execute(status_count_statement(["failed"])).scalar_one()
         counters = dict.fromkeys(SUMMED_COUNTERS, 0)
         for name, value in connection.execute(
             select(daily_counters.c.name, func.sum(daily_counters.c.value))
@@ -113,11 +194,6 @@ def summary(declared: Sequence[Trigger], window: Window) -> Callable[[Connection
             .group_by(daily_counters.c.name)
         ):
             counters[name] = int(value)
-        retries = connection.execute(
-            select(func.count())
-            .select_from(attempts)
-            .where(attempts.c.finished_at >= window.start, attempts.c.outcome == "transient")
-        ).scalar_one()
         ids = [t.id for t in declared]
         today = events_since(connection, ids, window.today)
         paused = set(
@@ -142,12 +218,15 @@ def summary(declared: Sequence[Trigger], window: Window) -> Callable[[Connection
             "since": window.start.isoformat(),
             "total": sum(by_status.values()),
             "by_status": by_status,
+            "failing_now": dlq_size + permanent,
             "dlq_size": dlq_size,
+            "permanent_failures": permanent,
+            "attempts_failed": connection.execute(attempts_failed_statement(window.start)).scalar_one(),
+            "retries_observed": connection.execute(retries_statement(window.start)).scalar_one(),
+            "replays": sum(replays for _, replays in created.values()),
             "idempotent_replays": counters["duplicates"],
             "key_conflicts": counters["key_conflicts"],
             "invalid_signatures": counters["invalid_signatures"],
-            "retries_observed": retries,
-            "replays": sum(replays for _, replays in created.values()),
             "triggers": per_trigger,
             "warnings": warnings,
         }

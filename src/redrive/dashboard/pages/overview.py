@@ -1,5 +1,6 @@
-"""Overview: failures in the last 15 m / 1 h / 24 h, dead letters, retries, duplicates, warnings, the last 24 h by
-status and the top error groups. Every number is the API's own; the page refreshes every 30 s."""
+"""Overview: executions failing now (dead letters and permanent failures), failed attempts, retries and duplicates
+today, warnings, the last 24 h by status and the top error groups. Every number is the API's own, and each card's
+help text is the API's own definition of it (its OpenAPI description); the page refreshes every 30 s."""
 
 from __future__ import annotations
 
@@ -30,16 +31,24 @@ def warning_text(warning: str, summary: Summary) -> str:
     return warning
 
 
-def show(failures: dict[str, int], summary: Summary, buckets: list[Any], groups: list[ErrorGroup]) -> None:
-    """Render what the API answered."""
+# The cards: label and the summary field they show (failing now = dead letters + permanent failures).
+CARDS = (
+    ("Failing now", "failing_now"),
+    ("Dead letters", "dlq_size"),
+    ("Permanent failures", "permanent_failures"),
+    ("Failed attempts today", "attempts_failed"),
+    ("Retries today", "retries_observed"),
+    ("Idempotent replays today", "idempotent_replays"),
+)
+
+
+def show(summary: Summary, definitions: dict[str, str], buckets: list[Any], groups: list[ErrorGroup]) -> None:
+    """Render what the API answered; ``definitions`` are the summary fields' descriptions, shown as help."""
     for warning in summary["warnings"]:
         st.warning(warning_text(warning, summary), icon="⚠️")
-    columns = st.columns(6)
-    for column, (window, count) in zip(columns, failures.items(), strict=False):
-        column.metric(f"Failed · {window}", count, border=True)
-    columns[3].metric("Dead letters", summary["dlq_size"], border=True)
-    columns[4].metric("Retries today", summary["retries_observed"], border=True)
-    columns[5].metric("Idempotent replays today", summary["idempotent_replays"], border=True)
+    figures: dict[str, Any] = dict(summary)
+    for column, (label, field) in zip(st.columns(len(CARDS)), CARDS, strict=True):
+        column.metric(label, figures[field], help=definitions.get(field) or None, border=True)
     st.subheader("Executions per hour, last 24 h")
     data, statuses = chart_columns(buckets)
     st.bar_chart(data, x="time", y=statuses, color=list[Any](status_colors(statuses)), stack=True, height=260)
@@ -54,11 +63,11 @@ def show(failures: dict[str, int], summary: Summary, buckets: list[Any], groups:
 def live() -> None:
     """Fetch everything, then render; a failed call shows a banner instead."""
     with session.client() as api, session.guarded():
-        failures = api.failures()
         summary = api.summary()
+        definitions = api.definitions("Summary")
         buckets = api.timeseries(since="24h", bucket="1h")
         groups = api.error_groups(since="24h", limit=5)
-        show(failures, summary, buckets, groups)
+        show(summary, definitions, buckets, groups)
         st.caption(f"Updated {datetime.now():%H:%M:%S}; refreshes every {REFRESH_SECONDS} s.")
 
 

@@ -1,0 +1,88 @@
+"""Unknown query parameters are refused with 422 ``unknown_parameter`` on every route, never ignored.
+
+The /api/v1 routes come from the OpenAPI document, so a new route is covered the day it ships; what each route
+accepts is also read from the document, so the error's list of accepted parameters must equal what is documented.
+"""
+
+from __future__ import annotations
+
+import httpx2
+import pytest
+
+from support import Service, run_service
+
+CONFIG = "triggers: [{name: t, action: {kind: command, argv: ['true']}}]"
+PATH_VALUES = {"execution_id": "1", "replay_id": "1", "fingerprint": "0000000000000000", "name": "t"}
+UNKNOWN = "fingerprnt"  # a typo: today's silent wrong answer
+
+
+def _concrete(path: str) -> str:
+    for name, value in PATH_VALUES.items():
+        path = path.replace("{" + name + "}", value)
+    return path
+
+
+@pytest.fixture
+def service(db_url: str):
+    with run_service(db_url, CONFIG, worker_concurrency=0) as running:
+        yield running
+
+
+def _send(service: Service, method: str, path: str, params: dict[str, str]) -> tuple[int, dict[str, str]]:
+    """The status and the error body (empty on success)."""
+    # Streamed, so the live stream answers its status without being read to its (no) end.
+    with (
+        httpx2.Client(base_url=service.url, headers=service.auth("admin"), timeout=10) as http,
+        http.stream(method, path, params=params, json={} if method == "POST" else None) as response,
+    ):
+        if response.status_code < 400:
+            return response.status_code, {}
+        response.read()
+        error: dict[str, str] = response.json()["error"]
+        return response.status_code, error
+
+
+def test_every_route_refuses_an_unknown_query_parameter_and_lists_what_it_accepts(service: Service) -> None:
+    spec = httpx2.get(f"{service.url}/openapi.json").json()
+    routes = {
+        (method.upper(), path): [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+        for path, operations in spec["paths"].items()
+        if path.startswith("/api/v1")
+        for method, operation in operations.items()
+    }
+    assert len(routes) >= 20
+    wrong = []
+    for (method, path), accepted in sorted(routes.items()):
+        status, error = _send(service, method, _concrete(path), {UNKNOWN: "x"})
+        message = error.get("message", "")
+        takes = ", ".join(accepted) if accepted else "no query parameters"
+        if (status, error.get("code")) != (422, "unknown_parameter") or not message.endswith(f"accepts: {takes}"):
+            wrong.append(f"{method} {path}: {status} {error}")
+        elif f"'{UNKNOWN}'" not in message:
+            wrong.append(f"{method} {path}: the message does not name the parameter: {message}")
+    assert wrong == []
+
+
+def test_the_message_names_every_unknown_parameter_and_known_ones_still_work(service: Service) -> None:
+    status, error = _send(service, "GET", "/api/v1/executions", {"limit": "5", "zeta": "1", "alpha": "2"})
+    assert (status, error["code"]) == (422, "unknown_parameter")
+    assert error["message"].startswith(
+        "GET /api/v1/executions does not accept the query parameters 'alpha', 'zeta'; it accepts: "
+    )
+    assert "trigger, status, kind" in error["message"]
+    assert _send(service, "GET", "/api/v1/executions", {"limit": "5", "status": "failed"})[0] == 200
+    # A known parameter with a bad value is still an invalid value, not an unknown name.
+    assert _send(service, "GET", "/api/v1/executions", {"limit": "0"})[1]["code"] == "invalid_request"
+    assert _send(service, "GET", "/api/v1/stats", {"days": "2"})[0] == 200
+
+
+def test_health_and_metrics_refuse_them_too_but_the_ingest_front_and_the_dashboard_do_not(service: Service) -> None:
+    for path in ("/healthz", "/readyz", "/metrics"):
+        response = httpx2.get(f"{service.url}{path}", params={UNKNOWN: "x"})
+        assert (response.status_code, response.json()["error"]["code"]) == (422, "unknown_parameter"), path
+        assert "it accepts: no query parameters" in response.json()["error"]["message"]
+    # Senders own their webhook URLs and add parameters of their own; refusing would lose the event.
+    accepted = httpx2.post(f"{service.url}/hooks/t", params={"utm_source": "sender"}, json={"n": 1})
+    assert accepted.status_code == 202, accepted.text
+    # Streamlit keeps its page state in query parameters it reads itself.
+    assert httpx2.get(f"{service.url}/ui/", params={"embed": "true"}).status_code == 200
