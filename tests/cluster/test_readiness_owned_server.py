@@ -20,7 +20,7 @@ from support import Service, run_service, wait_until
 pytestmark = pytest.mark.xdist_group("cluster")
 CONFIG = "triggers: [{name: t, action: {kind: command, argv: ['true']}}]"
 TICK = 0.01  # seconds between the probe's wake-ups
-MAX_LAG = 1.0  # seconds; the stalls this guards against lasted 5 to 10 (a busy machine adds a few hundred ms)
+MAX_LAG = 2.0  # seconds; the stalls this guards against lasted 5 to 10, a busy machine adds up to a few hundred ms
 
 
 def test_readyz_flips_with_the_database_server() -> None:
