@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import structlog
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from redrive.observe.logs import configure_logging
+from redrive.observe.logs import configure_logging, log_failure
 from redrive.observe.redaction import REDACTED, Redactor
 
 SECRET = "s3cr3t-api-key-value"
@@ -106,6 +108,36 @@ def test_an_exception_is_formatted_and_redacted(capsys: pytest.CaptureFixture[st
     assert line["level"] == "error"
     assert "RuntimeError: could not call" in line["exception"]
     assert "Traceback" in line["exception"]
+
+
+def test_an_unreachable_database_is_one_warning_line_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", Redactor([SECRET]))
+    refused = psycopg.OperationalError(f'connection to server at "db" failed: Connection refused ({SECRET})\n')
+    try:
+        raise OperationalError("SELECT 1", {}, refused) from refused
+    except OperationalError as exc:
+        log_failure(structlog.get_logger(), "claim_failed", exc, worker="w1")
+    line = json.loads(capsys.readouterr().out)
+    assert line.pop("ts")
+    assert line == {
+        "evt": "claim_failed",
+        "level": "warning",
+        "worker": "w1",
+        "error": f'connection to server at "db" failed: Connection refused ({REDACTED})',
+    }
+
+
+def test_any_other_failure_keeps_its_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info")
+    refused = psycopg.IntegrityError("duplicate key value violates unique constraint")
+    try:
+        raise IntegrityError("INSERT", {}, refused) from refused
+    except IntegrityError as exc:
+        log_failure(structlog.get_logger(), "claim_failed", exc)
+    line = json.loads(capsys.readouterr().out)
+    assert (line["evt"], line["level"]) == ("claim_failed", "error")
+    assert "Traceback" in line["exception"]
+    assert "duplicate key value" in line["exception"]
 
 
 def test_values_json_cannot_hold_are_written_as_text(capsys: pytest.CaptureFixture[str]) -> None:

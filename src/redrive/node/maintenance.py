@@ -16,6 +16,7 @@ import structlog
 from redrive.db.database import Database
 from redrive.node.heartbeats import MISSED_BEATS, reap
 from redrive.node.leader import Leadership
+from redrive.observe.logs import log_failure
 from redrive.queue import statements as queue
 from redrive.queue.worker import Clock
 
@@ -84,6 +85,6 @@ class Maintenance:
         while True:
             try:
                 await self.run_once()
-            except Exception:
-                log.exception("maintenance_failed")
+            except Exception as exc:
+                log_failure(log, "maintenance_failed", exc)
             await asyncio.sleep(self._interval)

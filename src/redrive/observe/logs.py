@@ -13,7 +13,9 @@ from typing import Any, BinaryIO, cast
 
 import orjson
 import structlog
+from sqlalchemy.exc import DBAPIError
 
+from redrive.db.engine import storage_unavailable
 from redrive.observe.redaction import Redactor
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -40,6 +42,21 @@ def _timestamp(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -
 
 def _json_bytes(event_dict: Any, **_: Any) -> bytes:
     return orjson.dumps(event_dict, default=str, option=orjson.OPT_UTC_Z)
+
+
+def log_failure(log: Any, evt: str, exc: BaseException, **fields: Any) -> None:
+    """Log a background loop's failed pass as ``evt``: the database being unreachable as one warning line with the
+    driver's message, anything else as an error with its traceback.
+
+    An outage is expected and lasts: the loops meet it on every pass (the claim loop once per poll interval), and a
+    traceback each time says nothing new, fills the log, and is rendered on the event loop (with a development
+    renderer, seconds per traceback: long enough for ``/healthz`` to stop answering).
+    """
+    if storage_unavailable(exc):
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        log.warning(evt, **fields, error=str(cause).strip())
+    else:
+        log.error(evt, **fields, exc_info=exc)
 
 
 class LineWriter:

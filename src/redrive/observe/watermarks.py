@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from redrive.db.database import Database
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import daily_counters
+from redrive.observe.logs import log_failure
 from redrive.observe.stats import day_start
 from redrive.queue.worker import Clock, utcnow
 from redrive.triggers.admin import events_since
@@ -102,6 +103,6 @@ class WatermarkWatch:
         while True:
             try:
                 await self.check()
-            except Exception:
-                log.exception("watermark_check_failed")
+            except Exception as exc:
+                log_failure(log, "watermark_check_failed", exc)
             await asyncio.sleep(self._interval)

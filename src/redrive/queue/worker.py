@@ -27,6 +27,7 @@ from redrive.db.engine import storage_unavailable
 from redrive.db.writer import Job
 from redrive.failures.classify import permanent
 from redrive.failures.fingerprint import fingerprint, normalise
+from redrive.observe.logs import log_failure
 from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
 from redrive.observe.stream import StreamHub
@@ -147,8 +148,8 @@ class Worker:
                         owner=self._node_id,
                     )
                 )
-            except Exception:
-                log.exception("claim_failed")
+            except Exception as exc:
+                log_failure(log, "claim_failed", exc)
                 await self._sleep(settings.poll_interval)
                 continue
             for claimed in found.executions:
@@ -303,5 +304,5 @@ class Worker:
             if tokens:
                 try:
                     await self._db.write(queue.renew(tokens, self._settings.lease_seconds, self._clock()))
-                except Exception:
-                    log.exception("lease_renew_failed")
+                except Exception as exc:
+                    log_failure(log, "lease_renew_failed", exc)
