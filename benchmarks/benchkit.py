@@ -36,7 +36,7 @@ smallest = None
 class Sink(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport, self.parser = transport, httptools.HttpRequestParser(self)
-        self.url, self.key, self.size, self.header = b"", None, 0, b""
+        self.url, self.key, self.size = b"", None, 0
     def data_received(self, data):
         try:
             self.parser.feed_data(data)
@@ -214,9 +214,9 @@ async def send_events(urls: Sequence[str], keys: Sequence[str], connections: int
 
 
 def event_body(size: int = 1024) -> bytes:
-    """A JSON event of ``size`` bytes once ``{key}`` (left in as a placeholder) is replaced by a 12-byte key."""
+    """A JSON event of about ``size`` bytes, with ``{key}`` left in as the placeholder ``send_events`` fills."""
     head = b'{"key":"{key}","type":"order.paid","data":"'
-    filler = size - len(head) - len(b'"}') - (12 - len(b"{key}"))
+    filler = size - len(head) - len(b'"}')
     return head + b"x" * max(filler, 0) + b'"}'
 
 

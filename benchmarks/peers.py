@@ -92,6 +92,7 @@ class Run:
     duplicates: int
     unknown: int  # keys the sink received that this run never sent
     seconds: float
+    send_seconds: float  # until the last sender had its answer: the ingest half alone
     cpu_ms: float
     store_ms: float
     smallest_body: int
@@ -165,7 +166,7 @@ def deploy_redrive(args: argparse.Namespace, procs: Procs, sink_port: int, syste
     for n in range(count):  # one at a time: the first one migrates the fresh database
         port = free_port()
         argv = [*REDRIVE, "up", "--config", str(home / "redrive.yaml"), "--host", "127.0.0.1", "--port", str(port)]
-        proc = procs.start(f"{system}-{n}", argv, env)
+        proc = procs.start(f"{system}-{n}", argv, env, cwd=home)  # on PostgreSQL its admin token file goes to cwd
         wait_healthy(proc, f"http://127.0.0.1:{port}/healthz", procs.workdir / f"{system}-{n}.log", timeout=60)
         deployment.urls.append(f"http://127.0.0.1:{port}/hooks/bench")
         deployment.pids.append(proc.pid)
@@ -282,6 +283,7 @@ def measure(args: argparse.Namespace, workdir: Path, system: str, round_: int) -
         duplicates=int(counts["duplicates"]),
         unknown=len(received) - delivered,
         seconds=max(float(counts["last"]) - began, 1e-9),
+        send_seconds=sent.seconds,
         cpu_ms=cpu * 1000 / args.events,
         store_ms=store * 1000 / args.events,
         smallest_body=int(counts["smallest_body"] or 0),
@@ -307,10 +309,11 @@ def report(args: argparse.Namespace, runs: list[Run], load_before: float) -> boo
         lost = f"LOST {r.lost}" if r.lost else "lost 0"
         rel = ratio.get((r.system, r.round))
         print(
-            f"  round {r.round} {r.system:15} {r.rate:8.0f} events/s in {r.seconds:6.2f} s  {lost}, duplicates "
-            f"{r.duplicates}, unknown {r.unknown}, 2xx {r.accepted}/{r.events} (refused {r.refused}, errors "
-            f"{r.errors}), cpu {r.cpu_ms:.2f} ms/event, store {r.store_ms:.2f} ms/event, smallest body "
-            f"{r.smallest_body} B, load {r.load:.2f}" + (f", ratio {rel:.2f}" if rel is not None else "")
+            f"  round {r.round} {r.system:15} {r.rate:8.0f} events/s in {r.seconds:6.2f} s (answered in "
+            f"{r.send_seconds:.2f} s)  {lost}, duplicates {r.duplicates}, unknown {r.unknown}, 2xx "
+            f"{r.accepted}/{r.events} (refused {r.refused}, errors {r.errors}), cpu {r.cpu_ms:.2f} ms/event, "
+            f"store {r.store_ms:.2f} ms/event, smallest body {r.smallest_body} B, load {r.load:.2f}"
+            + (f", ratio {rel:.2f}" if rel is not None else "")
         )
     print(
         f"\n{args.events} events x {args.repeat} round(s), {args.connections} senders, {os.cpu_count()} CPU(s), "
@@ -341,10 +344,22 @@ def report(args: argparse.Namespace, runs: list[Run], load_before: float) -> boo
 
 
 def redis_persistence(db: int) -> str:
+    """The Redis server's persistence settings, which decide what Celery's 202 is worth."""
     import redis
 
-    config = redis.Redis(port=6379, db=db).config_get("append*") | redis.Redis(port=6379, db=db).config_get("save")
+    client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+    try:
+        config = client.config_get("append*") | client.config_get("save")
+    except redis.ConnectionError as exc:
+        raise SystemExit(f"Redis does not answer on 127.0.0.1:6379 (Celery's broker): {exc}") from exc
     return ", ".join(f"{k}={v!r}" for k, v in sorted(config.items()))
+
+
+def check_postgres(admin_dsn: str) -> None:
+    try:
+        psycopg.connect(admin_dsn, connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        raise SystemExit(f"PostgreSQL does not answer at {admin_dsn}: {exc}") from exc
 
 
 def main() -> int:
@@ -378,6 +393,8 @@ def main() -> int:
     load_before = guard_quiet(args.max_load, args.force)
     if "celery" in args.systems:
         args.redis_persistence = redis_persistence(args.redis_db)
+    if {"redrive-pg", "redrive-pg-n", "procrastinate"} & set(args.systems):
+        check_postgres(args.pg)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the finally blocks run
     runs: list[Run] = []
     workdir = Path(tempfile.mkdtemp(prefix="redrive-peers-"))  # each process logs here; kept when a run fails
