@@ -261,11 +261,11 @@ def measure(args: argparse.Namespace, workdir: Path, system: str, round_: int) -
         load = load_average()
         cpu0, store0, began = tree_cpu_seconds(deployment.pids), deployment.store_cpu(), time.time()
         sent = asyncio.run(send_events(deployment.urls, keys, args.connections, body, args.timeout))
-        counts = wait_delivered(sink_port, len(warm) + args.events, args.stall)
-        time.sleep(args.settle)  # a late duplicate would arrive now; a later one is not counted
-        counts = sink_counts(sink_port)
+        wait_delivered(sink_port, len(warm) + args.events, args.stall)
         cpu = tree_cpu_seconds(deployment.pids) - cpu0
         store = deployment.store_cpu() - store0
+        time.sleep(args.settle)  # a late duplicate would arrive now; a later one is not counted
+        counts = sink_counts(sink_port)
         received = sink_keys(sink_port) - set(warm)
     finally:
         procs.stop_all()
