@@ -1,4 +1,5 @@
-"""What the end-to-end benchmarks share: their subprocesses, the counting sink, the load generator, the load guard.
+"""What the end-to-end benchmarks share: subprocesses, the counting sink, the load generator, the load guard, and
+fresh PostgreSQL databases with the CPU their backends use.
 
 ``ingest_e2e.py`` and ``peers.py`` import it (scripts run from this directory, so it is importable as ``benchkit``).
 Every server is a subprocess on loopback, started in its own session (so Ctrl-C reaches only the script, whose
@@ -15,13 +16,15 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
+import psycopg
 
 # The sink: raw asyncio + httptools, so it costs far less per request than any system it measures. Every POST is
 # counted; a POST with an ``X-Key`` header also counts towards the unique keys (a key seen again is a duplicate
@@ -235,3 +238,34 @@ def guard_quiet(threshold: float, force: bool) -> float:
             "Wait for a quiet machine, or pass --force to measure anyway (and say so beside the figures)."
         )
     return load
+
+
+def pg_backends_cpu(admin_dsn: str, database: str) -> Callable[[], float]:
+    """A reading of the CPU seconds of every PostgreSQL backend connected to ``database`` (pg_stat_activity)."""
+    seen: dict[int, float] = {}  # the latest reading of every backend seen: one that left keeps its last reading
+
+    def read() -> float:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
+        for pid in pids:
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            seen[pid] = t.user + t.system
+        return sum(seen.values())
+
+    return read
+
+
+def fresh_database(admin_dsn: str, prefix: str) -> tuple[str, str, Callable[[], None]]:
+    """Create a uniquely named database; return its name, its DSN and the function that drops it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # a generated identifier
+
+    def drop() -> None:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return name, admin_dsn.rsplit("/", 1)[0] + f"/{name}", drop

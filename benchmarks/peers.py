@@ -41,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +51,10 @@ from benchkit import (
     Procs,
     event_body,
     free_port,
+    fresh_database,
     guard_quiet,
     load_average,
+    pg_backends_cpu,
     send_events,
     sink_counts,
     sink_keys,
@@ -82,6 +83,8 @@ class Deployment:
 
 @dataclass
 class Run:
+    """One run of one system: what the senders saw, what the sink received, and the CPU it cost."""
+
     system: str
     round: int
     events: int
@@ -105,37 +108,6 @@ class Run:
     @property
     def rate(self) -> float:
         return self.delivered / self.seconds if self.seconds > 0 else 0.0
-
-
-def pg_backends_cpu(admin_dsn: str, database: str) -> Callable[[], float]:
-    """A reading of the CPU seconds of every PostgreSQL backend connected to ``database`` (pg_stat_activity)."""
-    seen: dict[int, float] = {}  # the latest reading of every backend seen: one that left keeps its last reading
-
-    def read() -> float:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            pids = [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
-        for pid in pids:
-            try:
-                t = psutil.Process(pid).cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            seen[pid] = t.user + t.system
-        return sum(seen.values())
-
-    return read
-
-
-def fresh_database(admin_dsn: str, prefix: str) -> tuple[str, str, Callable[[], None]]:
-    """Create a uniquely named database; return its name, its DSN and the function that drops it."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # a generated identifier
-
-    def drop() -> None:
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return name, admin_dsn.rsplit("/", 1)[0] + f"/{name}", drop
 
 
 def deploy_redrive(args: argparse.Namespace, procs: Procs, sink_port: int, system: str) -> Deployment:
