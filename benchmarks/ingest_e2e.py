@@ -39,20 +39,19 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from benchkit import Procs, cpu_seconds, free_port, send_events, sink_counts, start_sink, wait_healthy
 
 HERE = Path(__file__).resolve().parent
 HEADERS = {"Content-Type": "application/json"}
@@ -71,31 +70,6 @@ async def hook(trigger: str, request: Request) -> JSONResponse:
     return JSONResponse({"event_id": 1, "execution_id": 1, "duplicate": False}, status_code=202)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
             log_config=None, access_log=False)
-"""
-SINK_SRC = """
-import asyncio, sys, httptools, uvloop
-count = 0
-class Sink(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport, self.url, self.parser = transport, b"", httptools.HttpRequestParser(self)
-    def data_received(self, data):
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.transport.close()
-    def on_url(self, url):
-        self.url += url
-    def on_message_complete(self):
-        global count
-        if self.parser.get_method() == b"POST":
-            count += 1
-        body = str(count).encode() if self.url.startswith(b"/count") else b"ok"
-        self.url = b""
-        self.transport.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n%s" % (len(body), body))
-async def main():
-    server = await asyncio.get_running_loop().create_server(Sink, "127.0.0.1", int(sys.argv[1]))
-    await server.serve_forever()
-uvloop.run(main())
 """
 WRK_LUA = """
 local counter = 0
@@ -131,63 +105,6 @@ class Load:
     @property
     def rps(self) -> float:
         return self.ok / self.seconds if self.seconds else 0.0
-
-
-class Procs:
-    """The subprocesses this run started; ``stop_all`` ends each of them (TERM, then KILL)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        with (self.workdir / f"{name}.log").open("wb") as log:  # Ctrl-C reaches us only; finally ends them
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self.running.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        self.running.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in list(self.running):
-            self.stop(proc)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def percentile(sorted_ms: list[float], p: float) -> float:
@@ -281,32 +198,16 @@ def sql(db: Path, query: str) -> Any:
 
 
 def end_to_end(args: argparse.Namespace, procs: Procs, n: int) -> dict[str, Any]:
-    sink_port = free_port()
-    sink = procs.start(f"sink-{n}", [sys.executable, "-c", SINK_SRC, str(sink_port)])
-    wait_healthy(sink, f"http://127.0.0.1:{sink_port}/count", procs.workdir / f"sink-{n}.log")
+    sink_port = start_sink(procs, f"sink-{n}")
     base, db, pid = start_redrive(procs, f"redrive-e2e-{n}", sink_port, args.concurrency, args.log_level)
     cpu_before = cpu_seconds(pid)
     first_post = datetime.now(UTC)
     t0 = time.perf_counter()
 
-    async def send_all() -> int:
-        queue = iter(range(args.events))
-        rejected = 0
-
-        async def sender(session: aiohttp.ClientSession) -> None:
-            nonlocal rejected
-            for n in queue:
-                async with session.post(
-                    f"{base}/hooks/bench", data=f'{{"messageId":"e2e-{n}","text":"hello"}}', headers=HEADERS
-                ) as response:
-                    await response.read()
-                    rejected += response.status != 202
-
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.connections)) as session:
-            await asyncio.gather(*(sender(session) for _ in range(args.connections)))
-        return rejected
-
-    rejected = asyncio.run(asyncio.wait_for(send_all(), args.e2e_timeout))
+    keys = [f"e2e-{n}" for n in range(args.events)]
+    body = b'{"messageId":"{key}","text":"hello"}'
+    sent = asyncio.run(send_events([f"{base}/hooks/bench"], keys, args.connections, body, args.e2e_timeout))
+    rejected = sent.refused + sent.errors
     sent_s = time.perf_counter() - t0
     deadline = time.monotonic() + args.e2e_timeout
     while (done := int(sql(db, "SELECT count(*) FROM executions WHERE status='succeeded'"))) < args.events:
@@ -316,8 +217,7 @@ def end_to_end(args: argparse.Namespace, procs: Procs, n: int) -> dict[str, Any]
     wall = time.perf_counter() - t0
     last = sql(db, "SELECT max(finished_at) FROM executions WHERE status='succeeded'")
     span = (datetime.fromisoformat(str(last)).replace(tzinfo=UTC) - first_post).total_seconds() if last else wall
-    with urllib.request.urlopen(f"http://127.0.0.1:{sink_port}/count", timeout=5) as response:
-        received = int(response.read())
+    received = int(sink_counts(sink_port)["posts"])
     return {
         "events": args.events,
         "rejected": rejected,
