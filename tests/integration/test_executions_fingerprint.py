@@ -42,7 +42,7 @@ def test_executions_filter_by_error_group_fingerprint(db_url: str) -> None:
                 sent[name].append(answer.json()["execution_id"])
         auth = service.auth("viewer")
 
-        def listed(**params: object) -> httpx2.Response:
+        def listed(**params: Any) -> httpx2.Response:
             return httpx2.get(f"{service.url}/api/v1/executions", params=params, headers=auth, timeout=10)
 
         wait_until(lambda: all(e["status"] in SETTLED for e in listed(limit=50).json()["items"]), timeout=30)
