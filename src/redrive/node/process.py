@@ -18,6 +18,7 @@ from redrive.node.heartbeats import NodeInfo, beat, leave, this_node
 from redrive.node.leader import Leadership
 from redrive.node.maintenance import Maintenance
 from redrive.node.retention import RetentionChore
+from redrive.observe.history import HistorySampler
 from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
 from redrive.observe.stream import STREAM_CHANNEL, StreamHub
@@ -73,6 +74,7 @@ class Node:
             )
         self.leadership = Leadership(db.url, settings.sweep_interval, node_id=self.info.id)
         self.retention = RetentionChore(db, triggers, settings.retention_interval, clock)
+        self.history = HistorySampler(db, clock)
         self.maintenance = Maintenance(
             db,
             self.leadership,
@@ -81,7 +83,7 @@ class Node:
             clock=clock,
             wake=wakeup.work_due,
             warn=lambda data: self.stream.publish("warning", data),
-            extra=[self.retention.run_when_due],
+            extra=[self.retention.run_when_due, self.history.run_when_due],
         )
         self.listener: Listener | None = None
         if not db.is_sqlite:
