@@ -285,6 +285,9 @@ nodes = Table(
     Column("last_beat_at", _utc(), nullable=False),
     Column("in_flight", Integer, nullable=False, server_default=text("0")),
     Column("dead_at", _utc()),
+    # As of the last beat: whether the node held the maintenance lock, and its resident memory.
+    Column("leader", Boolean, nullable=False, server_default=text("false")),
+    Column("rss_bytes", BigInteger),
     Index("ix_nodes_last_beat", "last_beat_at"),
 )
 

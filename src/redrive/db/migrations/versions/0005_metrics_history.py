@@ -1,4 +1,4 @@
-"""metrics history: one sample per minute for the System page's charts
+"""metrics history: one sample per minute for the System page's charts; nodes report leadership and memory
 
 Revision ID: 0005
 Revises: 0004
@@ -31,7 +31,13 @@ def upgrade() -> None:
         sa.Column("failed_attempts", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("at", name=op.f("pk_metrics_history")),
     )
+    with op.batch_alter_table("nodes", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("leader", sa.Boolean(), server_default=sa.text("false"), nullable=False))
+        batch_op.add_column(sa.Column("rss_bytes", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("nodes", schema=None) as batch_op:
+        batch_op.drop_column("rss_bytes")
+        batch_op.drop_column("leader")
     op.drop_table("metrics_history")
