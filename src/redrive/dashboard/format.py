@@ -1,9 +1,13 @@
-"""Pure shaping of API answers into what the pages draw: chart columns, table rows, short texts."""
+"""Pure shaping of API answers into what the pages draw: chart columns, table rows, short texts.
+
+Times are shown relative to ``now`` ("3 min ago") with the exact UTC time beside them or on hover; every function
+that needs the current time takes it as ``now``, so tests pin the text.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from redrive.dashboard.client import ErrorGroup
@@ -19,29 +23,60 @@ STATUS_ICONS = {
 
 
 STATUS_COLORS = {"succeeded": "#2e7d32", "failed": "#c62828", "failed_retryable": "#ef6c00", "replayed": "#90a4ae"}
+MIB = 1024 * 1024
 
 
-def status_colors(statuses: Sequence[str]) -> list[str]:
-    """One chart color per status, in the order of ``statuses``."""
-    return [STATUS_COLORS.get(status, "#607d8b") for status in statuses]
+def group_scope(value: str | None) -> str | None:
+    """An error-group fingerprint from a link's query string: 16 lower-case hex digits, else nothing."""
+    if value is None or len(value) != 16 or any(c not in "0123456789abcdef" for c in value):
+        return None
+    return value
 
 
 def when(value: str | None) -> datetime | None:
-    """An ISO 8601 time from the API as a datetime (the tables format it)."""
-    return datetime.fromisoformat(value) if value else None
+    """An ISO 8601 time from the API as an aware datetime (UTC when the text carries no zone)."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def chart_columns(buckets: Sequence[dict[str, Any]]) -> tuple[dict[str, list[Any]], list[str]]:
-    """Timeseries buckets as chart columns: ``time`` plus one column per status."""
-    statuses = list(buckets[0]["counts"]) if buckets else []
-    data: dict[str, list[Any]] = {"time": [when(b["start"]) for b in buckets]}
-    for status in statuses:
-        data[status] = [b["counts"][status] for b in buckets]
-    return data, statuses
+def relative(at: datetime | str | None, now: datetime) -> str:
+    """``at`` as a distance from ``now``: "just now", "42 s ago", "3 min ago", "5 h ago", "2 d ago", "in 4 min"."""
+    moment = when(at) if isinstance(at, str) or at is None else at
+    if moment is None:
+        return "—"
+    seconds = int((now - moment).total_seconds())
+    ahead, seconds = seconds < 0, abs(seconds)
+    if seconds < 5:
+        return "just now"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s")):
+        if seconds >= size:
+            amount = f"{seconds // size} {unit}"
+            return f"in {amount}" if ahead else f"{amount} ago"
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
-def group_rows(groups: Sequence[ErrorGroup]) -> list[dict[str, Any]]:
+def exact(at: datetime | str | None) -> str:
+    """``at`` in full, in UTC, to the second: "2026-12-02 07:47:15 UTC"."""
+    moment = when(at) if isinstance(at, str) or at is None else at
+    return "—" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def both(at: datetime | str | None, now: datetime) -> str:
+    """Relative, then exact in brackets: for sentences, where there is no hover."""
+    return "—" if at is None else f"{relative(at, now)} ({exact(at)})"
+
+
+def active_buckets(buckets: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The buckets from the first to the last with any count: a chart zoomed to where the activity is."""
+    busy = [i for i, b in enumerate(buckets) if any(b["counts"].values())]
+    return list(buckets[busy[0] : busy[-1] + 1]) if busy else []
+
+
+def group_rows(groups: Sequence[ErrorGroup], now: datetime | None = None) -> list[dict[str, Any]]:
     """Error groups as table rows."""
+    now = now or datetime.now(UTC)
     return [
         {
             "error": g["title"],
@@ -50,13 +85,14 @@ def group_rows(groups: Sequence[ErrorGroup]) -> list[dict[str, Any]]:
             "in window": g["count"],
             "dead letters": g["dlq"],
             "status": g["status"],
-            "last seen": when(g["last_seen"]),
+            "last seen": relative(g["last_seen"], now),
+            "last seen (UTC)": exact(g["last_seen"]),
         }
         for g in groups
     ]
 
 
-def execution_rows(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def execution_rows(items: Sequence[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     """Executions as table rows."""
     return [
         {
@@ -67,21 +103,39 @@ def execution_rows(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "attempts": e["attempt_count"],
             "error": e["error_code"] or "",
             "message": e["error_message"] or "",
-            "created": when(e["created_at"]),
-            "finished": when(e["finished_at"]),
+            "created": relative(e["created_at"], now),
+            "created (UTC)": exact(e["created_at"]),
+            "finished": relative(e["finished_at"], now) if e["finished_at"] else "",
             "replay of": e["replay_of"],
         }
         for e in items
     ]
 
 
-def attempt_rows(attempts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def dead_letter_rows(items: Sequence[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Dead letters (``failed_retryable`` executions) as selectable table rows."""
+    return [
+        {
+            "id": e["id"],
+            "trigger": e["trigger"],
+            "error": e["error_code"] or "",
+            "message": e["error_message"] or "",
+            "attempts": e["attempt_count"],
+            "dead since": relative(e["finished_at"], now),
+            "dead since (UTC)": exact(e["finished_at"]),
+            "replay of": e["replay_of"],
+        }
+        for e in items
+    ]
+
+
+def attempt_rows(attempts: Sequence[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     """An execution's attempts, oldest first, as a timeline table."""
     return [
         {
             "attempt": a["number"],
-            "started": when(a["started_at"]),
-            "finished": when(a["finished_at"]),
+            "started": relative(a["started_at"], now),
+            "started (UTC)": exact(a["started_at"]),
             "ms": a["duration_ms"],
             "outcome": a["outcome"],
             "error": a["error_code"] or "",
@@ -91,6 +145,44 @@ def attempt_rows(attempts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def node_rows(nodes: Sequence[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """``/api/v1/system``'s nodes as table rows: RSS in MiB, the last beat relative and exact."""
+    return [
+        {
+            "id": n["id"],
+            "role": n["role"],
+            "host": n["host"],
+            "leader": bool(n.get("leader")),
+            "alive": bool(n["alive"]),
+            "last beat": relative(n["last_beat_at"], now),
+            "last beat (UTC)": exact(n["last_beat_at"]),
+            "in flight": n["in_flight"],
+            "RSS (MiB)": round(n["rss_bytes"] / MIB, 1) if n.get("rss_bytes") is not None else None,
+        }
+        for n in nodes
+    ]
+
+
+def history_columns(samples: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """``/api/v1/system/history`` samples as chart columns; the failure rate in percent (None: nothing ran)."""
+    rates = [s["failure_rate"] for s in samples]
+    return {
+        "time": [when(s["at"]) for s in samples],
+        "queue depth": [s["queue_depth"] for s in samples],
+        "oldest pending age (s)": [s["oldest_pending_age_seconds"] for s in samples],
+        "dead letters": [s["dlq_size"] for s in samples],
+        "failure rate (%)": [None if r is None else round(100 * r, 1) for r in rates],
+    }
+
+
 def execution_label(e: dict[str, Any]) -> str:
     """One line naming an execution in a picker."""
     return f"#{e['id']} · {e['trigger']} · {e['status']}" + (f" · {e['error_code']}" if e["error_code"] else "")
+
+
+def replay_outcome(execution_id: int, answer: dict[str, Any] | None, refusal: tuple[str, str] | None) -> str:
+    """One line per replayed dead letter: its new execution, or the API's refusal (code and message)."""
+    if answer is not None:
+        return f"#{execution_id} → new execution #{answer['new_execution_id']}"
+    code, message = refusal or ("error", "no answer")
+    return f"#{execution_id} not replayed ({code}): {message}"

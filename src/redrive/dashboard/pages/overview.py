@@ -1,5 +1,5 @@
 """Overview: failures in the last 15 m / 1 h / 24 h, dead letters, retries, duplicates, warnings, the last 24 h by
-status and the top error groups. Every number is the API's own; the page refreshes every 30 s."""
+status and the top error groups. Every number is the API's own; the page refreshes every 5 s."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Any
 import streamlit as st
 
 from redrive.dashboard import session
+from redrive.dashboard.charts import executions_chart
 from redrive.dashboard.client import ErrorGroup, Summary
-from redrive.dashboard.format import chart_columns, group_rows, status_colors
+from redrive.dashboard.format import group_rows
 
-REFRESH_SECONDS = 30
+REFRESH_SECONDS = 5
 
 
 def warning_text(warning: str, summary: Summary) -> str:
@@ -41,8 +42,11 @@ def show(failures: dict[str, int], summary: Summary, buckets: list[Any], groups:
     columns[4].metric("Retries today", summary["retries_observed"], border=True)
     columns[5].metric("Idempotent replays today", summary["idempotent_replays"], border=True)
     st.subheader("Executions per hour, last 24 h")
-    data, statuses = chart_columns(buckets)
-    st.bar_chart(data, x="time", y=statuses, color=list[Any](status_colors(statuses)), stack=True, height=260)
+    chart = executions_chart(buckets)
+    if chart is None:
+        st.info("No executions in the last 24 h.")
+    else:
+        st.vega_lite_chart(chart, height=280, width="stretch")
     st.subheader("Top error groups, last 24 h")
     if groups:
         st.dataframe(group_rows(groups), hide_index=True, width="stretch")
