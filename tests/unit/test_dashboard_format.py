@@ -45,6 +45,7 @@ def test_relative_reads_the_api_text_and_the_exact_time_is_whole_and_utc() -> No
     assert relative(None, NOW) == "—"
     assert exact("2026-12-02T08:44:15.123456+01:00") == "2026-12-02 07:44:15 UTC"
     assert exact(None) == "—"
+    assert exact("2026-12-02T07:44:15+00:00", zone=False) == "2026-12-02 07:44:15"  # under a "(UTC)" heading
     assert both("2026-12-02T07:44:15+00:00", NOW) == "3 min ago (2026-12-02 07:44:15 UTC)"
     assert when("2026-12-02 07:44:15") == datetime(2026, 12, 2, 7, 44, 15, tzinfo=UTC)
 
@@ -60,6 +61,13 @@ def test_the_chart_zooms_to_the_first_and_last_bucket_with_activity() -> None:
     assert [b["start"] for b in active_buckets(buckets)] == [bucket(h)["start"] for h in range(5, 10)]
     assert active_buckets([bucket(h) for h in range(24)]) == []
     assert active_buckets([bucket(3, failed=1)]) == [bucket(3, failed=1)]
+    # Widened to a minimum: first with the quiet hours before, then after when the busy one is near the start.
+    quiet = [bucket(h) for h in range(24)]
+    assert [b["start"][11:13] for b in active_buckets([*quiet[:10], bucket(10, failed=1), *quiet[11:]], 4)] == [
+        "07", "08", "09", "10"
+    ]  # fmt: skip
+    assert [b["start"][11:13] for b in active_buckets([bucket(0, failed=1), *quiet[1:]], 3)] == ["00", "01", "02"]
+    assert len(active_buckets([*quiet[:5], bucket(5, failed=1), *quiet[6:9], bucket(9, failed=1), *quiet[10:]], 3)) == 5
 
 
 def test_node_rows_show_mib_leader_and_last_beat() -> None:
@@ -82,7 +90,7 @@ def test_node_rows_show_mib_leader_and_last_beat() -> None:
         "leader": True,
         "alive": True,
         "last beat": "10 s ago",
-        "last beat (UTC)": "2026-12-02 07:47:05 UTC",
+        "last beat (UTC)": "2026-12-02 07:47:05",
         "in flight": 3,
         "RSS (MiB)": 150.0,
     }
@@ -113,7 +121,7 @@ def test_dead_letter_rows_and_replay_outcomes() -> None:
         "replay_of": None,
     }
     [row] = dead_letter_rows([item], NOW)
-    assert (row["id"], row["dead since"], row["dead since (UTC)"]) == (12, "1 h ago", "2026-12-02 06:47:15 UTC")
+    assert (row["id"], row["dead since"], row["dead since (UTC)"]) == (12, "1 h ago", "2026-12-02 06:47:15")
     assert replay_outcome(12, {"new_execution_id": 40}, None) == "#12 → new execution #40"
     assert replay_outcome(13, None, ("rate_limited", "wait 60 s")) == "#13 not replayed (rate_limited): wait 60 s"
 
@@ -124,7 +132,8 @@ def test_the_executions_chart_spans_the_active_buckets_with_whole_labels() -> No
     buckets[8] = bucket(8, failed=2)
     chart = executions_chart(buckets)
     assert chart is not None
-    assert [v["bucket"] for v in chart["data"]["values"] if v["status"] == "failed"] == ["06:00", "07:00", "08:00"]
+    shown = [v["bucket"] for v in chart["data"]["values"] if v["status"] == "failed"]
+    assert shown == ["03:00", "04:00", "05:00", "06:00", "07:00", "08:00"]  # 06:00 to 08:00, widened to six
     assert chart["encoding"]["x"]["type"] == "ordinal"  # bands: no label on the chart's edge
     assert chart["encoding"]["x"]["axis"]["labelAngle"] == 0
     assert chart["autosize"]["contains"] == "padding"

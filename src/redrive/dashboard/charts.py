@@ -11,6 +11,8 @@ from typing import Any
 
 from redrive.dashboard.format import STATUS_COLORS, active_buckets, when
 
+MIN_BARS = 6  # a single busy hour is drawn among five quiet ones, not as one band across the chart
+
 
 def bucket_label(start: str, same_day: bool) -> str:
     """A bucket's axis label: its UTC hour and minute, with the day when the chart spans more than one."""
@@ -21,7 +23,7 @@ def bucket_label(start: str, same_day: bool) -> str:
 
 def executions_chart(buckets: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """Stacked bars of executions by status, from the first to the last bucket with activity; None when idle."""
-    active = active_buckets(buckets)
+    active = active_buckets(buckets, MIN_BARS)
     if not active:
         return None
     statuses = list(active[0]["counts"])

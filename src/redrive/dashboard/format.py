@@ -12,16 +12,6 @@ from typing import Any
 
 from redrive.dashboard.client import ErrorGroup
 
-STATUS_ICONS = {
-    "succeeded": "✅",
-    "failed_retryable": "📥",
-    "failed": "⛔",
-    "replayed": "🔁",
-    "pending": "⏳",
-    "running": "▶️",
-}
-
-
 STATUS_COLORS = {"succeeded": "#2e7d32", "failed": "#c62828", "failed_retryable": "#ef6c00", "replayed": "#90a4ae"}
 MIB = 1024 * 1024
 
@@ -57,10 +47,12 @@ def relative(at: datetime | str | None, now: datetime) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def exact(at: datetime | str | None) -> str:
-    """``at`` in full, in UTC, to the second: "2026-12-02 07:47:15 UTC"."""
+def exact(at: datetime | str | None, *, zone: bool = True) -> str:
+    """``at`` in full, in UTC, to the second: "2026-12-02 07:47:15 UTC" (without " UTC" for a "(UTC)" column)."""
     moment = when(at) if isinstance(at, str) or at is None else at
-    return "—" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    if moment is None:
+        return "—"
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}" + (" UTC" if zone else "")
 
 
 def both(at: datetime | str | None, now: datetime) -> str:
@@ -68,10 +60,18 @@ def both(at: datetime | str | None, now: datetime) -> str:
     return "—" if at is None else f"{relative(at, now)} ({exact(at)})"
 
 
-def active_buckets(buckets: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The buckets from the first to the last with any count: a chart zoomed to where the activity is."""
+def active_buckets(buckets: Sequence[dict[str, Any]], minimum: int = 1) -> list[dict[str, Any]]:
+    """The buckets from the first to the last with any count: a chart zoomed to where the activity is. A span
+    shorter than ``minimum`` buckets is widened with the empty ones before it (then after it), so that one busy
+    hour is drawn as a bar among hours, not as a band across the whole chart."""
     busy = [i for i, b in enumerate(buckets) if any(b["counts"].values())]
-    return list(buckets[busy[0] : busy[-1] + 1]) if busy else []
+    if not busy:
+        return []
+    first, last = busy[0], busy[-1]
+    short = max(0, minimum - (last - first + 1))
+    first = max(0, first - short)
+    last = min(len(buckets) - 1, first + max(minimum, busy[-1] - first + 1) - 1)
+    return list(buckets[first : last + 1])
 
 
 def group_rows(groups: Sequence[ErrorGroup], now: datetime | None = None) -> list[dict[str, Any]]:
@@ -79,14 +79,14 @@ def group_rows(groups: Sequence[ErrorGroup], now: datetime | None = None) -> lis
     now = now or datetime.now(UTC)
     return [
         {
-            "error": g["title"],
             "trigger": g["trigger"],
             "code": g["code"],
             "in window": g["count"],
             "dead letters": g["dlq"],
             "status": g["status"],
             "last seen": relative(g["last_seen"], now),
-            "last seen (UTC)": exact(g["last_seen"]),
+            "last seen (UTC)": exact(g["last_seen"], zone=False),
+            "error": g["title"],  # last: the only column a narrow window may cut
         }
         for g in groups
     ]
@@ -97,16 +97,15 @@ def execution_rows(items: Sequence[dict[str, Any]], now: datetime) -> list[dict[
     return [
         {
             "id": e["id"],
-            "status": f"{STATUS_ICONS.get(e['status'], '')} {e['status']}",
+            "status": e["status"],
             "trigger": e["trigger"],
             "kind": e["kind"],
             "attempts": e["attempt_count"],
             "error": e["error_code"] or "",
-            "message": e["error_message"] or "",
+            "replay of": f"#{e['replay_of']}" if e["replay_of"] else "",
             "created": relative(e["created_at"], now),
-            "created (UTC)": exact(e["created_at"]),
-            "finished": relative(e["finished_at"], now) if e["finished_at"] else "",
-            "replay of": e["replay_of"],
+            "created (UTC)": exact(e["created_at"], zone=False),
+            "message": e["error_message"] or "",  # last: the only column a narrow window may cut (whole in the detail)
         }
         for e in items
     ]
@@ -119,11 +118,11 @@ def dead_letter_rows(items: Sequence[dict[str, Any]], now: datetime) -> list[dic
             "id": e["id"],
             "trigger": e["trigger"],
             "error": e["error_code"] or "",
-            "message": e["error_message"] or "",
             "attempts": e["attempt_count"],
+            "replay of": f"#{e['replay_of']}" if e["replay_of"] else "",
             "dead since": relative(e["finished_at"], now),
-            "dead since (UTC)": exact(e["finished_at"]),
-            "replay of": e["replay_of"],
+            "dead since (UTC)": exact(e["finished_at"], zone=False),
+            "message": e["error_message"] or "",
         }
         for e in items
     ]
@@ -135,8 +134,8 @@ def attempt_rows(attempts: Sequence[dict[str, Any]], now: datetime) -> list[dict
         {
             "attempt": a["number"],
             "started": relative(a["started_at"], now),
-            "started (UTC)": exact(a["started_at"]),
-            "ms": a["duration_ms"],
+            "started (UTC)": exact(a["started_at"], zone=False),
+            "ms": round(a["duration_ms"], 1),
             "outcome": a["outcome"],
             "error": a["error_code"] or "",
             "message": a["message"] or "",
@@ -155,7 +154,7 @@ def node_rows(nodes: Sequence[dict[str, Any]], now: datetime) -> list[dict[str, 
             "leader": bool(n.get("leader")),
             "alive": bool(n["alive"]),
             "last beat": relative(n["last_beat_at"], now),
-            "last beat (UTC)": exact(n["last_beat_at"]),
+            "last beat (UTC)": exact(n["last_beat_at"], zone=False),
             "in flight": n["in_flight"],
             "RSS (MiB)": round(n["rss_bytes"] / MIB, 1) if n.get("rss_bytes") is not None else None,
         }

@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-EXACT_WIDTH = 180  # pixels for "2026-12-02 07:47:15 UTC"
+EXACT_WIDTH = 165  # pixels for "2026-12-02 07:47:15"
 RELATIVE_WIDTH = 95  # "59 min ago"
 
 
@@ -27,8 +27,8 @@ def columns(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             config[name] = st.column_config.TextColumn(
                 width=RELATIVE_WIDTH, help=f"How long ago, as of the last refresh; the exact time is in “{name} (UTC)”."
             )
-        elif name in ("id", "replay of", "attempt", "attempts"):
+        elif name in ("id", "replay of", "attempt", "attempts") and not isinstance(rows[0][name], str):
             config[name] = st.column_config.NumberColumn(format="%d", width="small")
-        elif name in ("message", "error group"):
-            config[name] = st.column_config.TextColumn(width="large")
+        elif name == "id":
+            config[name] = st.column_config.TextColumn(width=110)  # a node id: 12 hex digits, whole
     return config

@@ -39,7 +39,7 @@ def grouped(triggers: list[TriggerView], groups: list[ErrorGroup], now: datetime
                 "code": g["code"],
                 "dead letters": g["dlq"],
                 "last seen": relative(g["last_seen"], now),
-                "last seen (UTC)": exact(g["last_seen"]),
+                "last seen (UTC)": exact(g["last_seen"], zone=False),
             }
             for g in mine
         ]

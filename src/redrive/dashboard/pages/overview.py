@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from redrive.dashboard import session
+from redrive.dashboard import session, tables
 from redrive.dashboard.charts import executions_chart
 from redrive.dashboard.client import ErrorGroup, Summary
 from redrive.dashboard.format import group_rows
@@ -49,7 +49,8 @@ def show(failures: dict[str, int], summary: Summary, buckets: list[Any], groups:
         st.vega_lite_chart(chart, height=280, width="stretch")
     st.subheader("Top error groups, last 24 h")
     if groups:
-        st.dataframe(group_rows(groups), hide_index=True, width="stretch")
+        rows = group_rows(groups)
+        st.dataframe(rows, hide_index=True, width="stretch", column_config=tables.columns(rows))
     else:
         st.success("No failures in the last 24 h.")
 
