@@ -156,6 +156,23 @@ def test_an_error_group_opens_to_its_executions_and_its_dead_letters(seeded: See
     at.switch_page("pages/dead_letters.py").run()
     assert list(at.dataframe[0].value["id"]) == [e["id"] for e in seeded.dead_letters()][:25]
     assert f"Dead letters of error group **{flaky['title']}**" in shown(at)
+    at.button(key="drill_lift").click().run()
+    assert "fingerprint" not in at.query_params
+    assert "Dead letters of error group" not in shown(at)
+
+
+def test_a_malformed_or_unknown_group_in_the_link_is_said(seeded: Seeded) -> None:
+    at = signed_in(seeded, "viewer")
+    at.query_params["fingerprint"] = "not-hex"
+    at.switch_page("pages/executions.py").run()
+    assert not at.exception
+    assert any("`?fingerprint=not-hex` is not an error-group fingerprint" in w.value for w in at.warning)
+    assert len(at.dataframe[0].value) == len(seeded.api("/api/v1/executions", limit=100)["items"])
+    at.query_params["fingerprint"] = "0123456789abcdef"
+    at.switch_page("pages/dead_letters.py").run()
+    assert not at.exception
+    assert any("No error group has fingerprint `0123456789abcdef`" in w.value for w in at.warning)
+    assert len(at.dataframe[0].value) == 0
 
 
 def test_error_groups_show_counts_trend_and_hint(seeded: Seeded) -> None:

@@ -14,15 +14,15 @@ from typing import Any
 
 import streamlit as st
 
-from redrive.dashboard import bulk, session
+from redrive.dashboard import bulk, drill, session
 from redrive.dashboard.client import ApiError, DashboardClient, ErrorGroup, ExecutionQuery, TriggerView
-from redrive.dashboard.format import dead_letter_rows, exact, group_scope, relative, replay_outcome
+from redrive.dashboard.format import dead_letter_rows, exact, relative, replay_outcome
 from redrive.dashboard.tables import columns
 
 REFRESH_SECONDS = 5
 PAGE = 25
 GROUP_WINDOW = "7d"  # the longest window the API counts error groups in
-CURSORS, OUTCOMES = "dlq_cursors", "dlq_replayed"
+CURSORS, OUTCOMES, SCOPE = "dlq_cursors", "dlq_replayed", "dlq_scope"
 
 
 def grouped(triggers: list[TriggerView], groups: list[ErrorGroup], now: datetime) -> dict[str, list[dict[str, Any]]]:
@@ -63,11 +63,6 @@ def _newer() -> None:
         st.session_state[CURSORS].pop()
 
 
-def _every_group() -> None:
-    st.query_params.pop("fingerprint", None)
-    _first_page()
-
-
 def _replay(ids: list[int]) -> None:
     """Replay each selected dead letter on its own; keep one line per id for the table to show."""
     outcomes: list[str] = []
@@ -82,18 +77,15 @@ def _replay(ids: list[int]) -> None:
 
 def list_filters(api: DashboardClient, trigger_names: list[str]) -> ExecutionQuery:
     """The list's filters (error group from the link, trigger, error code) and the page it is on."""
-    fingerprint = group_scope(st.query_params.get("fingerprint"))
-    if fingerprint is not None:
-        group = api.error_group(fingerprint)
-        left, middle, right = st.columns([6, 2, 2], vertical_alignment="center")
-        left.info(f"Dead letters of error group **{group['title']}** (`{fingerprint}`, trigger {group['trigger']})")
-        middle.page_link("pages/executions.py", label="Its executions", query_params={"fingerprint": fingerprint})
-        right.button("Show every dead letter", key="dlq_all_groups", on_click=_every_group)
+    fingerprint = drill.scope(api, "Dead letters", "pages/executions.py", "Its executions")
     left, right = st.columns(2)
     trigger = left.selectbox(
         "Trigger", trigger_names, index=None, placeholder="any", key="dlq_trigger", on_change=_first_page
     )
     code = right.text_input("Error code", placeholder="e.g. http_503", key="dlq_code", on_change=_first_page)
+    if st.session_state.get(SCOPE, "") != fingerprint:  # another error group (or none): back to the first page
+        st.session_state[SCOPE] = fingerprint
+        _first_page()
     cursors = st.session_state.setdefault(CURSORS, [])
     return ExecutionQuery(
         trigger=trigger,

@@ -11,9 +11,9 @@ from typing import Any
 
 import streamlit as st
 
-from redrive.dashboard import session
+from redrive.dashboard import drill, session
 from redrive.dashboard.client import ApiError, DashboardClient, ExecutionQuery
-from redrive.dashboard.format import attempt_rows, both, execution_label, execution_rows, group_scope
+from redrive.dashboard.format import attempt_rows, both, execution_label, execution_rows
 from redrive.dashboard.tables import columns
 
 REFRESH_SECONDS = 5
@@ -21,23 +21,6 @@ OPEN, CONFIRM, FLASH, REFUSED = "execution_open", "replay_confirm", "replay_flas
 STATUSES = ("pending", "running", "succeeded", "failed_retryable", "failed", "replayed")
 KINDS = ("http", "command", "email")
 WINDOWS = {"any time": None, "15 minutes": 15, "1 hour": 60, "24 hours": 1440, "7 days": 10080}
-
-
-def _all_groups() -> None:
-    st.query_params.pop("fingerprint", None)
-
-
-def group_filter(api: DashboardClient) -> str | None:
-    """The error group this page is narrowed to (from the link's ``?fingerprint=``), said above the table."""
-    fingerprint = group_scope(st.query_params.get("fingerprint"))
-    if fingerprint is None:
-        return None
-    group = api.error_group(fingerprint)
-    left, middle, right = st.columns([6, 2, 2], vertical_alignment="center")
-    left.info(f"Executions of error group **{group['title']}** (`{fingerprint}`, trigger {group['trigger']})")
-    middle.page_link("pages/dead_letters.py", label="Its dead letters", query_params={"fingerprint": fingerprint})
-    right.button("Show every execution", key="all_groups", on_click=_all_groups)
-    return fingerprint
 
 
 def filters(trigger_names: list[str], fingerprint: str | None = None) -> tuple[ExecutionQuery, int | None]:
@@ -176,7 +159,7 @@ def render() -> None:
     with session.guarded():
         with session.client() as api:
             names = [t["name"] for t in api.triggers()]
-            fingerprint = group_filter(api)
+            fingerprint = drill.scope(api, "Executions", "pages/dead_letters.py", "Its dead letters")
         live(*filters(names, fingerprint))
 
 
