@@ -75,11 +75,10 @@ def stored(db: Database) -> list[dict[str, object]]:
 def test_the_leader_samples_once_per_minute_tick_and_a_follower_never(db: Database) -> None:
     seed_queue(db)
     now = [T0]
+    leader_skew = [timedelta(0)]
 
-    def chores(leads: bool) -> Maintenance:
-        leadership = Leadership(db.url, 0.05)
-        leadership.is_leader = leads  # what the advisory lock decides on PostgreSQL (tested in test_nodes.py)
-        sampler = HistorySampler(db, lambda: now[0])
+    def chores(leadership: Leadership, skew: timedelta) -> Maintenance:
+        sampler = HistorySampler(db, lambda: now[0] + skew)  # a skewed clock: its minutes betray who sampled
         return Maintenance(
             db,
             leadership,
@@ -91,20 +90,37 @@ def test_the_leader_samples_once_per_minute_tick_and_a_follower_never(db: Databa
         )
 
     async def scenario() -> None:
-        leader, follower = chores(True), chores(False)
-        # Passes every ~30 s as the maintenance loop makes them; 00:12 has no pass at all (a stalled leader).
-        for minute, second in ((10, 5), (10, 40), (11, 1), (11, 59), (13, 0)):
-            now[0] = T0.replace(minute=minute, second=second)
-            await leader.run_once()
-            await follower.run_once()
+        first, second = Leadership(db.url, 0.05), Leadership(db.url, 0.05)
+        if db.is_sqlite:
+            second.is_leader = False  # one process leads on SQLite: a second node is a follower by definition
+        first.start()
+        second.start()
+        try:
+            # On PostgreSQL the advisory lock decides: wait until one of the two holds it.
+            async with asyncio.timeout(10):
+                while not (first.is_leader or second.is_leader):  # noqa: ASYNC110 (set by another task's SQL)
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)  # several campaign rounds: the other one must stay a follower
+            assert first.is_leader != second.is_leader
+            nodes = [chores(first, timedelta(0)), chores(second, timedelta(minutes=30))]
+            leader_skew[0] = timedelta(0) if first.is_leader else timedelta(minutes=30)
+            # Passes every ~30 s as the maintenance loop makes them; 00:12 has no pass at all (a stalled leader).
+            for minute, second_of_minute in ((10, 5), (10, 40), (11, 1), (11, 59), (13, 0)):
+                now[0] = T0.replace(minute=minute, second=second_of_minute)
+                for node in nodes:
+                    await node.run_once()
+        finally:
+            await first.stop()
+            await second.stop()
 
     asyncio.run(scenario())
     rows = stored(db)
-    assert [row["at"] for row in rows] == [T0.replace(minute=m) for m in (10, 11, 13)]
+    assert [row["at"] for row in rows] == [T0.replace(minute=m) + leader_skew[0] for m in (10, 11, 13)]
     first = rows[0]
     assert (first["queue_depth"], first["dlq_size"]) == (2, 1)
-    assert first["oldest_pending_age_seconds"] == 605.0  # due since T0, sampled at 00:10:05
-    assert [(row["attempts"], row["failed_attempts"]) for row in rows] == [(2, 1), (1, 1), (0, 0)]
+    assert first["oldest_pending_age_seconds"] == 605.0 + leader_skew[0].total_seconds()  # due since T0
+    if not leader_skew[0]:
+        assert [(row["attempts"], row["failed_attempts"]) for row in rows] == [(2, 1), (1, 1), (0, 0)]
 
 
 def test_two_samplers_in_one_minute_store_it_once(db: Database) -> None:
