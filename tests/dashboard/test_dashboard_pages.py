@@ -125,6 +125,14 @@ def test_dead_letters_listed_one_by_one_filterable_and_grouped(seeded: Seeded) -
     assert list(listed["error"]) == [e["error_code"] for e in dead][:25]
     assert all(text.endswith(" ago") or text == "just now" for text in listed["dead since"])
     assert all(len(text) == 19 for text in listed["dead since (UTC)"])  # "2026-12-02 07:47:15", whole
+    at.selectbox(key="dlq_page_size").select(10).run()  # 11 dead letters: two pages
+    assert list(at.dataframe[0].value["id"]) == [e["id"] for e in dead][:10]
+    at.button(key="dlq_older").click().run()
+    assert list(at.dataframe[0].value["id"]) == [e["id"] for e in dead][10:20]
+    assert "Page 2: " in shown(at)
+    at.button(key="dlq_newer").click().run()
+    assert list(at.dataframe[0].value["id"]) == [e["id"] for e in dead][:10]
+    at.selectbox(key="dlq_page_size").select(25).run()
     at.text_input(key="dlq_code").input("exit_1").run()
     assert len(at.dataframe[0].value) == 0  # "broken" fails for good (exit 1): never a dead letter
     at.text_input(key="dlq_code").input("exit_75").run()

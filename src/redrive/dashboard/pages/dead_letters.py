@@ -21,6 +21,7 @@ from redrive.dashboard.tables import columns
 
 REFRESH_SECONDS = 5
 PAGE = 25
+PAGE_SIZES = (10, 25, 50, 100)
 GROUP_WINDOW = "7d"  # the longest window the API counts error groups in
 CURSORS, OUTCOMES, SCOPE = "dlq_cursors", "dlq_replayed", "dlq_scope"
 
@@ -78,11 +79,14 @@ def _replay(ids: list[int]) -> None:
 def list_filters(api: DashboardClient, trigger_names: list[str]) -> ExecutionQuery:
     """The list's filters (error group from the link, trigger, error code) and the page it is on."""
     fingerprint = drill.scope(api, "Dead letters", "pages/executions.py", "Its executions")
-    left, right = st.columns(2)
+    left, middle, right = st.columns([4, 4, 2])
     trigger = left.selectbox(
         "Trigger", trigger_names, index=None, placeholder="any", key="dlq_trigger", on_change=_first_page
     )
-    code = right.text_input("Error code", placeholder="e.g. http_503", key="dlq_code", on_change=_first_page)
+    code = middle.text_input("Error code", placeholder="e.g. http_503", key="dlq_code", on_change=_first_page)
+    size = right.selectbox(
+        "Per page", PAGE_SIZES, index=PAGE_SIZES.index(PAGE), key="dlq_page_size", on_change=_first_page
+    )
     if st.session_state.get(SCOPE, "") != fingerprint:  # another error group (or none): back to the first page
         st.session_state[SCOPE] = fingerprint
         _first_page()
@@ -92,7 +96,7 @@ def list_filters(api: DashboardClient, trigger_names: list[str]) -> ExecutionQue
         status="failed_retryable",
         code=code.strip() or None,
         fingerprint=fingerprint,
-        limit=PAGE,
+        limit=size,
         cursor=cursors[-1] if cursors else None,
     )
 
