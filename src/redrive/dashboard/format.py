@@ -128,6 +128,21 @@ def dead_letter_rows(items: Sequence[dict[str, Any]], now: datetime) -> list[dic
     ]
 
 
+def sample_rows(sample: Sequence[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """A bulk replay dry run's sample of executions as table rows."""
+    return [
+        {
+            "id": e["id"],
+            "trigger": e["trigger"],
+            "status": e["status"],
+            "error": e.get("error_code") or "",
+            "created": relative(e.get("created_at"), now),
+            "created (UTC)": exact(e.get("created_at"), zone=False),
+        }
+        for e in sample
+    ]
+
+
 def attempt_rows(attempts: Sequence[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     """An execution's attempts, oldest first, as a timeline table."""
     return [
