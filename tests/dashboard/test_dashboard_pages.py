@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from redrive.api.limiter import FailureLimiter
 from redrive.dashboard.client import ApiError, DashboardClient
+from redrive.dashboard.format import exact
 from redrive.dashboard.pages.overview import CARDS
 from support import wait_until
 
@@ -118,15 +119,70 @@ def test_executions_filter_and_detail_with_redacted_payload(seeded: Seeded) -> N
     assert f"Execution #{dead[0]['id']} · flaky · failed_retryable" in [h.value for h in at.subheader]
 
 
-def test_dead_letters_grouped_by_trigger_and_error_group(seeded: Seeded) -> None:
+def test_dead_letters_listed_one_by_one_filterable_and_grouped(seeded: Seeded) -> None:
     at = signed_in(seeded, "viewer", page="dead_letters")
+    dead = seeded.dead_letters()
+    listed = at.dataframe[0].value
+    assert list(listed["id"]) == [e["id"] for e in dead][:25]
+    assert list(listed["error"]) == [e["error_code"] for e in dead][:25]
+    assert all(text.endswith(" ago") or text == "just now" for text in listed["dead since"])
+    assert all(len(text) == 19 for text in listed["dead since (UTC)"])  # "2026-12-02 07:47:15", whole
+    at.selectbox(key="dlq_page_size").select(10).run()  # 11 dead letters: two pages
+    assert list(at.dataframe[0].value["id"]) == [e["id"] for e in dead][:10]
+    at.button(key="dlq_older").click().run()
+    assert list(at.dataframe[0].value["id"]) == [e["id"] for e in dead][10:20]
+    assert "Page 2: " in shown(at)
+    at.button(key="dlq_newer").click().run()
+    assert list(at.dataframe[0].value["id"]) == [e["id"] for e in dead][:10]
+    at.selectbox(key="dlq_page_size").select(25).run()
+    at.text_input(key="dlq_code").input("exit_1").run()
+    assert len(at.dataframe[0].value) == 0  # "broken" fails for good (exit 1): never a dead letter
+    at.text_input(key="dlq_code").input("exit_75").run()
+    assert list(at.dataframe[0].value["id"]) == [e["id"] for e in dead if e["error_code"] == "exit_75"][:25]
     summary = seeded.api("/api/v1/stats")
     assert metrics(at)["Dead letters"] == str(summary["dlq_size"])
     assert "#### flaky · 11 dead letter(s)" in shown(at)
     groups = [g for g in seeded.api("/api/v1/error-groups", since="7d")["items"] if g["dlq"]]
-    table = at.dataframe[0].value
+    table = at.dataframe[1].value
     assert list(table["dead letters"]) == [g["dlq"] for g in groups]
     assert "Dry run" not in buttons(at)  # viewer: no bulk replay
+    assert not [b for b in buttons(at) if b.startswith("Replay selected")]
+
+
+def test_an_error_group_opens_to_its_executions_and_its_dead_letters(seeded: Seeded) -> None:
+    at = signed_in(seeded, "viewer", page="error_groups")
+    flaky = next(g for g in seeded.api("/api/v1/error-groups", since="24h")["items"] if g["trigger"] == "flaky")
+    links = [(link.proto.page, link.proto.label, link.proto.query_string) for link in at.get("page_link")]
+    fingerprint = f"fingerprint={flaky['fingerprint']}"
+    assert ("executions", "Its executions", fingerprint) in [(p.rsplit("/", 1)[-1], lbl, q) for p, lbl, q in links]
+    assert any(lbl == f"Its dead letters ({flaky['dlq']})" and q == fingerprint for _, lbl, q in links)
+    expected = seeded.api("/api/v1/executions", fingerprint=flaky["fingerprint"], limit=100)["items"]
+    at.query_params["fingerprint"] = flaky["fingerprint"]
+    at.switch_page("pages/executions.py").run()
+    assert not at.exception
+    assert list(at.dataframe[0].value["id"]) == [e["id"] for e in expected]
+    assert len(expected) < len(seeded.api("/api/v1/executions", limit=100)["items"])
+    assert f"Executions of error group **{flaky['title']}**" in shown(at)
+    at.switch_page("pages/dead_letters.py").run()
+    assert list(at.dataframe[0].value["id"]) == [e["id"] for e in seeded.dead_letters()][:25]
+    assert f"Dead letters of error group **{flaky['title']}**" in shown(at)
+    at.button(key="drill_lift").click().run()
+    assert "fingerprint" not in at.query_params
+    assert "Dead letters of error group" not in shown(at)
+
+
+def test_a_malformed_or_unknown_group_in_the_link_is_said(seeded: Seeded) -> None:
+    at = signed_in(seeded, "viewer")
+    at.query_params["fingerprint"] = "not-hex"
+    at.switch_page("pages/executions.py").run()
+    assert not at.exception
+    assert any("`?fingerprint=not-hex` is not an error-group fingerprint" in w.value for w in at.warning)
+    assert len(at.dataframe[0].value) == len(seeded.api("/api/v1/executions", limit=100)["items"])
+    at.query_params["fingerprint"] = "0123456789abcdef"
+    at.switch_page("pages/dead_letters.py").run()
+    assert not at.exception
+    assert any("No error group has fingerprint `0123456789abcdef`" in w.value for w in at.warning)
+    assert len(at.dataframe[0].value) == 0
 
 
 def test_error_groups_show_counts_trend_and_hint(seeded: Seeded) -> None:
@@ -154,17 +210,25 @@ def test_triggers_show_redacted_config_and_volume_against_watermark(seeded: Seed
     assert not [b for b in buttons(at) if b in ("Pause", "Resume")]
 
 
-def test_system_page_shows_health_queue_depth_and_the_system_endpoint_figures(seeded: Seeded) -> None:
+def test_system_page_shows_badges_nodes_and_history_charts(seeded: Seeded) -> None:
     at = signed_in(seeded, "viewer", page="system")
     assert not at.exception
-    assert "`/healthz`: ✅ {'status': 'ok'}" in shown(at)
-    depth = sum(t["counters"]["pending"] + t["counters"]["running"] for t in seeded.api("/api/v1/triggers")["items"])
-    assert metrics(at)["Queue depth (pending + running)"] == str(depth)
-    assert metrics(at)["redrive server"] == seeded.api("/openapi.json")["info"]["version"]
-    # The server offers /api/v1/system (issue 6): its figures are shown, flattened.
-    shown_system = dict(zip(at.dataframe[0].value["what"], at.dataframe[0].value["value"], strict=True))
-    assert shown_system["queue.depth"] == str(seeded.api("/api/v1/system")["queue"]["depth"])
-    assert int(shown_system["node.process.rss_bytes"]) > 0
+    badges = [b.proto.body for b in at.markdown if "healthz" in b.proto.body or "readyz" in b.proto.body]
+    assert any("healthz: ok" in b for b in badges), badges
+    assert any("readyz: ready" in b for b in badges), badges
+    assert "{'status'" not in shown(at)  # no raw dicts
+    system = seeded.api("/api/v1/system")
+    assert metrics(at)["Queue depth"] == str(system["queue"]["depth"])
+    assert metrics(at)["Dead letters"] == str(system["queue"]["dlq_size"])
+    nodes = at.dataframe[0].value
+    assert list(nodes.columns) == [
+        "id", "role", "host", "leader", "alive", "last beat", "last beat (UTC)", "in flight", "RSS (MiB)"
+    ]  # fmt: skip
+    assert list(nodes["id"]) == [n["id"] for n in system["nodes"]]
+    assert all(mib > 1 for mib in nodes["RSS (MiB)"])
+    samples = seeded.api("/api/v1/system/history", since="6h")["samples"]
+    assert samples  # the seeded service's leader sampled when it started
+    assert len(at.get("vega_lite_chart")) == 4
 
 
 def test_an_unreachable_api_shows_a_banner_on_every_page(seeded: Seeded) -> None:
@@ -189,7 +253,7 @@ def test_operator_buttons_appear_and_a_replay_goes_through_a_confirmation(seeded
     text = shown(at)
     assert f"**Replay execution #{target}?**" in text
     assert f"`{preview['target']}`" in text
-    assert f"originally ran at {preview['originally_ran_at']}" in text
+    assert f"ago ({exact(preview['originally_ran_at'])})" in text  # relative, then the exact time
     assert "replayed 0 time(s) before; last at never" in text
     assert seeded.api(f"/api/v1/executions/{target}")["status"] == "failed_retryable"  # nothing happened yet
     at.button(key="confirm_replay").click().run()

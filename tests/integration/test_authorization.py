@@ -41,6 +41,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/triggers/{name}/pause"): "operator",
     ("POST", "/api/v1/triggers/{name}/resume"): "operator",
     ("GET", "/api/v1/system"): "viewer",
+    ("GET", "/api/v1/system/history"): "viewer",
     ("GET", "/api/v1/stream"): "viewer",
     ("GET", "/api/v1/me"): "viewer",
 }

@@ -19,6 +19,10 @@ from redrive.triggers.templating import RenderError
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 Status = Literal["pending", "running", "succeeded", "failed_retryable", "failed", "replayed"]
 Kind = Literal["http", "command", "email"]
+Fingerprint = Annotated[
+    str | None,
+    Query(pattern="^[0-9a-f]{16}$", description="An error group's fingerprint (16 lower-case hex digits)."),
+]
 
 
 @router.get("")
@@ -29,13 +33,15 @@ async def executions_list(
     status: Status | None = None,
     kind: Kind | None = None,
     code: str | None = None,
+    fingerprint: Fingerprint = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    """Executions, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    filters = ExecutionFilter(trigger, status, kind, code, since, until, cursor, limit)
+    """Executions, newest first; pass ``next_cursor`` back as ``cursor`` for the next page; ``fingerprint`` keeps
+    those whose last failure counts in that error group."""
+    filters = ExecutionFilter(trigger, status, kind, code, since, until, cursor, limit, fingerprint)
     rows = await state.db.read(list_executions(filters))
     return {"items": rows, "next_cursor": rows[-1]["id"] if len(rows) == limit else None}
 

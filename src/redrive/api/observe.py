@@ -19,7 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from redrive.api.auth import AUTH_RESPONSES, ViewerDep
 from redrive.api.deps import StateDep
 from redrive.api.state import ServiceState
+from redrive.api.stats import WINDOW_RESPONSES, Since, window_start
 from redrive.node.heartbeats import list_nodes
+from redrive.observe.history import HISTORY_RETENTION, TICK, read_history
 from redrive.observe.metrics import UNKNOWN
 from redrive.observe.system import database_size, process_resources, queue_snapshot, server_version, versions
 
@@ -68,6 +70,21 @@ async def system(state: StateDep, caller: ViewerDep) -> dict[str, Any]:
         },
         "database": {"size_bytes": size},
         "versions": versions("sqlite" if state.db.is_sqlite else "postgresql", server),
+    }
+
+
+@router.get("/api/v1/system/history", responses=WINDOW_RESPONSES)
+async def system_history(state: StateDep, caller: ViewerDep, since: Since = "6h") -> dict[str, Any]:
+    """The leader's per-minute samples in the window, oldest first: queue depth (due pending executions), oldest
+    pending age, dead-letter size, and the attempts that finished in the minute before each sample with how many
+    failed (``failure_rate``: failed / attempts, null when none finished). Kept 7 days."""
+    start = window_start(state, since)
+    samples = await state.db.read(read_history(start))
+    return {
+        "since": start.isoformat(),
+        "interval_seconds": int(TICK.total_seconds()),
+        "kept_days": HISTORY_RETENTION.days,
+        "samples": samples,
     }
 
 

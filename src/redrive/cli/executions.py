@@ -18,6 +18,9 @@ def ls(
         str | None, typer.Option(help="pending, running, succeeded, failed_retryable, failed, replayed")
     ] = None,
     trigger: Annotated[str | None, typer.Option(help="Trigger name.")] = None,
+    fingerprint: Annotated[
+        str | None, typer.Option(help="Error group fingerprint (16 hex digits, from `redrive errors ls`).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
@@ -25,7 +28,7 @@ def ls(
 ) -> None:
     """List executions, newest first."""
     with client(url, token) as api:
-        rows = call(api.list_executions, status=status, trigger=trigger, limit=limit)
+        rows = call(api.list_executions, status=status, trigger=trigger, fingerprint=fingerprint, limit=limit)
     if as_json:
         out.print_json(data=rows)
         return

@@ -5,12 +5,14 @@ Shared by the Dead letters page (by trigger and error group) and the Error group
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import streamlit as st
 
-from redrive.dashboard import session
+from redrive.dashboard import session, tables
 from redrive.dashboard.client import ApiError
+from redrive.dashboard.format import sample_rows
 
 DRY, JOB, FAILED = "bulk_dry_run", "bulk_job", "bulk_refused"
 PROGRESS_SECONDS = 1
@@ -61,13 +63,8 @@ def confirmation() -> None:
         shown = ", ".join(f"{k}={v}" for k, v in found["filter"].items())
         st.markdown(f"**Dry run** ({shown}): **{found['matched']}** execution(s) would be replayed.")
         if found["sample"]:
-            st.dataframe(
-                [
-                    {k: s.get(k) for k in ("id", "trigger", "status", "error_code", "created_at")}
-                    for s in found["sample"]
-                ],
-                hide_index=True,
-            )
+            rows = sample_rows(found["sample"], datetime.now(UTC))
+            st.dataframe(rows, hide_index=True, column_config=tables.columns(rows))
         rate = st.number_input("Rate (replays per second)", min_value=0.1, max_value=500.0, value=10.0, key="bulk_rate")
         left, right = st.columns(2)
         left.button(

@@ -128,6 +128,8 @@ class ExecutionQuery:
     code: str | None = None
     since: str | None = None
     limit: int = 100
+    fingerprint: str | None = None
+    cursor: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,14 +183,34 @@ class DashboardClient:
 
     def executions(self, query: ExecutionQuery) -> list[dict[str, Any]]:
         """``GET /api/v1/executions``: one page, newest first."""
-        return self._api.list_executions(
+        return self.executions_page(query)[0]
+
+    def executions_page(self, query: ExecutionQuery) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of ``GET /api/v1/executions`` and the cursor of the next (older) one, if any."""
+        body = self._get(
+            "/api/v1/executions",
             trigger=query.trigger,
             status=query.status,
             kind=query.kind,
             code=query.code,
+            fingerprint=query.fingerprint,
             since=query.since,
+            cursor=query.cursor,
             limit=query.limit,
         )
+        return list(body["items"]), body["next_cursor"]
+
+    def error_group(self, fingerprint: str) -> ErrorGroup:
+        """``GET /api/v1/error-groups/{fingerprint}``."""
+        return cast(ErrorGroup, self._get(f"/api/v1/error-groups/{fingerprint}"))
+
+    def system(self) -> dict[str, Any]:
+        """``GET /api/v1/system``: nodes, queue, this process, database, versions."""
+        return cast(dict[str, Any], self._get("/api/v1/system"))
+
+    def history(self, since: str = "6h") -> list[dict[str, Any]]:
+        """``GET /api/v1/system/history``: the leader's per-minute samples in the window, oldest first."""
+        return list(self._get("/api/v1/system/history", since=since)["samples"])
 
     def execution(self, execution_id: int) -> dict[str, Any]:
         """``GET /api/v1/executions/{id}``: attempts, event (redacted), rendered action, error context."""

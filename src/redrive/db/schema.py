@@ -285,5 +285,21 @@ nodes = Table(
     Column("last_beat_at", _utc(), nullable=False),
     Column("in_flight", Integer, nullable=False, server_default=text("0")),
     Column("dead_at", _utc()),
+    # As of the last beat: whether the node held the maintenance lock, and its resident memory.
+    Column("leader", Boolean, nullable=False, server_default=text("false")),
+    Column("rss_bytes", BigInteger),
     Index("ix_nodes_last_beat", "last_beat_at"),
+)
+
+# One row per minute, written by the maintenance leader: what the System page charts over the last hours. Kept
+# HISTORY_RETENTION (7 days, purged by retention); the minute is the key, so a second leader's sample is a no-op.
+metrics_history = Table(
+    "metrics_history",
+    metadata,
+    Column("at", _utc(), primary_key=True),
+    Column("queue_depth", Integer, nullable=False),
+    Column("oldest_pending_age_seconds", Float, nullable=False),
+    Column("dlq_size", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),  # attempts that finished in the minute before ``at``
+    Column("failed_attempts", Integer, nullable=False),  # of which did not succeed
 )

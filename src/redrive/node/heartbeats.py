@@ -47,7 +47,9 @@ def dead_since(now: datetime, interval: float) -> datetime:
     return now - timedelta(seconds=interval * MISSED_BEATS)
 
 
-def beat(node: NodeInfo, in_flight: int, now: datetime) -> Callable[[Connection], None]:
+def beat(
+    node: NodeInfo, in_flight: int, now: datetime, *, leader: bool = False, rss_bytes: int | None = None
+) -> Callable[[Connection], None]:
     """Insert or refresh this node's row (a node wrongly declared dead comes back alive)."""
 
     def job(connection: Connection) -> None:
@@ -60,12 +62,11 @@ def beat(node: NodeInfo, in_flight: int, now: datetime) -> Callable[[Connection]
             started_at=node.started_at,
             last_beat_at=now,
             in_flight=in_flight,
+            leader=leader,
+            rss_bytes=rss_bytes,
         )
-        connection.execute(
-            insert.on_conflict_do_update(
-                index_elements=["id"], set_={"last_beat_at": now, "in_flight": in_flight, "dead_at": None}
-            )
-        )
+        fresh = {"last_beat_at": now, "in_flight": in_flight, "dead_at": None, "leader": leader, "rss_bytes": rss_bytes}
+        connection.execute(insert.on_conflict_do_update(index_elements=["id"], set_=fresh))
 
     return job
 
@@ -138,6 +139,8 @@ def list_nodes(now: datetime, interval: float) -> Callable[[Connection], list[di
                 "started_at": row["started_at"],
                 "last_beat_at": row["last_beat_at"],
                 "in_flight": row["in_flight"],
+                "leader": row["leader"],
+                "rss_bytes": row["rss_bytes"],
                 "alive": row["dead_at"] is None and row["last_beat_at"] >= limit,
             }
             for row in rows

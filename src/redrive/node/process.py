@@ -18,9 +18,11 @@ from redrive.node.heartbeats import NodeInfo, beat, leave, this_node
 from redrive.node.leader import Leadership
 from redrive.node.maintenance import Maintenance
 from redrive.node.retention import RetentionChore
+from redrive.observe.history import HistorySampler
 from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
 from redrive.observe.stream import STREAM_CHANNEL, StreamHub
+from redrive.observe.system import resident_bytes
 from redrive.observe.telemetry import Tracing
 from redrive.queue.notify import QUEUE_CHANNEL, Listener, Notifier, Wakeup
 from redrive.queue.worker import Clock, Worker, utcnow
@@ -73,6 +75,7 @@ class Node:
             )
         self.leadership = Leadership(db.url, settings.sweep_interval, node_id=self.info.id)
         self.retention = RetentionChore(db, triggers, settings.retention_interval, clock)
+        self.history = HistorySampler(db, clock)
         self.maintenance = Maintenance(
             db,
             self.leadership,
@@ -81,7 +84,7 @@ class Node:
             clock=clock,
             wake=wakeup.work_due,
             warn=lambda data: self.stream.publish("warning", data),
-            extra=[self.retention.run_when_due],
+            extra=[self.retention.run_when_due, self.history.run_when_due],
         )
         self.listener: Listener | None = None
         if not db.is_sqlite:
@@ -97,7 +100,8 @@ class Node:
 
     async def start(self) -> None:
         """Record the first beat, then start the loops."""
-        await self.db.write(beat(self.info, 0, self.clock()))
+        leader = self.leadership.is_leader  # on SQLite, from the start
+        await self.db.write(beat(self.info, 0, self.clock(), leader=leader, rss_bytes=resident_bytes()))
         if self.notifier is not None and self.listener is not None:
             self.notifier.start()
             self.wakeup.announce = self.notifier.wake
@@ -134,6 +138,7 @@ class Node:
             await asyncio.sleep(self.settings.heartbeat_interval)
             in_flight = self.worker.in_flight if self.worker is not None else 0
             try:
-                await self.db.write(beat(self.info, in_flight, self.clock()))
+                leader = self.leadership.is_leader
+                await self.db.write(beat(self.info, in_flight, self.clock(), leader=leader, rss_bytes=resident_bytes()))
             except Exception as exc:
                 log.warning("heartbeat_failed", node_id=self.info.id, error=str(exc))

@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from redrive.db.database import Database
 from redrive.db.schema import attempts, events, executions
+from redrive.observe.history import HISTORY_RETENTION, purge_history
 from redrive.triggers.config import RetentionConfig
 from redrive.triggers.runtime import TriggerSet
 
@@ -206,6 +207,7 @@ class RetentionChore:
             return
         self._last = now
         result = await purge(self._db.write, plan(self._retentions, now))
+        await self._db.write(purge_history(now - HISTORY_RETENTION))  # the System page's metrics history
         if result.executions or result.events:
             log.info(
                 "retention_purged",

@@ -65,6 +65,11 @@ def process_resources() -> dict[str, Any]:
         }
 
 
+def resident_bytes() -> int:
+    """This process's resident memory (one read of /proc on Linux: cheap enough for every heartbeat)."""
+    return int(psutil.Process().memory_info().rss)
+
+
 def versions(dialect: str, server_version: str | None) -> dict[str, str | None]:
     """Versions that matter when reporting a problem."""
     return {

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
@@ -27,6 +27,7 @@ class ExecutionFilter:
     until: datetime | None = None
     before_id: int | None = None  # the cursor: rows older than this id
     limit: int = 50
+    fingerprint: str | None = None  # an error group: served by ix_executions_fingerprint, never a table scan
 
 
 _COLUMNS = (
@@ -44,6 +45,7 @@ _COLUMNS = (
     executions.c.updated_at,
     executions.c.finished_at,
     executions.c.replay_of,
+    executions.c.fingerprint,
 )
 
 
@@ -51,27 +53,33 @@ def _row(row: Row[*tuple[Any, ...]]) -> dict[str, Any]:
     return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in row._mapping.items()}
 
 
+def executions_query(f: ExecutionFilter) -> Select[Any]:
+    """The SELECT behind the list: executions matching ``f``, newest first, at most ``f.limit``."""
+    query = select(*_COLUMNS).join(triggers, triggers.c.id == executions.c.trigger_id)
+    if f.trigger is not None:
+        query = query.where(triggers.c.name == f.trigger)
+    if f.status is not None:
+        query = query.where(executions.c.status == f.status)
+    if f.kind is not None:
+        query = query.where(executions.c.action_kind == f.kind)
+    if f.code is not None:
+        query = query.where(executions.c.error_code == f.code)
+    if f.fingerprint is not None:
+        query = query.where(executions.c.fingerprint == f.fingerprint)
+    if f.since is not None:
+        query = query.where(executions.c.created_at >= f.since)
+    if f.until is not None:
+        query = query.where(executions.c.created_at < f.until)
+    if f.before_id is not None:
+        query = query.where(executions.c.id < f.before_id)
+    return query.order_by(executions.c.id.desc()).limit(min(f.limit, MAX_PAGE))
+
+
 def list_executions(f: ExecutionFilter) -> Callable[[Connection], list[dict[str, Any]]]:
     """A read job: executions matching ``f``, newest first, at most ``f.limit``."""
 
     def job(connection: Connection) -> list[dict[str, Any]]:
-        query = select(*_COLUMNS).join(triggers, triggers.c.id == executions.c.trigger_id)
-        if f.trigger is not None:
-            query = query.where(triggers.c.name == f.trigger)
-        if f.status is not None:
-            query = query.where(executions.c.status == f.status)
-        if f.kind is not None:
-            query = query.where(executions.c.action_kind == f.kind)
-        if f.code is not None:
-            query = query.where(executions.c.error_code == f.code)
-        if f.since is not None:
-            query = query.where(executions.c.created_at >= f.since)
-        if f.until is not None:
-            query = query.where(executions.c.created_at < f.until)
-        if f.before_id is not None:
-            query = query.where(executions.c.id < f.before_id)
-        rows = connection.execute(query.order_by(executions.c.id.desc()).limit(min(f.limit, MAX_PAGE)))
-        return [_row(row) for row in rows]
+        return [_row(row) for row in connection.execute(executions_query(f))]
 
     return job
 

@@ -1,17 +1,19 @@
 """Error groups: title, count in the window, a 24 h trend, first and last seen, the hint and its remedy buttons
-(replay the group, pause the trigger), resolve and ignore."""
+(replay the group, pause the trigger), resolve and ignore; each group opens to its executions and its dead letters
+(the Executions and Dead letters pages, narrowed by ``?fingerprint=``)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 
 import streamlit as st
 
 from redrive.dashboard import bulk, session
 from redrive.dashboard.client import ApiError, ErrorGroup
-from redrive.dashboard.format import when
+from redrive.dashboard.format import exact, relative
 
-REFRESH_SECONDS = 30
+REFRESH_SECONDS = 5
 WINDOWS = ("15m", "1h", "24h", "7d")
 STATUSES = ("open", "regressed", "resolved", "ignored")
 DONE = "group_action_done"
@@ -59,7 +61,17 @@ def buttons(group: ErrorGroup) -> None:
         )
 
 
-def card(group: ErrorGroup, trend: list[int], window: str) -> None:
+def drill_down(group: ErrorGroup) -> None:
+    """Links to the group's executions and to its dead letters."""
+    scope = {"fingerprint": group["fingerprint"]}
+    left, right, _ = st.columns([2, 2, 6])
+    left.page_link("pages/executions.py", label="Its executions", icon=":material/list:", query_params=scope)
+    right.page_link(
+        "pages/dead_letters.py", label=f"Its dead letters ({group['dlq']})", icon=":material/inbox:", query_params=scope
+    )
+
+
+def card(group: ErrorGroup, trend: list[int], window: str, now: datetime) -> None:
     """One group."""
     with st.container(border=True):
         st.markdown(
@@ -68,12 +80,13 @@ def card(group: ErrorGroup, trend: list[int], window: str) -> None:
         c1, c2, c3, c4, c5 = st.columns([1, 1, 2, 2, 3])
         c1.metric(f"In {window}", group["count"])
         c2.metric("Dead letters", group["dlq"])
-        c3.metric("First seen", f"{when(group['first_seen']):%Y-%m-%d %H:%M}")
-        c4.metric("Last seen", f"{when(group['last_seen']):%Y-%m-%d %H:%M}")
+        c3.metric("First seen", relative(group["first_seen"], now), help=exact(group["first_seen"]))
+        c4.metric("Last seen", relative(group["last_seen"], now), help=exact(group["last_seen"]))
         with c5:
             st.caption("Failures per hour, last 24 h")
             st.line_chart(trend, height=80)
         st.info(f"**{group['hint']['title']}**: {group['hint']['advice']}")
+        drill_down(group)
         if session.can("operator"):
             buttons(group)
 
@@ -89,8 +102,9 @@ def live(window: str, status: str | None) -> None:
         }
         if not groups:
             st.success(f"No error group has failed in the last {window}.")
+        now = datetime.now(UTC)
         for group in groups:
-            card(group, trends[group["fingerprint"]], window)
+            card(group, trends[group["fingerprint"]], window, now)
 
 
 def render() -> None:

@@ -1,5 +1,7 @@
 """Executions: a filtered table, refreshed every few seconds; picking a row opens its detail (attempts, redacted
-payload, rendered action, error context) and, on a dead letter, a Replay button with a confirmation."""
+payload, rendered action, error context) and, on a dead letter, a Replay button with a confirmation.
+
+``?fingerprint=<16 hex>`` (the Error groups page links here with it) narrows the table to one error group."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ from typing import Any
 
 import streamlit as st
 
-from redrive.dashboard import session
+from redrive.dashboard import drill, session
 from redrive.dashboard.client import ApiError, DashboardClient, ExecutionQuery
-from redrive.dashboard.format import attempt_rows, execution_label, execution_rows
+from redrive.dashboard.format import attempt_rows, both, execution_label, execution_rows
+from redrive.dashboard.tables import columns
 
 REFRESH_SECONDS = 5
 OPEN, CONFIRM, FLASH, REFUSED = "execution_open", "replay_confirm", "replay_flash", "replay_refused"
@@ -20,7 +23,7 @@ KINDS = ("http", "command", "email")
 WINDOWS = {"any time": None, "15 minutes": 15, "1 hour": 60, "24 hours": 1440, "7 days": 10080}
 
 
-def filters(trigger_names: list[str]) -> tuple[ExecutionQuery, int | None]:
+def filters(trigger_names: list[str], fingerprint: str | None = None) -> tuple[ExecutionQuery, int | None]:
     """The filter widgets (keyed, so a refresh keeps them): the query they make, and the "Created in" window in
     minutes, which each refresh turns into a start time of its own (a start fixed here would never move)."""
     c1, c2, c3, c4, c5 = st.columns(5)
@@ -29,7 +32,7 @@ def filters(trigger_names: list[str]) -> tuple[ExecutionQuery, int | None]:
     kind = c3.selectbox("Kind", KINDS, index=None, placeholder="any", key="f_kind")
     code = c4.text_input("Error code", placeholder="e.g. http_503", key="f_code").strip() or None
     minutes = WINDOWS[c5.selectbox("Created in", list(WINDOWS), key="f_window")]
-    return ExecutionQuery(trigger, status, kind, code), minutes
+    return ExecutionQuery(trigger, status, kind, code, fingerprint=fingerprint), minutes
 
 
 def _picked_row(rows: list[dict[str, Any]]) -> None:
@@ -45,11 +48,12 @@ def _picked_label() -> None:
 def table(api: DashboardClient, query: ExecutionQuery) -> None:
     """The executions matching ``query``, and a picker that opens one."""
     items = api.executions(query)
-    rows = execution_rows(items)
+    rows = execution_rows(items, datetime.now(UTC))
     st.dataframe(
         rows,
         hide_index=True,
         width="stretch",
+        column_config=columns(rows),
         on_select=lambda: _picked_row(rows),
         selection_mode="single-row",
         key="executions_table",
@@ -95,8 +99,9 @@ def replay_confirmation(api: DashboardClient, execution_id: int) -> None:
     with st.container(border=True):
         st.markdown(f"**Replay execution #{execution_id}?** It runs the trigger's current action for the same event:")
         st.markdown(f"- **{preview['kind']}** → `{preview['target'] or '(does not render)'}`")
-        st.markdown(f"- originally ran at {preview['originally_ran_at']}")
-        last = preview["last_replay_at"] or "never"
+        now = datetime.now(UTC)
+        st.markdown(f"- originally ran {both(preview['originally_ran_at'], now)}")
+        last = both(preview["last_replay_at"], now) if preview["last_replay_at"] else "never"
         st.markdown(f"- replayed {preview['replay_count']} time(s) before; last at {last}")
         if preview["reason"]:
             st.warning(preview["reason"])
@@ -124,11 +129,13 @@ def detail(api: DashboardClient, execution_id: int) -> None:
         else:
             st.button("Replay…", key=f"replay_{execution_id}", type="primary", on_click=_ask, args=(execution_id,))
     st.markdown("**Attempts**")
-    st.dataframe(attempt_rows(e["attempts"]), hide_index=True, width="stretch")
+    attempts = attempt_rows(e["attempts"], datetime.now(UTC))
+    st.dataframe(attempts, hide_index=True, width="stretch", column_config=columns(attempts))
     payload, action, error = st.tabs(["Event payload", "Rendered action", "Error context"])
     payload.json(e["event"]["payload"])
     payload.caption(
-        f"Event {e['event']['id']}, key {e['event']['idempotency_key']}, received {e['event']['received_at']}"
+        f"Event {e['event']['id']}, key {e['event']['idempotency_key']}, "
+        f"received {both(e['event']['received_at'], datetime.now(UTC))}"
     )
     action.json(e["action"] or {"note": "the trigger is no longer declared"})
     error.json(e["error"] or {"note": "no failed attempt"})
@@ -152,7 +159,8 @@ def render() -> None:
     with session.guarded():
         with session.client() as api:
             names = [t["name"] for t in api.triggers()]
-        live(*filters(names))
+            fingerprint = drill.scope(api, "Executions", "pages/dead_letters.py", "Its dead letters")
+        live(*filters(names, fingerprint))
 
 
 if __name__ == "__main__":

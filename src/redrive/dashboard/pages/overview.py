@@ -1,6 +1,6 @@
 """Overview: executions failing now (dead letters and permanent failures), failed attempts, retries and duplicates
 today, warnings, the last 24 h by status and the top error groups. Every number is the API's own, and each card's
-help text is the API's own definition of it (its OpenAPI description); the page refreshes every 30 s."""
+help text is the API's own definition of it (its OpenAPI description); the page refreshes every 5 s."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from typing import Any
 
 import streamlit as st
 
-from redrive.dashboard import session
+from redrive.dashboard import session, tables
+from redrive.dashboard.charts import executions_chart
 from redrive.dashboard.client import ErrorGroup, Summary
-from redrive.dashboard.format import chart_columns, group_rows, status_colors
+from redrive.dashboard.format import group_rows
 
-REFRESH_SECONDS = 30
+REFRESH_SECONDS = 5
+DEFINITIONS = "overview_definitions"  # session key: the cards' help texts, read once from the OpenAPI document
 
 
 def warning_text(warning: str, summary: Summary) -> str:
@@ -50,11 +52,15 @@ def show(summary: Summary, definitions: dict[str, str], buckets: list[Any], grou
     for column, (label, field) in zip(st.columns(len(CARDS)), CARDS, strict=True):
         column.metric(label, figures[field], help=definitions.get(field) or None, border=True)
     st.subheader("Executions per hour, last 24 h")
-    data, statuses = chart_columns(buckets)
-    st.bar_chart(data, x="time", y=statuses, color=list[Any](status_colors(statuses)), stack=True, height=260)
+    chart = executions_chart(buckets)
+    if chart is None:
+        st.info("No executions in the last 24 h.")
+    else:
+        st.vega_lite_chart(chart, height=280, width="stretch")
     st.subheader("Top error groups, last 24 h")
     if groups:
-        st.dataframe(group_rows(groups), hide_index=True, width="stretch")
+        rows = group_rows(groups)
+        st.dataframe(rows, hide_index=True, width="stretch", column_config=tables.columns(rows))
     else:
         st.success("No failures in the last 24 h.")
 
@@ -64,7 +70,8 @@ def live() -> None:
     """Fetch everything, then render; a failed call shows a banner instead."""
     with session.client() as api, session.guarded():
         summary = api.summary()
-        definitions = api.definitions("Summary")
+        definitions = st.session_state.get(DEFINITIONS) or api.definitions("Summary")
+        st.session_state[DEFINITIONS] = definitions  # they change only with the server: not every 5 s
         buckets = api.timeseries(since="24h", bucket="1h")
         groups = api.error_groups(since="24h", limit=5)
         show(summary, definitions, buckets, groups)

@@ -8,7 +8,7 @@ import streamlit as st
 from redrive.dashboard import session
 from redrive.dashboard.client import ApiError, TriggerView
 
-REFRESH_SECONDS = 30
+REFRESH_SECONDS = 5
 DONE = "trigger_action_done"
 
 
