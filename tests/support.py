@@ -117,3 +117,10 @@ def scalar(db_url: str, sql: str, **params: Any) -> Any:
 def run(coro: Any) -> Any:
     """Run a coroutine to completion in a fresh event loop."""
     return asyncio.run(coro)
+
+
+def fill_path(path: str, values: dict[str, str]) -> str:
+    """An OpenAPI path template (``/executions/{execution_id}``) with its parameters replaced by ``values``."""
+    for name, value in values.items():
+        path = path.replace("{" + name + "}", value)
+    return path

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from redrive.api.limiter import FailureLimiter
 from redrive.db.database import Database
 from redrive.tokens import CLIENT_ADDRESS_HEADER, PROXY_KEY_HEADER, create_token, local_proxy_key, revoke_token
-from support import run_service
+from support import fill_path, run_service
 
 CONFIG = "triggers: [{name: t, action: {kind: command, argv: ['true']}}]"
 
@@ -49,12 +49,6 @@ RANK = {"viewer": 0, "operator": 1, "admin": 2}
 PATH_VALUES = {"execution_id": "999999", "replay_id": "999999", "fingerprint": "0000000000000000", "name": "t"}
 
 
-def _concrete(path: str) -> str:
-    for name, value in PATH_VALUES.items():
-        path = path.replace("{" + name + "}", value)
-    return path
-
-
 @pytest.fixture
 def service(db_url: str):
     with run_service(db_url, CONFIG, worker_concurrency=0) as running:
@@ -82,7 +76,7 @@ def test_authorisation_matrix(service) -> None:
     failures = []
     with httpx2.Client(base_url=service.url, timeout=10) as http:
         for (method, path), needed in sorted(ROUTES.items()):
-            url = _concrete(path)
+            url = fill_path(path, PATH_VALUES)
             callers = {
                 "none": {},
                 "bad": {"Authorization": "Bearer rdv_this-is-not-a-token-at-all-0000000000000"},

@@ -9,17 +9,11 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from support import Service, run_service
+from support import Service, fill_path, run_service
 
 CONFIG = "triggers: [{name: t, action: {kind: command, argv: ['true']}}]"
 PATH_VALUES = {"execution_id": "1", "replay_id": "1", "fingerprint": "0000000000000000", "name": "t"}
 UNKNOWN = "fingerprnt"  # a typo: today's silent wrong answer
-
-
-def _concrete(path: str) -> str:
-    for name, value in PATH_VALUES.items():
-        path = path.replace("{" + name + "}", value)
-    return path
 
 
 @pytest.fixture
@@ -53,7 +47,7 @@ def test_every_route_refuses_an_unknown_query_parameter_and_lists_what_it_accept
     assert len(routes) >= 20
     wrong = []
     for (method, path), accepted in sorted(routes.items()):
-        status, error = _send(service, method, _concrete(path), {UNKNOWN: "x"})
+        status, error = _send(service, method, fill_path(path, PATH_VALUES), {UNKNOWN: "x"})
         message = error.get("message", "")
         takes = ", ".join(accepted) if accepted else "no query parameters"
         if (status, error.get("code")) != (422, "unknown_parameter") or not message.endswith(f"accepts: {takes}"):
