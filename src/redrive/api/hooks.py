@@ -24,8 +24,9 @@ from redrive.api.security import HOOK_HEADERS
 from redrive.api.state import ServiceState
 from redrive.errors import IdempotencyKeyReused, InvalidSignature, PayloadTooLarge, RedriveError, UnknownTrigger
 from redrive.ingest.counters import increment
-from redrive.ingest.prepare import NewEvent, Stored, prepare, store_event
+from redrive.ingest.prepare import NewEvent, prepare
 from redrive.ingest.signatures import verify
+from redrive.ingest.store import Stored, store_event
 from redrive.triggers.runtime import Trigger
 
 log = structlog.get_logger("redrive.ingest")
