@@ -54,4 +54,5 @@ async def send_event(event: EventIn, request: Request, state: StateDep, caller: 
         payload=event.payload,
         key=event.idempotency_key,
     )
-    return await accept(state, trigger, prepared)
+    accepted = await accept(state, trigger, prepared)
+    return Json(accepted.body, status_code=accepted.status)

@@ -95,7 +95,8 @@ async def ingest_webhook(state: ServiceState, name: str, request: Request) -> Js
         received_at=state.now(),
         redactor=state.redactor,
     )
-    return await accept(state, found, event)
+    accepted = await accept(state, found, event)
+    return Json(accepted.body, status_code=accepted.status)
 
 
 def header_dict(request: Request) -> dict[str, str]:

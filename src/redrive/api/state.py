@@ -11,6 +11,7 @@ from redrive.failures.bulk_runner import BulkRuns
 from redrive.node.process import Node
 from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
+from redrive.observe.stream import StreamHub
 from redrive.queue.notify import Wakeup
 from redrive.queue.worker import Clock, Worker, utcnow
 from redrive.settings import Settings
@@ -35,6 +36,11 @@ class ServiceState:
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
     token_touches: dict[int, float] = field(default_factory=dict)
     bulk_runs: BulkRuns = field(default_factory=BulkRuns)  # bulk replay runners of this process
+
+    @property
+    def stream(self) -> StreamHub | None:
+        """The live stream of this node, when it runs one."""
+        return None if self.node is None else self.node.stream
 
     def now(self) -> datetime:
         """The service clock."""

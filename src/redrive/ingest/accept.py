@@ -5,23 +5,56 @@ Shared by ``POST /hooks/{trigger}`` and ``POST /api/v1/events``.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
 import structlog
 
-from redrive.api.responses import Json
-from redrive.api.state import ServiceState
+from redrive.db.database import Database
 from redrive.errors import IdempotencyKeyReused, InvalidSignature, UnknownTrigger
 from redrive.ingest.counters import increment
 from redrive.ingest.prepare import NewEvent
 from redrive.ingest.signatures import verify
 from redrive.ingest.store import Stored, store_event
-from redrive.triggers.runtime import Trigger
+from redrive.observe.metrics import Metrics
+from redrive.observe.stream import StreamHub
+from redrive.queue.notify import Wakeup
+from redrive.triggers.runtime import Trigger, TriggerSet
 
 log = structlog.get_logger("redrive.ingest")
 
 
-async def check_signature(state: ServiceState, trigger: Trigger, body: bytes, headers: dict[str, str]) -> None:
+class Ingestor(Protocol):
+    """What accepting an event needs of the running service (the API's ``ServiceState`` is one)."""
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def triggers(self) -> TriggerSet: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def wakeup(self) -> Wakeup: ...
+
+    @property
+    def stream(self) -> StreamHub | None: ...
+
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """The answer to an accepted event: 202 for a new one, 200 for a duplicate, and the JSON body."""
+
+    status: int
+    body: dict[str, Any]
+
+
+async def check_signature(state: Ingestor, trigger: Trigger, body: bytes, headers: dict[str, str]) -> None:
     """When the trigger verifies signatures, refuse a bad one with a 401 (counted, logged) before anything is stored."""
     scheme = trigger.config.source.verify
     if scheme is None:
@@ -38,7 +71,7 @@ async def check_signature(state: ServiceState, trigger: Trigger, body: bytes, he
         raise
 
 
-def find_trigger(state: ServiceState, name: str) -> Trigger:
+def find_trigger(state: Ingestor, name: str) -> Trigger:
     """The declared trigger ``name`` or a 404 ``unknown_trigger``."""
     trigger = state.triggers.by_name(name)
     if trigger is None:
@@ -46,7 +79,7 @@ def find_trigger(state: ServiceState, name: str) -> Trigger:
     return trigger
 
 
-async def accept(state: ServiceState, trigger: Trigger, event: NewEvent) -> Json:
+async def accept(state: Ingestor, trigger: Trigger, event: NewEvent) -> Accepted:
     """Store a prepared event and answer as the ingest contract says (shared by hooks and the events API)."""
     stored: Stored = await state.db.write(store_event(event))
     fields = {"trigger": trigger.name, "event_id": stored.event_id, "execution_id": stored.execution_id}
@@ -66,11 +99,11 @@ async def accept(state: ServiceState, trigger: Trigger, event: NewEvent) -> Json
         body["filtered"] = True
     if stored.outcome == "duplicate":
         log.info("idempotent_replay", **fields, idempotency_key=event.idempotency_key)
-        return Json(body, status_code=200)
+        return Accepted(200, body)
     log.info("event_received", **fields, idempotency_key=event.idempotency_key, filtered=stored.filtered)
     if stored.execution_id is not None:
         state.wakeup.work_due()
-        if state.node is not None:
+        if state.stream is not None:
             change = {"execution_id": stored.execution_id, "trigger": trigger.name, "status": "pending", "attempts": 0}
-            state.node.stream.publish("execution", change)
-    return Json(body, status_code=202)
+            state.stream.publish("execution", change)
+    return Accepted(202, body)
