@@ -22,9 +22,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from redrive.api.deps import StateDep
-from redrive.api.limiter import TooManyFailures
 from redrive.api.state import ServiceState
-from redrive.errors import RedriveError
+from redrive.errors import Forbidden, RedriveError, TooManyFailures, Unauthenticated
 from redrive.tokens import (
     CLIENT_ADDRESS_HEADER,
     PROXY_KEY_HEADER,
@@ -47,16 +46,6 @@ TOUCH_EVERY = 60.0  # last_used_at is written at most this often per token
 
 log = structlog.get_logger("redrive.auth")
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer rdv_...`")
-
-
-class Unauthenticated(RedriveError):
-    code = "unauthenticated"
-    status = 401
-
-
-class Forbidden(RedriveError):
-    code = "forbidden"
-    status = 403
 
 
 def client_address(request: Request) -> str:

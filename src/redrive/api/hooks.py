@@ -22,7 +22,7 @@ from redrive.api.observe import record_ingest
 from redrive.api.responses import Json
 from redrive.api.security import HOOK_HEADERS
 from redrive.api.state import ServiceState
-from redrive.errors import PayloadTooLarge, RedriveError
+from redrive.errors import ClientDisconnected, PayloadTooLarge, UnsupportedEncoding
 from redrive.ingest.accept import accept, check_signature, find_trigger
 from redrive.ingest.prepare import prepare
 
@@ -51,21 +51,13 @@ async def read_body(request: Request, limit: int) -> bytes:
         return await _read_body(request, limit)
     except ClientDisconnect:
         log.info("client_disconnected", path=request.url.path)
-        raise RedriveError(
-            "the client disconnected before sending its whole body; nothing was stored",
-            code="client_disconnected",
-            status=400,
-        ) from None
+        raise ClientDisconnected("the client disconnected before sending its whole body; nothing was stored") from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in {"", "identity"}:
-        raise RedriveError(
-            f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed",
-            code="unsupported_encoding",
-            status=415,
-        )
+        raise UnsupportedEncoding(f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
         if int(declared) > limit:

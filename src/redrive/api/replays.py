@@ -7,11 +7,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from redrive.api.auth import AdminDep, Forbidden, OperatorDep, ViewerDep
+from redrive.api.auth import AdminDep, OperatorDep, ViewerDep
 from redrive.api.deps import Cursor, RowId, StateDep
 from redrive.api.responses import Json
 from redrive.api.state import ServiceState
-from redrive.errors import InvalidRequest, NotFound, UnknownTrigger
+from redrive.errors import Forbidden, InvalidRequest, NotFound, NotRunning, ReplayInProgress, UnknownTrigger
 from redrive.failures import audit, bulk
 from redrive.failures.replay import ReplayRequest, build_preview, preview_facts, raise_for, replay
 from redrive.tokens import Principal
@@ -158,7 +158,7 @@ async def bulk_replay(body: BulkIn, state: StateDep, caller: OperatorDep) -> Jso
         raise Forbidden("replaying permanently failed executions (status=failed) needs the admin role")
     started = await state.db.write(bulk.create(f, rate=body.rate, actor=caller.name, now=now, shown_filter=shown))
     if isinstance(started, int):
-        raise bulk.ReplayInProgress(await _in_progress_message(state, started))
+        raise ReplayInProgress(await _in_progress_message(state, started))
     state.bulk_runs.start(
         state.db, started, runnable=frozenset(state.triggers.ids), clock=state.clock, wakeup=state.wakeup
     )
@@ -203,7 +203,7 @@ async def bulk_replay_cancel(replay_id: RowId, state: StateDep, caller: Operator
     if found is None:
         raise NotFound(f"no bulk replay has id {replay_id}")
     if found != "running":
-        raise bulk.NotRunning(f"bulk replay {replay_id} is {found} already")
+        raise NotRunning(f"bulk replay {replay_id} is {found} already")
     return await _job(state, replay_id)
 
 

@@ -35,7 +35,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from redrive.db.schema import bulk_replays, error_groups, executions, triggers
-from redrive.errors import RedriveError
 from redrive.failures import audit
 from redrive.failures.replay import ReplayRequest, ReplayResult, replay_in
 
@@ -44,16 +43,6 @@ MAX_RATE = 500.0
 PAGE = 500
 SAMPLE = 10
 STALE_AFTER = timedelta(minutes=5)
-
-
-class ReplayInProgress(RedriveError):
-    code = "replay_in_progress"
-    status = 409
-
-
-class NotRunning(RedriveError):
-    code = "not_running"
-    status = 409
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
-from redrive.errors import NotFound, RedriveError
+from redrive.errors import Forbidden, NotFound, NotReplayable, RateLimited, ReplayLimit
 from redrive.failures import audit
 from redrive.observe.redaction import Redactor
 from redrive.triggers.runtime import Trigger, action_context
@@ -41,30 +41,6 @@ REPLAY_INTERVAL = timedelta(seconds=60)
 REPLAYABLE = "failed_retryable"
 
 Outcome = Literal["ok", "not_found", "forbidden", "not_replayable", "replay_limit", "rate_limited"]
-
-
-class NotReplayable(RedriveError):
-    code = "not_replayable"
-    status = 409
-
-
-class ReplayLimit(RedriveError):
-    code = "replay_limit"
-    status = 409
-
-
-class RateLimited(RedriveError):
-    code = "rate_limited"
-    status = 429
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.headers = {"Retry-After": str(retry_after)}
-
-
-class ReplayForbidden(RedriveError):
-    code = "forbidden"
-    status = 403
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +223,7 @@ def raise_for(result: ReplayResult) -> None:
         raise RateLimited(result.message, result.retry_after or 1)
     error = {
         "not_found": NotFound,
-        "forbidden": ReplayForbidden,
+        "forbidden": Forbidden,
         "replay_limit": ReplayLimit,
     }.get(result.outcome, NotReplayable)
     raise error(result.message)

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from redrive.errors import InvalidJson, InvalidRequest
+from redrive.errors import FilterError, InvalidIdempotencyKey, InvalidJson
 from redrive.observe.redaction import Redactor
 from redrive.triggers.config import TriggerConfig
 from redrive.triggers.templating import RenderError
@@ -85,10 +85,9 @@ def extract_key(sources: list[str], headers: Mapping[str, str], payload: Any) ->
         if not key:
             continue
         if len(key) > MAX_KEY_LENGTH:
-            raise InvalidRequest(
+            raise InvalidIdempotencyKey(
                 f"the idempotency key from {source} is {len(key)} characters long; "
                 f"at most {MAX_KEY_LENGTH} are allowed",
-                code="invalid_idempotency_key",
             )
         return key
     return None
@@ -119,7 +118,7 @@ def prepare(
         try:
             filtered = not trigger.source.filter.matches({"payload": payload, "headers": headers})
         except RenderError as exc:
-            raise InvalidRequest(str(exc), code="filter_error") from exc
+            raise FilterError(str(exc)) from exc
     return NewEvent(
         trigger_id=trigger_id,
         action_kind=trigger.action.kind,
