@@ -13,11 +13,11 @@ from redrive.api.deps import Cursor, RowId, StateDep
 from redrive.api.state import ServiceState
 from redrive.errors import NotFound
 from redrive.queue.executions import ExecutionFilter, error_context, get_execution, list_executions
+from redrive.states import ExecutionStatus
 from redrive.triggers.runtime import action_context
 from redrive.triggers.templating import RenderError
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
-Status = Literal["pending", "running", "succeeded", "failed_retryable", "failed", "replayed"]
 Kind = Literal["http", "command", "email"]
 
 
@@ -26,7 +26,7 @@ async def executions_list(
     state: StateDep,
     caller: ViewerDep,
     trigger: str | None = None,
-    status: Status | None = None,
+    status: ExecutionStatus | None = None,
     kind: Kind | None = None,
     code: str | None = None,
     since: AwareDatetime | None = None,

@@ -14,6 +14,7 @@ from redrive.api.state import ServiceState
 from redrive.errors import Forbidden, InvalidRequest, NotFound, NotRunning, ReplayInProgress, UnknownTrigger
 from redrive.failures import audit, bulk
 from redrive.failures.replay import ReplayRequest, build_preview, preview_facts, raise_for, replay
+from redrive.states import ExecutionStatus
 from redrive.tokens import Principal
 
 router = APIRouter(prefix="/api/v1")
@@ -50,8 +51,8 @@ class FilterIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     trigger: str | None = Field(None, description="Trigger name.")
-    status: Literal["failed_retryable", "failed"] = Field(
-        "failed_retryable", description="`failed` (permanent failures) needs the admin role."
+    status: Literal[ExecutionStatus.FAILED_RETRYABLE, ExecutionStatus.FAILED] = Field(
+        ExecutionStatus.FAILED_RETRYABLE, description="`failed` (permanent failures) needs the admin role."
     )
     code: str | None = Field(None, description="Error code, e.g. http_503.")
     fingerprint: str | None = Field(None, description="An error group's fingerprint.")
@@ -93,7 +94,11 @@ async def replay_execution(
     result = await state.db.write(replay(_request(state, caller, execution_id, force)))
     raise_for(result)
     state.wakeup.work_due()
-    return {"execution_id": execution_id, "new_execution_id": result.new_execution_id, "status": "replayed"}
+    return {
+        "execution_id": execution_id,
+        "new_execution_id": result.new_execution_id,
+        "status": ExecutionStatus.REPLAYED,
+    }
 
 
 @router.get(
@@ -145,7 +150,7 @@ async def bulk_replay(body: BulkIn, state: StateDep, caller: OperatorDep) -> Jso
     assert trigger is not None
     shown = {**body.filter.model_dump(mode="json"), "trigger": trigger.name}
     now = state.now()
-    if f.status == "failed" and not caller.can("admin"):
+    if f.status == ExecutionStatus.FAILED and not caller.can("admin"):
         refusal = audit.record_job(
             at=now,
             actor=caller.name,

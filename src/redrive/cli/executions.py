@@ -8,15 +8,14 @@ import typer
 from rich.table import Table
 
 from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, out
+from redrive.states import ExecutionStatus
 
 app = typer.Typer(no_args_is_help=True, help="Inspect executions (through the HTTP API).")
 
 
 @app.command("ls")
 def ls(
-    status: Annotated[
-        str | None, typer.Option(help="pending, running, succeeded, failed_retryable, failed, replayed")
-    ] = None,
+    status: Annotated[ExecutionStatus | None, typer.Option(help="Only executions in this state.")] = None,
     trigger: Annotated[str | None, typer.Option(help="Trigger name.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     url: UrlOpt = DEFAULT_URL,

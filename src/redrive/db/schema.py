@@ -43,8 +43,6 @@ metadata = MetaData(
     }
 )
 
-EXECUTION_STATUSES = ("pending", "running", "succeeded", "failed_retryable", "failed", "replayed")
-
 
 class UtcDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime on both dialects (SQLite stores naive text; PostgreSQL a timestamptz)."""

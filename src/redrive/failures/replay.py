@@ -33,12 +33,13 @@ from redrive.db.schema import attempts, events, executions, triggers
 from redrive.errors import Forbidden, NotFound, NotReplayable, RateLimited, ReplayLimit
 from redrive.failures import audit
 from redrive.observe.redaction import Redactor
+from redrive.states import ExecutionStatus
 from redrive.triggers.runtime import Trigger, action_context
 from redrive.triggers.templating import RenderError
 
 MAX_REPLAYS = 5
 REPLAY_INTERVAL = timedelta(seconds=60)
-REPLAYABLE = "failed_retryable"
+REPLAYABLE = ExecutionStatus.FAILED_RETRYABLE
 
 Outcome = Literal["ok", "not_found", "forbidden", "not_replayable", "replay_limit", "rate_limited"]
 
@@ -68,11 +69,19 @@ class ReplayResult:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+_WHY_NOT_REPLAYABLE: dict[str, str] = {
+    ExecutionStatus.SUCCEEDED: "succeeded",
+    ExecutionStatus.PENDING: "is pending (it has not finished)",
+    ExecutionStatus.RUNNING: "is running",
+    ExecutionStatus.REPLAYED: "was already replayed",
+}
+
+
 def status_refusal(execution_id: int, status: str, *, force: bool, may_force: bool) -> tuple[Outcome, str] | None:
     """Why an execution in ``status`` may not be replayed, or None when it may."""
     if status == REPLAYABLE:
         return None
-    if status == "failed":
+    if status == ExecutionStatus.FAILED:
         if not force:
             return "not_replayable", (
                 f"execution {execution_id} failed permanently; an admin can replay it with force=true "
@@ -81,12 +90,7 @@ def status_refusal(execution_id: int, status: str, *, force: bool, may_force: bo
         if not may_force:
             return "forbidden", "replaying a permanently failed execution (force=true) needs the admin role"
         return None
-    why = {
-        "succeeded": "succeeded",
-        "pending": "is pending (it has not finished)",
-        "running": "is running",
-        "replayed": "was already replayed",
-    }.get(status, f"is {status}")
+    why = _WHY_NOT_REPLAYABLE.get(status, f"is {status}")
     return "not_replayable", f"execution {execution_id} {why}; only dead-lettered (failed_retryable) ones are replayed"
 
 
@@ -156,7 +160,7 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
     taken = connection.execute(
         update(executions)
         .where(executions.c.id == r.execution_id, executions.c.status == row.status)
-        .values(status="replayed", last_replay_at=r.now, updated_at=r.now)
+        .values(status=ExecutionStatus.REPLAYED, last_replay_at=r.now, updated_at=r.now)
     ).rowcount
     if not taken:  # a concurrent replay changed it since we looked
         savepoint.rollback()
@@ -186,7 +190,7 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
             event_id=row.event_id,
             trigger_id=row.trigger_id,
             action_kind=row.action_kind,  # the trigger's current kind: the worker runs the action as configured now
-            status="pending",
+            status=ExecutionStatus.PENDING,
             attempts=0,
             run_at=r.now,
             created_at=r.now,
@@ -197,12 +201,12 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
         .returning(executions.c.id)
     ).scalar_one()
     savepoint.commit()
-    return ReplayResult("ok", r.execution_id, "replayed", new_execution_id=new_id)
+    return ReplayResult("ok", r.execution_id, ExecutionStatus.REPLAYED, new_execution_id=new_id)
 
 
 def _refused(connection: Connection, r: ReplayRequest, status: str, event_id: int) -> ReplayResult:
     detail = {"status": status}
-    if status == "replayed":  # name the replay; event_id first, so the lookup uses ix_executions_event
+    if status == ExecutionStatus.REPLAYED:  # name the replay; event_id first, so the lookup uses ix_executions_event
         newer = connection.execute(
             select(func.max(executions.c.id)).where(
                 executions.c.event_id == event_id, executions.c.replay_of == r.execution_id

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from redrive.db.schema import daily_counters, events, executions
 from redrive.db.writer import BatchJob
 from redrive.ingest.prepare import NewEvent
+from redrive.states import ExecutionStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,7 @@ def _execution_row(event: NewEvent, event_id: int) -> dict[str, Any]:
         "event_id": event_id,
         "trigger_id": event.trigger_id,
         "action_kind": event.action_kind,
-        "status": "pending",
+        "status": ExecutionStatus.PENDING,
         "attempts": 0,
         "run_at": at,
         "created_at": at,

@@ -24,13 +24,13 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from redrive.db.database import Database
 from redrive.db.schema import attempts, events, executions
+from redrive.states import DEAD, ExecutionStatus
 from redrive.triggers.config import RetentionConfig
 from redrive.triggers.runtime import TriggerSet
 
 log = structlog.get_logger("redrive.retention")
 
 BATCH = 500
-DEAD = ("failed_retryable", "failed", "replayed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ def _scopes(purge: Plan) -> Iterable[tuple[ColumnElement[bool], ColumnElement[bo
 
 def _expired(cut: Cutoffs, table: Any = executions) -> ColumnElement[bool]:
     return or_(
-        and_(table.c.status == "succeeded", table.c.finished_at < cut.succeeded),
+        and_(table.c.status == ExecutionStatus.SUCCEEDED, table.c.finished_at < cut.succeeded),
         and_(table.c.status.in_(DEAD), table.c.finished_at < cut.dead),
     )
 

@@ -18,13 +18,14 @@ from sqlalchemy import BigInteger, Select, cast, extract, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from redrive.db.schema import EXECUTION_STATUSES, attempts, daily_counters, executions, triggers
+from redrive.db.schema import attempts, daily_counters, executions, triggers
+from redrive.states import DEAD, ExecutionStatus
 from redrive.triggers.admin import events_since
 from redrive.triggers.runtime import Trigger
 
 # Statuses an execution has once it has finished; a replayed execution had failed before it was replayed.
-SUCCEEDED = ("succeeded",)
-FAILED = ("failed", "failed_retryable", "replayed")
+SUCCEEDED: tuple[str, ...] = (ExecutionStatus.SUCCEEDED,)
+FAILED: tuple[str, ...] = DEAD
 FINISHED = SUCCEEDED + FAILED
 DLQ_WARNING = 10  # warn when the dead-letter queue holds more than this
 SUMMED_COUNTERS = ("duplicates", "key_conflicts", "invalid_signatures")
@@ -102,9 +103,9 @@ def summary(declared: Sequence[Trigger], window: Window) -> Callable[[Connection
 
     def job(connection: Connection) -> dict[str, Any]:
         created = _executions_created(connection, window.start)
-        by_status = {status: created.get(status, (0, 0))[0] for status in EXECUTION_STATUSES}
+        by_status = {status.value: created.get(status, (0, 0))[0] for status in ExecutionStatus}
         dlq_size = connection.execute(
-            select(func.count()).select_from(executions).where(executions.c.status == "failed_retryable")
+            select(func.count()).select_from(executions).where(executions.c.status == ExecutionStatus.FAILED_RETRYABLE)
         ).scalar_one()
         counters = dict.fromkeys(SUMMED_COUNTERS, 0)
         for name, value in connection.execute(

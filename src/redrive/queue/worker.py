@@ -35,6 +35,7 @@ from redrive.queue import statements as queue
 from redrive.queue.retry import decide
 from redrive.queue.statements import Claimed, Completion
 from redrive.settings import Settings
+from redrive.states import ExecutionStatus
 from redrive.triggers.runtime import Trigger, TriggerSet, action_context
 from redrive.triggers.templating import RenderError
 
@@ -43,6 +44,12 @@ Clock = Callable[[], datetime]
 EXCERPT_LIMIT = 64 * 1024
 MIN_WAIT = 0.01
 T = TypeVar("T")
+_STATUS_AFTER = {
+    "succeeded": ExecutionStatus.SUCCEEDED,
+    "retry": ExecutionStatus.PENDING,
+    "dead_letter": ExecutionStatus.FAILED_RETRYABLE,
+    "failed": ExecutionStatus.FAILED,
+}
 
 
 async def write_until_stored(db: Database, job: Job[T]) -> T:
@@ -152,7 +159,7 @@ class Worker:
                 await self._sleep(settings.poll_interval)
                 continue
             for claimed in found.executions:
-                self._publish(claimed, "running", claimed.attempts)
+                self._publish(claimed, ExecutionStatus.RUNNING, claimed.attempts)
                 task = asyncio.create_task(self._execute(claimed))
                 self._inflight[claimed.id] = (claimed.lease_token, task)
             if found.next_run_at is None and found.executions:
@@ -209,9 +216,7 @@ class Worker:
         finished = self._clock()
         failure = outcome.failure
         decision = decide(trigger.policy, attempt=attempt, failure=failure, rand=random.random())
-        status = {"succeeded": "succeeded", "retry": "pending", "dead_letter": "failed_retryable"}.get(
-            decision.verdict, "failed"
-        )
+        status = _STATUS_AFTER[decision.verdict]
         run_at = None
         if decision.delay is not None:
             run_at = finished + timedelta(seconds=decision.delay)

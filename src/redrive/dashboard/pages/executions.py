@@ -12,10 +12,11 @@ import streamlit as st
 from redrive.dashboard import session
 from redrive.dashboard.client import ApiError, DashboardClient, ExecutionQuery
 from redrive.dashboard.format import attempt_rows, execution_label, execution_rows
+from redrive.states import ExecutionStatus
 
 REFRESH_SECONDS = 5
 OPEN, CONFIRM, FLASH, REFUSED = "execution_open", "replay_confirm", "replay_flash", "replay_refused"
-STATUSES = ("pending", "running", "succeeded", "failed_retryable", "failed", "replayed")
+STATUSES = tuple(status.value for status in ExecutionStatus)
 KINDS = ("http", "command", "email")
 WINDOWS = {"any time": None, "15 minutes": 15, "1 hour": 60, "24 hours": 1440, "7 days": 10080}
 

@@ -1,0 +1,28 @@
+"""The states an execution goes through (DESIGN.md section 2), named once.
+
+pending ──claim──▶ running ──▶ succeeded
+   ▲                 │ ├──▶ failed_retryable (the dead-letter queue) ──replay──▶ replayed
+   └── retry, sweep ─┘ └──▶ failed (permanent)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ExecutionStatus(StrEnum):
+    """Where an execution is; the value is what the database stores and the API shows."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED_RETRYABLE = "failed_retryable"
+    FAILED = "failed"
+    REPLAYED = "replayed"
+
+
+TERMINAL = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.FAILED_RETRYABLE})
+"""States an attempt can end an execution in for good (a replay makes a new execution)."""
+
+DEAD = (ExecutionStatus.FAILED_RETRYABLE, ExecutionStatus.FAILED, ExecutionStatus.REPLAYED)
+"""Failed for good, whether or not it was replayed since."""
