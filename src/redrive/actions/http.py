@@ -171,6 +171,15 @@ class HttpRequester:
             rendered["body"] = config.body.render(context)
         return rendered
 
+    def describe(self, rendered: Mapping[str, Any]) -> dict[str, Any]:
+        """Method, URL, headers and body (``json`` or ``body``) of the request."""
+        sent = {"method": rendered["method"], "url": rendered["url"], "headers": rendered["headers"]}
+        if "json" in rendered:
+            sent["json"] = rendered["json"]
+        elif "body" in rendered:
+            sent["body"] = rendered["body"]
+        return sent
+
     async def execute(self, rendered: Mapping[str, Any], resources: Resources) -> Outcome:
         """Send the request and classify the response (or the error that stopped it)."""
         method: str = rendered["method"]

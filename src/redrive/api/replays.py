@@ -117,7 +117,7 @@ async def replay_preview(
     if facts is None:
         raise NotFound(f"no execution has id {execution_id}")
     trigger = state.triggers.by_id(facts["trigger_id"])
-    return build_preview(facts, trigger, state.redactor, state.now(), force=force, may_force=caller.can("admin"))
+    return build_preview(facts, trigger, state.now(), force=force, may_force=caller.can("admin"))
 
 
 async def _resolve(state: ServiceState, f: FilterIn) -> bulk.BulkFilter:

@@ -32,9 +32,8 @@ from sqlalchemy.engine import Connection
 from redrive.db.schema import attempts, events, executions, triggers
 from redrive.errors import Forbidden, NotFound, NotReplayable, RateLimited, ReplayLimit
 from redrive.failures import audit
-from redrive.observe.redaction import Redactor
 from redrive.states import ExecutionStatus
-from redrive.triggers.runtime import Trigger, action_context
+from redrive.triggers.runtime import StoredEvent, Trigger
 from redrive.triggers.templating import RenderError
 
 MAX_REPLAYS = 5
@@ -285,7 +284,6 @@ def target_summary(kind: str, action: Mapping[str, Any]) -> str:
 def build_preview(
     facts: Mapping[str, Any],
     trigger: Trigger | None,
-    redactor: Redactor,
     now: datetime,
     *,
     force: bool = False,
@@ -304,16 +302,11 @@ def build_preview(
     if trigger is None:
         reason = reason or "its trigger is no longer declared, so nothing would run"
     else:
-        context = action_context(
-            trigger.name,
-            event_id=facts["event_id"],
-            payload=facts["payload"],
-            headers=facts["headers"],
-            idempotency_key=facts["idempotency_key"],
-            received_at=facts["received_at"],
+        event = StoredEvent(
+            facts["event_id"], facts["payload"], facts["headers"], facts["idempotency_key"], facts["received_at"]
         )
         try:
-            action = redactor.tree(trigger.action.render(context))
+            action = trigger.render(event).sent
         except RenderError as exc:
             reason = reason or f"the action does not render with the current trigger config: {exc}"
     last = facts["last_replay_at"]

@@ -68,6 +68,7 @@ class Completion:
     action_kind: str | None = None
     fingerprint: str | None = None  # set on failures: the error group this attempt counts in
     title: str | None = None  # the failure message, normalised: the group's title
+    request: dict[str, Any] | None = None  # what the attempt sent, redacted and capped (Trigger.render)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +286,7 @@ def _attempt_row(result: Completion, number: int) -> dict[str, Any]:
         "detail": result.detail,
         "excerpt": result.excerpt,
         "fingerprint": result.fingerprint,
+        "request": result.request,
     }
 
 

@@ -36,7 +36,7 @@ from redrive.queue.retry import decide
 from redrive.queue.statements import Claimed, Completion
 from redrive.settings import Settings
 from redrive.states import ExecutionStatus
-from redrive.triggers.runtime import Trigger, TriggerSet, action_context
+from redrive.triggers.runtime import Trigger, TriggerSet
 from redrive.triggers.templating import RenderError
 
 log = structlog.get_logger("redrive.worker")
@@ -189,29 +189,29 @@ class Worker:
         attempt = claimed.attempts + 1
         log.info("execution_started", trigger=trigger.name, execution_id=claimed.id, attempt=attempt)
         started = self._clock()
-        context = action_context(
-            trigger.name,
-            event_id=claimed.event_id,
-            payload=claimed.payload,
-            headers=claimed.headers,
-            idempotency_key=claimed.idempotency_key,
-            received_at=claimed.received_at,
-        )
+        sent: dict[str, Any] | None = None
         try:
+            rendering = trigger.render(claimed)
+            sent = rendering.sent
             if self._tracing is None:
-                rendered = trigger.action.render(context)
-                outcome = await trigger.action.execute(rendered, self._resources)
+                outcome = await trigger.action.execute(rendering.action, self._resources)
             else:
-                outcome = await self._traced(trigger, claimed, attempt, context)
+                outcome = await self._traced(trigger, claimed, attempt, rendering.action)
         except RenderError as exc:
             outcome = Outcome(permanent("template_error", str(exc)), {})
         except Exception as exc:
             log.exception("action_crashed", trigger=trigger.name, execution_id=claimed.id)
             outcome = Outcome(permanent("action_error", f"{type(exc).__name__}: {exc}"), {})
-        await self._record(trigger, claimed, attempt, started, outcome)
+        await self._record(trigger, claimed, attempt, started, outcome, sent)
 
     async def _record(
-        self, trigger: Trigger, claimed: Claimed, attempt: int, started: datetime, outcome: Outcome
+        self,
+        trigger: Trigger,
+        claimed: Claimed,
+        attempt: int,
+        started: datetime,
+        outcome: Outcome,
+        sent: dict[str, Any] | None,
     ) -> None:
         finished = self._clock()
         failure = outcome.failure
@@ -235,6 +235,7 @@ class Worker:
             message=message,
             detail=redact.tree(outcome.detail),
             excerpt=redact.excerpt(outcome.excerpt[:EXCERPT_LIMIT]) if outcome.excerpt else None,
+            request=sent,
             pause_trigger_id=trigger.id if failure is not None and failure.pause_trigger else None,
             trigger_id=trigger.id,
             action_kind=trigger.config.action.kind,
@@ -277,12 +278,12 @@ class Worker:
                         "warning", {"code": "trigger_paused", "trigger": trigger.name, "reason": message}
                     )
 
-    async def _traced(self, trigger: Trigger, claimed: Claimed, attempt: int, context: dict[str, Any]) -> Outcome:
+    async def _traced(self, trigger: Trigger, claimed: Claimed, attempt: int, rendered: dict[str, Any]) -> Outcome:
         assert self._tracing is not None
         assert self._resources is not None
         attributes = {"redrive.trigger": trigger.name, "redrive.execution_id": claimed.id, "redrive.attempt": attempt}
         with self._tracing.span("redrive attempt", claimed.headers, server=False, **attributes) as span:
-            outcome = await trigger.action.execute(trigger.action.render(context), self._resources)
+            outcome = await trigger.action.execute(rendered, self._resources)
             span.set_attribute("redrive.outcome", outcome.failure.category if outcome.failure else "succeeded")
             return outcome
 

@@ -11,7 +11,7 @@ import streamlit as st
 
 from redrive.dashboard import session
 from redrive.dashboard.client import ApiError, DashboardClient, ExecutionQuery
-from redrive.dashboard.format import attempt_rows, execution_label, execution_rows
+from redrive.dashboard.format import attempt_rows, execution_label, execution_rows, sent_by_attempt
 from redrive.states import ExecutionStatus
 
 REFRESH_SECONDS = 5
@@ -109,7 +109,7 @@ def replay_confirmation(api: DashboardClient, execution_id: int) -> None:
 
 
 def detail(api: DashboardClient, execution_id: int) -> None:
-    """One execution: summary, attempts timeline, payload, rendered action, error context, replay."""
+    """One execution: summary, attempts timeline, payload, what each attempt sent, error context, replay."""
     e = api.execution(execution_id)
     st.subheader(f"Execution #{e['id']} · {e['trigger']} · {e['status']}")
     if flash := st.session_state.pop(FLASH, None):
@@ -126,12 +126,12 @@ def detail(api: DashboardClient, execution_id: int) -> None:
             st.button("Replay…", key=f"replay_{execution_id}", type="primary", on_click=_ask, args=(execution_id,))
     st.markdown("**Attempts**")
     st.dataframe(attempt_rows(e["attempts"]), hide_index=True, width="stretch")
-    payload, action, error = st.tabs(["Event payload", "Rendered action", "Error context"])
+    payload, sent, error = st.tabs(["Event payload", "Sent", "Error context"])
     payload.json(e["event"]["payload"])
     payload.caption(
         f"Event {e['event']['id']}, key {e['event']['idempotency_key']}, received {e['event']['received_at']}"
     )
-    action.json(e["action"] or {"note": "the trigger is no longer declared"})
+    sent.json(sent_by_attempt(e["attempts"]) or {"note": "no attempt yet"})
     error.json(e["error"] or {"note": "no failed attempt"})
 
 
