@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from redrive.clock import Clock, utcnow
 from redrive.failures.classify import Failure
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class Resources:
     """Long-lived things actions share within one worker; built and closed by the worker."""
 
     http: HttpSessions
+    clock: Clock = utcnow  # the worker's: what "now" is for a Retry-After date
 
     async def close(self) -> None:
         """Close what the resources hold (the HTTP sessions and their pooled connections)."""

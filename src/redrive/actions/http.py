@@ -16,7 +16,6 @@ import json
 import re
 import socket
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
@@ -210,7 +209,7 @@ class HttpRequester:
         failure = None
         if not 200 <= status <= 299:
             failure = classify_http_status(
-                status, reason=reason, retry_after=response.headers.get("Retry-After"), now=datetime.now(UTC)
+                status, reason=reason, retry_after=response.headers.get("Retry-After"), now=resources.clock()
             )
         return Outcome(failure, detail, decode(body) if body else None)
 

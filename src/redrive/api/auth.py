@@ -14,7 +14,6 @@ process's local proxy key; the header is ignored on any request that does not ca
 from __future__ import annotations
 
 import hmac
-import time
 from typing import Annotated, Any
 
 import structlog
@@ -83,9 +82,9 @@ async def principal(
         raise _refuse(
             state, client_address(request), credentials.credentials, "the token is unknown, revoked or expired"
         )
-    last = state.token_touches.get(found.token_id, 0.0)
-    if time.monotonic() - last > TOUCH_EVERY:
-        state.token_touches[found.token_id] = time.monotonic()
+    last = state.token_touches.get(found.token_id)
+    if last is None or (now - last).total_seconds() > TOUCH_EVERY:
+        state.token_touches[found.token_id] = now
         await state.db.write(touch(found.token_id, now))
     return found
 

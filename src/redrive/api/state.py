@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from redrive.api.limiter import FailureLimiter
+from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
 from redrive.failures.bulk_runner import BulkRuns
 from redrive.node.process import Node
@@ -13,7 +14,7 @@ from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
 from redrive.observe.stream import StreamHub
 from redrive.queue.notify import Wakeup
-from redrive.queue.worker import Clock, Worker, utcnow
+from redrive.queue.worker import Worker
 from redrive.settings import Settings
 from redrive.triggers.config import RedriveConfig
 from redrive.triggers.runtime import TriggerSet
@@ -34,7 +35,7 @@ class ServiceState:
     metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = utcnow
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
-    token_touches: dict[int, float] = field(default_factory=dict)
+    token_touches: dict[int, datetime] = field(default_factory=dict)
     bulk_runs: BulkRuns = field(default_factory=BulkRuns)  # bulk replay runners of this process
 
     @property

@@ -22,6 +22,7 @@ from sqlalchemy import and_, delete, exists, func, not_, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from redrive.clock import Clock
 from redrive.db.database import Database
 from redrive.db.schema import attempts, events, executions
 from redrive.states import DEAD, ExecutionStatus
@@ -192,7 +193,7 @@ async def purge(write: Writer, purge_plan: Plan) -> Purged:
 class RetentionChore:
     """The leader's retention pass, run from maintenance at most once per ``interval`` seconds."""
 
-    def __init__(self, db: Database, triggers: TriggerSet, interval: float, clock: Callable[[], datetime]) -> None:
+    def __init__(self, db: Database, triggers: TriggerSet, interval: float, clock: Clock) -> None:
         self._db = db
         self._retentions = {t.id: t.config.retention for t in triggers}
         self._interval = interval

@@ -7,13 +7,13 @@ import logging
 import sys
 import threading
 from collections.abc import MutableMapping
-from datetime import UTC, datetime
 from queue import SimpleQueue
 from typing import Any, BinaryIO, cast
 
 import orjson
 import structlog
 
+from redrive.clock import utcnow
 from redrive.observe.redaction import Redactor
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -34,7 +34,7 @@ def _rename_event(logger: Any, method: str, event_dict: MutableMapping[str, Any]
 
 
 def _timestamp(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    event_dict["ts"] = datetime.now(UTC)  # orjson writes it (like every time in a line) as ISO 8601 with a Z
+    event_dict["ts"] = utcnow()  # orjson writes it (like every time in a line) as ISO 8601 with a Z
     return event_dict
 
 

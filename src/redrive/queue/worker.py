@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import stamina
@@ -22,11 +21,13 @@ import structlog
 
 from redrive.actions import Outcome, Resources
 from redrive.actions.http import HttpSessions
+from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
 from redrive.db.engine import storage_unavailable
 from redrive.db.writer import Job
 from redrive.failures.classify import permanent
 from redrive.failures.fingerprint import fingerprint, normalise
+from redrive.node.periodic import Periodic
 from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
 from redrive.observe.stream import StreamHub
@@ -40,7 +41,6 @@ from redrive.triggers.runtime import Trigger, TriggerSet
 from redrive.triggers.templating import RenderError
 
 log = structlog.get_logger("redrive.worker")
-Clock = Callable[[], datetime]
 EXCERPT_LIMIT = 64 * 1024
 MIN_WAIT = 0.01
 T = TypeVar("T")
@@ -58,11 +58,6 @@ async def write_until_stored(db: Database, job: Job[T]) -> T:
         with attempt:
             return await db.write(job)
     raise AssertionError("unreachable: the retry loop only ends by returning or raising")
-
-
-def utcnow() -> datetime:
-    """The current time, aware and in UTC."""
-    return datetime.now(UTC)
 
 
 class Worker:
@@ -97,17 +92,19 @@ class Worker:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._resources: Resources | None = None
+        self._renewal = Periodic(
+            "renew", self._renew, settings.lease_seconds / 3, failed_evt="lease_renew_failed", delay_first=True
+        )
 
     async def start(self) -> None:
         """Open the shared HTTP session and start the claim, lease and sweep loops."""
         tracing = [self._tracing.aiohttp_trace_config()] if self._tracing is not None else None
         self._resources = Resources(
-            http=HttpSessions(limit=max(100, self._settings.worker_concurrency), trace_configs=tracing)
+            http=HttpSessions(limit=max(100, self._settings.worker_concurrency), trace_configs=tracing),
+            clock=self._clock,
         )
-        self._tasks = [
-            asyncio.create_task(self._claim_loop(), name="redrive-claim"),
-            asyncio.create_task(self._renew_loop(), name="redrive-renew"),
-        ]
+        self._tasks = [asyncio.create_task(self._claim_loop(), name="redrive-claim")]
+        self._renewal.start()
 
     @property
     def in_flight(self) -> int:
@@ -128,6 +125,7 @@ class Worker:
         if held:
             released = await self._db.write(queue.release(held, self._clock()))
             log.info("executions_released", count=released)
+        await self._renewal.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, *(t for _, t in self._inflight.values()), return_exceptions=True)
@@ -301,13 +299,7 @@ class Worker:
                 },
             )
 
-    async def _renew_loop(self) -> None:
-        interval = self._settings.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            tokens = sorted({token for token, _ in self._inflight.values()})
-            if tokens:
-                try:
-                    await self._db.write(queue.renew(tokens, self._settings.lease_seconds, self._clock()))
-                except Exception:
-                    log.exception("lease_renew_failed")
+    async def _renew(self) -> None:
+        tokens = sorted({token for token, _ in self._inflight.values()})
+        if tokens:
+            await self._db.write(queue.renew(tokens, self._settings.lease_seconds, self._clock()))
