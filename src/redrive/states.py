@@ -21,8 +21,13 @@ class ExecutionStatus(StrEnum):
     REPLAYED = "replayed"
 
 
-TERMINAL = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.FAILED_RETRYABLE})
+# Groups of states as plain strings: they end up as JSON keys, and orjson takes only exact str keys.
+TERMINAL: frozenset[str] = frozenset(
+    s.value for s in (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.FAILED_RETRYABLE)
+)
 """States an attempt can end an execution in for good (a replay makes a new execution)."""
 
-DEAD = (ExecutionStatus.FAILED_RETRYABLE, ExecutionStatus.FAILED, ExecutionStatus.REPLAYED)
+DEAD: tuple[str, ...] = tuple(
+    s.value for s in (ExecutionStatus.FAILED_RETRYABLE, ExecutionStatus.FAILED, ExecutionStatus.REPLAYED)
+)
 """Failed for good, whether or not it was replayed since."""

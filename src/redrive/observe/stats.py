@@ -24,7 +24,7 @@ from redrive.triggers.admin import events_since
 from redrive.triggers.runtime import Trigger
 
 # Statuses an execution has once it has finished; a replayed execution had failed before it was replayed.
-SUCCEEDED: tuple[str, ...] = (ExecutionStatus.SUCCEEDED,)
+SUCCEEDED: tuple[str, ...] = (ExecutionStatus.SUCCEEDED.value,)
 FAILED: tuple[str, ...] = DEAD
 FINISHED = SUCCEEDED + FAILED
 DLQ_WARNING = 10  # warn when the dead-letter queue holds more than this
