@@ -25,6 +25,7 @@ up: .venv/.synced redrive.yaml
 lint: .venv/.synced
 	$(UV) run ruff check src tests benchmarks
 	$(UV) run ruff format --check src tests benchmarks
+	$(UV) run lint-imports
 
 typecheck: .venv/.synced
 	$(UV) run mypy

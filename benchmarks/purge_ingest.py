@@ -24,7 +24,8 @@ from sqlalchemy import create_engine, text
 
 from redrive.db.database import Database
 from redrive.db.migrate import upgrade
-from redrive.ingest.prepare import prepare, store_event
+from redrive.ingest.prepare import prepare
+from redrive.ingest.store import store_event
 from redrive.node import retention
 from redrive.observe.redaction import Redactor
 from redrive.triggers.config import parse_config

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from redrive.db.schema import tokens
-from redrive.errors import InvalidRequest, NotFound
+from redrive.errors import InvalidRole, InvalidTokenName, NotFound, TokenExists
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
@@ -76,9 +76,9 @@ def create_token(
 ) -> Callable[[Connection], str]:
     """A write job that stores a new token and returns the raw secret (shown once, never stored)."""
     if role not in ROLES:
-        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, not {role!r}", code="invalid_role")
+        raise InvalidRole(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if not name or len(name) > 64:
-        raise InvalidRequest("a token name is 1 to 64 characters", code="invalid_name")
+        raise InvalidTokenName("a token name is 1 to 64 characters")
 
     def job(connection: Connection) -> str:
         secret = new_secret()
@@ -95,7 +95,7 @@ def create_token(
                     )
                 )
         except IntegrityError as exc:
-            raise InvalidRequest(f"a token called {name!r} exists already", code="token_exists") from exc
+            raise TokenExists(f"a token called {name!r} exists already") from exc
         return secret
 
     return job

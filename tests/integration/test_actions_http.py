@@ -8,6 +8,8 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import orjson
@@ -17,6 +19,7 @@ from aiohttp import web
 
 from redrive.actions import Outcome, Resources, build_action
 from redrive.actions.http import HttpSessions
+from redrive.clock import Clock, utcnow
 from redrive.triggers.config import HttpAction, parse_config
 from redrive.triggers.templating import RenderError
 
@@ -73,10 +76,12 @@ async def serve(routes: dict[str, Handler]) -> AsyncIterator[Server]:
         await runner.cleanup()
 
 
-async def attempt(action: HttpAction, payload: dict[str, Any] | None = None) -> tuple[dict[str, Any], Outcome]:
+async def attempt(
+    action: HttpAction, payload: dict[str, Any] | None = None, *, clock: Clock = utcnow
+) -> tuple[dict[str, Any], Outcome]:
     runner = build_action(action)
     rendered = runner.render({"payload": payload or {}, "headers": {}, "event": {}, "trigger": {}})
-    resources = Resources(http=HttpSessions())
+    resources = Resources(http=HttpSessions(), clock=clock)
     try:
         outcome = await runner.execute(rendered, resources)
     finally:
@@ -177,6 +182,20 @@ def test_429_retry_after_is_honoured() -> None:
             assert outcome.failure.code == "http_429"
             assert outcome.failure.retry_after == 2.0
             assert outcome.detail["headers"]["Retry-After"] == "2"
+
+    asyncio.run(scenario())
+
+
+def test_a_retry_after_date_is_read_against_the_injected_clock() -> None:
+    # The worker's clock says 2030 and the target's date is 90 s after it: the delay is read against that clock.
+    now = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
+    date = format_datetime(now + timedelta(seconds=90), usegmt=True)
+
+    async def scenario() -> None:
+        async with serve({"/hook": status_handler(503, {"Retry-After": date})}) as server:
+            _, outcome = await attempt(http_action(f"{server.base_url}/hook"), clock=lambda: now)
+            assert outcome.failure is not None
+            assert outcome.failure.retry_after == 90.0
 
     asyncio.run(scenario())
 

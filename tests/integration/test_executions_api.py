@@ -1,4 +1,4 @@
-"""GET /api/v1/executions and /{id}: filters, cursor pages, attempts, the rendered action and the error context."""
+"""GET /api/v1/executions and /{id}: filters, cursor pages, attempts (with what each sent) and the error context."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ triggers:
 """
 
 
-def test_detail_has_attempts_rendered_action_and_error_context(db_url: str, httpserver: HTTPServer) -> None:
+def test_detail_has_attempts_what_they_sent_and_error_context(db_url: str, httpserver: HTTPServer) -> None:
     httpserver.expect_request("/down").respond_with_data("upstream is down", status=503)
     with run_service(db_url, config(httpserver.url_for("/down"))) as service:
         sent = httpx2.post(f"{service.url}/hooks/api", json={"order": "Z-9"}, timeout=10).json()
@@ -39,11 +39,11 @@ def test_detail_has_attempts_rendered_action_and_error_context(db_url: str, http
     assert [a["number"] for a in detail["attempts"]] == [1, 2]
     assert {a["error_code"] for a in detail["attempts"]} == {"http_503"}
     assert detail["event"]["payload"] == {"order": "Z-9"}
-    action = detail["action"]
-    assert action["kind"] == "http"
-    assert action["url"].endswith("/down?order=Z-9")
-    assert action["headers"]["X-Plain"] == "visible"
-    assert action["headers"]["apikey"] == "[redacted]"
+    sent = detail["attempts"][-1]["request"]
+    assert sent["method"] == "POST"
+    assert sent["url"].endswith("/down?order=Z-9")
+    assert sent["headers"]["X-Plain"] == "visible"
+    assert sent["headers"]["apikey"] == "[redacted]"
     assert detail["error"]["code"] == "http_503"
     assert detail["error"]["detail"]["status"] == 503
     assert detail["error"]["excerpt"] == "upstream is down"

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from redrive.db.database import Database
-from redrive.ingest.prepare import NewEvent, prepare, store_event, store_events
+from redrive.ingest.prepare import NewEvent, prepare
+from redrive.ingest.store import store_event, store_events
 from redrive.observe.redaction import Redactor
 from redrive.triggers.config import parse_config
 from redrive.triggers.runtime import sync_triggers

@@ -15,7 +15,8 @@ from sqlalchemy.engine import Connection
 
 from redrive.db.database import Database
 from redrive.db.schema import attempts, executions, metrics_history
-from redrive.ingest.prepare import prepare, store_event
+from redrive.ingest.prepare import prepare
+from redrive.ingest.store import store_event
 from redrive.node.leader import Leadership
 from redrive.node.maintenance import Maintenance
 from redrive.node.retention import RetentionChore

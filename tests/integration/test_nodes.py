@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from redrive.db.database import Database
-from redrive.ingest.prepare import prepare, store_event
+from redrive.ingest.prepare import prepare
+from redrive.ingest.store import store_event
 from redrive.node.heartbeats import beat, list_nodes, this_node
 from redrive.node.leader import Leadership
 from redrive.node.maintenance import Maintenance

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from redrive.db.database import Database
-from redrive.ingest.prepare import prepare, store_event
+from redrive.ingest.prepare import prepare
+from redrive.ingest.store import store_event
 from redrive.observe.redaction import Redactor
 from redrive.queue import statements as queue
 from redrive.triggers.config import parse_config

@@ -15,7 +15,8 @@ from sqlalchemy.engine import Connection
 
 from redrive.db.database import Database
 from redrive.db.schema import attempts, executions
-from redrive.ingest.prepare import prepare, store_event
+from redrive.ingest.prepare import prepare
+from redrive.ingest.store import store_event
 from redrive.node import retention
 from redrive.node.retention import count, plan, purge
 from redrive.observe.redaction import Redactor

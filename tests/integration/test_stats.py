@@ -18,9 +18,10 @@ from typer.testing import CliRunner
 
 from redrive.cli import app as cli
 from redrive.db.database import Database
-from redrive.db.schema import EXECUTION_STATUSES, attempts, daily_counters, events, executions, triggers
+from redrive.db.schema import attempts, daily_counters, events, executions, triggers
 from redrive.observe.watermarks import WatermarkWatch
 from redrive.observe.windows import bucket_starts, floor_time
+from redrive.states import ExecutionStatus
 from support import run_service, scalar, wait_until
 
 CONFIG = """
@@ -152,7 +153,7 @@ def test_counts_equal_the_database_for_every_success_kind_and_window(db_url: str
         now = datetime.now(UTC)
         rows: list[dict[str, Any]] = []
         for n, (trigger, status, offset) in enumerate(
-            (t, s, o) for t in KIND_OF for s in EXECUTION_STATUSES for o in offsets
+            (t, s, o) for t in KIND_OF for s in ExecutionStatus for o in offsets
         ):
             finished = now - offset if status in FINISHED else None
             rows.extend([{"trigger": trigger, "status": status, "finished": finished}] * (1 + n % 3))

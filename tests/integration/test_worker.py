@@ -183,7 +183,8 @@ def test_work_nobody_announced_is_found_by_the_slow_poll(db_url: str, httpserver
     from datetime import UTC, datetime
 
     from redrive.db.database import Database
-    from redrive.ingest.prepare import prepare, store_event
+    from redrive.ingest.prepare import prepare
+    from redrive.ingest.store import store_event
     from redrive.observe.redaction import Redactor
     from redrive.triggers.config import parse_config
 

@@ -1,7 +1,8 @@
 """What every action is: the ``Action`` protocol, the ``Outcome`` of one attempt, and the registry of kinds.
 
 An action is built once per trigger from its config (``build_action``), renders its templates for one
-event (``render``: pure, raises ``RenderError``), and runs that rendering (``execute``: talks to the outside
+event (``render``: pure, raises ``RenderError``), says what of the rendering is the request it sends
+(``describe``: stored on the attempt), and runs that rendering (``execute``: talks to the outside
 world and never raises for an expected failure; every network, process or SMTP error comes back as
 ``Outcome(failure=...)``).
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from redrive.clock import Clock, utcnow
 from redrive.failures.classify import Failure
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ class Resources:
     """Long-lived things actions share within one worker; built and closed by the worker."""
 
     http: HttpSessions
+    clock: Clock = utcnow  # the worker's: what "now" is for a Retry-After date
 
     async def close(self) -> None:
         """Close what the resources hold (the HTTP sessions and their pooled connections)."""
@@ -59,6 +62,14 @@ class Action(Protocol):
 
     async def execute(self, rendered: Mapping[str, Any], resources: Resources) -> Outcome:
         """Run a rendering made by ``render``; expected failures are returned, never raised."""
+        ...
+
+    def describe(self, rendered: Mapping[str, Any]) -> dict[str, Any]:
+        """What of a rendering the attempt stores as sent (JSON-safe; the trigger redacts and caps it).
+
+        A ``json`` (a tree) or ``body`` (text) key is the request body, capped as one; never include secrets that
+        are not in the request itself (the trigger masks those in it).
+        """
         ...
 
 

@@ -55,6 +55,10 @@ class CommandRunner:
             "timeout": config.timeout,
         }
 
+    def describe(self, rendered: Mapping[str, Any]) -> dict[str, Any]:
+        """The argv, the names of the configured environment variables (never their values) and the cwd."""
+        return {"argv": rendered["argv"], "env": sorted(rendered["env"]), "cwd": rendered["cwd"]}
+
     async def execute(self, rendered: Mapping[str, Any], resources: Resources) -> Outcome:
         """Start the process, capture its capped output, and classify how it ended."""
         argv: list[str] = rendered["argv"]

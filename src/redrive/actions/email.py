@@ -44,6 +44,15 @@ class EmailSender:
             "smtp": {"host": config.smtp.host, "port": config.smtp.port, "starttls": config.smtp.starttls},
         }
 
+    def describe(self, rendered: Mapping[str, Any]) -> dict[str, Any]:
+        """The envelope (``from``, ``to``), the subject and the server; not the text."""
+        return {
+            "from": rendered["from"],
+            "to": rendered["to"],
+            "subject": rendered["subject"],
+            "smtp": rendered["smtp"],
+        }
+
     async def execute(self, rendered: Mapping[str, Any], resources: Resources) -> Outcome:
         """Connect, send, and classify the server's reply (or the error that stopped the exchange)."""
         try:

@@ -16,7 +16,6 @@ import json
 import re
 import socket
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar
 
@@ -171,6 +170,15 @@ class HttpRequester:
             rendered["body"] = config.body.render(context)
         return rendered
 
+    def describe(self, rendered: Mapping[str, Any]) -> dict[str, Any]:
+        """Method, URL, headers and body (``json`` or ``body``) of the request."""
+        sent = {"method": rendered["method"], "url": rendered["url"], "headers": rendered["headers"]}
+        if "json" in rendered:
+            sent["json"] = rendered["json"]
+        elif "body" in rendered:
+            sent["body"] = rendered["body"]
+        return sent
+
     async def execute(self, rendered: Mapping[str, Any], resources: Resources) -> Outcome:
         """Send the request and classify the response (or the error that stopped it)."""
         method: str = rendered["method"]
@@ -201,7 +209,7 @@ class HttpRequester:
         failure = None
         if not 200 <= status <= 299:
             failure = classify_http_status(
-                status, reason=reason, retry_after=response.headers.get("Retry-After"), now=datetime.now(UTC)
+                status, reason=reason, retry_after=response.headers.get("Retry-After"), now=resources.clock()
             )
         return Outcome(failure, detail, decode(body) if body else None)
 

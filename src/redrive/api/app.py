@@ -17,6 +17,7 @@ from redrive.api.parameters import QueryParameterCheck
 from redrive.api.responses import Json
 from redrive.api.security import install_security
 from redrive.api.state import ServiceState
+from redrive.clock import Clock, utcnow
 from redrive.dashboard.mount import mount_dashboard
 from redrive.db.database import Database
 from redrive.db.migrate import assert_at_head
@@ -24,8 +25,8 @@ from redrive.node.process import Node, Role
 from redrive.observe.redaction import Redactor
 from redrive.observe.telemetry import IngestTracing, configure_tracing
 from redrive.observe.watermarks import WatermarkWatch
-from redrive.queue.worker import Clock, utcnow
-from redrive.triggers.config import RedriveConfig, Settings
+from redrive.settings import Settings
+from redrive.triggers.config import RedriveConfig
 from redrive.triggers.runtime import build_trigger_set, sync_triggers
 
 log = structlog.get_logger("redrive.app")

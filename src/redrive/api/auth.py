@@ -14,7 +14,6 @@ process's local proxy key; the header is ignored on any request that does not ca
 from __future__ import annotations
 
 import hmac
-import time
 from typing import Annotated, Any
 
 import structlog
@@ -22,9 +21,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from redrive.api.deps import StateDep
-from redrive.api.limiter import TooManyFailures
 from redrive.api.state import ServiceState
-from redrive.errors import RedriveError
+from redrive.errors import Forbidden, RedriveError, TooManyFailures, Unauthenticated
 from redrive.tokens import (
     CLIENT_ADDRESS_HEADER,
     PROXY_KEY_HEADER,
@@ -47,16 +45,6 @@ TOUCH_EVERY = 60.0  # last_used_at is written at most this often per token
 
 log = structlog.get_logger("redrive.auth")
 _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization: Bearer rdv_...`")
-
-
-class Unauthenticated(RedriveError):
-    code = "unauthenticated"
-    status = 401
-
-
-class Forbidden(RedriveError):
-    code = "forbidden"
-    status = 403
 
 
 def client_address(request: Request) -> str:
@@ -94,9 +82,9 @@ async def principal(
         raise _refuse(
             state, client_address(request), credentials.credentials, "the token is unknown, revoked or expired"
         )
-    last = state.token_touches.get(found.token_id, 0.0)
-    if time.monotonic() - last > TOUCH_EVERY:
-        state.token_touches[found.token_id] = time.monotonic()
+    last = state.token_touches.get(found.token_id)
+    if last is None or (now - last).total_seconds() > TOUCH_EVERY:
+        state.token_touches[found.token_id] = now
         await state.db.write(touch(found.token_id, now))
     return found
 

@@ -10,22 +10,40 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from redrive.api.responses import Json
 from redrive.db.engine import storage_unavailable
-from redrive.errors import RedriveError
+from redrive.errors import (
+    Forbidden,
+    HttpError,
+    InvalidJson,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    RedriveError,
+    StorageUnavailable,
+    Unauthenticated,
+)
 
 log = structlog.get_logger("redrive.api")
 
-_HTTP_CODES = {
-    400: "invalid_json",
-    404: "not_found",
-    405: "method_not_allowed",
-    401: "unauthenticated",
-    403: "forbidden",
+# The framework's own HTTP errors (an unknown route, a wrong method), as the classes of our tree.
+_HTTP_ERRORS: dict[int, type[RedriveError]] = {
+    400: InvalidJson,
+    401: Unauthenticated,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
 }
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Json:
-    """The JSON error body every route uses."""
-    return Json({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+def error_response(error: RedriveError) -> Json:
+    """The JSON error body every route uses: the error's status, code and message (and headers, if it has any)."""
+    return Json(
+        {"error": {"code": error.code, "message": error.message}}, status_code=error.status, headers=error.headers
+    )
+
+
+def _framework_error(exc: StarletteHTTPException) -> RedriveError:
+    known = _HTTP_ERRORS.get(exc.status_code)
+    return HttpError(str(exc.detail), exc.status_code) if known is None else known(str(exc.detail))
 
 
 def _describe(error: dict[str, object]) -> str:
@@ -38,16 +56,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RedriveError)
     async def _redrive_error(request: Request, exc: RedriveError) -> Json:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Json:
         message = "; ".join(_describe(e) for e in exc.errors()) or "the request is not valid"
-        return error_response(422, "invalid_request", message)
+        return error_response(InvalidRequest(message))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Json:
-        return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail))
+        return error_response(_framework_error(exc))
 
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> Json:
@@ -61,12 +79,12 @@ def install_error_handlers(app: FastAPI) -> None:
 def failure_response(request: Request, exc: Exception) -> Json:
     """The answer to an exception a route raised (also used by the ingest front, which has no handlers)."""
     if isinstance(exc, RedriveError):
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return error_response(exc)
     if storage_unavailable(exc):
         log.error("storage_unavailable", path=request.url.path, error=str(exc.orig))
-        return error_response(503, "storage_unavailable", "the database is unavailable; try again shortly")
+        return error_response(StorageUnavailable("the database is unavailable; try again shortly"))
     if isinstance(exc, DBAPIError):
         log.error("database_error", path=request.url.path, error=str(exc.orig))
-        return error_response(500, "internal_error", "the database refused the write; see the server log")
+        return error_response(RedriveError("the database refused the write; see the server log"))
     log.error("unhandled_error", path=request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "an unexpected error occurred; see the server log")
+    return error_response(RedriveError("an unexpected error occurred; see the server log"))

@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from redrive.api.auth import AUTH_RESPONSES, OperatorDep
 from redrive.api.deps import StateDep
-from redrive.api.hooks import INGEST_RESPONSES, accept, find_trigger, header_dict
+from redrive.api.hooks import INGEST_RESPONSES, header_dict
 from redrive.api.responses import Json
 from redrive.errors import PayloadTooLarge
+from redrive.ingest.accept import accept, find_trigger
 from redrive.ingest.prepare import check_depth, prepare
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -53,4 +54,5 @@ async def send_event(event: EventIn, request: Request, state: StateDep, caller: 
         payload=event.payload,
         key=event.idempotency_key,
     )
-    return await accept(state, trigger, prepared)
+    accepted = await accept(state, trigger, prepared)
+    return Json(accepted.body, status_code=accepted.status)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -10,14 +9,11 @@ from pydantic import AwareDatetime
 
 from redrive.api.auth import ViewerDep
 from redrive.api.deps import Cursor, RowId, StateDep
-from redrive.api.state import ServiceState
 from redrive.errors import NotFound
 from redrive.queue.executions import ExecutionFilter, error_context, get_execution, list_executions
-from redrive.triggers.runtime import action_context
-from redrive.triggers.templating import RenderError
+from redrive.states import ExecutionStatus
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
-Status = Literal["pending", "running", "succeeded", "failed_retryable", "failed", "replayed"]
 Kind = Literal["http", "command", "email"]
 Fingerprint = Annotated[
     str | None,
@@ -30,7 +26,7 @@ async def executions_list(
     state: StateDep,
     caller: ViewerDep,
     trigger: str | None = None,
-    status: Status | None = None,
+    status: ExecutionStatus | None = None,
     kind: Kind | None = None,
     code: str | None = None,
     fingerprint: Fingerprint = None,
@@ -48,32 +44,11 @@ async def executions_list(
 
 @router.get("/{execution_id}", responses={404: {"description": "not_found"}})
 async def execution_show(execution_id: RowId, state: StateDep, caller: ViewerDep) -> dict[str, Any]:
-    """One execution with every attempt and its event (secrets in the payload masked)."""
+    """One execution with every attempt (what it sent, redacted, as stored then) and its event (secrets masked)."""
     found = await state.db.read(get_execution(execution_id))
     if found is None:
         raise NotFound(f"no execution has id {execution_id}")
-    found["action"] = rendered_action(state, found["trigger"], found["event"])
     found["error"] = error_context(found)
     # The stored payload is kept verbatim for replays; what is shown has its secret fields masked.
     found["event"]["payload"] = state.redactor.tree(found["event"]["payload"])
     return found
-
-
-def rendered_action(state: ServiceState, trigger_name: str, event: dict[str, Any]) -> dict[str, Any] | None:
-    """What the trigger's action sends for this event, secrets masked; None when the trigger is gone."""
-    trigger = state.triggers.by_name(trigger_name)
-    if trigger is None:
-        return None
-    context = action_context(
-        trigger.name,
-        event_id=event["id"],
-        payload=event["payload"],
-        headers=event["headers"],
-        idempotency_key=event["idempotency_key"],
-        received_at=datetime.fromisoformat(event["received_at"]),
-    )
-    try:
-        rendered = trigger.action.render(context)
-    except RenderError as exc:
-        return {"kind": trigger.config.action.kind, "error": state.redactor.text(str(exc))}
-    return {"kind": trigger.config.action.kind, **state.redactor.tree(rendered)}

@@ -16,7 +16,7 @@ from redrive.api.deps import StateDep
 from redrive.api.errors import error_response
 from redrive.api.responses import Json
 from redrive.db.migrate import assert_at_head
-from redrive.errors import RedriveError
+from redrive.errors import RedriveError, StorageUnavailable
 
 log = structlog.get_logger("redrive.health")
 router = APIRouter(tags=["health"])
@@ -35,8 +35,8 @@ async def readyz(state: StateDep) -> Json:
     try:
         await asyncio.wait_for(state.db.read(assert_at_head), READY_TIMEOUT)
     except RedriveError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc)
     except (DBAPIError, TimeoutError) as exc:
         log.warning("not_ready", error=str(getattr(exc, "orig", exc)) or "timed out")
-        return error_response(503, "storage_unavailable", "the database cannot be reached")
+        return error_response(StorageUnavailable("the database cannot be reached"))
     return Json({"status": "ready"})

@@ -22,11 +22,9 @@ from redrive.api.observe import record_ingest
 from redrive.api.responses import Json
 from redrive.api.security import HOOK_HEADERS
 from redrive.api.state import ServiceState
-from redrive.errors import IdempotencyKeyReused, InvalidSignature, PayloadTooLarge, RedriveError, UnknownTrigger
-from redrive.ingest.counters import increment
-from redrive.ingest.prepare import NewEvent, Stored, prepare, store_event
-from redrive.ingest.signatures import verify
-from redrive.triggers.runtime import Trigger
+from redrive.errors import ClientDisconnected, PayloadTooLarge, UnsupportedEncoding
+from redrive.ingest.accept import accept, check_signature, find_trigger
+from redrive.ingest.prepare import prepare
 
 log = structlog.get_logger("redrive.ingest")
 router = APIRouter(tags=["ingest"])
@@ -53,21 +51,13 @@ async def read_body(request: Request, limit: int) -> bytes:
         return await _read_body(request, limit)
     except ClientDisconnect:
         log.info("client_disconnected", path=request.url.path)
-        raise RedriveError(
-            "the client disconnected before sending its whole body; nothing was stored",
-            code="client_disconnected",
-            status=400,
-        ) from None
+        raise ClientDisconnected("the client disconnected before sending its whole body; nothing was stored") from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in {"", "identity"}:
-        raise RedriveError(
-            f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed",
-            code="unsupported_encoding",
-            status=415,
-        )
+        raise UnsupportedEncoding(f"Content-Encoding {encoding!r} is not accepted; send the body uncompressed")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
         if int(declared) > limit:
@@ -81,61 +71,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"the body exceeds this trigger's limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def check_signature(state: ServiceState, trigger: Trigger, body: bytes, headers: dict[str, str]) -> None:
-    """When the trigger verifies signatures, refuse a bad one with a 401 (counted, logged) before anything is stored."""
-    scheme = trigger.config.source.verify
-    if scheme is None:
-        return
-    now = state.now()
-    try:
-        verify(scheme, body, headers, now.timestamp())
-    except InvalidSignature as exc:
-        log.warning("invalid_signature", trigger=trigger.name, scheme=scheme.scheme, reason=exc.message)
-        try:
-            await state.db.write(increment(trigger.id, now.date(), "invalid_signatures"))
-        except Exception:  # the count is a courtesy: the sender still gets its 401, never a 5xx
-            log.warning("invalid_signature_not_counted", trigger=trigger.name)
-        raise
-
-
-def find_trigger(state: ServiceState, name: str) -> Trigger:
-    """The declared trigger ``name`` or a 404 ``unknown_trigger``."""
-    trigger = state.triggers.by_name(name)
-    if trigger is None:
-        raise UnknownTrigger(f"no trigger is called {name!r}")
-    return trigger
-
-
-async def accept(state: ServiceState, trigger: Trigger, event: NewEvent) -> Json:
-    """Store a prepared event and answer as the ingest contract says (shared by hooks and the events API)."""
-    stored: Stored = await state.db.write(store_event(event))
-    fields = {"trigger": trigger.name, "event_id": stored.event_id, "execution_id": stored.execution_id}
-    state.metrics.ingested(trigger.name, stored.outcome)
-    if stored.outcome == "conflict":
-        log.warning("idempotency_key_reused", **fields, idempotency_key=event.idempotency_key)
-        raise IdempotencyKeyReused(
-            f"idempotency key {event.idempotency_key!r} was already used with a different body "
-            f"(event {stored.event_id}); use a new key for a new event"
-        )
-    body: dict[str, Any] = {
-        "event_id": stored.event_id,
-        "execution_id": stored.execution_id,
-        "duplicate": stored.outcome == "duplicate",
-    }
-    if stored.filtered:
-        body["filtered"] = True
-    if stored.outcome == "duplicate":
-        log.info("idempotent_replay", **fields, idempotency_key=event.idempotency_key)
-        return Json(body, status_code=200)
-    log.info("event_received", **fields, idempotency_key=event.idempotency_key, filtered=stored.filtered)
-    if stored.execution_id is not None:
-        state.wakeup.work_due()
-        if state.node is not None:
-            change = {"execution_id": stored.execution_id, "trigger": trigger.name, "status": "pending", "attempts": 0}
-            state.node.stream.publish("execution", change)
-    return Json(body, status_code=202)
 
 
 async def ingest_webhook(state: ServiceState, name: str, request: Request) -> Json:
@@ -152,7 +87,8 @@ async def ingest_webhook(state: ServiceState, name: str, request: Request) -> Js
         received_at=state.now(),
         redactor=state.redactor,
     )
-    return await accept(state, found, event)
+    accepted = await accept(state, found, event)
+    return Json(accepted.body, status_code=accepted.status)
 
 
 def header_dict(request: Request) -> dict[str, str]:

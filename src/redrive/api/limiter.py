@@ -14,19 +14,8 @@ from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from redrive.errors import RedriveError
-
 FAILURE_LIMIT = 10
 FAILURE_WINDOW = 60
-
-
-class TooManyFailures(RedriveError):
-    code = "too_many_failures"
-    status = 429
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed authentications from this address; retry in {retry_after} s")
-        self.headers = {"Retry-After": str(retry_after)}
 
 
 class FailureLimiter:

@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from redrive.api.auth import AUTH_RESPONSES, ViewerDep
 from redrive.api.deps import StateDep
 from redrive.api.state import ServiceState
-from redrive.errors import RedriveError
+from redrive.errors import Starting
 from redrive.observe.stream import StreamEvent, StreamHub
 from redrive.observe.system import queue_snapshot
 
@@ -71,7 +71,7 @@ async def stream(
 ) -> StreamingResponse:
     """Execution changes, warnings and stats ticks as server-sent events."""
     if state.node is None:
-        raise RedriveError("the service is starting", code="starting", status=503)
+        raise Starting("the service is starting")
     return StreamingResponse(
         _events(state, state.node.stream, last_event_id, tick),
         media_type="text/event-stream",

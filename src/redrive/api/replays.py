@@ -7,13 +7,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from redrive.api.auth import AdminDep, Forbidden, OperatorDep, ViewerDep
+from redrive.api.auth import AdminDep, OperatorDep, ViewerDep
 from redrive.api.deps import Cursor, RowId, StateDep
 from redrive.api.responses import Json
 from redrive.api.state import ServiceState
-from redrive.errors import InvalidRequest, NotFound, UnknownTrigger
+from redrive.errors import Forbidden, InvalidRequest, NotFound, NotRunning, ReplayInProgress, UnknownTrigger
 from redrive.failures import audit, bulk
 from redrive.failures.replay import ReplayRequest, build_preview, preview_facts, raise_for, replay
+from redrive.states import ExecutionStatus
 from redrive.tokens import Principal
 
 router = APIRouter(prefix="/api/v1")
@@ -50,8 +51,8 @@ class FilterIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     trigger: str | None = Field(None, description="Trigger name.")
-    status: Literal["failed_retryable", "failed"] = Field(
-        "failed_retryable", description="`failed` (permanent failures) needs the admin role."
+    status: Literal[ExecutionStatus.FAILED_RETRYABLE, ExecutionStatus.FAILED] = Field(
+        ExecutionStatus.FAILED_RETRYABLE, description="`failed` (permanent failures) needs the admin role."
     )
     code: str | None = Field(None, description="Error code, e.g. http_503.")
     fingerprint: str | None = Field(None, description="An error group's fingerprint.")
@@ -93,7 +94,11 @@ async def replay_execution(
     result = await state.db.write(replay(_request(state, caller, execution_id, force)))
     raise_for(result)
     state.wakeup.work_due()
-    return {"execution_id": execution_id, "new_execution_id": result.new_execution_id, "status": "replayed"}
+    return {
+        "execution_id": execution_id,
+        "new_execution_id": result.new_execution_id,
+        "status": ExecutionStatus.REPLAYED,
+    }
 
 
 @router.get(
@@ -112,7 +117,7 @@ async def replay_preview(
     if facts is None:
         raise NotFound(f"no execution has id {execution_id}")
     trigger = state.triggers.by_id(facts["trigger_id"])
-    return build_preview(facts, trigger, state.redactor, state.now(), force=force, may_force=caller.can("admin"))
+    return build_preview(facts, trigger, state.now(), force=force, may_force=caller.can("admin"))
 
 
 async def _resolve(state: ServiceState, f: FilterIn) -> bulk.BulkFilter:
@@ -145,7 +150,7 @@ async def bulk_replay(body: BulkIn, state: StateDep, caller: OperatorDep) -> Jso
     assert trigger is not None
     shown = {**body.filter.model_dump(mode="json"), "trigger": trigger.name}
     now = state.now()
-    if f.status == "failed" and not caller.can("admin"):
+    if f.status == ExecutionStatus.FAILED and not caller.can("admin"):
         refusal = audit.record_job(
             at=now,
             actor=caller.name,
@@ -158,7 +163,7 @@ async def bulk_replay(body: BulkIn, state: StateDep, caller: OperatorDep) -> Jso
         raise Forbidden("replaying permanently failed executions (status=failed) needs the admin role")
     started = await state.db.write(bulk.create(f, rate=body.rate, actor=caller.name, now=now, shown_filter=shown))
     if isinstance(started, int):
-        raise bulk.ReplayInProgress(await _in_progress_message(state, started))
+        raise ReplayInProgress(await _in_progress_message(state, started))
     state.bulk_runs.start(
         state.db, started, runnable=frozenset(state.triggers.ids), clock=state.clock, wakeup=state.wakeup
     )
@@ -203,7 +208,7 @@ async def bulk_replay_cancel(replay_id: RowId, state: StateDep, caller: Operator
     if found is None:
         raise NotFound(f"no bulk replay has id {replay_id}")
     if found != "running":
-        raise bulk.NotRunning(f"bulk replay {replay_id} is {found} already")
+        raise NotRunning(f"bulk replay {replay_id} is {found} already")
     return await _job(state, replay_id)
 
 

@@ -15,6 +15,8 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from redrive.errors import PayloadTooLarge
+
 API_BODY_LIMIT = 25 * 1024 * 1024 + 64 * 1024
 """Largest request body outside ``/hooks``: the largest event payload a trigger accepts, plus its envelope."""
 
@@ -100,9 +102,10 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, send: Send) -> None:
-        body = orjson.dumps({"error": {"code": "payload_too_large", "message": f"the body exceeds {self.limit} bytes"}})
+        error = PayloadTooLarge(f"the body exceeds {self.limit} bytes")
+        body = orjson.dumps({"error": {"code": error.code, "message": error.message}})
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 

@@ -6,14 +6,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from redrive.api.limiter import FailureLimiter
+from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
 from redrive.failures.bulk_runner import BulkRuns
 from redrive.node.process import Node
 from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
+from redrive.observe.stream import StreamHub
 from redrive.queue.notify import Wakeup
-from redrive.queue.worker import Clock, Worker, utcnow
-from redrive.triggers.config import RedriveConfig, Settings
+from redrive.queue.worker import Worker
+from redrive.settings import Settings
+from redrive.triggers.config import RedriveConfig
 from redrive.triggers.runtime import TriggerSet
 
 
@@ -32,8 +35,13 @@ class ServiceState:
     metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = utcnow
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
-    token_touches: dict[int, float] = field(default_factory=dict)
+    token_touches: dict[int, datetime] = field(default_factory=dict)
     bulk_runs: BulkRuns = field(default_factory=BulkRuns)  # bulk replay runners of this process
+
+    @property
+    def stream(self) -> StreamHub | None:
+        """The live stream of this node, when it runs one."""
+        return None if self.node is None else self.node.stream
 
     def now(self) -> datetime:
         """The service clock."""

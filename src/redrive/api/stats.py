@@ -14,7 +14,7 @@ from redrive.api.auth import AUTH_RESPONSES, ViewerDep
 from redrive.api.deps import StateDep
 from redrive.api.figures import ExecutionsCount, Summary, Timeseries
 from redrive.api.state import ServiceState
-from redrive.errors import InvalidRequest
+from redrive.errors import InvalidWindow
 from redrive.observe.stats import FINISHED, Key, Window, count_executions, summary, timeseries, zero_filled
 from redrive.observe.windows import WindowError, bucket_starts, parse_bucket, parse_window
 
@@ -31,7 +31,7 @@ def _window(value: str) -> timedelta:
     try:
         return parse_window(value)
     except WindowError as exc:
-        raise InvalidRequest(str(exc), code="invalid_window") from exc
+        raise InvalidWindow(str(exc)) from exc
 
 
 def window_start(state: ServiceState, since: str) -> datetime:
@@ -96,7 +96,7 @@ async def stats_timeseries(
         width = parse_bucket(bucket)
         starts = bucket_starts(start, until, width)
     except WindowError as exc:
-        raise InvalidRequest(str(exc), code="invalid_window") from exc
+        raise InvalidWindow(str(exc)) from exc
     seconds = int(width.total_seconds())
     found = await state.db.read(timeseries(start, until, seconds, by, fingerprint))
     buckets = zero_filled(starts, seconds, found, _keys(state, "fingerprint" if fingerprint else by))

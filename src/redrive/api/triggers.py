@@ -9,8 +9,8 @@ from fastapi import APIRouter
 
 from redrive.api.auth import AUTH_RESPONSES, OperatorDep, ViewerDep
 from redrive.api.deps import StateDep
-from redrive.api.hooks import find_trigger
 from redrive.api.state import ServiceState
+from redrive.ingest.accept import find_trigger
 from redrive.observe.stats import day_start
 from redrive.triggers.admin import TriggerRow, set_paused, trigger_rows
 from redrive.triggers.runtime import Trigger

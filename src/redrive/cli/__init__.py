@@ -75,7 +75,7 @@ PortOpt = Annotated[int | None, typer.Option(help="Port [env: REDRIVE_PORT].")]
 
 
 def _run(role: Role, config: Path | None, host: str | None, port: int | None) -> None:
-    from redrive.node.serve import run_server
+    from redrive.cli.serve import run_server
 
     settings = load_settings(config=config, host=host, port=port)
     triggers = load_triggers(settings.config)

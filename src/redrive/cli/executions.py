@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, out
+from redrive.states import ExecutionStatus
 
 app = typer.Typer(no_args_is_help=True, help="Inspect executions (through the HTTP API).")
 
 
+def utc_time(iso: str) -> str:
+    """An ISO 8601 time as ``YYYY-MM-DD HH:MM:SS.mmm`` in UTC."""
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
 @app.command("ls")
 def ls(
-    status: Annotated[
-        str | None, typer.Option(help="pending, running, succeeded, failed_retryable, failed, replayed")
-    ] = None,
+    status: Annotated[ExecutionStatus | None, typer.Option(help="Only executions in this state.")] = None,
     trigger: Annotated[str | None, typer.Option(help="Trigger name.")] = None,
     fingerprint: Annotated[
         str | None, typer.Option(help="Error group fingerprint (16 hex digits, from `redrive errors ls`).")
@@ -63,14 +68,20 @@ def show(
         f"[bold]{execution['status']}[/] after {execution['attempt_count']} attempt(s)",
         highlight=False,
     )
-    table = Table("#", "outcome", "code", "duration ms", "message")
+    table = Table("#", "started (UTC)", "duration ms", "outcome", "code", "message")
+    table.columns[1].no_wrap = True
     for attempt in execution["attempts"]:
         table.add_row(
             str(attempt["number"]),
+            utc_time(attempt["started_at"]),
+            f"{attempt['duration_ms']:.1f}",
             attempt["outcome"],
             attempt["error_code"] or "",
-            f"{attempt['duration_ms']:.1f}",
             attempt["message"] or "",
         )
     out.print(table)
+    for attempt in execution["attempts"]:
+        out.print(f"[bold]attempt {attempt['number']} sent[/] (as stored then, secrets masked):", highlight=False)
+        out.print_json(data=attempt.get("request") or {"note": "not recorded"})
+    out.print("[bold]event payload[/]:", highlight=False)
     out.print_json(data=execution["event"]["payload"])

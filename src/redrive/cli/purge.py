@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from sqlalchemy import select
 
 from redrive.cli.common import ConfigOpt, fail, load_settings, load_triggers, out
+from redrive.clock import utcnow
 from redrive.db.database import Database
 from redrive.db.schema import triggers
 from redrive.durations import parse_duration
@@ -49,7 +49,7 @@ def purge_command(
     try:
         ids = dict(db.read_sync(lambda c: c.execute(select(triggers.c.name, triggers.c.id)).all()))
         retentions = {ids[name]: retention for name, retention in declared.items() if name in ids}
-        purge_plan = plan(retentions, datetime.now(UTC), seconds)
+        purge_plan = plan(retentions, utcnow(), seconds)
         if dry_run:
             out.print(_describe(db.read_sync(count(purge_plan)), "would purge"))
             return

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from redrive.cli.common import JsonOpt, fail, load_settings, out
+from redrive.clock import utcnow
 
 app = typer.Typer(no_args_is_help=True, help="Manage API tokens (directly on the database).")
 
@@ -19,14 +20,14 @@ def create(
     expires_in: Annotated[str | None, typer.Option("--expires-in", help="e.g. 30d; never by default.")] = None,
 ) -> None:
     """Create a token and print it once, alone on stdout."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from redrive.db.database import Database
     from redrive.durations import parse_duration
     from redrive.errors import RedriveError
     from redrive.tokens import create_token
 
-    now = datetime.now(UTC)
+    now = utcnow()
     try:
         expires_at = now + timedelta(seconds=parse_duration(expires_in)) if expires_in else None
         job = create_token(name, role, now, expires_at=expires_at)
@@ -68,7 +69,6 @@ def ls(as_json: JsonOpt = False) -> None:
 @app.command("revoke")
 def revoke(name: Annotated[str, typer.Argument(help="The token's name.")]) -> None:
     """Revoke a token; requests with it fail from now on."""
-    from datetime import UTC, datetime
 
     from redrive.db.database import Database
     from redrive.errors import RedriveError
@@ -76,7 +76,7 @@ def revoke(name: Annotated[str, typer.Argument(help="The token's name.")]) -> No
 
     db = Database(load_settings().database_url)
     try:
-        db.write_sync(revoke_token(name, datetime.now(UTC)))
+        db.write_sync(revoke_token(name, utcnow()))
     except RedriveError as exc:
         fail(exc.message)
     finally:

@@ -143,6 +143,11 @@ def sample_rows(sample: Sequence[dict[str, Any]], now: datetime) -> list[dict[st
     ]
 
 
+def sent_by_attempt(attempts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What each attempt sent (redacted, as stored when it ran), keyed ``attempt N``."""
+    return {f"attempt {a['number']}": a.get("request") or {"note": "not recorded"} for a in attempts}
+
+
 def attempt_rows(attempts: Sequence[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     """An execution's attempts, oldest first, as a timeline table."""
     return [

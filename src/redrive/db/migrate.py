@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 from redrive.db.engine import is_sqlite, make_engine
-from redrive.errors import RedriveError
+from redrive.errors import DatabaseEncoding, SchemaOutdated
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = 0x72_64_6D_69_67  # an advisory lock key held while migrating ("rdmig")
@@ -65,11 +65,9 @@ def assert_usable_encoding(connection: Connection) -> None:
     encoding = connection.exec_driver_sql("SHOW server_encoding").scalar_one()
     if encoding not in USABLE_ENCODINGS:
         database = connection.engine.url.database
-        raise RedriveError(
+        raise DatabaseEncoding(
             f"the PostgreSQL database {database!r} uses the {encoding} encoding, which cannot store every payload; "
             f"redrive needs UTF8: CREATE DATABASE {database} ENCODING 'UTF8' TEMPLATE template0",
-            code="database_encoding",
-            status=503,
         )
 
 
@@ -83,9 +81,7 @@ def assert_at_head(connection: Connection) -> None:
     current = MigrationContext.configure(connection).get_current_revision()
     head = head_revision()
     if current != head:
-        raise RedriveError(
+        raise SchemaOutdated(
             f"the database is at schema revision {current or 'none'} but this redrive needs {head}; "
             "run `redrive migrate`",
-            code="schema_outdated",
-            status=503,
         )

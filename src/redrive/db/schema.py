@@ -43,8 +43,6 @@ metadata = MetaData(
     }
 )
 
-EXECUTION_STATUSES = ("pending", "running", "succeeded", "failed_retryable", "failed", "replayed")
-
 
 class UtcDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime on both dialects (SQLite stores naive text; PostgreSQL a timestamptz)."""
@@ -179,6 +177,8 @@ attempts = Table(
     Column("detail", Json, nullable=False),
     Column("excerpt", Text),
     Column("fingerprint", String(16)),
+    # What the attempt sent (redacted, capped): method, URL, headers, body; argv, env names; envelope, subject.
+    Column("request", Json),
     Index("ix_attempts_execution", "execution_id", "number"),
     Index("ix_attempts_fingerprint_finished", "fingerprint", "finished_at"),
     Index("ix_attempts_finished", "finished_at"),

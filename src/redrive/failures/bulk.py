@@ -35,9 +35,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from redrive.db.schema import bulk_replays, error_groups, executions, triggers
-from redrive.errors import RedriveError
 from redrive.failures import audit
 from redrive.failures.replay import ReplayRequest, ReplayResult, replay_in
+from redrive.states import ExecutionStatus
 
 MAX_LIMIT = 100_000
 MAX_RATE = 500.0
@@ -46,22 +46,12 @@ SAMPLE = 10
 STALE_AFTER = timedelta(minutes=5)
 
 
-class ReplayInProgress(RedriveError):
-    code = "replay_in_progress"
-    status = 409
-
-
-class NotRunning(RedriveError):
-    code = "not_running"
-    status = 409
-
-
 @dataclass(frozen=True, slots=True)
 class BulkFilter:
     """Which executions a bulk replay takes (``trigger_id`` resolved from a name or a fingerprint)."""
 
     trigger_id: int
-    status: str = "failed_retryable"
+    status: str = ExecutionStatus.FAILED_RETRYABLE
     code: str | None = None
     fingerprint: str | None = None
     since: datetime | None = None
@@ -290,9 +280,9 @@ def describe(bulk_id: int, now: datetime, local: frozenset[int]) -> Callable[[Co
         done = executions.c.status
         progress = connection.execute(
             select(
-                func.count(case((done == "succeeded", 1))),
-                func.count(case((done.in_(("failed", "failed_retryable")), 1))),
-                func.count(case((done.in_(("pending", "running")), 1))),
+                func.count(case((done == ExecutionStatus.SUCCEEDED, 1))),
+                func.count(case((done.in_((ExecutionStatus.FAILED, ExecutionStatus.FAILED_RETRYABLE)), 1))),
+                func.count(case((done.in_((ExecutionStatus.PENDING, ExecutionStatus.RUNNING)), 1))),
                 func.max(executions.c.created_at),
             ).where(executions.c.bulk_replay_id == bulk_id)
         ).one()

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import datetime
 
 import structlog
 from sqlalchemy.engine import Connection
 
+from redrive.clock import Clock
 from redrive.db.database import Database
 from redrive.failures.bulk import Plan, finish, page, status_of, step
 from redrive.failures.replay import ReplayRequest, ReplayResult
@@ -26,7 +26,6 @@ from redrive.queue.notify import Wakeup
 log = structlog.get_logger("redrive.bulk")
 STATUS_POLL = 0.5
 MAX_IN_FLIGHT = 100  # replays issued but not yet committed
-Clock = Callable[[], datetime]
 
 
 class BulkRuns:

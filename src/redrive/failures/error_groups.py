@@ -18,6 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import attempts, error_groups, executions, triggers
+from redrive.states import ExecutionStatus
 
 Decision = Literal["resolved", "ignored"]
 MAX_GROUPS = 500
@@ -107,7 +108,10 @@ def _query(since: datetime) -> tuple[Select[Any], ColumnElement[int]]:
     )
     dlq = (
         select(func.count())
-        .where(executions.c.fingerprint == error_groups.c.fingerprint, executions.c.status == "failed_retryable")
+        .where(
+            executions.c.fingerprint == error_groups.c.fingerprint,
+            executions.c.status == ExecutionStatus.FAILED_RETRYABLE,
+        )
         .scalar_subquery()
     )
     failing = (

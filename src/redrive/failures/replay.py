@@ -30,41 +30,17 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
-from redrive.errors import NotFound, RedriveError
+from redrive.errors import Forbidden, NotFound, NotReplayable, RateLimited, ReplayLimit
 from redrive.failures import audit
-from redrive.observe.redaction import Redactor
-from redrive.triggers.runtime import Trigger, action_context
+from redrive.states import ExecutionStatus
+from redrive.triggers.runtime import StoredEvent, Trigger
 from redrive.triggers.templating import RenderError
 
 MAX_REPLAYS = 5
 REPLAY_INTERVAL = timedelta(seconds=60)
-REPLAYABLE = "failed_retryable"
+REPLAYABLE = ExecutionStatus.FAILED_RETRYABLE
 
 Outcome = Literal["ok", "not_found", "forbidden", "not_replayable", "replay_limit", "rate_limited"]
-
-
-class NotReplayable(RedriveError):
-    code = "not_replayable"
-    status = 409
-
-
-class ReplayLimit(RedriveError):
-    code = "replay_limit"
-    status = 409
-
-
-class RateLimited(RedriveError):
-    code = "rate_limited"
-    status = 429
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.headers = {"Retry-After": str(retry_after)}
-
-
-class ReplayForbidden(RedriveError):
-    code = "forbidden"
-    status = 403
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +68,19 @@ class ReplayResult:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+_WHY_NOT_REPLAYABLE: dict[str, str] = {
+    ExecutionStatus.SUCCEEDED: "succeeded",
+    ExecutionStatus.PENDING: "is pending (it has not finished)",
+    ExecutionStatus.RUNNING: "is running",
+    ExecutionStatus.REPLAYED: "was already replayed",
+}
+
+
 def status_refusal(execution_id: int, status: str, *, force: bool, may_force: bool) -> tuple[Outcome, str] | None:
     """Why an execution in ``status`` may not be replayed, or None when it may."""
     if status == REPLAYABLE:
         return None
-    if status == "failed":
+    if status == ExecutionStatus.FAILED:
         if not force:
             return "not_replayable", (
                 f"execution {execution_id} failed permanently; an admin can replay it with force=true "
@@ -105,12 +89,7 @@ def status_refusal(execution_id: int, status: str, *, force: bool, may_force: bo
         if not may_force:
             return "forbidden", "replaying a permanently failed execution (force=true) needs the admin role"
         return None
-    why = {
-        "succeeded": "succeeded",
-        "pending": "is pending (it has not finished)",
-        "running": "is running",
-        "replayed": "was already replayed",
-    }.get(status, f"is {status}")
+    why = _WHY_NOT_REPLAYABLE.get(status, f"is {status}")
     return "not_replayable", f"execution {execution_id} {why}; only dead-lettered (failed_retryable) ones are replayed"
 
 
@@ -180,7 +159,7 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
     taken = connection.execute(
         update(executions)
         .where(executions.c.id == r.execution_id, executions.c.status == row.status)
-        .values(status="replayed", last_replay_at=r.now, updated_at=r.now)
+        .values(status=ExecutionStatus.REPLAYED, last_replay_at=r.now, updated_at=r.now)
     ).rowcount
     if not taken:  # a concurrent replay changed it since we looked
         savepoint.rollback()
@@ -210,7 +189,7 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
             event_id=row.event_id,
             trigger_id=row.trigger_id,
             action_kind=row.action_kind,  # the trigger's current kind: the worker runs the action as configured now
-            status="pending",
+            status=ExecutionStatus.PENDING,
             attempts=0,
             run_at=r.now,
             created_at=r.now,
@@ -221,12 +200,12 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
         .returning(executions.c.id)
     ).scalar_one()
     savepoint.commit()
-    return ReplayResult("ok", r.execution_id, "replayed", new_execution_id=new_id)
+    return ReplayResult("ok", r.execution_id, ExecutionStatus.REPLAYED, new_execution_id=new_id)
 
 
 def _refused(connection: Connection, r: ReplayRequest, status: str, event_id: int) -> ReplayResult:
     detail = {"status": status}
-    if status == "replayed":  # name the replay; event_id first, so the lookup uses ix_executions_event
+    if status == ExecutionStatus.REPLAYED:  # name the replay; event_id first, so the lookup uses ix_executions_event
         newer = connection.execute(
             select(func.max(executions.c.id)).where(
                 executions.c.event_id == event_id, executions.c.replay_of == r.execution_id
@@ -247,7 +226,7 @@ def raise_for(result: ReplayResult) -> None:
         raise RateLimited(result.message, result.retry_after or 1)
     error = {
         "not_found": NotFound,
-        "forbidden": ReplayForbidden,
+        "forbidden": Forbidden,
         "replay_limit": ReplayLimit,
     }.get(result.outcome, NotReplayable)
     raise error(result.message)
@@ -305,7 +284,6 @@ def target_summary(kind: str, action: Mapping[str, Any]) -> str:
 def build_preview(
     facts: Mapping[str, Any],
     trigger: Trigger | None,
-    redactor: Redactor,
     now: datetime,
     *,
     force: bool = False,
@@ -324,16 +302,11 @@ def build_preview(
     if trigger is None:
         reason = reason or "its trigger is no longer declared, so nothing would run"
     else:
-        context = action_context(
-            trigger.name,
-            event_id=facts["event_id"],
-            payload=facts["payload"],
-            headers=facts["headers"],
-            idempotency_key=facts["idempotency_key"],
-            received_at=facts["received_at"],
+        event = StoredEvent(
+            facts["event_id"], facts["payload"], facts["headers"], facts["idempotency_key"], facts["received_at"]
         )
         try:
-            action = redactor.tree(trigger.action.render(context))
+            action = trigger.render(event).sent
         except RenderError as exc:
             reason = reason or f"the action does not render with the current trigger config: {exc}"
     last = facts["last_replay_at"]

@@ -1,1 +1,1 @@
-"""One process's housekeeping: its roles and loops, heartbeats, leadership, maintenance, retention, serving."""
+"""One process's housekeeping: its roles and loops, heartbeats, leadership, maintenance, retention."""

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from redrive import __version__
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import executions, nodes
+from redrive.queue.statements import back_to_pending
 
 MISSED_BEATS = 3
 FORGET_AFTER = timedelta(days=1)  # a dead node's row is shown this long, then removed
@@ -107,12 +108,7 @@ def reap(now: datetime, interval: float) -> Callable[[Connection], Reaped]:
         swept = {
             node_id: list(
                 connection.execute(
-                    update(executions)
-                    .where(
-                        executions.c.status == "running", executions.c.lease_token.startswith(node_id, autoescape=True)
-                    )
-                    .values(status="pending", lease_token=None, lease_expires_at=None, run_at=now, updated_at=now)
-                    .returning(executions.c.id)
+                    back_to_pending(now, executions.c.lease_token.startswith(node_id, autoescape=True))
                 ).scalars()
             )
             for node_id in dead

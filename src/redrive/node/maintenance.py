@@ -6,19 +6,17 @@ the short overlap possible while leadership changes hands costs nothing but a re
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
+from redrive.clock import Clock
 from redrive.db.database import Database
 from redrive.node.heartbeats import MISSED_BEATS, reap
 from redrive.node.leader import Leadership
-from redrive.observe.logs import log_failure
+from redrive.node.periodic import Periodic
 from redrive.queue import statements as queue
-from redrive.queue.worker import Clock
 
 log = structlog.get_logger("redrive.maintenance")
 Task = Callable[[], Awaitable[None]]
@@ -47,18 +45,15 @@ class Maintenance:
         self._wake = wake
         self._warn = warn
         self._extra = extra or []
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("maintenance", self.run_once, interval, failed_evt="maintenance_failed")
 
     def start(self) -> None:
         """Start the periodic pass."""
-        self._task = asyncio.create_task(self._loop(), name="redrive-maintenance")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop after the current statement."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
 
     async def run_once(self) -> int:
         """One pass (when leading): returns how many executions went back to the queue."""
@@ -80,11 +75,3 @@ class Maintenance:
         for chore in self._extra:
             await chore()
         return returned
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception as exc:
-                log_failure(log, "maintenance_failed", exc)
-            await asyncio.sleep(self._interval)

@@ -7,16 +7,16 @@ maintenance lock and, on PostgreSQL, listens for wake-ups and sends them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Literal
 
 import structlog
 
+from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
 from redrive.node.heartbeats import NodeInfo, beat, leave, this_node
 from redrive.node.leader import Leadership
 from redrive.node.maintenance import Maintenance
+from redrive.node.periodic import Periodic
 from redrive.node.retention import RetentionChore
 from redrive.observe.history import HistorySampler
 from redrive.observe.metrics import Metrics
@@ -25,8 +25,8 @@ from redrive.observe.stream import STREAM_CHANNEL, StreamHub
 from redrive.observe.system import resident_bytes
 from redrive.observe.telemetry import Tracing
 from redrive.queue.notify import QUEUE_CHANNEL, Listener, Notifier, Wakeup
-from redrive.queue.worker import Clock, Worker, utcnow
-from redrive.triggers.config import Settings
+from redrive.queue.worker import Worker
+from redrive.settings import Settings
 from redrive.triggers.runtime import TriggerSet
 
 log = structlog.get_logger("redrive.node")
@@ -93,7 +93,9 @@ class Node:
                 {QUEUE_CHANNEL: self._woken, STREAM_CHANNEL: self.stream.receive},
                 on_connect=wakeup.set,
             )
-        self._beats: asyncio.Task[None] | None = None
+        self._beats = Periodic(
+            "heartbeat", self._beat, settings.heartbeat_interval, failed_evt="heartbeat_failed", delay_first=True
+        )
 
     def _woken(self, payload: str) -> None:
         self.wakeup.set()
@@ -110,15 +112,12 @@ class Node:
         self.maintenance.start()
         if self.worker is not None:
             await self.worker.start()
-        self._beats = asyncio.create_task(self._beat_loop(), name="redrive-heartbeat")
+        self._beats.start()
         log.info("node_started", node_id=self.info.id, role=self.role, host=self.info.host, pid=self.info.pid)
 
     async def stop(self) -> None:
         """Finish or release in-flight work, step down, stop listening, remove this node's row."""
-        if self._beats is not None:
-            self._beats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beats
+        await self._beats.stop()
         if self.worker is not None:
             await self.worker.stop()
         await self.maintenance.stop()
@@ -133,12 +132,10 @@ class Node:
         except Exception:
             log.warning("node_leave_failed", node_id=self.info.id)
 
-    async def _beat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_interval)
-            in_flight = self.worker.in_flight if self.worker is not None else 0
-            try:
-                leader = self.leadership.is_leader
-                await self.db.write(beat(self.info, in_flight, self.clock(), leader=leader, rss_bytes=resident_bytes()))
-            except Exception as exc:
-                log.warning("heartbeat_failed", node_id=self.info.id, error=str(exc))
+    async def _beat(self) -> None:
+        in_flight = self.worker.in_flight if self.worker is not None else 0
+        try:
+            leader = self.leadership.is_leader
+            await self.db.write(beat(self.info, in_flight, self.clock(), leader=leader, rss_bytes=resident_bytes()))
+        except Exception as exc:  # expected while the database is away: one line, no traceback
+            log.warning("heartbeat_failed", node_id=self.info.id, error=str(exc))

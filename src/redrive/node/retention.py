@@ -22,16 +22,17 @@ from sqlalchemy import and_, delete, exists, func, not_, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from redrive.clock import Clock
 from redrive.db.database import Database
 from redrive.db.schema import attempts, events, executions
 from redrive.observe.history import HISTORY_RETENTION, purge_history
+from redrive.states import DEAD, ExecutionStatus
 from redrive.triggers.config import RetentionConfig
 from redrive.triggers.runtime import TriggerSet
 
 log = structlog.get_logger("redrive.retention")
 
 BATCH = 500
-DEAD = ("failed_retryable", "failed", "replayed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ def _scopes(purge: Plan) -> Iterable[tuple[ColumnElement[bool], ColumnElement[bo
 
 def _expired(cut: Cutoffs, table: Any = executions) -> ColumnElement[bool]:
     return or_(
-        and_(table.c.status == "succeeded", table.c.finished_at < cut.succeeded),
+        and_(table.c.status == ExecutionStatus.SUCCEEDED, table.c.finished_at < cut.succeeded),
         and_(table.c.status.in_(DEAD), table.c.finished_at < cut.dead),
     )
 
@@ -193,7 +194,7 @@ async def purge(write: Writer, purge_plan: Plan) -> Purged:
 class RetentionChore:
     """The leader's retention pass, run from maintenance at most once per ``interval`` seconds."""
 
-    def __init__(self, db: Database, triggers: TriggerSet, interval: float, clock: Callable[[], datetime]) -> None:
+    def __init__(self, db: Database, triggers: TriggerSet, interval: float, clock: Clock) -> None:
         self._db = db
         self._retentions = {t.id: t.config.retention for t in triggers}
         self._interval = interval

@@ -7,7 +7,6 @@ import logging
 import sys
 import threading
 from collections.abc import MutableMapping
-from datetime import UTC, datetime
 from queue import SimpleQueue
 from typing import Any, BinaryIO, cast
 
@@ -15,6 +14,7 @@ import orjson
 import structlog
 from sqlalchemy.exc import DBAPIError
 
+from redrive.clock import utcnow
 from redrive.db.engine import storage_unavailable
 from redrive.observe.redaction import Redactor
 
@@ -36,7 +36,7 @@ def _rename_event(logger: Any, method: str, event_dict: MutableMapping[str, Any]
 
 
 def _timestamp(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    event_dict["ts"] = datetime.now(UTC)  # orjson writes it (like every time in a line) as ISO 8601 with a Z
+    event_dict["ts"] = utcnow()  # orjson writes it (like every time in a line) as ISO 8601 with a Z
     return event_dict
 
 

@@ -30,13 +30,13 @@ from sqlalchemy import BigInteger, Select, cast, extract, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from redrive.db.schema import EXECUTION_STATUSES, attempts, daily_counters, executions, triggers
+from redrive.db.schema import attempts, daily_counters, executions, triggers
+from redrive.states import FAILING, ExecutionStatus
 from redrive.triggers.admin import events_since
 from redrive.triggers.runtime import Trigger
 
-SUCCEEDED = ("succeeded",)
-FAILING = ("failed", "failed_retryable")  # failing now: a replayed execution handed its outcome to its replay
-FINISHED = SUCCEEDED + FAILING + ("replayed",)  # every status an execution has once its attempts are over
+SUCCEEDED: tuple[str, ...] = (ExecutionStatus.SUCCEEDED.value,)
+FINISHED = SUCCEEDED + FAILING + (ExecutionStatus.REPLAYED.value,)  # every status once its attempts are over
 FAILED_OUTCOMES = ("transient", "permanent")  # an attempt's outcome when it failed
 DLQ_WARNING = 10  # warn when the dead-letter queue holds more than this
 SUMMED_COUNTERS = ("duplicates", "key_conflicts", "invalid_signatures")
@@ -184,9 +184,9 @@ def summary(declared: Sequence[Trigger], window: Window) -> Callable[[Connection
 
     def job(connection: Connection) -> dict[str, Any]:
         created = _executions_created(connection, window.start)
-        by_status = {status: created.get(status, (0, 0))[0] for status in EXECUTION_STATUSES}
-        dlq_size = connection.execute(status_count_statement(["failed_retryable"])).scalar_one()
-        permanent = connection.execute(status_count_statement(["failed"])).scalar_one()
+        by_status = {status.value: created.get(status, (0, 0))[0] for status in ExecutionStatus}
+        dlq_size = connection.execute(status_count_statement([ExecutionStatus.FAILED_RETRYABLE])).scalar_one()
+        permanent = connection.execute(status_count_statement([ExecutionStatus.FAILED])).scalar_one()
         counters = dict.fromkeys(SUMMED_COUNTERS, 0)
         for name, value in connection.execute(
             select(daily_counters.c.name, func.sum(daily_counters.c.value))

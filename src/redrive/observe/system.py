@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from redrive import __version__
 from redrive.db.schema import executions
 from redrive.observe.metrics import QueueSnapshot
+from redrive.states import ExecutionStatus
 
 
 def queue_snapshot(now: datetime) -> Callable[[Connection], QueueSnapshot]:
@@ -24,8 +25,8 @@ def queue_snapshot(now: datetime) -> Callable[[Connection], QueueSnapshot]:
         def count(*where: Any) -> int:
             return int(connection.execute(select(func.count()).select_from(executions).where(*where)).scalar_one())
 
-        pending = executions.c.status == "pending"
-        running = executions.c.status == "running"
+        pending = executions.c.status == ExecutionStatus.PENDING
+        running = executions.c.status == ExecutionStatus.RUNNING
         oldest = connection.execute(
             select(func.min(executions.c.run_at)).where(pending, executions.c.run_at <= now)
         ).scalar_one_or_none()
@@ -34,8 +35,8 @@ def queue_snapshot(now: datetime) -> Callable[[Connection], QueueSnapshot]:
             due=count(pending, executions.c.run_at <= now),
             running=count(running),
             oldest_due_age_seconds=max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0,
-            dlq=count(executions.c.status == "failed_retryable"),
-            replayed=count(executions.c.status == "replayed"),
+            dlq=count(executions.c.status == ExecutionStatus.FAILED_RETRYABLE),
+            replayed=count(executions.c.status == ExecutionStatus.REPLAYED),
             expired_leases=count(and_(running, executions.c.lease_expires_at < now)),
         )
 

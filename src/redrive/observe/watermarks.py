@@ -7,20 +7,18 @@ so however many processes watch, the one whose insert lands logs, once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from datetime import date
 
 import structlog
 from sqlalchemy.engine import Connection
 
+from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import daily_counters
-from redrive.observe.logs import log_failure
+from redrive.node.periodic import Periodic
 from redrive.observe.stats import day_start
-from redrive.queue.worker import Clock, utcnow
 from redrive.triggers.admin import events_since
 from redrive.triggers.runtime import Trigger, TriggerSet
 
@@ -57,19 +55,16 @@ class WatermarkWatch:
         self._clock = clock
         self._interval = interval
         self._settled: set[tuple[int, date]] = set()  # (trigger, day) already logged here or elsewhere
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("watermarks", self.check, interval, failed_evt="watermark_check_failed")
 
     def start(self) -> None:
         """Start checking (nothing to do when no trigger has a watermark)."""
         if self._watched:
-            self._task = asyncio.create_task(self._loop(), name="redrive-watermarks")
+            self._loop.start()
 
     async def stop(self) -> None:
         """Stop checking."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
 
     async def check(self) -> list[str]:
         """One check: log each trigger that crossed its watermark today and was not logged yet; return their names."""
@@ -98,11 +93,3 @@ class WatermarkWatch:
                 )
                 logged.append(trigger.name)
         return logged
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.check()
-            except Exception as exc:
-                log_failure(log, "watermark_check_failed", exc)
-            await asyncio.sleep(self._interval)

@@ -110,6 +110,7 @@ def get_execution(execution_id: int) -> Callable[[Connection], dict[str, Any] | 
                     attempts.c.message,
                     attempts.c.detail,
                     attempts.c.excerpt,
+                    attempts.c.request,
                 )
                 .where(attempts.c.execution_id == execution_id)
                 .order_by(attempts.c.number)

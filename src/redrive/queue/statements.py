@@ -15,14 +15,13 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, false, func, select, update
+from sqlalchemy import ColumnElement, Integer, Update, bindparam, false, func, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
 from redrive.db.writer import BatchJob
 from redrive.failures.error_groups import record_failure
-
-TERMINAL = frozenset({"succeeded", "failed", "failed_retryable"})
+from redrive.states import TERMINAL, ExecutionStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +68,7 @@ class Completion:
     action_kind: str | None = None
     fingerprint: str | None = None  # set on failures: the error group this attempt counts in
     title: str | None = None  # the failure message, normalised: the group's title
+    request: dict[str, Any] | None = None  # what the attempt sent, redacted and capped (Trigger.render)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,11 @@ def _claim_statements() -> _ClaimStatements:
     # A materialised CTE: the planner may not re-run or flatten the locking subquery, so LIMIT holds.
     due = (
         select(executions.c.id)
-        .where(executions.c.status == "pending", executions.c.run_at <= now, executions.c.trigger_id.in_(runnable))
+        .where(
+            executions.c.status == ExecutionStatus.PENDING,
+            executions.c.run_at <= now,
+            executions.c.trigger_id.in_(runnable),
+        )
         .order_by(executions.c.run_at)
         .limit(bindparam("c_limit", type_=Integer()))
         .with_for_update(skip_locked=True, of=executions)
@@ -97,9 +101,9 @@ def _claim_statements() -> _ClaimStatements:
     )
     lease = (
         update(executions)
-        .where(executions.c.id == due.c.id, executions.c.status == "pending")
+        .where(executions.c.id == due.c.id, executions.c.status == ExecutionStatus.PENDING)
         .values(
-            status="running",
+            status=ExecutionStatus.RUNNING,
             lease_token=bindparam("c_token", type_=executions.c.lease_token.type),
             lease_expires_at=bindparam("c_expires", type_=executions.c.lease_expires_at.type),
             updated_at=now,
@@ -110,7 +114,7 @@ def _claim_statements() -> _ClaimStatements:
         events.c.id, events.c.payload, events.c.headers, events.c.idempotency_key, events.c.received_at
     ).where(events.c.id.in_(bindparam("c_event_ids", expanding=True)))
     next_due = select(func.min(executions.c.run_at)).where(
-        executions.c.status == "pending", executions.c.trigger_id.in_(runnable)
+        executions.c.status == ExecutionStatus.PENDING, executions.c.trigger_id.in_(runnable)
     )
     return _ClaimStatements(lease=lease, events=event_rows, next_due=next_due)
 
@@ -197,13 +201,13 @@ def _complete_statements() -> _CompleteStatements:
 
     held = (
         select(executions.c.id, executions.c.lease_token, executions.c.attempts)
-        .where(executions.c.id.in_(bindparam("ids", expanding=True)), executions.c.status == "running")
+        .where(executions.c.id.in_(bindparam("ids", expanding=True)), executions.c.status == ExecutionStatus.RUNNING)
         .with_for_update(of=executions)
     )
     fenced = update(executions).where(
         executions.c.id == bind("b_id", "id"),
         executions.c.lease_token == bind("b_token", "lease_token"),
-        executions.c.status == "running",
+        executions.c.status == ExecutionStatus.RUNNING,
     )
     return _CompleteStatements(
         held=held,
@@ -282,6 +286,7 @@ def _attempt_row(result: Completion, number: int) -> dict[str, Any]:
         "detail": result.detail,
         "excerpt": result.excerpt,
         "fingerprint": result.fingerprint,
+        "request": result.request,
     }
 
 
@@ -314,11 +319,24 @@ def renew(tokens: Sequence[str], lease_seconds: float, now: datetime) -> Callabl
     def job(connection: Connection) -> int:
         return connection.execute(
             update(executions)
-            .where(executions.c.lease_token.in_(tokens), executions.c.status == "running")
+            .where(executions.c.lease_token.in_(tokens), executions.c.status == ExecutionStatus.RUNNING)
             .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         ).rowcount
 
     return job
+
+
+def back_to_pending(now: datetime, *where: ColumnElement[bool]) -> Update:
+    """The one statement that gives running executions back to the queue, uncharged: lease cleared, due ``now``.
+
+    ``where`` narrows which running rows (one lease, expired leases, a dead node's leases); it returns their ids.
+    """
+    return (
+        update(executions)
+        .where(executions.c.status == ExecutionStatus.RUNNING, *where)
+        .values(status=ExecutionStatus.PENDING, lease_token=None, lease_expires_at=None, run_at=now, updated_at=now)
+        .returning(executions.c.id)
+    )
 
 
 def release(held: Sequence[tuple[int, str]], now: datetime) -> Callable[[Connection], int]:
@@ -327,15 +345,8 @@ def release(held: Sequence[tuple[int, str]], now: datetime) -> Callable[[Connect
     def job(connection: Connection) -> int:
         released = 0
         for execution_id, token in held:
-            released += connection.execute(
-                update(executions)
-                .where(
-                    executions.c.id == execution_id,
-                    executions.c.lease_token == token,
-                    executions.c.status == "running",
-                )
-                .values(status="pending", lease_token=None, lease_expires_at=None, run_at=now, updated_at=now)
-            ).rowcount
+            statement = back_to_pending(now, executions.c.id == execution_id, executions.c.lease_token == token)
+            released += len(connection.execute(statement).all())
         return released
 
     return job
@@ -345,13 +356,6 @@ def sweep(now: datetime) -> Callable[[Connection], list[int]]:
     """Return executions whose lease expired to pending, uncharged; returns their ids."""
 
     def job(connection: Connection) -> list[int]:
-        return list(
-            connection.execute(
-                update(executions)
-                .where(executions.c.status == "running", executions.c.lease_expires_at < now)
-                .values(status="pending", lease_token=None, lease_expires_at=None, run_at=now, updated_at=now)
-                .returning(executions.c.id)
-            ).scalars()
-        )
+        return list(connection.execute(back_to_pending(now, executions.c.lease_expires_at < now)).scalars())
 
     return job

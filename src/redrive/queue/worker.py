@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import stamina
@@ -22,11 +21,13 @@ import structlog
 
 from redrive.actions import Outcome, Resources
 from redrive.actions.http import HttpSessions
+from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
 from redrive.db.engine import storage_unavailable
 from redrive.db.writer import Job
 from redrive.failures.classify import permanent
 from redrive.failures.fingerprint import fingerprint, normalise
+from redrive.node.periodic import Periodic
 from redrive.observe.logs import log_failure
 from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
@@ -35,15 +36,21 @@ from redrive.observe.telemetry import Tracing
 from redrive.queue import statements as queue
 from redrive.queue.retry import decide
 from redrive.queue.statements import Claimed, Completion
-from redrive.triggers.config import Settings
-from redrive.triggers.runtime import Trigger, TriggerSet, action_context
+from redrive.settings import Settings
+from redrive.states import ExecutionStatus
+from redrive.triggers.runtime import Trigger, TriggerSet
 from redrive.triggers.templating import RenderError
 
 log = structlog.get_logger("redrive.worker")
-Clock = Callable[[], datetime]
 EXCERPT_LIMIT = 64 * 1024
 MIN_WAIT = 0.01
 T = TypeVar("T")
+_STATUS_AFTER = {
+    "succeeded": ExecutionStatus.SUCCEEDED,
+    "retry": ExecutionStatus.PENDING,
+    "dead_letter": ExecutionStatus.FAILED_RETRYABLE,
+    "failed": ExecutionStatus.FAILED,
+}
 
 
 async def write_until_stored(db: Database, job: Job[T]) -> T:
@@ -52,11 +59,6 @@ async def write_until_stored(db: Database, job: Job[T]) -> T:
         with attempt:
             return await db.write(job)
     raise AssertionError("unreachable: the retry loop only ends by returning or raising")
-
-
-def utcnow() -> datetime:
-    """The current time, aware and in UTC."""
-    return datetime.now(UTC)
 
 
 class Worker:
@@ -91,17 +93,19 @@ class Worker:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._resources: Resources | None = None
+        self._renewal = Periodic(
+            "renew", self._renew, settings.lease_seconds / 3, failed_evt="lease_renew_failed", delay_first=True
+        )
 
     async def start(self) -> None:
         """Open the shared HTTP session and start the claim, lease and sweep loops."""
         tracing = [self._tracing.aiohttp_trace_config()] if self._tracing is not None else None
         self._resources = Resources(
-            http=HttpSessions(limit=max(100, self._settings.worker_concurrency), trace_configs=tracing)
+            http=HttpSessions(limit=max(100, self._settings.worker_concurrency), trace_configs=tracing),
+            clock=self._clock,
         )
-        self._tasks = [
-            asyncio.create_task(self._claim_loop(), name="redrive-claim"),
-            asyncio.create_task(self._renew_loop(), name="redrive-renew"),
-        ]
+        self._tasks = [asyncio.create_task(self._claim_loop(), name="redrive-claim")]
+        self._renewal.start()
 
     @property
     def in_flight(self) -> int:
@@ -122,6 +126,7 @@ class Worker:
         if held:
             released = await self._db.write(queue.release(held, self._clock()))
             log.info("executions_released", count=released)
+        await self._renewal.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, *(t for _, t in self._inflight.values()), return_exceptions=True)
@@ -153,7 +158,7 @@ class Worker:
                 await self._sleep(settings.poll_interval)
                 continue
             for claimed in found.executions:
-                self._publish(claimed, "running", claimed.attempts)
+                self._publish(claimed, ExecutionStatus.RUNNING, claimed.attempts)
                 task = asyncio.create_task(self._execute(claimed))
                 self._inflight[claimed.id] = (claimed.lease_token, task)
             if found.next_run_at is None and found.executions:
@@ -183,36 +188,34 @@ class Worker:
         attempt = claimed.attempts + 1
         log.info("execution_started", trigger=trigger.name, execution_id=claimed.id, attempt=attempt)
         started = self._clock()
-        context = action_context(
-            trigger.name,
-            event_id=claimed.event_id,
-            payload=claimed.payload,
-            headers=claimed.headers,
-            idempotency_key=claimed.idempotency_key,
-            received_at=claimed.received_at,
-        )
+        sent: dict[str, Any] | None = None
         try:
+            rendering = trigger.render(claimed)
+            sent = rendering.sent
             if self._tracing is None:
-                rendered = trigger.action.render(context)
-                outcome = await trigger.action.execute(rendered, self._resources)
+                outcome = await trigger.action.execute(rendering.action, self._resources)
             else:
-                outcome = await self._traced(trigger, claimed, attempt, context)
+                outcome = await self._traced(trigger, claimed, attempt, rendering.action)
         except RenderError as exc:
             outcome = Outcome(permanent("template_error", str(exc)), {})
         except Exception as exc:
             log.exception("action_crashed", trigger=trigger.name, execution_id=claimed.id)
             outcome = Outcome(permanent("action_error", f"{type(exc).__name__}: {exc}"), {})
-        await self._record(trigger, claimed, attempt, started, outcome)
+        await self._record(trigger, claimed, attempt, started, outcome, sent)
 
     async def _record(
-        self, trigger: Trigger, claimed: Claimed, attempt: int, started: datetime, outcome: Outcome
+        self,
+        trigger: Trigger,
+        claimed: Claimed,
+        attempt: int,
+        started: datetime,
+        outcome: Outcome,
+        sent: dict[str, Any] | None,
     ) -> None:
         finished = self._clock()
         failure = outcome.failure
         decision = decide(trigger.policy, attempt=attempt, failure=failure, rand=random.random())
-        status = {"succeeded": "succeeded", "retry": "pending", "dead_letter": "failed_retryable"}.get(
-            decision.verdict, "failed"
-        )
+        status = _STATUS_AFTER[decision.verdict]
         run_at = None
         if decision.delay is not None:
             run_at = finished + timedelta(seconds=decision.delay)
@@ -231,6 +234,7 @@ class Worker:
             message=message,
             detail=redact.tree(outcome.detail),
             excerpt=redact.excerpt(outcome.excerpt[:EXCERPT_LIMIT]) if outcome.excerpt else None,
+            request=sent,
             pause_trigger_id=trigger.id if failure is not None and failure.pause_trigger else None,
             trigger_id=trigger.id,
             action_kind=trigger.config.action.kind,
@@ -273,12 +277,12 @@ class Worker:
                         "warning", {"code": "trigger_paused", "trigger": trigger.name, "reason": message}
                     )
 
-    async def _traced(self, trigger: Trigger, claimed: Claimed, attempt: int, context: dict[str, Any]) -> Outcome:
+    async def _traced(self, trigger: Trigger, claimed: Claimed, attempt: int, rendered: dict[str, Any]) -> Outcome:
         assert self._tracing is not None
         assert self._resources is not None
         attributes = {"redrive.trigger": trigger.name, "redrive.execution_id": claimed.id, "redrive.attempt": attempt}
         with self._tracing.span("redrive attempt", claimed.headers, server=False, **attributes) as span:
-            outcome = await trigger.action.execute(trigger.action.render(context), self._resources)
+            outcome = await trigger.action.execute(rendered, self._resources)
             span.set_attribute("redrive.outcome", outcome.failure.category if outcome.failure else "succeeded")
             return outcome
 
@@ -296,13 +300,7 @@ class Worker:
                 },
             )
 
-    async def _renew_loop(self) -> None:
-        interval = self._settings.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            tokens = sorted({token for token, _ in self._inflight.values()})
-            if tokens:
-                try:
-                    await self._db.write(queue.renew(tokens, self._settings.lease_seconds, self._clock()))
-                except Exception as exc:
-                    log_failure(log, "lease_renew_failed", exc)
+    async def _renew(self) -> None:
+        tokens = sorted({token for token, _ in self._inflight.values()})
+        if tokens:
+            await self._db.write(queue.renew(tokens, self._settings.lease_seconds, self._clock()))

@@ -14,9 +14,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import events, executions, triggers
+from redrive.states import ExecutionStatus
 
 # Counter name -> the status it counts (all time); ``succeeded_today`` and ``events_today`` are per UTC day.
-_STATUS_COUNTERS = {"pending": "pending", "running": "running", "dlq": "failed_retryable", "failed": "failed"}
+_STATUS_COUNTERS = {
+    "pending": ExecutionStatus.PENDING,
+    "running": ExecutionStatus.RUNNING,
+    "dlq": ExecutionStatus.FAILED_RETRYABLE,
+    "failed": ExecutionStatus.FAILED,
+}
 COUNTERS = (*_STATUS_COUNTERS, "succeeded_today", "events_today")
 
 
@@ -54,7 +60,7 @@ def trigger_rows(trigger_ids: Sequence[int], day_start: datetime) -> Callable[[C
         for trigger_id, count in connection.execute(
             select(executions.c.trigger_id, func.count())
             .where(
-                executions.c.status == "succeeded",
+                executions.c.status == ExecutionStatus.SUCCEEDED,
                 executions.c.finished_at >= day_start,
                 executions.c.trigger_id.in_(trigger_ids),
             )

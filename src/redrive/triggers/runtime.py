@@ -1,20 +1,70 @@
-"""Triggers at run time: the declared config joined to its database row (id, paused) and its built action."""
+"""Triggers at run time: the declared config joined to its database row (id, paused) and its built action.
+
+``Trigger.render(event)`` is the one place an action is rendered for an event: it returns what the action runs and,
+redacted and capped, what is stored on the attempt as sent (and shown by the execution view and replay preview).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+import orjson
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from redrive.actions import Action, build_action
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import triggers as triggers_table
+from redrive.observe.redaction import Redactor
 from redrive.queue.retry import RetryPolicy
 from redrive.triggers.config import RedriveConfig, TriggerConfig
+
+SENT_BODY_CAP = 16 * 1024
+"""Most characters of a request body stored as sent (longer bodies are cut and marked ``body_truncated``)."""
+SENT_TEXT_CAP = 4 * 1024
+"""Most characters of any other value stored as sent (a URL, a header, an argv element, a subject)."""
+TRUNCATED = "…[truncated]"
+
+
+class EventFacts(Protocol):
+    """What rendering needs of an event (a claimed execution has it; so does a replay preview's row)."""
+
+    @property
+    def event_id(self) -> int: ...
+
+    @property
+    def payload(self) -> Any: ...
+
+    @property
+    def headers(self) -> dict[str, str]: ...
+
+    @property
+    def idempotency_key(self) -> str | None: ...
+
+    @property
+    def received_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as read back from its row, for rendering outside the worker."""
+
+    event_id: int
+    payload: Any
+    headers: dict[str, str]
+    idempotency_key: str | None
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rendering:
+    """One event's rendering: ``action`` is what the action executes; ``sent`` what is stored as sent."""
+
+    action: dict[str, Any]
+    sent: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +75,61 @@ class Trigger:
     config: TriggerConfig
     action: Action
     policy: RetryPolicy
+    redactor: Redactor = field(default_factory=Redactor)
 
     @property
     def name(self) -> str:
         """The trigger's name."""
         return self.config.name
+
+    def render(self, event: EventFacts) -> Rendering:
+        """Render the action for ``event`` (raises ``RenderError``), and what of it is stored as sent.
+
+        What is stored is the action's own description of the request (``Action.describe``), redacted (secret
+        headers and keys, configured secrets, URL passwords) and capped (``SENT_BODY_CAP``, ``SENT_TEXT_CAP``).
+        """
+        context = action_context(
+            self.name,
+            event_id=event.event_id,
+            payload=event.payload,
+            headers=event.headers,
+            idempotency_key=event.idempotency_key,
+            received_at=event.received_at,
+        )
+        rendered = self.action.render(context)
+        return Rendering(rendered, _capped(self.redactor, self.action.describe(rendered)))
+
+
+def _capped(redactor: Redactor, described: dict[str, Any]) -> dict[str, Any]:
+    sent: dict[str, Any] = redactor.tree(
+        {key: value for key, value in described.items() if key not in ("json", "body")}
+    )
+    sent = _cap_strings(sent)
+    if "json" in described:
+        tree = redactor.tree(described["json"])
+        text = orjson.dumps(tree, option=orjson.OPT_NON_STR_KEYS)  # only to measure: one fast pass, no copy kept
+        if len(text) <= SENT_BODY_CAP:
+            sent["json"] = tree
+        else:
+            sent["body"] = text[:SENT_BODY_CAP].decode("utf-8", errors="ignore") + TRUNCATED
+            sent["body_truncated"] = True
+    elif isinstance(described.get("body"), str):
+        body = redactor.excerpt(described["body"])  # a text body may spell out secrets as JSON members or lines
+        if len(body) > SENT_BODY_CAP:
+            body = body[:SENT_BODY_CAP] + TRUNCATED
+            sent["body_truncated"] = True
+        sent["body"] = body
+    return sent
+
+
+def _cap_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= SENT_TEXT_CAP else value[:SENT_TEXT_CAP] + TRUNCATED
+    if isinstance(value, dict):
+        return {key: _cap_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cap_strings(item) for item in value]
+    return value
 
 
 def action_context(
@@ -92,7 +192,8 @@ def sync_triggers(connection: Connection, config: RedriveConfig, now: datetime) 
 
 
 def build_trigger_set(config: RedriveConfig, ids: dict[str, int]) -> TriggerSet:
-    """Join each declared trigger to its id, action and retry policy."""
+    """Join each declared trigger to its id, action, retry policy and a redactor that knows the file's secrets."""
+    redactor = Redactor(config.secrets)
     return TriggerSet(
         [
             Trigger(
@@ -106,6 +207,7 @@ def build_trigger_set(config: RedriveConfig, ids: dict[str, int]) -> TriggerSet:
                     max_delay=t.retry.max_delay,
                     jitter=t.retry.jitter,
                 ),
+                redactor=redactor,
             )
             for t in config.triggers
         ]

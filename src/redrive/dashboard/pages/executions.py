@@ -13,12 +13,13 @@ import streamlit as st
 
 from redrive.dashboard import drill, session
 from redrive.dashboard.client import ApiError, DashboardClient, ExecutionQuery
-from redrive.dashboard.format import attempt_rows, both, execution_label, execution_rows
+from redrive.dashboard.format import attempt_rows, both, execution_label, execution_rows, sent_by_attempt
 from redrive.dashboard.tables import columns
+from redrive.states import ExecutionStatus
 
 REFRESH_SECONDS = 5
 OPEN, CONFIRM, FLASH, REFUSED = "execution_open", "replay_confirm", "replay_flash", "replay_refused"
-STATUSES = ("pending", "running", "succeeded", "failed_retryable", "failed", "replayed")
+STATUSES = tuple(status.value for status in ExecutionStatus)
 KINDS = ("http", "command", "email")
 WINDOWS = {"any time": None, "15 minutes": 15, "1 hour": 60, "24 hours": 1440, "7 days": 10080}
 
@@ -113,7 +114,7 @@ def replay_confirmation(api: DashboardClient, execution_id: int) -> None:
 
 
 def detail(api: DashboardClient, execution_id: int) -> None:
-    """One execution: summary, attempts timeline, payload, rendered action, error context, replay."""
+    """One execution: summary, attempts timeline, payload, what each attempt sent, error context, replay."""
     e = api.execution(execution_id)
     st.subheader(f"Execution #{e['id']} · {e['trigger']} · {e['status']}")
     if flash := st.session_state.pop(FLASH, None):
@@ -131,13 +132,13 @@ def detail(api: DashboardClient, execution_id: int) -> None:
     st.markdown("**Attempts**")
     attempts = attempt_rows(e["attempts"], datetime.now(UTC))
     st.dataframe(attempts, hide_index=True, width="stretch", column_config=columns(attempts))
-    payload, action, error = st.tabs(["Event payload", "Rendered action", "Error context"])
+    payload, sent, error = st.tabs(["Event payload", "Sent", "Error context"])
     payload.json(e["event"]["payload"])
     payload.caption(
         f"Event {e['event']['id']}, key {e['event']['idempotency_key']}, "
         f"received {both(e['event']['received_at'], datetime.now(UTC))}"
     )
-    action.json(e["action"] or {"note": "the trigger is no longer declared"})
+    sent.json(sent_by_attempt(e["attempts"]) or {"note": "no attempt yet"})
     error.json(e["error"] or {"note": "no failed attempt"})
 
 

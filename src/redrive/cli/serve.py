@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
@@ -14,14 +13,16 @@ from rich.markup import escape
 from sqlalchemy.engine import make_url
 
 from redrive.api.app import create_app
+from redrive.clock import utcnow
 from redrive.db.database import Database
 from redrive.db.migrate import upgrade
 from redrive.errors import InvalidRequest
 from redrive.node.process import Role
 from redrive.observe.logs import configure_logging
 from redrive.observe.redaction import Redactor
+from redrive.settings import Settings
 from redrive.tokens import create_token, has_tokens
-from redrive.triggers.config import RedriveConfig, Settings
+from redrive.triggers.config import RedriveConfig
 
 DESCRIPTION = {
     "all": "the API and a worker",
@@ -93,7 +94,7 @@ def bootstrap_admin_token(settings: Settings) -> tuple[str, Path] | None:
     try:
         if db.read_sync(has_tokens):
             return None
-        secret = db.write_sync(create_token("admin", "admin", datetime.now(UTC)))
+        secret = db.write_sync(create_token("admin", "admin", utcnow()))
     except InvalidRequest as exc:
         if exc.code != "token_exists":
             raise

@@ -1,0 +1,218 @@
+"""Store an event once: the insert is a writer job, batched with concurrent requests (group commit).
+
+``store_event`` is the job the group-commit writer runs: insert the event unless its key is taken (``ON CONFLICT
+... DO NOTHING`` on the partial unique index, so only that conflict is absorbed and any other integrity error
+surfaces), then insert its execution. The writer stores every such job of a batch together (``store_events``): one
+multi-row insert per table, however many requests are waiting.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+from typing import Any, Literal
+
+from sqlalchemy import func, select, text, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from redrive.db.schema import daily_counters, events, executions
+from redrive.db.writer import BatchJob
+from redrive.ingest.prepare import NewEvent
+from redrive.states import ExecutionStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What storing an event came to."""
+
+    outcome: Literal["created", "duplicate", "conflict"]
+    event_id: int
+    execution_id: int | None
+    filtered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The ingest statements for one dialect, built once: building a statement costs more than running it."""
+
+    keyed_event: Any  # INSERT ... ON CONFLICT (trigger_id, idempotency_key) DO NOTHING RETURNING id, trigger, key
+    unkeyed_event: Any  # INSERT ... RETURNING id, in parameter order
+    execution: Any  # INSERT ... RETURNING id, event_id
+    count: Any  # daily counter upsert, adding the bound value
+
+
+@cache
+def _statements(dialect: str) -> _Statements:
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    keyed = insert(events).on_conflict_do_nothing(
+        index_elements=["trigger_id", "idempotency_key"], index_where=text("idempotency_key IS NOT NULL")
+    )
+    counter = insert(daily_counters)
+    return _Statements(
+        keyed_event=keyed.returning(events.c.id, events.c.trigger_id, events.c.idempotency_key),
+        unkeyed_event=events.insert().returning(events.c.id, sort_by_parameter_order=True),
+        execution=executions.insert().returning(executions.c.id, executions.c.event_id),
+        count=counter.on_conflict_do_update(
+            index_elements=["trigger_id", "day", "name"],
+            set_={"value": daily_counters.c.value + counter.excluded.value},
+        ),
+    )
+
+
+def _event_row(event: NewEvent) -> dict[str, Any]:
+    return {
+        "trigger_id": event.trigger_id,
+        "idempotency_key": event.idempotency_key,
+        "body_sha256": event.body_sha256,
+        "headers": event.headers,
+        "payload": event.payload,
+        "filtered": event.filtered,
+        "received_at": event.received_at,
+    }
+
+
+def _execution_row(event: NewEvent, event_id: int) -> dict[str, Any]:
+    at = event.received_at
+    return {
+        "event_id": event_id,
+        "trigger_id": event.trigger_id,
+        "action_kind": event.action_kind,
+        "status": ExecutionStatus.PENDING,
+        "attempts": 0,
+        "run_at": at,
+        "created_at": at,
+        "updated_at": at,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Original:
+    event_id: int
+    body_sha256: str
+    filtered: bool
+    execution_id: int | None
+
+
+class StoreEvent(BatchJob[Stored]):
+    """The writer job that stores an event and its execution, or reports the duplicate it is.
+
+    A batch of them is stored with one multi-row statement per table; see ``store_events``.
+    """
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: NewEvent) -> None:
+        self.event = event
+
+    @classmethod
+    def run_batch(cls, connection: Connection, jobs: Sequence[StoreEvent]) -> list[Stored]:
+        """Store the events of ``jobs``, in one pass."""
+        return store_events(connection, [job.event for job in jobs])
+
+
+def store_event(event: NewEvent) -> StoreEvent:
+    """A writer job that stores ``event`` and its execution, or reports the duplicate it is."""
+    return StoreEvent(event)
+
+
+def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stored]:
+    """Store ``batch`` as if one event after the other: the first holder of a key creates, later ones are duplicates.
+
+    Keyed events go in one ``INSERT ... ON CONFLICT DO NOTHING`` on the partial unique index (so only that
+    conflict is absorbed; any other integrity error fails the batch, and the writer reruns its jobs one by one),
+    and the rows it returns are matched back by key; a key taken before this batch, or earlier in it, makes a
+    duplicate of the original. Executions for the new, unfiltered events go in one more statement.
+    """
+    statements = _statements(connection.dialect.name)
+    first: dict[tuple[int, str], int] = {}  # (trigger, key) -> index of its first event in the batch
+    keyed: list[int] = []
+    unkeyed: list[int] = []
+    repeats: list[int] = []
+    for index, event in enumerate(batch):
+        if event.idempotency_key is None:
+            unkeyed.append(index)
+        elif (event.trigger_id, event.idempotency_key) in first:
+            repeats.append(index)
+        else:
+            first[(event.trigger_id, event.idempotency_key)] = index
+            keyed.append(index)
+    created: dict[int, int] = {}  # index -> new event id
+    if keyed:
+        rows = connection.execute(statements.keyed_event, [_event_row(batch[i]) for i in keyed])
+        for event_id, trigger_id, key in rows:
+            created[first[(trigger_id, key)]] = event_id
+    if unkeyed:
+        ids = connection.execute(statements.unkeyed_event, [_event_row(batch[i]) for i in unkeyed]).scalars()
+        created.update(zip(unkeyed, ids, strict=True))
+    runnable = [i for i in created if not batch[i].filtered]
+    execution_of: dict[int, int] = {}  # event id -> execution id
+    if runnable:
+        rows = connection.execute(statements.execution, [_execution_row(batch[i], created[i]) for i in runnable])
+        execution_of = {event_id: execution_id for execution_id, event_id in rows}
+    results: list[Stored | None] = [None] * len(batch)
+    for index, event_id in created.items():
+        results[index] = Stored("created", event_id, execution_of.get(event_id), batch[index].filtered)
+    taken = [i for i in keyed if i not in created] + repeats
+    if taken:
+        _duplicates(connection, statements, batch, taken, first, created, execution_of, results)
+    assert all(result is not None for result in results)
+    return results  # type: ignore[return-value]
+
+
+def _duplicates(
+    connection: Connection,
+    statements: _Statements,
+    batch: Sequence[NewEvent],
+    taken: list[int],
+    first: dict[tuple[int, str], int],
+    created: dict[int, int],
+    execution_of: dict[int, int],
+    results: list[Stored | None],
+) -> None:
+    """Answer each event whose key was taken with its original, and count duplicates and conflicts."""
+    originals: dict[tuple[int, str], _Original] = {}
+    for key, index in first.items():
+        if index in created:
+            event = batch[index]
+            event_id = created[index]
+            originals[key] = _Original(event_id, event.body_sha256, event.filtered, execution_of.get(event_id))
+    missing = {(batch[i].trigger_id, batch[i].idempotency_key) for i in taken} - originals.keys()
+    if missing:
+        originals.update(_stored_originals(connection, missing))
+    counts: Counter[tuple[int, date, str]] = Counter()
+    for index in taken:
+        event = batch[index]
+        assert event.idempotency_key is not None
+        original = originals[(event.trigger_id, event.idempotency_key)]
+        same_body = original.body_sha256 == event.body_sha256
+        counts[(event.trigger_id, event.received_at.date(), "duplicates" if same_body else "key_conflicts")] += 1
+        outcome: Literal["duplicate", "conflict"] = (
+            "duplicate" if same_body or event.accept_key_conflicts else "conflict"
+        )
+        results[index] = Stored(outcome, original.event_id, original.execution_id, original.filtered)
+    connection.execute(
+        statements.count,
+        [{"trigger_id": t, "day": day, "name": name, "value": n} for (t, day, name), n in counts.items()],
+    )
+
+
+def _stored_originals(connection: Connection, keys: set[tuple[int, str | None]]) -> dict[tuple[int, str], _Original]:
+    first_execution = select(func.min(executions.c.id)).where(executions.c.event_id == events.c.id).scalar_subquery()
+    rows = connection.execute(
+        select(
+            events.c.id,
+            events.c.trigger_id,
+            events.c.idempotency_key,
+            events.c.body_sha256,
+            events.c.filtered,
+            first_execution,
+        ).where(tuple_(events.c.trigger_id, events.c.idempotency_key).in_(sorted(keys)))
+    ).all()
+    found = {(r[1], r[2]): _Original(r[0], r[3], r[4], r[5]) for r in rows}
+    if len(found) != len(keys):  # the conflicting row must be there: refuse to guess (a 500, logged)
+        raise RuntimeError(f"an idempotency key conflicted but its event was not found: {sorted(keys - found.keys())}")
+    return found
