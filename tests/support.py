@@ -17,8 +17,9 @@ from sqlalchemy import create_engine, text
 from redrive.api.app import create_app
 from redrive.api.state import ServiceState
 from redrive.db.database import Database
+from redrive.settings import Settings
 from redrive.tokens import ROLES, create_token
-from redrive.triggers.config import Settings, parse_config
+from redrive.triggers.config import parse_config
 
 T = TypeVar("T")
 

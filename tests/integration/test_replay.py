@@ -242,7 +242,8 @@ def test_audit_log_is_admin_only_newest_first_with_a_cursor(db_url: str, httpser
 
 def test_openapi_documents_every_replay_error() -> None:
     from redrive.api.app import create_app
-    from redrive.triggers.config import RedriveConfig, Settings
+    from redrive.settings import Settings
+    from redrive.triggers.config import RedriveConfig
 
     schema = create_app(Settings(), RedriveConfig()).openapi()
     replay_responses = schema["paths"]["/api/v1/executions/{execution_id}/replay"]["post"]["responses"]

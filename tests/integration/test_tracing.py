@@ -58,7 +58,8 @@ def test_tracing_off_imports_nothing_of_opentelemetry(tmp_path) -> None:
     script = f"""
 import sys
 from redrive.api.app import create_app
-from redrive.triggers.config import Settings, parse_config
+from redrive.triggers.config import parse_config
+from redrive.settings import Settings
 app = create_app(Settings(database_url="sqlite:///{tmp_path}/x.db"), parse_config("triggers: []"))
 # (FastAPI itself imports the OpenTelemetry API when it is installed; the SDK and the exporter are ours.)
 loaded = sorted(name for name in sys.modules if name.startswith(("opentelemetry.sdk", "opentelemetry.exporter")))

@@ -1,4 +1,4 @@
-"""Unit tests for redrive.triggers.config: the trigger file (parsing, defaults, every problem listed) and Settings."""
+"""Unit tests for the trigger file (parsing, defaults, every problem listed) and the settings."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from redrive.errors import ConfigError
+from redrive.settings import Settings
 from redrive.triggers.config import (
     DEFAULT_KEY_SOURCES,
     MIB,
@@ -16,7 +17,6 @@ from redrive.triggers.config import (
     EmailAction,
     HttpAction,
     RedriveConfig,
-    Settings,
     load_config,
     parse_config,
 )

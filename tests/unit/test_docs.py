@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from redrive.triggers.config import Settings
+from redrive.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 FIELDS = sorted(Settings.model_fields)

@@ -24,7 +24,8 @@ from redrive.observe.redaction import Redactor
 from redrive.observe.telemetry import IngestTracing, configure_tracing
 from redrive.observe.watermarks import WatermarkWatch
 from redrive.queue.worker import Clock, utcnow
-from redrive.triggers.config import RedriveConfig, Settings
+from redrive.settings import Settings
+from redrive.triggers.config import RedriveConfig
 from redrive.triggers.runtime import build_trigger_set, sync_triggers
 
 log = structlog.get_logger("redrive.app")

@@ -13,7 +13,8 @@ from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
 from redrive.queue.notify import Wakeup
 from redrive.queue.worker import Clock, Worker, utcnow
-from redrive.triggers.config import RedriveConfig, Settings
+from redrive.settings import Settings
+from redrive.triggers.config import RedriveConfig
 from redrive.triggers.runtime import TriggerSet
 
 

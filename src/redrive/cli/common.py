@@ -14,7 +14,8 @@ from rich.markup import escape
 
 from redrive.client import ApiError, RedriveClient
 from redrive.errors import ConfigError
-from redrive.triggers.config import RedriveConfig, Settings, load_config
+from redrive.settings import Settings
+from redrive.triggers.config import RedriveConfig, load_config
 
 # No emoji codes and soft wrap: printed values (paths, messages) come out verbatim for scripts.
 out = Console(soft_wrap=True, emoji=False)

@@ -24,7 +24,7 @@ from redrive.observe.stream import STREAM_CHANNEL, StreamHub
 from redrive.observe.telemetry import Tracing
 from redrive.queue.notify import QUEUE_CHANNEL, Listener, Notifier, Wakeup
 from redrive.queue.worker import Clock, Worker, utcnow
-from redrive.triggers.config import Settings
+from redrive.settings import Settings
 from redrive.triggers.runtime import TriggerSet
 
 log = structlog.get_logger("redrive.node")

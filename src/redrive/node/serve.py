@@ -20,8 +20,9 @@ from redrive.errors import InvalidRequest
 from redrive.node.process import Role
 from redrive.observe.logs import configure_logging
 from redrive.observe.redaction import Redactor
+from redrive.settings import Settings
 from redrive.tokens import create_token, has_tokens
-from redrive.triggers.config import RedriveConfig, Settings
+from redrive.triggers.config import RedriveConfig
 
 DESCRIPTION = {
     "all": "the API and a worker",

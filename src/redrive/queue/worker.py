@@ -34,7 +34,7 @@ from redrive.observe.telemetry import Tracing
 from redrive.queue import statements as queue
 from redrive.queue.retry import decide
 from redrive.queue.statements import Claimed, Completion
-from redrive.triggers.config import Settings
+from redrive.settings import Settings
 from redrive.triggers.runtime import Trigger, TriggerSet, action_context
 from redrive.triggers.templating import RenderError
 

@@ -1,0 +1,55 @@
+"""Process settings (``REDRIVE_*``), read once from the environment, each with a help string."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process settings, read once from ``REDRIVE_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="REDRIVE_", extra="ignore", allow_inf_nan=False)
+
+    database_url: str = Field(
+        "sqlite:///./redrive.db", description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://..."
+    )
+    config: Path = Field(Path("redrive.yaml"), description="Path of the trigger file.")
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the HTTP server binds to.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
+    worker_concurrency: int = Field(
+        64, ge=0, le=10_000, description="Executions run at once per process; 0 runs no worker."
+    )
+    claim_batch: int = Field(50, ge=1, le=1000, description="Executions claimed per queue round trip.")
+    lease_seconds: float = Field(
+        30.0, gt=1, description="How long a claimed execution is leased before it may be swept."
+    )
+    poll_interval: float = Field(1.0, gt=0, description="Longest idle wait before the worker looks at the queue again.")
+    sweep_interval: float = Field(10.0, gt=0, description="How often expired leases are returned to pending.")
+    shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight executions get to finish on SIGTERM.")
+    database_wait: float = Field(
+        60.0, ge=0, description="Seconds a starting node keeps trying to reach PostgreSQL before it gives up."
+    )
+    cors_origins: str = Field(
+        "", description="Origins (comma-separated) whose scripts may call the API; empty keeps CORS closed."
+    )
+    retention_interval: float = Field(
+        3600.0, gt=0, description="How often the maintenance leader purges rows past their retention."
+    )
+    otel_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); tracing is off when unset. "
+        "Needs the `otel` extra.",
+    )
+    heartbeat_interval: float = Field(
+        5.0, gt=0, description="How often each process records its heartbeat; three missed beats mean dead."
+    )
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the database is the embedded SQLite file."""
+        return self.database_url.startswith("sqlite")
