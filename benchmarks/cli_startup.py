@@ -44,7 +44,7 @@ def free_port() -> int:
         return port
 
 
-def start_server(directory: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(directory: Path, env: dict[str, str], port: int) -> tuple[subprocess.Popen[bytes], str]:
     """``redrive up`` in ``directory``; returns it once /healthz answers, with its admin token."""
     server = subprocess.Popen(
         [str(REDRIVE), "up", "--config", str(CONFIG)],
@@ -56,7 +56,7 @@ def start_server(directory: Path, env: dict[str, str]) -> tuple[subprocess.Popen
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{env['REDRIVE_URL']}/healthz", timeout=1):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
                 return server, (directory / "redrive-admin-token").read_text().strip()
         except OSError:
             time.sleep(0.2)
@@ -84,9 +84,10 @@ def main() -> None:
         directory = Path(folder)
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("REDRIVE_")}
-        env |= {"REDRIVE_PORT": str(port), "REDRIVE_URL": f"http://127.0.0.1:{port}", "COLUMNS": "200"}
+        # No REDRIVE_URL: the commands find the server from REDRIVE_PORT, as they do after `make up`.
+        env |= {"REDRIVE_PORT": str(port), "COLUMNS": "200"}
         env |= {"REDRIVE_DATABASE_URL": f"sqlite:///{directory / 'redrive.db'}", "REDRIVE_WORKER_CONCURRENCY": "0"}
-        server, token = start_server(directory, env)
+        server, token = start_server(directory, env, port)
         env["REDRIVE_TOKEN"] = token
         redrive = [str(REDRIVE)]
         commands = {

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, out
+from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, group
+from redrive.cli.output import out, print_table
 
-app = typer.Typer(no_args_is_help=True, help="Inspect executions (through the HTTP API).")
+app = group("Inspect executions (through the HTTP API).")
 
 
 @app.command("ls")
@@ -29,17 +29,20 @@ def ls(
     if as_json:
         out.print_json(data=rows)
         return
-    table = Table("id", "trigger", "status", "attempts", "code", "updated")
-    for row in rows:
-        table.add_row(
-            str(row["id"]),
-            row["trigger"],
-            row["status"],
-            str(row["attempt_count"]),
-            row["error_code"] or "",
-            row["updated_at"],
-        )
-    out.print(table)
+    print_table(
+        ("id", "trigger", "status", "attempts", "code", "updated"),
+        (
+            (
+                str(row["id"]),
+                row["trigger"],
+                row["status"],
+                str(row["attempt_count"]),
+                row["error_code"] or "",
+                row["updated_at"],
+            )
+            for row in rows
+        ),
+    )
 
 
 @app.command("show")
@@ -60,14 +63,11 @@ def show(
         f"[bold]{execution['status']}[/] after {execution['attempt_count']} attempt(s)",
         highlight=False,
     )
-    table = Table("#", "outcome", "code", "duration ms", "message")
-    for attempt in execution["attempts"]:
-        table.add_row(
-            str(attempt["number"]),
-            attempt["outcome"],
-            attempt["error_code"] or "",
-            f"{attempt['duration_ms']:.1f}",
-            attempt["message"] or "",
-        )
-    out.print(table)
+    print_table(
+        ("#", "outcome", "code", "duration ms", "message"),
+        (
+            (str(a["number"]), a["outcome"], a["error_code"] or "", f"{a['duration_ms']:.1f}", a["message"] or "")
+            for a in execution["attempts"]
+        ),
+    )
     out.print_json(data=execution["event"]["payload"])

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from redrive.cli.common import JsonOpt, fail, load_settings, out
+from redrive.cli.common import JsonOpt, fail, group, load_settings
+from redrive.cli.output import out, print_table
 
-app = typer.Typer(no_args_is_help=True, help="Manage API tokens (directly on the database).")
+app = group("Manage API tokens (directly on the database).")
 
 
 @app.command("create")
@@ -57,12 +57,11 @@ def ls(as_json: JsonOpt = False) -> None:
     if as_json:
         out.print_json(data=printable)
         return
-    table = Table("name", "role", "created", "expires", "last used", "revoked")
-    for row in printable:
-        table.add_row(
-            *(str(row[k] or "") for k in ("name", "role", "created_at", "expires_at", "last_used_at", "revoked_at"))
-        )
-    out.print(table)
+    keys = ("name", "role", "created_at", "expires_at", "last_used_at", "revoked_at")
+    print_table(
+        ("name", "role", "created", "expires", "last used", "revoked"),
+        (tuple(str(row[k] or "") for k in keys) for row in printable),
+    )
 
 
 @app.command("revoke")
