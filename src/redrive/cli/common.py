@@ -7,7 +7,9 @@ stack are imported inside the functions that use them (``tests/unit/test_cli_imp
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -101,6 +103,15 @@ def call(function: Any, *args: Any, **kwargs: Any) -> Any:
         return function(*args, **kwargs)
     except ApiError as exc:
         fail(f"{exc.message} ({exc.code})")
+
+
+def local_actor() -> str:
+    """Who runs a command that writes the database directly, for the audit log: the local OS user."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no name for this uid (a bare container)
+        user = f"uid {os.getuid()}"
+    return f"local:{user}"[:64]
 
 
 def server_url(host: str, port: int) -> str:

@@ -199,6 +199,19 @@ def replays_cancel(
     _show_job(job, as_json)
 
 
+def audit_detail(detail: dict[str, Any]) -> str:
+    """An audit row's detail on one line: a bulk replay's filter and rate first, then the other facts."""
+    facts = {key: value for key, value in detail.items() if value not in (None, "", {}, [])}
+    parts = []
+    if isinstance(facts.get("filter"), dict):
+        shown = " ".join(f"{key}={value}" for key, value in facts.pop("filter").items() if value is not None)
+        parts.append(f"filter: {shown}")
+    if "rate" in facts:
+        parts.append(f"rate {facts.pop('rate'):g}/s")
+    parts += [f"{key}={value}" for key, value in facts.items()]
+    return ", ".join(parts)
+
+
 @audit_app.command("ls")
 def audit_ls(
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
@@ -214,8 +227,11 @@ def audit_ls(
         out.print_json(data=page)
         return
     print_table(
-        ("id", "at", "actor", "action", "target", "result"),
-        ((str(r["id"]), r["at"], r["actor"], r["action"], r["target"] or "", r["result"]) for r in page["items"]),
+        ("id", "at", "actor", "action", "target", "result", "detail"),
+        (
+            (str(r["id"]), r["at"], r["actor"], r["action"], r["target"] or "-", r["result"], audit_detail(r["detail"]))
+            for r in page["items"]
+        ),
     )
     if page["next_cursor"] is not None:
         out.print(f"more: --before {page['next_cursor']}")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from redrive.cli.common import JsonOpt, fail, group, load_settings
+from redrive.cli.common import JsonOpt, fail, group, load_settings, local_actor
 from redrive.cli.output import out, print_table
 
 app = group("Manage API tokens (directly on the database).")
@@ -24,12 +24,13 @@ def create(
     from redrive.db.database import Database
     from redrive.durations import parse_duration
     from redrive.errors import RedriveError
+    from redrive.observe.logs import stderr_logger
     from redrive.tokens import create_token
 
-    now = datetime.now(UTC)
+    now, actor = datetime.now(UTC), local_actor()
     try:
         expires_at = now + timedelta(seconds=parse_duration(expires_in)) if expires_in else None
-        job = create_token(name, role, now, expires_at=expires_at)
+        job = create_token(name, role, now, actor=actor, expires_at=expires_at)
     except (ValueError, RedriveError) as exc:
         fail(str(exc))
     db = Database(load_settings().database_url)
@@ -39,6 +40,7 @@ def create(
         fail(exc.message)
     finally:
         db.close()
+    stderr_logger().info("token_created", name=name, role=role, expires_at=expires_at, by=actor)
     print(secret)  # alone on stdout so scripts can capture it
 
 
@@ -71,13 +73,16 @@ def revoke(name: Annotated[str, typer.Argument(help="The token's name.")]) -> No
 
     from redrive.db.database import Database
     from redrive.errors import RedriveError
+    from redrive.observe.logs import stderr_logger
     from redrive.tokens import revoke_token
 
+    actor = local_actor()
     db = Database(load_settings().database_url)
     try:
-        db.write_sync(revoke_token(name, datetime.now(UTC)))
+        db.write_sync(revoke_token(name, datetime.now(UTC), actor=actor))
     except RedriveError as exc:
         fail(exc.message)
     finally:
         db.close()
+    stderr_logger().info("token_revoked", name=name, by=actor)
     out.print(f"revoked {name}")

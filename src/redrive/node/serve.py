@@ -24,6 +24,8 @@ from redrive.settings import Settings
 from redrive.tokens import create_token, has_tokens
 from redrive.triggers.config import RedriveConfig
 
+FIRST_START = "redrive (first start)"  # the audit log's actor for the admin token an empty database gets
+
 DESCRIPTION = {
     "all": "the API and a worker",
     "api": "the API (no worker)",
@@ -94,7 +96,7 @@ def bootstrap_admin_token(settings: Settings) -> tuple[str, Path] | None:
     try:
         if db.read_sync(has_tokens):
             return None
-        secret = db.write_sync(create_token("admin", "admin", datetime.now(UTC)))
+        secret = db.write_sync(create_token("admin", "admin", datetime.now(UTC), actor=FIRST_START))
     except InvalidRequest as exc:
         if exc.code != "token_exists":
             raise
