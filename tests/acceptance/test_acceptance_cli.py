@@ -237,6 +237,11 @@ def test_up_names_the_admin_token_file_verbatim(launcher: Launcher, tmp_path: Pa
     server = launcher.start(config, f"sqlite:///{directory / 'redrive.db'}")
     assert (directory / "redrive-admin-token").exists(), server.logs()
     assert str(directory / "redrive-admin-token") in server.stderr.read_text(encoding="utf-8"), server.logs()
+    # Logged and audited like any token creation, with the start itself as the actor; never the secret.
+    created = [line for line in server.stdout.read_text(encoding="utf-8").splitlines() if '"token_created"' in line]
+    assert len(created) == 1, server.logs()
+    assert json.loads(created[0])["by"] == "redrive (first start)", server.logs()
+    assert (directory / "redrive-admin-token").read_text(encoding="utf-8").strip() not in created[0]
 
 
 def test_config_problems_are_printed_verbatim_one_per_line(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
+import structlog
 import uvicorn
 from rich.console import Console
 from rich.markup import escape
@@ -41,6 +42,7 @@ def run_server(settings: Settings, config: RedriveConfig, role: Role = "all") ->
     first_token = bootstrap_admin_token(settings) if role != "worker" else None
     if first_token is not None:
         secret, path = first_token
+        structlog.get_logger("redrive.tokens").info("token_created", name="admin", role="admin", by=FIRST_START)
         console.print(
             f"[bold]First start: an admin token was created.[/] It is shown once here and saved to {escape(str(path))} "
             "(readable by you only):",
