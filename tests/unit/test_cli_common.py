@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
+from redrive.cli import app
 from redrive.cli.common import DEFAULT_CONFIG, resolve_url, server_url
 from redrive.cli.output import plain_table
 from redrive.settings import Settings
@@ -44,3 +46,10 @@ def test_a_plain_table_keeps_every_value_whole_and_aligned() -> None:
         f"1   {long_code}  2026-12-02T08:00:00+00:00",
         "22  " + " " * len(long_code) + "  a b",  # a line break in a value would split the row: it becomes a space
     ]
+
+
+@pytest.mark.parametrize("command", ["up", "serve", "worker", "purge"])
+def test_help_shows_the_real_default_trigger_file(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "[env var: REDRIVE_CONFIG; default: redrive.yaml]" in " ".join(result.output.split())
