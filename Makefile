@@ -12,6 +12,13 @@ PYTEST_WORKERS ?= 2
 	python3 -m venv .tools
 	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
+# Two stamps: `make up` installs the runtime dependencies only (no test, lint or browser tools); `make test` and the
+# other developer targets install the dev group on top. --inexact keeps a dev group already there (a plain sync
+# would remove it); `uv run --no-sync` keeps `uv run` from syncing the dev group back in behind `make up`'s back.
+.venv/.runtime: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --no-dev --inexact
+	touch $@
+
 .venv/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen
 	touch $@
@@ -19,8 +26,8 @@ PYTEST_WORKERS ?= 2
 redrive.yaml:
 	cp redrive.example.yaml redrive.yaml
 
-up: .venv/.synced redrive.yaml
-	$(UV) run redrive up
+up: .venv/.runtime redrive.yaml
+	$(UV) run --no-sync redrive up
 
 lint: .venv/.synced
 	$(UV) run ruff check src tests benchmarks

@@ -94,7 +94,7 @@ def make_tokens(db_url: str) -> dict[str, str]:
     """One token per role, named after it, in the test database."""
     db = Database(db_url)
     try:
-        return {role: db.write_sync(create_token(role, role, datetime.now(UTC))) for role in ROLES}
+        return {role: db.write_sync(create_token(role, role, datetime.now(UTC), actor="test")) for role in ROLES}
     finally:
         db.close()
 

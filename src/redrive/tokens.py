@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from redrive.db.schema import tokens
 from redrive.errors import InvalidRole, InvalidTokenName, NotFound, TokenExists
+from redrive.failures import audit
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
@@ -72,9 +73,10 @@ def new_secret() -> str:
 
 
 def create_token(
-    name: str, role: str, now: datetime, *, expires_at: datetime | None = None
+    name: str, role: str, now: datetime, *, actor: str, expires_at: datetime | None = None
 ) -> Callable[[Connection], str]:
-    """A write job that stores a new token and returns the raw secret (shown once, never stored)."""
+    """A write job that stores a new token, audited as created by ``actor``, and returns the raw secret (shown once,
+    never stored)."""
     if role not in ROLES:
         raise InvalidRole(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if not name or len(name) > 64:
@@ -96,6 +98,10 @@ def create_token(
                 )
         except IntegrityError as exc:
             raise TokenExists(f"a token called {name!r} exists already") from exc
+        detail = {"role": role, "expires_at": expires_at}
+        audit.record(
+            connection, at=now, actor=actor, action="token_create", target=f"token:{name}", result="ok", detail=detail
+        )
         return secret
 
     return job
@@ -145,8 +151,8 @@ def list_tokens(connection: Connection) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in rows]
 
 
-def revoke_token(name: str, now: datetime) -> Callable[[Connection], None]:
-    """A write job that revokes the token called ``name``."""
+def revoke_token(name: str, now: datetime, *, actor: str) -> Callable[[Connection], None]:
+    """A write job that revokes the token called ``name``, audited as done by ``actor``."""
 
     def job(connection: Connection) -> None:
         revoked = connection.execute(
@@ -154,6 +160,7 @@ def revoke_token(name: str, now: datetime) -> Callable[[Connection], None]:
         ).rowcount
         if not revoked:
             raise NotFound(f"no active token is called {name!r}")
+        audit.record(connection, at=now, actor=actor, action="token_revoke", target=f"token:{name}", result="ok")
 
     return job
 

@@ -151,11 +151,11 @@ BAD_CONFIG = {
     ]
 }
 BAD_CONFIG_PROBLEMS = {
-    "triggers[1].name": "",
-    "triggers[1].action.url": UNSET_VAR,
-    "triggers[1].action.timeout": "ten seconds",
-    "triggers[2].action": "carrier-pigeon",
-    "triggers[3].action.argv[1]": "__class__",
+    "triggers[1] (Bad Name!).name": "",
+    "triggers[1] (Bad Name!).action.url": UNSET_VAR,
+    "triggers[1] (Bad Name!).action.timeout": "ten seconds",
+    "triggers[2] (pigeon).action": "carrier-pigeon",
+    "triggers[3] (sneaky).action.argv[1]": "__class__",
 }
 
 
@@ -177,7 +177,8 @@ def test_config_check_lists_every_problem_with_file_and_path(tmp_path: Path) -> 
         matching = [line for line in lines if line.startswith(f"✗ {bad}: {path}: ")]
         assert len(matching) == 1, f"{path}: expected one problem line\n{describe(result)}"
         assert detail in matching[0], describe(result)
-    assert f"{len(BAD_CONFIG_PROBLEMS)} problem(s)" in result.stderr, describe(result)
+    assert f"{len(BAD_CONFIG_PROBLEMS)} problem(s) in {bad}" in result.stderr, describe(result)
+    assert "nothing was started" not in result.stderr, describe(result)  # a check starts nothing anyway
 
 
 def test_config_check_accepts_a_good_file(tmp_path: Path) -> None:
@@ -214,7 +215,9 @@ triggers:
     )
     result = run_cli("config", "check", str(good), cwd=tmp_path, env={**WIDE, "GOOD_SECRET": "s3cr3t-value"})
     assert result.returncode == 0, describe(result)
-    assert "3 trigger(s) valid" in result.stdout, describe(result)
+    assert "no problems in 3 trigger(s) (notify-http, run-command, send-mail); checked: " in result.stdout, describe(
+        result
+    )
 
 
 def test_config_check_prints_a_good_file_path_verbatim(tmp_path: Path) -> None:
@@ -223,7 +226,7 @@ def test_config_check_prints_a_good_file_path_verbatim(tmp_path: Path) -> None:
     good = write_config(directory, [command_trigger("fine", ["true"])])
     result = run_cli("config", "check", str(good), cwd=tmp_path, env=WIDE)
     assert result.returncode == 0, describe(result)
-    assert f"{good}: 1 trigger(s) valid" in result.stdout, describe(result)
+    assert f"{good}: no problems in 1 trigger(s) (fine)" in result.stdout, describe(result)
 
 
 def test_up_names_the_admin_token_file_verbatim(launcher: Launcher, tmp_path: Path) -> None:
@@ -234,6 +237,11 @@ def test_up_names_the_admin_token_file_verbatim(launcher: Launcher, tmp_path: Pa
     server = launcher.start(config, f"sqlite:///{directory / 'redrive.db'}")
     assert (directory / "redrive-admin-token").exists(), server.logs()
     assert str(directory / "redrive-admin-token") in server.stderr.read_text(encoding="utf-8"), server.logs()
+    # Logged and audited like any token creation, with the start itself as the actor; never the secret.
+    created = [line for line in server.stdout.read_text(encoding="utf-8").splitlines() if '"token_created"' in line]
+    assert len(created) == 1, server.logs()
+    assert json.loads(created[0])["by"] == "redrive (first start)", server.logs()
+    assert (directory / "redrive-admin-token").read_text(encoding="utf-8").strip() not in created[0]
 
 
 def test_config_problems_are_printed_verbatim_one_per_line(tmp_path: Path) -> None:
@@ -258,16 +266,16 @@ def test_config_problems_are_printed_verbatim_one_per_line(tmp_path: Path) -> No
     assert result.returncode == 2, describe(result)
     lines = problem_lines(result.stderr)
     assert len(lines) == 2, describe(result)
-    assert lines[0].startswith(f"✗ {bad}: triggers[0].name: "), describe(result)
+    assert lines[0].startswith(f"✗ {bad}: triggers[0] (Bad Name!).name: "), describe(result)
     assert "^[a-z0-9_-]{1,64}$" in lines[0], describe(result)
-    assert lines[1].startswith(f"✗ {bad}: triggers[1].action.timeout: "), describe(result)
+    assert lines[1].startswith(f"✗ {bad}: triggers[1] (ok).action.timeout: "), describe(result)
     assert "'[/x] :smile:' is not a duration" in lines[1], describe(result)
 
 
 @pytest.mark.parametrize(
     ("case", "env", "expected"),
     [
-        ("config", {}, "triggers[0].action.timeout"),
+        ("config", {}, "triggers[0] (t).action.timeout"),
         ("settings", {"REDRIVE_LEASE_SECONDS": "0.5"}, "REDRIVE_LEASE_SECONDS"),
     ],
 )

@@ -11,7 +11,7 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy import Table, create_engine, select, update
 from werkzeug import Request, Response
 
-from redrive.db.schema import events, executions
+from redrive.db.schema import audit_log, events, executions
 from support import Service, wait_until
 
 SETTLED = ("succeeded", "failed", "failed_retryable")
@@ -57,6 +57,11 @@ def send(service: Service, n: int, trigger: str = "sink") -> int:
     response = httpx2.post(f"{service.url}/hooks/{trigger}", json={"n": n}, timeout=10)
     assert response.status_code == 202, response.text
     return int(response.json()["execution_id"])
+
+
+def operations(db_url: str) -> list[Any]:
+    """The audit log's rows, less the creation of the tokens every test service starts with (audited too)."""
+    return rows(db_url, audit_log, audit_log.c.action != "token_create")
 
 
 def rows(db_url: str, table: Table, *where: Any, order: Any = None) -> list[Any]:

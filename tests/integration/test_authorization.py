@@ -55,8 +55,8 @@ def service(db_url: str):
         running.state.auth_failures = FailureLimiter(limit=1_000_000)  # the matrix fails on purpose, a lot
         db = Database(db_url)
         now = datetime.now(UTC)
-        running.tokens["revoked"] = db.write_sync(create_token("revoked", "admin", now))
-        db.write_sync(revoke_token("revoked", now))
+        running.tokens["revoked"] = db.write_sync(create_token("revoked", "admin", now, actor="test"))
+        db.write_sync(revoke_token("revoked", now, actor="test"))
         db.close()
         yield running
 

@@ -136,7 +136,7 @@ def test_record_failure_opens_counts_regresses_and_respects_ignore(db_url: str) 
             assert group["sample_execution_id"] == latest
             assert group["status_changed_at"] is None
 
-            set_status("a" * 16, "resolved", t0 + timedelta(hours=1))(connection)
+            set_status("a" * 16, "resolved", t0 + timedelta(hours=1), actor="test")(connection)
             assert _group(connection, "a" * 16)["status"] == "resolved"
             again = t0 + timedelta(hours=2)
             assert _fail(connection, trigger_id, "a" * 16, again) == "regressed"
@@ -147,10 +147,10 @@ def test_record_failure_opens_counts_regresses_and_respects_ignore(db_url: str) 
             assert _group(connection, "a" * 16)["status_changed_at"] == again
 
             assert _fail(connection, trigger_id, "b" * 16, t0) == "open"
-            set_status("b" * 16, "ignored", t0 + timedelta(hours=1))(connection)
+            set_status("b" * 16, "ignored", t0 + timedelta(hours=1), actor="test")(connection)
             assert _fail(connection, trigger_id, "b" * 16, t0 + timedelta(hours=3)) == "ignored"
             assert _group(connection, "b" * 16)["total"] == 2
-            assert set_status("c" * 16, "ignored", t0)(connection) is False
+            assert set_status("c" * 16, "ignored", t0, actor="test")(connection) is False
     finally:
         engine.dispose()
 

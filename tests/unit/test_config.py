@@ -98,7 +98,7 @@ def test_the_issue_example_parses() -> None:
 
 def test_the_issue_example_without_its_variable_names_it() -> None:
     assert problems(ISSUE_EXAMPLE) == [
-        ("triggers[0].action.headers.apikey", "environment variable EVOLUTION_API_KEY is not set")
+        ("triggers[0] (whatsapp-notify).action.headers.apikey", "environment variable EVOLUTION_API_KEY is not set")
     ]
 
 
@@ -211,21 +211,21 @@ def test_every_problem_is_listed_at_once_with_file_and_path(tmp_path: Path, monk
     found = caught.value.problems
     assert {p.source for p in found} == {str(path)}
     expected = {
-        "triggers[0].action.url": "environment variable REDRIVE_TEST_SURELY_UNSET_VAR is not set",
-        "triggers[0].name": "String should match pattern",
-        "triggers[1].action": "Input tag 'ftp' found using 'kind' does not match",
-        "triggers[2].source.max_body_bytes": "less than or equal to 26214400",
-        "triggers[2].source.idempotency_key": "'cookie:x' is not a key source",
-        "triggers[2].source.colour": "Extra inputs are not permitted",
-        "triggers[2].action.timeout": "'1x' is not a duration",
-        "triggers[3].action.argv": "at least 1 item",
-        "triggers[4].action.url": "does not compile",
-        "triggers[4].action.headers.a": "private attribute '__class__'",
-        "triggers[4].action.headers.b": "private attribute '_private'",
-        "triggers[4].action.headers.c": "private attribute '__class__'",
-        "triggers[5].retry.max_attempts": "greater than or equal to 1",
-        "triggers[5].retry.max_delay": "'soon' is not a duration",
-        "triggers[5].retry.jitter": "'full' or 'none'",
+        "triggers[0] (Bad Name).action.url": "environment variable REDRIVE_TEST_SURELY_UNSET_VAR is not set",
+        "triggers[0] (Bad Name).name": "String should match pattern",
+        "triggers[1] (unknown-kind).action": "Input tag 'ftp' found using 'kind' does not match",
+        "triggers[2] (bad-source).source.max_body_bytes": "less than or equal to 26214400",
+        "triggers[2] (bad-source).source.idempotency_key": "'cookie:x' is not a key source",
+        "triggers[2] (bad-source).source.colour": "Extra inputs are not permitted",
+        "triggers[2] (bad-source).action.timeout": "'1x' is not a duration",
+        "triggers[3] (empty-argv).action.argv": "at least 1 item",
+        "triggers[4] (templates).action.url": "does not compile",
+        "triggers[4] (templates).action.headers.a": "private attribute '__class__'",
+        "triggers[4] (templates).action.headers.b": "private attribute '_private'",
+        "triggers[4] (templates).action.headers.c": "private attribute '__class__'",
+        "triggers[5] (bad-retry).retry.max_attempts": "greater than or equal to 1",
+        "triggers[5] (bad-retry).retry.max_delay": "'soon' is not a duration",
+        "triggers[5] (bad-retry).retry.jitter": "'full' or 'none'",
     }
     by_path = {p.path: p.message for p in found}
     assert set(by_path) == set(expected)
@@ -239,7 +239,7 @@ def test_every_problem_is_listed_at_once_with_file_and_path(tmp_path: Path, monk
 
 def test_both_json_and_body_is_a_problem_of_the_action() -> None:
     assert problems("triggers:\n  - name: t\n    action: {kind: http, url: x, json: {a: 1}, body: b}\n") == [
-        ("triggers[0].action", "give either 'json' or 'body', not both")
+        ("triggers[0] (t).action", "give either 'json' or 'body', not both")
     ]
 
 
@@ -247,7 +247,7 @@ def test_url_credentials_and_an_authorization_header_are_a_problem_of_the_action
     action = "{kind: http, url: 'https://u:p@example.com/{{ payload.x }}', headers: {authorization: 'Bearer t'}}"
     assert problems(f"triggers:\n  - name: t\n    action: {action}\n") == [
         (
-            "triggers[0].action",
+            "triggers[0] (t).action",
             "give credentials either in the url (user:password@) or an Authorization header, not both",
         )
     ]
@@ -258,42 +258,50 @@ def test_url_credentials_and_an_authorization_header_are_a_problem_of_the_action
 def test_duplicate_names_are_a_problem() -> None:
     text = f"triggers:\n  - name: same\n    action: {HTTP}\n  - name: other\n    action: {HTTP}\n"
     text += f"  - name: same\n    action: {HTTP}\n"
-    assert problems(text) == [("triggers[2].name", "trigger name 'same' is declared twice")]
+    assert problems(text) == [("triggers[2] (same).name", "trigger name 'same' is declared twice")]
 
 
 def test_duplicate_names_are_listed_with_the_other_problems() -> None:
     text = f"triggers:\n  - name: same\n    action: {HTTP}\n  - name: same\n    action: {{kind: http}}\n"
     paths = [path for path, _ in problems(text)]
-    assert "triggers[1].action.url" in paths
+    assert "triggers[1] (same).action.url" in paths
     assert any("declared twice" in message for _, message in problems(text))
 
 
 def test_a_duplicate_name_points_at_the_second_declaration() -> None:
     text = f"triggers:\n  - name: same\n    action: {HTTP}\n  - name: same\n    action: {HTTP}\n"
-    assert [path for path, _ in problems(text)] == ["triggers[1].name"]
+    assert [path for path, _ in problems(text)] == ["triggers[1] (same).name"]
 
 
 def test_a_header_named_like_an_action_kind_keeps_its_path() -> None:
     text = "triggers:\n  - name: t\n    action: {kind: http, url: x, headers: {email: '{{ x._y }}'}}\n"
-    assert [path for path, _ in problems(text)] == ["triggers[0].action.headers.email"]
+    assert [path for path, _ in problems(text)] == ["triggers[0] (t).action.headers.email"]
 
 
 @pytest.mark.parametrize(
     ("action", "path", "fragment"),
     [
-        ("{kind: nope}", "triggers[0].action", "Input tag 'nope'"),
-        ("{url: x}", "triggers[0].action", "Unable to extract tag"),
-        ("{kind: http}", "triggers[0].action.url", "Field required"),
-        ("{kind: http, url: x, method: 5}", "triggers[0].action.method", "must be a string"),
-        ("{kind: command, argv: [echo, '{{ a._b }}']}", "triggers[0].action.argv[1]", "private attribute '_b'"),
-        ("{kind: email, smtp: {host: h}, from: a, to: [b, 5], subject: s, text: t}", "triggers[0].action.to[1]", ""),
-        ("{kind: email, smtp: {host: h}, from: a, to: [], subject: s, text: t}", "triggers[0].action.to", "at least 1"),
+        ("{kind: nope}", "triggers[0] (t).action", "Input tag 'nope'"),
+        ("{url: x}", "triggers[0] (t).action", "Unable to extract tag"),
+        ("{kind: http}", "triggers[0] (t).action.url", "Field required"),
+        ("{kind: http, url: x, method: 5}", "triggers[0] (t).action.method", "must be a string"),
+        ("{kind: command, argv: [echo, '{{ a._b }}']}", "triggers[0] (t).action.argv[1]", "private attribute '_b'"),
         (
-            "{kind: email, smtp: {host: h, port: 0}, from: a, to: b, subject: s, text: t}",
-            "triggers[0].action.smtp.port",
+            "{kind: email, smtp: {host: h}, from: a, to: [b, 5], subject: s, text: t}",
+            "triggers[0] (t).action.to[1]",
             "",
         ),
-        ("{kind: http, url: x, json: {deep: ['{{ x._y }}']}}", "triggers[0].action.json", "private attribute"),
+        (
+            "{kind: email, smtp: {host: h}, from: a, to: [], subject: s, text: t}",
+            "triggers[0] (t).action.to",
+            "at least 1",
+        ),
+        (
+            "{kind: email, smtp: {host: h, port: 0}, from: a, to: b, subject: s, text: t}",
+            "triggers[0] (t).action.smtp.port",
+            "",
+        ),
+        ("{kind: http, url: x, json: {deep: ['{{ x._y }}']}}", "triggers[0] (t).action.json", "private attribute"),
     ],
 )
 def test_action_problems_have_precise_paths(action: str, path: str, fragment: str) -> None:
@@ -305,16 +313,16 @@ def test_action_problems_have_precise_paths(action: str, path: str, fragment: st
 @pytest.mark.parametrize(
     ("source", "path", "fragment"),
     [
-        ("{filter: 'payload.x == ('}", "triggers[0].source.filter", "does not compile"),
-        ("{filter: 'payload.__class__'}", "triggers[0].source.filter", "private attribute"),
-        ("{on_key_conflict: maybe}", "triggers[0].source.on_key_conflict", "'reject' or 'accept'"),
-        ("{max_body_bytes: 0}", "triggers[0].source.max_body_bytes", "greater than or equal to 1"),
-        ("{idempotency_key: 'header:X'}", "triggers[0].source.idempotency_key", "valid list"),
-        ("{idempotency_key: ['query:id']}", "triggers[0].source.idempotency_key", "not a key source"),
-        ("{idempotency_key: ['header:']}", "triggers[0].source.idempotency_key", "not a key source"),
-        ("{idempotency_key: ['header:Bad Name']}", "triggers[0].source.idempotency_key", "not a key source"),
-        ("{idempotency_key: ['body:a..b']}", "triggers[0].source.idempotency_key", "not a key source"),
-        ("{idempotency_key: ['body:']}", "triggers[0].source.idempotency_key", "not a key source"),
+        ("{filter: 'payload.x == ('}", "triggers[0] (t).source.filter", "does not compile"),
+        ("{filter: 'payload.__class__'}", "triggers[0] (t).source.filter", "private attribute"),
+        ("{on_key_conflict: maybe}", "triggers[0] (t).source.on_key_conflict", "'reject' or 'accept'"),
+        ("{max_body_bytes: 0}", "triggers[0] (t).source.max_body_bytes", "greater than or equal to 1"),
+        ("{idempotency_key: 'header:X'}", "triggers[0] (t).source.idempotency_key", "valid list"),
+        ("{idempotency_key: ['query:id']}", "triggers[0] (t).source.idempotency_key", "not a key source"),
+        ("{idempotency_key: ['header:']}", "triggers[0] (t).source.idempotency_key", "not a key source"),
+        ("{idempotency_key: ['header:Bad Name']}", "triggers[0] (t).source.idempotency_key", "not a key source"),
+        ("{idempotency_key: ['body:a..b']}", "triggers[0] (t).source.idempotency_key", "not a key source"),
+        ("{idempotency_key: ['body:']}", "triggers[0] (t).source.idempotency_key", "not a key source"),
     ],
 )
 def test_source_problems_have_precise_paths(source: str, path: str, fragment: str) -> None:
@@ -339,7 +347,7 @@ def test_trigger_names(name: str, ok: bool) -> None:
     if ok:
         assert parse_config(text, env={}).triggers[0].name == name
     else:
-        assert problems(text) == [("triggers[0].name", "String should match pattern '^[a-z0-9_-]{1,64}$'")]
+        assert problems(text) == [(f"triggers[0] ({name}).name", "String should match pattern '^[a-z0-9_-]{1,64}$'")]
 
 
 @pytest.mark.parametrize("max_body_bytes", [1, MIB, 25 * MIB])
@@ -409,9 +417,9 @@ def test_only_braced_variable_names_are_expanded() -> None:
 def test_every_missing_variable_is_listed() -> None:
     text = "triggers:\n  - name: t\n    action: {kind: command, argv: ['${A}', '${B}${C}'], env: {K: '${A}'}}\n"
     assert sorted(problems(text, {"B": "b"})) == [
-        ("triggers[0].action.argv[0]", "environment variable A is not set"),
-        ("triggers[0].action.argv[1]", "environment variable C is not set"),
-        ("triggers[0].action.env.K", "environment variable A is not set"),
+        ("triggers[0] (t).action.argv[0]", "environment variable A is not set"),
+        ("triggers[0] (t).action.argv[1]", "environment variable C is not set"),
+        ("triggers[0] (t).action.env.K", "environment variable A is not set"),
     ]
 
 
@@ -473,13 +481,13 @@ def test_durations_in_the_file(timeout: str, seconds: float, quoted: bool) -> No
 )
 def test_bad_durations_in_the_file(value: str, fragment: str) -> None:
     [(where, message)] = problems(f"triggers:\n  - name: t\n    action: {{kind: http, url: x, timeout: {value}}}\n")
-    assert where == "triggers[0].action.timeout"
+    assert where == "triggers[0] (t).action.timeout"
     assert fragment in message
 
 
 def test_a_huge_duration_is_a_config_problem() -> None:
     [(where, _)] = problems(f"triggers:\n  - name: t\n    action: {{kind: http, url: x, timeout: 1{'0' * 400}}}\n")
-    assert where == "triggers[0].action.timeout"
+    assert where == "triggers[0] (t).action.timeout"
 
 
 def test_the_config_is_immutable() -> None:
@@ -560,3 +568,49 @@ def test_settings_ignore_unknown_redrive_variables(clean_env: pytest.MonkeyPatch
 def test_settings_can_be_given_directly(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("REDRIVE_PORT", "9001")
     assert Settings(port=9002).port == 9002
+
+
+# --- ${VAR:-default} -------------------------------------------------------------------------------------------------
+
+DEFAULTED = (
+    "triggers:\n  - name: t\n    action: {kind: http, url: '${TARGET:-http://127.0.0.1:8009}/x', allow: [127.0.0.1]}\n"
+)
+
+
+def test_a_default_stands_in_for_an_unset_variable_and_is_no_secret() -> None:
+    config = parse_config(DEFAULTED, env={})
+    assert config.triggers[0].action.url.source == "http://127.0.0.1:8009/x"
+    assert config.secrets == frozenset()
+
+
+def test_a_default_stands_in_for_an_empty_variable() -> None:
+    assert parse_config(DEFAULTED, env={"TARGET": ""}).triggers[0].action.url.source == "http://127.0.0.1:8009/x"
+
+
+def test_a_set_variable_wins_over_its_default_and_stays_a_secret() -> None:
+    config = parse_config(DEFAULTED, env={"TARGET": "http://gateway.internal:9000"})
+    assert config.triggers[0].action.url.source == "http://gateway.internal:9000/x"
+    assert config.secrets == frozenset({"http://gateway.internal:9000"})
+
+
+def test_an_empty_default_and_a_plain_variable_side_by_side() -> None:
+    text = "triggers:\n  - name: t\n    action: {kind: command, argv: ['a${OPT:-}b', '${NEEDED}', '${NEEDED:-x}']}\n"
+    assert [a.source for a in one_trigger(text.split("- name: t\n")[1], env={"NEEDED": "n"}).action.argv] == [
+        "ab",
+        "n",
+        "n",
+    ]
+    assert problems(text) == [("triggers[0] (t).action.argv[1]", "environment variable NEEDED is not set")]
+
+
+# --- problems name the trigger ---------------------------------------------------------------------------------------
+
+
+def test_a_problem_names_the_trigger_by_its_name_and_its_index() -> None:
+    text = f"triggers:\n  - name: a\n    action: {HTTP}\n  - name: orders\n    action: {{kind: http, url: 5}}\n"
+    assert problems(text) == [("triggers[1] (orders).action.url", "must be a string")]
+
+
+def test_a_trigger_without_a_name_is_named_by_its_index_alone() -> None:
+    assert problems(f"triggers:\n  - action: {HTTP}\n") == [("triggers[0].name", "Field required")]
+    assert [path for path, _ in problems(f"triggers:\n  - name: 5\n    action: {HTTP}\n")] == ["triggers[0].name"]

@@ -140,7 +140,7 @@ def test_allow_is_validated_in_the_trigger_file() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(text, env={})
     [problem] = caught.value.problems
-    assert problem.path == "triggers[0].action.allow"
+    assert problem.path == "triggers[0] (t).action.allow"
     assert "'bad host'" in problem.message
     good = "triggers:\n  - name: t\n    action: {kind: http, url: 'http://x/', allow_private: true}\n"
     assert parse_config(good, env={}).triggers[0].action.allow_private is True  # type: ignore[union-attr]

@@ -333,7 +333,8 @@ def test_signing_secrets_are_registered_with_the_redactor_even_when_literal() ->
 def test_bad_verify_config_is_a_config_error_at_verify(verify_yaml: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load(verify_yaml)
-    assert any(p.path.startswith("triggers[0].source.verify") and message in p.message for p in caught.value.problems)
+    found = caught.value.problems
+    assert any(p.path.startswith("triggers[0] (t).source.verify") and message in p.message for p in found)
 
 
 def test_config_errors_never_echo_a_secret() -> None:

@@ -53,7 +53,7 @@ async def group_show(fingerprint: str, state: StateDep, caller: ViewerDep, since
 
 
 async def _decide(state: StateDep, caller: OperatorDep, fingerprint: str, decision: Decision) -> dict[str, Any]:
-    if not await state.db.write(set_status(fingerprint, decision, state.now())):
+    if not await state.db.write(set_status(fingerprint, decision, state.now(), actor=caller.name)):
         raise NotFound(f"no error group has fingerprint {fingerprint!r}")
     log.info(f"error_group_{decision}", fingerprint=fingerprint, by=caller.name)
     return await group_show(fingerprint, state, caller)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import structlog
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -17,6 +18,7 @@ from redrive.failures.replay import ReplayRequest, build_preview, preview_facts,
 from redrive.states import ExecutionStatus
 from redrive.tokens import Principal
 
+log = structlog.get_logger("redrive.replays")
 router = APIRouter(prefix="/api/v1")
 
 Responses = dict[int | str, dict[str, Any]]
@@ -92,8 +94,17 @@ async def replay_execution(
 ) -> dict[str, Any]:
     """Replay one dead-lettered execution: a new pending execution for the same event."""
     result = await state.db.write(replay(_request(state, caller, execution_id, force)))
+    if result.outcome != "ok":
+        log.info("replay_refused", execution_id=execution_id, outcome=result.outcome, force=force, by=caller.name)
     raise_for(result)
     state.wakeup.work_due()
+    log.info(
+        "execution_replayed",
+        execution_id=execution_id,
+        new_execution_id=result.new_execution_id,
+        force=force,
+        by=caller.name,
+    )
     return {
         "execution_id": execution_id,
         "new_execution_id": result.new_execution_id,

@@ -55,7 +55,9 @@ async def trigger_show(name: str, state: StateDep, caller: ViewerDep) -> dict[st
 async def trigger_pause(name: str, state: StateDep, caller: OperatorDep) -> dict[str, Any]:
     """Pause a trigger: events are still accepted and stored; their executions wait, uncharged."""
     trigger = find_trigger(state, name)
-    await state.db.write(set_paused(trigger.id, True, f"paused by {caller.name}", state.now()))
+    await state.db.write(
+        set_paused(trigger.id, True, f"paused by {caller.name}", state.now(), actor=caller.name, name=trigger.name)
+    )
     log.info("trigger_paused", trigger=name, by=caller.name)
     return (await _views(state, [trigger]))[0]
 
@@ -64,7 +66,7 @@ async def trigger_pause(name: str, state: StateDep, caller: OperatorDep) -> dict
 async def trigger_resume(name: str, state: StateDep, caller: OperatorDep) -> dict[str, Any]:
     """Resume a trigger: its waiting executions run, oldest first."""
     trigger = find_trigger(state, name)
-    await state.db.write(set_paused(trigger.id, False, None, state.now()))
+    await state.db.write(set_paused(trigger.id, False, None, state.now(), actor=caller.name, name=trigger.name))
     state.wakeup.work_due()
     log.info("trigger_resumed", trigger=name, by=caller.name)
     return (await _views(state, [trigger]))[0]

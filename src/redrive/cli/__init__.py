@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from sqlalchemy.exc import OperationalError
 
 from redrive import __version__
 from redrive.cli import dashboard as dashboard_cli
@@ -21,6 +19,7 @@ from redrive.cli import replay as replay_cli
 from redrive.cli import stats as stats_cli
 from redrive.cli import triggers as triggers_cli
 from redrive.cli.common import (
+    DEFAULT_CONFIG,
     DEFAULT_URL,
     ConfigOpt,
     JsonOpt,
@@ -29,18 +28,18 @@ from redrive.cli.common import (
     call,
     client,
     fail,
+    group,
     load_settings,
     load_triggers,
-    out,
     read_data,
 )
-from redrive.errors import RedriveError
+from redrive.cli.output import escape, out
 
 if TYPE_CHECKING:
     from redrive.node.process import Role
 
-app = typer.Typer(no_args_is_help=True, help="redrive: reliable event-driven automation.", add_completion=False)
-config_app = typer.Typer(no_args_is_help=True, help="Validate trigger files.")
+app = group("redrive: reliable event-driven automation.")
+config_app = group("Validate trigger files.")
 app.add_typer(config_app, name="config")
 app.add_typer(executions.app, name="executions")
 app.add_typer(tokens.app, name="tokens")
@@ -74,8 +73,11 @@ HostOpt = Annotated[str | None, typer.Option(help="Bind address [env: REDRIVE_HO
 PortOpt = Annotated[int | None, typer.Option(help="Port [env: REDRIVE_PORT].")]
 
 
-def _run(role: Role, config: Path | None, host: str | None, port: int | None) -> None:
+def _run(role: Role, config: Path, host: str | None, port: int | None) -> None:
+    from sqlalchemy.exc import OperationalError
+
     from redrive.cli.serve import run_server
+    from redrive.errors import RedriveError
 
     settings = load_settings(config=config, host=host, port=port)
     triggers = load_triggers(settings.config)
@@ -89,19 +91,19 @@ def _run(role: Role, config: Path | None, host: str | None, port: int | None) ->
 
 
 @app.command()
-def up(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None) -> None:
+def up(config: ConfigOpt = DEFAULT_CONFIG, host: HostOpt = None, port: PortOpt = None) -> None:
     """Migrate the database, then serve the API and run a worker in this process (one node)."""
     _run("all", config, host, port)
 
 
 @app.command()
-def serve(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None) -> None:
+def serve(config: ConfigOpt = DEFAULT_CONFIG, host: HostOpt = None, port: PortOpt = None) -> None:
     """Migrate the database, then serve the API only (workers run elsewhere; needs PostgreSQL to share work)."""
     _run("api", config, host, port)
 
 
 @app.command()
-def worker(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None) -> None:
+def worker(config: ConfigOpt = DEFAULT_CONFIG, host: HostOpt = None, port: PortOpt = None) -> None:
     """Migrate the database, then run a worker; HTTP serves only /healthz, /readyz and /metrics."""
     _run("worker", config, host, port)
 
@@ -109,7 +111,10 @@ def worker(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None)
 @app.command()
 def migrate() -> None:
     """Bring the database (REDRIVE_DATABASE_URL) to the newest schema."""
+    from sqlalchemy.exc import OperationalError
+
     from redrive.db.migrate import upgrade
+    from redrive.errors import RedriveError
 
     settings = load_settings()
     try:
@@ -122,10 +127,20 @@ def migrate() -> None:
 
 
 @config_app.command("check")
-def config_check(file: Annotated[Path, typer.Argument(help="The trigger file to validate.")]) -> None:
-    """Validate a trigger file; exit 2 listing every problem."""
-    triggers = load_triggers(file)
-    out.print(f"[green]✓[/] {escape(str(file))}: {len(triggers.triggers)} trigger(s) valid", highlight=False)
+def config_check(
+    file: Annotated[
+        Path, typer.Argument(envvar="REDRIVE_CONFIG", show_envvar=True, help="The trigger file to validate.")
+    ] = DEFAULT_CONFIG,
+) -> None:
+    """Validate a trigger file as `redrive up` would load it; exit 2 listing every problem."""
+    triggers = load_triggers(file, starting=False).triggers
+    names = ", ".join(t.name for t in triggers)
+    out.print(
+        f"[green]✓[/] {escape(str(file))}: no problems in {len(triggers)} trigger(s) ({escape(names)}); "
+        "checked: YAML, names, sources, signatures, filters, actions and their templates, retry, limits, retention, "
+        "${VAR} expansion",
+        highlight=False,
+    )
 
 
 @app.command()

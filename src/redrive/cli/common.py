@@ -1,31 +1,51 @@
-"""What every command shares: consoles, common options, settings and config loading, API calls."""
+"""What every command shares: consoles, common options, settings and config loading, API calls.
+
+Imports stay light here and in every command module: ``redrive --help`` and a command that calls the API must
+start in a fraction of a second, so the HTTP client, pydantic, the trigger-file models, the database and the web
+stack are imported inside the functions that use them (``tests/unit/test_cli_imports.py`` holds the line).
+"""
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.markup import escape
 
-from redrive.client import ApiError, RedriveClient
-from redrive.errors import ConfigError
-from redrive.settings import Settings
-from redrive.triggers.config import RedriveConfig, load_config
+from redrive.cli.output import err, escape
 
-# No emoji codes and soft wrap: printed values (paths, messages) come out verbatim for scripts.
-out = Console(soft_wrap=True, emoji=False)
-err = Console(stderr=True, soft_wrap=True, emoji=False)
+if TYPE_CHECKING:
+    from redrive.client import RedriveClient
+    from redrive.settings import Settings
+    from redrive.triggers.config import RedriveConfig
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Trigger file [env: REDRIVE_CONFIG].")]
-UrlOpt = Annotated[str, typer.Option("--url", envvar="REDRIVE_URL", help="redrive server to talk to.")]
+DEFAULT_CONFIG = Path("redrive.yaml")  # Settings.config's default (a unit test keeps them equal)
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", envvar="REDRIVE_CONFIG", show_envvar=True, help="The trigger file.")
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="REDRIVE_URL",
+        help="redrive server to talk to; by default the one `redrive up` serves here (REDRIVE_HOST, REDRIVE_PORT).",
+        show_default="http://127.0.0.1:8000",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 TokenOpt = Annotated[str | None, typer.Option("--token", envvar="REDRIVE_TOKEN", help="API token.", show_default=False)]
-DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_URL = None  # resolved by ``client`` from the server's settings
+_WILDCARDS = {"", "0.0.0.0", "::", "[::]"}  # noqa: S104 (compared against, never bound)
+
+
+def group(help_text: str) -> typer.Typer:
+    """A command group. Help is click's plain text: typer's rich help imports markdown and syntax highlighting,
+    which took 0.8 s of every ``--help`` here."""
+    return typer.Typer(no_args_is_help=True, help=help_text, add_completion=False, rich_markup_mode=None)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -36,6 +56,10 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment with the CLI's options on top; exit 2 on a bad value."""
+    from pydantic import ValidationError
+
+    from redrive.settings import Settings
+
     try:
         return Settings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as exc:
@@ -43,17 +67,22 @@ def load_settings(**overrides: Any) -> Settings:
         fail(f"invalid settings: {problems}")
 
 
-def load_triggers(path: Path) -> RedriveConfig:
-    """Load the trigger file or exit 2 listing every problem."""
+def load_triggers(path: Path, *, starting: bool = True) -> RedriveConfig:
+    """Load the trigger file or exit 2 listing every problem (and, when ``starting``, that nothing started)."""
+    from redrive.errors import ConfigError
+    from redrive.triggers.config import load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(f"[red]✗[/] {escape(str(problem))}", highlight=False)
-        fail(f"{len(exc.problems)} problem(s) in the configuration; nothing was started")
+        outcome = "; nothing was started" if starting else ""
+        fail(f"{len(exc.problems)} problem(s) in {path}{outcome}")
 
 
 def read_data(data: str) -> Any:
+    """The JSON in ``data``: inline, ``@file`` or ``@-`` (stdin); exit 2 when it is not JSON."""
     text = data
     if data.startswith("@"):
         try:
@@ -67,12 +96,43 @@ def read_data(data: str) -> Any:
 
 
 def call(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)``; an API error exits 2 with its message and code."""
+    from redrive.client import ApiError
+
     try:
         return function(*args, **kwargs)
     except ApiError as exc:
         fail(f"{exc.message} ({exc.code})")
 
 
-def client(url: str, token: str | None) -> RedriveClient:
-    """An API client for the server at ``url``."""
-    return RedriveClient(url, token=token)
+def local_actor() -> str:
+    """Who runs a command that writes the database directly, for the audit log: the local OS user."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no name for this uid (a bare container)
+        user = f"uid {os.getuid()}"
+    return f"local:{user}"[:64]
+
+
+def server_url(host: str, port: int) -> str:
+    """The URL a local client reaches a server bound to ``host:port`` at (a wildcard bind means loopback)."""
+    if host in _WILDCARDS:
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal
+    return f"http://{host}:{port}"
+
+
+def resolve_url(url: str | None) -> str:
+    """``--url`` (or REDRIVE_URL) when given, else the server this machine's settings describe."""
+    if url:
+        return url
+    settings = load_settings()
+    return server_url(settings.host, settings.port)
+
+
+def client(url: str | None, token: str | None) -> RedriveClient:
+    """An API client for the server at ``url`` (by default the one the settings describe)."""
+    from redrive.client import RedriveClient
+
+    return RedriveClient(resolve_url(url), token=token)

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from redrive.cli.common import DEFAULT_URL, UrlOpt, out
+from redrive.cli.common import DEFAULT_URL, UrlOpt, resolve_url
+from redrive.cli.output import out
 
 
 def dashboard(
@@ -17,5 +18,6 @@ def dashboard(
     """Serve the dashboard on its own, reading from the redrive API at --url; sign in with an API token."""
     from redrive.dashboard.mount import run_standalone
 
+    url = resolve_url(url)
     out.print(f"dashboard for {url} at http://{host}:{port}", highlight=False)
     run_standalone(url, host, port)

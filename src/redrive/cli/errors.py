@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, out
+from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, group
+from redrive.cli.output import escape, out
 
-app = typer.Typer(no_args_is_help=True, help="Error groups: failures grouped by cause, with a hint.")
+app = group("Error groups: failures grouped by cause, with a hint.")
 Fingerprint = Annotated[str, typer.Argument(help="The group's fingerprint (from `redrive errors ls`).")]
 
 
@@ -31,20 +31,20 @@ def ls(
         return
     if not groups:
         out.print(f"no failures in the last {since}", highlight=False)
-    for group in groups:
-        hint = group["hint"]
+    for item in groups:
+        hint = item["hint"]
         out.print(
-            f"[bold]{group['fingerprint']}[/]  {group['trigger']}  {group['code']}  [bold]{group['status']}[/]  "
-            f"{group['count']} in {since}, {group['total']} in all, {group['dlq']} in the DLQ",
+            f"[bold]{item['fingerprint']}[/]  {item['trigger']}  {item['code']}  [bold]{item['status']}[/]  "
+            f"{item['count']} in {since}, {item['total']} in all, {item['dlq']} in the DLQ",
             highlight=False,
         )
-        out.print(f"  {escape(group['title'])}", highlight=False)
+        out.print(f"  {escape(item['title'])}", highlight=False)
         out.print(
             f"  [dim]hint: {escape(hint['title'])}: {escape(hint['advice'])} ({hint['remedy']})[/]", highlight=False
         )
 
 
-def _decide(fingerprint: str, decision: str, url: str, token: str | None, as_json: bool) -> None:
+def _decide(fingerprint: str, decision: str, url: str | None, token: str | None, as_json: bool) -> None:
     with client(url, token) as api:
         group = call(api.decide_error_group, fingerprint, decision)
     if as_json:

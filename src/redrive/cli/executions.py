@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, out
+from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, group
+from redrive.cli.output import out, print_table
 from redrive.states import ExecutionStatus
 
-app = typer.Typer(no_args_is_help=True, help="Inspect executions (through the HTTP API).")
+app = group("Inspect executions (through the HTTP API).")
 
 
 def utc_time(iso: str) -> str:
@@ -37,17 +37,20 @@ def ls(
     if as_json:
         out.print_json(data=rows)
         return
-    table = Table("id", "trigger", "status", "attempts", "code", "updated")
-    for row in rows:
-        table.add_row(
-            str(row["id"]),
-            row["trigger"],
-            row["status"],
-            str(row["attempt_count"]),
-            row["error_code"] or "",
-            row["updated_at"],
-        )
-    out.print(table)
+    print_table(
+        ("id", "trigger", "status", "attempts", "code", "updated"),
+        (
+            (
+                str(row["id"]),
+                row["trigger"],
+                row["status"],
+                str(row["attempt_count"]),
+                row["error_code"] or "",
+                row["updated_at"],
+            )
+            for row in rows
+        ),
+    )
 
 
 @app.command("show")
@@ -68,18 +71,20 @@ def show(
         f"[bold]{execution['status']}[/] after {execution['attempt_count']} attempt(s)",
         highlight=False,
     )
-    table = Table("#", "started (UTC)", "duration ms", "outcome", "code", "message")
-    table.columns[1].no_wrap = True
-    for attempt in execution["attempts"]:
-        table.add_row(
-            str(attempt["number"]),
-            utc_time(attempt["started_at"]),
-            f"{attempt['duration_ms']:.1f}",
-            attempt["outcome"],
-            attempt["error_code"] or "",
-            attempt["message"] or "",
-        )
-    out.print(table)
+    print_table(
+        ("#", "started (UTC)", "duration ms", "outcome", "code", "message"),
+        (
+            (
+                str(a["number"]),
+                utc_time(a["started_at"]),
+                f"{a['duration_ms']:.1f}",
+                a["outcome"],
+                a["error_code"] or "",
+                a["message"] or "",
+            )
+            for a in execution["attempts"]
+        ),
+    )
     for attempt in execution["attempts"]:
         out.print(f"[bold]attempt {attempt['number']} sent[/] (as stored then, secrets masked):", highlight=False)
         out.print_json(data=attempt.get("request") or {"note": "not recorded"})

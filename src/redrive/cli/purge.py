@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import select
 
-from redrive.cli.common import ConfigOpt, fail, load_settings, load_triggers, out
+from redrive.cli.common import DEFAULT_CONFIG, ConfigOpt, fail, load_settings, load_triggers
+from redrive.cli.output import out
 from redrive.clock import utcnow
-from redrive.db.database import Database
-from redrive.db.schema import triggers
 from redrive.durations import parse_duration
-from redrive.node.retention import Purged, count, plan, purge
+
+if TYPE_CHECKING:
+    from redrive.node.retention import Purged
 
 
 def _describe(result: Purged, verb: str) -> str:
@@ -32,9 +31,17 @@ def purge_command(
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be purged.")] = False,
-    config: ConfigOpt = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Purge succeeded executions, dead letters and unreferenced events past their retention."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from redrive.db.database import Database
+    from redrive.db.schema import triggers
+    from redrive.node.retention import count, plan, purge
+
     settings = load_settings(config=config)
     seconds = None
     if older_than is not None:

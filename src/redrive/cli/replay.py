@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, err, out
-from redrive.client import RedriveClient
+from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, group
+from redrive.cli.output import console, err, escape, out, print_table
 
-dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue: list and replay failed_retryable executions.")
-replays_app = typer.Typer(no_args_is_help=True, help="Bulk replay jobs.")
-audit_app = typer.Typer(no_args_is_help=True, help="The audit log (admin).")
+if TYPE_CHECKING:
+    from redrive.client import RedriveClient
+
+dlq_app = group("The dead-letter queue: list and replay failed_retryable executions.")
+replays_app = group("Bulk replay jobs.")
+audit_app = group("The audit log (admin).")
 
 POLL = 0.5
 TriggerOpt = Annotated[str | None, typer.Option("--trigger", "-t", help="Trigger name.")]
@@ -62,18 +62,20 @@ def dlq_ls(
     if as_json:
         out.print_json(data=rows)
         return
-    table = Table("id", "trigger", "code", "attempts", "failed at", "message")
-    for row in rows:
-        message = (row["error_message"] or "")[:80]
-        table.add_row(
-            str(row["id"]),
-            row["trigger"],
-            row["error_code"] or "",
-            str(row["attempt_count"]),
-            row["finished_at"] or "",
-            message,
-        )
-    out.print(table)
+    print_table(
+        ("id", "trigger", "code", "attempts", "failed at", "message"),
+        (
+            (
+                str(row["id"]),
+                row["trigger"],
+                row["error_code"] or "",
+                str(row["attempt_count"]),
+                row["finished_at"] or "",
+                row["error_message"] or "",
+            )
+            for row in rows
+        ),
+    )
 
 
 @dlq_app.command("replay")
@@ -112,20 +114,23 @@ def _print_dry_run(result: dict[str, Any], as_json: bool) -> None:
         out.print_json(data=result)
         return
     out.print(f"dry run: {result['matched']} execution(s) would be replayed; nothing changed")
-    table = Table("id", "trigger", "code", "attempts", "created")
-    for row in result["sample"]:
-        table.add_row(
-            str(row["id"]), row["trigger"], row["error_code"] or "", str(row["attempt_count"]), row["created_at"]
-        )
     if result["sample"]:
-        out.print(table)
+        print_table(
+            ("id", "trigger", "code", "attempts", "created"),
+            (
+                (str(row["id"]), row["trigger"], row["error_code"] or "", str(row["attempt_count"]), row["created_at"])
+                for row in result["sample"]
+            ),
+        )
 
 
 def _follow(api: RedriveClient, job: dict[str, Any], *, show: bool) -> dict[str, Any]:
     """Poll the job until it ends, with a progress bar when ``show``; Ctrl-C offers to cancel it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn("bulk replay {task.fields[id]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=out, disable=not show, transient=True) as progress:
+        with Progress(*columns, console=console(), disable=not show, transient=True) as progress:
             task = progress.add_task("replay", total=job["matched"] or 1, id=job["id"])
             while job["status"] == "running":
                 time.sleep(POLL)
@@ -194,6 +199,19 @@ def replays_cancel(
     _show_job(job, as_json)
 
 
+def audit_detail(detail: dict[str, Any]) -> str:
+    """An audit row's detail on one line: a bulk replay's filter and rate first, then the other facts."""
+    facts = {key: value for key, value in detail.items() if value not in (None, "", {}, [])}
+    parts = []
+    if isinstance(facts.get("filter"), dict):
+        shown = " ".join(f"{key}={value}" for key, value in facts.pop("filter").items() if value is not None)
+        parts.append(f"filter: {shown}")
+    if "rate" in facts:
+        parts.append(f"rate {facts.pop('rate'):g}/s")
+    parts += [f"{key}={value}" for key, value in facts.items()]
+    return ", ".join(parts)
+
+
 @audit_app.command("ls")
 def audit_ls(
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
@@ -208,9 +226,12 @@ def audit_ls(
     if as_json:
         out.print_json(data=page)
         return
-    table = Table("id", "at", "actor", "action", "target", "result")
-    for row in page["items"]:
-        table.add_row(str(row["id"]), row["at"], row["actor"], row["action"], row["target"] or "", row["result"])
-    out.print(table)
+    print_table(
+        ("id", "at", "actor", "action", "target", "result", "detail"),
+        (
+            (str(r["id"]), r["at"], r["actor"], r["action"], r["target"] or "-", r["result"], audit_detail(r["detail"]))
+            for r in page["items"]
+        ),
+    )
     if page["next_cursor"] is not None:
         out.print(f"more: --before {page['next_cursor']}")

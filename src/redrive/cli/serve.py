@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+import structlog
 import uvicorn
 from rich.console import Console
 from rich.markup import escape
@@ -16,13 +17,15 @@ from redrive.api.app import create_app
 from redrive.clock import utcnow
 from redrive.db.database import Database
 from redrive.db.migrate import upgrade
-from redrive.errors import InvalidRequest
+from redrive.errors import TokenExists
 from redrive.node.process import Role
 from redrive.observe.logs import configure_logging
 from redrive.observe.redaction import Redactor
 from redrive.settings import Settings
 from redrive.tokens import create_token, has_tokens
 from redrive.triggers.config import RedriveConfig
+
+FIRST_START = "redrive (first start)"  # the audit log's actor for the admin token an empty database gets
 
 DESCRIPTION = {
     "all": "the API and a worker",
@@ -39,6 +42,7 @@ def run_server(settings: Settings, config: RedriveConfig, role: Role = "all") ->
     first_token = bootstrap_admin_token(settings) if role != "worker" else None
     if first_token is not None:
         secret, path = first_token
+        structlog.get_logger("redrive.tokens").info("token_created", name="admin", role="admin", by=FIRST_START)
         console.print(
             f"[bold]First start: an admin token was created.[/] It is shown once here and saved to {escape(str(path))} "
             "(readable by you only):",
@@ -94,10 +98,8 @@ def bootstrap_admin_token(settings: Settings) -> tuple[str, Path] | None:
     try:
         if db.read_sync(has_tokens):
             return None
-        secret = db.write_sync(create_token("admin", "admin", utcnow()))
-    except InvalidRequest as exc:
-        if exc.code != "token_exists":
-            raise
+        secret = db.write_sync(create_token("admin", "admin", utcnow(), actor=FIRST_START))
+    except TokenExists:
         return None  # another node starting at the same moment created it
     finally:
         db.close()

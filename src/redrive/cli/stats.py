@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, out
+from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client
+from redrive.cli.output import out, print_table
 
 _FIGURES = (  # what each counts: the field's description in the API docs (GET /openapi.json)
     ("failing now (any age)", "failing_now"),
@@ -49,17 +49,14 @@ def stats(
 
 def _print_summary(summary: dict[str, Any]) -> None:
     out.print(f"since {summary['since']} ({summary['days']} UTC day(s), today included):", highlight=False)
-    totals = Table("executions", "count")
-    totals.add_row("created", str(summary["total"]))
-    for status, n in summary["by_status"].items():
-        totals.add_row(f"  {status}", str(n))
-    for label, key in _FIGURES:
-        totals.add_row(label, str(summary[key]))
-    out.print(totals)
-    triggers = Table("trigger", "events today", "watermark", "paused")
+    totals = [("created", str(summary["total"]))]
+    totals += [(f"  {status}", str(n)) for status, n in summary["by_status"].items()]
+    totals += [(label, str(summary[key])) for label, key in _FIGURES]
+    print_table(("executions", "count"), totals)
+    triggers = []
     for name, row in summary["triggers"].items():
         mark = f"{row['daily_watermark']}{' HIT' if row['watermark_hit'] else ''}" if row["daily_watermark"] else ""
-        triggers.add_row(name, str(row["count"]), mark, "yes" if row["paused"] else "")
-    out.print(triggers)
+        triggers.append((name, str(row["count"]), mark, "yes" if row["paused"] else ""))
+    print_table(("trigger", "events today", "watermark", "paused"), triggers)
     for warning in summary["warnings"]:
         out.print(f"[yellow]warning:[/] {warning}", highlight=False)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from redrive.cli.common import JsonOpt, fail, load_settings, out
+from redrive.cli.common import JsonOpt, fail, group, load_settings, local_actor
+from redrive.cli.output import out, print_table
 from redrive.clock import utcnow
 
-app = typer.Typer(no_args_is_help=True, help="Manage API tokens (directly on the database).")
+app = group("Manage API tokens (directly on the database).")
 
 
 @app.command("create")
@@ -25,12 +25,13 @@ def create(
     from redrive.db.database import Database
     from redrive.durations import parse_duration
     from redrive.errors import RedriveError
+    from redrive.observe.logs import stderr_logger
     from redrive.tokens import create_token
 
-    now = utcnow()
+    now, actor = utcnow(), local_actor()
     try:
         expires_at = now + timedelta(seconds=parse_duration(expires_in)) if expires_in else None
-        job = create_token(name, role, now, expires_at=expires_at)
+        job = create_token(name, role, now, actor=actor, expires_at=expires_at)
     except (ValueError, RedriveError) as exc:
         fail(str(exc))
     db = Database(load_settings().database_url)
@@ -40,6 +41,7 @@ def create(
         fail(exc.message)
     finally:
         db.close()
+    stderr_logger().info("token_created", name=name, role=role, expires_at=expires_at, by=actor)
     print(secret)  # alone on stdout so scripts can capture it
 
 
@@ -58,12 +60,11 @@ def ls(as_json: JsonOpt = False) -> None:
     if as_json:
         out.print_json(data=printable)
         return
-    table = Table("name", "role", "created", "expires", "last used", "revoked")
-    for row in printable:
-        table.add_row(
-            *(str(row[k] or "") for k in ("name", "role", "created_at", "expires_at", "last_used_at", "revoked_at"))
-        )
-    out.print(table)
+    keys = ("name", "role", "created_at", "expires_at", "last_used_at", "revoked_at")
+    print_table(
+        ("name", "role", "created", "expires", "last used", "revoked"),
+        (tuple(str(row[k] or "") for k in keys) for row in printable),
+    )
 
 
 @app.command("revoke")
@@ -72,13 +73,16 @@ def revoke(name: Annotated[str, typer.Argument(help="The token's name.")]) -> No
 
     from redrive.db.database import Database
     from redrive.errors import RedriveError
+    from redrive.observe.logs import stderr_logger
     from redrive.tokens import revoke_token
 
+    actor = local_actor()
     db = Database(load_settings().database_url)
     try:
-        db.write_sync(revoke_token(name, utcnow()))
+        db.write_sync(revoke_token(name, utcnow(), actor=actor))
     except RedriveError as exc:
         fail(exc.message)
     finally:
         db.close()
+    stderr_logger().info("token_revoked", name=name, by=actor)
     out.print(f"revoked {name}")

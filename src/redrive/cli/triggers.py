@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, out
+from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, group
+from redrive.cli.output import out, print_table
 
-app = typer.Typer(no_args_is_help=True, help="Triggers at run time: counters, pause, resume.")
+app = group("Triggers at run time: counters, pause, resume.")
 Name = Annotated[str, typer.Argument(help="Trigger name.")]
 
 
@@ -21,17 +21,12 @@ def ls(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = Fal
     if as_json:
         out.print_json(data=triggers)
         return
-    table = Table("name", "kind", "state", "pending", "running", "dlq", "failed", "ok today", "events today")
+    counted = ("pending", "running", "dlq", "failed", "succeeded_today", "events_today")
+    rows = []
     for trigger in triggers:
-        counters = trigger["counters"]
         state = f"paused ({trigger['paused_reason']})" if trigger["paused"] else "active"
-        table.add_row(
-            trigger["name"],
-            trigger["kind"],
-            state,
-            *(str(counters[k]) for k in ("pending", "running", "dlq", "failed", "succeeded_today", "events_today")),
-        )
-    out.print(table)
+        rows.append((trigger["name"], trigger["kind"], state, *(str(trigger["counters"][k]) for k in counted)))
+    print_table(("name", "kind", "state", "pending", "running", "dlq", "failed", "ok today", "events today"), rows)
 
 
 def _show(trigger: dict[str, Any], as_json: bool) -> None:

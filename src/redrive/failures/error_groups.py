@@ -18,6 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import attempts, error_groups, executions, triggers
+from redrive.failures import audit
 from redrive.states import ExecutionStatus
 
 Decision = Literal["resolved", "ignored"]
@@ -175,15 +176,28 @@ def get_group(fingerprint: str, since: datetime) -> Callable[[Connection], dict[
     return job
 
 
-def set_status(fingerprint: str, status: Decision, at: datetime) -> Callable[[Connection], bool]:
-    """A write job: mark a group resolved or ignored; False when no group has that fingerprint."""
+def set_status(fingerprint: str, status: Decision, at: datetime, *, actor: str) -> Callable[[Connection], bool]:
+    """A write job: mark a group resolved or ignored, audited as done by ``actor``; False when no group has that
+    fingerprint (the refusal is audited too)."""
 
     def job(connection: Connection) -> bool:
+        was = connection.execute(
+            select(error_groups.c.status).where(error_groups.c.fingerprint == fingerprint)
+        ).scalar_one_or_none()
         changed = connection.execute(
             update(error_groups)
             .where(error_groups.c.fingerprint == fingerprint)
             .values(status=status, status_changed_at=at)
         ).rowcount
+        audit.record(
+            connection,
+            at=at,
+            actor=actor,
+            action="error_group_resolve" if status == "resolved" else "error_group_ignore",
+            target=f"error_group:{fingerprint}",
+            result="ok" if changed else "not_found",
+            detail={"previous_status": was} if changed else {},
+        )
         return bool(changed)
 
     return job

@@ -112,17 +112,27 @@ def configure_logging(
     writer = LineWriter(sys.stdout.buffer) if background else None
     file = cast(BinaryIO, writer) if writer is not None else sys.stdout.buffer  # it writes and flushes, as asked
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            _timestamp,
-            structlog.processors.format_exc_info,
-            _rename_event,
-            _redact_processor(redactor or Redactor()),
-            structlog.processors.JSONRenderer(serializer=_json_bytes),
-        ],
+        processors=_processors(redactor or Redactor()),
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.BytesLoggerFactory(file=file),
         cache_logger_on_first_use=True,
     )
     return writer
+
+
+def _processors(redactor: Redactor) -> list[structlog.types.Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        _timestamp,
+        structlog.processors.format_exc_info,
+        _rename_event,
+        _redact_processor(redactor),
+        structlog.processors.JSONRenderer(serializer=_json_bytes),
+    ]
+
+
+def stderr_logger() -> Any:
+    """A logger writing the same JSON lines to stderr, without touching the process-wide configuration: for CLI
+    commands, whose stdout belongs to their output (``tokens create`` prints a secret there, alone)."""
+    return structlog.wrap_logger(structlog.BytesLogger(sys.stderr.buffer), processors=_processors(Redactor()))

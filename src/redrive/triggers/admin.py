@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import events, executions, triggers
+from redrive.failures import audit
 from redrive.states import ExecutionStatus
 
 # Counter name -> the status it counts (all time); ``succeeded_today`` and ``events_today`` are per UTC day.
@@ -77,14 +78,26 @@ def trigger_rows(trigger_ids: Sequence[int], day_start: datetime) -> Callable[[C
     return job
 
 
-def set_paused(trigger_id: int, paused: bool, reason: str | None, at: datetime) -> Callable[[Connection], None]:
-    """A write job: pause (with a reason) or resume a trigger."""
+def set_paused(
+    trigger_id: int, paused: bool, reason: str | None, at: datetime, *, actor: str, name: str
+) -> Callable[[Connection], None]:
+    """A write job: pause (with a reason) or resume the trigger ``name``, audited as done by ``actor``."""
 
     def job(connection: Connection) -> None:
+        was = connection.execute(select(triggers.c.paused).where(triggers.c.id == trigger_id)).scalar_one_or_none()
         connection.execute(
             update(triggers)
             .where(triggers.c.id == trigger_id)
             .values(paused=paused, paused_reason=reason if paused else None, updated_at=at)
+        )
+        audit.record(
+            connection,
+            at=at,
+            actor=actor,
+            action="trigger_pause" if paused else "trigger_resume",
+            target=f"trigger:{name}",
+            result="ok" if bool(was) != paused else "unchanged",
+            detail={"reason": reason} if paused else {},
         )
 
     return job

@@ -219,7 +219,8 @@ class RedriveConfig(_Model):
         return next((t for t in self.triggers if t.name == name), None)
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ${VAR} (must be set) or ${VAR:-default} (the default when VAR is unset or empty, as in the shell).
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Values shorter than this are too likely to appear by chance to be masked as substrings.
 _MIN_SECRET_LENGTH = 6
 
@@ -233,11 +234,13 @@ def _expand(node: Any, path: str, env: dict[str, str], problems: list[str], foun
         return node
 
     def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
+        name, default = match.group(1), match.group(2)
+        if default is not None and not env.get(name):
+            return default  # written in the file, so not a secret
         if name not in env:
             problems.append(f"{path}\0environment variable {name} is not set")
             return ""
-        found.add(env[name])
+        found.add(env[name])  # from the environment: masked like any secret
         return env[name]
 
     return _VAR.sub(substitute, node)
@@ -258,6 +261,20 @@ def _location(loc: tuple[int | str, ...]) -> Iterator[str]:
         elif not _is_union_tag(previous, part) and not part.startswith("function-"):
             yield f".{part}"
         previous = part
+
+
+_TRIGGER_INDEX = re.compile(r"^triggers\[(\d+)\]")
+
+
+def _named(path: str, raw: dict[str, Any]) -> str:
+    """``path`` with the trigger's name after its index (``triggers[3] (orders).action.url``), when it has one."""
+    match = _TRIGGER_INDEX.match(path)
+    triggers = raw.get("triggers")
+    if match is None or not isinstance(triggers, list) or int(match.group(1)) >= len(triggers):
+        return path
+    trigger = triggers[int(match.group(1))]
+    name = trigger.get("name") if isinstance(trigger, dict) else None
+    return f"{match.group(0)} ({name}){path[match.end() :]}" if isinstance(name, str) and name else path
 
 
 def _duplicate_names(raw: dict[str, Any], source: str) -> list[Problem]:
@@ -298,9 +315,9 @@ def parse_config(text: str, *, source: str = "<config>", env: dict[str, str] | N
         for error in exc.errors(include_url=False):
             path = "".join(_location(error["loc"])).lstrip(".")
             errors.append(Problem(source, path, error["msg"].removeprefix("Value error, ")))
-        raise ConfigError(errors) from exc
+        raise ConfigError([Problem(p.source, _named(p.path, expanded), p.message) for p in errors]) from exc
     if errors:
-        raise ConfigError(errors)
+        raise ConfigError([Problem(p.source, _named(p.path, expanded), p.message) for p in errors])
     for trigger in config.triggers:
         if trigger.source.verify is not None:
             found |= secret_values(trigger.source.verify)
