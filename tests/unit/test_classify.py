@@ -32,6 +32,7 @@ def classify_exception(exc: BaseException) -> Failure:
     """An exception of an ``http`` action, classified as the worker does: through the registry."""
     return builtin_registry().classify("http", exc)
 
+
 NOW = datetime(2025, 1, 15, 12, 0, 0, tzinfo=UTC)
 
 

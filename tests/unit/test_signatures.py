@@ -24,6 +24,8 @@ from redrive.triggers.config import DEFAULT_KEY_SOURCES, parse_config
 
 VECTORS = json.loads((Path(__file__).resolve().parents[1] / "data" / "signatures.json").read_text())
 SW, GH, STRIPE = VECTORS["standard_webhooks"], VECTORS["github"], VECTORS["stripe"]
+
+
 def scheme(**fields: Any) -> Any:
     """A verify block validated as the trigger file validates it (through the registry's model)."""
     return builtin_registry().schemes[fields["scheme"]].config.model_validate(fields)
