@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+import typer
 from pydantic import BaseModel
+from typer.testing import CliRunner
 
 import redrive
 from plugin_echo import EchoBoom, EchoPlugin
+from redrive.cli.plugins import add_plugin_commands
 from redrive.errors import ConfigError, InvalidSignature, PluginError
 from redrive.failures.classify import Failure, permanent
 from redrive.plugins import DEFAULT_PLUGINS, load_plugins
@@ -209,3 +212,15 @@ def test_no_redrive_module_lists_the_action_kinds() -> None:
         if '"http", "command", "email"' in text or 'Literal["http", "command"' in text:
             offenders.append(str(path.relative_to(SRC)))
     assert offenders == []
+
+
+def test_a_plugin_adds_cli_commands_through_the_hook() -> None:
+    cli = typer.Typer()
+
+    @cli.command("version")
+    def version() -> None:
+        """A command of redrive's own (two commands make typer show sub-commands)."""
+
+    add_plugin_commands(cli, load_plugins("", [EchoPlugin()]))
+    result = CliRunner().invoke(cli, ["echo-hello", "ada"])
+    assert (result.exit_code, result.output) == (0, "hello ada from echo\n")

@@ -154,5 +154,8 @@ def send(
 
 def main() -> None:
     """Entry point of the ``redrive`` script: the installed plugins add their commands, then the command runs."""
-    plugins_cli.add_plugin_commands(app, plugins_or_exit())
+    try:
+        plugins_cli.add_plugin_commands(app, plugins_or_exit())
+    except typer.Exit as stop:  # outside a command, typer does not turn its Exit into the exit status
+        raise SystemExit(stop.exit_code) from None
     app()
