@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import httpx2
 
+import redrive
 from plugin_echo import EchoPlugin
+from redrive.failures.classify import Failure, permanent
 from support import query, run_service, scalar, wait_until
 
 CONFIG = """
@@ -92,3 +94,28 @@ def test_plugins_are_listed_to_admins_and_their_routes_keep_the_token_roles(db_u
     assert (read.status_code, read.json()) == (200, {"sent": []})
     assert clear_as_operator.status_code == 403
     assert (clear_as_admin.status_code, clear_as_admin.json()) == (200, {"cleared": True, "by": "admin"})
+
+
+class NoPatience:
+    """Overrides how an ``http`` attempt that could not connect is classified: permanent, no retries."""
+
+    @redrive.hookimpl
+    def redrive_classify(self, kind: str, exc: BaseException) -> Failure | None:
+        if kind == "http" and isinstance(exc, OSError):
+            return permanent("no_patience", "we do not wait for closed ports")
+        return None
+
+
+def test_a_classify_plugin_overrides_the_built_in_rules_in_the_worker(db_url: str) -> None:
+    config = """
+triggers:
+  - name: closed
+    action: {kind: http, url: "http://127.0.0.1:9/", allow_private: true, timeout: 2s}
+    retry: {max_attempts: 3, base: 10ms, max_delay: 1s, jitter: none}
+"""
+    with run_service(db_url, config, plugins=[NoPatience()]) as service:
+        response = httpx2.post(f"{service.url}/hooks/closed", json={}, timeout=10)
+        execution_id = int(response.json()["execution_id"])
+        assert wait_until(lambda: finished(db_url, execution_id)) == "failed"
+    rows = query(db_url, "SELECT outcome, error_code FROM attempts WHERE execution_id = :id", id=execution_id)
+    assert [tuple(row) for row in rows] == [("permanent", "no_patience")]  # without the plugin: connection_refused

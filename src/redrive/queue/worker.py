@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import stamina
 import structlog
 
+from redrive.action_errors import ActionFailed
 from redrive.actions import Outcome
 from redrive.db.database import Database
 from redrive.db.engine import storage_unavailable
@@ -203,7 +204,8 @@ class Worker:
         except RenderError as exc:
             outcome = Outcome(permanent("template_error", str(exc)), {})
         except Exception as exc:  # a plugin's action may raise: its kind's rules (and plugins) classify it
-            log.info("action_raised", trigger=trigger.name, execution_id=claimed.id, error=type(exc).__name__)
+            expected = isinstance(exc, ActionFailed)  # raised on purpose: no traceback needed
+            log.warning("action_raised", trigger=trigger.name, execution_id=claimed.id, exc_info=not expected)
             outcome = Outcome(trigger.classify(exc), {}, error=exc)
         else:
             if outcome.error is not None and trigger.overridden:  # a plugin may classify this failure differently
