@@ -4,8 +4,9 @@
   problem at ``triggers[i].action.function``), not each event.
 - It is called as ``function(event, *args, **kwargs)``; ``event`` holds ``payload``, ``headers``, ``event`` (id,
   idempotency key, received time) and ``trigger`` (name), as the templates see them. An ``async`` callable is
-  awaited; a plain one runs in a thread, so it does not stall the worker (a thread cannot be killed: on timeout
-  the attempt fails and the call is left to finish on its own).
+  awaited; a plain one runs in a thread of the kind's own pool (its ``resources``, sized to the worker's
+  concurrency), so it does not stall the worker (a thread cannot be killed: on timeout the attempt fails and the
+  call is left to finish on its own).
 - It succeeds by returning; what it returns is kept as the attempt's excerpt. It fails by raising:
   ``redrive.TransientError`` / ``redrive.PermanentError`` choose the outcome (with an optional ``code`` and
   ``retry_after``); any other exception is classified by its type (``python_ValueError``; connection errors and
@@ -15,19 +16,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import json
 import re
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from redrive.action_errors import ActionFailed
 from redrive.actions.base import EXCERPT_BYTES, Outcome, Resources
-from redrive.extensions import ActionKind
+from redrive.extensions import ActionKind, ResourceContext
 from redrive.failures.classify import Failure, classify_raised, clip, permanent, transient
 from redrive.hookspecs import hookimpl
 from redrive.triggers.fields import Duration, StrictModel, TemplateTree
@@ -101,7 +105,8 @@ class PythonCaller:
                 if self._is_async:
                     result = await function(rendered["event"], *args, **kwargs)
                 else:
-                    result = await asyncio.to_thread(function, rendered["event"], *args, **kwargs)
+                    call = functools.partial(function, rendered["event"], *args, **kwargs)
+                    result = await asyncio.get_running_loop().run_in_executor(resources.get("python"), call)
         except TimeoutError as exc:
             if deadline.expired():
                 failure = transient("python_timeout", f"{self._config.function} did not return within {timeout:g}s")
@@ -146,9 +151,27 @@ def _summary(rendered: Mapping[str, Any]) -> str:
     return str(rendered.get("function", ""))
 
 
+@asynccontextmanager
+async def _threads(context: ResourceContext) -> AsyncIterator[ThreadPoolExecutor]:
+    # Plain functions get threads of their own: one that hangs must not take the loop's default executor, which
+    # the HTTP client's DNS lookups share. Closing does not wait for a hung call (it cannot be killed).
+    executor = ThreadPoolExecutor(max_workers=max(1, context.concurrency), thread_name_prefix="redrive-python")
+    try:
+        yield executor
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
 @hookimpl
 def redrive_action_kinds() -> list[ActionKind]:
     """The ``python`` action kind."""
     return [
-        ActionKind(name="python", config=PythonAction, build=PythonCaller, summary=_summary, classify=classify_python)
+        ActionKind(
+            name="python",
+            config=PythonAction,
+            build=PythonCaller,
+            summary=_summary,
+            resources=_threads,
+            classify=classify_python,
+        )
     ]
