@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import typer
 from fastapi import APIRouter
@@ -45,8 +45,6 @@ class Outbox:
 
 
 class Echo:
-    kind: ClassVar[str] = "echo"
-
     def __init__(self, config: EchoAction) -> None:
         self._config = config
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from redrive.failures.classify import Failure
 
@@ -37,9 +37,8 @@ class Outcome:
 
 
 class Action(Protocol):
-    """One configured action: renders its templates for an event, then executes that rendering."""
-
-    kind: ClassVar[str]
+    """One configured action: renders its templates for an event, then executes that rendering. (Its kind's name
+    lives in its ``ActionKind``; an action need not repeat it.)"""
 
     def render(self, context: Mapping[str, Any]) -> dict[str, Any]:
         """Render every template; return a JSON-safe description of what ``execute`` will do."""
