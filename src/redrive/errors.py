@@ -6,6 +6,7 @@ up at a raise site: a new code is a new class here, drawn below (a unit test hol
 
     RedriveError (500 internal_error)
     ├── ConfigError (422 config_invalid)              a trigger file or setting is wrong; lists every problem
+    ├── PluginError (500 plugin_error)             a plugin failed to load or registered something unusable
     ├── BadRequest (400 bad_request)
     │   ├── InvalidJson (400 invalid_json)
     │   ├── ClientDisconnected (400 client_disconnected)
@@ -81,6 +82,12 @@ class ConfigError(RedriveError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+class PluginError(RedriveError):
+    """A plugin cannot be used: it failed to import, or what it registered clashes or is malformed."""
+
+    code = "plugin_error"
 
 
 class BadRequest(RedriveError):

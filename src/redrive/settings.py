@@ -9,7 +9,19 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
+class PluginSettings(BaseSettings):
+    """The one setting read before anything else (the CLI needs it to add plugins' commands)."""
+
+    model_config = SettingsConfigDict(env_prefix="REDRIVE_", extra="ignore")
+
+    plugins: str | None = Field(
+        None,
+        description="Installed plugins to load (entry-point names, comma-separated): unset loads every installed "
+        "plugin, empty loads none. redrive's built-ins always load.",
+    )
+
+
+class Settings(PluginSettings):
     """Process settings, read once from ``REDRIVE_*`` environment variables."""
 
     model_config = SettingsConfigDict(env_prefix="REDRIVE_", extra="ignore", allow_inf_nan=False)

@@ -22,6 +22,7 @@ from redrive.node.maintenance import Maintenance
 from redrive.node.retention import RetentionChore
 from redrive.observe.history import HistorySampler
 from redrive.observe.redaction import Redactor
+from redrive.plugins import builtin_registry
 from redrive.triggers.config import parse_config
 from redrive.triggers.runtime import build_trigger_set, sync_triggers
 from support import run_service
@@ -143,7 +144,7 @@ def test_retention_purges_samples_older_than_seven_days(db: Database) -> None:
     for age in ages:
         db.write_sync(sample_row(now - age))
     ids = db.write_sync(lambda c: sync_triggers(c, CONFIG, T0))
-    chore = RetentionChore(db, build_trigger_set(CONFIG, ids), 3600, lambda: now)
+    chore = RetentionChore(db, build_trigger_set(CONFIG, ids, builtin_registry()), 3600, lambda: now)
     asyncio.run(chore.run_when_due())
     assert [row["at"] for row in stored(db)] == [now - ages[2], now - ages[3]]
 

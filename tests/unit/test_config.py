@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from redrive.actions.command import CommandAction
+from redrive.actions.email import EmailAction
+from redrive.actions.http import HttpAction
 from redrive.errors import ConfigError
 from redrive.settings import Settings
 from redrive.triggers.config import (
     DEFAULT_KEY_SOURCES,
     MIB,
-    CommandAction,
-    EmailAction,
-    HttpAction,
     RedriveConfig,
     load_config,
     parse_config,

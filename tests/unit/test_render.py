@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from redrive.plugins import builtin_registry
 from redrive.triggers.config import parse_config
 from redrive.triggers.runtime import SENT_TEXT_CAP, StoredEvent, Trigger, build_trigger_set
 
@@ -13,7 +14,7 @@ EVENT = StoredEvent(7, {"to": "ops@example.com", "long": "z" * (SENT_TEXT_CAP + 
 
 def trigger(action: str) -> Trigger:
     config = parse_config(f"triggers:\n  - name: t\n    action: {action}\n", env={"PASSWORD": SECRET})
-    found = build_trigger_set(config, {"t": 1}).by_name("t")
+    found = build_trigger_set(config, {"t": 1}, builtin_registry()).by_name("t")
     assert found is not None
     return found
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from redrive.api.auth import ViewerDep
-from redrive.api.deps import Cursor, RowId, StateDep
+from redrive.api.deps import Cursor, RowId, StateDep, known_kind
 from redrive.errors import NotFound
 from redrive.queue.executions import ExecutionFilter, error_context, get_execution, list_executions
 from redrive.states import ExecutionStatus
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
-Kind = Literal["http", "command", "email"]
 Fingerprint = Annotated[
     str | None,
     Query(pattern="^[0-9a-f]{16}$", description="An error group's fingerprint (16 lower-case hex digits)."),
@@ -27,7 +26,7 @@ async def executions_list(
     caller: ViewerDep,
     trigger: str | None = None,
     status: ExecutionStatus | None = None,
-    kind: Kind | None = None,
+    kind: Annotated[str | None, Query(description="An action kind (http, command, email, python, a plugin's).")] = None,
     code: str | None = None,
     fingerprint: Fingerprint = None,
     since: AwareDatetime | None = None,
@@ -37,7 +36,7 @@ async def executions_list(
 ) -> dict[str, Any]:
     """Executions, newest first; pass ``next_cursor`` back as ``cursor`` for the next page; ``fingerprint`` keeps
     those whose last failure counts in that error group."""
-    filters = ExecutionFilter(trigger, status, kind, code, since, until, cursor, limit, fingerprint)
+    filters = ExecutionFilter(trigger, status, known_kind(state, kind), code, since, until, cursor, limit, fingerprint)
     rows = await state.db.read(list_executions(filters))
     return {"items": rows, "next_cursor": rows[-1]["id"] if len(rows) == limit else None}
 

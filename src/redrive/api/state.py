@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import pluggy
+
 from redrive.api.limiter import FailureLimiter
 from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
@@ -13,8 +15,10 @@ from redrive.node.process import Node
 from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
 from redrive.observe.stream import StreamHub
+from redrive.plugins import Plugins
 from redrive.queue.notify import Wakeup
 from redrive.queue.worker import Worker
+from redrive.registry import Registry
 from redrive.settings import Settings
 from redrive.triggers.config import RedriveConfig
 from redrive.triggers.runtime import TriggerSet
@@ -29,6 +33,7 @@ class ServiceState:
     db: Database
     triggers: TriggerSet
     redactor: Redactor
+    plugin_set: Plugins
     wakeup: Wakeup = field(default_factory=Wakeup)
     worker: Worker | None = None
     node: Node | None = None
@@ -42,6 +47,16 @@ class ServiceState:
     def stream(self) -> StreamHub | None:
         """The live stream of this node, when it runs one."""
         return None if self.node is None else self.node.stream
+
+    @property
+    def plugins(self) -> pluggy.PluginManager:
+        """The plugin manager (``plugins.hook.redrive_...``)."""
+        return self.plugin_set.manager
+
+    @property
+    def registry(self) -> Registry:
+        """Action kinds, signature schemes, hints and classification, as the plugins registered them."""
+        return self.plugin_set.registry
 
     def now(self) -> datetime:
         """The service clock."""

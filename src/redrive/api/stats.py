@@ -6,12 +6,12 @@ The app includes this router before the executions router, so ``/executions/stat
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from redrive.api.auth import AUTH_RESPONSES, ViewerDep
-from redrive.api.deps import StateDep
+from redrive.api.deps import StateDep, known_kind
 from redrive.api.figures import ExecutionsCount, Summary, Timeseries
 from redrive.api.state import ServiceState
 from redrive.errors import InvalidWindow
@@ -19,7 +19,6 @@ from redrive.observe.stats import FINISHED, Key, Window, count_executions, summa
 from redrive.observe.windows import WindowError, bucket_starts, parse_bucket, parse_window
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
-Kind = Literal["http", "command", "email"]
 WINDOW_RESPONSES = {
     **AUTH_RESPONSES,
     422: {"description": "invalid_window: `since` or `bucket` breaks the rule; invalid_request: another parameter."},
@@ -47,10 +46,10 @@ async def executions_stats(
     success: Annotated[
         bool | None, Query(description="true: succeeded; false: failing now (failed or failed_retryable); absent: all.")
     ] = None,
-    kind: Kind | None = None,
+    kind: Annotated[str | None, Query(description="An action kind (http, command, email, python, a plugin's).")] = None,
 ) -> dict[str, Any]:
     """The authoritative count of executions finished in the window, counted in the database (see ``count``)."""
-    count = await state.db.read(count_executions(success, window_start(state, since), kind))
+    count = await state.db.read(count_executions(success, window_start(state, since), known_kind(state, kind)))
     return {"since": since, "success": success, "kind": kind, "count": count}
 
 
@@ -74,7 +73,7 @@ def _keys(state: ServiceState, by: str) -> list[str]:
     if by == "status":
         return list(FINISHED)
     if by == "kind":
-        return list(get_args(Kind))
+        return sorted(state.registry.kinds)
     if by == "trigger":
         return sorted(t.name for t in state.triggers)
     return ["failed"]

@@ -5,6 +5,8 @@ One module per resource; each registers its sub-commands here.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,6 +16,7 @@ from redrive import __version__
 from redrive.cli import dashboard as dashboard_cli
 from redrive.cli import errors as errors_cli
 from redrive.cli import executions, tokens
+from redrive.cli import plugins as plugins_cli
 from redrive.cli import purge as purge_cli
 from redrive.cli import replay as replay_cli
 from redrive.cli import stats as stats_cli
@@ -31,9 +34,10 @@ from redrive.cli.common import (
     group,
     load_settings,
     load_triggers,
+    plugins_or_exit,
     read_data,
 )
-from redrive.cli.output import escape, out
+from redrive.cli.output import err, escape, out
 
 if TYPE_CHECKING:
     from redrive.node.process import Role
@@ -52,6 +56,7 @@ app.add_typer(errors_cli.app, name="errors")
 app.add_typer(triggers_cli.app, name="triggers")
 app.command("purge")(purge_cli.purge_command)
 app.command("dashboard")(dashboard_cli.dashboard)
+app.add_typer(plugins_cli.app, name="plugins")
 
 
 def _show_version(value: bool) -> None:
@@ -80,9 +85,10 @@ def _run(role: Role, config: Path, host: str | None, port: int | None) -> None:
     from redrive.errors import RedriveError
 
     settings = load_settings(config=config, host=host, port=port)
-    triggers = load_triggers(settings.config)
+    plugins = plugins_or_exit()
+    triggers = load_triggers(settings.config, plugins)
     try:
-        run_server(settings, triggers, role)
+        run_server(settings, triggers, role, plugins=plugins)
     except OperationalError as exc:
         waited = "" if settings.is_sqlite else f" (gave up after REDRIVE_DATABASE_WAIT={settings.database_wait:g}s)"
         fail(f"cannot reach the {settings.database_url.split('://')[0]} database{waited}: {exc.orig}", code=1)
@@ -163,6 +169,24 @@ def send(
         out.print(f"{state} event {result['event_id']}, execution {result['execution_id']}")
 
 
+def _builtin_commands() -> set[str]:
+    return {c.name or "" for c in app.registered_commands} | {g.name or "" for g in app.registered_groups}
+
+
 def main() -> None:
-    """Entry point of the ``redrive`` script."""
+    """Entry point of the ``redrive`` script: run the command; the installed plugins add theirs first unless the
+    command is one of redrive's own (asking them costs whatever they import, on every call)."""
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    if command not in _builtin_commands():
+        from redrive.errors import PluginError
+        from redrive.plugins import command_plugins
+
+        try:
+            # Read like PluginSettings reads it; pydantic-settings is not worth importing for one string here.
+            plugins_cli.add_plugin_commands(app, command_plugins(os.environ.get("REDRIVE_PLUGINS")))
+        except PluginError as exc:  # one line naming the plugin, never a traceback
+            err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+            raise SystemExit(2) from None
+        except typer.Exit as stop:  # outside a command, typer does not turn its Exit into the exit status
+            raise SystemExit(stop.exit_code) from None
     app()

@@ -20,6 +20,7 @@ from redrive.cli.output import err, escape
 
 if TYPE_CHECKING:
     from redrive.client import RedriveClient
+    from redrive.plugins import Plugins
     from redrive.settings import Settings
     from redrive.triggers.config import RedriveConfig
 
@@ -67,13 +68,31 @@ def load_settings(**overrides: Any) -> Settings:
         fail(f"invalid settings: {problems}")
 
 
-def load_triggers(path: Path, *, starting: bool = True) -> RedriveConfig:
-    """Load the trigger file or exit 2 listing every problem (and, when ``starting``, that nothing started)."""
+def plugins_or_exit() -> Plugins:
+    """The built-in and installed plugins (``REDRIVE_PLUGINS``), or exit 2 with one line naming the one that failed."""
+    from pydantic import ValidationError
+
+    from redrive.errors import PluginError
+    from redrive.plugins import load_plugins
+    from redrive.settings import PluginSettings
+
+    try:
+        return load_plugins(PluginSettings().plugins)
+    except ValidationError as exc:
+        fail(f"invalid settings: REDRIVE_PLUGINS: {exc.errors()[0]['msg']}")
+    except PluginError as exc:
+        fail(exc.message)
+
+
+def load_triggers(path: Path, plugins: Plugins | None = None, *, starting: bool = True) -> RedriveConfig:
+    """Load the trigger file against the plugins' action kinds and schemes, or exit 2 listing every problem (and,
+    when ``starting``, that nothing started)."""
     from redrive.errors import ConfigError
     from redrive.triggers.config import load_config
 
+    registry = (plugins or plugins_or_exit()).registry
     try:
-        return load_config(path)
+        return load_config(path, registry)
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(f"[red]✗[/] {escape(str(problem))}", highlight=False)

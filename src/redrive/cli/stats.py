@@ -24,7 +24,9 @@ _FIGURES = (  # what each counts: the field's description in the API docs (GET /
 
 def stats(
     since: Annotated[str, typer.Option(help="Window: 15m, 1h, 24h, 7d (at most 7d).")] = "1h",
-    kind: Annotated[str | None, typer.Option(help="Action kind: http, command or email.")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="An action kind: http, command, email, python, or a plugin's.")
+    ] = None,
     success: Annotated[
         bool | None,
         typer.Option("--success/--failure", help="Only succeeded, or only failing now (not replayed); all by default."),
