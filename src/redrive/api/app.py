@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pluggy
 import structlog
 from fastapi import FastAPI
 
@@ -19,6 +20,7 @@ from redrive.api.state import ServiceState
 from redrive.dashboard.mount import mount_dashboard
 from redrive.db.database import Database
 from redrive.db.migrate import assert_at_head
+from redrive.lifecycle import Lifecycle
 from redrive.node.process import Node, Role
 from redrive.observe.redaction import Redactor
 from redrive.observe.telemetry import IngestTracing, configure_tracing
@@ -34,11 +36,19 @@ API_RESPONSES = {
 }
 
 
-def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcnow, role: Role = "all") -> FastAPI:
+def create_app(
+    settings: Settings,
+    config: RedriveConfig,
+    *,
+    clock: Clock = utcnow,
+    role: Role = "all",
+    plugins: pluggy.PluginManager | None = None,
+) -> FastAPI:
     """The FastAPI app for ``settings`` and ``config``.
 
     ``role`` ``all`` serves the API and runs a worker (unless ``worker_concurrency`` is 0); ``api`` runs no worker;
-    ``worker`` runs the worker and serves only health, readiness and metrics.
+    ``worker`` runs the worker and serves only health, readiness and metrics. ``plugins``: the plugin manager whose
+    lifecycle hooks hear what this process commits (none by default).
     """
 
     @asynccontextmanager
@@ -50,6 +60,12 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
             db.start()
             redactor = Redactor(config.secrets)
             state = ServiceState(settings, config, db, build_trigger_set(config, ids), redactor, clock=clock)
+            state.lifecycle = Lifecycle(
+                plugins,
+                timeout=settings.plugin_hook_timeout,
+                backlog=settings.plugin_hook_backlog,
+                metrics=state.metrics,
+            )
             state.node = Node(
                 db,
                 settings,
@@ -60,6 +76,7 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
                 clock=clock,
                 metrics=state.metrics,
                 tracing=tracing,
+                lifecycle=state.lifecycle,
             )
             state.worker = state.node.worker
             await state.node.start()
@@ -77,6 +94,7 @@ def create_app(settings: Settings, config: RedriveConfig, *, clock: Clock = utcn
             await watermarks.stop()
             await state.bulk_runs.aclose()  # runners mark their jobs stopped while the writer still runs
             await state.node.stop()
+            await state.lifecycle.aclose(settings.shutdown_grace)  # after the worker's last completions
             if tracing is not None:
                 tracing.shutdown()  # exports the spans still buffered
             log.info("service_stopped")

@@ -26,6 +26,7 @@ from redrive.errors import IdempotencyKeyReused, InvalidSignature, PayloadTooLar
 from redrive.ingest.counters import increment
 from redrive.ingest.prepare import NewEvent, Stored, prepare, store_event
 from redrive.ingest.signatures import verify
+from redrive.lifecycle import EVENT_ACCEPTED, accepted
 from redrive.triggers.runtime import Trigger
 
 log = structlog.get_logger("redrive.ingest")
@@ -130,6 +131,9 @@ async def accept(state: ServiceState, trigger: Trigger, event: NewEvent) -> Json
         log.info("idempotent_replay", **fields, idempotency_key=event.idempotency_key)
         return Json(body, status_code=200)
     log.info("event_received", **fields, idempotency_key=event.idempotency_key, filtered=stored.filtered)
+    if not stored.filtered and state.lifecycle.wants(EVENT_ACCEPTED):
+        key = event.idempotency_key
+        state.lifecycle.notify(accepted(trigger.name, stored.event_id, stored.execution_id, key, event.received_at))
     if stored.execution_id is not None:
         state.wakeup.work_due()
         if state.node is not None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from redrive.api.limiter import FailureLimiter
 from redrive.db.database import Database
 from redrive.failures.bulk_runner import BulkRuns
+from redrive.lifecycle import Lifecycle
 from redrive.node.process import Node
 from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
@@ -34,6 +35,7 @@ class ServiceState:
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
     token_touches: dict[int, float] = field(default_factory=dict)
     bulk_runs: BulkRuns = field(default_factory=BulkRuns)  # bulk replay runners of this process
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)  # plugins' lifecycle hooks; none by default
 
     def now(self) -> datetime:
         """The service clock."""
