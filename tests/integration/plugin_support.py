@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pluggy
 import uvicorn
 
-import redrive.hookspecs
 from redrive.api.app import create_app
 from redrive.extensions import AttemptRecorded, EventAccepted, ExecutionDeadLettered, ExecutionRecovered
 from redrive.hookspecs import hookimpl
@@ -21,15 +19,6 @@ from redrive.triggers.config import Settings, parse_config
 from support import Service, wait_until
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def manager(*plugins: object) -> pluggy.PluginManager:
-    """A plugin manager with redrive's hook specifications and ``plugins`` registered."""
-    pm = pluggy.PluginManager("redrive")
-    pm.add_hookspecs(redrive.hookspecs)
-    for plugin in plugins:
-        pm.register(plugin, name=type(plugin).__name__.lower())
-    return pm
 
 
 class ManualClock:
@@ -140,7 +129,7 @@ class HangsSync:
 
 @contextmanager
 def serve(
-    db_url: str, config_yaml: str, *, plugins: pluggy.PluginManager, clock: Any = None, **settings: Any
+    db_url: str, config_yaml: str, *, plugins: Sequence[object], clock: Any = None, **settings: Any
 ) -> Iterator[Service]:
     """Serve redrive with ``plugins`` (and ``clock``) on a free loopback port until the block ends."""
     options: dict[str, Any] = {"database_url": db_url, "poll_interval": 0.05, "shutdown_grace": 1.0}

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from plugin_support import START, HangsAsync, HangsSync, ManualClock, Raises, Recorder, manager, serve
+from plugin_support import START, HangsAsync, HangsSync, ManualClock, Raises, Recorder, serve
 from pytest_httpserver import HTTPServer
 from sqlalchemy import create_engine, select
 from structlog.testing import capture_logs
@@ -161,7 +161,7 @@ def test_a_plugin_that_raises_or_hangs_in_every_hook_changes_no_outcome(
 ) -> None:
     targets(httpserver)
     instance = plugin() if plugin is not None else None
-    plugins = manager(instance) if instance is not None else manager()
+    plugins = [instance] if instance is not None else []
     clock = ManualClock()
     hangs = plugin in (HangsAsync, HangsSync)
     # A 60 s hook timeout: a hung hook outlives the whole run. One worker slot: had the worker awaited a hook, the
@@ -173,14 +173,14 @@ def test_a_plugin_that_raises_or_hangs_in_every_hook_changes_no_outcome(
             assert service.state.lifecycle.in_flight == 11
         if plugin is Raises:
             wait_until(lambda: service.state.lifecycle.in_flight == 0)
-            assert failure_counts(service) == {("raises", hook, "error"): n for hook, n in CALLS.items()}
+            assert failure_counts(service) == {("Raises", hook, "error"): n for hook, n in CALLS.items()}
     if isinstance(instance, HangsSync):
         instance.release.set()
     assert table(db_url) == expected(START)
     failed = [entry for entry in logs if entry["event"] == "plugin_hook_failed"]
     if plugin is Raises:
         assert len(failed) == sum(CALLS.values())
-        assert {(e["plugin"], e["hook"]) for e in failed} == {("raises", hook) for hook in CALLS}
+        assert {(e["plugin"], e["hook"]) for e in failed} == {("Raises", hook) for hook in CALLS}
         assert all("plugin bug" in e["error"] for e in failed)
     else:
         assert failed == []  # hung hooks are abandoned at shutdown, before their 60 s are up
@@ -192,7 +192,7 @@ def test_plugins_hear_each_step_after_it_is_committed(db_url: str, httpserver: H
     targets(httpserver)
     recorder, clock = Recorder(), ManualClock()
     t0 = clock()
-    with serve(db_url, config(httpserver), plugins=manager(recorder), clock=clock) as service:
+    with serve(db_url, config(httpserver), plugins=[recorder], clock=clock) as service:
         drive(db_url, service, clock, hooks_drained=True)
         ids = {name: row["execution_id"] for name, row in executions_by_trigger(db_url).items()}
     heard: dict[int, list[tuple[str, Any]]] = defaultdict(list)
@@ -259,7 +259,7 @@ triggers:
     action: {{kind: http, url: "{httpserver.url_for("/ok")}", allow_private: true}}
 """
     recorder = Recorder()
-    with capture_logs() as logs, serve(db_url, yaml, plugins=manager(recorder)) as service:
+    with capture_logs() as logs, serve(db_url, yaml, plugins=[recorder]) as service:
         execution_id = send(service, "ok")
         assert arrived.wait(10)
         engine = create_engine(db_url)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import pluggy
 import structlog
 from fastapi import FastAPI
 
-from redrive import __version__
+from redrive import __version__, hookspecs
 from redrive.api import errorgroups, events, executions, health, hooks, live, me, observe, replays, stats, triggers
 from redrive.api.auth import AUTH_RESPONSES
 from redrive.api.errors import install_error_handlers
@@ -42,13 +42,13 @@ def create_app(
     *,
     clock: Clock = utcnow,
     role: Role = "all",
-    plugins: pluggy.PluginManager | None = None,
+    plugins: Sequence[object] = (),
 ) -> FastAPI:
     """The FastAPI app for ``settings`` and ``config``.
 
     ``role`` ``all`` serves the API and runs a worker (unless ``worker_concurrency`` is 0); ``api`` runs no worker;
-    ``worker`` runs the worker and serves only health, readiness and metrics. ``plugins``: the plugin manager whose
-    lifecycle hooks hear what this process commits (none by default).
+    ``worker`` runs the worker and serves only health, readiness and metrics. ``plugins``: plugin modules and objects
+    whose lifecycle hooks hear what this process commits (none by default).
     """
 
     @asynccontextmanager
@@ -61,7 +61,7 @@ def create_app(
             redactor = Redactor(config.secrets)
             state = ServiceState(settings, config, db, build_trigger_set(config, ids), redactor, clock=clock)
             state.lifecycle = Lifecycle(
-                plugins,
+                _manager(plugins),
                 timeout=settings.plugin_hook_timeout,
                 backlog=settings.plugin_hook_backlog,
                 metrics=state.metrics,
@@ -125,3 +125,12 @@ def create_app(
             app.include_router(router.router, responses=API_RESPONSES)
         mount_dashboard(app, "/ui")
     return app
+
+
+def _manager(plugins: Sequence[object]) -> pluggy.PluginManager:
+    # Until the plugin manager of redrive.plugins builds this (with the built-ins and the installed plugins).
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    for plugin in plugins:
+        manager.register(plugin, name=getattr(plugin, "name", None) or type(plugin).__name__)
+    return manager
