@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,8 +15,8 @@ import uvicorn
 from redrive.api.app import create_app
 from redrive.extensions import AttemptRecorded, EventAccepted, ExecutionDeadLettered, ExecutionRecovered
 from redrive.hookspecs import hookimpl
-from redrive.triggers.config import Settings, parse_config
-from support import Service, wait_until
+from redrive.triggers.config import RedriveConfig, Settings, parse_config
+from support import Service, make_tokens, wait_until
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -129,13 +129,15 @@ class HangsSync:
 
 @contextmanager
 def serve(
-    db_url: str, config_yaml: str, *, plugins: Sequence[object], clock: Any = None, **settings: Any
+    db_url: str, config: str | RedriveConfig, *, plugins: Any, clock: Any = None, **settings: Any
 ) -> Iterator[Service]:
-    """Serve redrive with ``plugins`` (and ``clock``) on a free loopback port until the block ends."""
+    """Serve redrive with ``plugins`` (plugin objects, or a loaded plugin set) and ``clock`` on a free loopback port
+    until the block ends; ``config`` is trigger-file YAML or a config already validated against the plugins."""
     options: dict[str, Any] = {"database_url": db_url, "poll_interval": 0.05, "shutdown_grace": 1.0}
     options.update(settings)
     extra = {"clock": clock} if clock is not None else {}
-    app = create_app(Settings(**options), parse_config(config_yaml), plugins=plugins, **extra)
+    parsed = parse_config(config) if isinstance(config, str) else config
+    app = create_app(Settings(**options), parsed, plugins=plugins, **extra)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
     )
@@ -146,7 +148,7 @@ def serve(
         raise RuntimeError("the service failed to start; see the log above")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Service(f"http://127.0.0.1:{port}", server, app, {})
+        yield Service(f"http://127.0.0.1:{port}", server, app, make_tokens(db_url))
     finally:
         server.should_exit = True
         thread.join(timeout=20)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from redrive.actions.base import Outcome
 from redrive.extensions import ResourceContext
 from redrive.triggers.fields import Duration, StrictModel, TemplateStr, TemplateTree
@@ -39,21 +39,27 @@ class SlackAction(StrictModel):
     """The ``action`` block of a ``slack`` trigger."""
 
     kind: Literal["slack"]
+    allow_http: bool = False
     webhook_url: str
     text: TemplateStr
     blocks: TemplateTree = None
     timeout: Duration = Field(10.0, gt=0)
-    allow_http: bool = False
 
-    @model_validator(mode="after")
-    def _webhook_url(self) -> SlackAction:
-        parts = urlsplit(self.webhook_url)
-        allowed = ("https", "http") if self.allow_http else ("https",)
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, url: str, info: ValidationInfo) -> str:
+        parts = urlsplit(url)
+        allowed = ("https", "http") if info.data.get("allow_http") else ("https",)
         if parts.scheme not in allowed or not parts.hostname:
-            raise ValueError("webhook_url must be an https:// URL (set allow_http: true for a local test server)")
-        if self.blocks is not None and not isinstance(self.blocks, list):
-            raise ValueError("blocks must be a list of Block Kit blocks")
-        return self
+            raise ValueError("must be an https:// URL (allow_http: true admits http, for a local test server)")
+        return url
+
+    @field_validator("blocks", mode="before")
+    @classmethod
+    def _blocks(cls, blocks: Any) -> Any:
+        if blocks is not None and not isinstance(blocks, list):
+            raise ValueError("must be a list of Block Kit blocks")
+        return blocks
 
 
 class SlackPoster:
