@@ -111,7 +111,7 @@ class Lifecycle:
         self._plugins = plugins
         self._timeout = timeout
         self._backlog = backlog
-        self._metrics = metrics if metrics is not None else Metrics()
+        self._metrics = metrics  # None: logged only (a runner without plugins never fails)
         self._implemented = frozenset(
             name for name in LIFECYCLE_HOOKS if plugins is not None and _implementations(plugins, name)
         )
@@ -140,7 +140,8 @@ class Lifecycle:
             return
         if len(self._tasks) >= self._backlog:
             for report in wanted:
-                self._metrics.plugin_hook_dropped(report.hook)
+                if self._metrics is not None:
+                    self._metrics.plugin_hook_dropped(report.hook)
                 log.warning("plugin_hook_dropped", hook=report.hook, in_flight=len(self._tasks))
             return
         task = asyncio.get_running_loop().create_task(self._deliver(wanted), name="redrive-plugin-hooks")
@@ -207,7 +208,8 @@ class Lifecycle:
             return await future
 
     def _failed(self, impl: pluggy.HookImpl, report: Report, reason: str, error: str) -> None:
-        self._metrics.plugin_hook_failed(impl.plugin_name, report.hook, reason)
+        if self._metrics is not None:
+            self._metrics.plugin_hook_failed(impl.plugin_name, report.hook, reason)
         log.warning("plugin_hook_failed", plugin=impl.plugin_name, hook=report.hook, reason=reason, error=error)
 
 

@@ -275,3 +275,29 @@ triggers:
         wait_until(lambda: service.state.lifecycle.in_flight == 0)
     assert [hook for hook, _ in recorder.seen] == ["accepted"]
     assert table(db_url)["ok"]["tries"] == []
+
+
+def test_only_new_events_are_reported_accepted(db_url: str, httpserver: HTTPServer) -> None:
+    """Duplicates (same idempotency key) and filtered-out deliveries are stored or absorbed, never reported."""
+    httpserver.expect_request("/ok").respond_with_data("ok")
+    yaml = f"""
+triggers:
+  - name: paid
+    source: {{filter: "payload.type == 'paid'"}}
+    action: {{kind: http, url: "{httpserver.url_for("/ok")}", allow_private: true}}
+"""
+    recorder = Recorder()
+    with serve(db_url, yaml, plugins=[recorder]) as service:
+
+        def post(body: dict[str, Any], key: str) -> httpx2.Response:
+            url = f"{service.url}/hooks/paid"
+            return httpx2.post(url, json=body, headers={"Idempotency-Key": key}, timeout=10)
+
+        first = post({"type": "paid"}, "k-1")
+        assert (first.status_code, post({"type": "paid"}, "k-1").status_code) == (202, 200)
+        filtered = post({"type": "refunded"}, "k-2")
+        assert filtered.json().get("filtered") is True
+        wait_until(lambda: [hook for hook, _ in recorder.seen] == ["accepted", "attempt"], what="the two reports")
+        wait_until(lambda: service.state.lifecycle.in_flight == 0)
+    [(_, event)] = [(hook, report) for hook, report in recorder.seen if hook == "accepted"]
+    assert (event.trigger, event.event_id, event.idempotency_key) == ("paid", first.json()["event_id"], "k-1")
