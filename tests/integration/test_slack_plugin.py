@@ -5,6 +5,7 @@ dead-letter notice. Nothing here registers the plugin by hand: redrive loads it 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,11 +59,11 @@ def test_config_check_validates_a_slack_action_like_a_built_in_one(tmp_path: Pat
 
 
 def test_plugins_ls_shows_the_installed_plugin() -> None:
-    result = cli("plugins", "ls")
+    result = cli("plugins", "ls", "--json")
     assert result.returncode == 0, result.stderr
-    line = next(line for line in result.stdout.splitlines() if "slack" in line.split())
-    assert "0.1.0" in line
-    assert "redrive_execution_dead_lettered" in result.stdout
+    [slack] = [plugin for plugin in json.loads(result.stdout) if plugin["name"] == "slack"]
+    assert (slack["version"], slack["builtin"]) == ("0.1.0", False)
+    assert slack["hooks"] == ["redrive_action_kinds", "redrive_execution_dead_lettered", "redrive_hints"]
 
 
 def rows(db_url: str) -> dict[int, dict[str, Any]]:
