@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, text
 from redrive.api.app import create_app
 from redrive.api.state import ServiceState
 from redrive.db.database import Database
+from redrive.plugins import load_plugins
 from redrive.tokens import ROLES, create_token
 from redrive.triggers.config import Settings, parse_config
 
@@ -64,15 +65,24 @@ class Service:
 
 @contextmanager
 def run_service(
-    db_url: str, config_yaml: str, *, tokens: dict[str, str] | None = None, **settings: Any
+    db_url: str,
+    config_yaml: str,
+    *,
+    tokens: dict[str, str] | None = None,
+    plugins: Sequence[object] = (),
+    **settings: Any,
 ) -> Iterator[Service]:
     """Serve redrive on a free loopback port in a background thread until the block ends.
 
     ``tokens``: reuse another service's tokens (a second node on the same database) instead of creating them.
+    ``plugins``: plugin modules or objects registered after the built-ins (the trigger file may use their kinds).
     """
     options: dict[str, Any] = {"database_url": db_url, "poll_interval": 0.2, "shutdown_grace": 2.0}
     options.update(settings)
-    app = create_app(Settings(**options), parse_config(config_yaml))
+    service_settings = Settings(**options)
+    loaded = load_plugins(service_settings.plugins, plugins)
+    config = parse_config(config_yaml, registry=loaded.registry)
+    app = create_app(service_settings, config, plugins=loaded)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
     )

@@ -5,6 +5,7 @@ Each error carries a stable machine ``code`` and the HTTP status it maps to; the
 
     RedriveError (500 internal_error)
     ├── ConfigError (config_invalid)          a trigger file or setting is wrong; lists every problem
+    ├── PluginError (plugin_error)            a plugin failed to load or registered something unusable
     ├── NotFound (404)
     │   └── UnknownTrigger (404 unknown_trigger)
     ├── BadRequest (400)
@@ -59,6 +60,12 @@ class ConfigError(RedriveError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+class PluginError(RedriveError):
+    """A plugin cannot be used: it failed to import, or what it registered clashes or is malformed."""
+
+    code = "plugin_error"
 
 
 class NotFound(RedriveError):

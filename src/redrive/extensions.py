@@ -20,6 +20,16 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class ResourceContext:
+    """What a kind's ``resources`` factory is told about the worker that opens it."""
+
+    concurrency: int
+    """Attempts the worker runs at once: size connection pools to it."""
+    trace_configs: tuple[Any, ...] = ()
+    """aiohttp ``TraceConfig``s that carry the attempt's ``traceparent`` (empty when tracing is off)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ActionKind:
     """An action kind: what ``action: {kind: NAME, ...}`` in the trigger file builds and runs."""
 
@@ -29,9 +39,10 @@ class ActionKind:
     """The pydantic model of the ``action`` block; its ``kind`` field is ``Literal[name]``."""
     build: Callable[[Any], Action]
     """Build the action of one trigger from its validated config."""
-    summary: Callable[[Any], str]
-    """A one-line description of the target for previews and stats (``POST https://api.example.com/orders``)."""
-    resources: Callable[[], AbstractAsyncContextManager[Any]] | None = None
+    summary: Callable[[Mapping[str, Any]], str]
+    """A one-line description of where a rendering (what the action's ``render`` returned) goes, for previews and
+    stats (``POST https://api.example.com/orders``)."""
+    resources: Callable[[ResourceContext], AbstractAsyncContextManager[Any]] | None = None
     """Opened once per worker before the first attempt and closed when it stops (HTTP sessions and the like); the
     object it yields reaches the kind's actions as ``resources[name]``."""
     classify: Callable[[BaseException], Failure | None] | None = None

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from redrive.actions import Outcome, Resources, build_action
-from redrive.actions.command import OUTPUT_CAP
-from redrive.actions.http import HttpSessions
-from redrive.triggers.config import CommandAction, parse_config
+from redrive.actions import Outcome
+from redrive.actions.command import OUTPUT_CAP, CommandAction
+from redrive.plugins import builtin_registry
+from redrive.triggers.config import parse_config
 
 PY = sys.executable
 
@@ -33,9 +33,9 @@ def command_action(argv: list[str], **options: Any) -> CommandAction:
 
 def run(action: CommandAction, payload: dict[str, Any] | None = None) -> Outcome:
     async def scenario() -> Outcome:
-        runner = build_action(action)
+        runner = builtin_registry().build(action)
         rendered = runner.render({"payload": payload or {}, "headers": {}, "event": {}, "trigger": {}})
-        return await runner.execute(rendered, Resources(http=HttpSessions()))
+        return await runner.execute(rendered, {})
 
     return asyncio.run(scenario())
 
@@ -65,7 +65,9 @@ def test_hostile_values_arrive_as_single_literal_arguments() -> None:
 
 def test_render_describes_the_run() -> None:
     action = command_action(["prog", "{{ payload.x }}"], env={"K": "{{ payload.x }}"}, cwd="/tmp", timeout="5s")
-    rendered = build_action(action).render({"payload": {"x": "v"}, "headers": {}, "event": {}, "trigger": {}})
+    rendered = (
+        builtin_registry().build(action).render({"payload": {"x": "v"}, "headers": {}, "event": {}, "trigger": {}})
+    )
     assert rendered == {"argv": ["prog", "v"], "env": {"K": "v"}, "cwd": "/tmp", "timeout": 5.0}
 
 
@@ -169,11 +171,11 @@ def test_cancelling_an_attempt_kills_the_process_group(tmp_path: Path) -> None:
             f.write(str(child.pid))
         time.sleep(60)
     """
-    runner = build_action(python(script, timeout="30s"))
+    runner = builtin_registry().build(python(script, timeout="30s"))
     rendered = runner.render({"payload": {}, "headers": {}, "event": {}, "trigger": {}})
 
     async def scenario() -> None:
-        task = asyncio.create_task(runner.execute(rendered, Resources(http=HttpSessions())))
+        task = asyncio.create_task(runner.execute(rendered, {}))
         for _ in range(200):
             if pid_file.exists() and pid_file.read_text():
                 break
@@ -251,8 +253,7 @@ def test_path_is_passed_through() -> None:
 
 GIGABYTE_PROBE = """
 import asyncio, json, resource, sys
-from redrive.actions import Resources, build_action
-from redrive.actions.http import HttpSessions
+from redrive.plugins import builtin_registry
 from redrive.triggers.config import parse_config
 
 def peak_kib():
@@ -260,8 +261,8 @@ def peak_kib():
 
 def attempt(argv):
     doc = {"triggers": [{"name": "t", "action": {"kind": "command", "argv": argv, "timeout": "120s"}}]}
-    runner = build_action(parse_config(json.dumps(doc), env={}).triggers[0].action)
-    return asyncio.run(runner.execute(runner.render({}), Resources(http=HttpSessions())))
+    runner = builtin_registry().build(parse_config(json.dumps(doc), env={}).triggers[0].action)
+    return asyncio.run(runner.execute(runner.render({}), {}))
 
 attempt(["head", "-c", "1000", "/dev/zero"])  # warm up: every import and code path loaded
 before = peak_kib()

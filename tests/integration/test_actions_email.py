@@ -15,9 +15,10 @@ import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from redrive.actions import Outcome, Resources, build_action
-from redrive.actions.http import HttpSessions
-from redrive.triggers.config import EmailAction, parse_config
+from redrive.actions import Outcome
+from redrive.actions.email import EmailAction
+from redrive.plugins import builtin_registry
+from redrive.triggers.config import parse_config
 
 
 @dataclass
@@ -80,9 +81,9 @@ PAYLOAD = {"customer": "ana@example.test", "order": "A-17", "name": "Ana"}
 
 def send(action: EmailAction, payload: dict[str, Any] = PAYLOAD) -> Outcome:
     async def scenario() -> Outcome:
-        runner = build_action(action)
+        runner = builtin_registry().build(action)
         rendered = runner.render({"payload": payload, "headers": {}, "event": {}, "trigger": {}})
-        return await runner.execute(rendered, Resources(http=HttpSessions()))
+        return await runner.execute(rendered, {})
 
     return asyncio.run(scenario())
 
@@ -109,7 +110,7 @@ def test_message_is_delivered_as_rendered() -> None:
 
 def test_render_describes_the_message_without_the_password() -> None:
     action = email_action(2525, smtp={"host": "mail.test", "port": 2525, "username": "u", "password": "s3cret!"})
-    rendered = build_action(action).render({"payload": PAYLOAD, "headers": {}, "event": {}, "trigger": {}})
+    rendered = builtin_registry().build(action).render({"payload": PAYLOAD, "headers": {}, "event": {}, "trigger": {}})
     assert rendered["to"] == ["ana@example.test"]
     assert rendered["subject"] == "Order A-17 shipped"
     assert rendered["smtp"] == {"host": "mail.test", "port": 2525, "starttls": False}

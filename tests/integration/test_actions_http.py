@@ -15,9 +15,10 @@ import pytest
 import yaml
 from aiohttp import web
 
-from redrive.actions import Outcome, Resources, build_action
-from redrive.actions.http import HttpSessions
-from redrive.triggers.config import HttpAction, parse_config
+from redrive.actions import Outcome
+from redrive.actions.http import HttpAction, HttpRequester, HttpSessions
+from redrive.plugins import builtin_registry
+from redrive.triggers.config import parse_config
 from redrive.triggers.templating import RenderError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,13 +75,13 @@ async def serve(routes: dict[str, Handler]) -> AsyncIterator[Server]:
 
 
 async def attempt(action: HttpAction, payload: dict[str, Any] | None = None) -> tuple[dict[str, Any], Outcome]:
-    runner = build_action(action)
+    runner = builtin_registry().build(action)
     rendered = runner.render({"payload": payload or {}, "headers": {}, "event": {}, "trigger": {}})
-    resources = Resources(http=HttpSessions())
+    resources = {"http": HttpSessions()}
     try:
         outcome = await runner.execute(rendered, resources)
     finally:
-        await resources.close()
+        await resources["http"].close()
     return rendered, outcome
 
 
@@ -264,16 +265,16 @@ def test_header_value_with_line_break_is_refused() -> None:
 
 
 def test_missing_payload_field_raises_render_error() -> None:
-    runner = build_action(http_action("http://127.0.0.1:9/{{ payload.missing }}"))
+    runner = builtin_registry().build(http_action("http://127.0.0.1:9/{{ payload.missing }}"))
     with pytest.raises(RenderError, match="missing"):
         runner.render({"payload": {}, "headers": {}, "event": {}, "trigger": {}})
 
 
-def test_build_action_knows_the_three_kinds_and_refuses_others() -> None:
-    assert build_action(http_action("http://127.0.0.1:9/")).kind == "http"
+def test_the_registry_builds_the_kinds_it_knows_and_refuses_others() -> None:
+    assert isinstance(builtin_registry().build(http_action("http://127.0.0.1:9/")), HttpRequester)
 
     class Unknown:
         kind = "carrier-pigeon"
 
     with pytest.raises(ValueError, match="carrier-pigeon"):
-        build_action(Unknown())  # type: ignore[arg-type]
+        builtin_registry().build(Unknown())  # type: ignore[arg-type]

@@ -43,6 +43,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/system"): "viewer",
     ("GET", "/api/v1/stream"): "viewer",
     ("GET", "/api/v1/me"): "viewer",
+    ("GET", "/api/v1/plugins"): "admin",
 }
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
 PATH_VALUES = {"execution_id": "999999", "replay_id": "999999", "fingerprint": "0000000000000000", "name": "t"}

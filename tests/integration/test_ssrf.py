@@ -20,9 +20,10 @@ import yaml
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from redrive.actions import Outcome, Resources, build_action
+from redrive.actions import Outcome
 from redrive.actions.http import HttpSessions
 from redrive.failures.hints import hint_for
+from redrive.plugins import builtin_registry
 from redrive.triggers.config import parse_config
 from support import run_service, scalar, wait_until
 
@@ -81,12 +82,12 @@ async def loopback_server() -> AsyncIterator[tuple[int, list[str]]]:
 
 async def attempt(url: str, lookup: AbstractResolver | None = None, **options: Any) -> Outcome:
     doc = {"triggers": [{"name": "t", "action": {"kind": "http", "url": url, **options}}]}
-    action = build_action(parse_config(yaml.safe_dump(doc), env={}).triggers[0].action)
-    resources = Resources(http=HttpSessions(lookup=lookup))
+    action = builtin_registry().build(parse_config(yaml.safe_dump(doc), env={}).triggers[0].action)
+    resources = {"http": HttpSessions(lookup=lookup)}
     try:
         return await action.execute(action.render({"payload": {}}), resources)
     finally:
-        await resources.close()
+        await resources["http"].close()
 
 
 def forbidden(outcome: Outcome) -> str:

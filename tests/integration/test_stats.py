@@ -358,7 +358,9 @@ def test_timeseries_buckets_are_zero_filled_and_counted_per_key(db_url: str, by:
     assert all(later - earlier == timedelta(minutes=5) for earlier, later in itertools.pairwise(starts))
     assert starts == bucket_starts(starts[0], starts[-1], timedelta(minutes=5))
     assert starts[-1] <= until
-    keys = {"status": set(FINISHED), "kind": {"http", "command", "email"}, "trigger": {"web", "job", "mail"}}[by]
+    keys = {"status": set(FINISHED), "kind": {"http", "command", "email", "python"}, "trigger": {"web", "job", "mail"}}[
+        by
+    ]
     assert all(set(b["counts"]) == keys for b in body["buckets"])
 
     def key_of(row: dict[str, Any]) -> str:

@@ -14,18 +14,24 @@ from aiohttp.client_reqrep import ConnectionKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from redrive.actions.email import classify_smtp_exception
 from redrive.failures.classify import (
     MAX_RETRY_AFTER,
     Failure,
-    classify_exception,
     classify_exit,
     classify_http_status,
     classify_smtp,
-    classify_smtp_exception,
     parse_retry_after,
     permanent,
     transient,
 )
+from redrive.plugins import builtin_registry
+
+
+def classify_exception(exc: BaseException) -> Failure:
+    """An exception of an ``http`` action, classified as the worker does: through the registry."""
+    return builtin_registry().classify("http", exc)
+
 
 NOW = datetime(2025, 1, 15, 12, 0, 0, tzinfo=UTC)
 

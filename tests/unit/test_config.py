@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from redrive.actions.command import CommandAction
+from redrive.actions.email import EmailAction
+from redrive.actions.http import HttpAction
 from redrive.errors import ConfigError
 from redrive.triggers.config import (
     DEFAULT_KEY_SOURCES,
     MIB,
-    CommandAction,
-    EmailAction,
-    HttpAction,
     RedriveConfig,
     Settings,
     load_config,

@@ -1,5 +1,5 @@
-"""Actions: what a trigger does with an event (http, command, email) and what one attempt came to."""
+"""Actions: what a trigger does with an event (http, command, email, python) and what one attempt came to."""
 
-from redrive.actions.base import Action, Outcome, Resources, build_action
+from redrive.actions.base import Action, Outcome, Resources
 
-__all__ = ["Action", "Outcome", "Resources", "build_action"]
+__all__ = ["Action", "Outcome", "Resources"]

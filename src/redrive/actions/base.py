@@ -1,35 +1,34 @@
-"""What every action is: the ``Action`` protocol, the ``Outcome`` of one attempt, and the registry of kinds.
+"""What every action is: the ``Action`` protocol, the ``Outcome`` of one attempt, and the resources it is given.
 
-An action is built once per trigger from its config (``build_action``), renders its templates for one
-event (``render``: pure, raises ``RenderError``), and runs that rendering (``execute``: talks to the outside
-world and never raises for an expected failure; every network, process or SMTP error comes back as
-``Outcome(failure=...)``).
+An action is built once per trigger from its config (by its kind's ``ActionKind.build``), renders its templates
+for one event (``render``: pure, raises ``RenderError``), and runs that rendering (``execute``: talks to the
+outside world and never raises for an expected failure; every network, process or SMTP error comes back as
+``Outcome(failure=..., error=exc)``). An exception ``execute`` does raise is classified by the worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from redrive.failures.classify import Failure
-
-if TYPE_CHECKING:
-    from redrive.actions.http import HttpSessions
-    from redrive.triggers.config import CommandAction, EmailAction, HttpAction
 
 EXCERPT_BYTES = 4096
 """Most bytes of an HTTP response body kept as an attempt's excerpt."""
 
+Resources = Mapping[str, Any]
+"""What each action kind's ``resources`` factory opened in this worker, by kind name (``resources["http"]``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one attempt came to."""
+    """What one attempt came to; ``error`` is the exception ``failure`` was classified from, if any."""
 
     failure: Failure | None
     detail: dict[str, Any]
     excerpt: str | None = None
+    error: BaseException | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -37,21 +36,9 @@ class Outcome:
         return self.failure is None
 
 
-@dataclass(frozen=True, slots=True)
-class Resources:
-    """Long-lived things actions share within one worker; built and closed by the worker."""
-
-    http: HttpSessions
-
-    async def close(self) -> None:
-        """Close what the resources hold (the HTTP sessions and their pooled connections)."""
-        await self.http.close()
-
-
 class Action(Protocol):
-    """One configured action: renders its templates for an event, then executes that rendering."""
-
-    kind: ClassVar[str]
+    """One configured action: renders its templates for an event, then executes that rendering. (Its kind's name
+    lives in its ``ActionKind``; an action need not repeat it.)"""
 
     def render(self, context: Mapping[str, Any]) -> dict[str, Any]:
         """Render every template; return a JSON-safe description of what ``execute`` will do."""
@@ -65,25 +52,3 @@ class Action(Protocol):
 def decode(data: bytes | bytearray) -> str:
     """Decode captured output for an excerpt, replacing bytes that are not UTF-8."""
     return data.decode("utf-8", errors="replace")
-
-
-@cache
-def _registry() -> dict[str, Callable[[Any], Action]]:
-    # Imported here: the action modules import this one for Outcome and Resources.
-    from redrive.actions.command import CommandRunner
-    from redrive.actions.email import EmailSender
-    from redrive.actions.http import HttpRequester
-
-    return {
-        HttpRequester.kind: HttpRequester,
-        CommandRunner.kind: CommandRunner,
-        EmailSender.kind: EmailSender,
-    }
-
-
-def build_action(config: HttpAction | CommandAction | EmailAction) -> Action:
-    """Build the action for a trigger's action config; an unknown kind raises ValueError."""
-    factory = _registry().get(config.kind)
-    if factory is None:
-        raise ValueError(f"unknown action kind {config.kind!r}")
-    return factory(config)

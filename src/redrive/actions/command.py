@@ -20,11 +20,15 @@ import os
 import signal
 import subprocess
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from redrive.actions.base import Outcome, Resources, decode
+from redrive.extensions import ActionKind
 from redrive.failures.classify import Failure, classify_exit, permanent
-from redrive.triggers.config import CommandAction
+from redrive.hookspecs import hookimpl
+from redrive.triggers.fields import Duration, StrictModel, TemplateStr
 
 OUTPUT_CAP = 64 * 1024
 """Most bytes kept of each of stdout and stderr; the rest is read and discarded."""
@@ -34,6 +38,14 @@ PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 
 # After the group is killed the pipes close at once, unless a process that left the group still holds them.
 _DRAIN_GRACE = 1.0
+
+
+class CommandAction(StrictModel):
+    kind: Literal["command"]
+    argv: list[TemplateStr] = Field(min_length=1)
+    env: dict[str, TemplateStr] = Field(default_factory=dict)
+    cwd: str | None = None
+    timeout: Duration = 60.0
 
 
 class CommandRunner:
@@ -198,3 +210,13 @@ def _not_started(failure: Failure) -> Outcome:
         "stderr_truncated": False,
     }
     return Outcome(failure, detail)
+
+
+def _summary(rendered: Mapping[str, Any]) -> str:
+    return " ".join(str(arg) for arg in rendered.get("argv", []))
+
+
+@hookimpl
+def redrive_action_kinds() -> list[ActionKind]:
+    """The ``command`` action kind."""
+    return [ActionKind(name="command", config=CommandAction, build=CommandRunner, summary=_summary)]

@@ -12,16 +12,49 @@ from __future__ import annotations
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import aiosmtplib
+from pydantic import Field, field_validator
 
 from redrive.actions.base import Outcome, Resources
-from redrive.failures.classify import Failure, classify_smtp, classify_smtp_exception, permanent
-from redrive.triggers.config import EmailAction
+from redrive.extensions import ActionKind
+from redrive.failures.classify import (
+    Failure,
+    classify_smtp,
+    permanent,
+    smtp_reply,
+    transient,
+    with_reply,
+)
+from redrive.hookspecs import hookimpl
+from redrive.triggers.fields import Duration, StrictModel, TemplateStr
 
 # What sending can raise; ValueError is aiosmtplib refusing an address it cannot put on a command line.
 _SEND_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError)
+
+
+class SmtpConfig(StrictModel):
+    host: str
+    port: int = Field(25, ge=1, le=65535)
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout: Duration = 30.0
+
+
+class EmailAction(StrictModel):
+    kind: Literal["email"]
+    smtp: SmtpConfig
+    sender: TemplateStr = Field(alias="from")
+    to: list[TemplateStr] = Field(min_length=1)
+    subject: TemplateStr
+    text: TemplateStr
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
 
 
 class EmailSender:
@@ -117,4 +150,39 @@ def _error_outcome(exc: BaseException) -> Outcome:
     elif isinstance(exc, aiosmtplib.SMTPResponseException):
         detail = {"smtp_code": exc.code, "smtp_reply": exc.message}
     excerpt = detail.get("smtp_reply") or None
-    return Outcome(classify_smtp_exception(exc), detail, excerpt)
+    return Outcome(classify_smtp_exception(exc), detail, excerpt, error=exc)
+
+
+def classify_smtp_exception(exc: BaseException) -> Failure:
+    """Classify an exception raised while sending mail with aiosmtplib."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError) and not 400 <= exc.code <= 499:
+        return permanent("smtp_auth", with_reply(f"SMTP authentication was refused ({exc.code})", exc.message))
+    if isinstance(exc, aiosmtplib.SMTPResponseException):  # includes SMTPConnectResponseError
+        return smtp_reply(exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        if exc.recipients:
+            first = exc.recipients[0]
+            return smtp_reply(first.code, first.message)
+        return permanent("smtp_error", "The SMTP server refused the recipients")
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return transient("smtp_timeout", with_reply("Timed out talking to the SMTP server", str(exc)))
+    if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected | OSError):
+        return transient(
+            "smtp_connect_error",
+            with_reply(f"Could not reach the SMTP server ({type(exc).__name__})", str(exc)),
+        )
+    return permanent("smtp_error", with_reply(f"SMTP error ({type(exc).__name__})", str(exc)))
+
+
+def _summary(rendered: Mapping[str, Any]) -> str:
+    return ", ".join(str(to) for to in rendered.get("to", []))
+
+
+@hookimpl
+def redrive_action_kinds() -> list[ActionKind]:
+    """The ``email`` action kind."""
+    return [
+        ActionKind(
+            name="email", config=EmailAction, build=EmailSender, summary=_summary, classify=classify_smtp_exception
+        )
+    ]

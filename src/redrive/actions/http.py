@@ -18,23 +18,61 @@ import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from pydantic import Field, field_validator, model_validator
 
 from redrive.actions.base import EXCERPT_BYTES, Outcome, Resources, decode
-from redrive.actions.egress import IPAddress, TargetPolicy, forbidden_message, parse_address, refusal
-from redrive.failures.classify import Failure, classify_exception, classify_http_status, permanent
-from redrive.triggers.config import HttpAction
-from redrive.triggers.templating import render_tree
+from redrive.actions.egress import IPAddress, TargetPolicy, forbidden_message, parse_address, parse_allow_entry, refusal
+from redrive.actions.http_failures import classify_http_exception
+from redrive.extensions import ActionKind, ResourceContext
+from redrive.failures.classify import Failure, classify_http_status, classify_raised, permanent
+from redrive.hookspecs import hookimpl
+from redrive.triggers.fields import Duration, StrictModel, TemplateStr, TemplateTree
+from redrive.triggers.templating import compile_template, render_tree
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods and header names
 _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
 # What aiohttp raises for a request that went wrong; ValueError covers values it refuses to put on the wire.
 _REQUEST_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError)
+
+
+class HttpAction(StrictModel):
+    kind: Literal["http"]
+    method: TemplateStr = Field(default_factory=lambda: compile_template("POST"))
+    url: TemplateStr
+    headers: dict[str, TemplateStr] = Field(default_factory=dict)
+    json_body: TemplateTree = Field(None, alias="json")
+    body: TemplateStr | None = None
+    timeout: Duration = 30.0
+    connect_timeout: Duration = 5.0
+    allow_private: bool = False
+    allow: list[str] = Field(default_factory=list)
+
+    @field_validator("allow")
+    @classmethod
+    def _allow_entries(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            parse_allow_entry(entry)  # raises ValueError naming the entry
+        return entries
+
+    @model_validator(mode="after")
+    def _one_body(self) -> HttpAction:
+        if self.json_body is not None and self.body is not None:
+            raise ValueError("give either 'json' or 'body', not both")
+        return self
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> HttpAction:
+        # The client refuses both on every call: say so when the file is loaded, not as each event's failure.
+        if "@" in urlsplit(self.url.source).netloc and any(h.lower() == "authorization" for h in self.headers):
+            raise ValueError("give credentials either in the url (user:password@) or an Authorization header, not both")
+        return self
 
 
 class TargetForbidden(OSError):
@@ -134,6 +172,12 @@ class HttpSessions:
         for session in sessions:
             await session.close()
 
+    async def __aenter__(self) -> HttpSessions:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
 
 def _json_text(value: Any) -> str:
     # ``json`` bodies are encoded with orjson, like everything else redrive writes: the standard library's encoder
@@ -183,18 +227,22 @@ class HttpRequester:
         if forbidden is not None:
             return Outcome(permanent("target_forbidden", forbidden), {})
         try:
-            async with resources.http.session(self._policy).request(
-                method,
-                url,
-                headers=headers,
-                json=rendered.get("json"),
-                data=rendered.get("body"),
-                allow_redirects=False,
-                timeout=self._timeout,
-            ) as response:
+            async with (
+                resources["http"]
+                .session(self._policy)
+                .request(
+                    method,
+                    url,
+                    headers=headers,
+                    json=rendered.get("json"),
+                    data=rendered.get("body"),
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                ) as response
+            ):
                 body = await _read_capped(response.content, EXCERPT_BYTES)
         except _REQUEST_ERRORS as exc:
-            return Outcome(_classify(exc), {})
+            return Outcome(_classify(exc), {}, error=exc)
         status = response.status
         reason = response.reason or ""
         detail = {"status": status, "reason": reason, "headers": _plain_headers(response.headers)}
@@ -206,10 +254,38 @@ class HttpRequester:
         return Outcome(failure, detail, decode(body) if body else None)
 
 
-def _classify(exc: BaseException) -> Failure:
+def classify_http(exc: BaseException) -> Failure | None:
+    """The ``http`` kind's rules: a refused target, then the HTTP client's errors (None: not theirs)."""
     if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, TargetForbidden):
         return permanent("target_forbidden", str(exc.os_error))
-    return classify_exception(exc)
+    return classify_http_exception(exc)
+
+
+def _classify(exc: BaseException) -> Failure:
+    return classify_http(exc) or classify_raised(exc)
+
+
+def _summary(rendered: Mapping[str, Any]) -> str:
+    return f"{rendered.get('method', '')} {rendered.get('url', '')}"
+
+
+def _sessions(context: ResourceContext) -> HttpSessions:
+    return HttpSessions(limit=max(100, context.concurrency), trace_configs=list(context.trace_configs) or None)
+
+
+@hookimpl
+def redrive_action_kinds() -> list[ActionKind]:
+    """The ``http`` action kind."""
+    return [
+        ActionKind(
+            name="http",
+            config=HttpAction,
+            build=HttpRequester,
+            summary=_summary,
+            resources=_sessions,
+            classify=classify_http,
+        )
+    ]
 
 
 def _refuse_unsafe(method: str, headers: Mapping[str, str]) -> Outcome | None:

@@ -5,12 +5,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-import pluggy
 import structlog
 from fastapi import FastAPI
 
-from redrive import __version__, hookspecs
-from redrive.api import errorgroups, events, executions, health, hooks, live, me, observe, replays, stats, triggers
+from redrive import __version__
+from redrive.api import (
+    errorgroups,
+    events,
+    executions,
+    health,
+    hooks,
+    live,
+    me,
+    observe,
+    replays,
+    stats,
+    triggers,
+)
+from redrive.api import plugins as plugins_api
 from redrive.api.auth import AUTH_RESPONSES
 from redrive.api.errors import install_error_handlers
 from redrive.api.hooks import HooksFront
@@ -25,6 +37,7 @@ from redrive.node.process import Node, Role
 from redrive.observe.redaction import Redactor
 from redrive.observe.telemetry import IngestTracing, configure_tracing
 from redrive.observe.watermarks import WatermarkWatch
+from redrive.plugins import Plugins, load_plugins
 from redrive.queue.worker import Clock, utcnow
 from redrive.triggers.config import RedriveConfig, Settings
 from redrive.triggers.runtime import build_trigger_set, sync_triggers
@@ -42,14 +55,17 @@ def create_app(
     *,
     clock: Clock = utcnow,
     role: Role = "all",
-    plugins: Sequence[object] = (),
+    plugins: Plugins | Sequence[object] = (),
 ) -> FastAPI:
     """The FastAPI app for ``settings`` and ``config``.
 
     ``role`` ``all`` serves the API and runs a worker (unless ``worker_concurrency`` is 0); ``api`` runs no worker;
-    ``worker`` runs the worker and serves only health, readiness and metrics. ``plugins``: plugin modules and objects
-    whose lifecycle hooks hear what this process commits (none by default).
+    ``worker`` runs the worker and serves only health, readiness and metrics. ``plugins`` is the loaded plugin set
+    (the CLI loads it to validate the trigger file first), or plugin modules and objects to register after the
+    built-ins and the installed ones (``REDRIVE_PLUGINS``); a plugin that cannot load raises PluginError.
     """
+    loaded = plugins if isinstance(plugins, Plugins) else load_plugins(settings.plugins, plugins)
+    registry = loaded.registry
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,9 +75,17 @@ def create_app(
             ids = db.write_sync(lambda connection: sync_triggers(connection, config, clock()))
             db.start()
             redactor = Redactor(config.secrets)
-            state = ServiceState(settings, config, db, build_trigger_set(config, ids), redactor, clock=clock)
+            state = ServiceState(
+                settings,
+                config,
+                db,
+                build_trigger_set(config, ids, registry),
+                redactor,
+                plugin_set=loaded,
+                clock=clock,
+            )
             state.lifecycle = Lifecycle(
-                _manager(plugins),
+                loaded.manager,
                 timeout=settings.plugin_hook_timeout,
                 backlog=settings.plugin_hook_backlog,
                 metrics=state.metrics,
@@ -121,16 +145,8 @@ def create_app(
     if role != "worker":
         app.include_router(hooks.router)
         # Every /api route authenticates: each documents the answers authentication can give (a route's own win).
-        for router in (events, stats, executions, replays, triggers, errorgroups, live, me):  # stats first
+        for router in (events, stats, executions, replays, triggers, errorgroups, live, me, plugins_api):  # stats 1st
             app.include_router(router.router, responses=API_RESPONSES)
+        plugins_api.mount_plugin_routes(app, loaded, responses=API_RESPONSES)
         mount_dashboard(app, "/ui")
     return app
-
-
-def _manager(plugins: Sequence[object]) -> pluggy.PluginManager:
-    # Until the plugin manager of redrive.plugins builds this (with the built-ins and the installed plugins).
-    manager = pluggy.PluginManager(hookspecs.PROJECT)
-    manager.add_hookspecs(hookspecs)
-    for plugin in plugins:
-        manager.register(plugin, name=getattr(plugin, "name", None) or type(plugin).__name__)
-    return manager

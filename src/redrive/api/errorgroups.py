@@ -12,7 +12,7 @@ from redrive.api.deps import StateDep
 from redrive.api.stats import WINDOW_RESPONSES, Since, window_start
 from redrive.errors import NotFound
 from redrive.failures.error_groups import Decision, GroupFilter, get_group, list_groups, set_status
-from redrive.failures.hints import hint_for
+from redrive.registry import Registry
 
 log = structlog.get_logger("redrive.errorgroups")
 router = APIRouter(prefix="/api/v1/error-groups", tags=["error groups"])
@@ -21,8 +21,8 @@ GROUP_RESPONSES = {**WINDOW_RESPONSES, 404: {"description": "not_found: no error
 DECISION_RESPONSES = {**AUTH_RESPONSES, 404: GROUP_RESPONSES[404]}
 
 
-def _view(group: dict[str, Any]) -> dict[str, Any]:
-    hint = hint_for(group["code"], group["title"])
+def _view(group: dict[str, Any], registry: Registry) -> dict[str, Any]:
+    hint = registry.hint_for(group["code"], group["title"])
     view = {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in group.items()}
     view["hint"] = {"title": hint.title, "advice": hint.advice, "remedy": hint.remedy}
     return view
@@ -39,7 +39,7 @@ async def groups_list(
 ) -> dict[str, Any]:
     """Groups seen in the window, most failures in the window first, each with a hint."""
     groups = await state.db.read(list_groups(GroupFilter(window_start(state, since), status, trigger, limit)))
-    return {"since": since, "items": [_view(group) for group in groups]}
+    return {"since": since, "items": [_view(group, state.registry) for group in groups]}
 
 
 @router.get("/{fingerprint}", responses=GROUP_RESPONSES)
@@ -48,7 +48,7 @@ async def group_show(fingerprint: str, state: StateDep, caller: ViewerDep, since
     group = await state.db.read(get_group(fingerprint, window_start(state, since)))
     if group is None:
         raise NotFound(f"no error group has fingerprint {fingerprint!r}")
-    return _view(group)
+    return _view(group, state.registry)
 
 
 async def _decide(state: StateDep, caller: OperatorDep, fingerprint: str, decision: Decision) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from redrive.api.auth import ViewerDep
-from redrive.api.deps import Cursor, RowId, StateDep
+from redrive.api.deps import Cursor, RowId, StateDep, known_kind
 from redrive.api.state import ServiceState
 from redrive.errors import NotFound
 from redrive.queue.executions import ExecutionFilter, error_context, get_execution, list_executions
@@ -18,7 +18,6 @@ from redrive.triggers.templating import RenderError
 
 router = APIRouter(prefix="/api/v1/executions", tags=["executions"])
 Status = Literal["pending", "running", "succeeded", "failed_retryable", "failed", "replayed"]
-Kind = Literal["http", "command", "email"]
 
 
 @router.get("")
@@ -27,7 +26,7 @@ async def executions_list(
     caller: ViewerDep,
     trigger: str | None = None,
     status: Status | None = None,
-    kind: Kind | None = None,
+    kind: Annotated[str | None, Query(description="An action kind (http, command, email, python, a plugin's).")] = None,
     code: str | None = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
@@ -35,7 +34,7 @@ async def executions_list(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Executions, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-    filters = ExecutionFilter(trigger, status, kind, code, since, until, cursor, limit)
+    filters = ExecutionFilter(trigger, status, known_kind(state, kind), code, since, until, cursor, limit)
     rows = await state.db.read(list_executions(filters))
     return {"items": rows, "next_cursor": rows[-1]["id"] if len(rows) == limit else None}
 

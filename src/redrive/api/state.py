@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import pluggy
+
 from redrive.api.limiter import FailureLimiter
 from redrive.db.database import Database
 from redrive.failures.bulk_runner import BulkRuns
@@ -12,8 +14,10 @@ from redrive.lifecycle import Lifecycle
 from redrive.node.process import Node
 from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
+from redrive.plugins import Plugins
 from redrive.queue.notify import Wakeup
 from redrive.queue.worker import Clock, Worker, utcnow
+from redrive.registry import Registry
 from redrive.triggers.config import RedriveConfig, Settings
 from redrive.triggers.runtime import TriggerSet
 
@@ -27,6 +31,7 @@ class ServiceState:
     db: Database
     triggers: TriggerSet
     redactor: Redactor
+    plugin_set: Plugins
     wakeup: Wakeup = field(default_factory=Wakeup)
     worker: Worker | None = None
     node: Node | None = None
@@ -36,6 +41,16 @@ class ServiceState:
     token_touches: dict[int, float] = field(default_factory=dict)
     bulk_runs: BulkRuns = field(default_factory=BulkRuns)  # bulk replay runners of this process
     lifecycle: Lifecycle = field(default_factory=Lifecycle)  # plugins' lifecycle hooks; none by default
+
+    @property
+    def plugins(self) -> pluggy.PluginManager:
+        """The plugin manager (``plugins.hook.redrive_...``)."""
+        return self.plugin_set.manager
+
+    @property
+    def registry(self) -> Registry:
+        """Action kinds, signature schemes, hints and classification, as the plugins registered them."""
+        return self.plugin_set.registry
 
     def now(self) -> datetime:
         """The service clock."""

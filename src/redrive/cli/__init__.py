@@ -16,6 +16,7 @@ from redrive import __version__
 from redrive.cli import dashboard as dashboard_cli
 from redrive.cli import errors as errors_cli
 from redrive.cli import executions, tokens
+from redrive.cli import plugins as plugins_cli
 from redrive.cli import purge as purge_cli
 from redrive.cli import replay as replay_cli
 from redrive.cli import stats as stats_cli
@@ -32,6 +33,7 @@ from redrive.cli.common import (
     load_settings,
     load_triggers,
     out,
+    plugins_or_exit,
     read_data,
 )
 from redrive.errors import RedriveError
@@ -53,6 +55,7 @@ app.add_typer(errors_cli.app, name="errors")
 app.add_typer(triggers_cli.app, name="triggers")
 app.command("purge")(purge_cli.purge_command)
 app.command("dashboard")(dashboard_cli.dashboard)
+app.add_typer(plugins_cli.app, name="plugins")
 
 
 def _show_version(value: bool) -> None:
@@ -78,9 +81,10 @@ def _run(role: Role, config: Path | None, host: str | None, port: int | None) ->
     from redrive.node.serve import run_server
 
     settings = load_settings(config=config, host=host, port=port)
-    triggers = load_triggers(settings.config)
+    plugins = plugins_or_exit()
+    triggers = load_triggers(settings.config, plugins)
     try:
-        run_server(settings, triggers, role)
+        run_server(settings, triggers, role, plugins=plugins)
     except OperationalError as exc:
         waited = "" if settings.is_sqlite else f" (gave up after REDRIVE_DATABASE_WAIT={settings.database_wait:g}s)"
         fail(f"cannot reach the {settings.database_url.split('://')[0]} database{waited}: {exc.orig}", code=1)
@@ -149,5 +153,9 @@ def send(
 
 
 def main() -> None:
-    """Entry point of the ``redrive`` script."""
+    """Entry point of the ``redrive`` script: the installed plugins add their commands, then the command runs."""
+    try:
+        plugins_cli.add_plugin_commands(app, plugins_or_exit())
+    except typer.Exit as stop:  # outside a command, typer does not turn its Exit into the exit status
+        raise SystemExit(stop.exit_code) from None
     app()

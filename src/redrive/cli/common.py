@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from redrive.client import ApiError, RedriveClient
-from redrive.errors import ConfigError
+from redrive.errors import ConfigError, PluginError
+from redrive.plugins import Plugins, PluginSettings, load_plugins
 from redrive.triggers.config import RedriveConfig, Settings, load_config
 
 # No emoji codes and soft wrap: printed values (paths, messages) come out verbatim for scripts.
@@ -42,10 +43,21 @@ def load_settings(**overrides: Any) -> Settings:
         fail(f"invalid settings: {problems}")
 
 
-def load_triggers(path: Path) -> RedriveConfig:
-    """Load the trigger file or exit 2 listing every problem."""
+def plugins_or_exit() -> Plugins:
+    """The built-in and installed plugins (``REDRIVE_PLUGINS``), or exit 2 with one line naming the one that failed."""
     try:
-        return load_config(path)
+        return load_plugins(PluginSettings().plugins)
+    except ValidationError as exc:
+        fail(f"invalid settings: REDRIVE_PLUGINS: {exc.errors()[0]['msg']}")
+    except PluginError as exc:
+        fail(exc.message)
+
+
+def load_triggers(path: Path, plugins: Plugins | None = None) -> RedriveConfig:
+    """Load the trigger file against the plugins' action kinds and schemes, or exit 2 listing every problem."""
+    registry = (plugins or plugins_or_exit()).registry
+    try:
+        return load_config(path, registry)
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(f"[red]✗[/] {escape(str(problem))}", highlight=False)

@@ -21,7 +21,9 @@ _FIGURES = (
 
 def stats(
     since: Annotated[str, typer.Option(help="Window: 15m, 1h, 24h, 7d (at most 7d).")] = "1h",
-    kind: Annotated[str | None, typer.Option(help="Action kind: http, command or email.")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="An action kind: http, command, email, python, or a plugin's.")
+    ] = None,
     success: Annotated[
         bool | None, typer.Option("--success/--failure", help="Only succeeded, or only failed; both by default.")
     ] = None,

@@ -1,9 +1,12 @@
 """Turn raw action outcomes into a classified :class:`Failure`.
 
-Every action ends in one of four raw shapes: an HTTP status, an exception from the HTTP client, a process
-exit code, or an SMTP reply (or exception). The functions here map each shape to a ``Failure`` that says
-whether trying again can help (``transient``) or not (``permanent``), with a stable ``code`` for grouping and
-a one-sentence ``message`` for humans. A ``None`` result means the outcome was a success.
+An attempt ends in an HTTP status, a process exit code, an SMTP reply, or an exception. The functions here map
+each shape to a ``Failure`` that says whether trying again can help (``transient``) or not (``permanent``), with
+a stable ``code`` for grouping and a one-sentence ``message`` for humans. A ``None`` result means success.
+
+An exception is classified by the ``redrive_classify`` hook: plugins answer first, then :class:`BuiltinClassifier`
+(registered last) applies the action kind's own rules (``ActionKind.classify``; the HTTP client's live in
+``redrive.actions.http_failures``, SMTP's in ``redrive.actions.email``) and finally :func:`classify_raised`.
 
 Everything is pure: no I/O, no clock reads (the caller passes ``now``), no global state.
 """
@@ -12,28 +15,31 @@ from __future__ import annotations
 
 import signal
 import socket
-import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Literal
 
-import aiohttp
-import aiosmtplib
+from redrive.action_errors import PermanentError, TransientError
+from redrive.hookspecs import hookimpl
 
 __all__ = [
     "MAX_RETRY_AFTER",
+    "BuiltinClassifier",
     "Category",
     "Failure",
-    "classify_exception",
     "classify_exit",
     "classify_http_status",
+    "classify_raised",
     "classify_smtp",
-    "classify_smtp_exception",
+    "clip",
     "parse_retry_after",
     "permanent",
+    "smtp_reply",
     "transient",
+    "with_reply",
 ]
 
 Category = Literal["transient", "permanent"]
@@ -68,7 +74,7 @@ def transient(code: str, message: str) -> Failure:
     return Failure("transient", code, message)
 
 
-def _clip(text: str, limit: int = _MAX_TEXT) -> str:
+def clip(text: str, limit: int = _MAX_TEXT) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -97,7 +103,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
 
 def _status_text(status: int, reason: str) -> str:
     if reason.strip():
-        phrase = _clip(reason, _MAX_REASON)
+        phrase = clip(reason, _MAX_REASON)
     else:
         try:
             phrase = HTTPStatus(status).phrase
@@ -126,49 +132,38 @@ def classify_http_status(
     return Failure("permanent", code, f"{text} from the target is not a valid final status", wait)
 
 
-def _conn_error(exc: aiohttp.ClientConnectorError) -> Failure:
-    os_error = exc.os_error
-    where = f"{exc.host}:{exc.port}"
-    if isinstance(os_error, socket.gaierror):
-        return transient("dns_failure", f"DNS lookup failed for {exc.host}")
-    if isinstance(os_error, TimeoutError):
-        return transient("connect_timeout", f"Timed out connecting to {where}")
-    if isinstance(os_error, ConnectionRefusedError):
-        return transient("connection_refused", f"Connection refused by {where}")
-    detail = os_error.strerror or type(os_error).__name__
-    return transient("connect_error", _clip(f"Could not connect to {where}: {detail}"))
-
-
-def classify_exception(exc: BaseException) -> Failure:
-    """Classify an exception raised by an outbound HTTP request (aiohttp / asyncio)."""
-    # Order matters: aiohttp's TLS errors are ClientConnectorErrors and its timeouts are TimeoutErrors
-    # (hence OSErrors), so subclasses are checked before their bases.
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return transient("dns_failure", f"DNS lookup failed for {exc.host}")
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError | aiohttp.ServerFingerprintMismatch):
-        return transient("tls_error", "TLS handshake or certificate verification with the target failed")
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return transient("connect_timeout", "Timed out connecting to the target")
-    if isinstance(exc, TimeoutError):  # asyncio.TimeoutError, SocketTimeoutError, ServerTimeoutError
-        return transient("timeout", "The request to the target timed out")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return _conn_error(exc)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return transient("connection_error", "The target closed the connection before responding")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return transient("connection_error", "The response body from the target was truncated or malformed")
-    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.UploadAbortedError):
-        return transient("connection_error", _clip(f"Connection to the target failed: {type(exc).__name__}"))
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return permanent("invalid_url", "The target URL is invalid or not an http(s) URL")
-    # Raw socket errors should be wrapped by aiohttp, but classify them the same if they leak through.
+def classify_raised(exc: BaseException) -> Failure:
+    """The rules for any exception, whatever raised it: ``TransientError``/``PermanentError`` say what they are;
+    timeouts and broken connections are transient; anything else is a permanent ``action_error``."""
+    if isinstance(exc, TransientError | PermanentError):
+        category: Category = "transient" if isinstance(exc, TransientError) else "permanent"
+        code = exc.code or exc.default_code
+        retry_after = min(exc.retry_after, MAX_RETRY_AFTER) if exc.retry_after is not None else None
+        return Failure(category, code, clip(exc.message), retry_after)
+    if isinstance(exc, TimeoutError):
+        return transient("timeout", "The action timed out")
+    # Raw socket errors are wrapped by the clients, but classify them alike if they leak through.
     if isinstance(exc, socket.gaierror):
         return transient("dns_failure", "DNS lookup for the target failed")
     if isinstance(exc, ConnectionRefusedError):
         return transient("connection_refused", "Connection refused by the target")
     if isinstance(exc, ConnectionError):
-        return transient("connection_error", _clip(f"Connection to the target failed: {type(exc).__name__}"))
-    return permanent("action_error", _clip(f"{type(exc).__name__}: {exc}"))
+        return transient("connection_error", clip(f"Connection to the target failed: {type(exc).__name__}"))
+    return permanent("action_error", clip(f"{type(exc).__name__}: {exc}"))
+
+
+class BuiltinClassifier:
+    """The built-in rules as a ``redrive_classify`` plugin that runs last: the action kind's own rules
+    (``ActionKind.classify``), then :func:`classify_raised`. It always answers, so classification always ends."""
+
+    def __init__(self, kinds: Mapping[str, Callable[[BaseException], Failure | None] | None]) -> None:
+        self._kinds = dict(kinds)
+
+    @hookimpl(trylast=True)
+    def redrive_classify(self, kind: str, exc: BaseException) -> Failure:
+        """The kind's rules, then the rules for any exception."""
+        rules = self._kinds.get(kind)
+        return (rules(exc) if rules is not None else None) or classify_raised(exc)
 
 
 def classify_exit(returncode: int | None, *, timed_out: bool) -> Failure | None:
@@ -194,8 +189,9 @@ def classify_exit(returncode: int | None, *, timed_out: bool) -> Failure | None:
     return permanent(f"exit_{returncode}", f"The command exited with status {returncode}")
 
 
-def _with_reply(prefix: str, message: str) -> str:
-    reply = _clip(message.strip())
+def with_reply(prefix: str, message: str) -> str:
+    """``prefix: reply`` with the reply clipped, or just the prefix when the reply is empty."""
+    reply = clip(message.strip())
     return f"{prefix}: {reply}" if reply else prefix
 
 
@@ -203,37 +199,17 @@ def classify_smtp(code: int, message: str) -> Failure | None:
     """Classify an SMTP reply; ``None`` means the server accepted (2xx/3xx)."""
     if 200 <= code <= 399:
         return None
-    text = _with_reply(f"SMTP server replied {code}", message)
+    text = with_reply(f"SMTP server replied {code}", message)
     if 400 <= code <= 499:
         return transient(f"smtp_{code}", text)
     if 500 <= code <= 599:
         return permanent(f"smtp_{code}", text)
-    return permanent("smtp_protocol", _with_reply(f"Invalid SMTP reply code {code}", message))
+    return permanent("smtp_protocol", with_reply(f"Invalid SMTP reply code {code}", message))
 
 
-def _smtp_reply(code: int, message: str) -> Failure:
+def smtp_reply(code: int, message: str) -> Failure:
+    """Classify the reply an SMTP exception carries; a non-error code there is a protocol error."""
     failure = classify_smtp(code, message)
     if failure is not None:
         return failure
-    return permanent("smtp_protocol", _with_reply(f"SMTP error raised on a non-error reply {code}", message))
-
-
-def classify_smtp_exception(exc: BaseException) -> Failure:
-    """Classify an exception raised while sending mail with aiosmtplib."""
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError) and not 400 <= exc.code <= 499:
-        return permanent("smtp_auth", _with_reply(f"SMTP authentication was refused ({exc.code})", exc.message))
-    if isinstance(exc, aiosmtplib.SMTPResponseException):  # includes SMTPConnectResponseError
-        return _smtp_reply(exc.code, exc.message)
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        if exc.recipients:
-            first = exc.recipients[0]
-            return _smtp_reply(first.code, first.message)
-        return permanent("smtp_error", "The SMTP server refused the recipients")
-    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
-        return transient("smtp_timeout", _with_reply("Timed out talking to the SMTP server", str(exc)))
-    if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected | OSError):
-        return transient(
-            "smtp_connect_error",
-            _with_reply(f"Could not reach the SMTP server ({type(exc).__name__})", str(exc)),
-        )
-    return permanent("smtp_error", _with_reply(f"SMTP error ({type(exc).__name__})", str(exc)))
+    return permanent("smtp_protocol", with_reply(f"SMTP error raised on a non-error reply {code}", message))

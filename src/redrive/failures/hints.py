@@ -4,19 +4,23 @@ that :mod:`redrive.failures.classify` produces.
 A :class:`Hint` names the likely cause, says what to do in a sentence or two, and picks the one-click
 :data:`Remedy` that applies. :func:`hint_for` looks a code up in this order:
 
-1. the exact code (``http_404``, ``exit_127``, ``template_error``);
+1. the exact code (``http_404``, ``exit_127``, ``template_error``, or a plugin's own code);
 2. for an SMTP 5xx reply, the enhanced status code in the message (``5.1.1``, ``5.7.x``, RFC 3463);
 3. the code's family (``http_5xx``, ``exit_N``, ``smtp_4xx``, ...);
 4. a generic hint.
 
-Everything is pure data and lookups.
+Plugins add hints for their own codes through the ``redrive_hints`` hook; this catalog is registered the same way,
+and the registry passes the merged catalog as ``catalog``. Everything is pure data and lookups.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+
+from redrive.hookspecs import hookimpl
 
 __all__ = ["Hint", "Remedy", "hint_for"]
 
@@ -203,6 +207,32 @@ _CATALOG: dict[str, Hint] = {
         "The mail server answered outside the protocol: check that host and port point at an SMTP server.",
         "fix_config",
     ),
+    "python_timeout": Hint(
+        "Function timed out",
+        "The python action's function did not return within its timeout: make it faster or raise 'timeout'.",
+        "raise_timeout",
+    ),
+    "python_import": Hint(
+        "Function cannot be imported",
+        "The module or the callable named in 'function' no longer imports: fix the code or the setting, then replay.",
+        "fix_config",
+    ),
+    "python_N": Hint(
+        "Function raised an exception",
+        "The python action's function raised: read the message, fix the function or the input, then replay. "
+        "Raise redrive.TransientError or redrive.PermanentError to choose the outcome yourself.",
+        "replay_group",
+    ),
+    "transient_error": Hint(
+        "Temporary failure reported by the action",
+        "The action said a later attempt may succeed; it is retried. Replay the group if retries ran out.",
+        "replay_group",
+    ),
+    "permanent_error": Hint(
+        "Failure reported by the action",
+        "The action said retrying cannot help: read the message, fix the cause, then replay.",
+        "fix_config",
+    ),
     "invalid_message": Hint(
         "Email could not be built",
         "A rendered address, subject or body is not valid in an email: fix the email action's templates.",
@@ -230,6 +260,7 @@ _FAMILIES = (
     (re.compile(r"signal_\w+"), "signal_N"),
     (re.compile(r"smtp_4\d\d"), "smtp_4xx"),
     (re.compile(r"smtp_5\d\d"), "smtp_5xx"),
+    (re.compile(r"python_\w+"), "python_N"),
 )
 
 # RFC 3463 enhanced status codes, looked for in the reply text of SMTP 5xx failures.
@@ -246,16 +277,28 @@ _GENERIC = Hint(
 )
 
 
-def hint_for(code: str, message: str = "") -> Hint:
-    """Return the hint for an error code, using the message to refine SMTP rejections."""
+def hint_for(code: str, message: str = "", catalog: Mapping[str, Hint] | None = None) -> Hint:
+    """Return the hint for an error code, using the message to refine SMTP rejections.
+
+    ``catalog`` is every registered hint (the registry's, plugins' included); the built-in one when not given.
+    """
+    hints = _CATALOG if catalog is None else catalog
+    if code in hints:
+        return hints[code]
     key = _SAME_AS.get(code, code)
-    if key in _CATALOG:
-        return _CATALOG[key]
+    if key in hints:
+        return hints[key]
     if _SMTP_5XX.fullmatch(code):
         for pattern, enhanced in _ENHANCED:
-            if pattern.search(message):
-                return _CATALOG[enhanced]
+            if pattern.search(message) and enhanced in hints:
+                return hints[enhanced]
     for pattern, family in _FAMILIES:
-        if pattern.fullmatch(code):
-            return _CATALOG[family]
+        if pattern.fullmatch(code) and family in hints:
+            return hints[family]
     return _GENERIC
+
+
+@hookimpl
+def redrive_hints() -> Mapping[str, Hint]:
+    """The built-in catalog: codes and families (``http_5xx``) of the built-in action kinds."""
+    return _CATALOG

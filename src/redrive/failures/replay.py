@@ -291,17 +291,6 @@ def preview_facts(execution_id: int) -> Callable[[Connection], dict[str, Any] | 
     return job
 
 
-def target_summary(kind: str, action: Mapping[str, Any]) -> str:
-    """One line saying where a rendered action goes: ``METHOD URL``, the argv, or the recipients."""
-    if kind == "http":
-        return f"{action.get('method', '')} {action.get('url', '')}"
-    if kind == "command":
-        return " ".join(str(arg) for arg in action.get("argv", []))
-    if kind == "email":
-        return ", ".join(str(to) for to in action.get("to", []))
-    return kind
-
-
 def build_preview(
     facts: Mapping[str, Any],
     trigger: Trigger | None,
@@ -346,7 +335,7 @@ def build_preview(
         "replayable": refused is None and limited is None and trigger is not None,
         "reason": reason,
         "action": action,
-        "target": target_summary(trigger.config.action.kind, action) if trigger and action else None,
+        "target": trigger.kind.summary(action) if trigger and action else None,
         "originally_ran_at": originally.isoformat(),
         "replay_count": facts["replay_count"],
         "last_replay_at": last.isoformat() if last is not None else None,

@@ -1,9 +1,9 @@
-"""Inbound webhook signatures: the ``source.verify`` models and the pure check of one delivery.
+"""Inbound webhook signatures: the four built-in schemes (a plugin, like any other scheme) and the guarded check.
 
-``verify(config, body, headers, now)`` takes the exact raw bytes received, the request headers (lower-case
+Each scheme's ``verify(config, body, headers, now)`` takes the exact raw bytes received, the request headers (lower-case
 names) and the time, and returns nothing when a configured secret signed the delivery; otherwise it raises
 ``InvalidSignature`` with a reason that is safe to show and to log (it never holds a secret or a computed
-signature). It raises nothing else, whatever the headers hold.
+signature). ``verify_delivery`` makes sure nothing else escapes, whatever the headers hold.
 
 Schemes:
 
@@ -28,12 +28,14 @@ import hmac
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from redrive.errors import InvalidSignature
+from redrive.extensions import SignatureScheme
+from redrive.hookspecs import hookimpl
 
 DEFAULT_TOLERANCE = 300
 _MIN_SECRET = 6  # shorter values are not masked by the redactor (too likely to appear by chance): refuse them
@@ -115,41 +117,41 @@ class HmacVerify(_Timed):
         return self
 
 
-VerifyConfig = Annotated[
-    StandardWebhooksVerify | GithubVerify | StripeVerify | HmacVerify, Field(discriminator="scheme")
-]
-
-DEFAULT_KEY_HEADER = {"standard-webhooks": "header:webhook-id", "github": "header:X-GitHub-Delivery"}
-"""The idempotency key a scheme's deliveries carry, used first unless the trigger names its own sources."""
-
-
-def secret_values(config: StandardWebhooksVerify | GithubVerify | StripeVerify | HmacVerify) -> set[str]:
-    """Every text form of the configured secrets, for the redactor (with and without the ``whsec_`` prefix)."""
-    values = set(config.all_secrets)
+def secret_values(config: BaseModel, fields: tuple[str, ...]) -> set[str]:
+    """Every text form of the secrets a verify block holds in ``fields``, for the redactor (a ``whsec_`` secret
+    with and without its prefix)."""
+    values: set[str] = set()
+    for name in fields:
+        value = getattr(config, name, None)
+        if isinstance(value, str):
+            values.add(value)
+        elif isinstance(value, list | tuple):
+            values |= {item for item in value if isinstance(item, str)}
     values |= {s.removeprefix("whsec_") for s in values if s.startswith("whsec_")}
     return values
 
 
-def verify(
-    config: StandardWebhooksVerify | GithubVerify | StripeVerify | HmacVerify,
-    body: bytes,
-    headers: Mapping[str, str],
-    now: float,
+def verify_delivery(
+    scheme: SignatureScheme, config: BaseModel, body: bytes, headers: Mapping[str, str], now: float
 ) -> None:
-    """Return when a configured secret signed ``body``; raise InvalidSignature (and nothing else) otherwise."""
+    """Return when ``scheme`` accepts the delivery; raise InvalidSignature (and nothing else) otherwise."""
     try:
-        if isinstance(config, StandardWebhooksVerify):
-            _standard_webhooks(config, body, headers, now)
-        elif isinstance(config, GithubVerify):
-            _github(config, body, headers)
-        elif isinstance(config, StripeVerify):
-            _stripe(config, body, headers, now)
-        else:
-            _hmac(config, body, headers, now)
+        scheme.verify(config, body, headers, now)
     except InvalidSignature:
         raise
     except (ValueError, TypeError, binascii.Error, OverflowError) as exc:  # a header shape the parsing missed
         raise InvalidSignature("the signature headers are malformed") from exc
+
+
+@hookimpl
+def redrive_signature_schemes() -> list[SignatureScheme]:
+    """The four built-in schemes."""
+    return [
+        SignatureScheme("standard-webhooks", StandardWebhooksVerify, _standard_webhooks, "header:webhook-id"),
+        SignatureScheme("github", GithubVerify, _github, "header:X-GitHub-Delivery"),
+        SignatureScheme("stripe", StripeVerify, _stripe),
+        SignatureScheme("hmac", HmacVerify, _hmac),
+    ]
 
 
 def _required(headers: Mapping[str, str], name: str) -> str:
@@ -205,7 +207,7 @@ def _standard_webhooks(config: StandardWebhooksVerify, body: bytes, headers: Map
     _matches(expected, given)
 
 
-def _github(config: GithubVerify, body: bytes, headers: Mapping[str, str]) -> None:
+def _github(config: GithubVerify, body: bytes, headers: Mapping[str, str], now: float) -> None:
     value = _required(headers, "X-Hub-Signature-256")
     algorithm, _, signature = value.partition("=")
     if algorithm != "sha256" or not _HEX_SHA256.fullmatch(signature):

@@ -20,6 +20,7 @@ from redrive.errors import InvalidRequest
 from redrive.node.process import Role
 from redrive.observe.logs import configure_logging
 from redrive.observe.redaction import Redactor
+from redrive.plugins import Plugins
 from redrive.tokens import create_token, has_tokens
 from redrive.triggers.config import RedriveConfig, Settings
 
@@ -30,8 +31,9 @@ DESCRIPTION = {
 }
 
 
-def run_server(settings: Settings, config: RedriveConfig, role: Role = "all") -> None:
-    """Migrate, then run ``role`` (see ``redrive.node.process``) under uvicorn until stopped."""
+def run_server(settings: Settings, config: RedriveConfig, role: Role = "all", *, plugins: Plugins) -> None:
+    """Migrate, then run ``role`` (see ``redrive.node.process``) under uvicorn until stopped, with ``plugins``
+    (the set ``config`` was validated against)."""
     configure_logging(settings.log_level, Redactor(config.secrets), background=True)
     upgrade(settings.database_url, wait=settings.database_wait)
     console = Console(stderr=True, soft_wrap=True, emoji=False)
@@ -50,7 +52,7 @@ def run_server(settings: Settings, config: RedriveConfig, role: Role = "all") ->
             "written by one process; run `redrive up`, or use PostgreSQL to split API and workers.",
             highlight=False,
         )
-    app = create_app(settings, config, role=role)
+    app = create_app(settings, config, role=role, plugins=plugins)
     console.print(
         f"redrive is up at [bold]http://{settings.host}:{settings.port}[/] running {DESCRIPTION[role]} "
         f"({len(config.triggers)} trigger(s), database {settings.database_url.split('://')[0]})",

@@ -21,11 +21,12 @@ from typing import Any, TypeVar
 import stamina
 import structlog
 
-from redrive.actions import Outcome, Resources
-from redrive.actions.http import HttpSessions
+from redrive.action_errors import ActionFailed
+from redrive.actions import Outcome
 from redrive.db.database import Database
 from redrive.db.engine import storage_unavailable
 from redrive.db.writer import Job
+from redrive.extensions import ResourceContext
 from redrive.failures.classify import permanent
 from redrive.failures.fingerprint import fingerprint, normalise
 from redrive.lifecycle import Lifecycle, completed
@@ -93,14 +94,18 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._resources: Resources | None = None
+        self._resources: dict[str, Any] | None = None
+        self._opened = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
-        """Open the shared HTTP session and start the claim, lease and sweep loops."""
-        tracing = [self._tracing.aiohttp_trace_config()] if self._tracing is not None else None
-        self._resources = Resources(
-            http=HttpSessions(limit=max(100, self._settings.worker_concurrency), trace_configs=tracing)
-        )
+        """Open the resources of the action kinds in use (HTTP sessions...), start the claim and lease loops."""
+        tracing = (self._tracing.aiohttp_trace_config(),) if self._tracing is not None else ()
+        context = ResourceContext(concurrency=self._settings.worker_concurrency, trace_configs=tracing)
+        kinds = {trigger.kind.name: trigger.kind for trigger in self._triggers}
+        self._resources = {}
+        for name, kind in kinds.items():
+            if kind.resources is not None:
+                self._resources[name] = await self._opened.enter_async_context(kind.resources(context))
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="redrive-claim"),
             asyncio.create_task(self._renew_loop(), name="redrive-renew"),
@@ -128,8 +133,7 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, *(t for _, t in self._inflight.values()), return_exceptions=True)
-        if self._resources is not None:
-            await self._resources.close()
+        await self._opened.aclose()
 
     async def _claim_loop(self) -> None:
         settings = self._settings
@@ -202,9 +206,13 @@ class Worker:
                 outcome = await self._traced(trigger, claimed, attempt, context)
         except RenderError as exc:
             outcome = Outcome(permanent("template_error", str(exc)), {})
-        except Exception as exc:
-            log.exception("action_crashed", trigger=trigger.name, execution_id=claimed.id)
-            outcome = Outcome(permanent("action_error", f"{type(exc).__name__}: {exc}"), {})
+        except Exception as exc:  # a plugin's action may raise: its kind's rules (and plugins) classify it
+            expected = isinstance(exc, ActionFailed)  # raised on purpose: no traceback needed
+            log.warning("action_raised", trigger=trigger.name, execution_id=claimed.id, exc_info=not expected)
+            outcome = Outcome(trigger.classify(exc), {}, error=exc)
+        else:
+            if outcome.error is not None and trigger.overridden:  # a plugin may classify this failure differently
+                outcome = replace(outcome, failure=trigger.classify(outcome.error))
         await self._record(trigger, claimed, attempt, started, outcome)
 
     async def _record(

@@ -8,36 +8,37 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from functools import reduce
+from operator import or_
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    PlainSerializer,
-    PlainValidator,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from redrive.actions.egress import parse_allow_entry
-from redrive.durations import parse_duration
 from redrive.errors import ConfigError, Problem
-from redrive.ingest.signatures import DEFAULT_KEY_HEADER, VerifyConfig, secret_values
-from redrive.triggers.templating import Filter, Template, compile_filter, compile_template, compile_tree
+from redrive.ingest.signatures import secret_values
+from redrive.plugins import PluginSettings
+from redrive.triggers.fields import Duration, FilterExpr, StrictModel
+
+if TYPE_CHECKING:
+    from redrive.registry import Registry
 
 MIB = 1024 * 1024
 
 
-class Settings(BaseSettings):
+class Settings(PluginSettings):
     """Process settings, read once from ``REDRIVE_*`` environment variables."""
 
     model_config = SettingsConfigDict(env_prefix="REDRIVE_", extra="ignore", allow_inf_nan=False)
@@ -91,35 +92,6 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-def _compile_template(value: object) -> Template:
-    if isinstance(value, Template):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a string")
-    return compile_template(value)
-
-
-def _source_tree(value: Any) -> Any:
-    if isinstance(value, Template):
-        return value.source
-    if isinstance(value, dict):
-        return {k: _source_tree(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_source_tree(v) for v in value]
-    return value
-
-
-TemplateStr = Annotated[Template, PlainValidator(_compile_template), PlainSerializer(lambda t: t.source)]
-TemplateTree = Annotated[Any, PlainValidator(compile_tree), PlainSerializer(_source_tree)]
-FilterExpr = Annotated[
-    Filter,
-    PlainValidator(lambda v: v if isinstance(v, Filter) else compile_filter(str(v))),
-    PlainSerializer(lambda f: f.source),
-]
-
 DEFAULT_KEY_SOURCES = (
     "header:Idempotency-Key",
     "header:webhook-id",
@@ -130,23 +102,21 @@ DEFAULT_KEY_SOURCES = (
 _KEY_SOURCE = re.compile(r"^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+|body:[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*)$")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class SourceConfig(_Model):
+class SourceConfig(StrictModel):
     idempotency_key: list[str] = Field(default_factory=lambda: list(DEFAULT_KEY_SOURCES))
     on_key_conflict: Literal["reject", "accept"] = "reject"
     filter: FilterExpr | None = None
     max_body_bytes: int = Field(MIB, ge=1, le=25 * MIB)
-    verify: VerifyConfig | None = None
+    verify: Any = None
+    """One of the registry's scheme models (``config_model`` puts the union here), or None."""
 
     @model_validator(mode="before")
     @classmethod
-    def _scheme_key_first(cls, data: Any) -> Any:
+    def _scheme_key_first(cls, data: Any, info: ValidationInfo) -> Any:
         # A signed scheme names its own delivery id: unless the trigger lists its key sources, that id comes first.
+        key_headers = (info.context or {}).get("key_headers", {})
         if isinstance(data, dict) and "idempotency_key" not in data and isinstance(data.get("verify"), dict):
-            header = DEFAULT_KEY_HEADER.get(data["verify"].get("scheme"))
+            header = key_headers.get(data["verify"].get("scheme"))
             if header is not None:
                 return {**data, "idempotency_key": [header, *(s for s in DEFAULT_KEY_SOURCES if s != header)]}
         return data
@@ -160,74 +130,7 @@ class SourceConfig(_Model):
         return sources
 
 
-class HttpAction(_Model):
-    kind: Literal["http"]
-    method: TemplateStr = Field(default_factory=lambda: compile_template("POST"))
-    url: TemplateStr
-    headers: dict[str, TemplateStr] = Field(default_factory=dict)
-    json_body: TemplateTree = Field(None, alias="json")
-    body: TemplateStr | None = None
-    timeout: Duration = 30.0
-    connect_timeout: Duration = 5.0
-    allow_private: bool = False
-    allow: list[str] = Field(default_factory=list)
-
-    @field_validator("allow")
-    @classmethod
-    def _allow_entries(cls, entries: list[str]) -> list[str]:
-        for entry in entries:
-            parse_allow_entry(entry)  # raises ValueError naming the entry
-        return entries
-
-    @model_validator(mode="after")
-    def _one_body(self) -> HttpAction:
-        if self.json_body is not None and self.body is not None:
-            raise ValueError("give either 'json' or 'body', not both")
-        return self
-
-    @model_validator(mode="after")
-    def _one_authorization(self) -> HttpAction:
-        # The client refuses both on every call: say so when the file is loaded, not as each event's failure.
-        if "@" in urlsplit(self.url.source).netloc and any(h.lower() == "authorization" for h in self.headers):
-            raise ValueError("give credentials either in the url (user:password@) or an Authorization header, not both")
-        return self
-
-
-class CommandAction(_Model):
-    kind: Literal["command"]
-    argv: list[TemplateStr] = Field(min_length=1)
-    env: dict[str, TemplateStr] = Field(default_factory=dict)
-    cwd: str | None = None
-    timeout: Duration = 60.0
-
-
-class SmtpConfig(_Model):
-    host: str
-    port: int = Field(25, ge=1, le=65535)
-    starttls: bool = False
-    username: str | None = None
-    password: str | None = None
-    timeout: Duration = 30.0
-
-
-class EmailAction(_Model):
-    kind: Literal["email"]
-    smtp: SmtpConfig
-    sender: TemplateStr = Field(alias="from")
-    to: list[TemplateStr] = Field(min_length=1)
-    subject: TemplateStr
-    text: TemplateStr
-
-    @field_validator("to", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: object) -> object:
-        return [value] if isinstance(value, str) else value
-
-
-ActionConfig = Annotated[HttpAction | CommandAction | EmailAction, Field(discriminator="kind")]
-
-
-class RetryConfig(_Model):
+class RetryConfig(StrictModel):
     max_attempts: int = Field(8, ge=1, le=100)
     base: Duration = 2.0
     factor: float = Field(2.0, ge=1.0, le=10.0)
@@ -235,14 +138,14 @@ class RetryConfig(_Model):
     jitter: Literal["full", "none"] = "full"
 
 
-class LimitsConfig(_Model):
+class LimitsConfig(StrictModel):
     daily_watermark: int | None = Field(None, ge=1)
 
 
 DAY = 86400.0
 
 
-class RetentionConfig(_Model):
+class RetentionConfig(StrictModel):
     """How long finished work is kept before the leader purges it."""
 
     succeeded: Duration = Field(7 * DAY, gt=0)
@@ -250,16 +153,17 @@ class RetentionConfig(_Model):
     keys: Duration = Field(7 * DAY, gt=0)  # events (and so their idempotency keys) no execution still needs
 
 
-class TriggerConfig(_Model):
+class TriggerConfig(StrictModel):
     name: str = Field(pattern=r"^[a-z0-9_-]{1,64}$")
     source: SourceConfig = Field(default_factory=SourceConfig)
-    action: ActionConfig
+    action: Any
+    """One of the registry's action kind models (``config_model`` puts the union here)."""
     retry: RetryConfig = Field(default_factory=RetryConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
 
-class RedriveConfig(_Model):
+class RedriveConfig(StrictModel):
     triggers: list[TriggerConfig] = Field(default_factory=list)
     # Values substituted from ${VAR}: masked wherever redrive writes text down. Not part of the file's schema.
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
@@ -298,19 +202,39 @@ def _expand(node: Any, path: str, env: dict[str, str], problems: list[str], foun
     return _VAR.sub(substitute, node)
 
 
-def _is_union_tag(previous: int | str | None, part: str) -> bool:
-    # Pydantic names the chosen member of a tagged union in the location; the document has no such level.
-    return (previous == "action" and part in {"http", "command", "email"}) or (
-        previous == "verify" and part in {"standard-webhooks", "github", "stripe", "hmac"}
+def _union(models: Sequence[type[BaseModel]], tag: str) -> Any:
+    if len(models) == 1:
+        return models[0]
+    return Annotated[reduce(or_, models), Field(discriminator=tag)]
+
+
+def config_model(kinds: Sequence[type[BaseModel]], schemes: Sequence[type[BaseModel]]) -> type[RedriveConfig]:
+    """The trigger-file model for these action kind and scheme models: ``action`` and ``verify`` are their unions."""
+    if not kinds:
+        raise ValueError("no action kind is registered")
+    source: Any = SourceConfig
+    if schemes:
+        verify: Any = _union(schemes, "scheme")
+        source = create_model("SourceConfig", __base__=SourceConfig, verify=(verify | None, None))
+    trigger = create_model(
+        "TriggerConfig",
+        __base__=TriggerConfig,
+        action=(_union(kinds, "kind"), ...),
+        source=(source, Field(default_factory=source)),
     )
+    model: type[RedriveConfig] = create_model(
+        "RedriveConfig", __base__=RedriveConfig, triggers=(list[trigger], Field(default_factory=list))
+    )
+    return model
 
 
-def _location(loc: tuple[int | str, ...]) -> Iterator[str]:
+def _location(loc: tuple[int | str, ...], tags: dict[str, set[str]]) -> Iterator[str]:
     previous: int | str | None = None
     for part in loc:
         if isinstance(part, int):
             yield f"[{part}]"
-        elif not _is_union_tag(previous, part) and not part.startswith("function-"):
+        # Pydantic names the chosen member of a tagged union in the location; the document has no such level.
+        elif part not in tags.get(str(previous), ()) and not part.startswith("function-"):
             yield f".{part}"
         previous = part
 
@@ -330,8 +254,15 @@ def _duplicate_names(raw: dict[str, Any], source: str) -> list[Problem]:
     return problems
 
 
-def parse_config(text: str, *, source: str = "<config>", env: dict[str, str] | None = None) -> RedriveConfig:
-    """Parse and validate a trigger file's text; raise ConfigError listing every problem."""
+def parse_config(
+    text: str, *, source: str = "<config>", env: dict[str, str] | None = None, registry: Registry | None = None
+) -> RedriveConfig:
+    """Parse and validate a trigger file's text against ``registry``'s action kinds and signature schemes (redrive's
+    built-ins when not given); raise ConfigError listing every problem."""
+    if registry is None:
+        from redrive.plugins import builtin_registry
+
+        registry = builtin_registry()
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -348,25 +279,27 @@ def parse_config(text: str, *, source: str = "<config>", env: dict[str, str] | N
     errors = [Problem(source, p.split("\0")[0], p.split("\0")[1]) for p in problems]
     errors += _duplicate_names(expanded, source)
     try:
-        config = RedriveConfig.model_validate(expanded)
+        config = registry.config_model.model_validate(expanded, context={"key_headers": registry.key_headers})
     except ValidationError as exc:
+        tags = {"action": set(registry.kinds), "verify": set(registry.schemes)}
         for error in exc.errors(include_url=False):
-            path = "".join(_location(error["loc"])).lstrip(".")
+            path = "".join(_location(error["loc"], tags)).lstrip(".")
             errors.append(Problem(source, path, error["msg"].removeprefix("Value error, ")))
         raise ConfigError(errors) from exc
     if errors:
         raise ConfigError(errors)
     for trigger in config.triggers:
-        if trigger.source.verify is not None:
-            found |= secret_values(trigger.source.verify)
+        verify = trigger.source.verify
+        if verify is not None:
+            found |= secret_values(verify, registry.schemes[verify.scheme].secret_fields)
     config._secrets = frozenset(s for s in found if len(s) >= _MIN_SECRET_LENGTH)
     return config
 
 
-def load_config(path: Path) -> RedriveConfig:
-    """Read and validate the trigger file at ``path``."""
+def load_config(path: Path, registry: Registry | None = None) -> RedriveConfig:
+    """Read and validate the trigger file at ``path`` (see ``parse_config``)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([Problem(str(path), "", f"cannot read the file: {exc.strerror or exc}")]) from exc
-    return parse_config(text, source=str(path))
+    return parse_config(text, source=str(path), registry=registry)

@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from redrive.actions import Action, build_action
+from redrive.actions import Action
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import triggers as triggers_table
+from redrive.errors import ConfigError, Problem
+from redrive.extensions import ActionKind, SignatureScheme
+from redrive.failures.classify import Failure
 from redrive.queue.retry import RetryPolicy
+from redrive.registry import Registry
 from redrive.triggers.config import RedriveConfig, TriggerConfig
 
 
 @dataclass(frozen=True, slots=True)
 class Trigger:
-    """One declared trigger, ready to ingest and execute."""
+    """One declared trigger, ready to ingest and execute: its kind and scheme resolved once, here."""
 
     id: int
     config: TriggerConfig
     action: Action
     policy: RetryPolicy
+    kind: ActionKind
+    classify: Callable[[BaseException], Failure]
+    """Classify an exception the action raised (plugins' overrides first, the built-in rules last)."""
+    scheme: SignatureScheme | None = None
+    overridden: bool = False
+    """Whether a plugin overrides classification, so failures the action classified itself are asked again."""
 
     @property
     def name(self) -> str:
@@ -91,22 +102,33 @@ def sync_triggers(connection: Connection, config: RedriveConfig, now: datetime) 
     return {name: trigger_id for name, trigger_id in rows if config.trigger(name) is not None}
 
 
-def build_trigger_set(config: RedriveConfig, ids: dict[str, int]) -> TriggerSet:
-    """Join each declared trigger to its id, action and retry policy."""
-    return TriggerSet(
-        [
-            Trigger(
-                id=ids[t.name],
-                config=t,
-                action=build_action(t.action),
-                policy=RetryPolicy(
-                    max_attempts=t.retry.max_attempts,
-                    base=t.retry.base,
-                    factor=t.retry.factor,
-                    max_delay=t.retry.max_delay,
-                    jitter=t.retry.jitter,
-                ),
-            )
-            for t in config.triggers
-        ]
+def build_trigger(trigger_id: int, config: TriggerConfig, registry: Registry) -> Trigger:
+    """Resolve a declared trigger's action kind and signature scheme in ``registry`` and build its action."""
+    kind = registry.kinds.get(config.action.kind)
+    verify = config.source.verify
+    scheme = registry.schemes.get(verify.scheme) if verify is not None else None
+    if kind is None or (verify is not None and scheme is None):
+        missing = f"action kind {config.action.kind!r}" if kind is None else f"signature scheme {verify.scheme!r}"
+        raise ConfigError([Problem("<config>", f"trigger {config.name!r}", f"no loaded plugin provides the {missing}")])
+    retry = config.retry
+    return Trigger(
+        id=trigger_id,
+        config=config,
+        action=kind.build(config.action),
+        policy=RetryPolicy(
+            max_attempts=retry.max_attempts,
+            base=retry.base,
+            factor=retry.factor,
+            max_delay=retry.max_delay,
+            jitter=retry.jitter,
+        ),
+        kind=kind,
+        scheme=scheme,
+        classify=partial(registry.classify, kind.name),
+        overridden=registry.overrides,
     )
+
+
+def build_trigger_set(config: RedriveConfig, ids: dict[str, int], registry: Registry) -> TriggerSet:
+    """Join each declared trigger to its id, its action (built by its kind), its scheme and its retry policy."""
+    return TriggerSet([build_trigger(ids[t.name], t, registry) for t in config.triggers])

@@ -16,17 +16,17 @@ from redrive.dashboard.format import attempt_rows, execution_label, execution_ro
 REFRESH_SECONDS = 5
 OPEN, CONFIRM, FLASH, REFUSED = "execution_open", "replay_confirm", "replay_flash", "replay_refused"
 STATUSES = ("pending", "running", "succeeded", "failed_retryable", "failed", "replayed")
-KINDS = ("http", "command", "email")
 WINDOWS = {"any time": None, "15 minutes": 15, "1 hour": 60, "24 hours": 1440, "7 days": 10080}
 
 
-def filters(trigger_names: list[str]) -> tuple[ExecutionQuery, int | None]:
+def filters(trigger_names: list[str], kinds: list[str]) -> tuple[ExecutionQuery, int | None]:
     """The filter widgets (keyed, so a refresh keeps them): the query they make, and the "Created in" window in
-    minutes, which each refresh turns into a start time of its own (a start fixed here would never move)."""
+    minutes, which each refresh turns into a start time of its own (a start fixed here would never move). The
+    kinds offered are those of the declared triggers (built-in or from a plugin)."""
     c1, c2, c3, c4, c5 = st.columns(5)
     trigger = c1.selectbox("Trigger", trigger_names, index=None, placeholder="any", key="f_trigger")
     status = c2.selectbox("Status", STATUSES, index=None, placeholder="any", key="f_status")
-    kind = c3.selectbox("Kind", KINDS, index=None, placeholder="any", key="f_kind")
+    kind = c3.selectbox("Kind", kinds, index=None, placeholder="any", key="f_kind")
     code = c4.text_input("Error code", placeholder="e.g. http_503", key="f_code").strip() or None
     minutes = WINDOWS[c5.selectbox("Created in", list(WINDOWS), key="f_window")]
     return ExecutionQuery(trigger, status, kind, code), minutes
@@ -151,8 +151,9 @@ def render() -> None:
     st.title("Executions")
     with session.guarded():
         with session.client() as api:
-            names = [t["name"] for t in api.triggers()]
-        live(*filters(names))
+            declared = api.triggers()
+        names, kinds = [t["name"] for t in declared], sorted({t["kind"] for t in declared})
+        live(*filters(names, kinds))
 
 
 if __name__ == "__main__":
