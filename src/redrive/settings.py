@@ -43,6 +43,14 @@ class Settings(PluginSettings):
     poll_interval: float = Field(1.0, gt=0, description="Longest idle wait before the worker looks at the queue again.")
     sweep_interval: float = Field(10.0, gt=0, description="How often expired leases are returned to pending.")
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight executions get to finish on SIGTERM.")
+    plugin_hook_timeout: float = Field(
+        5.0, gt=0, description="Seconds each plugin's lifecycle hook call may take before it is abandoned (logged)."
+    )
+    plugin_hook_backlog: int = Field(
+        1000,
+        ge=1,
+        description="Lifecycle reports whose plugin hooks may run at once; past it new reports are dropped (counted).",
+    )
     database_wait: float = Field(
         60.0, ge=0, description="Seconds a starting node keeps trying to reach PostgreSQL before it gives up."
     )

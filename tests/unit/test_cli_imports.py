@@ -6,6 +6,7 @@ database or outbound HTTP library; each command imports those when it runs. A be
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -15,9 +16,13 @@ HEAVY = ("fastapi", "uvicorn", "starlette", "streamlit", "sqlalchemy", "alembic"
 
 
 def modules_loaded_by(code: str) -> set[str]:
-    """The top-level packages in sys.modules after running ``code`` in a fresh interpreter."""
+    """The top-level packages in sys.modules after running ``code`` in a fresh interpreter, with no installed plugin
+    let in (``redrive --help`` asks the installed plugins for their commands: what they import is theirs)."""
     script = f"{code}\nimport json, sys\nprint(json.dumps(sorted({{name.split('.')[0] for name in sys.modules}})))"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    env = {**os.environ, "REDRIVE_PLUGINS": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
     assert result.returncode == 0, result.stderr
     return set(json.loads(result.stdout.splitlines()[-1]))
 

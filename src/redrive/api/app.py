@@ -34,6 +34,7 @@ from redrive.clock import Clock, utcnow
 from redrive.dashboard.mount import mount_dashboard
 from redrive.db.database import Database
 from redrive.db.migrate import assert_at_head
+from redrive.lifecycle import Lifecycle
 from redrive.node.process import Node, Role
 from redrive.observe.redaction import Redactor
 from redrive.observe.telemetry import IngestTracing, configure_tracing
@@ -85,6 +86,12 @@ def create_app(
                 plugin_set=loaded,
                 clock=clock,
             )
+            state.lifecycle = Lifecycle(
+                loaded.manager,
+                timeout=settings.plugin_hook_timeout,
+                backlog=settings.plugin_hook_backlog,
+                metrics=state.metrics,
+            )
             state.node = Node(
                 db,
                 settings,
@@ -95,6 +102,7 @@ def create_app(
                 clock=clock,
                 metrics=state.metrics,
                 tracing=tracing,
+                lifecycle=state.lifecycle,
             )
             state.worker = state.node.worker
             await state.node.start()
@@ -112,6 +120,7 @@ def create_app(
             await watermarks.stop()
             await state.bulk_runs.aclose()  # runners mark their jobs stopped while the writer still runs
             await state.node.stop()
+            await state.lifecycle.aclose(settings.shutdown_grace)  # after the worker's last completions
             if tracing is not None:
                 tracing.shutdown()  # exports the spans still buffered
             log.info("service_stopped")

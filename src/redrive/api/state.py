@@ -11,6 +11,7 @@ from redrive.api.limiter import FailureLimiter
 from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
 from redrive.failures.bulk_runner import BulkRuns
+from redrive.lifecycle import Lifecycle
 from redrive.node.process import Node
 from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
@@ -42,6 +43,7 @@ class ServiceState:
     auth_failures: FailureLimiter = field(default_factory=FailureLimiter)
     token_touches: dict[int, datetime] = field(default_factory=dict)
     bulk_runs: BulkRuns = field(default_factory=BulkRuns)  # bulk replay runners of this process
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)  # plugins' lifecycle hooks; none by default
 
     @property
     def stream(self) -> StreamHub | None:

@@ -170,7 +170,11 @@ def send(
 
 
 def _builtin_commands() -> set[str]:
-    return {c.name or "" for c in app.registered_commands} | {g.name or "" for g in app.registered_groups}
+    def named(name: str | None, callback: object) -> str:  # typer names an unnamed command after its function
+        return name or getattr(callback, "__name__", "").replace("_", "-")
+
+    commands = {named(c.name, c.callback) for c in app.registered_commands}
+    return commands | {named(g.name, g.typer_instance) for g in app.registered_groups}
 
 
 def main() -> None:

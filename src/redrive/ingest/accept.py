@@ -17,6 +17,7 @@ from redrive.ingest.counters import increment
 from redrive.ingest.prepare import NewEvent
 from redrive.ingest.signatures import verify_delivery
 from redrive.ingest.store import Stored, store_event
+from redrive.lifecycle import EVENT_ACCEPTED, Lifecycle, accepted
 from redrive.observe.metrics import Metrics
 from redrive.observe.stream import StreamHub
 from redrive.queue.notify import Wakeup
@@ -42,6 +43,9 @@ class Ingestor(Protocol):
 
     @property
     def stream(self) -> StreamHub | None: ...
+
+    @property
+    def lifecycle(self) -> Lifecycle: ...
 
     def now(self) -> datetime: ...
 
@@ -101,6 +105,9 @@ async def accept(state: Ingestor, trigger: Trigger, event: NewEvent) -> Accepted
         log.info("idempotent_replay", **fields, idempotency_key=event.idempotency_key)
         return Accepted(200, body)
     log.info("event_received", **fields, idempotency_key=event.idempotency_key, filtered=stored.filtered)
+    if not stored.filtered and state.lifecycle.wants(EVENT_ACCEPTED):  # after the commit: the writer returned
+        key = event.idempotency_key
+        state.lifecycle.notify(accepted(trigger.name, stored.event_id, stored.execution_id, key, event.received_at))
     if stored.execution_id is not None:
         state.wakeup.work_due()
         if state.stream is not None:

@@ -13,6 +13,7 @@ import structlog
 
 from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
+from redrive.lifecycle import Lifecycle
 from redrive.node.heartbeats import NodeInfo, beat, leave, this_node
 from redrive.node.leader import Leadership
 from redrive.node.maintenance import Maintenance
@@ -48,6 +49,7 @@ class Node:
         clock: Clock = utcnow,
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -72,6 +74,7 @@ class Node:
                 metrics=metrics,
                 stream=self.stream,
                 tracing=tracing,
+                lifecycle=lifecycle,
             )
         self.leadership = Leadership(db.url, settings.sweep_interval, node_id=self.info.id)
         self.retention = RetentionChore(db, triggers, settings.retention_interval, clock)

@@ -97,6 +97,18 @@ class Metrics:
         self.expired_leases = Gauge(
             "redrive_leases_expired", "Running executions whose lease expired, waiting for the sweeper.", registry=r
         )
+        self.plugin_hook_failures = Counter(
+            "redrive_plugin_hook_failures",
+            "Lifecycle hook calls that raised or timed out, by plugin, hook and reason (error or timeout).",
+            ["plugin", "hook", "reason"],
+            registry=r,
+        )
+        self.plugin_hook_dropped_reports = Counter(
+            "redrive_plugin_hook_dropped",
+            "Lifecycle reports dropped because plugin_hook_backlog reports were already in flight.",
+            ["hook"],
+            registry=r,
+        )
         self._ingested: dict[tuple[str, str], Any] = {}
         self._attempted: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
 
@@ -124,6 +136,14 @@ class Metrics:
         executions.inc()
         attempts.inc()
         duration.observe(seconds)
+
+    def plugin_hook_failed(self, plugin: str, hook: str, reason: str) -> None:
+        """Count one lifecycle hook call that raised (``error``) or ran out of time (``timeout``)."""
+        self.plugin_hook_failures.labels(plugin, hook, reason).inc()
+
+    def plugin_hook_dropped(self, hook: str) -> None:
+        """Count one lifecycle report dropped because the backlog of reports in flight was full."""
+        self.plugin_hook_dropped_reports.labels(hook).inc()
 
     def render(self, snapshot: QueueSnapshot) -> bytes:
         """The exposition text, with the cluster gauges set from ``snapshot``."""

@@ -29,6 +29,7 @@ from redrive.db.writer import Job
 from redrive.extensions import ResourceContext
 from redrive.failures.classify import permanent
 from redrive.failures.fingerprint import fingerprint, normalise
+from redrive.lifecycle import Lifecycle, completed
 from redrive.node.periodic import Periodic
 from redrive.observe.logs import log_failure
 from redrive.observe.metrics import Metrics
@@ -79,6 +80,7 @@ class Worker:
         metrics: Metrics | None = None,
         stream: StreamHub | None = None,
         tracing: Tracing | None = None,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self._db = db
         self._triggers = triggers
@@ -90,6 +92,7 @@ class Worker:
         self._metrics = metrics
         self._stream = stream
         self._tracing = tracing
+        self._lifecycle = lifecycle if lifecycle is not None else Lifecycle()
         self._inflight: dict[int, tuple[str, asyncio.Task[None]]] = {}
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -261,6 +264,12 @@ class Worker:
             self._metrics.attempt(kind=kind, status=status, category=completion.outcome, code=code, seconds=seconds)
         if applied:
             self._publish(claimed, status, attempt, completion.error_code)
+            if self._lifecycle.active:
+                reported = replace(failure, message=message or "") if failure is not None else None
+                kind = trigger.config.action.kind
+                duration = (finished - started).total_seconds()
+                reports = completed(trigger.name, kind, claimed.id, attempt, status, reported, run_at, duration)
+                self._lifecycle.notify(reports)
         fields = {"trigger": trigger.name, "execution_id": claimed.id, "attempt": attempt}
         duration_ms = round((finished - started).total_seconds() * 1000, 2)
         if not applied:
