@@ -434,7 +434,7 @@ def test_stop_records_work_done_within_grace_and_releases_the_rest_uncharged(db_
             await asyncio.wait_for(slow.started.wait(), 10)
             h.clock.advance(5)
 
-            stopping = asyncio.create_task(h.worker.stop(grace=0.5))
+            stopping = asyncio.create_task(h.worker.stop(grace=1.0))
             await asyncio.sleep(0)  # let stop begin: it stops claiming, then waits for in-flight work
             quick.release.set()  # finishes within the grace period
             await asyncio.wait_for(stopping, 10)
