@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx2
 import pytest
 from pytest_httpserver import HTTPServer
@@ -16,6 +14,7 @@ from redrive.cli import app as cli
 from support import query, run_service, scalar, wait_until
 
 SECRET = "sk_live_5f0c1d2e3a4b"
+SINK = "trigger_id = (SELECT id FROM triggers WHERE name = 'sink')"
 
 
 def config(url: str) -> str:
@@ -93,10 +92,18 @@ def test_paused_trigger_stores_events_and_holds_them_until_resume_then_runs_them
         assert {"event": "trigger_paused", "trigger": "sink", "by": "operator", "log_level": "info"} in logs
         for n in range(6):
             assert httpx2.post(f"{service.url}/hooks/sink", json={"n": n}).status_code == 202
-        time.sleep(1.0)  # five poll intervals: a worker that ignored the pause would have run them
-        rows = query(db_url, "SELECT status, attempts FROM executions ORDER BY id")
+        # A sentinel instead of a sleep: one slot, oldest first, so a worker that ignored the pause would have run
+        # the six held executions before this later one of another trigger.
+        sentinel = httpx2.post(f"{service.url}/hooks/other", json={}).json()["execution_id"]
+        wait_until(
+            lambda: scalar(db_url, "SELECT status FROM executions WHERE id = :id", id=sentinel) == "succeeded",
+            what="the other trigger's execution to run",
+        )
+        rows = query(db_url, f"SELECT status, attempts FROM executions WHERE {SINK} ORDER BY id")
         assert [tuple(row) for row in rows] == [("pending", 0)] * 6
-        assert scalar(db_url, "SELECT count(*) FROM attempts") == 0
+        assert (
+            scalar(db_url, f"SELECT count(*) FROM attempts JOIN executions e ON e.id = execution_id WHERE {SINK}") == 0
+        )
         assert seen == []
         counters = httpx2.get(base, headers=service.auth("viewer")).json()["counters"]
         assert (counters["pending"], counters["events_today"]) == (6, 6)
@@ -107,7 +114,7 @@ def test_paused_trigger_stores_events_and_holds_them_until_resume_then_runs_them
         assert (resumed.json()["paused"], resumed.json()["paused_reason"]) == (False, None)
         assert {"event": "trigger_resumed", "trigger": "sink", "by": "operator", "log_level": "info"} in logs
         wait_until(
-            lambda: scalar(db_url, "SELECT count(*) FROM executions WHERE status = 'succeeded'") == 6,
+            lambda: scalar(db_url, f"SELECT count(*) FROM executions WHERE status = 'succeeded' AND {SINK}") == 6,
             what="the held executions to run after resume",
         )
     assert seen == [str(n) for n in range(6)]
