@@ -33,17 +33,20 @@ def warning_text(warning: str, summary: Summary) -> str:
     return warning
 
 
-# The cards: label and the summary field they show (failing now = dead letters + permanent failures). Labels stay
-# short enough to be read whole at 1400 px; the caption above says which are now and which today, and each card's
-# help is the API's definition.
-CARDS = (
+# The cards: label and the summary field they show, in two rows of three so every label reads whole at 1400 px:
+# what is failing now (failing now = dead letters + permanent failures), then what happened today. Each card's help
+# is the API's definition.
+NOW = (
     ("Failing now", "failing_now"),
     ("Dead letters", "dlq_size"),
-    ("Permanent", "permanent_failures"),
-    ("Failed attempts", "attempts_failed"),
-    ("Retries", "retries_observed"),
-    ("Duplicates", "idempotent_replays"),
+    ("Permanent failures", "permanent_failures"),
 )
+TODAY = (
+    ("Failed attempts today", "attempts_failed"),
+    ("Retries today", "retries_observed"),
+    ("Duplicates dropped today", "idempotent_replays"),
+)
+CARDS = NOW + TODAY
 
 
 def show(summary: Summary, definitions: dict[str, str], buckets: list[Any], groups: list[ErrorGroup]) -> None:
@@ -51,9 +54,9 @@ def show(summary: Summary, definitions: dict[str, str], buckets: list[Any], grou
     for warning in summary["warnings"]:
         st.warning(warning_text(warning, summary), icon="⚠️")
     figures: dict[str, Any] = dict(summary)
-    st.caption("Failing now, dead letters and permanent failures: now, whatever their age. The rest: today (UTC).")
-    for column, (label, field) in zip(st.columns(len(CARDS)), CARDS, strict=True):
-        column.metric(label, figures[field], help=definitions.get(field) or None, border=True)
+    for row in (NOW, TODAY):
+        for column, (label, field) in zip(st.columns(len(row)), row, strict=True):
+            column.metric(label, figures[field], help=definitions.get(field) or None, border=True)
     st.subheader("Executions per hour, last 24 h")
     chart = executions_chart(buckets)
     if chart is None:
