@@ -1,13 +1,15 @@
 """The example plugin ``examples/plugins/redrive-slack``, installed as a package and found through its entry point,
 driven end to end against a Slack-compatible webhook on loopback (``FakeSlack``): config check, ``plugins ls``,
-delivery, classification (rate limit retried after Retry-After, revoked webhook failed at once), the hint, and the
-dead-letter notice. Nothing here registers the plugin by hand: redrive loads it as it loads any installed plugin."""
+delivery, classification (rate limit retried after Retry-After, revoked webhook failed at once), the hint, the
+dead-letter notice, and its signature scheme verifying what Slack signs. Nothing here registers the plugin by hand:
+redrive loads it as it loads any installed plugin."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 from plugin_support import serve
 from pytest_httpserver import HTTPServer
 from redrive_slack.plugin import NOTIFY_URL
+from redrive_slack.signature import sign
 from redrive_slack.testing import FakeSlack
 from sqlalchemy import create_engine, select
 
@@ -63,7 +66,12 @@ def test_plugins_ls_shows_the_installed_plugin() -> None:
     assert result.returncode == 0, result.stderr
     [slack] = [plugin for plugin in json.loads(result.stdout) if plugin["name"] == "slack"]
     assert (slack["version"], slack["builtin"]) == ("0.1.0", False)
-    assert slack["hooks"] == ["redrive_action_kinds", "redrive_execution_dead_lettered", "redrive_hints"]
+    assert slack["hooks"] == [  # an action kind, a signature scheme and a failure hook, from an installed package
+        "redrive_action_kinds",
+        "redrive_execution_dead_lettered",
+        "redrive_hints",
+        "redrive_signature_schemes",
+    ]
 
 
 def rows(db_url: str) -> dict[int, dict[str, Any]]:
@@ -125,3 +133,34 @@ def test_delivery_classification_hint_and_dead_letter_notice(
     [notice] = alerts.received
     assert notice["text"] == f"redrive: execution {refused} of revoked failed for good"
     assert "slack_invalid_token" in notice["blocks"][1]["text"]["text"]
+
+
+def test_events_slack_signs_are_verified_by_the_installed_scheme(db_url: str) -> None:
+    secret = "8f742231b10e8888abcd99yyyzzz85a5"
+    yaml = f"""
+triggers:
+  - name: from-slack
+    source: {{verify: {{scheme: slack, secrets: ["{secret}"]}}}}
+    action: {{kind: command, argv: ["true"]}}
+"""
+    plugins = load_plugins(None)
+    config = parse_config(yaml, registry=plugins.registry)
+    assert config.triggers[0].source.idempotency_key[0] == "body:event_id"  # the scheme's key source comes first
+    assert secret in config.secrets  # masked wherever redrive writes text down
+    body = json.dumps({"type": "event_callback", "event_id": "Ev0PV52K25", "event": {"type": "app_mention"}}).encode()
+    now = str(int(time.time()))
+
+    def post(service_url: str, signature: str, timestamp: str = now) -> httpx2.Response:
+        headers = {"X-Slack-Signature": signature, "X-Slack-Request-Timestamp": timestamp}
+        return httpx2.post(f"{service_url}/hooks/from-slack", content=body, headers=headers, timeout=10)
+
+    with serve(db_url, config, plugins=plugins) as service:
+        accepted = post(service.url, sign(secret, now, body))
+        retried = post(service.url, sign(secret, now, body))  # Slack's retry of the same event
+        forged = post(service.url, sign("another-secret-entirely", now, body))
+        stale = post(service.url, sign(secret, "1000000000", body), timestamp="1000000000")
+    assert accepted.status_code == 202, accepted.text
+    assert (retried.status_code, retried.json()["duplicate"]) == (200, True)
+    for refused in (forged, stale):
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "invalid_signature"

@@ -1,5 +1,6 @@
-"""The plugin redrive loads (entry point ``slack`` in the ``redrive`` group): the ``slack`` action kind, hints for
-its error codes, and a notice posted to Slack when an execution is dead-lettered.
+"""The plugin redrive loads (entry point ``slack`` in the ``redrive`` group): the ``slack`` action kind, the
+``slack`` signature scheme (Slack's request signing, for events Slack sends), hints for its error codes, and a
+notice posted to Slack when an execution is dead-lettered.
 
 The notice goes to ``REDRIVE_SLACK_NOTIFY_URL`` (an incoming-webhook URL), read when an execution is dead-lettered;
 unset, nothing is posted. redrive runs the hook after the commit, bounded in time: a slow or failing Slack never
@@ -13,12 +14,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from redrive.extensions import ActionKind, ExecutionDeadLettered
+from redrive.extensions import ActionKind, ExecutionDeadLettered, SignatureScheme
 from redrive.failures.hints import Hint
 from redrive.hookspecs import hookimpl
 
 from redrive_slack.action import KIND, SlackAction, SlackPoster, session, summary
 from redrive_slack.answers import HINTS, classify_answer
+from redrive_slack.signature import SLACK_SCHEME
 
 NOTIFY_URL = "REDRIVE_SLACK_NOTIFY_URL"
 NOTIFY_TIMEOUT = 5.0
@@ -32,6 +34,12 @@ class NoticeRefused(Exception):
 def redrive_action_kinds() -> list[ActionKind]:
     """The ``slack`` action kind."""
     return [ActionKind(name=KIND, config=SlackAction, build=SlackPoster, summary=summary, resources=session)]
+
+
+@hookimpl
+def redrive_signature_schemes() -> list[SignatureScheme]:
+    """The ``slack`` signature scheme (``X-Slack-Signature``)."""
+    return [SLACK_SCHEME]
 
 
 @hookimpl
