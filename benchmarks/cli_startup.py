@@ -82,6 +82,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="Runs of each command (interleaved).")
     parser.add_argument("--set-url", action="store_true", help="Also export REDRIVE_URL (for older CLIs).")
+    parser.add_argument(
+        "--plugins",
+        default=None,
+        help="REDRIVE_PLUGINS for the commands: '' lets no installed plugin in (a runtime install has none); "
+        "unset, every installed one loads (the dev environment has the example Slack plugin).",
+    )
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="redrive-cli-bench-") as folder:
@@ -90,6 +96,8 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REDRIVE_") and k != "PYTHONDONTWRITEBYTECODE"}
         # No REDRIVE_URL: the commands find the server from REDRIVE_PORT, as they do after `make up`.
         env |= {"REDRIVE_PORT": str(port), "COLUMNS": "200"}
+        if args.plugins is not None:
+            env["REDRIVE_PLUGINS"] = args.plugins
         if args.set_url:
             env["REDRIVE_URL"] = f"http://127.0.0.1:{port}"
         env |= {"REDRIVE_DATABASE_URL": f"sqlite:///{directory / 'redrive.db'}", "REDRIVE_WORKER_CONCURRENCY": "0"}
