@@ -84,6 +84,13 @@ def run_service(
     loaded = load_plugins(service_settings.plugins, plugins)
     config = parse_config(config_yaml, registry=loaded.registry)
     app = create_app(service_settings, config, plugins=loaded)
+    with serve_app(app, tokens if tokens is not None else make_tokens(db_url)) as service:
+        yield service
+
+
+@contextmanager
+def serve_app(app: Any, tokens: dict[str, str]) -> Iterator[Service]:
+    """Serve a built app on a free loopback port in a background thread until the block ends."""
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
     )
@@ -94,7 +101,7 @@ def run_service(
         raise RuntimeError("the service failed to start; see the log above")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Service(f"http://127.0.0.1:{port}", server, app, tokens if tokens is not None else make_tokens(db_url))
+        yield Service(f"http://127.0.0.1:{port}", server, app, tokens)
     finally:
         server.should_exit = True
         thread.join(timeout=20)

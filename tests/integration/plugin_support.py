@@ -10,14 +10,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import uvicorn
-
 from redrive.api.app import create_app
 from redrive.extensions import AttemptRecorded, EventAccepted, ExecutionDeadLettered, ExecutionRecovered
 from redrive.hookspecs import hookimpl
 from redrive.settings import Settings
 from redrive.triggers.config import RedriveConfig, parse_config
-from support import Service, make_tokens, wait_until
+from support import Service, make_tokens, serve_app
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -139,17 +137,5 @@ def serve(
     extra = {"clock": clock} if clock is not None else {}
     parsed = parse_config(config) if isinstance(config, str) else config
     app = create_app(Settings(**options), parsed, plugins=plugins, **extra)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="redrive-test-server", daemon=True)
-    thread.start()
-    wait_until(lambda: server.started or not thread.is_alive(), timeout=20, what="the server to start")
-    if not server.started:
-        raise RuntimeError("the service failed to start; see the log above")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield Service(f"http://127.0.0.1:{port}", server, app, make_tokens(db_url))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with serve_app(app, make_tokens(db_url)) as service:
+        yield service
