@@ -45,7 +45,11 @@ def _picked_row(rows: list[dict[str, Any]]) -> None:
 
 
 def _picked_label() -> None:
-    st.session_state[OPEN] = st.session_state.get("execution_pick")
+    # When the list refreshes under an open picker, Streamlit can hand back the option's label instead of its id:
+    # only an id opens an execution; anything else leaves the open one as it is.
+    picked = st.session_state.get("execution_pick")
+    if isinstance(picked, int):
+        st.session_state[OPEN] = picked
 
 
 def table(api: DashboardClient, query: ExecutionQuery) -> None:
@@ -152,8 +156,8 @@ def live(query: ExecutionQuery, minutes: int | None) -> None:
     with session.client() as api, session.guarded():
         table(api, query)
         opened = st.session_state.get(OPEN)
-        if opened is not None:
-            detail(api, int(opened))
+        if isinstance(opened, int):
+            detail(api, opened)
 
 
 def render() -> None:
