@@ -257,21 +257,18 @@ class Worker:
             title=normalise(message or "") if failure else None,
         )
         applied = await write_until_stored(self._db, queue.complete(completion))
-        if applied and self._metrics is not None:
-            seconds = (finished - started).total_seconds()
-            kind = trigger.config.action.kind
-            code = completion.error_code
-            self._metrics.attempt(kind=kind, status=status, category=completion.outcome, code=code, seconds=seconds)
+        seconds = (finished - started).total_seconds()
         if applied:
-            self._publish(claimed, status, attempt, completion.error_code)
+            kind, code = trigger.config.action.kind, completion.error_code
+            if self._metrics is not None:
+                self._metrics.attempt(kind=kind, status=status, category=completion.outcome, code=code, seconds=seconds)
+            self._publish(claimed, status, attempt, code)
             if self._lifecycle.active:
                 reported = replace(failure, message=message or "") if failure is not None else None
-                kind = trigger.config.action.kind
-                duration = (finished - started).total_seconds()
-                reports = completed(trigger.name, kind, claimed.id, attempt, status, reported, run_at, duration)
+                reports = completed(trigger.name, kind, claimed.id, attempt, status, reported, run_at, seconds)
                 self._lifecycle.notify(reports)
         fields = {"trigger": trigger.name, "execution_id": claimed.id, "attempt": attempt}
-        duration_ms = round((finished - started).total_seconds() * 1000, 2)
+        duration_ms = round(seconds * 1000, 2)
         if not applied:
             log.warning("execution_lease_lost", **fields, status=status)
         elif failure is None:
