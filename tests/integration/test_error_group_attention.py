@@ -9,11 +9,13 @@ from typing import Any
 import httpx2
 import pytest
 from plugin_support import ManualClock, serve
-from sqlalchemy import create_engine, select
+from replay_support import rows
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from typer.testing import CliRunner
 
 from redrive.cli import app as cli
+from redrive.db.database import Database
 from redrive.db.schema import error_groups, triggers
 from redrive.failures.error_groups import Attend, attend, record_failure, set_status, silenced
 
@@ -33,41 +35,37 @@ def _trigger_id(connection: Connection) -> int:
 
 def fail(db_url: str, at: datetime, fingerprint: str = FP, times: int = 1) -> str:
     """Record failed attempts in the group the way the worker's completion does; the group's status afterwards."""
-    engine = create_engine(db_url)
-    try:
-        with engine.begin() as connection:
-            trigger_id = _trigger_id(connection)
-            for _ in range(times):
-                status = record_failure(
-                    connection,
-                    fingerprint=fingerprint,
-                    trigger_id=trigger_id,
-                    kind="command",
-                    code="exit_1",
-                    category="permanent",
-                    title="exited with <n>",
-                    execution_id=1,
-                    at=at,
-                )
-            return status
-    finally:
-        engine.dispose()
+
+    def job(connection: Connection) -> str:
+        trigger_id = _trigger_id(connection)
+        for _ in range(times):
+            status = record_failure(
+                connection,
+                fingerprint=fingerprint,
+                trigger_id=trigger_id,
+                kind="command",
+                code="exit_1",
+                category="permanent",
+                title="exited with <n>",
+                execution_id=1,
+                at=at,
+            )
+        return status
+
+    return str(run_job(db_url, job))
 
 
 def run_job(db_url: str, job: Any) -> Any:
-    engine = create_engine(db_url)
+    """Run one write job (a function of a connection) in its own transaction, as the service's writer does."""
+    db = Database(db_url)
     try:
-        with engine.begin() as connection:
-            return job(connection)
+        return db.write_sync(job)
     finally:
-        engine.dispose()
+        db.close()
 
 
 def group_row(db_url: str) -> dict[str, Any]:
-    def job(connection: Connection) -> dict[str, Any]:
-        return dict(connection.execute(select(error_groups).where(error_groups.c.fingerprint == FP)).one()._mapping)
-
-    return dict(run_job(db_url, job))
+    return dict(rows(db_url, error_groups, error_groups.c.fingerprint == FP)[0]._mapping)
 
 
 def test_a_regression_clears_the_acknowledgement_and_the_snooze_so_the_group_alerts_again(db_url: str) -> None:
