@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,10 @@ from plugin_support import serve
 from replay_support import replay
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from redrive.actions import Outcome
+from redrive.actions.http import HttpSessions
+from redrive.plugins import builtin_registry
+from redrive.triggers.config import parse_config
 from support import query, scalar, wait_until
 
 NEW = "whsec_" + base64.b64encode(b"new-outbound-secret-32-bytes-ok!").decode()
@@ -56,7 +59,7 @@ class Receiver:
                 continue
             verified.append(name)
         self.deliveries.append(Delivery(dict(request.headers), body, verified))
-        statuses = self.script.get(json.loads(body)["order"], [])
+        statuses = self.script.get(request.headers.get("X-Order", ""), [])
         return web.Response(status=statuses.pop(0) if statuses else 200)
 
 
@@ -95,6 +98,7 @@ triggers:
       url: "{url}"
       allow: [127.0.0.1]
       json: {{order: "{{{{ payload.order }}}}"}}
+      headers: {{X-Order: "{{{{ payload.order }}}}"}}
       sign: {{scheme: standard-webhooks, secrets: ["${{SIGN_NEW}}", "${{SIGN_OLD}}"]}}
     retry: {{max_attempts: 2, base: 10ms, jitter: none}}
 """
@@ -137,7 +141,7 @@ def test_signed_deliveries_verify_under_either_secret_and_keep_one_id_across_ret
         assert int(started.timestamp()) <= stamp <= int(finished.timestamp()) + 1  # the injected clock's time
     by_order: dict[str, set[str]] = {}
     for delivery in receiver.deliveries:
-        by_order.setdefault(json.loads(delivery.body)["order"], set()).add(delivery.headers["webhook-id"])
+        by_order.setdefault(delivery.headers["X-Order"], set()).add(delivery.headers["webhook-id"])
     events = dict(query(db_url, "SELECT id, event_id FROM executions WHERE replay_of IS NULL"))
     assert by_order == {  # one id per event: over the retries, and over the replay (a new execution row)
         "A-1": {f"redrive-event-{events[ids['A-1']]}"},
@@ -152,3 +156,39 @@ def test_signed_deliveries_verify_under_either_secret_and_keep_one_id_across_ret
     stored = str(query(db_url, "SELECT request, detail, excerpt FROM attempts"))
     for secret in (NEW, OLD):
         assert secret.removeprefix("whsec_") not in stored
+
+
+NOTES = """
+triggers:
+  - name: notes
+    action:
+      kind: http
+      url: URL
+      allow: [127.0.0.1]
+      body: '{"note":  "naïve café — {{ payload.n }}"}'
+      headers: {Content-Type: application/json; charset=utf-8}
+      sign: {scheme: standard-webhooks, secret: SECRET}
+"""
+
+
+def test_a_text_body_is_signed_as_the_exact_bytes_sent() -> None:
+    at = datetime.now(UTC).replace(microsecond=0) - SKEW
+
+    async def send(url: str) -> Outcome:
+        config = parse_config(NOTES.replace("URL", url).replace("SECRET", OLD), env={})
+        requester = builtin_registry().build(config.triggers[0].action)
+        rendered = requester.render({"payload": {"n": 3}, "headers": {}, "event": {"id": 41}, "trigger": {}})
+        async with HttpSessions(clock=lambda: at) as sessions:
+            return await requester.execute(rendered, {"http": sessions})
+
+    with receiving(Receiver({})) as receiver:
+        outcome = asyncio.run(send(receiver.url))
+    assert outcome.ok, outcome.failure
+    [delivery] = receiver.deliveries
+    assert delivery.body == '{"note":  "naïve café — 3"}'.encode()  # as written: two spaces, UTF-8
+    assert delivery.verified_by == ["old"]
+    assert delivery.headers["Content-Type"] == "application/json; charset=utf-8"  # the file's, not a default
+    assert (delivery.headers["webhook-id"], delivery.headers["webhook-timestamp"]) == (
+        "redrive-event-41",
+        str(int(at.timestamp())),
+    )
