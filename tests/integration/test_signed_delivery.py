@@ -133,6 +133,12 @@ def test_signed_deliveries_verify_under_either_secret_and_keep_one_id_across_ret
         detail = httpx2.get(
             f"{service.url}/api/v1/executions/{ids['A-1']}", headers=service.auth("viewer"), timeout=10
         ).json()
+        shown = httpx2.get(f"{service.url}/api/v1/triggers/orders", headers=service.auth("viewer"), timeout=10)
+    assert shown.json()["config"]["action"]["sign"] == {
+        "scheme": "standard-webhooks",
+        "secret": None,
+        "secrets": "[redacted]",
+    }
 
     assert len(receiver.deliveries) == 5  # A twice; B twice, then its replay once
     for delivery in receiver.deliveries:

@@ -295,15 +295,19 @@ def webhook_id(context: Mapping[str, Any]) -> str:
     return f"redrive-event-{context['event']['id']}"
 
 
-def _signed(sign: StandardWebhooksSign, rendered: Mapping[str, Any], at: datetime) -> tuple[dict[str, str], bytes]:
+def _signed(
+    sign: StandardWebhooksSign, rendered: Mapping[str, Any], at: datetime
+) -> tuple[dict[str, str], bytes | None]:
     # The body is encoded here, once, so the bytes signed are the bytes sent; the content type is what aiohttp
-    # would have set for the same json or text body, unless the trigger file sets its own.
+    # would have set for the same json or text body, unless the trigger file sets its own. No body: "" is signed.
+    headers: dict[str, str] = rendered["headers"]
     if "json" in rendered:
         text, content_type = _json_text(rendered["json"]), "application/json"
+    elif "body" in rendered:
+        text, content_type = rendered["body"], "text/plain; charset=utf-8"
     else:
-        text, content_type = rendered.get("body") or "", "text/plain; charset=utf-8"
-    headers: dict[str, str] = rendered["headers"]
-    if not any(name.lower() == "content-type" for name in headers) and ("json" in rendered or "body" in rendered):
+        return {**headers, **sign.headers(rendered["webhook_id"], at, "")}, None
+    if not any(name.lower() == "content-type" for name in headers):
         headers = {**headers, "Content-Type": content_type}
     return {**headers, **sign.headers(rendered["webhook_id"], at, text)}, text.encode()
 
