@@ -173,6 +173,12 @@ class RedriveClient:
         result: dict[str, Any] = self.request("POST", path)
         return result
 
+    def attend_error_group(self, fingerprint: str, action: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST /api/v1/error-groups/{fingerprint}/acknowledge, /unacknowledge, /snooze or /unsnooze (``action``)."""
+        path = f"/api/v1/error-groups/{quote(fingerprint, safe='')}/{action}"
+        result: dict[str, Any] = self.request("POST", path, json=body)
+        return result
+
     def list_triggers(self) -> list[dict[str, Any]]:
         """GET /api/v1/triggers."""
         items: list[dict[str, Any]] = self._get("/api/v1/triggers")["items"]

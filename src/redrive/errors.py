@@ -17,6 +17,7 @@ up at a raise site: a new code is a new class here, drawn below (a unit test hol
     │       ├── InvalidRole (422 invalid_role)
     │       ├── InvalidTokenName (422 invalid_name)
     │       ├── TokenExists (422 token_exists)
+    │       ├── InvalidSnooze (422 invalid_snooze)
     │       └── UnknownParameter (422 unknown_parameter)
     ├── Unauthenticated (401 unauthenticated)
     │   └── InvalidSignature (401 invalid_signature)
@@ -156,6 +157,12 @@ class TokenExists(InvalidRequest):
     """An active token already has that name."""
 
     code = "token_exists"
+
+
+class InvalidSnooze(InvalidRequest):
+    """A snooze that gives neither or both of ``until`` and ``grows_by``, or one that has already run out."""
+
+    code = "invalid_snooze"
 
 
 class Unauthenticated(RedriveError):

@@ -6,7 +6,7 @@ hook implementations, and receives the reports in its lifecycle hooks (``redrive
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +51,9 @@ class ActionKind:
     object it yields reaches the kind's actions as ``resources[name]``."""
     classify: Callable[[BaseException], Failure | None] | None = None
     """Classify an exception this kind's actions raise (None: let the other rules decide)."""
+    secrets: Callable[[Any], Iterable[str]] | None = None
+    """The secret values an ``action`` block holds (a signing secret, say): masked by redaction wherever redrive
+    writes text down, like the secrets of a ``verify`` block."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,7 +192,7 @@ def test_error_groups_show_counts_trend_and_hint(seeded: Seeded) -> None:
     assert counts == [str(g["count"]) for g in groups]
     assert [i.value.split("**")[1] for i in at.info] == [g["hint"]["title"] for g in groups]
     assert len(at.get("vega_lite_chart")) == len(groups)  # one trend per group
-    assert not [b for b in buttons(at) if b in ("Resolve", "Ignore", "Pause trigger")]
+    assert not [b for b in buttons(at) if b in ("Resolve", "Ignore", "Pause trigger", "Acknowledge", "Snooze 1 h")]
 
 
 def test_triggers_show_redacted_config_and_volume_against_watermark(seeded: Seeded) -> None:
@@ -308,6 +308,28 @@ def test_operator_pauses_a_trigger_and_resolves_an_error_group(seeded: Seeded) -
     at.button(key=f"replay_{flaky['fingerprint']}").click().run()  # the remedy: a dry run first
     dry = seeded.post("/api/v1/replays", role="operator", filter={"fingerprint": flaky["fingerprint"]}, dry_run=True)
     assert f"**{dry['matched']}** execution(s) would be replayed" in shown(at)
+
+
+def test_operator_acknowledges_and_snoozes_an_error_group_and_undoes_both(seeded: Seeded) -> None:
+    at = signed_in(seeded, "operator", page="error_groups")
+    flaky = next(g for g in seeded.api("/api/v1/error-groups")["items"] if g["trigger"] == "flaky")
+    fp, path = flaky["fingerprint"], f"/api/v1/error-groups/{flaky['fingerprint']}"
+    at.button(key=f"acknowledge_{fp}").click().run()
+    group = seeded.api(path)
+    assert (group["acknowledged_by"], group["silenced"], group["status"]) == ("operator", True, flaky["status"])
+    assert f"Acknowledged: {flaky['title']}." in shown(at)
+    assert "acknowledged by operator" in shown(at)
+    at.button(key=f"snooze_{fp}").click().run()
+    group = seeded.api(path)
+    assert group["snoozed_until"] is not None
+    assert f"snoozed until {exact(group['snoozed_until'])}" in shown(at)
+    at.button(key=f"unacknowledge_{fp}").click().run()
+    at.button(key=f"unsnooze_{fp}").click().run()
+    group = seeded.api(path)
+    assert (group["acknowledged_at"], group["snoozed_until"], group["silenced"]) == (None, None, False)
+    assert f"Ended the snooze of: {flaky['title']}." in shown(at)
+    assert "acknowledged by" not in shown(at)
+    assert f"acknowledge_{fp}" in [b.key for b in at.button]
 
 
 def test_a_viewer_is_refused_by_the_api_even_if_a_button_were_there(seeded: Seeded) -> None:

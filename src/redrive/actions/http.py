@@ -7,6 +7,13 @@ by :class:`GuardedResolver`, which sits in the session's connector and refuses a
 resolves to is not permitted, so the connection goes to the very addresses that were checked (no second lookup
 for DNS rebinding to slip through). Each policy has its own session (:class:`HttpSessions`): a pooled
 connection or cached lookup made under a permissive policy is never reused under a strict one.
+
+With ``sign: {scheme: standard-webhooks, secret: ...}`` (or ``secrets: [...]``, newest first) every request carries
+Standard Webhooks headers over the exact body bytes sent, timed by the worker's clock at the attempt. The
+``webhook-id`` is ``redrive-event-<event id>``: the same for every retry of the execution *and* for a replay of it
+(a replay is the same event delivered again, never a new message), so a receiver that records the ids it has
+processed drops a replay of something it already handled and takes one it never processed. The stored request
+shows ``webhook-id`` and the signature masked; the timestamp is the attempt's start, to the second.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import json
 import re
 import socket
 from collections.abc import Mapping
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -33,6 +41,8 @@ from redrive.clock import Clock, utcnow
 from redrive.extensions import ActionKind, ResourceContext
 from redrive.failures.classify import Failure, classify_http_status, classify_raised, permanent
 from redrive.hookspecs import hookimpl
+from redrive.observe.redaction import REDACTED
+from redrive.outbound_signing import SIGNATURE_HEADERS, StandardWebhooksSign
 from redrive.triggers.fields import Duration, StrictModel, TemplateStr, TemplateTree
 from redrive.triggers.templating import compile_template, render_tree
 
@@ -53,6 +63,7 @@ class HttpAction(StrictModel):
     connect_timeout: Duration = 5.0
     allow_private: bool = False
     allow: list[str] = Field(default_factory=list)
+    sign: StandardWebhooksSign | None = None
 
     @field_validator("allow")
     @classmethod
@@ -72,6 +83,14 @@ class HttpAction(StrictModel):
         # The client refuses both on every call: say so when the file is loaded, not as each event's failure.
         if "@" in urlsplit(self.url.source).netloc and any(h.lower() == "authorization" for h in self.headers):
             raise ValueError("give credentials either in the url (user:password@) or an Authorization header, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _signing_owns_its_headers(self) -> HttpAction:
+        if self.sign is not None:
+            clash = sorted(h for h in self.headers if h.lower() in SIGNATURE_HEADERS)
+            if clash:
+                raise ValueError(f"'sign' sets the {', '.join(clash)} header(s): remove them from 'headers'")
         return self
 
 
@@ -215,11 +234,15 @@ class HttpRequester:
             rendered["json"] = render_tree(config.json_body, context)
         elif config.body is not None:
             rendered["body"] = config.body.render(context)
+        if config.sign is not None:
+            rendered["webhook_id"] = webhook_id(context)
         return rendered
 
     def describe(self, rendered: Mapping[str, Any]) -> dict[str, Any]:
         """Method, URL, headers and body (``json`` or ``body``) of the request."""
         sent = {"method": rendered["method"], "url": rendered["url"], "headers": rendered["headers"]}
+        if "webhook_id" in rendered:  # the signature is made when sent; the trigger's redactor masks it anyway
+            sent["headers"] = {**sent["headers"], "webhook-id": rendered["webhook_id"], "webhook-signature": REDACTED}
         if "json" in rendered:
             sent["json"] = rendered["json"]
         elif "body" in rendered:
@@ -238,17 +261,22 @@ class HttpRequester:
         if forbidden is not None:
             return Outcome(permanent("target_forbidden", forbidden), {})
         sessions: HttpSessions = resources["http"]
+        body: str | bytes | None = rendered.get("body")
+        payload = rendered.get("json")
+        if self._config.sign is not None:
+            headers, body = _signed(self._config.sign, rendered, sessions.clock())
+            payload = None
         try:
             async with sessions.session(self._policy).request(
                 method,
                 url,
                 headers=headers,
-                json=rendered.get("json"),
-                data=rendered.get("body"),
+                json=payload,
+                data=body,
                 allow_redirects=False,
                 timeout=self._timeout,
             ) as response:
-                body = await _read_capped(response.content, EXCERPT_BYTES)
+                answer = await _read_capped(response.content, EXCERPT_BYTES)
         except _REQUEST_ERRORS as exc:
             return Outcome(_classify(exc), {}, error=exc)
         status = response.status
@@ -259,7 +287,29 @@ class HttpRequester:
             failure = classify_http_status(
                 status, reason=reason, retry_after=response.headers.get("Retry-After"), now=sessions.clock()
             )
-        return Outcome(failure, detail, decode(body) if body else None)
+        return Outcome(failure, detail, decode(answer) if answer else None)
+
+
+def webhook_id(context: Mapping[str, Any]) -> str:
+    """The ``webhook-id`` of a signed request: the event's, so retries and replays of it share one id."""
+    return f"redrive-event-{context['event']['id']}"
+
+
+def _signed(
+    sign: StandardWebhooksSign, rendered: Mapping[str, Any], at: datetime
+) -> tuple[dict[str, str], bytes | None]:
+    # The body is encoded here, once, so the bytes signed are the bytes sent; the content type is what aiohttp
+    # would have set for the same json or text body, unless the trigger file sets its own. No body: "" is signed.
+    headers: dict[str, str] = rendered["headers"]
+    if "json" in rendered:
+        text, content_type = _json_text(rendered["json"]), "application/json"
+    elif "body" in rendered:
+        text, content_type = rendered["body"], "text/plain; charset=utf-8"
+    else:
+        return {**headers, **sign.headers(rendered["webhook_id"], at, "")}, None
+    if not any(name.lower() == "content-type" for name in headers):
+        headers = {**headers, "Content-Type": content_type}
+    return {**headers, **sign.headers(rendered["webhook_id"], at, text)}, text.encode()
 
 
 def classify_http(exc: BaseException) -> Failure | None:
@@ -275,6 +325,10 @@ def _classify(exc: BaseException) -> Failure:
 
 def _summary(rendered: Mapping[str, Any]) -> str:
     return f"{rendered.get('method', '')} {rendered.get('url', '')}"
+
+
+def _secrets(config: HttpAction) -> set[str]:
+    return config.sign.secret_values() if config.sign is not None else set()
 
 
 def _sessions(context: ResourceContext) -> HttpSessions:
@@ -294,6 +348,7 @@ def redrive_action_kinds() -> list[ActionKind]:
             summary=_summary,
             resources=_sessions,
             classify=classify_http,
+            secrets=_secrets,
         )
     ]
 

@@ -98,6 +98,18 @@ class ErrorGroup(BaseModel):
     last_seen: str
     sample_execution_id: int | None = Field(description="The execution of the group's latest failed attempt.")
     status_changed_at: str | None = Field(description="When the group was last resolved, ignored or regressed.")
+    acknowledged_at: str | None = Field(None, description="When an operator acknowledged the group (None: not).")
+    acknowledged_by: str | None = Field(None, description="The token name that acknowledged it.")
+    acknowledge_note: str | None = Field(None, description="The note given with the acknowledgement.")
+    snoozed_until: str | None = Field(None, description="Snoozed until this time (None: not by time).")
+    snooze_until_total: int | None = Field(
+        None, description="Snoozed until `total` reaches this count (None: not by growth)."
+    )
+    silenced: bool = Field(
+        False,
+        description="Acknowledged, or snoozed and the snooze has not run out: repeated alerts stay quiet. A "
+        "regression clears both.",
+    )
     hint: Hint
 
 

@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 Role = Literal["viewer", "operator", "admin"]
+Attention = Literal["acknowledge", "unacknowledge", "snooze", "unsnooze"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 
 
@@ -87,6 +88,12 @@ class ErrorGroup(TypedDict):
     last_seen: str
     dlq: int
     sample_execution_id: int | None
+    acknowledged_at: str | None
+    acknowledged_by: str | None
+    acknowledge_note: str | None
+    snoozed_until: str | None
+    snooze_until_total: int | None
+    silenced: bool
     hint: Hint
 
 
@@ -180,6 +187,10 @@ class DashboardClient:
     def decide_group(self, fingerprint: str, decision: Literal["resolve", "ignore"]) -> ErrorGroup:
         """Resolve or ignore an error group."""
         return cast(ErrorGroup, self._api.decide_error_group(fingerprint, decision))
+
+    def attend_group(self, fingerprint: str, action: Attention, body: dict[str, Any] | None = None) -> ErrorGroup:
+        """Acknowledge, unacknowledge, snooze or unsnooze an error group."""
+        return cast(ErrorGroup, self._api.attend_error_group(fingerprint, action, body))
 
     def executions(self, query: ExecutionQuery) -> list[dict[str, Any]]:
         """``GET /api/v1/executions``: one page, newest first."""

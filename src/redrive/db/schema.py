@@ -228,6 +228,13 @@ error_groups = Table(
     Column("last_seen", _utc(), nullable=False),
     Column("sample_execution_id", Id),
     Column("status_changed_at", _utc()),
+    # An operator's attention (failures.error_groups): an acknowledgement, and a snooze until a time or until
+    # ``total`` reaches a count. Both silence the group's repeated alerts; a regression clears them.
+    Column("acknowledged_at", _utc()),
+    Column("acknowledged_by", String(64)),
+    Column("acknowledge_note", Text),
+    Column("snoozed_until", _utc()),
+    Column("snooze_until_total", BigInteger),
     Index("ix_error_groups_last_seen", "last_seen"),
 )
 

@@ -3,11 +3,16 @@
 A group is ``open`` when first seen; an operator marks it ``resolved`` or ``ignored``; a resolved group that fails
 again becomes ``regressed`` (decided in the upsert itself, so it holds however many workers record failures).
 ``record_failure`` runs inside the worker's completion transaction; the rest are read or write jobs for the API.
+
+Besides its status, a group holds an operator's attention, which silences its repeated alerts without resolving
+it (``silenced``): an acknowledgement (who, when, a note), and a snooze until a time or until ``total`` grows by N
+more failures (stored as the total at which it ends). Both are cleared when the group regresses, in the same
+upsert, so a regression alerts again whoever acknowledged the old failure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -22,8 +27,10 @@ from redrive.failures import audit
 from redrive.states import ExecutionStatus
 
 Decision = Literal["resolved", "ignored"]
+Attention = Literal["acknowledge", "unacknowledge", "snooze", "unsnooze"]
 MAX_GROUPS = 500
 FAILING = ("failed", "failed_retryable")  # failing now, as in observe.stats
+ATTENTION_COLUMNS = ("acknowledged_at", "acknowledged_by", "acknowledge_note", "snoozed_until", "snooze_until_total")
 
 # What each count of a group means (the API documents and the dashboard shows these very strings).
 COUNT_MEANS = "Failed attempts with this fingerprint that finished in the window, retries included."
@@ -82,6 +89,7 @@ def record_failure(
             ),
             "status": case((regresses, "regressed"), else_=error_groups.c.status),
             "status_changed_at": case((regresses, insert.excluded.last_seen), else_=error_groups.c.status_changed_at),
+            **{name: case((regresses, None), else_=error_groups.c[name]) for name in ATTENTION_COLUMNS},
         },
     )
     status: str = connection.execute(upsert.returning(error_groups.c.status)).scalar_one()
@@ -136,6 +144,7 @@ def _query(since: datetime) -> tuple[Select[Any], ColumnElement[int]]:
         failing.label("failing"),
         error_groups.c.sample_execution_id,
         error_groups.c.status_changed_at,
+        *(error_groups.c[name] for name in ATTENTION_COLUMNS),
     ).join(triggers, triggers.c.id == error_groups.c.trigger_id)
     return query, count
 
@@ -197,6 +206,81 @@ def set_status(fingerprint: str, status: Decision, at: datetime, *, actor: str) 
             target=f"error_group:{fingerprint}",
             result="ok" if changed else "not_found",
             detail={"previous_status": was} if changed else {},
+        )
+        return bool(changed)
+
+    return job
+
+
+def silenced(row: Mapping[str, Any], now: datetime) -> bool:
+    """Whether an operator keeps the group's repeated alerts quiet at ``now``: it is acknowledged, or snoozed and
+    the snooze has not run out (``now`` before its time, or ``total`` below its count).
+
+    ``row`` is a group as read from ``error_groups`` (a row mapping, or what ``list_groups``/``get_group`` return),
+    datetimes aware. Whether the group alerts at all (its status) is the caller's concern.
+    """
+    if row["acknowledged_at"] is not None:
+        return True
+    until, until_total = row["snoozed_until"], row["snooze_until_total"]
+    return (until is not None and now < until) or (until_total is not None and row["total"] < until_total)
+
+
+def snooze_problem(until: datetime | None, grows_by: int | None, now: datetime) -> str | None:
+    """Why a snooze cannot be taken as asked (a sentence for the caller), or None when it can."""
+    if (until is None) == (grows_by is None):
+        return "snooze until a time ('until') or until the group grows by N failures ('grows_by'): exactly one"
+    if until is not None and until <= now:
+        return f"'until' ({until.isoformat()}) has already passed; give a time in the future"
+    if grows_by is not None and grows_by < 1:
+        return "'grows_by' must be at least 1"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Attend:
+    """One change to a group's attention, by ``actor`` at ``at``; ``note`` goes with an acknowledgement, ``until``
+    or ``grows_by`` (exactly one, checked by the caller) with a snooze."""
+
+    action: Attention
+    actor: str
+    at: datetime
+    note: str | None = None
+    until: datetime | None = None
+    grows_by: int | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The columns this change sets: an acknowledgement or a snooze replaces the previous one whole."""
+        if self.action == "acknowledge":
+            return {"acknowledged_at": self.at, "acknowledged_by": self.actor, "acknowledge_note": self.note}
+        if self.action == "unacknowledge":
+            return {"acknowledged_at": None, "acknowledged_by": None, "acknowledge_note": None}
+        if self.action == "snooze":
+            ends = None if self.grows_by is None else error_groups.c.total + self.grows_by
+            return {"snoozed_until": self.until, "snooze_until_total": ends}
+        return {"snoozed_until": None, "snooze_until_total": None}
+
+    def detail(self) -> dict[str, Any]:
+        """What the audit row keeps of the request."""
+        asked = {"note": self.note, "until": self.until, "grows_by": self.grows_by}
+        return {key: value for key, value in asked.items() if value is not None}
+
+
+def attend(fingerprint: str, change: Attend) -> Callable[[Connection], bool]:
+    """A write job: apply ``change`` to the group, audited as done by its actor; False when no group has that
+    fingerprint (the refusal is audited too)."""
+
+    def job(connection: Connection) -> bool:
+        changed = connection.execute(
+            update(error_groups).where(error_groups.c.fingerprint == fingerprint).values(**change.values())
+        ).rowcount
+        audit.record(
+            connection,
+            at=change.at,
+            actor=change.actor,
+            action=f"error_group_{change.action}",
+            target=f"error_group:{fingerprint}",
+            result="ok" if changed else "not_found",
+            detail=change.detail(),
         )
         return bool(changed)
 

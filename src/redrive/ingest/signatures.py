@@ -45,14 +45,17 @@ _ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib
 _HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"
 
 
-class _Verify(BaseModel):
+class SigningSecrets(BaseModel):
+    """A block that holds ``secret`` or ``secrets`` (newest first, for rotation): inbound ``verify`` blocks and the
+    outbound ``sign`` block of the http action share it, so both refuse the same mistakes."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     secret: str | None = Field(None, description="The signing secret.")
     secrets: list[str] | None = Field(None, description="Several secrets, any of which may sign (rotation).")
 
     @model_validator(mode="after")
-    def _one_way_of_giving_secrets(self) -> _Verify:
+    def _one_way_of_giving_secrets(self) -> SigningSecrets:
         if (self.secret is None) == (self.secrets is None):
             raise ValueError("give either 'secret' or 'secrets' (a list, for rotation), not both and not neither")
         for secret in self.all_secrets:
@@ -68,7 +71,7 @@ class _Verify(BaseModel):
         return [self.secret] if self.secret is not None else list(self.secrets or [])
 
 
-class _Timed(_Verify):
+class _Timed(SigningSecrets):
     tolerance: int = Field(DEFAULT_TOLERANCE, ge=1, le=3600, description="Seconds a timestamp may be off.")
 
 
@@ -77,15 +80,20 @@ class StandardWebhooksVerify(_Timed):
 
     @model_validator(mode="after")
     def _secrets_decode(self) -> StandardWebhooksVerify:
-        for secret in self.all_secrets:
-            try:
-                Webhook(secret)
-            except (EmptyWebhookSecretError, binascii.Error, ValueError):
-                raise ValueError("a standard-webhooks secret must be 'whsec_' followed by base64") from None
+        check_standard_webhooks_secrets(self.all_secrets)
         return self
 
 
-class GithubVerify(_Verify):
+def check_standard_webhooks_secrets(secrets: list[str]) -> None:
+    """Raise ValueError unless every secret is one the ``standardwebhooks`` library accepts ('whsec_' + base64)."""
+    for secret in secrets:
+        try:
+            Webhook(secret)
+        except (EmptyWebhookSecretError, binascii.Error, ValueError):
+            raise ValueError("a standard-webhooks secret must be 'whsec_' followed by base64") from None
+
+
+class GithubVerify(SigningSecrets):
     scheme: Literal["github"]
 
 

@@ -253,6 +253,9 @@ def parse_config(
         verify = trigger.source.verify
         if verify is not None:
             found |= secret_values(verify, registry.schemes[verify.scheme].secret_fields)
+        action_secrets = registry.kinds[trigger.action.kind].secrets
+        if action_secrets is not None:
+            found |= set(action_secrets(trigger.action))
     config._secrets = frozenset(s for s in found if len(s) >= _MIN_SECRET_LENGTH)
     return config
 

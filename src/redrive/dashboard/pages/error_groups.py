@@ -1,22 +1,30 @@
 """Error groups: title, count in the window, a 24 h trend, first and last seen, the hint and its remedy buttons
-(replay the group, pause the trigger), resolve and ignore; each group opens to its executions and its dead letters
-(the Executions and Dead letters pages, narrowed by ``?fingerprint=``)."""
+(replay the group, pause the trigger), resolve and ignore, acknowledge and snooze (for an hour) and their undoing;
+each group opens to its executions and its dead letters (the Executions and Dead letters pages, narrowed by
+``?fingerprint=``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import streamlit as st
 
 from redrive.dashboard import bulk, session
-from redrive.dashboard.client import ApiError, ErrorGroup
+from redrive.dashboard.client import ApiError, Attention, DashboardClient, ErrorGroup
 from redrive.dashboard.format import exact, relative
 
 REFRESH_SECONDS = 5
 WINDOWS = ("15m", "1h", "24h", "7d")
 STATUSES = ("open", "regressed", "resolved", "ignored")
 DONE = "group_action_done"
+SNOOZE = timedelta(hours=1)
+ATTENDED: dict[Attention, str] = {  # what each attention button says it did
+    "acknowledge": "Acknowledged",
+    "unacknowledge": "Withdrew the acknowledgement of",
+    "snooze": "Snoozed for 1 h",
+    "unsnooze": "Ended the snooze of",
+}
 
 
 def _act(what: str, group: ErrorGroup) -> None:
@@ -29,6 +37,8 @@ def _act(what: str, group: ErrorGroup) -> None:
             if what == "pause":
                 api.set_paused(group["trigger"], True)
                 message = f"Paused trigger {group['trigger']}: its events are stored and wait until you resume it."
+            elif (action := next((a for a in ATTENDED if a == what), None)) is not None:
+                message = _attend(api, action, group)
             else:
                 decision: Literal["resolve", "ignore"] = "resolve" if what == "resolve" else "ignore"
                 api.decide_group(group["fingerprint"], decision)
@@ -37,6 +47,27 @@ def _act(what: str, group: ErrorGroup) -> None:
         st.session_state[DONE] = exc
         return
     st.session_state[DONE] = message
+
+
+def _attend(api: DashboardClient, action: Attention, group: ErrorGroup) -> str:
+    body = {"until": (datetime.now(UTC) + SNOOZE).isoformat()} if action == "snooze" else None
+    api.attend_group(group["fingerprint"], action, body)
+    return f"{ATTENDED[action]}: {group['title']}."
+
+
+def attention(group: ErrorGroup) -> str:
+    """What silences the group's repeated alerts, for its caption ('' when nothing does)."""
+    parts = []
+    if group["acknowledged_at"]:
+        note = f": {group['acknowledge_note']}" if group["acknowledge_note"] else ""
+        parts.append(f"acknowledged by {group['acknowledged_by']}{note}")
+    if group["snoozed_until"]:
+        parts.append(f"snoozed until {exact(group['snoozed_until'])}")
+    if group["snooze_until_total"] is not None:
+        parts.append(f"snoozed until {group['snooze_until_total']} failures in all")
+    if parts and not group["silenced"]:
+        parts.append("snooze over")
+    return "".join(f" · {part}" for part in parts)
 
 
 def buttons(group: ErrorGroup) -> None:
@@ -48,6 +79,8 @@ def buttons(group: ErrorGroup) -> None:
     actions += [
         ("resolve", "Resolve", group["status"] != "resolved"),
         ("ignore", "Ignore", group["status"] != "ignored"),
+        ("unacknowledge", "Unacknowledge", True) if group["acknowledged_at"] else ("acknowledge", "Acknowledge", True),
+        ("unsnooze", "Unsnooze", True) if _snoozed(group) else ("snooze", "Snooze 1 h", True),
     ]
     for column, (what, label, enabled) in zip(st.columns(len(actions)), actions, strict=True):
         primary = what == {"replay_group": "replay", "pause_trigger": "pause"}.get(remedy)
@@ -59,6 +92,10 @@ def buttons(group: ErrorGroup) -> None:
             on_click=_act,
             args=(what, group),
         )
+
+
+def _snoozed(group: ErrorGroup) -> bool:
+    return bool(group["snoozed_until"]) or group["snooze_until_total"] is not None
 
 
 def drill_down(group: ErrorGroup) -> None:
@@ -76,6 +113,7 @@ def card(group: ErrorGroup, trend: list[int], window: str, now: datetime) -> Non
     with st.container(border=True):
         st.markdown(
             f"**{group['title']}**  \n`{group['code']}` · {group['trigger']} · {group['kind']} · {group['status']}"
+            + attention(group)
         )
         c1, c2, c3, c4, c5 = st.columns([1, 1, 2, 2, 3])
         c1.metric(f"In {window}", group["count"])
