@@ -1,0 +1,176 @@
+"""Ordered claims against both databases: only heads of keys are leased, a retrying head holds only its key,
+``on_dead_letter`` decides whether a dead head releases the next one, and a replay goes to the end of its key.
+
+The statements are driven directly with explicit times (no worker, no sleeping); the two-process delivery test is
+tests/integration/test_ordering_processes.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from redrive.db.database import Database
+from redrive.failures.replay import ReplayRequest, replay
+from redrive.ingest.prepare import prepare
+from redrive.ingest.store import store_event
+from redrive.observe.redaction import Redactor
+from redrive.queue import statements as queue
+from redrive.triggers.config import RedriveConfig, parse_config
+from redrive.triggers.runtime import sync_triggers
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def config(policy: str = "continue") -> RedriveConfig:
+    return parse_config(
+        f"""
+triggers:
+  - name: ordered
+    action: {{kind: command, argv: ['true']}}
+    ordering: {{key: "{{{{ payload.customer.id }}}}", on_dead_letter: {policy}}}
+  - name: loose
+    action: {{kind: command, argv: ['true']}}
+"""
+    )
+
+
+class Queue:
+    """One database with both triggers, and the claim the worker would run for them."""
+
+    def __init__(self, db: Database, policy: str) -> None:
+        self.db = db
+        self.config = config(policy)
+        self.ids = db.write_sync(lambda c: sync_triggers(c, self.config, T0))
+        self.blocking = [self.ids["ordered"]] if policy == "block" else []
+
+    def accept(self, trigger: str, customer: str, at: datetime = T0) -> int:
+        body = f'{{"customer": {{"id": "{customer}"}}}}'.encode()
+        declared = self.config.trigger(trigger)
+        assert declared is not None
+        event = prepare(declared, self.ids[trigger], body=body, headers={}, received_at=at, redactor=Redactor())
+        execution_id = self.db.write_sync(store_event(event)).execution_id
+        assert execution_id is not None
+        return execution_id
+
+    def claim(self, at: datetime = T0, limit: int = 50) -> list[queue.Claimed]:
+        job = queue.claim(list(self.ids.values()), limit, 30, at, ordered=True, blocking=self.blocking)
+        return asyncio.run(self.db.write(job)).executions
+
+    def finish(self, claimed: queue.Claimed, status: str, at: datetime, run_at: datetime | None = None) -> None:
+        failed = status != "succeeded"
+        result = queue.Completion(
+            execution_id=claimed.id,
+            lease_token=claimed.lease_token,
+            status=status,
+            run_at=run_at,
+            started_at=at,
+            finished_at=at,
+            outcome="transient" if failed else "succeeded",
+            error_category="transient" if failed else None,
+            error_code="http_503" if failed else None,
+            message=None,
+            detail={},
+            excerpt=None,
+        )
+        assert asyncio.run(self.db.write(queue.complete(result))) is True
+
+
+@pytest.fixture(params=["continue", "block"])
+def q(request: pytest.FixtureRequest, db_url: str):
+    database = Database(db_url)
+    database.start()
+    yield Queue(database, request.param)
+    database.close()
+
+
+@pytest.fixture
+def cont(db_url: str):
+    database = Database(db_url)
+    database.start()
+    yield Queue(database, "continue")
+    database.close()
+
+
+@pytest.fixture
+def block(db_url: str):
+    database = Database(db_url)
+    database.start()
+    yield Queue(database, "block")
+    database.close()
+
+
+def test_only_the_head_of_each_key_is_leased_and_unordered_work_flows(q: Queue) -> None:
+    a = [q.accept("ordered", "a") for _ in range(3)]
+    b = [q.accept("ordered", "b") for _ in range(2)]
+    loose = [q.accept("loose", "a") for _ in range(3)]
+    first = q.claim()
+    assert sorted(c.id for c in first) == sorted([a[0], b[0], *loose])
+    assert q.claim() == []  # every key's head is running: nothing else of theirs is due
+    for claimed in first:
+        q.finish(claimed, "succeeded", T0)
+    assert sorted(c.id for c in q.claim()) == [a[1], b[1]]
+
+
+def test_a_head_waiting_for_its_retry_holds_only_its_key(q: Queue) -> None:
+    a = [q.accept("ordered", "a") for _ in range(2)]
+    b = [q.accept("ordered", "b") for _ in range(3)]
+    later = T0 + timedelta(seconds=60)
+    for claimed in q.claim():
+        if claimed.id == a[0]:
+            q.finish(claimed, "pending", T0, run_at=later)  # a transient failure: retried in 60 s
+        else:
+            q.finish(claimed, "succeeded", T0)
+    for expected in b[1:]:  # key b flows on while a's head waits
+        [claimed] = q.claim(T0 + timedelta(seconds=1))
+        assert claimed.id == expected
+        q.finish(claimed, "succeeded", T0 + timedelta(seconds=1))
+    assert q.claim(T0 + timedelta(seconds=2)) == []  # a[1] waits behind its head
+    [retried] = q.claim(later)
+    assert retried.id == a[0]
+    q.finish(retried, "succeeded", later)
+    assert [c.id for c in q.claim(later)] == [a[1]]
+
+
+def test_continue_releases_the_next_execution_when_the_head_is_dead_lettered(cont: Queue) -> None:
+    a = [cont.accept("ordered", "a") for _ in range(2)]
+    [head] = cont.claim()
+    cont.finish(head, "failed_retryable", T0)
+    assert [c.id for c in cont.claim()] == [a[1]]
+
+
+def test_block_holds_the_key_until_the_dead_head_is_replayed_and_the_replay_goes_last(block: Queue) -> None:
+    a = [block.accept("ordered", "a") for _ in range(3)]
+    b = block.accept("ordered", "b")
+    first = block.claim()
+    assert sorted(c.id for c in first) == [a[0], b]
+    for claimed in first:
+        block.finish(claimed, "failed" if claimed.id == a[0] else "failed_retryable", T0)
+    assert block.claim() == []  # both keys are blocked by their dead heads
+    request = ReplayRequest(a[0], "tester", T0, frozenset(block.ids.values()), force=True, may_force=True)
+    result = block.db.write_sync(replay(request))
+    assert result.outcome == "ok" and result.new_execution_id is not None
+    order = []
+    for _ in range(3):
+        [claimed] = block.claim()
+        order.append(claimed.id)
+        block.finish(claimed, "succeeded", T0)
+    assert order == [a[1], a[2], result.new_execution_id]  # the replay took its place at the end of the key
+    assert block.claim() == []  # b is still blocked: nobody replayed its head
+
+
+def test_a_replay_keeps_the_ordering_key_and_queues_behind_the_key(cont: Queue) -> None:
+    first = cont.accept("ordered", "a")
+    [head] = cont.claim()
+    cont.finish(head, "failed_retryable", T0)
+    second = cont.accept("ordered", "a")
+    [running] = cont.claim()
+    assert running.id == second
+    request = ReplayRequest(first, "tester", T0, frozenset(cont.ids.values()))
+    result = cont.db.write_sync(replay(request))
+    assert result.new_execution_id is not None
+    assert cont.claim() == []  # the replay waits for the execution accepted before it
+    cont.finish(running, "succeeded", T0)
+    assert [c.id for c in cont.claim()] == [result.new_execution_id]
