@@ -8,18 +8,21 @@ tests/integration/test_ordering_processes.py.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import Connection, Engine, create_engine, text
 
 from redrive.db.database import Database
 from redrive.failures.replay import ReplayRequest, replay
-from redrive.ingest.prepare import prepare
-from redrive.ingest.store import store_event
+from redrive.ingest.prepare import NewEvent, prepare
+from redrive.ingest.store import store_event, store_events
 from redrive.observe.redaction import Redactor
 from redrive.queue import statements as queue
 from redrive.triggers.config import RedriveConfig, parse_config
 from redrive.triggers.runtime import sync_triggers
+from support import wait_until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -174,3 +177,51 @@ def test_a_replay_keeps_the_ordering_key_and_queues_behind_the_key(cont: Queue) 
     assert cont.claim() == []  # the replay waits for the execution accepted before it
     cont.finish(running, "succeeded", T0)
     assert [c.id for c in cont.claim()] == [result.new_execution_id]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_claims_whose_snapshots_straddle_a_late_commit_never_lease_one_key_twice(db_url: str) -> None:
+    """Two ingest transactions of one key commit out of id order; claim A leases the higher id, and claim B, whose
+    snapshot sees the lower id (and A's row still pending), finds the lower id a head and locks it: SKIP LOCKED
+    lets it. The per-key advisory lock makes B wait for A's commit and then give its row back."""
+    engine = create_engine(db_url)
+    declared = config()
+    try:
+        with engine.begin() as connection:
+            ids = sync_triggers(connection, declared, T0)
+        trigger = declared.trigger("ordered")
+        assert trigger is not None
+
+        def event() -> NewEvent:
+            body = b'{"customer": {"id": "k"}}'
+            return prepare(trigger, ids["ordered"], body=body, headers={}, received_at=T0, redactor=Redactor())
+
+        def claim(connection: Connection) -> list[int]:
+            job = queue.claim(list(ids.values()), 10, 30, T0, ordered=True)
+            return [c.id for c in job(connection).executions]
+
+        with engine.connect() as late, engine.connect() as a, engine.connect() as b:
+            [lower] = store_events(late, [event()])  # uncommitted: its id is the lower one
+            with engine.begin() as early:
+                [higher] = store_events(early, [event()])
+            assert lower.execution_id is not None and higher.execution_id is not None
+            assert lower.execution_id < higher.execution_id
+            assert claim(a) == [higher.execution_id]  # A's lease and advisory lock stay uncommitted
+            late.commit()
+            with ThreadPoolExecutor(1) as pool:
+                b_claim = pool.submit(claim, b)
+                wait_until(lambda: _waiting_on_advisory_locks(engine) == 1 or b_claim.done())
+                a.commit()
+                assert b_claim.result(timeout=30) == []
+            b.commit()
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, status FROM executions ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [(lower.execution_id, "pending"), (higher.execution_id, "running")]
+    finally:
+        engine.dispose()
+
+
+def _waiting_on_advisory_locks(engine: Engine) -> int:
+    with engine.connect() as connection:
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        return int(connection.execute(text(query)).scalar_one())
