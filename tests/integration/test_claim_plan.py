@@ -88,7 +88,8 @@ def test_an_ordered_claim_finds_each_heads_earlier_rows_with_an_index_range(db_u
             assert any(node.get("Index Name") == "ix_executions_due" for node in nodes), plan
             assert not any(node["Node Type"] == "Sort" for node in nodes), plan
             same_key = [node for node in nodes if node.get("Alias", "").startswith("same_key")]
-            assert len(same_key) == 3 and all("Index Cond" in node for node in same_key), plan
+            assert len(same_key) == 3, plan
+            assert all("Index Cond" in node for node in same_key), plan
             # The earlier-row tests are ranges of the key in ix_executions_ordering; the "a row of the key is
             # running" test may instead be hashed once from the running rows (as many as leases held).
             earlier = [node for node in same_key if "id < " in node["Index Cond"]]
@@ -99,6 +100,8 @@ def test_an_ordered_claim_finds_each_heads_earlier_rows_with_an_index_range(db_u
             assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
             lookups = [line for line in plan.splitlines() if "same_key" in line]
             assert len(lookups) == 3, plan
-            assert all("INDEX ix_executions_ordering (trigger_id=? AND ordering_key=?" in line for line in lookups), plan
+            assert all("INDEX ix_executions_ordering (trigger_id=? AND ordering_key=?" in line for line in lookups), (
+                plan
+            )
     finally:
         engine.dispose()

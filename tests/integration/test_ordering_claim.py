@@ -154,7 +154,8 @@ def test_block_holds_the_key_until_the_dead_head_is_replayed_and_the_replay_goes
     assert block.claim() == []  # both keys are blocked by their dead heads
     request = ReplayRequest(a[0], "tester", T0, frozenset(block.ids.values()), force=True, may_force=True)
     result = block.db.write_sync(replay(request))
-    assert result.outcome == "ok" and result.new_execution_id is not None
+    assert result.outcome == "ok"
+    assert result.new_execution_id is not None
     order = []
     for _ in range(3):
         [claimed] = block.claim()
@@ -204,7 +205,8 @@ def test_claims_whose_snapshots_straddle_a_late_commit_never_lease_one_key_twice
             [lower] = store_events(late, [event()])  # uncommitted: its id is the lower one
             with engine.begin() as early:
                 [higher] = store_events(early, [event()])
-            assert lower.execution_id is not None and higher.execution_id is not None
+            assert lower.execution_id is not None
+            assert higher.execution_id is not None
             assert lower.execution_id < higher.execution_id
             assert claim(a) == [higher.execution_id]  # A's lease and advisory lock stay uncommitted
             late.commit()

@@ -15,8 +15,8 @@ by a conditional UPDATE in the database, so it holds across processes and nodes:
 Both updates run in a SAVEPOINT that is rolled back when either finds nothing, and the audit row is written in the
 same transaction in every case, so refused attempts are audited too. The job returns a ``ReplayResult``;
 ``raise_for`` turns a refusal into the matching ``RedriveError``. A replay keeps its execution's ordering key
-(it is not rendered again): under its new id it queues behind everything already accepted for that key. Times come from the service clock (``now`` is a
-bind parameter), so nodes are expected to keep their clocks in step.
+(it is not rendered again): under its new id it queues behind everything already accepted for that key. Times come
+from the service clock (``now`` is a bind parameter), so nodes are expected to keep their clocks in step.
 """
 
 from __future__ import annotations

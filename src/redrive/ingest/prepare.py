@@ -106,7 +106,9 @@ def ordering_key(trigger: TriggerConfig, payload: Any, headers: Mapping[str, str
     try:
         key = template.render({"payload": payload, "headers": headers, "trigger": {"name": trigger.name}}).strip()
     except RenderError as exc:
-        raise InvalidOrderingKey(f"trigger {trigger.name!r} orders deliveries by a key this event lacks: {exc}") from exc
+        raise InvalidOrderingKey(
+            f"trigger {trigger.name!r} orders deliveries by a key this event lacks: {exc}"
+        ) from exc
     if not key:
         raise InvalidOrderingKey(
             f"trigger {trigger.name!r} orders deliveries by {template.source!r}, which is empty for this event"

@@ -5,20 +5,19 @@ running row is fenced by that token, so a worker whose lease expired (and whose 
 changes nothing. On PostgreSQL the claim skips rows other workers hold (``FOR UPDATE SKIP LOCKED``); on SQLite the
 single writer serialises claims and the clause compiles to nothing.
 
-Ordered triggers (``ordering:``) add one condition, ``_ordering_head``: a row with an ordering key is due only when it
-is its key's head, no earlier row of the key pending or running (nor, under ``on_dead_letter: block``, dead), and no
-row of the key running at all. A head waiting for its retry is pending with a future ``run_at``, so it holds back its
-own key and nothing else. When no declared trigger is ordered the condition is left out entirely: the unordered claim
-is the very statement it always was. On PostgreSQL the head check reads a snapshot, and two claims whose snapshots
-straddle an ingest commit (a lower id of the key committed late) could each see a different head; so after leasing
-keyed rows a claim takes a transaction-scoped advisory lock per key (in key order: no deadlock) and, in a fresh
-snapshot, gives back any row whose key another execution is now running (``_settle_keys``). Claims of one key are
-thereby serialised from the lock to the commit, and each sees the previous one's lease.
+Ordered triggers (``ordering:``) add one condition, ``ordering.ordering_head``: a row with an ordering key is due
+only when it is its key's head, no earlier row of the key pending or running (nor, under ``on_dead_letter: block``,
+dead), and no row of the key running at all. A head waiting for its retry is pending with a future ``run_at``, so it
+holds back its own key and nothing else. When no declared trigger is ordered the condition is left out entirely: the
+unordered claim is the very statement it always was. On PostgreSQL the head check reads a snapshot, and two claims
+whose snapshots straddle an ingest commit (a lower id of the key committed late) could each see a different head; so
+after leasing keyed rows a claim takes a transaction-scoped advisory lock per key (in key order: no deadlock) and, in
+a fresh snapshot, gives back any row whose key another execution is now running (``_settle_keys``). Claims of one key
+are thereby serialised from the lock to the commit, and each sees the previous one's lease.
 """
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,15 +29,12 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Update,
-    and_,
     bindparam,
     exists,
     false,
     func,
-    or_,
     select,
     text,
-    true,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -46,6 +42,7 @@ from sqlalchemy.engine import Connection
 from redrive.db.schema import attempts, events, executions, triggers
 from redrive.db.writer import BatchJob
 from redrive.failures.error_groups import record_failure
+from redrive.queue.ordering import key_lock, ordering_head
 from redrive.states import TERMINAL, ExecutionStatus
 
 
@@ -103,39 +100,9 @@ class _ClaimStatements:
     next_due: Any  # when the next pending row of a runnable trigger falls due
 
 
-_IN_FLIGHT = (ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value)
-_DEAD_HEAD = (ExecutionStatus.FAILED_RETRYABLE.value, ExecutionStatus.FAILED.value)
-
-
-def _ordering_head(ordered: bool) -> ColumnElement[bool]:
-    """Whether an execution may run now as far as its ordering key goes (``true()``, which vanishes, when unordered).
-
-    A keyless row always may. A keyed row may when no earlier row of its key (same trigger) is pending or running,
-    nor, for triggers in ``c_blocking_ids`` (``on_dead_letter: block``), dead-lettered or failed; and no row of its
-    key is running (a lower id committed after a higher one was leased). Each test is one range of
-    ``ix_executions_ordering``.
-    """
-    if not ordered:
-        return true()
-    other = executions.alias("same_key")
-    key = and_(
-        other.c.trigger_id == executions.c.trigger_id,
-        other.c.ordering_key == executions.c.ordering_key,
-    )
-    earlier = other.c.id < executions.c.id
-    in_flight = exists().where(key, other.c.status.in_(_IN_FLIGHT), earlier)
-    running = exists().where(key, other.c.status == ExecutionStatus.RUNNING)
-    dead = exists().where(key, other.c.status.in_(_DEAD_HEAD), earlier)
-    blocking = bindparam("c_blocking_ids", type_=executions.c.trigger_id.type, expanding=True)
-    return or_(
-        executions.c.ordering_key.is_(None),
-        and_(~in_flight, ~running, or_(executions.c.trigger_id.not_in(blocking), ~dead)),
-    )
-
-
 @cache
 def _claim_statements(ordered: bool = False) -> _ClaimStatements:
-    """The claim's statements; ``ordered`` adds ``_ordering_head`` (only when some declared trigger orders)."""
+    """The claim's statements; ``ordered`` adds ``ordering.ordering_head`` (only when some declared trigger orders)."""
     # Built once with bound parameters: building these statements cost more than running them.
     now = bindparam("c_now", type_=executions.c.run_at.type)
     runnable = select(triggers.c.id).where(
@@ -148,7 +115,7 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
             executions.c.status == ExecutionStatus.PENDING,
             executions.c.run_at <= now,
             executions.c.trigger_id.in_(runnable),
-            _ordering_head(ordered),
+            ordering_head(ordered),
         )
         .order_by(executions.c.run_at)
         .limit(bindparam("c_limit", type_=Integer()))
@@ -177,7 +144,7 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
         events.c.id, events.c.payload, events.c.headers, events.c.idempotency_key, events.c.received_at
     ).where(events.c.id.in_(bindparam("c_event_ids", expanding=True)))
     next_due = select(func.min(executions.c.run_at)).where(
-        executions.c.status == ExecutionStatus.PENDING, executions.c.trigger_id.in_(runnable), _ordering_head(ordered)
+        executions.c.status == ExecutionStatus.PENDING, executions.c.trigger_id.in_(runnable), ordering_head(ordered)
     )
     return _ClaimStatements(lease=lease, events=event_rows, next_due=next_due)
 
@@ -242,12 +209,6 @@ def claim(
         return Claim(claimed, next_run_at)
 
     return job
-
-
-def key_lock(trigger_id: int, ordering_key: str) -> int:
-    """The advisory lock id of one trigger's ordering key: a signed 64-bit hash, the same in every process."""
-    digest = hashlib.blake2b(f"{trigger_id}:{ordering_key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 _LOCK_KEYS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS u(k) ORDER BY k")
