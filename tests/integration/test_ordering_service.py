@@ -4,10 +4,13 @@ failed head until the head is replayed, ``continue`` lets it go."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx2
+from typer.testing import CliRunner
 
+from redrive.cli import app as cli
 from support import Service, query, run_service, wait_until
 
 # n == 0 fails for good (exit 1); every other event succeeds.
@@ -88,3 +91,16 @@ def test_continue_lets_the_key_go_on_after_its_head_failed(db_url: str) -> None:
         ordering = view(service, head)["ordering"]
     assert ordering["on_dead_letter"] == "continue"
     assert ordering["state"] == "finished"
+
+
+def test_config_check_names_the_trigger_whose_ordering_is_wrong(tmp_path: Path) -> None:
+    bad = tmp_path / "redrive.yaml"
+    bad.write_text(CONFIG.replace('"{{ payload.customer.id }}", on_dead_letter: block', '"{{ payload.customer.id"'))
+    result = CliRunner().invoke(cli, ["config", "check", str(bad)])
+    assert result.exit_code == 2, result.output
+    assert f"{bad}: triggers[0] (strict).ordering.key" in result.stderr
+    assert "does not compile" in result.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text(CONFIG)
+    checked = CliRunner().invoke(cli, ["config", "check", str(good)])
+    assert checked.exit_code == 0, checked.output
