@@ -6,7 +6,6 @@ holds only itself: the 20 others complete while its head is still retrying, and 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from cluster_support import Cluster, free_port, write_config
+from cluster_support import Cluster, LoopbackApp, write_config
 
 from support import query, wait_until
 
@@ -29,10 +28,10 @@ FAST = {
 }
 
 
-class OrderingSink:
-    """An aiohttp endpoint recording each delivery (key, n, answered status) in arrival order. It answers 503 to the
-    first attempt of every event whose n % 7 == 3, and to every attempt for the ``stuck`` key until released; it also
-    records the most deliveries of one key it ever had in flight at once."""
+class OrderingSink(LoopbackApp):
+    """Records each delivery (key, n, answered status) in arrival order. It answers 503 to the first attempt of every
+    event whose n % 7 == 3, and to every attempt for the ``stuck`` key until released; it also records the most
+    deliveries of one key it ever had in flight at once."""
 
     def __init__(self) -> None:
         self.arrivals: list[tuple[str, int, int]] = []
@@ -40,27 +39,7 @@ class OrderingSink:
         self.released = False
         self._in_flight: dict[str, int] = defaultdict(int)
         self._seen: set[tuple[str, int]] = set()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/deliver"
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="ordering-sink", daemon=True)
-        self._runner: web.AppRunner | None = None
-
-    def __enter__(self) -> OrderingSink:
-        self._thread.start()
-        if not self._started.wait(10):
-            raise RuntimeError("the sink did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        async def shutdown() -> None:
-            if self._runner is not None:
-                await self._runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        super().__init__("/deliver", self._deliver)
 
     def succeeded(self, key: str) -> list[int]:
         return [n for k, n, status in list(self.arrivals) if k == key and status == 200]
@@ -80,17 +59,6 @@ class OrderingSink:
             return web.Response(status=status, text="busy" if failing else "ok")
         finally:
             self._in_flight[key] -= 1
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_post("/deliver", self._deliver)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        self._started.set()
-        self._loop.run_forever()
-        self._loop.close()
 
 
 def in_acceptance_order(arrivals: list[tuple[str, int, int]], key: str) -> bool:

@@ -8,6 +8,7 @@ tests/integration/test_ordering_processes.py.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -81,28 +82,26 @@ class Queue:
         assert asyncio.run(self.db.write(queue.complete(result))) is True
 
 
+def opened(db_url: str, policy: str) -> Iterator[Queue]:
+    database = Database(db_url)
+    database.start()
+    yield Queue(database, policy)
+    database.close()
+
+
 @pytest.fixture(params=["continue", "block"])
-def q(request: pytest.FixtureRequest, db_url: str):
-    database = Database(db_url)
-    database.start()
-    yield Queue(database, request.param)
-    database.close()
+def q(request: pytest.FixtureRequest, db_url: str) -> Iterator[Queue]:
+    yield from opened(db_url, request.param)
 
 
 @pytest.fixture
-def cont(db_url: str):
-    database = Database(db_url)
-    database.start()
-    yield Queue(database, "continue")
-    database.close()
+def cont(db_url: str) -> Iterator[Queue]:
+    yield from opened(db_url, "continue")
 
 
 @pytest.fixture
-def block(db_url: str):
-    database = Database(db_url)
-    database.start()
-    yield Queue(database, "block")
-    database.close()
+def block(db_url: str) -> Iterator[Queue]:
+    yield from opened(db_url, "block")
 
 
 def test_only_the_head_of_each_key_is_leased_and_unordered_work_flows(q: Queue) -> None:
