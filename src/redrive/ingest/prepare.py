@@ -1,6 +1,8 @@
-"""Prepare an event: parse, pick the idempotency key, filter; values in, a ``NewEvent`` out (no I/O).
+"""Prepare an event: parse, pick the idempotency key, filter, render the ordering key; values in, a ``NewEvent`` out
+(no I/O).
 
-Storing it is ``ingest.store``.
+The ordering key (``ordering.key`` of an ordered trigger) is rendered here, once, and stored on the execution: the
+claim never renders templates. Storing it is ``ingest.store``.
 """
 
 from __future__ import annotations
