@@ -226,3 +226,11 @@ def _waiting_on_advisory_locks(engine: Engine) -> int:
     with engine.connect() as connection:
         query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
         return int(connection.execute(text(query)).scalar_one())
+
+
+def test_keys_left_on_rows_order_nothing_once_no_trigger_orders(cont: Queue) -> None:
+    a = [cont.accept("ordered", "a") for _ in range(3)]
+    [head] = cont.claim()
+    assert head.id == a[0]
+    unordered = queue.claim(list(cont.ids.values()), 50, 30, T0)  # the worker's claim when no trigger orders
+    assert sorted(c.id for c in asyncio.run(cont.db.write(unordered)).executions) == a[1:]

@@ -182,8 +182,9 @@ def claim(
                 **keys,
             },
         ).all()
-        given_back = _settle_keys(connection, rows, token, now)
-        rows = [row for row in rows if row.id not in given_back]
+        if ordered:  # keys left on rows of a trigger that no longer orders (and none does) order nothing
+            given_back = _settle_keys(connection, rows, token, now)
+            rows = [row for row in rows if row.id not in given_back]
         claimed: list[Claimed] = []
         if rows:
             found = connection.execute(statements.events, {"c_event_ids": sorted({r.event_id for r in rows})})
