@@ -12,7 +12,10 @@ Method (everything on loopback, every server a subprocess, all of them killed on
    redrive runs with its own defaults, log level ``info`` included (one JSON line per event, to its log file).
 3. end to end: a tiny HTTP sink (raw asyncio + httptools, answers 200 and counts) and ``redrive up`` with a worker
    whose trigger POSTs each event to the sink. ``--events`` events are sent at ``--connections`` concurrency; the
-   figure is events / (first POST .. last ``finished_at`` of a succeeded execution).
+   figure is events / (first POST .. last ``finished_at`` of a succeeded execution). ``--ordering-keys N`` runs the
+   same with the trigger ordered by key (``ordering:``, events spread round-robin over N keys): what the ordered
+   claim costs end to end, against the same run without it (N below the worker concurrency also caps the parallelism,
+   by design: one execution per key at a time).
 
 Load generator: wrk (with a Lua script that numbers bodies per thread) when it is installed, else an aiohttp-based
 generator in this process (``--generator`` forces one). wrk stops with requests in flight, so the server may have
@@ -168,16 +171,18 @@ def drive(args: argparse.Namespace, url: str, pid: int, workdir: Path) -> Load:
 
 
 def start_redrive(
-    procs: Procs, name: str, sink_port: int, worker_concurrency: int, log_level: str
+    procs: Procs, name: str, sink_port: int, worker_concurrency: int, log_level: str, ordering_keys: int = 0
 ) -> tuple[str, Path, int]:
-    """Start ``redrive up`` on a fresh database; return its base URL, database path and pid."""
+    """Start ``redrive up`` on a fresh database; return its base URL, database path and pid. ``ordering_keys``: order
+    the trigger by ``messageId`` modulo that many keys (0: unordered)."""
     home = procs.workdir / name
     home.mkdir()
+    ordering = f'    ordering: {{key: "{{{{ (payload.messageId[4:] | int) % {ordering_keys} }}}}"}}\n'
     (home / "redrive.yaml").write_text(
         "triggers:\n  - name: bench\n    action:\n      kind: http\n"
         f'      url: "http://127.0.0.1:{sink_port}/sink"\n'
         "      allow: [127.0.0.1]\n"
-        '      json: {id: "{{ payload.messageId }}"}\n'
+        '      json: {id: "{{ payload.messageId }}"}\n' + (ordering if ordering_keys else "")
     )
     db, port = home / "redrive.db", free_port()
     env = {
@@ -199,7 +204,9 @@ def sql(db: Path, query: str) -> Any:
 
 def end_to_end(args: argparse.Namespace, procs: Procs, n: int) -> dict[str, Any]:
     sink_port = start_sink(procs, f"sink-{n}")
-    base, db, pid = start_redrive(procs, f"redrive-e2e-{n}", sink_port, args.concurrency, args.log_level)
+    base, db, pid = start_redrive(
+        procs, f"redrive-e2e-{n}", sink_port, args.concurrency, args.log_level, args.ordering_keys
+    )
     cpu_before = cpu_seconds(pid)
     first_post = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -288,6 +295,7 @@ def report(args: argparse.Namespace, pairs: list[Pair], e2es: list[dict[str, Any
             f"end to end #{n}: {e2e['succeeded']}/{e2e['events']} succeeded{'' if e2e['complete'] else ' (TIMED OUT)'} "
             f"in {e2e['seconds']} s = {e2e['executions_per_s']:.0f} executions/s; sink received "
             f"{e2e['sink_received']}, rejected at ingest {e2e['rejected']}, sending took {e2e['send_seconds']} s, "
+            f"ordering keys {args.ordering_keys or 'none'}, "
             f"server cpu {e2e['cpu']}"
         )
     print()
@@ -352,6 +360,7 @@ def main() -> int:
     parser.add_argument("--log-level", default="info", help="redrive's REDRIVE_LOG_LEVEL (default: its own, info)")
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--only", choices=["ingest", "e2e"], help="run one part (the other's figures are left out)")
+    parser.add_argument("--ordering-keys", type=int, default=0, help="end to end: order the trigger by N keys")
     args = parser.parse_args()
     if args.generator == "auto":
         args.generator = "wrk" if shutil.which("wrk") else "python"

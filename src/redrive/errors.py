@@ -13,6 +13,7 @@ up at a raise site: a new code is a new class here, drawn below (a unit test hol
     │   └── InvalidRequest (422 invalid_request)
     │       ├── InvalidIdempotencyKey (422 invalid_idempotency_key)
     │       ├── FilterError (422 filter_error)
+    │       ├── InvalidOrderingKey (422 invalid_ordering_key)
     │       ├── InvalidWindow (422 invalid_window)
     │       ├── InvalidRole (422 invalid_role)
     │       ├── InvalidTokenName (422 invalid_name)
@@ -133,6 +134,12 @@ class FilterError(InvalidRequest):
     """The trigger's filter could not be evaluated on this event."""
 
     code = "filter_error"
+
+
+class InvalidOrderingKey(InvalidRequest):
+    """The trigger orders its deliveries by a key this event does not render (missing, empty or too long)."""
+
+    code = "invalid_ordering_key"
 
 
 class InvalidWindow(InvalidRequest):

@@ -17,9 +17,10 @@ import sys
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx2
 from aiohttp import web
@@ -153,22 +154,24 @@ class Cluster:
             process.kill()
 
 
-class CountingTarget:
-    """An HTTP endpoint (aiohttp, in its own thread) that answers 200 and counts each ``X-Key`` header it gets."""
+class LoopbackApp:
+    """An aiohttp app answering POST ``path`` with ``handler``, served on a free loopback port from its own thread
+    (and event loop) for as long as the ``with`` block lasts."""
 
-    def __init__(self) -> None:
-        self.keys: Counter[str] = Counter()
+    def __init__(self, path: str, handler: Callable[[web.Request], Awaitable[web.Response]]) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hit"
+        self.url = f"http://127.0.0.1:{self.port}{path}"
+        self._path = path
+        self._handler = handler
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="counting-target", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=f"loopback-app{path}", daemon=True)
         self._runner: web.AppRunner | None = None
 
-    def __enter__(self) -> CountingTarget:
+    def __enter__(self) -> Self:
         self._thread.start()
         if not self._started.wait(10):
-            raise RuntimeError("the counting target did not start")
+            raise RuntimeError(f"the app at {self.url} did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -180,14 +183,10 @@ class CountingTarget:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
-    async def _hit(self, request: web.Request) -> web.Response:
-        self.keys[request.headers.get("X-Key", "")] += 1
-        return web.Response(text="ok")
-
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
-        app.router.add_post("/hit", self._hit)
+        app.router.add_post(self._path, self._handler)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -195,6 +194,18 @@ class CountingTarget:
         self._started.set()
         self._loop.run_forever()
         self._loop.close()
+
+
+class CountingTarget(LoopbackApp):
+    """An HTTP endpoint (aiohttp, in its own thread) that answers 200 and counts each ``X-Key`` header it gets."""
+
+    def __init__(self) -> None:
+        self.keys: Counter[str] = Counter()
+        super().__init__("/hit", self._hit)
+
+    async def _hit(self, request: web.Request) -> web.Response:
+        self.keys[request.headers.get("X-Key", "")] += 1
+        return web.Response(text="ok")
 
 
 class CuttableProxy:

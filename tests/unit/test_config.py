@@ -614,3 +614,30 @@ def test_a_problem_names_the_trigger_by_its_name_and_its_index() -> None:
 def test_a_trigger_without_a_name_is_named_by_its_index_alone() -> None:
     assert problems(f"triggers:\n  - action: {HTTP}\n") == [("triggers[0].name", "Field required")]
     assert [path for path, _ in problems(f"triggers:\n  - name: 5\n    action: {HTTP}\n")] == ["triggers[0].name"]
+
+
+# --- ordering --------------------------------------------------------------------------------------------------------
+
+
+def test_ordering_defaults_to_continue_and_compiles_its_key() -> None:
+    trigger = one_trigger(f"    action: {HTTP}\n    ordering: {{key: '{{{{ payload.customer.id }}}}'}}\n")
+    assert trigger.ordering.on_dead_letter == "continue"
+    assert trigger.ordering.key.render({"payload": {"customer": {"id": 7}}}) == "7"
+    assert one_trigger(f"    action: {HTTP}\n").ordering is None
+
+
+@pytest.mark.parametrize(
+    ("ordering", "path", "fragment"),
+    [
+        ("{key: '{{ payload.customer.id '}", "triggers[0] (t).ordering.key", "does not compile"),
+        ("{key: '{{ payload._secret }}'}", "triggers[0] (t).ordering.key", "private attribute"),
+        ("{key: 7}", "triggers[0] (t).ordering.key", "must be a string"),
+        ("{key: k, on_dead_letter: stop}", "triggers[0] (t).ordering.on_dead_letter", "'continue' or 'block'"),
+        ("{on_dead_letter: block}", "triggers[0] (t).ordering.key", "Field required"),
+        ("{key: k, per: customer}", "triggers[0] (t).ordering.per", "Extra inputs"),
+    ],
+)
+def test_ordering_problems_name_the_trigger_and_the_field(ordering: str, path: str, fragment: str) -> None:
+    [(where, message)] = problems(f"triggers:\n  - name: t\n    action: {HTTP}\n    ordering: {ordering}\n")
+    assert where == path
+    assert fragment in message

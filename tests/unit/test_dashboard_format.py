@@ -15,6 +15,7 @@ from redrive.dashboard.format import (
     exact,
     history_columns,
     node_rows,
+    ordering_line,
     relative,
     replay_outcome,
     when,
@@ -140,3 +141,16 @@ def test_the_executions_chart_spans_the_active_buckets_with_whole_labels() -> No
     assert executions_chart([bucket(h) for h in range(24)]) is None
     two_days = [bucket(23, failed=1), {**bucket(0, failed=1), "start": "2026-12-03T00:00:00+00:00"}]
     assert {v["bucket"] for v in executions_chart(two_days)["data"]["values"]} == {"02 Dec 23:00", "03 Dec 00:00"}  # type: ignore[index]
+
+
+def test_the_ordering_line_says_the_key_the_policy_and_what_the_execution_waits_on() -> None:
+    blocked = {"key": "c-7", "on_dead_letter": "block", "state": "blocked", "waiting_on": 41, "blocked": True}
+    line = ordering_line(blocked)
+    assert "`c-7`" in line
+    assert "blocks the key until it is replayed" in line
+    assert "blocked by dead-lettered execution #41" in line
+    waiting = {"key": "c-7", "on_dead_letter": "continue", "state": "waiting", "waiting_on": 40, "blocked": False}
+    assert "releases the next" in ordering_line(waiting)
+    assert "waiting on execution #40" in ordering_line(waiting)
+    gone = {"key": "c-7", "on_dead_letter": None, "state": "head", "waiting_on": None, "blocked": False}
+    assert "no longer orders" in ordering_line(gone)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from redrive.errors import InvalidJson, InvalidRequest
+from redrive.errors import InvalidJson, InvalidOrderingKey, InvalidRequest
 from redrive.ingest.prepare import MAX_KEY_LENGTH, extract_key, parse_payload, prepare
 from redrive.observe.redaction import REDACTED, Redactor
 from redrive.triggers.config import DEFAULT_KEY_SOURCES, TriggerConfig, parse_config
@@ -285,3 +285,50 @@ def test_the_key_conflict_policy_is_carried(policy: str, accept: bool) -> None:
 )
 def test_the_action_kind_is_carried(action: str, kind: str) -> None:
     assert run_prepare(trigger(action=action), {}).action_kind == kind
+
+
+# --- ordering keys ---------------------------------------------------------------------------------------------------
+
+
+def ordered(key: str = "{{ payload.customer.id }}", source: str = "{}") -> TriggerConfig:
+    text = (
+        f"triggers:\n  - name: orders\n    source: {source}\n    action: {{kind: http, url: 'http://127.0.0.1:9/x'}}\n"
+        f"    ordering: {{key: '{key}'}}\n"
+    )
+    return parse_config(text, env={}).triggers[0]
+
+
+def prepared(config: TriggerConfig, payload: Any, headers: dict[str, str] | None = None) -> Any:
+    return prepare(
+        config, 1, body=orjson.dumps(payload), headers=headers or {}, received_at=RECEIVED, redactor=Redactor()
+    )
+
+
+def test_the_ordering_key_is_rendered_once_from_payload_and_headers() -> None:
+    assert prepared(ordered(), {"customer": {"id": 42}}).ordering_key == "42"
+    by_header = ordered('{{ headers["x-tenant"] }}-{{ trigger.name }}')
+    assert prepared(by_header, {}, {"x-tenant": "acme"}).ordering_key == "acme-orders"
+    assert prepared(trigger(), {"customer": {"id": 42}}).ordering_key is None  # an unordered trigger
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        ({}, "lacks"),
+        ({"customer": {"id": ""}}, "empty"),
+        ({"customer": {"id": "x" * (MAX_KEY_LENGTH + 1)}}, "at most"),
+    ],
+)
+def test_an_event_without_a_usable_ordering_key_is_refused_naming_the_trigger(payload: Any, fragment: str) -> None:
+    with pytest.raises(InvalidOrderingKey) as caught:
+        prepared(ordered(), payload)
+    assert caught.value.code == "invalid_ordering_key"
+    assert caught.value.status == 422
+    assert "'orders'" in caught.value.message
+    assert fragment in caught.value.message
+
+
+def test_a_filtered_event_needs_no_ordering_key() -> None:
+    filtered = prepared(ordered(source="{filter: 'payload.keep'}"), {"keep": False})
+    assert filtered.filtered
+    assert filtered.ordering_key is None

@@ -43,8 +43,9 @@ async def executions_list(
 
 @router.get("/{execution_id}", responses={404: {"description": "not_found"}})
 async def execution_show(execution_id: RowId, state: StateDep, caller: ViewerDep) -> dict[str, Any]:
-    """One execution with every attempt (what it sent, redacted, as stored then) and its event (secrets masked)."""
-    found = await state.db.read(get_execution(execution_id))
+    """One execution with every attempt (what it sent, redacted, as stored then), its event (secrets masked) and,
+    when its trigger orders deliveries, its ordering key, policy and what it waits on."""
+    found = await state.db.read(get_execution(execution_id, state.triggers.ordering_policies))
     if found is None:
         raise NotFound(f"no execution has id {execution_id}")
     found["error"] = error_context(found)

@@ -205,3 +205,21 @@ def replay_outcome(execution_id: int, answer: dict[str, Any] | None, refusal: tu
         return f"#{execution_id} → new execution #{answer['new_execution_id']}"
     code, message = refusal or ("error", "no answer")
     return f"#{execution_id} not replayed ({code}): {message}"
+
+
+def ordering_line(ordering: dict[str, Any]) -> str:
+    """Where an ordered execution stands in its key, in one sentence (the execution view's ``ordering`` block)."""
+    policy = ordering["on_dead_letter"]
+    rule = {
+        "continue": "a dead-lettered head releases the next",
+        "block": "a dead-lettered head blocks the key until it is replayed",
+    }.get(policy, "the trigger no longer orders its deliveries")
+    state = ordering["state"]
+    where = {
+        "head": "next in its key",
+        "running": "running (the key's head)",
+        "finished": "finished",
+        "waiting": f"waiting on execution #{ordering['waiting_on']}",
+        "blocked": f"blocked by dead-lettered execution #{ordering['waiting_on']}",
+    }.get(state, state)
+    return f"Ordered by key `{ordering['key']}` ({policy or 'unordered now'}: {rule}) · {where}"

@@ -145,6 +145,8 @@ executions = Table(
     Column("last_replay_at", _utc()),
     Column("fingerprint", String(16)),
     Column("bulk_replay_id", Id, ForeignKey("bulk_replays.id")),
+    # Rendered once from the trigger's ``ordering.key`` when the row is made (ingest, replay); NULL when unordered.
+    Column("ordering_key", String(255)),
     Index("ix_executions_event", "event_id"),
     # The queue: due pending rows in run_at order, read by every claim. Not a partial index: a claim binds its
     # status as a parameter, and a planner cannot match a bound parameter to a partial index's predicate (SQLite
@@ -159,6 +161,17 @@ executions = Table(
     Index("ix_executions_bulk_replay", "bulk_replay_id", "status"),
     Index("ix_executions_trigger_created", "trigger_id", "created_at"),
     Index("ix_executions_replay_of", "replay_of"),  # retention: a replayed row goes only after its replay
+    # Ordered claims: a key's rows in a status before a given id, one index range. Partial: unordered rows (NULL
+    # key, the common case) cost ingest nothing; ``ordering_key = <value>`` implies the predicate on both databases.
+    Index(
+        "ix_executions_ordering",
+        "trigger_id",
+        "ordering_key",
+        "status",
+        "id",
+        sqlite_where=text("ordering_key IS NOT NULL"),
+        postgresql_where=text("ordering_key IS NOT NULL"),
+    ),
 )
 
 attempts = Table(

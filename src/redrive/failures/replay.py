@@ -14,8 +14,9 @@ by a conditional UPDATE in the database, so it holds across processes and nodes:
 
 Both updates run in a SAVEPOINT that is rolled back when either finds nothing, and the audit row is written in the
 same transaction in every case, so refused attempts are audited too. The job returns a ``ReplayResult``;
-``raise_for`` turns a refusal into the matching ``RedriveError``. Times come from the service clock (``now`` is a
-bind parameter), so nodes are expected to keep their clocks in step.
+``raise_for`` turns a refusal into the matching ``RedriveError``. A replay keeps its execution's ordering key
+(it is not rendered again): under its new id it queues behind everything already accepted for that key. Times come
+from the service clock (``now`` is a bind parameter), so nodes are expected to keep their clocks in step.
 """
 
 from __future__ import annotations
@@ -145,7 +146,13 @@ def replay_in(connection: Connection, request: ReplayRequest) -> ReplayResult:
 
 def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
     row = connection.execute(
-        select(executions.c.status, executions.c.event_id, executions.c.trigger_id, triggers.c.action_kind)
+        select(
+            executions.c.status,
+            executions.c.event_id,
+            executions.c.trigger_id,
+            executions.c.ordering_key,
+            triggers.c.action_kind,
+        )
         .join(triggers, triggers.c.id == executions.c.trigger_id)
         .where(executions.c.id == r.execution_id)
     ).one_or_none()
@@ -196,6 +203,8 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
             updated_at=r.now,
             replay_of=r.execution_id,
             bulk_replay_id=r.bulk_replay_id,
+            # The same key, under a new (larger) id: an ordered replay takes its place at the end of its key.
+            ordering_key=row.ordering_key,
         )
         .returning(executions.c.id)
     ).scalar_one()

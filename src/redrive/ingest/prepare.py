@@ -1,6 +1,8 @@
-"""Prepare an event: parse, pick the idempotency key, filter; values in, a ``NewEvent`` out (no I/O).
+"""Prepare an event: parse, pick the idempotency key, filter, render the ordering key; values in, a ``NewEvent`` out
+(no I/O).
 
-Storing it is ``ingest.store``.
+The ordering key (``ordering.key`` of an ordered trigger) is rendered here, once, and stored on the execution: the
+claim never renders templates. Storing it is ``ingest.store``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from redrive.errors import FilterError, InvalidIdempotencyKey, InvalidJson
+from redrive.errors import FilterError, InvalidIdempotencyKey, InvalidJson, InvalidOrderingKey
 from redrive.observe.redaction import Redactor
 from redrive.triggers.config import TriggerConfig
 from redrive.triggers.templating import RenderError
@@ -35,6 +37,7 @@ class NewEvent:
     filtered: bool
     received_at: datetime
     accept_key_conflicts: bool
+    ordering_key: str | None = None
 
 
 def parse_payload(body: bytes) -> Any:
@@ -93,6 +96,33 @@ def extract_key(sources: list[str], headers: Mapping[str, str], payload: Any) ->
     return None
 
 
+def ordering_key(trigger: TriggerConfig, payload: Any, headers: Mapping[str, str]) -> str | None:
+    """The event's ordering key when ``trigger`` orders its deliveries, else None.
+
+    An event whose key does not render, renders empty or is longer than a column holds is refused (422
+    ``invalid_ordering_key``) rather than delivered out of order: the sender learns at once, nothing is stored.
+    """
+    if trigger.ordering is None:
+        return None
+    template = trigger.ordering.key
+    try:
+        key = template.render({"payload": payload, "headers": headers, "trigger": {"name": trigger.name}}).strip()
+    except RenderError as exc:
+        raise InvalidOrderingKey(
+            f"trigger {trigger.name!r} orders deliveries by a key this event lacks: {exc}"
+        ) from exc
+    if not key:
+        raise InvalidOrderingKey(
+            f"trigger {trigger.name!r} orders deliveries by {template.source!r}, which is empty for this event"
+        )
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidOrderingKey(
+            f"trigger {trigger.name!r}: the ordering key is {len(key)} characters long; at most {MAX_KEY_LENGTH} are "
+            "allowed"
+        )
+    return key
+
+
 def prepare(
     trigger: TriggerConfig,
     trigger_id: int,
@@ -129,4 +159,5 @@ def prepare(
         filtered=filtered,
         received_at=received_at,
         accept_key_conflicts=trigger.source.on_key_conflict == "accept",
+        ordering_key=None if filtered else ordering_key(trigger, payload, headers),  # a filtered event never runs
     )

@@ -11,6 +11,7 @@ from sqlalchemy import Row, Select, select
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
+from redrive.queue.ordering import Policy, describe, key_head
 
 MAX_PAGE = 500
 
@@ -46,6 +47,7 @@ _COLUMNS = (
     executions.c.finished_at,
     executions.c.replay_of,
     executions.c.fingerprint,
+    executions.c.ordering_key,
 )
 
 
@@ -84,18 +86,27 @@ def list_executions(f: ExecutionFilter) -> Callable[[Connection], list[dict[str,
     return job
 
 
-def get_execution(execution_id: int) -> Callable[[Connection], dict[str, Any] | None]:
-    """A read job: one execution with its attempts (oldest first) and its event, or None."""
+def get_execution(
+    execution_id: int, policies: dict[str, Policy] | None = None
+) -> Callable[[Connection], dict[str, Any] | None]:
+    """A read job: one execution with its attempts (oldest first), its event and, when it has an ordering key, where
+    it stands in its key (``policies``: each ordered trigger's ``on_dead_letter``, by name), or None."""
 
     def job(connection: Connection) -> dict[str, Any] | None:
         row = connection.execute(
-            select(*_COLUMNS)
+            select(*_COLUMNS, executions.c.trigger_id)
             .join(triggers, triggers.c.id == executions.c.trigger_id)
             .where(executions.c.id == execution_id)
         ).one_or_none()
         if row is None:
             return None
         result = _row(row)
+        del result["trigger_id"]
+        result["ordering"] = None
+        if row.ordering_key is not None:
+            policy = (policies or {}).get(row.trigger)
+            head = key_head(connection, execution_id, row.trigger_id, row.ordering_key, policy)
+            result["ordering"] = describe(row.status, row.ordering_key, policy, head)
         result["attempts"] = [
             _row(a)
             for a in connection.execute(

@@ -4,6 +4,16 @@ The executions table is the queue. A claim leases a batch of due rows under a fr
 running row is fenced by that token, so a worker whose lease expired (and whose row was swept and claimed again)
 changes nothing. On PostgreSQL the claim skips rows other workers hold (``FOR UPDATE SKIP LOCKED``); on SQLite the
 single writer serialises claims and the clause compiles to nothing.
+
+Ordered triggers (``ordering:``) add one condition, ``ordering.ordering_head``: a row with an ordering key is due
+only when it is its key's head, no earlier row of the key pending or running (nor, under ``on_dead_letter: block``,
+dead), and no row of the key running at all. A head waiting for its retry is pending with a future ``run_at``, so it
+holds back its own key and nothing else. When no declared trigger is ordered the condition is left out entirely: the
+unordered claim is the very statement it always was. On PostgreSQL the head check reads a snapshot, and two claims
+whose snapshots straddle an ingest commit (a lower id of the key committed late) could each see a different head; so
+after leasing keyed rows a claim takes a transaction-scoped advisory lock per key (in key order: no deadlock) and, in
+a fresh snapshot, gives back any row whose key another execution is now running (``_settle_keys``). Claims of one key
+are thereby serialised from the lock to the commit, and each sees the previous one's lease.
 """
 
 from __future__ import annotations
@@ -15,12 +25,24 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Update, bindparam, false, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Update,
+    bindparam,
+    exists,
+    false,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
 from redrive.db.writer import BatchJob
 from redrive.failures.error_groups import record_failure
+from redrive.queue.ordering import key_lock, ordering_head
 from redrive.states import TERMINAL, ExecutionStatus
 
 
@@ -79,7 +101,8 @@ class _ClaimStatements:
 
 
 @cache
-def _claim_statements() -> _ClaimStatements:
+def _claim_statements(ordered: bool = False) -> _ClaimStatements:
+    """The claim's statements; ``ordered`` adds ``ordering.ordering_head`` (only when some declared trigger orders)."""
     # Built once with bound parameters: building these statements cost more than running them.
     now = bindparam("c_now", type_=executions.c.run_at.type)
     runnable = select(triggers.c.id).where(
@@ -92,6 +115,7 @@ def _claim_statements() -> _ClaimStatements:
             executions.c.status == ExecutionStatus.PENDING,
             executions.c.run_at <= now,
             executions.c.trigger_id.in_(runnable),
+            ordering_head(ordered),
         )
         .order_by(executions.c.run_at)
         .limit(bindparam("c_limit", type_=Integer()))
@@ -108,29 +132,45 @@ def _claim_statements() -> _ClaimStatements:
             lease_expires_at=bindparam("c_expires", type_=executions.c.lease_expires_at.type),
             updated_at=now,
         )
-        .returning(executions.c.id, executions.c.event_id, executions.c.trigger_id, executions.c.attempts)
+        .returning(
+            executions.c.id,
+            executions.c.event_id,
+            executions.c.trigger_id,
+            executions.c.attempts,
+            executions.c.ordering_key,
+        )
     )
     event_rows = select(
         events.c.id, events.c.payload, events.c.headers, events.c.idempotency_key, events.c.received_at
     ).where(events.c.id.in_(bindparam("c_event_ids", expanding=True)))
     next_due = select(func.min(executions.c.run_at)).where(
-        executions.c.status == ExecutionStatus.PENDING, executions.c.trigger_id.in_(runnable)
+        executions.c.status == ExecutionStatus.PENDING, executions.c.trigger_id.in_(runnable), ordering_head(ordered)
     )
     return _ClaimStatements(lease=lease, events=event_rows, next_due=next_due)
 
 
 def claim(
-    trigger_ids: Sequence[int], limit: int, lease_seconds: float, now: datetime, *, owner: str = ""
+    trigger_ids: Sequence[int],
+    limit: int,
+    lease_seconds: float,
+    now: datetime,
+    *,
+    owner: str = "",
+    ordered: bool = False,
+    blocking: Sequence[int] = (),
 ) -> Callable[[Connection], Claim]:
     """Lease up to ``limit`` due pending executions of runnable triggers, oldest ``run_at`` first.
 
-    The lease token starts with ``owner`` (the claiming node's id), so a dead node's leases can be found.
+    The lease token starts with ``owner`` (the claiming node's id), so a dead node's leases can be found. ``ordered``
+    (some declared trigger orders by key) leases only the heads of keys; ``blocking`` are the ordered triggers whose
+    dead-lettered head holds its key (``on_dead_letter: block``).
     """
     token = (owner + uuid.uuid4().hex)[:32]
     ids = list(trigger_ids)
+    keys: dict[str, list[int]] = {"c_blocking_ids": list(blocking)} if ordered else {}
 
     def job(connection: Connection) -> Claim:
-        statements = _claim_statements()
+        statements = _claim_statements(ordered)
         rows = connection.execute(
             statements.lease,
             {
@@ -139,8 +179,12 @@ def claim(
                 "c_limit": limit,
                 "c_token": token,
                 "c_expires": now + timedelta(seconds=lease_seconds),
+                **keys,
             },
         ).all()
+        if ordered:  # keys left on rows of a trigger that no longer orders (and none does) order nothing
+            given_back = _settle_keys(connection, rows, token, now)
+            rows = [row for row in rows if row.id not in given_back]
         claimed: list[Claimed] = []
         if rows:
             found = connection.execute(statements.events, {"c_event_ids": sorted({r.event_id for r in rows})})
@@ -162,10 +206,36 @@ def claim(
                 )
         next_run_at = None
         if len(rows) < limit:
-            next_run_at = connection.execute(statements.next_due, {"c_trigger_ids": ids}).scalar_one_or_none()
+            next_run_at = connection.execute(statements.next_due, {"c_trigger_ids": ids, **keys}).scalar_one_or_none()
         return Claim(claimed, next_run_at)
 
     return job
+
+
+_LOCK_KEYS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS u(k) ORDER BY k")
+
+
+def _settle_keys(connection: Connection, rows: Sequence[Any], token: str, now: datetime) -> set[int]:
+    """On PostgreSQL, give back each leased keyed row whose key another execution runs; returns their ids.
+
+    The advisory locks (sorted, so two claims never wait on each other in a cycle) are held until this claim
+    commits, and the check runs in a snapshot taken after they were granted: whichever claim of a key comes second
+    sees the first one's lease. SQLite's single writer serialises claims, so there nothing can straddle.
+    """
+    keyed = [row for row in rows if row.ordering_key is not None]
+    if not keyed or connection.dialect.name != "postgresql":
+        return set()
+    connection.execute(_LOCK_KEYS, {"keys": sorted({key_lock(r.trigger_id, r.ordering_key) for r in keyed})})
+    other = executions.alias("other")
+    busy = exists().where(
+        other.c.trigger_id == executions.c.trigger_id,
+        other.c.ordering_key == executions.c.ordering_key,
+        other.c.status == ExecutionStatus.RUNNING,
+        other.c.id != executions.c.id,
+    )
+    mine = executions.c.id.in_([row.id for row in keyed])
+    given_back = back_to_pending(now, mine, executions.c.lease_token == token, busy)
+    return set(connection.execute(given_back).scalars())
 
 
 class Complete(BatchJob[bool]):

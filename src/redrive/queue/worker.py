@@ -40,7 +40,7 @@ from redrive.queue import statements as queue
 from redrive.queue.retry import decide
 from redrive.queue.statements import Claimed, Completion
 from redrive.settings import Settings
-from redrive.states import ExecutionStatus
+from redrive.states import TERMINAL, ExecutionStatus
 from redrive.triggers.runtime import Trigger, TriggerSet
 from redrive.triggers.templating import RenderError
 
@@ -160,6 +160,8 @@ class Worker:
                         settings.lease_seconds,
                         now,
                         owner=self._node_id,
+                        ordered=self._triggers.ordered,
+                        blocking=self._triggers.blocking,
                     )
                 )
             except Exception as exc:
@@ -269,6 +271,8 @@ class Worker:
                 self._lifecycle.notify(reports)
         fields = {"trigger": trigger.name, "execution_id": claimed.id, "attempt": attempt}
         duration_ms = round(seconds * 1000, 2)
+        if applied and trigger.config.ordering is not None and status in TERMINAL:
+            self.wakeup.set()  # its key's next execution is due now (other nodes find it on their next poll)
         if not applied:
             log.warning("execution_lease_lost", **fields, status=status)
         elif failure is None:

@@ -28,7 +28,7 @@ from pydantic import (
 
 from redrive.errors import ConfigError, Problem
 from redrive.ingest.signatures import secret_values
-from redrive.triggers.fields import Duration, FilterExpr, StrictModel
+from redrive.triggers.fields import Duration, FilterExpr, StrictModel, TemplateStr
 
 if TYPE_CHECKING:
     from redrive.registry import Registry
@@ -97,6 +97,15 @@ class RetentionConfig(StrictModel):
     keys: Duration = Field(7 * DAY, gt=0)  # events (and so their idempotency keys) no execution still needs
 
 
+class OrderingConfig(StrictModel):
+    """Ordered delivery per key: executions whose ``key`` renders the same run one at a time, in acceptance order."""
+
+    key: TemplateStr
+    """Rendered once when an event is accepted, against ``payload``, ``headers`` and ``trigger``."""
+    on_dead_letter: Literal["continue", "block"] = "continue"
+    """``continue``: a dead-lettered or failed head releases the next one; ``block``: the key waits for its replay."""
+
+
 class TriggerConfig(StrictModel):
     name: str = Field(pattern=r"^[a-z0-9_-]{1,64}$")
     source: SourceConfig = Field(default_factory=SourceConfig)
@@ -105,6 +114,7 @@ class TriggerConfig(StrictModel):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    ordering: OrderingConfig | None = None
 
 
 class RedriveConfig(StrictModel):

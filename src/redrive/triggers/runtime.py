@@ -171,6 +171,13 @@ class TriggerSet:
     def __init__(self, triggers: list[Trigger]) -> None:
         self._by_name = {t.name: t for t in triggers}
         self._by_id = {t.id: t for t in triggers}
+        ordering = [(t.id, t.config.ordering) for t in triggers if t.config.ordering is not None]
+        self.ordered = bool(ordering)
+        """Whether any declared trigger orders its deliveries by key (the claim then leases only heads of keys)."""
+        self.blocking = [trigger_id for trigger_id, o in ordering if o.on_dead_letter == "block"]
+        """Ids of the ordered triggers whose dead-lettered head holds its key (``on_dead_letter: block``)."""
+        self.ordering_policies = {t.name: t.config.ordering.on_dead_letter for t in triggers if t.config.ordering}
+        """Each ordered trigger's ``on_dead_letter`` policy, by name (the execution view states it)."""
 
     def by_name(self, name: str) -> Trigger | None:
         """The trigger called ``name``, if declared."""

@@ -13,7 +13,14 @@ import streamlit as st
 
 from redrive.dashboard import drill, session
 from redrive.dashboard.client import ApiError, DashboardClient, ExecutionQuery
-from redrive.dashboard.format import attempt_rows, both, execution_label, execution_rows, sent_by_attempt
+from redrive.dashboard.format import (
+    attempt_rows,
+    both,
+    execution_label,
+    execution_rows,
+    ordering_line,
+    sent_by_attempt,
+)
 from redrive.dashboard.tables import columns
 from redrive.states import ExecutionStatus
 
@@ -130,6 +137,8 @@ def detail(api: DashboardClient, execution_id: int) -> None:
     c2.metric("Attempts", e["attempt_count"])
     c3.metric("Kind", e["kind"])
     c4.metric("Replay of", f"#{e['replay_of']}" if e["replay_of"] else "—")
+    if e.get("ordering"):
+        st.info(ordering_line(e["ordering"]))
     if e["status"] == "failed_retryable" and session.can("operator"):
         if st.session_state.get(CONFIRM) == execution_id:
             replay_confirmation(api, execution_id)
