@@ -9,6 +9,7 @@ import structlog
 from fastapi import Depends, FastAPI
 
 from redrive import __version__
+from redrive.alerts.service import open_alerts
 from redrive.api import (
     errorgroups,
     events,
@@ -106,6 +107,18 @@ def create_app(
             )
             state.worker = state.node.worker
             await state.node.start()
+            node = state.node
+            state.alerts = open_alerts(
+                state,
+                config,
+                registry,
+                redactor=redactor,
+                public_url=settings.public_url,
+                interval=settings.alert_interval,
+                is_leader=lambda: node.leadership.is_leader,
+                publish=node.stream.publish,
+            )
+            state.alerts.engine.start()
             app.state.service = state
             watermarks = WatermarkWatch(db, state.triggers, clock=clock)
             watermarks.start()
@@ -119,6 +132,7 @@ def create_app(
             yield
             await watermarks.stop()
             await state.bulk_runs.aclose()  # runners mark their jobs stopped while the writer still runs
+            await state.alerts.aclose()
             await state.node.stop()
             await state.lifecycle.aclose(settings.shutdown_grace)  # after the worker's last completions
             if tracing is not None:
