@@ -139,12 +139,13 @@ def config_check(
     ] = DEFAULT_CONFIG,
 ) -> None:
     """Validate a trigger file as `redrive up` would load it; exit 2 listing every problem."""
-    triggers = load_triggers(file, starting=False).triggers
-    names = ", ".join(t.name for t in triggers)
+    config = load_triggers(file, starting=False)
+    names = ", ".join(t.name for t in config.triggers)
+    alerting = f", {len(config.alerts)} alert rule(s), {len(config.channels)} channel(s)" if config.alerts else ""
     out.print(
-        f"[green]✓[/] {escape(str(file))}: no problems in {len(triggers)} trigger(s) ({escape(names)}); "
-        "checked: YAML, names, sources, signatures, filters, actions and their templates, retry, limits, retention, "
-        "${VAR} expansion",
+        f"[green]✓[/] {escape(str(file))}: no problems in {len(config.triggers)} trigger(s) ({escape(names)})"
+        f"{alerting}; checked: YAML, names, sources, signatures, filters, actions and their templates, retry, limits, "
+        "retention, alert rules and channels, ${VAR} expansion",
         highlight=False,
     )
 
