@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,9 +21,12 @@ from replay_support import rows, write
 from sqlalchemy import update
 from standardwebhooks.webhooks import Webhook
 from test_actions_email import Recorder, smtp_server
+from test_replay_cli import SERVER_LOG
+from typer.testing import CliRunner
 
 from redrive.api.app import create_app
-from redrive.db.schema import alert_notifications, alert_transitions, events
+from redrive.cli import app
+from redrive.db.schema import alert_notifications, alert_transitions, audit_log, events
 from redrive.plugins import load_plugins
 from redrive.settings import Settings
 from redrive.triggers.config import parse_config
@@ -164,3 +168,53 @@ def test_a_channel_answering_500_is_retried_while_the_others_are_delivered(db_ur
     assert 'redrive_alert_notifications_total{channel="slack",outcome="retry"} 2.0' in metrics
     assert 'redrive_alert_notifications_total{channel="mail",outcome="delivered"} 1.0' in metrics
     assert len(mails(smtp)) == 1  # nobody was notified twice while Slack was retried
+
+
+def test_the_api_and_the_cli_show_state_and_history_and_send_an_audited_test(db_url: str) -> None:
+    clock = ManualClock(datetime.now(UTC))
+    with receiver() as hooks, smtp_server(Recorder()) as smtp_port:
+        hooks.default["/target"] = 503
+        with alerting_service(db_url, alerts_yaml(hooks.url, smtp_port, channels=("slack",)), clock) as service:
+            burst(service, hooks, 6, 1)
+            wait_until(lambda: settled(db_url, 1), timeout=20, what="the firing notification")
+            listed = httpx2.get(f"{service.url}/api/v1/alerts", headers=service.auth("viewer"), timeout=10).json()
+            [rule] = listed["items"]
+            assert (rule["name"], rule["state"], rule["condition"]) == ("orders-failing", "firing", "failure_rate")
+            assert datetime.fromisoformat(rule["since"]) == clock()
+            assert rule["summary"].startswith("failure rate 100.0%")
+            assert listed["channels"] == [
+                {"name": "slack", "kind": "slack", "pending": 0, "retrying": 0, "delivered": 1, "failed": 0}
+            ]
+
+            refused = httpx2.post(f"{service.url}/api/v1/alerts/nope/test", headers=service.auth("operator"))
+            assert refused.status_code == 404
+            assert refused.json()["error"]["code"] == "unknown_alert"
+            sent = cli(service, "alerts", "test", "orders-failing", "--json")
+            key = sent["key"]
+            assert key.startswith("orders-failing:test:")
+            wait_until(lambda: len(hooks.at("/slack")) == 2, what="the test notification")
+            test_message = hooks.at("/slack")[1].json
+            assert test_message["text"].startswith("[TEST] orders-failing")
+            assert "This is a TEST notification sent by an operator: nothing fired." in str(test_message["blocks"])
+
+            history = cli(service, "alerts", "history", "--json")
+            assert [(t["kind"], t["key"]) for t in history] == [("test", key), ("firing", "orders-failing:1:firing")]
+            wait_until(lambda: settled(db_url, 2), what="the test notification recorded as delivered")
+            [firing_delivery] = cli(service, "alerts", "history", "--json")[1]["notifications"]
+            assert (firing_delivery["channel"], firing_delivery["status"]) == ("slack", "delivered")
+            table = CliRunner().invoke(app, ["alerts", "ls"], env=cli_env(service))
+            assert "orders-failing" in table.stdout
+            assert "firing" in table.stdout
+    [audited] = rows(db_url, audit_log, audit_log.c.action == "alert.test")
+    assert (audited.actor, audited.target, audited.detail["key"]) == ("operator", "orders-failing", key)
+
+
+def cli_env(service: Service) -> dict[str, str]:
+    return {"REDRIVE_URL": service.url, "REDRIVE_TOKEN": service.tokens["operator"], "COLUMNS": "200"}
+
+
+def cli(service: Service, *args: str) -> Any:
+    """Run ``redrive ARGS --json`` against the service; its JSON output (the server's log lines left out)."""
+    result = CliRunner().invoke(app, list(args), env=cli_env(service))
+    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
+    return json.loads("\n".join(line for line in result.stdout.splitlines() if not SERVER_LOG.match(line)))
