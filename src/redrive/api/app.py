@@ -114,7 +114,7 @@ def create_app(
                 config,
                 registry,
                 redactor=redactor,
-                public_url=settings.public_url,
+                public_url=settings.link_base,
                 interval=settings.alert_interval,
                 is_leader=lambda: node.leadership.is_leader,
                 publish=node.stream.publish,
