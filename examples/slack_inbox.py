@@ -29,7 +29,7 @@ def message_lines(message: dict[str, object]) -> list[str]:
 
 
 class Inbox(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 (the http.server naming)
+    def do_POST(self) -> None:  # the http.server naming
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         with INBOX.open("a", encoding="utf-8") as inbox:
             inbox.write("\n".join(message_lines(json.loads(body))) + "\n---\n")
@@ -38,7 +38,7 @@ class Inbox(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"ok")
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (quiet: the inbox file is the log)
+    def log_message(self, format: str, *args: object) -> None:  # quiet: the inbox file is the log
         pass
 
 
