@@ -144,3 +144,20 @@ def test_a_quiet_period_holds_the_resolution_and_repeat_renotifies(db: Database)
     assert kinds == ["firing", "resolved", "firing", "repeat"]
     rows = db.read_sync(lambda c: c.execute(alert_transitions.select().order_by(alert_transitions.c.id)).all())
     assert [r.key for r in rows] == ["r:1:firing", "r:2:resolved", "r:3:firing", "r:4:repeat"]
+
+
+def test_the_leader_purges_history_older_than_30_days(db: Database) -> None:
+    clock = [T0]
+    engine, channel, execution_id = engine_for(db, '{failure_rate: ">= 50%", window: 10s, min_attempts: 5}', clock)
+
+    async def scenario() -> None:
+        add_attempts(db, execution_id, T0, 10, 10, 1)
+        assert await engine.evaluate_once() == ["r:1:firing"]
+        await engine.deliver_once()
+        clock[0] = T0 + timedelta(days=31)
+        assert await engine.evaluate_once() == ["r:2:resolved"]  # recorded, then the month-old firing purged
+
+    asyncio.run(scenario())
+    assert [n.kind for n in channel.sent] == ["firing"]
+    rows = db.read_sync(lambda c: c.execute(alert_transitions.select()).all())
+    assert [r.key for r in rows] == ["r:2:resolved"]  # pending delivery: kept

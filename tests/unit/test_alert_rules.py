@@ -4,6 +4,7 @@ rule or channel; and the pure state machine's hysteresis."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,17 @@ def test_repeat_is_due_after_the_interval_since_the_last_notification() -> None:
     repeat = decide(firing, HOLDS, T0 + timedelta(seconds=60), repeat=60)
     assert (repeat.transition, repeat.key) == ("repeat", "r:2:repeat")
     assert repeat.state.notified_at == T0 + timedelta(seconds=60)
+
+
+def test_the_readme_alerts_example_is_a_valid_trigger_file() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Alerts", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    triggers = "".join(f"  - {{name: {n}, action: {{kind: command, argv: ['true']}}}}\n" for n in TRIGGERS)
+    env = {"SLACK_WEBHOOK_URL": "https://hooks.slack.test/x", "PAGER_SECRET": "whsec_c2VjcmV0"}
+    config = parse_config(f"triggers:\n{triggers}{block}", env=env)
+    assert [a.name for a in config.alerts] == ["orders-failing"]
+    assert [c.kind for c in config.channels] == ["slack", "email", "webhook", "trigger"]
+
+
+TRIGGERS = ("orders", "refunds", "incident-bot")

@@ -7,6 +7,7 @@ and pending notifications in one transaction; ``deliver_once`` (every second) cl
 them concurrently, each bounded by ``SEND_TIMEOUT``, so a slow or failing channel delays only itself. A rule whose
 measure fails is logged and skipped; the others are evaluated. State lives in the database only: a new leader
 carries on from the stored state, and the per-transition ``seq`` guard keeps it from recording a transition twice.
+History older than ``HISTORY_RETENTION`` is purged by the leader once an hour.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from redrive.alerts.store import (
     channel_health,
     claim_due,
     load_states,
+    purge_history,
     record_delivery,
     record_transition,
     save_step,
@@ -47,6 +49,9 @@ SEND_TIMEOUT = 30.0
 DELIVERY_INTERVAL = 1.0
 DELIVERY_RETRY = RetryPolicy(max_attempts=12, base=5.0, factor=2.0, max_delay=600.0, jitter="none")
 """A notification is tried 12 times, 5 s, 10 s, 20 s ... then every 10 min (about an hour in all), then failed."""
+HISTORY_RETENTION = timedelta(days=30)
+"""Transitions (and their notifications) older than this are purged by the leader, once an hour."""
+PURGE_EVERY = timedelta(hours=1)
 
 
 @dataclass
@@ -79,6 +84,7 @@ class AlertEngine:
         self._is_leader = is_leader
         self._metrics = metrics
         self._publish = publish
+        self._purged_at: datetime | None = None
         self._evaluation = Periodic("alerts", self.evaluate_once, interval, failed_evt="alert_evaluation_failed")
         self._delivery = Periodic(
             "alert-delivery", self.deliver_once, DELIVERY_INTERVAL, failed_evt="alert_delivery_failed"
@@ -115,6 +121,9 @@ class AlertEngine:
                 continue
             if key is not None:
                 recorded.append(key)
+        if self._purged_at is None or now - self._purged_at >= PURGE_EVERY:
+            self._purged_at = now
+            await self._db.write(purge_history(now - HISTORY_RETENTION))
         return recorded
 
     async def _evaluate(self, rule: AlertRule, current: AlertState, now: datetime) -> str | None:

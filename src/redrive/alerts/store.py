@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.alerts.decide import AlertState, Step
@@ -186,6 +186,20 @@ def record_delivery(
         connection.execute(
             update(alert_notifications).where(alert_notifications.c.id == notification_id).values(**values)
         )
+
+    return job
+
+
+def purge_history(before: datetime) -> Callable[[Connection], int]:
+    """A write job: delete the transitions older than ``before`` and their notifications, except those still
+    pending (a delivery in retry keeps its transition); how many transitions went."""
+
+    def job(connection: Connection) -> int:
+        old = select(alert_transitions.c.id).where(alert_transitions.c.at < before)
+        waiting = select(alert_notifications.c.transition_id).where(alert_notifications.c.status == "pending")
+        doomed = old.where(alert_transitions.c.id.not_in(waiting))
+        connection.execute(delete(alert_notifications).where(alert_notifications.c.transition_id.in_(doomed)))
+        return int(connection.execute(delete(alert_transitions).where(alert_transitions.c.id.in_(doomed))).rowcount)
 
     return job
 
