@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import insert
@@ -48,7 +49,7 @@ def db(db_url: str) -> Iterator[Database]:
 
 
 def engine_for(
-    db: Database, when: str, clock: list[datetime], *, extra: str = ""
+    db: Database, when: str, clock: list[datetime], *, extra: str = "", published: list[Any] | None = None
 ) -> tuple[AlertEngine, Collected, int]:
     """An engine for one rule on trigger ``t`` with a collecting channel, and the id of an execution to hang
     attempts on."""
@@ -66,7 +67,15 @@ channels: [{{name: c, kind: trigger, trigger: t}}]
     assert stored.execution_id is not None
     channel = Collected()
     setup = AlertSetup(config.alerts, {"c": channel}, rule_scope(triggers), Voice(hint_for))
-    engine = AlertEngine(db, setup, clock=lambda: clock[0], is_leader=lambda: True, interval=3600)
+    stream = published if published is not None else []
+    engine = AlertEngine(
+        db,
+        setup,
+        clock=lambda: clock[0],
+        is_leader=lambda: True,
+        interval=3600,
+        publish=lambda kind, data: stream.append((kind, data)),
+    )
     return engine, channel, stored.execution_id
 
 
@@ -118,7 +127,8 @@ def test_without_a_lower_resolve_threshold_the_same_series_flaps(db: Database) -
 def test_a_quiet_period_holds_the_resolution_and_repeat_renotifies(db: Database) -> None:
     clock = [T0]
     when = '{failure_rate: ">= 50%", window: 10s, min_attempts: 5}'
-    engine, channel, execution_id = engine_for(db, when, clock, extra=", quiet: 30s, repeat: 1m")
+    published: list[Any] = []
+    engine, channel, execution_id = engine_for(db, when, clock, extra=", quiet: 30s, repeat: 1m", published=published)
 
     async def at(seconds: int, failed: int | None = None) -> list[str]:
         clock[0] = T0 + timedelta(seconds=seconds)
@@ -142,6 +152,12 @@ def test_a_quiet_period_holds_the_resolution_and_repeat_renotifies(db: Database)
     asyncio.run(scenario())
     kinds = [n.kind for n in channel.sent]
     assert kinds == ["firing", "resolved", "firing", "repeat"]
+    assert [(kind, data["key"]) for kind, data in published] == [
+        ("alert", "r:1:firing"),
+        ("alert", "r:2:resolved"),
+        ("alert", "r:3:firing"),
+        ("alert", "r:4:repeat"),
+    ]  # each transition goes on the live stream
     rows = db.read_sync(lambda c: c.execute(alert_transitions.select().order_by(alert_transitions.c.id)).all())
     assert [r.key for r in rows] == ["r:1:firing", "r:2:resolved", "r:3:firing", "r:4:repeat"]
 
