@@ -62,6 +62,11 @@ def settled(db_url: str, expected: int) -> bool:
     return len(done) >= expected
 
 
+def slack_row(db_url: str) -> Any:
+    [row] = rows(db_url, alert_notifications, alert_notifications.c.channel == "slack")
+    return row
+
+
 def slack_texts(hooks: Receiver) -> list[str]:
     return [r.json["text"] for r in hooks.at("/slack")]
 
@@ -151,8 +156,9 @@ def test_a_channel_answering_500_is_retried_while_the_others_are_delivered(db_ur
         with alerting_service(db_url, config, clock) as service:
             burst(service, hooks, 6, 1)
             wait_until(lambda: settled(db_url, 2), timeout=20, what="mail and webhook delivered")
-            wait_until(lambda: len(hooks.at("/slack")) == 1, what="the first Slack attempt")
-            [slack] = rows(db_url, alert_notifications, alert_notifications.c.channel == "slack")
+            wait_until(lambda: slack_row(db_url).last_error, what="the first Slack attempt recorded")
+            assert len(hooks.at("/slack")) == 1
+            slack = slack_row(db_url)
             assert slack.status == "pending"
             assert "answered 500" in slack.last_error
             assert len(mails(smtp)) == 1
@@ -162,7 +168,7 @@ def test_a_channel_answering_500_is_retried_while_the_others_are_delivered(db_ur
             clock.advance(10)
             wait_until(lambda: settled(db_url, 3), what="Slack delivered on its third attempt")
             metrics = httpx2.get(f"{service.url}/metrics", timeout=10).text
-    [slack] = rows(db_url, alert_notifications, alert_notifications.c.channel == "slack")
+    slack = slack_row(db_url)
     assert slack.attempts == 3
     assert slack.status == "delivered"
     assert 'redrive_alert_notifications_total{channel="slack",outcome="retry"} 2.0' in metrics

@@ -3,6 +3,8 @@ rule or channel; and the pure state machine's hysteresis."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -150,3 +152,15 @@ def test_the_readme_alerts_example_is_a_valid_trigger_file() -> None:
 
 
 TRIGGERS = ("orders", "refunds", "incident-bot")
+
+
+def test_every_condition_has_its_count() -> None:
+    from redrive.alerts.measures import COUNTS
+
+    assert sorted(COUNTS) == sorted(c.key for c in CONDITIONS)
+
+
+def test_loading_a_trigger_file_does_not_import_the_database_layer() -> None:
+    code = "import sys, redrive.triggers.config; print('sqlalchemy' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "False"

@@ -1,32 +1,29 @@
-"""Alert conditions: what an alert rule's ``when:`` block can say, and how each one is measured from the database.
+"""Alert conditions: what an alert rule's ``when:`` block can say, and how each one judges what was counted.
 
 Each condition is one pydantic model whose first field names it (``failure_rate: ">= 5%"``, ``dlq_size: ">= 10"``)
-and one ``measure`` method: given a read connection, the rule's triggers and now, it returns a :class:`Reading`
-saying whether the condition holds (fire), has cleared (may resolve) or neither (keep the state: the band between
-the firing threshold and ``resolve_below`` is the hysteresis). Measures read counts only, from indexes, with the
-statements ``redrive.observe.stats`` defines where one exists.
+and one pure ``judge`` method: given the counts its query found (``redrive.alerts.measures``, run by ``measure``), it
+returns a :class:`Reading` saying whether the condition holds (fire), has cleared (may resolve) or neither (keep the
+state: the band between the firing threshold and ``resolve_below`` is the hysteresis).
 
-Adding a condition is one class here and one entry in :data:`CONDITIONS`: the trigger-file model, ``config check``
-and the engine pick it up from that tuple (the breaker-open condition plugs in the same way).
+Adding a condition is one class here, one entry in :data:`CONDITIONS` and its count in ``measures.COUNTS`` under the
+same key: the trigger-file model, ``config check`` and the engine pick it up from there (the breaker-open condition
+plugs in the same way). This module stays free of SQLAlchemy: the trigger file's model imports it, and loading a
+trigger file (``redrive config check``) should not pay for the database layer.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Annotated, Any, ClassVar, Literal, Union
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag
-from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
 
-from redrive.db.schema import attempts, error_groups, executions, triggers
-from redrive.states import ExecutionStatus
 from redrive.triggers.fields import Duration, StrictModel
 
-# The statements of redrive.observe.stats are imported where they are used: that module imports the trigger
-# runtime, which imports the trigger file's model, which imports these conditions.
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 _THRESHOLD = re.compile(r"^\s*(>=|>)?\s*([0-9]+(?:\.[0-9]+)?)\s*(%?)\s*$")
 
@@ -86,9 +83,15 @@ class Condition(StrictModel):
 
     key: ClassVar[str]
 
-    def measure(self, connection: Connection, scope: Scope, now: datetime) -> Reading:
-        """Measure the condition for ``scope`` at ``now``."""
+    def judge(self, counts: dict[str, Any]) -> Reading:
+        """What ``counts`` (this condition's query result) mean against its thresholds."""
         raise NotImplementedError
+
+    def measure(self, connection: Connection, scope: Scope, now: datetime) -> Reading:
+        """Count (``measures.COUNTS[key]``) for ``scope`` at ``now``, then judge."""
+        from redrive.alerts.measures import COUNTS
+
+        return self.judge(COUNTS[self.key](self, connection, scope, now))
 
 
 class FailureRate(Condition):
@@ -101,16 +104,9 @@ class FailureRate(Condition):
     resolve_below: Rate | None = None
     """Resolve when the rate falls below this (default: the firing threshold); no attempt at all also resolves."""
 
-    def measure(self, connection: Connection, scope: Scope, now: datetime) -> Reading:
-        """Count attempts and failed attempts of the scope's executions in the window (``ix_attempts_finished``)."""
-        from redrive.observe.stats import FAILED_OUTCOMES
-
-        since = now - timedelta(seconds=self.window)
-        total, failed = connection.execute(
-            select(func.count(), func.count().filter(attempts.c.outcome.in_(FAILED_OUTCOMES)))
-            .select_from(attempts.join(executions, executions.c.id == attempts.c.execution_id))
-            .where(attempts.c.finished_at >= since, executions.c.trigger_id.in_(scope.trigger_ids))
-        ).one()
+    def judge(self, counts: dict[str, Any]) -> Reading:
+        """``attempts`` and ``failed`` in the window."""
+        total, failed = counts["attempts"], counts["failed"]
         rate = failed / total if total else 0.0
         resolve = self.failure_rate if self.resolve_below is None else self.resolve_below
         summary = (
@@ -129,12 +125,9 @@ class DeadLetters(Condition):
     dlq_size: Count
     resolve_below: Count | None = None
 
-    def measure(self, connection: Connection, scope: Scope, now: datetime) -> Reading:
-        """``status_count_statement`` (DLQ_SIZE_MEANS) narrowed to the scope's triggers."""
-        from redrive.observe.stats import status_count_statement
-
-        statement = status_count_statement([ExecutionStatus.FAILED_RETRYABLE])
-        size = int(connection.execute(statement.where(executions.c.trigger_id.in_(scope.trigger_ids))).scalar_one())
+    def judge(self, counts: dict[str, Any]) -> Reading:
+        """``dlq_size``: dead letters now."""
+        size = counts["dlq_size"]
         resolve = self.dlq_size if self.resolve_below is None else self.resolve_below
         summary = f"{size} dead letters; fires at >= {self.dlq_size:g}, resolves below {resolve:g}"
         return Reading(size >= self.dlq_size, size < resolve, summary, {"dlq_size": size})
@@ -148,20 +141,13 @@ class DeadLetterGrowth(Condition):
     window: Duration = Field(600.0, gt=0, le=7 * 86400)
     resolve_below: Count | None = None
 
-    def measure(self, connection: Connection, scope: Scope, now: datetime) -> Reading:
-        """``status_count_statement`` of dead letters, narrowed to the window's finish times."""
-        from redrive.observe.stats import status_count_statement
-
-        since = now - timedelta(seconds=self.window)
-        statement = status_count_statement([ExecutionStatus.FAILED_RETRYABLE]).where(
-            executions.c.finished_at >= since, executions.c.trigger_id.in_(scope.trigger_ids)
-        )
-        grown = int(connection.execute(statement).scalar_one())
+    def judge(self, counts: dict[str, Any]) -> Reading:
+        """``dlq_growth``: dead letters that finished in the window."""
+        grown = counts["dlq_growth"]
         resolve = self.dlq_growth if self.resolve_below is None else self.resolve_below
         summary = f"{grown} new dead letters over {_span(self.window)}; fires at >= {self.dlq_growth:g}"
-        return Reading(
-            grown >= self.dlq_growth, grown < resolve, summary, {"dlq_growth": grown, "window": _span(self.window)}
-        )
+        numbers = {"dlq_growth": grown, "window": _span(self.window)}
+        return Reading(grown >= self.dlq_growth, grown < resolve, summary, numbers)
 
 
 class OldestPending(Condition):
@@ -171,16 +157,9 @@ class OldestPending(Condition):
     oldest_pending: Duration = Field(gt=0)
     resolve_below: Duration | None = None
 
-    def measure(self, connection: Connection, scope: Scope, now: datetime) -> Reading:
-        """The earliest ``run_at`` of due pending executions (``ix_executions_due``)."""
-        oldest = connection.execute(
-            select(func.min(executions.c.run_at)).where(
-                executions.c.status == ExecutionStatus.PENDING,
-                executions.c.run_at <= now,
-                executions.c.trigger_id.in_(scope.trigger_ids),
-            )
-        ).scalar_one_or_none()
-        age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    def judge(self, counts: dict[str, Any]) -> Reading:
+        """``oldest_pending_seconds``: how long the oldest due execution has waited (0 when none waits)."""
+        age = counts["oldest_pending_seconds"]
         resolve = self.oldest_pending if self.resolve_below is None else self.resolve_below
         summary = f"oldest pending execution waited {age:.0f}s; fires at >= {_span(self.oldest_pending)}"
         return Reading(age >= self.oldest_pending, age < resolve, summary, {"oldest_pending_seconds": round(age, 1)})
@@ -194,27 +173,14 @@ class ErrorGroupSeen(Condition):
     error_group: Literal["new", "regressed", "new_or_regressed"]
     quiet: Duration = Field(600.0, gt=0, le=7 * 86400)
 
-    def measure(self, connection: Connection, scope: Scope, now: datetime) -> Reading:
-        """Groups of the scope first seen (new) or regressed since ``now - quiet``, newest first."""
-        since = now - timedelta(seconds=self.quiet)
-        wanted = []
-        if self.error_group != "regressed":
-            wanted.append(error_groups.c.first_seen >= since)
-        if self.error_group != "new":
-            wanted.append((error_groups.c.status == "regressed") & (error_groups.c.status_changed_at >= since))
-        found = connection.execute(
-            select(error_groups.c.fingerprint, error_groups.c.title, error_groups.c.status)
-            .where(error_groups.c.trigger_id.in_(scope.trigger_ids), error_groups.c.status != "ignored")
-            .where(wanted[0] if len(wanted) == 1 else wanted[0] | wanted[1])
-            .order_by(error_groups.c.last_seen.desc())
-            .limit(5)
-        ).all()
-        groups = [{"fingerprint": row.fingerprint, "title": row.title, "status": row.status} for row in found]
+    def judge(self, counts: dict[str, Any]) -> Reading:
+        """``groups``: the matching groups, newest first (fingerprint, title, status)."""
+        groups = counts["groups"]
+        what = self.error_group.replace("_", " ")
         if groups:
-            summary = f"{len(groups)} {self.error_group.replace('_', ' ')} error group(s) in {_span(self.quiet)}: "
-            summary += groups[0]["title"]
+            summary = f"{len(groups)} {what} error group(s) in {_span(self.quiet)}: {groups[0]['title']}"
         else:
-            summary = f"no {self.error_group.replace('_', ' ')} error group in {_span(self.quiet)}"
+            summary = f"no {what} error group in {_span(self.quiet)}"
         numbers: dict[str, Any] = {"groups": groups, "fingerprint": groups[0]["fingerprint"] if groups else None}
         return Reading(bool(groups), not groups, summary, numbers)
 
@@ -225,20 +191,15 @@ class TriggerPaused(Condition):
     key: ClassVar[str] = "trigger_paused"
     trigger_paused: Literal[True]
 
-    def measure(self, connection: Connection, scope: Scope, now: datetime) -> Reading:
-        """The scope's paused triggers whose reason is not an operator's (``paused by NAME``)."""
-        rows = connection.execute(
-            select(triggers.c.name, triggers.c.paused_reason)
-            .where(triggers.c.id.in_(scope.trigger_ids), triggers.c.paused)
-            .order_by(triggers.c.name)
-        ).all()
-        auto = [{"trigger": r.name, "reason": r.paused_reason} for r in rows if not _by_operator(r.paused_reason)]
+    def judge(self, counts: dict[str, Any]) -> Reading:
+        """``paused``: the scope's paused triggers with their reasons."""
+        auto = [p for p in counts["paused"] if not (p["reason"] or "").startswith(OPERATOR_PAUSE)]
         summary = "; ".join(f"{a['trigger']} paused: {a['reason']}" for a in auto) or "no trigger auto-paused"
         return Reading(bool(auto), not auto, summary, {"paused": auto})
 
 
-def _by_operator(reason: str | None) -> bool:
-    return (reason or "").startswith("paused by ")  # what the pause route writes (redrive.api.triggers)
+OPERATOR_PAUSE = "paused by "
+"""How the pause route words an operator's pause (``redrive.api.triggers``): not what this condition watches."""
 
 
 CONDITIONS: tuple[type[Condition], ...] = (

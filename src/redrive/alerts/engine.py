@@ -190,7 +190,7 @@ class AlertEngine:
                 raise LookupError(f"channel {delivery.channel!r} is no longer configured")
             await asyncio.wait_for(channel.send(_notification(delivery)), SEND_TIMEOUT)
         except Exception as exc:  # whatever the channel raised: recorded, retried, never spread to the others
-            error = f"{type(exc).__name__}: {exc}"[:500]
+            error = self._setup.voice.redactor.text(f"{type(exc).__name__}: {exc}")[:500]  # stored and shown
         now = self._clock()
         retry_at = None
         if error is not None and delivery.attempt < DELIVERY_RETRY.max_attempts and channel is not None:
