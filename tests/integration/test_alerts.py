@@ -11,7 +11,7 @@ import email.policy
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
@@ -163,8 +163,13 @@ def test_a_channel_answering_500_is_retried_while_the_others_are_delivered(db_ur
             assert "answered 500" in slack.last_error
             assert len(mails(smtp)) == 1
             assert len(hooks.at("/pager")) == 1
-            clock.advance(5)  # the first backoff
-            wait_until(lambda: len(hooks.at("/slack")) == 2, what="the second Slack attempt")
+            assert slack.next_at == clock() + timedelta(seconds=5)  # the first backoff
+            clock.advance(5)
+            wait_until(
+                lambda: slack_row(db_url).next_at == clock() + timedelta(seconds=10),
+                what="the second Slack attempt recorded, its retry scheduled after the second backoff",
+            )
+            assert len(hooks.at("/slack")) == 2
             clock.advance(10)
             wait_until(lambda: settled(db_url, 3), what="Slack delivered on its third attempt")
             metrics = httpx2.get(f"{service.url}/metrics", timeout=10).text
