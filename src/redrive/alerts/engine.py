@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.engine import Connection
 
 from redrive.alerts.conditions import Reading, Scope
 from redrive.alerts.decide import AlertState, decide
@@ -128,7 +129,7 @@ class AlertEngine:
 
     async def _evaluate(self, rule: AlertRule, current: AlertState, now: datetime) -> str | None:
         scope = self._setup.scope(rule)
-        reading: Reading = await self._db.read(lambda connection: rule.when.measure(connection, scope, now))
+        reading = await self._measure(rule, scope, now)
         step = decide(current, reading, now, quiet=rule.quiet, repeat=rule.repeat)
         message = None
         if step.transition is not None:
@@ -148,6 +149,10 @@ class AlertEngine:
         )
         return step.key
 
+    async def _measure(self, rule: AlertRule, scope: Scope, now: datetime) -> Reading:
+        reading: Reading = await self._db.read(lambda connection: rule.when.measure(connection, scope, now))
+        return reading
+
     def _counted(self, rule: str, kind: str) -> None:
         if self._metrics is not None:
             self._metrics.alert_transitions.labels(rule, kind).inc()
@@ -156,12 +161,12 @@ class AlertEngine:
         """Record a clearly marked test notification of ``rule`` for each of its channels, audited; its key."""
         now = self._clock()
         scope = self._setup.scope(rule)
-        reading = await self._db.read(lambda connection: rule.when.measure(connection, scope, now))
+        reading = await self._measure(rule, scope, now)
         facts = await self._db.read(gather(rule, scope, reading, now, None))
         message = compose(rule, "test", reading, facts, self._setup.voice, now=now)
         key = f"{rule.name}:test:{uuid.uuid4().hex[:12]}"
 
-        def job(connection: Any) -> None:
+        def job(connection: Connection) -> None:
             record_transition(connection, key, rule.name, "test", now, message, rule.notify)
             detail = {"key": key, "channels": list(rule.notify)}
             audit.record(
