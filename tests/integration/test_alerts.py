@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
-from alert_support import SECRET, Receiver, alerts_yaml, receiver
 from plugin_support import ManualClock
 from replay_support import rows, write
 from sqlalchemy import update
@@ -24,6 +23,7 @@ from test_actions_email import Recorder, smtp_server
 from test_replay_cli import SERVER_LOG
 from typer.testing import CliRunner
 
+from alert_support import SECRET, Receiver, alerts_yaml, receiver
 from redrive.api.app import create_app
 from redrive.cli import app
 from redrive.db.schema import alert_notifications, alert_transitions, audit_log, events
@@ -63,8 +63,15 @@ def settled(db_url: str, expected: int) -> bool:
 
 
 def slack_row(db_url: str) -> Any:
-    [row] = rows(db_url, alert_notifications, alert_notifications.c.channel == "slack")
-    return row
+    """The Slack notification's row (None before there is one)."""
+    found = rows(db_url, alert_notifications, alert_notifications.c.channel == "slack")
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def slack_error(db_url: str) -> str | None:
+    row = slack_row(db_url)
+    return None if row is None else row.last_error
 
 
 def slack_texts(hooks: Receiver) -> list[str]:
@@ -156,7 +163,7 @@ def test_a_channel_answering_500_is_retried_while_the_others_are_delivered(db_ur
         with alerting_service(db_url, config, clock) as service:
             burst(service, hooks, 6, 1)
             wait_until(lambda: settled(db_url, 2), timeout=20, what="mail and webhook delivered")
-            wait_until(lambda: slack_row(db_url).last_error, what="the first Slack attempt recorded")
+            wait_until(lambda: slack_error(db_url), what="the first Slack attempt recorded")
             assert len(hooks.at("/slack")) == 1
             slack = slack_row(db_url)
             assert slack.status == "pending"
@@ -229,3 +236,16 @@ def cli(service: Service, *args: str) -> Any:
     result = CliRunner().invoke(app, list(args), env=cli_env(service))
     assert result.exit_code == 0, f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
     return json.loads("\n".join(line for line in result.stdout.splitlines() if not SERVER_LOG.match(line)))
+
+
+def test_a_channel_is_held_to_the_egress_rules_of_the_http_action(db_url: str) -> None:
+    clock = ManualClock(datetime.now(UTC))
+    with receiver() as hooks, smtp_server(Recorder()) as smtp_port:
+        hooks.default["/target"] = 503
+        config = alerts_yaml(hooks.url, smtp_port, channels=("slack",)).replace(", allow_private: true}", "}")
+        with alerting_service(db_url, config, clock) as service:
+            burst(service, hooks, 6, 1)
+            wait_until(lambda: slack_error(db_url), timeout=20, what="the refused delivery")
+    error = slack_row(db_url).last_error
+    assert error.startswith("PermissionError: The target 127.0.0.1 is a loopback address")
+    assert hooks.at("/slack") == []

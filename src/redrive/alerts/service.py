@@ -61,8 +61,7 @@ def _http_post(sessions: HttpSessions) -> Callable[[str, bytes, Mapping[str, str
         async with session.post(
             url, data=body, headers=dict(headers), allow_redirects=False, timeout=timeout
         ) as answer:
-            await answer.read()
-            return answer.status
+            return answer.status  # the body is never read: a receiver cannot make redrive hold a large answer
 
     return post
 
