@@ -8,6 +8,7 @@ file once it contains WORD (waiting up to 60 s), so a script can wait for an ale
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import sys
@@ -19,12 +20,12 @@ INBOX = Path("slack-inbox.txt")
 
 
 def message_lines(message: dict[str, object]) -> list[str]:
-    """What a person would read in Slack: the fallback text, then every section's text."""
+    """What a person would read in Slack: the fallback text, then every section's text (mrkdwn unescaped)."""
     lines = [str(message.get("text", ""))]
     for block in message.get("blocks", []) or []:  # type: ignore[union-attr]
         text = block.get("text") if isinstance(block, dict) else None
         if isinstance(text, dict) and block.get("type") == "section":
-            lines.append(str(text.get("text", "")))
+            lines.append(html.unescape(str(text.get("text", ""))))
     return lines
 
 

@@ -109,6 +109,7 @@ def test_a_failure_burst_fires_once_per_channel_and_resolves_once(db_url: str) -
             )
             section = slack["blocks"][1]["text"]["text"]
             assert "Top error group: " in section
+            assert "fires at &gt;= 50.0%" in section  # mrkdwn: & < > escaped, as Slack wants them
             assert "http_503" in section
             assert "Hint: " in section
             assert "Remedy: " in section

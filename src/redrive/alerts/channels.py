@@ -59,12 +59,17 @@ class SlackConfig(HttpChannelConfig):
     kind: Literal["slack"]
 
 
+def slack_escape(text: str) -> str:
+    """Text as Slack's mrkdwn shows it literally: ``&``, ``<`` and ``>`` escaped (``<ip>`` would be a link)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_message(notification: AlertNotification) -> dict[str, Any]:
     """A Block Kit message: the title as header, the text as one section (``text`` is the notification fallback)."""
     link = notification.detail.get("link")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": notification.title[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": notification.text[:3000]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(notification.text)[:3000]}},
     ]
     if link:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{link}|Open in redrive>"}]})
