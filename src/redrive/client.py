@@ -194,6 +194,20 @@ class RedriveClient:
         result: dict[str, Any] = self.request("POST", path)
         return result
 
+    def list_alerts(self) -> dict[str, Any]:
+        """GET /api/v1/alerts: ``items`` (rules with their state) and ``channels`` (delivery health)."""
+        return self._get("/api/v1/alerts")
+
+    def alert_history(self, *, rule: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """GET /api/v1/alerts/history: transitions, newest first, with their notifications."""
+        items: list[dict[str, Any]] = self._get("/api/v1/alerts/history", rule=rule, limit=limit)["items"]
+        return items
+
+    def test_alert(self, name: str) -> dict[str, Any]:
+        """POST /api/v1/alerts/{name}/test."""
+        result: dict[str, Any] = self.request("POST", f"/api/v1/alerts/{quote(name, safe='')}/test")
+        return result
+
 
 def _dumps(value: Any) -> bytes:
     return json.dumps(value).encode()

@@ -24,7 +24,8 @@ up at a raise site: a new code is a new class here, drawn below (a unit test hol
     │   └── InvalidSignature (401 invalid_signature)
     ├── Forbidden (403 forbidden)
     ├── NotFound (404 not_found)
-    │   └── UnknownTrigger (404 unknown_trigger)
+    │   ├── UnknownTrigger (404 unknown_trigger)
+    │   └── UnknownAlert (404 unknown_alert)
     ├── MethodNotAllowed (405 method_not_allowed)
     ├── Conflict (409 conflict)
     │   ├── NotReplayable (409 not_replayable)
@@ -203,6 +204,12 @@ class UnknownTrigger(NotFound):
     """No trigger has that name."""
 
     code = "unknown_trigger"
+
+
+class UnknownAlert(NotFound):
+    """No alert rule has that name."""
+
+    code = "unknown_alert"
 
 
 class MethodNotAllowed(RedriveError):

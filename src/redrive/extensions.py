@@ -1,4 +1,5 @@
-"""What plugins hand redrive (action kinds, signature schemes) and what redrive hands plugins (lifecycle reports).
+"""What plugins hand redrive (action kinds, signature schemes, alert channels) and what redrive hands plugins
+(lifecycle reports, alert notifications).
 
 These are plain frozen values: a plugin builds them in its ``redrive_action_kinds`` / ``redrive_signature_schemes``
 hook implementations, and receives the reports in its lifecycle hooks (``redrive.hookspecs``).
@@ -6,7 +7,7 @@ hook implementations, and receives the reports in its lifecycle hooks (``redrive
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,6 +72,59 @@ class SignatureScheme:
     """The idempotency-key source the scheme implies (``header:webhook-id``), tried first unless configured."""
     secret_fields: tuple[str, ...] = ("secret", "secrets")
     """The config fields holding secrets: masked by redaction wherever redrive writes text down."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertNotification:
+    """One alert notification to deliver: what a channel turns into a Slack message, a mail, a POST or an event."""
+
+    key: str
+    """The idempotency key of the transition (``orders-failing:3:firing``): the same on every retry and every node,
+    so a receiver deduplicates on it."""
+    rule: str
+    kind: str
+    """``firing``, ``resolved``, ``repeat`` (still firing) or ``test`` (an operator's test: nothing fired)."""
+    at: datetime
+    title: str
+    """One line: what happened (``[FIRING] orders-failing: failure rate 31% >= 5% over 5m``)."""
+    text: str
+    """The whole message as plain text: numbers, top error group with hint and remedy, sample, link."""
+    detail: Mapping[str, Any]
+    """The same as data (``numbers``, ``group``, ``sample``, ``link``, ``fired_for_seconds``...), for JSON channels."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelContext:
+    """What redrive lends a channel when it builds one: outbound HTTP under the egress rules, event submission."""
+
+    http_post: Callable[[str, bytes, Mapping[str, str], Any], Awaitable[int]]
+    """POST ``body`` with ``headers`` to ``url`` under a ``redrive.actions.egress.TargetPolicy`` (the last argument);
+    returns the status code, raises ``OSError`` when the target is refused or unreachable."""
+    submit_event: Callable[[str, Mapping[str, Any], str], Awaitable[Mapping[str, Any]]]
+    """Accept ``payload`` as an event of the named trigger with an idempotency key, as ``POST /api/v1/events``."""
+    clock: Clock = utcnow
+
+
+class AlertChannel:
+    """A built channel: ``send`` delivers one notification or raises (the dispatcher retries it later)."""
+
+    async def send(self, notification: AlertNotification) -> None:
+        """Deliver ``notification``; raise on any failure (the message is recorded as the delivery's last error)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChannelKind:
+    """An alert channel kind: what ``channels: [{kind: NAME, ...}]`` in the trigger file builds."""
+
+    name: str
+    """The ``kind`` value in the trigger file."""
+    config: type[BaseModel]
+    """The pydantic model of one channel entry; its ``kind`` field is ``Literal[name]`` and it has a ``name``."""
+    build: Callable[[Any, ChannelContext], AlertChannel]
+    """Build the channel from its validated config and what redrive lends it."""
+    secret_fields: tuple[str, ...] = ()
+    """Config fields holding secrets (masked by redaction wherever redrive writes text down)."""
 
 
 @dataclass(frozen=True, slots=True)

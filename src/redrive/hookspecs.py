@@ -2,13 +2,14 @@
 
 Plugins implement these with ``@redrive.hookimpl`` and are found through the ``redrive`` entry-point group (see
 ``redrive.plugins``). redrive's own behaviour (the http, command, email and python actions, the four signature
-schemes, the classifier and the hints) is registered through the same hooks by ``DEFAULT_PLUGINS``, so the
-mechanism is exercised by the product itself.
+schemes, the classifier, the hints, and the slack, email, webhook and trigger alert channels) is registered through
+the same hooks by ``DEFAULT_PLUGINS``, so the mechanism is exercised by the product itself.
 
 Three families:
 
 - Registrations, called once when the plugin manager is built: ``redrive_action_kinds``,
-  ``redrive_signature_schemes``, ``redrive_hints``, ``redrive_api_routes``, ``redrive_cli_commands``.
+  ``redrive_signature_schemes``, ``redrive_alert_channels``, ``redrive_hints``, ``redrive_api_routes``,
+  ``redrive_cli_commands``.
 - Decisions, called on the hot path, so pure and quick: ``redrive_classify`` (first answer wins; the built-in
   rules are registered to run last).
 - Lifecycle notifications, called after the database commit of what they report: ``redrive_event_accepted``,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
     from redrive.extensions import (
         ActionKind,
+        AlertChannelKind,
         AttemptRecorded,
         EventAccepted,
         ExecutionDeadLettered,
@@ -53,6 +55,11 @@ def redrive_action_kinds() -> list[ActionKind]:
 @hookspec
 def redrive_signature_schemes() -> list[SignatureScheme]:
     """Inbound signature schemes this plugin adds: name, config model, verify, default key header, secret fields."""
+
+
+@hookspec
+def redrive_alert_channels() -> list[AlertChannelKind]:
+    """Alert channel kinds this plugin adds (Slack, email, PagerDuty...): name, config model, factory, secret fields."""
 
 
 @hookspec(firstresult=True)

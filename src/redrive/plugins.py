@@ -1,9 +1,10 @@
 """The plugin manager: redrive's built-in plugins, the installed ones (``redrive`` entry points), and what they are.
 
 ``load_plugins`` builds a pluggy manager for the project ``redrive`` with the hooks of ``redrive.hookspecs``,
-registers ``DEFAULT_PLUGINS`` (redrive's own actions, signature schemes and hints), then every installed plugin
-of the ``redrive`` entry-point group that ``REDRIVE_PLUGINS`` lets in, then the plugin objects a caller passes
-(tests do), and reads the registry once. Nothing happens at import time: ``create_app`` and the CLI call it.
+registers ``DEFAULT_PLUGINS`` (redrive's own actions, signature schemes, hints and alert channels), then every
+installed plugin of the ``redrive`` entry-point group that ``REDRIVE_PLUGINS`` lets in, then the plugin objects a
+caller passes (tests do), and reads the registry once. Nothing happens at import time: ``create_app`` and the CLI
+call it.
 
 A plugin that fails to import, implements a hook that does not exist, or registers a clashing kind stops startup
 with one ``PluginError`` line naming it and the error.
@@ -34,6 +35,7 @@ DEFAULT_PLUGINS = (
     "redrive.actions.python",
     "redrive.ingest.signatures",
     "redrive.failures.hints",
+    "redrive.alerts.channels",
 )
 """redrive's own behaviour, registered through the same hooks as any plugin (module names, imported on load)."""
 

@@ -1,9 +1,10 @@
 """The registry: what the loaded plugins registered, read once from the plugin manager and then only looked up.
 
-Action kinds and signature schemes by name, the merged hint catalog, classification, and the trigger-file model
-whose ``action`` and ``verify`` unions hold exactly the registered kinds and schemes. The rest of redrive reads
-this object (it is built by ``redrive.plugins.load_plugins`` and held by the app and the CLI); nothing here is
-global, and nothing on the hot path calls the plugin manager except classification, which runs only on a failure.
+Action kinds, signature schemes and alert channel kinds by name, the merged hint catalog, classification, and the
+trigger-file model whose ``action``, ``verify`` and ``channels`` unions hold exactly the registered ones. The rest
+of redrive reads this object (it is built by ``redrive.plugins.load_plugins`` and held by the app and the CLI);
+nothing here is global, and nothing on the hot path calls the plugin manager except classification, which runs
+only on a failure.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, get_args
 import pluggy
 
 from redrive.errors import PluginError
-from redrive.extensions import ActionKind, SignatureScheme
+from redrive.extensions import ActionKind, AlertChannelKind, SignatureScheme
 from redrive.failures.classify import BuiltinClassifier, Failure, classify_raised
 from redrive.failures.hints import Hint, hint_for
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from redrive.actions.base import Action
     from redrive.triggers.config import RedriveConfig
 
-T = TypeVar("T", ActionKind, SignatureScheme)
+T = TypeVar("T", ActionKind, SignatureScheme, AlertChannelKind)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 CLASSIFIER = "redrive.classify"
 """The name the built-in classifier (the kind's rules, then the generic ones) is registered under; it runs last."""
@@ -49,7 +50,7 @@ def _collect(results: list[list[T]], what: str, tag: str) -> dict[str, T]:
 
 
 class Registry:
-    """Action kinds, signature schemes, hints and classification as the plugins registered them."""
+    """Action kinds, signature schemes, alert channels, hints and classification as the plugins registered them."""
 
     def __init__(self, manager: pluggy.PluginManager) -> None:
         hook = manager.hook
@@ -57,6 +58,7 @@ class Registry:
         self.schemes: Mapping[str, SignatureScheme] = _collect(
             hook.redrive_signature_schemes(), "signature scheme", "scheme"
         )
+        self.channels: Mapping[str, AlertChannelKind] = _collect(hook.redrive_alert_channels(), "alert channel", "kind")
         hints: dict[str, Hint] = {}
         for catalog in reversed(hook.redrive_hints()):  # later registrations refine earlier ones
             hints.update(catalog or {})
@@ -99,7 +101,9 @@ class Registry:
             from redrive.triggers.config import config_model
 
             self._config_model = config_model(
-                [k.config for k in self.kinds.values()], [s.config for s in self.schemes.values()]
+                [k.config for k in self.kinds.values()],
+                [s.config for s in self.schemes.values()],
+                [c.config for c in self.channels.values()],
             )
         return self._config_model
 

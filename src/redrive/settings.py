@@ -65,9 +65,22 @@ class Settings(PluginSettings):
         description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); tracing is off when unset. "
         "Needs the `otel` extra.",
     )
+    public_url: str | None = Field(
+        None,
+        description="The address people reach this redrive at (https://redrive.example.com): alert notifications "
+        "link to its dashboard pages; unset, the links use http://HOST:PORT of this server.",
+    )
+    alert_interval: float = Field(
+        5.0, gt=0, description="How often the maintenance leader evaluates the alert rules of the trigger file."
+    )
     heartbeat_interval: float = Field(
         5.0, gt=0, description="How often each process records its heartbeat; three missed beats mean dead."
     )
+
+    @property
+    def link_base(self) -> str:
+        """Where alert links point: ``public_url``, else this server's own address."""
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -83,9 +83,12 @@ def test_the_readme_tour_runs_verbatim_on_other_ports(launcher: Launcher, tmp_pa
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     (tmp_path / "examples").symlink_to(REPO / "examples")
     shutil.copy(REPO / "redrive.example.yaml", tmp_path / "redrive.yaml")
-    ports = {"REDRIVE_PORT": str(free_port()), "FLAKY_TARGET_PORT": str(free_port())}
-    assert "8000" not in ports.values()
-    assert "8009" not in ports.values()
+    ports = {
+        "REDRIVE_PORT": str(free_port()),
+        "FLAKY_TARGET_PORT": str(free_port()),
+        "SLACK_INBOX_PORT": str(free_port()),
+    }
+    assert not {"8000", "8009", "8010"} & set(ports.values())
     server = launcher.popen(tmp_path / "redrive.yaml", int(ports["REDRIVE_PORT"]), ports)
     wait_until(
         lambda: server.process.poll() is not None or http_get(f"{server.url}/healthz", timeout=0.5) is not None,

@@ -23,5 +23,5 @@ def seeded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     folder = tmp_path_factory.mktemp("seeded")
     (folder / "marks").mkdir()
     fix_file = folder / "fixed"
-    with run_service(module_db_url, config_yaml(fix_file, folder / "marks")) as service:
+    with run_service(module_db_url, config_yaml(fix_file, folder / "marks"), alert_interval=0.2) as service:
         yield seed(service, fix_file)

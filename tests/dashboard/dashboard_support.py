@@ -20,7 +20,8 @@ SETTLED = ("succeeded", "failed", "failed_retryable")
 
 def config_yaml(fix_file: Path, marks: Path) -> str:
     """Four triggers: ok (watermark 2), eventually (succeeds on its retry), flaky (exit 75 until ``fix_file``
-    exists: dead-lettered after 2 attempts), broken (exit 1: failed for good)."""
+    exists: dead-lettered after 2 attempts), broken (exit 1: failed for good); an alert rule on flaky's dead
+    letters whose only channel nobody answers (so it keeps retrying)."""
     return f"""
 triggers:
   - name: ok
@@ -36,6 +37,10 @@ triggers:
     retry: {{max_attempts: 2, base: 10ms, jitter: none}}
   - name: broken
     action: {{kind: command, argv: ["false"]}}
+alerts:
+  - {{name: flaky-dead-letters, when: {{dlq_size: ">= 10"}}, triggers: [flaky], notify: [nowhere]}}
+channels:
+  - {{name: nowhere, kind: webhook, url: "http://127.0.0.1:9/alerts", allow_private: true}}
 """
 
 

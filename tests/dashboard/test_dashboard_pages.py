@@ -92,6 +92,27 @@ def test_overview_shows_the_api_numbers_with_their_definitions_and_warnings(seed
     assert list(table["in window"]) == [g["count"] for g in groups]
 
 
+def test_alerts_page_puts_firing_rules_on_top_with_channel_health_and_a_timeline(seeded: Seeded) -> None:
+    wait_until(
+        lambda: seeded.api("/api/v1/alerts")["items"][0]["state"] == "firing", timeout=30, what="the rule to fire"
+    )
+    overview = signed_in(seeded, "viewer")
+    [banner] = [e.value for e in overview.error]
+    assert banner.startswith("**flaky-dead-letters** firing since ")
+    assert "11 dead letters" in banner
+    wait_until(lambda: seeded.api("/api/v1/alerts")["channels"][0]["retrying"], what="a failed delivery")
+    at = signed_in(seeded, "viewer", page="alerts")
+    assert not at.exception
+    assert [e.value for e in at.error] == [banner]
+    assert any("Channel **nowhere** is retrying." in w.value for w in at.warning)
+    rules, channels, timeline = (frame.value for frame in at.dataframe)
+    assert list(rules["state"]) == ["firing"]
+    assert list(channels["health"]) == ["retrying"]
+    assert list(timeline["kind"]) == ["firing"]
+    assert "nowhere: pending" in timeline["deliveries"][0]
+    assert not [b for b in buttons(at) if b.startswith("Send a test notification")]  # a viewer sees no button
+
+
 def test_executions_filter_and_detail_with_redacted_payload(seeded: Seeded) -> None:
     at = signed_in(seeded, "viewer", page="executions")
     assert len(at.dataframe[0].value) == len(seeded.api("/api/v1/executions", limit=100)["items"])
@@ -237,7 +258,7 @@ def test_an_unreachable_api_shows_a_banner_on_every_page(seeded: Seeded) -> None
         closed.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
     at.session_state["redrive_api_url"] = dead
-    for page in ("overview", "executions", "dead_letters", "error_groups", "triggers", "system"):
+    for page in ("overview", "alerts", "executions", "dead_letters", "error_groups", "triggers", "system"):
         at.switch_page(f"pages/{page}.py").run()
         assert not at.exception, page
         assert any("The redrive API is not answering" in e.value for e in at.error), page

@@ -9,7 +9,9 @@ import structlog
 from fastapi import Depends, FastAPI
 
 from redrive import __version__
+from redrive.alerts.service import open_alerts
 from redrive.api import (
+    alerts,
     errorgroups,
     events,
     executions,
@@ -106,6 +108,18 @@ def create_app(
             )
             state.worker = state.node.worker
             await state.node.start()
+            node = state.node
+            state.alerts = open_alerts(
+                state,
+                config,
+                registry,
+                redactor=redactor,
+                public_url=settings.link_base,
+                interval=settings.alert_interval,
+                is_leader=lambda: node.leadership.is_leader,
+                publish=node.stream.publish,
+            )
+            state.alerts.engine.start()
             app.state.service = state
             watermarks = WatermarkWatch(db, state.triggers, clock=clock)
             watermarks.start()
@@ -119,6 +133,7 @@ def create_app(
             yield
             await watermarks.stop()
             await state.bulk_runs.aclose()  # runners mark their jobs stopped while the writer still runs
+            await state.alerts.aclose()
             await state.node.stop()
             await state.lifecycle.aclose(settings.shutdown_grace)  # after the worker's last completions
             if tracing is not None:
@@ -148,7 +163,8 @@ def create_app(
     if role != "worker":
         app.include_router(hooks.router)
         # Every /api route authenticates: each documents the answers authentication can give (a route's own win).
-        for router in (events, stats, executions, replays, triggers, errorgroups, live, me, plugins_api):  # stats 1st
+        routers = (events, stats, executions, replays, triggers, errorgroups, alerts, live, me, plugins_api)
+        for router in routers:  # stats 1st
             app.include_router(router.router, responses=API_RESPONSES)
         plugins_api.mount_plugin_routes(app, loaded, responses=API_RESPONSES)
         mount_dashboard(app, "/ui")

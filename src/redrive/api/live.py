@@ -1,4 +1,5 @@
-"""``GET /api/v1/stream`` (viewer): server-sent events of execution state changes, warnings and stats ticks.
+"""``GET /api/v1/stream`` (viewer): server-sent events of execution state changes, warnings, alert transitions
+and stats ticks.
 
 A client that reconnects with ``Last-Event-ID`` gets the events it missed from this node's backlog (fed from every
 node through NOTIFY on PostgreSQL), or one ``reset`` event when its id is older than the backlog. ``stats`` ticks

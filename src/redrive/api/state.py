@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pluggy
 
+from redrive.alerts.service import AlertService
 from redrive.api.limiter import FailureLimiter
 from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
@@ -44,6 +45,7 @@ class ServiceState:
     token_touches: dict[int, datetime] = field(default_factory=dict)
     bulk_runs: BulkRuns = field(default_factory=BulkRuns)  # bulk replay runners of this process
     lifecycle: Lifecycle = field(default_factory=Lifecycle)  # plugins' lifecycle hooks; none by default
+    alerts: AlertService | None = None  # the alert engine (evaluates and delivers only while this node leads)
 
     @property
     def stream(self) -> StreamHub | None:

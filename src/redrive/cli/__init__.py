@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from redrive import __version__
+from redrive.cli import alerts as alerts_cli
 from redrive.cli import dashboard as dashboard_cli
 from redrive.cli import errors as errors_cli
 from redrive.cli import executions, tokens
@@ -54,6 +55,7 @@ app.add_typer(replay_cli.audit_app, name="audit")
 app.command("stats")(stats_cli.stats)
 app.add_typer(errors_cli.app, name="errors")
 app.add_typer(triggers_cli.app, name="triggers")
+app.add_typer(alerts_cli.app, name="alerts")
 app.command("purge")(purge_cli.purge_command)
 app.command("dashboard")(dashboard_cli.dashboard)
 app.add_typer(plugins_cli.app, name="plugins")
@@ -139,12 +141,13 @@ def config_check(
     ] = DEFAULT_CONFIG,
 ) -> None:
     """Validate a trigger file as `redrive up` would load it; exit 2 listing every problem."""
-    triggers = load_triggers(file, starting=False).triggers
-    names = ", ".join(t.name for t in triggers)
+    config = load_triggers(file, starting=False)
+    names = ", ".join(t.name for t in config.triggers)
+    alerting = f", {len(config.alerts)} alert rule(s), {len(config.channels)} channel(s)" if config.alerts else ""
     out.print(
-        f"[green]✓[/] {escape(str(file))}: no problems in {len(triggers)} trigger(s) ({escape(names)}); "
-        "checked: YAML, names, sources, signatures, filters, actions and their templates, retry, limits, retention, "
-        "${VAR} expansion",
+        f"[green]✓[/] {escape(str(file))}: no problems in {len(config.triggers)} trigger(s) ({escape(names)})"
+        f"{alerting}; checked: YAML, names, sources, signatures, filters, actions and their templates, retry, limits, "
+        "retention, alert rules and channels, ${VAR} expansion",
         highlight=False,
     )
 

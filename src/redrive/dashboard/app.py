@@ -15,6 +15,7 @@ from redrive.dashboard.client import ApiError
 PAGES = Path(__file__).with_name("pages")
 NAVIGATION = (  # file, title, url path, icon
     ("overview.py", "Overview", "overview", ":material/monitor_heart:"),
+    ("alerts.py", "Alerts", "alerts", ":material/notifications:"),
     ("executions.py", "Executions", "executions", ":material/list:"),
     ("dead_letters.py", "Dead letters", "dead-letters", ":material/inbox:"),
     ("error_groups.py", "Error groups", "error-groups", ":material/bug_report:"),

@@ -259,6 +259,18 @@ class DashboardClient:
         """Pause or resume a trigger."""
         return cast(TriggerView, self._api.set_trigger_paused(name, paused))
 
+    def alerts(self) -> dict[str, Any]:
+        """``GET /api/v1/alerts``: the rules with their state (firing first) and the channels' delivery health."""
+        return self._api.list_alerts()
+
+    def alert_history(self, limit: int = 50) -> list[dict[str, Any]]:
+        """``GET /api/v1/alerts/history``: transitions, newest first, with their deliveries."""
+        return self._api.alert_history(limit=limit)
+
+    def test_alert(self, name: str) -> dict[str, Any]:
+        """``POST /api/v1/alerts/{name}/test``: a marked test notification through the rule's channels."""
+        return self._api.test_alert(name)
+
     def probe(self, path: str) -> Probe:
         """A health or system endpoint; a 404 means this server does not offer it (yet)."""
         try:

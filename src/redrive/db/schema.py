@@ -323,3 +323,48 @@ metrics_history = Table(
     Column("attempts", Integer, nullable=False),  # attempts that finished in the minute before ``at``
     Column("failed_attempts", Integer, nullable=False),  # of which did not succeed
 )
+
+# Alerts (redrive.alerts): one state row per rule, one row per transition (its ``key`` is the idempotency key every
+# channel sees, unique, so two leaders overlapping during a hand-over record a transition once), and one
+# notification per transition and channel, delivered and retried by the leader independently of evaluation.
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("rule", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),  # ok | firing
+    Column("since", _utc(), nullable=False),
+    Column("seq", Integer, nullable=False),  # transitions so far: the compare-and-set guard and part of each key
+    Column("clearing_since", _utc()),  # firing, and the condition cleared at this time (quiet period)
+    Column("notified_at", _utc()),  # last firing or repeat notification, for ``repeat:``
+    Column("evaluated_at", _utc()),
+    Column("summary", Text),  # the last reading, in one line
+)
+
+alert_transitions = Table(
+    "alert_transitions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(160), nullable=False, unique=True),
+    Column("rule", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # firing | resolved | repeat | test
+    Column("at", _utc(), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("detail", Json, nullable=False),
+    Index("ix_alert_transitions_at", "at"),
+)
+
+alert_notifications = Table(
+    "alert_notifications",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("transition_id", Id, ForeignKey("alert_transitions.id"), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_at", _utc(), nullable=False),
+    Column("delivered_at", _utc()),
+    Column("last_error", Text),
+    Index("ix_alert_notifications_due", "status", "next_at"),
+    Index("ix_alert_notifications_transition", "transition_id", "channel", unique=True),
+)

@@ -109,6 +109,19 @@ class Metrics:
             ["hook"],
             registry=r,
         )
+        self.alert_transitions = Counter(
+            "redrive_alert_transitions",
+            "Alert transitions this node recorded as the leader, by rule and kind (firing, resolved, repeat, test).",
+            ["rule", "kind"],
+            registry=r,
+        )
+        self.alert_notifications = Counter(
+            "redrive_alert_notifications",
+            "Alert notification deliveries this node tried, by channel and outcome (delivered, retry, failed): a "
+            "channel that keeps failing shows here.",
+            ["channel", "outcome"],
+            registry=r,
+        )
         self._ingested: dict[tuple[str, str], Any] = {}
         self._attempted: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
 

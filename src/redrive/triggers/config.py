@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from redrive.alerts.conditions import CONDITIONS
+from redrive.alerts.rules import AlertRule, cross_check
 from redrive.errors import ConfigError, Problem
 from redrive.ingest.signatures import secret_values
 from redrive.triggers.fields import Duration, FilterExpr, StrictModel, TemplateStr
@@ -119,6 +121,9 @@ class TriggerConfig(StrictModel):
 
 class RedriveConfig(StrictModel):
     triggers: list[TriggerConfig] = Field(default_factory=list)
+    alerts: list[AlertRule] = Field(default_factory=list)
+    channels: list[Any] = Field(default_factory=list)
+    """Alert channels: each one of the registry's channel kind models (``config_model`` puts the union here)."""
     # Values substituted from ${VAR}: masked wherever redrive writes text down. Not part of the file's schema.
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
@@ -130,6 +135,10 @@ class RedriveConfig(StrictModel):
     def trigger(self, name: str) -> TriggerConfig | None:
         """The trigger called ``name``, if declared."""
         return next((t for t in self.triggers if t.name == name), None)
+
+    def channel(self, name: str) -> Any:
+        """The alert channel called ``name``, if declared."""
+        return next((c for c in self.channels if c.name == name), None)
 
 
 # ${VAR} (must be set) or ${VAR:-default} (the default when VAR is unset or empty, as in the shell).
@@ -165,8 +174,11 @@ def _union(models: Sequence[type[BaseModel]], tag: str) -> Any:
     return Annotated[reduce(or_, models), Field(discriminator=tag)]
 
 
-def config_model(kinds: Sequence[type[BaseModel]], schemes: Sequence[type[BaseModel]]) -> type[RedriveConfig]:
-    """The trigger-file model for these action kind and scheme models: ``action`` and ``verify`` are their unions."""
+def config_model(
+    kinds: Sequence[type[BaseModel]], schemes: Sequence[type[BaseModel]], channels: Sequence[type[BaseModel]] = ()
+) -> type[RedriveConfig]:
+    """The trigger-file model for these action kind, scheme and alert channel models: ``action``, ``verify`` and
+    each ``channels`` entry are their unions."""
     if not kinds:
         raise ValueError("no action kind is registered")
     source: Any = SourceConfig
@@ -179,9 +191,10 @@ def config_model(kinds: Sequence[type[BaseModel]], schemes: Sequence[type[BaseMo
         action=(_union(kinds, "kind"), ...),
         source=(source, Field(default_factory=source)),
     )
-    model: type[RedriveConfig] = create_model(
-        "RedriveConfig", __base__=RedriveConfig, triggers=(list[trigger], Field(default_factory=list))
-    )
+    fields: dict[str, Any] = {"triggers": (list[trigger], Field(default_factory=list))}
+    if channels:
+        fields["channels"] = (list[_union(channels, "kind")], Field(default_factory=list))  # type: ignore[misc]
+    model: type[RedriveConfig] = create_model("RedriveConfig", __base__=RedriveConfig, **fields)
     return model
 
 
@@ -196,16 +209,17 @@ def _location(loc: tuple[int | str, ...], tags: dict[str, set[str]]) -> Iterator
         previous = part
 
 
-_TRIGGER_INDEX = re.compile(r"^triggers\[(\d+)\]")
+_NAMED_INDEX = re.compile(r"^(triggers|alerts|channels)\[(\d+)\](?! \()")
 
 
 def _named(path: str, raw: dict[str, Any]) -> str:
-    """``path`` with the trigger's name after its index (``triggers[3] (orders).action.url``), when it has one."""
-    match = _TRIGGER_INDEX.match(path)
-    triggers = raw.get("triggers")
-    if match is None or not isinstance(triggers, list) or int(match.group(1)) >= len(triggers):
+    """``path`` with the trigger's, rule's or channel's name after its index (``triggers[3] (orders).action.url``),
+    when it has one."""
+    match = _NAMED_INDEX.match(path)
+    items = raw.get(match.group(1)) if match is not None else None
+    if match is None or not isinstance(items, list) or int(match.group(2)) >= len(items):
         return path
-    trigger = triggers[int(match.group(1))]
+    trigger = items[int(match.group(2))]
     name = trigger.get("name") if isinstance(trigger, dict) else None
     return f"{match.group(0)} ({name}){path[match.end() :]}" if isinstance(name, str) and name else path
 
@@ -223,6 +237,18 @@ def _duplicate_names(raw: dict[str, Any], source: str) -> list[Problem]:
                 problems.append(Problem(source, f"triggers[{index}].name", f"trigger name {name!r} is declared twice"))
             seen.add(name)
     return problems
+
+
+def _channel_secrets(channel: BaseModel, fields: tuple[str, ...]) -> set[str]:
+    """A channel's secrets: its ``fields``, and the ``secret``/``secrets`` of those that are blocks (``sign:``)."""
+    found: set[str] = set()
+    for name in fields:
+        value = getattr(channel, name, None)
+        if isinstance(value, BaseModel):
+            found |= secret_values(value, ("secret", "secrets"))
+        else:
+            found |= secret_values(channel, (name,))
+    return found
 
 
 def parse_config(
@@ -252,13 +278,17 @@ def parse_config(
     try:
         config = registry.config_model.model_validate(expanded, context={"key_headers": registry.key_headers})
     except ValidationError as exc:
-        tags = {"action": set(registry.kinds), "verify": set(registry.schemes)}
+        tags = {"action": set(registry.kinds), "verify": set(registry.schemes), "when": {c.key for c in CONDITIONS}}
+        tags |= {str(index): set(registry.channels) for index in range(len(expanded.get("channels") or []))}
         for error in exc.errors(include_url=False):
             path = "".join(_location(error["loc"], tags)).lstrip(".")
             errors.append(Problem(source, path, error["msg"].removeprefix("Value error, ")))
         raise ConfigError([Problem(p.source, _named(p.path, expanded), p.message) for p in errors]) from exc
+    errors += cross_check(source, config.alerts, config.channels, {t.name for t in config.triggers})
     if errors:
         raise ConfigError([Problem(p.source, _named(p.path, expanded), p.message) for p in errors])
+    for channel in config.channels:
+        found |= _channel_secrets(channel, registry.channels[channel.kind].secret_fields)
     for trigger in config.triggers:
         verify = trigger.source.verify
         if verify is not None:

@@ -1,6 +1,7 @@
-"""Overview: executions failing now (dead letters and permanent failures), failed attempts, retries and duplicates
-today, warnings, the last 24 h by status and the top error groups. Every number is the API's own, and each card's
-help text is the API's own definition of it (its OpenAPI description); the page refreshes every 5 s."""
+"""Overview: firing alerts first, then executions failing now (dead letters and permanent failures), failed
+attempts, retries and duplicates today, warnings, the last 24 h by status and the top error groups. Every number is
+the API's own, and each card's help text is the API's own definition of it (its OpenAPI description); the page
+refreshes every 5 s."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from redrive.dashboard import session, tables
 from redrive.dashboard.charts import executions_chart
 from redrive.dashboard.client import ErrorGroup, Summary
 from redrive.dashboard.format import group_rows
+from redrive.dashboard.pages.alerts import firing_banners
 
 REFRESH_SECONDS = 5
 DEFINITIONS = "overview_definitions"  # session key: the cards' help texts, read once from the OpenAPI document
@@ -75,6 +77,7 @@ def show(summary: Summary, definitions: dict[str, str], buckets: list[Any], grou
 def live() -> None:
     """Fetch everything, then render; a failed call shows a banner instead."""
     with session.client() as api, session.guarded():
+        firing_banners(api.alerts()["items"])  # what is firing comes before anything else
         summary = api.summary()
         definitions = st.session_state.get(DEFINITIONS) or api.definitions("Summary")
         st.session_state[DEFINITIONS] = definitions  # they change only with the server: not every 5 s

@@ -1,0 +1,105 @@
+"""What each alert condition counts, in the database, from indexes: one function per condition key (``COUNTS``).
+
+The statements of ``redrive.observe.stats`` are reused where one exists (dead letters are its
+``status_count_statement`` narrowed to the rule's triggers); the others are narrow queries of their own, each a
+range of an existing index. Each returns the plain counts its condition's ``judge`` reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from redrive.alerts.conditions import (
+    DeadLetterGrowth,
+    DeadLetters,
+    ErrorGroupSeen,
+    FailureRate,
+    OldestPending,
+    Scope,
+    TriggerPaused,
+)
+from redrive.db.schema import attempts, error_groups, executions, triggers
+from redrive.observe.stats import FAILED_OUTCOMES, status_count_statement
+from redrive.states import ExecutionStatus
+
+Count = Callable[[Any, Connection, Scope, datetime], dict[str, Any]]
+
+
+def failure_rate(condition: FailureRate, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
+    """Attempts and failed attempts of the scope's executions finished in the window (``ix_attempts_finished``)."""
+    since = now - timedelta(seconds=condition.window)
+    total, failed = connection.execute(
+        select(func.count(), func.count().filter(attempts.c.outcome.in_(FAILED_OUTCOMES)))
+        .select_from(attempts.join(executions, executions.c.id == attempts.c.execution_id))
+        .where(attempts.c.finished_at >= since, executions.c.trigger_id.in_(scope.trigger_ids))
+    ).one()
+    return {"attempts": int(total), "failed": int(failed)}
+
+
+def dlq_size(condition: DeadLetters, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
+    """``status_count_statement`` (DLQ_SIZE_MEANS) narrowed to the scope's triggers."""
+    statement = status_count_statement([ExecutionStatus.FAILED_RETRYABLE])
+    statement = statement.where(executions.c.trigger_id.in_(scope.trigger_ids))
+    return {"dlq_size": int(connection.execute(statement).scalar_one())}
+
+
+def dlq_growth(condition: DeadLetterGrowth, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
+    """``status_count_statement`` of dead letters, narrowed to the window's finish times."""
+    since = now - timedelta(seconds=condition.window)
+    statement = status_count_statement([ExecutionStatus.FAILED_RETRYABLE]).where(
+        executions.c.finished_at >= since, executions.c.trigger_id.in_(scope.trigger_ids)
+    )
+    return {"dlq_growth": int(connection.execute(statement).scalar_one())}
+
+
+def oldest_pending(condition: OldestPending, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
+    """The earliest ``run_at`` of the scope's due pending executions (``ix_executions_due``)."""
+    oldest = connection.execute(
+        select(func.min(executions.c.run_at)).where(
+            executions.c.status == ExecutionStatus.PENDING,
+            executions.c.run_at <= now,
+            executions.c.trigger_id.in_(scope.trigger_ids),
+        )
+    ).scalar_one_or_none()
+    return {"oldest_pending_seconds": max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0}
+
+
+def error_group(condition: ErrorGroupSeen, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
+    """The scope's groups first seen (new) or regressed since ``now - quiet``, newest first, ignored ones left out."""
+    since = now - timedelta(seconds=condition.quiet)
+    new = error_groups.c.first_seen >= since
+    regressed = (error_groups.c.status == "regressed") & (error_groups.c.status_changed_at >= since)
+    wanted = {"new": new, "regressed": regressed, "new_or_regressed": new | regressed}[condition.error_group]
+    found = connection.execute(
+        select(error_groups.c.fingerprint, error_groups.c.title, error_groups.c.status)
+        .where(error_groups.c.trigger_id.in_(scope.trigger_ids), error_groups.c.status != "ignored", wanted)
+        .order_by(error_groups.c.last_seen.desc())
+        .limit(5)
+    )
+    return {"groups": [{"fingerprint": r.fingerprint, "title": r.title, "status": r.status} for r in found]}
+
+
+def trigger_paused(condition: TriggerPaused, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
+    """The scope's paused triggers and why."""
+    rows = connection.execute(
+        select(triggers.c.name, triggers.c.paused_reason)
+        .where(triggers.c.id.in_(scope.trigger_ids), triggers.c.paused)
+        .order_by(triggers.c.name)
+    )
+    return {"paused": [{"trigger": r.name, "reason": r.paused_reason} for r in rows]}
+
+
+COUNTS: dict[str, Count] = {
+    FailureRate.key: failure_rate,
+    DeadLetters.key: dlq_size,
+    DeadLetterGrowth.key: dlq_growth,
+    OldestPending.key: oldest_pending,
+    ErrorGroupSeen.key: error_group,
+    TriggerPaused.key: trigger_paused,
+}
+"""The count behind each condition, by its key: a new condition adds its own here."""

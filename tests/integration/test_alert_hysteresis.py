@@ -1,0 +1,179 @@
+"""Hysteresis, on both databases, on a clock the test moves: a failure rate oscillating around the firing threshold
+for two minutes of simulated time fires once and does not flap; the same series without a lower resolve threshold
+flaps (so the first test could fail); a quiet period holds a resolution back; repeat re-notifies while firing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+
+from redrive.alerts.engine import AlertEngine, AlertSetup
+from redrive.alerts.message import Voice
+from redrive.alerts.service import rule_scope
+from redrive.db.database import Database
+from redrive.db.schema import alert_transitions, attempts
+from redrive.extensions import AlertChannel, AlertNotification
+from redrive.failures.hints import hint_for
+from redrive.ingest.prepare import prepare
+from redrive.ingest.store import store_event
+from redrive.observe.redaction import Redactor
+from redrive.plugins import builtin_registry
+from redrive.triggers.config import parse_config
+from redrive.triggers.runtime import build_trigger_set, sync_triggers
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+STEP = 5  # seconds of simulated time between evaluations
+
+
+class Collected(AlertChannel):
+    """A channel that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[AlertNotification] = []
+
+    async def send(self, notification: AlertNotification) -> None:
+        self.sent.append(notification)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    database.start()
+    yield database
+    database.close()
+
+
+def engine_for(
+    db: Database, when: str, clock: list[datetime], *, extra: str = "", published: list[Any] | None = None
+) -> tuple[AlertEngine, Collected, int]:
+    """An engine for one rule on trigger ``t`` with a collecting channel, and the id of an execution to hang
+    attempts on."""
+    config = parse_config(
+        f"""
+triggers: [{{name: t, action: {{kind: command, argv: ["true"]}}}}]
+alerts: [{{name: r, when: {when}, notify: [c]{extra}}}]
+channels: [{{name: c, kind: trigger, trigger: t}}]
+"""
+    )
+    ids = db.write_sync(lambda c: sync_triggers(c, config, T0))
+    triggers = build_trigger_set(config, ids, builtin_registry())
+    event = prepare(config.triggers[0], ids["t"], body=b"{}", headers={}, received_at=T0, redactor=Redactor(), key="k")
+    stored = db.write_sync(store_event(event))
+    assert stored.execution_id is not None
+    channel = Collected()
+    setup = AlertSetup(config.alerts, {"c": channel}, rule_scope(triggers), Voice(hint_for))
+    stream = published if published is not None else []
+    engine = AlertEngine(
+        db,
+        setup,
+        clock=lambda: clock[0],
+        is_leader=lambda: True,
+        interval=3600,
+        publish=lambda kind, data: stream.append((kind, data)),
+    )
+    return engine, channel, stored.execution_id
+
+
+def add_attempts(db: Database, execution_id: int, at: datetime, total: int, failed: int, first: int) -> None:
+    rows = [
+        {
+            "execution_id": execution_id,
+            "number": first + n,
+            "started_at": at,
+            "finished_at": at,
+            "duration_ms": 1.0,
+            "outcome": "transient" if n < failed else "succeeded",
+            "detail": {},
+        }
+        for n in range(total)
+    ]
+    db.write_sync(lambda c: c.execute(insert(attempts), rows))
+
+
+def oscillate(db: Database, when: str) -> list[str]:
+    """Two minutes of simulated time: every 5 s, 100 attempts failing at 4 % then 6 % in turn; evaluate and
+    deliver after each step. The kinds of the notifications sent."""
+    clock = [T0]
+    engine, channel, execution_id = engine_for(db, when, clock)
+
+    async def scenario() -> None:
+        for step in range(120 // STEP):
+            clock[0] = T0 + timedelta(seconds=STEP * step)
+            add_attempts(db, execution_id, clock[0], 100, 6 if step % 2 else 4, step * 100 + 1)
+            await engine.evaluate_once()
+            await engine.deliver_once()
+
+    asyncio.run(scenario())
+    return [n.kind for n in channel.sent]
+
+
+def test_a_rate_hovering_at_the_threshold_fires_at_most_once_and_never_flaps(db: Database) -> None:
+    sent = oscillate(db, '{failure_rate: ">= 5%", window: 10s, min_attempts: 20, resolve_below: 2%}')
+    assert sent.count("firing") <= 1
+    assert sent.count("resolved") <= 1
+    assert sent == ["firing"]  # it did hover above the threshold: one firing, and no resolution while it hovers
+
+
+def test_without_a_lower_resolve_threshold_the_same_series_flaps(db: Database) -> None:
+    sent = oscillate(db, '{failure_rate: ">= 5%", window: 4s, min_attempts: 20}')  # each pass sees one step
+    assert sent.count("firing") > 1  # what hysteresis prevents
+
+
+def test_a_quiet_period_holds_the_resolution_and_repeat_renotifies(db: Database) -> None:
+    clock = [T0]
+    when = '{failure_rate: ">= 50%", window: 10s, min_attempts: 5}'
+    published: list[Any] = []
+    engine, channel, execution_id = engine_for(db, when, clock, extra=", quiet: 30s, repeat: 1m", published=published)
+
+    async def at(seconds: int, failed: int | None = None) -> list[str]:
+        clock[0] = T0 + timedelta(seconds=seconds)
+        if failed is not None:
+            add_attempts(db, execution_id, clock[0], 10, failed, seconds * 10 + 1)
+        keys = await engine.evaluate_once()
+        await engine.deliver_once()
+        return keys
+
+    async def scenario() -> None:
+        assert await at(0, failed=10) == ["r:1:firing"]
+        assert await at(15) == []  # cleared (the window is empty) but quiet for 0 s of 30
+        assert await at(40) == []  # 25 s of 30
+        assert await at(45) == ["r:2:resolved"]
+        assert await at(50, failed=10) == ["r:3:firing"]
+        assert await at(55, failed=10) == []
+        assert await at(109, failed=10) == []
+        assert await at(110, failed=10) == ["r:4:repeat"]  # 60 s after the firing notification
+        assert await at(115, failed=10) == []
+
+    asyncio.run(scenario())
+    kinds = [n.kind for n in channel.sent]
+    assert kinds == ["firing", "resolved", "firing", "repeat"]
+    assert [(kind, data["key"]) for kind, data in published] == [
+        ("alert", "r:1:firing"),
+        ("alert", "r:2:resolved"),
+        ("alert", "r:3:firing"),
+        ("alert", "r:4:repeat"),
+    ]  # each transition goes on the live stream
+    rows = db.read_sync(lambda c: c.execute(alert_transitions.select().order_by(alert_transitions.c.id)).all())
+    assert [r.key for r in rows] == ["r:1:firing", "r:2:resolved", "r:3:firing", "r:4:repeat"]
+
+
+def test_the_leader_purges_history_older_than_30_days(db: Database) -> None:
+    clock = [T0]
+    engine, channel, execution_id = engine_for(db, '{failure_rate: ">= 50%", window: 10s, min_attempts: 5}', clock)
+
+    async def scenario() -> None:
+        add_attempts(db, execution_id, T0, 10, 10, 1)
+        assert await engine.evaluate_once() == ["r:1:firing"]
+        await engine.deliver_once()
+        clock[0] = T0 + timedelta(days=31)
+        assert await engine.evaluate_once() == ["r:2:resolved"]  # recorded, then the month-old firing purged
+
+    asyncio.run(scenario())
+    assert [n.kind for n in channel.sent] == ["firing"]
+    rows = db.read_sync(lambda c: c.execute(alert_transitions.select()).all())
+    assert [r.key for r in rows] == ["r:2:resolved"]  # pending delivery: kept
