@@ -154,12 +154,17 @@ class Cluster:
 
 
 class CountingTarget:
-    """An HTTP endpoint (aiohttp, in its own thread) that answers 200 and counts each ``X-Key`` header it gets."""
+    """An HTTP endpoint (aiohttp, in its own thread) that answers 200 and counts each ``X-Key`` header it gets,
+    after ``delay`` seconds; ``hang_url`` answers only when the target closes (work that stays in flight)."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.keys: Counter[str] = Counter()
+        self.delay = delay
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hit"
+        self.hang_url = f"http://127.0.0.1:{self.port}/hang"
+        self.hanging = 0
+        self._release: asyncio.Event | None = None
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="counting-target", daemon=True)
@@ -173,6 +178,8 @@ class CountingTarget:
 
     def __exit__(self, *exc: object) -> None:
         async def shutdown() -> None:
+            if self._release is not None:
+                self._release.set()
             if self._runner is not None:
                 await self._runner.cleanup()
 
@@ -181,13 +188,23 @@ class CountingTarget:
         self._thread.join(10)
 
     async def _hit(self, request: web.Request) -> web.Response:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.keys[request.headers.get("X-Key", "")] += 1
         return web.Response(text="ok")
+
+    async def _hang(self, request: web.Request) -> web.Response:
+        assert self._release is not None
+        self.hanging += 1
+        await self._release.wait()
+        return web.Response(text="late")
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
+        self._release = asyncio.Event()
         app.router.add_post("/hit", self._hit)
+        app.router.add_post("/hang", self._hang)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)

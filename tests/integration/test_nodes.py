@@ -4,8 +4,8 @@ back to the queue uncharged; on PostgreSQL exactly one node leads maintenance an
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
