@@ -39,16 +39,19 @@ def slow_target() -> Iterator[CountingTarget]:
 
 
 @pytest.fixture
-def group(tmp_path: Path, db_url: str, slow_target: CountingTarget) -> Iterator[Process]:
-    """``redrive up --processes 2`` (through REDRIVE_PROCESSES) with an ``orders`` and a ``stuck`` trigger."""
-    config = write_config(
-        tmp_path, [http_trigger("orders", slow_target.url), http_trigger("stuck", slow_target.hang_url)]
-    )
-    cluster = Cluster(tmp_path, db_url, config, env=FAST)
+def cluster(tmp_path: Path, db_url: str, slow_target: CountingTarget) -> Iterator[Cluster]:
+    """Starts ``redrive up`` (2 processes through REDRIVE_PROCESSES) with an ``orders`` and a ``stuck`` trigger."""
+    triggers = [http_trigger("orders", slow_target.url), http_trigger("stuck", slow_target.hang_url)]
+    running = Cluster(tmp_path, db_url, write_config(tmp_path, triggers), env=FAST)
     try:
-        yield cluster.start("up", "group")
+        yield running
     finally:
-        cluster.close()
+        running.close()
+
+
+@pytest.fixture
+def group(cluster: Cluster) -> Process:
+    return cluster.start("up", "group")
 
 
 def children(db_url: str) -> dict[str, int]:
@@ -166,8 +169,11 @@ def test_two_processes_share_the_port_and_the_work_and_stop_together(
 
 
 def test_a_killed_process_is_restarted_and_its_leased_work_runs_again(
-    group: Process, slow_target: CountingTarget, db_url: str
+    cluster: Cluster, slow_target: CountingTarget, db_url: str
 ) -> None:
+    # Leases and heartbeats far longer than the test: only the successor's knowledge that its predecessor exited
+    # can return the killed process's leases in time.
+    group = cluster.start("up", "group", REDRIVE_LEASE_SECONDS="300", REDRIVE_HEARTBEAT_INTERVAL="100")
     nodes = two_nodes(db_url)
     victim_node, victim_pid = sorted(nodes.items())[0]
     total = 600
@@ -219,4 +225,4 @@ def test_a_killed_process_is_restarted_and_its_leased_work_runs_again(
     }
     assert twice <= held_keys, f"run twice without being held by the killed child: {sorted(twice - held_keys)}"
     dead = query(db_url, "SELECT dead_at FROM nodes WHERE id = :id", id=victim_node)
-    assert [row.dead_at is not None for row in dead] == [True]  # reported dead by the leader
+    assert [row.dead_at is not None for row in dead] == [True]  # reported dead by its successor

@@ -41,7 +41,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from redrive.node.heartbeats import new_node_id
 from redrive.node.peers import Peers, socket_pairs
+from redrive.node.process import Seat
 
 log = structlog.get_logger("redrive.processes")
 
@@ -51,7 +53,7 @@ FIRST_DELAY, MAX_DELAY = 0.5, 30.0
 STOP_MARGIN = 15.0  # seconds past the shutdown grace before children still running are killed
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)
 
-ChildMain = Callable[[Peers | None], int]
+ChildMain = Callable[[Seat], int]
 
 
 def default_count() -> int:
@@ -96,6 +98,7 @@ class Slot:
     launches: int = 0
     delay: float = FIRST_DELAY
     due: float = 0.0  # when to start it again (monotonic)
+    node_id: str | None = None  # the node id of the child running in it, or of the last one
 
 
 @dataclass
@@ -204,11 +207,12 @@ class Supervisor:
                 self._launch(slot)
 
     def _launch(self, slot: Slot) -> None:
+        predecessor, slot.node_id = slot.node_id, new_node_id()
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # the child resets handlers before any runs
         try:
             pid = os.fork()
             if pid == 0:
-                self._become_child(slot, blocked)  # never returns
+                self._become_child(slot, predecessor, blocked)  # never returns
             with contextlib.suppress(OSError):
                 os.setpgid(pid, pid)  # also done by the child: whichever runs first
         finally:
@@ -217,13 +221,14 @@ class Supervisor:
         slot.started = time.monotonic()
         slot.launches += 1
         if slot.launches > 1:
-            log.warning("process_restarted", slot=slot.index, pid=pid, launches=slot.launches)
+            log.warning("process_restarted", slot=slot.index, pid=pid, node_id=slot.node_id, replaces=predecessor)
         else:
-            log.info("process_started", slot=slot.index, pid=pid)
+            log.info("process_started", slot=slot.index, pid=pid, node_id=slot.node_id)
 
-    def _become_child(self, slot: Slot, mask: set[int | signal.Signals]) -> None:
+    def _become_child(self, slot: Slot, predecessor: str | None, mask: set[int | signal.Signals]) -> None:
         code = 1
         try:
+            assert slot.node_id is not None
             signal.set_wakeup_fd(-1)
             for sig in SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
@@ -236,7 +241,7 @@ class Supervisor:
             for descriptor in (self._wake_read, self._wake_write, self._death_write):
                 os.close(descriptor)
             _exit_with_parent(self._death_read)
-            code = self.child_main(self._peers(slot.index))
+            code = self.child_main(Seat(slot.node_id, predecessor, self._peers(slot.index)))
         except SystemExit as stop:
             code = stop.code if isinstance(stop.code, int) else 1
         except BaseException:

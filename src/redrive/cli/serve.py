@@ -22,8 +22,7 @@ from redrive.clock import utcnow
 from redrive.db.database import Database
 from redrive.db.migrate import upgrade
 from redrive.errors import TokenExists
-from redrive.node.peers import Peers
-from redrive.node.process import Role
+from redrive.node.process import Role, Seat
 from redrive.observe.logs import configure_logging
 from redrive.observe.redaction import Redactor
 from redrive.plugins import Plugins
@@ -77,10 +76,10 @@ def run_server(
         fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", code=1)
     _announce(console, settings, config, role, f" in {processes} processes")
 
-    def child(peers: Peers | None) -> int:
+    def child(seat: Seat) -> int:
         writer = configure_logging(settings.log_level, Redactor(config.secrets), background=True)
         try:
-            _serve(create_app(settings, config, role=role, plugins=plugins, peers=peers), settings, listener)
+            _serve(create_app(settings, config, role=role, plugins=plugins, seat=seat), settings, listener)
         finally:
             if writer is not None:
                 writer.close()

@@ -9,6 +9,7 @@ and needs none). Each process of a group is a node of its own: its own row in ``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import structlog
@@ -16,7 +17,7 @@ import structlog
 from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
 from redrive.lifecycle import Lifecycle
-from redrive.node.heartbeats import NodeInfo, beat, leave, this_node
+from redrive.node.heartbeats import NodeInfo, beat, bury, leave, this_node
 from redrive.node.leader import Leadership
 from redrive.node.maintenance import Maintenance
 from redrive.node.peers import PeerListener, PeerNotifier, Peers
@@ -37,6 +38,15 @@ log = structlog.get_logger("redrive.node")
 Role = Literal["all", "api", "worker"]
 
 
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """What the supervisor of ``redrive up --processes N`` tells the child it starts in one of its slots."""
+
+    node_id: str  # chosen by the supervisor, so it knows whose leases a dead child held
+    predecessor: str | None  # the node id of the child that ran in this slot before and exited
+    peers: Peers | None  # the group's datagram sockets (SQLite only)
+
+
 class Node:
     """Starts and stops everything a process runs in the background."""
 
@@ -53,14 +63,16 @@ class Node:
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
         lifecycle: Lifecycle | None = None,
-        peers: Peers | None = None,
+        seat: Seat | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.role = role
         self.wakeup = wakeup
         self.clock = clock
-        self.info: NodeInfo = this_node(role, clock())
+        self.seat = seat
+        self.info: NodeInfo = this_node(role, clock(), None if seat is None else seat.node_id)
+        peers = None if seat is None else seat.peers
         self.notifier: Notifier | PeerNotifier | None = None
         if not db.is_sqlite:
             self.notifier = Notifier(db.url)
@@ -115,6 +127,8 @@ class Node:
         self.leadership.start()  # on SQLite the lock is tried at once: the first beat says who leads
         leader = self.leadership.is_leader
         await self.db.write(beat(self.info, 0, self.clock(), leader=leader, rss_bytes=resident_bytes()))
+        if self.seat is not None and self.seat.predecessor is not None:
+            await self._bury(self.seat.predecessor)
         if self.notifier is not None and self.listener is not None:
             self.notifier.start()
             self.wakeup.announce = self.notifier.wake
@@ -124,6 +138,14 @@ class Node:
             await self.worker.start()
         self._beats.start()
         log.info("node_started", node_id=self.info.id, role=self.role, host=self.info.host, pid=self.info.pid)
+
+    async def _bury(self, node_id: str) -> None:
+        """The process this one replaces has exited: its leases go back to the queue now, not after its missed beats."""
+        swept = await self.db.write(bury(node_id, self.clock()))
+        log.warning("node_dead", node_id=node_id, reason="process_exited", leases_swept=len(swept))
+        self.stream.publish("warning", {"code": "node_dead", "node_id": node_id, "leases_swept": len(swept)})
+        if swept:
+            self.wakeup.work_due()
 
     async def stop(self) -> None:
         """Finish or release in-flight work, step down, stop listening, remove this node's row."""
