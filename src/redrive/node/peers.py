@@ -2,11 +2,12 @@
 
 PostgreSQL carries both on ``LISTEN/NOTIFY`` (``redrive.queue.notify``); SQLite has no such channel. The supervisor
 (``redrive.cli.processes``) makes one Unix datagram socket pair per process slot before it forks: slot ``i`` reads
-the first end of pair ``i`` (its inbox), and every process writes to the second end of every pair, its own included,
-as a ``NOTIFY`` reaches its sender too. The pairs outlive the children, so a restarted child reads its slot's inbox
-where its predecessor stopped. A datagram is one notification: the channel, a NUL, the payload. Sends never block: a
-full inbox drops the datagram, which costs what a lost ``NOTIFY`` costs (the worker's poll finds the work; a stream
-client resumes by id). No file, no port, nothing another user could write to.
+the first end of pair ``i`` (its inbox), and every process writes to the second end of every pair: stream changes to
+its own too, as a ``NOTIFY`` reaches its sender (the hub delivers its own changes from there), wake-ups only to the
+others (the sender's worker was woken directly). The pairs outlive the children, so a restarted child reads its
+slot's inbox where its predecessor stopped. A datagram is one notification: the channel, a NUL, the payload. Sends
+never block: a full inbox drops the datagram, which costs what a lost ``NOTIFY`` costs (the worker's poll finds the
+work; a stream client resumes by id). No file, no port, nothing another user could write to.
 
 ``PeerNotifier`` and ``PeerListener`` have the methods ``Node`` uses of ``Notifier`` and ``Listener``.
 """
@@ -93,12 +94,13 @@ class PeerNotifier:
         if not self._running:
             return
         wake, self._wake = self._wake, False
-        datagrams = [encode(QUEUE_CHANNEL, "")] if wake else []
+        datagrams = []
         for channel, drain in self._sources:
             datagrams += [encode(channel, payload) for payload in drain()]
+        others = [encode(QUEUE_CHANNEL, ""), *datagrams] if wake else datagrams  # this worker is awake already
         dropped = 0
-        for outbox in self._peers.outboxes:
-            for datagram in datagrams:
+        for slot, outbox in enumerate(self._peers.outboxes):
+            for datagram in datagrams if slot == self._peers.slot else others:
                 try:
                     outbox.send(datagram)
                 except OSError:  # that inbox is full (its process is stopped or slow): the poll covers it
