@@ -24,7 +24,7 @@ from typing import Any
 import httpx2
 from aiohttp import web
 
-from support import wait_until
+from support import query, wait_until
 
 REDRIVE = [sys.executable, "-c", "from redrive.cli import main; main()"]
 START_TIMEOUT = 60.0
@@ -36,6 +36,16 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def leased_by(db_url: str, node_id: str) -> list[int]:
+    """The executions running under a lease of ``node_id`` (its lease tokens start with its id)."""
+    rows = query(
+        db_url,
+        "SELECT id FROM executions WHERE status = 'running' AND lease_token LIKE :prefix",
+        prefix=f"{node_id}%",
+    )
+    return [row.id for row in rows]
 
 
 def http_trigger(name: str, url: str, **extra: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from cluster_support import Cluster, CountingTarget, Process, http_trigger, write_config
+from cluster_support import Cluster, CountingTarget, Process, http_trigger, leased_by, write_config
 
 from support import query, scalar, wait_until
 
@@ -182,18 +182,13 @@ def test_a_killed_process_is_restarted_and_its_leased_work_runs_again(
         while sum(slow_target.keys.values()) < total // 4:  # noqa: ASYNC110 (counted in another thread)
             await asyncio.sleep(0.01)
         os.kill(victim_pid, signal.SIGKILL)
-        rows = await asyncio.to_thread(
-            query,
-            db_url,
-            "SELECT id FROM executions WHERE status = 'running' AND lease_token LIKE :prefix",
-            prefix=f"{victim_node}%",
-        )
-        return [row.id for row in rows]
+        return await asyncio.to_thread(leased_by, db_url, victim_node)
 
     async def run() -> tuple[list[int], Counter[int]]:
         return await asyncio.gather(kill_midway(), send(group.url, "orders", range(total)))
 
     held, statuses = asyncio.run(run())
+    assert held, "the killed process held leases"
 
     assert statuses[202] + statuses[0] == total, statuses  # requests on the killed child's connections get no answer
     restarted = wait_until(
