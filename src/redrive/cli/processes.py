@@ -138,8 +138,17 @@ class Supervisor:
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self._close()
         log.info("processes_stopped", count=self.count)
         return 1 if self.failed else 0
+
+    def _close(self) -> None:
+        """Close the group's sockets and pipes (its children are gone, or go with the closed pipe)."""
+        for pair in self._pairs:
+            for end in pair:
+                end.close()
+        for descriptor in (self._death_read, self._death_write, self._wake_read, self._wake_write):
+            os.close(descriptor)
 
     def _on_signal(self, number: int, frame: object) -> None:
         if number != signal.SIGCHLD and not self.stopping:
