@@ -1,4 +1,5 @@
-"""Run the service under uvicorn: migrate, log, serve, stop gracefully on SIGTERM."""
+"""Run the service under uvicorn: migrate, log, serve, stop gracefully on SIGTERM; in one process, or in the
+children of a supervisor (``redrive.cli.processes``) sharing one listening socket."""
 
 from __future__ import annotations
 
