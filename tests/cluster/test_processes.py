@@ -1,6 +1,7 @@
 """``redrive up --processes 2`` as real processes, on SQLite and on PostgreSQL: one port, two nodes sharing the work;
-2,000 events each delivered exactly once; SIGTERM stops both and hands back what they held; a child killed with
-SIGKILL is started again and its leased work runs again (at least once, never charged)."""
+2,000 events each delivered exactly once; the live stream of one shows the executions of both; SIGTERM stops both
+and hands back what they held; a child killed with SIGKILL is started again and its leased work runs again (at least
+once, never charged)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import httpx2
 import pytest
 from cluster_support import Cluster, CountingTarget, Process, http_trigger, leased_by, write_config
 
@@ -221,3 +223,38 @@ def test_a_killed_process_is_restarted_and_its_leased_work_runs_again(
     assert twice <= held_keys, f"run twice without being held by the killed child: {sorted(twice - held_keys)}"
     dead = query(db_url, "SELECT dead_at FROM nodes WHERE id = :id", id=victim_node)
     assert [row.dead_at is not None for row in dead] == [True]  # reported dead by its successor
+
+
+def succeeded_on_the_stream(url: str, token: str, connected: threading.Event, seen: set[int], total: int) -> None:
+    """Read the live stream until ``total`` executions were reported succeeded (or it ends), adding their ids."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx2.stream("GET", f"{url}/api/v1/stream?tick=0.2", headers=headers, timeout=30) as response:
+        for line in response.iter_lines():
+            connected.set()  # its first frame (stats) came: subscribed
+            if not line.startswith("data: "):
+                continue
+            data = json.loads(line.removeprefix("data: "))
+            if data.get("status") == "succeeded":
+                seen.add(data["execution_id"])
+                if len(seen) >= total:
+                    return
+
+
+def test_the_live_stream_of_one_process_shows_the_executions_of_both(
+    group: Process, slow_target: CountingTarget, db_url: str, tmp_path: Path
+) -> None:
+    nodes = two_nodes(db_url)
+    token = (tmp_path / "redrive-admin-token").read_text().strip()
+    connected, seen, total = threading.Event(), set[int](), 400
+    reader = threading.Thread(
+        target=succeeded_on_the_stream, args=(group.url, token, connected, seen, total), daemon=True
+    )
+    reader.start()
+    assert connected.wait(30), group.logs()
+    with LeaseWatch(db_url) as watch:
+        asyncio.run(send(group.url, "orders", range(total)))
+        reader.join(60)
+    assert watch.holders == set(nodes), "both processes ran executions"
+    executed = {row.id for row in query(db_url, "SELECT id FROM executions WHERE status = 'succeeded'")}
+    assert len(executed) == total
+    assert seen == executed  # the subscriber's process reported the other process's executions too
