@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import weakref
 from typing import Any, TypeGuard
 
 import orjson
@@ -29,6 +28,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 CONNECT_TIMEOUT = 5  # seconds, PostgreSQL
+_WRITE_TURNS: dict[tuple[int, str], int] = {}  # (pid, lock file) -> descriptor, opened at a writer's first engine
 
 
 def is_sqlite(url: str) -> bool:
@@ -82,12 +82,20 @@ def make_engine(url: str, *, writer: bool = False, pool_size: int = 10) -> Engin
 
 
 def _write_turn(engine: Engine, url: str) -> int | None:
-    """The descriptor whose ``flock`` orders the writers of one SQLite file, released at every pool check-in."""
+    """The descriptor whose ``flock`` orders the writers of one SQLite file, released at every pool check-in.
+
+    One descriptor per process and file, shared by its engines: the engines of one process never wait on each
+    other's ``flock`` (a write begun inside another would hang there, where SQLite's busy timeout makes it fail), so
+    between them SQLite's lock alone decides, as it does with a writer that takes no turn. Keyed by pid: a forked
+    child opens its own, or it would share its parent's (and its siblings') lock instead of taking turns with them.
+    """
     database = make_url(url).database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    turn = os.open(os.path.abspath(database) + "-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    weakref.finalize(engine, os.close, turn)
+    path = os.path.abspath(database) + "-writer"
+    turn = _WRITE_TURNS.get((os.getpid(), path))
+    if turn is None:
+        turn = _WRITE_TURNS[(os.getpid(), path)] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
