@@ -12,10 +12,12 @@ Method (everything on loopback, every server a subprocess, all of them killed on
    redrive runs with its own defaults, log level ``info`` included (one JSON line per event, to its log file).
 3. end to end: a tiny HTTP sink (raw asyncio + httptools, answers 200 and counts) and ``redrive up`` with a worker
    whose trigger POSTs each event to the sink. ``--events`` events are sent at ``--connections`` concurrency; the
-   figure is events / (first POST .. last ``finished_at`` of a succeeded execution). ``--ordering-keys N`` runs the
-   same with the trigger ordered by key (``ordering:``, events spread round-robin over N keys): what the ordered
-   claim costs end to end, against the same run without it (N below the worker concurrency also caps the parallelism,
-   by design: one execution per key at a time).
+   figure is events / (first POST .. last ``finished_at`` of a succeeded execution). With ``--processes N`` (N > 1)
+   each round runs it twice, interleaved: ``redrive up --processes 1`` then ``--processes N`` on fresh databases,
+   and the summary gives N's rate and CPU per event as ratios to one process's in the same round.
+   ``--ordering-keys N`` runs the same with the trigger ordered by key (``ordering:``, events spread round-robin over
+   N keys): what the ordered claim costs end to end, against the same run without it (N below the worker concurrency
+   also caps the parallelism, by design: one execution per key at a time).
 
 Load generator: wrk (with a Lua script that numbers bodies per thread) when it is installed, else an aiohttp-based
 generator in this process (``--generator`` forces one). wrk stops with requests in flight, so the server may have
@@ -54,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from benchkit import Procs, cpu_seconds, free_port, send_events, sink_counts, start_sink, wait_healthy
+from benchkit import Procs, free_port, send_events, sink_counts, start_sink, tree_cpu_seconds, wait_healthy
 
 HERE = Path(__file__).resolve().parent
 HEADERS = {"Content-Type": "application/json"}
@@ -160,6 +162,11 @@ async def run_python(url: str, duration: float, connections: int) -> Load:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds of the server: the process and its children (the processes of ``up --processes N``)."""
+    return tree_cpu_seconds([pid])
+
+
 def drive(args: argparse.Namespace, url: str, pid: int, workdir: Path) -> Load:
     before, t0 = cpu_seconds(pid), time.perf_counter()
     if args.generator == "wrk":
@@ -171,10 +178,16 @@ def drive(args: argparse.Namespace, url: str, pid: int, workdir: Path) -> Load:
 
 
 def start_redrive(
-    procs: Procs, name: str, sink_port: int, worker_concurrency: int, log_level: str, ordering_keys: int = 0
+    procs: Procs,
+    name: str,
+    sink_port: int,
+    worker_concurrency: int,
+    log_level: str,
+    processes: int = 1,
+    ordering_keys: int = 0,
 ) -> tuple[str, Path, int]:
-    """Start ``redrive up`` on a fresh database; return its base URL, database path and pid. ``ordering_keys``: order
-    the trigger by ``messageId`` modulo that many keys (0: unordered)."""
+    """Start ``redrive up --processes N`` on a fresh database; return its base URL, database path and pid.
+    ``ordering_keys``: order the trigger by ``messageId`` modulo that many keys (0: unordered)."""
     home = procs.workdir / name
     home.mkdir()
     ordering = f'    ordering: {{key: "{{{{ (payload.messageId[4:] | int) % {ordering_keys} }}}}"}}\n'
@@ -192,7 +205,7 @@ def start_redrive(
         "REDRIVE_WORKER_CONCURRENCY": str(worker_concurrency),
     }
     argv = [*REDRIVE, "up", "--config", str(home / "redrive.yaml"), "--host", "127.0.0.1", "--port", str(port)]
-    proc = procs.start(name, argv, env)
+    proc = procs.start(name, [*argv, "--processes", str(processes)], env)
     wait_healthy(proc, f"http://127.0.0.1:{port}/healthz", procs.workdir / f"{name}.log")
     return f"http://127.0.0.1:{port}", db, proc.pid
 
@@ -202,10 +215,11 @@ def sql(db: Path, query: str) -> Any:
         return connection.execute(query).fetchone()[0]
 
 
-def end_to_end(args: argparse.Namespace, procs: Procs, n: int) -> dict[str, Any]:
-    sink_port = start_sink(procs, f"sink-{n}")
+def end_to_end(args: argparse.Namespace, procs: Procs, n: int, processes: int) -> dict[str, Any]:
+    sink_port = start_sink(procs, f"sink-{n}-{processes}")
+    name = f"redrive-e2e-{n}-{processes}"
     base, db, pid = start_redrive(
-        procs, f"redrive-e2e-{n}", sink_port, args.concurrency, args.log_level, args.ordering_keys
+        procs, name, sink_port, args.concurrency, args.log_level, processes, args.ordering_keys
     )
     cpu_before = cpu_seconds(pid)
     first_post = datetime.now(UTC)
@@ -225,7 +239,9 @@ def end_to_end(args: argparse.Namespace, procs: Procs, n: int) -> dict[str, Any]
     last = sql(db, "SELECT max(finished_at) FROM executions WHERE status='succeeded'")
     span = (datetime.fromisoformat(str(last)).replace(tzinfo=UTC) - first_post).total_seconds() if last else wall
     received = int(sink_counts(sink_port)["posts"])
+    cpu = cpu_seconds(pid) - cpu_before
     return {
+        "processes": processes,
         "events": args.events,
         "rejected": rejected,
         "succeeded": done,
@@ -233,8 +249,9 @@ def end_to_end(args: argparse.Namespace, procs: Procs, n: int) -> dict[str, Any]
         "send_seconds": round(sent_s, 3),
         "seconds": round(span, 3),
         "executions_per_s": round(done / span, 1),
-        "cpu": round((cpu_seconds(pid) - cpu_before) / wall, 2),
-        "complete": done >= args.events,
+        "cpu": round(cpu / wall, 2),
+        "cpu_ms_per_event": round(cpu * 1000 / max(done, 1), 3),
+        "complete": done >= args.events and received == args.events,
     }
 
 
@@ -262,7 +279,7 @@ def report(args: argparse.Namespace, pairs: list[Pair], e2es: list[dict[str, Any
     """Print every run and the ranges; return the figures for latest.json."""
     ratios = [p.ratio for p in pairs]
     p99s = [p.ingest.p99_ms for p in pairs]
-    rates = [float(e["executions_per_s"]) for e in e2es]
+    rates = [float(e["executions_per_s"]) for e in e2es if e["processes"] == args.processes]
     # A target is met when the median run meets it: one lucky (or unlucky) run decides nothing.
     targets: dict[str, bool] = {}
     if pairs:
@@ -290,14 +307,14 @@ def report(args: argparse.Namespace, pairs: list[Pair], e2es: list[dict[str, Any
             f"durability #{n}: {pair.rows} rows in events, {pair.ingest.ok} 2xx seen by the generator ({how}): "
             f"{'consistent' if pair.durable else 'INCONSISTENT'}"
         )
-    for n, e2e in enumerate(e2es, 1):
+    for e2e in e2es:
         print(
-            f"end to end #{n}: {e2e['succeeded']}/{e2e['events']} succeeded{'' if e2e['complete'] else ' (TIMED OUT)'} "
-            f"in {e2e['seconds']} s = {e2e['executions_per_s']:.0f} executions/s; sink received "
-            f"{e2e['sink_received']}, rejected at ingest {e2e['rejected']}, sending took {e2e['send_seconds']} s, "
-            f"ordering keys {args.ordering_keys or 'none'}, "
-            f"server cpu {e2e['cpu']}"
+            f"end to end, {e2e['processes']} process(es): {e2e['succeeded']}/{e2e['events']} succeeded"
+            f"{'' if e2e['complete'] else ' (INCOMPLETE)'} in {e2e['seconds']} s = {e2e['executions_per_s']:.0f} "
+            f"executions/s; sink received {e2e['sink_received']}, rejected at ingest {e2e['rejected']}, sending took "
+            f"{e2e['send_seconds']} s, ordering keys {args.ordering_keys or 'none'}, server cpu {e2e['cpu']} ({e2e['cpu_ms_per_event']} ms/event)"
         )
+    scaling = process_ratios(args, e2es)
     print()
     ranges: dict[str, list[float]] = {}
     if pairs:
@@ -311,6 +328,15 @@ def report(args: argparse.Namespace, pairs: list[Pair], e2es: list[dict[str, Any
     if e2es:
         ranges["e2e_executions_per_s"] = [min(rates), max(rates)]
         print(f"end to end: {span(rates, '.0f')} executions/s  [target >= 1500: {mark['e2e_executions_per_s']}]")
+    if scaling:
+        speed, cost = [r[0] for r in scaling], [r[1] for r in scaling]
+        ranges["processes_rate_ratio"] = [round(min(speed), 3), round(max(speed), 3)]
+        targets["processes_rate_ratio"] = statistics.median(speed) >= 1.5
+        print(
+            f"--processes {args.processes} / --processes 1, same round: rate {span(speed, '.2f')} (median "
+            f"{statistics.median(speed):.2f}, target >= 1.50), cpu per event {span(cost, '.2f')} (median "
+            f"{statistics.median(cost):.2f})"
+        )
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
@@ -330,6 +356,19 @@ def report(args: argparse.Namespace, pairs: list[Pair], e2es: list[dict[str, Any
     }
 
 
+def process_ratios(args: argparse.Namespace, e2es: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """Per round: (rate, CPU per event) of ``--processes N`` divided by those of one process in the same round."""
+    if args.processes == 1:
+        return []
+    singles = [e for e in e2es if e["processes"] == 1]
+    many = [e for e in e2es if e["processes"] == args.processes]
+    return [
+        (m["executions_per_s"] / s["executions_per_s"], m["cpu_ms_per_event"] / s["cpu_ms_per_event"])
+        for s, m in zip(singles, many, strict=False)
+        if s["executions_per_s"] and s["cpu_ms_per_event"]
+    ]
+
+
 def ingest_pair(args: argparse.Namespace, procs: Procs, n: int) -> Pair:
     """Measure the bare endpoint, then redrive's ingest right after it under the same load."""
     print(f"#{n} baseline: bare FastAPI/uvicorn, {args.duration:g} s ...", flush=True)
@@ -339,7 +378,9 @@ def ingest_pair(args: argparse.Namespace, procs: Procs, n: int) -> Pair:
     base = drive(args, f"http://127.0.0.1:{port}/hooks/bench", app.pid, procs.workdir)
     procs.stop(app)
     print(f"#{n} redrive ingest (no worker) ...", flush=True)
-    url, db, pid = start_redrive(procs, f"redrive-ingest-{n}", 9, worker_concurrency=0, log_level=args.log_level)
+    url, db, pid = start_redrive(
+        procs, f"redrive-ingest-{n}", 9, worker_concurrency=0, log_level=args.log_level, processes=args.processes
+    )
     ingest = drive(args, f"{url}/hooks/bench", pid, procs.workdir)
     time.sleep(0.5)  # let commits of requests wrk abandoned in flight land
     rows = int(sql(db, "SELECT count(*) FROM events"))
@@ -361,6 +402,12 @@ def main() -> int:
     parser.add_argument("--generator", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--only", choices=["ingest", "e2e"], help="run one part (the other's figures are left out)")
     parser.add_argument("--ordering-keys", type=int, default=0, help="end to end: order the trigger by N keys")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="redrive up --processes N (default 1); above 1, each end-to-end round also runs one process, interleaved",
+    )
     args = parser.parse_args()
     if args.generator == "auto":
         args.generator = "wrk" if shutil.which("wrk") else "python"
@@ -378,9 +425,14 @@ def main() -> int:
             for n in range(1, args.repeat + 1 if args.only != "e2e" else 1):
                 pairs.append(ingest_pair(args, procs, n))
             for n in range(1, args.repeat + 1 if args.only != "ingest" else 1):
-                print(f"#{n} end to end: {args.events} events, worker concurrency {args.concurrency} ...", flush=True)
-                e2es.append(end_to_end(args, procs, n))
-                procs.stop_all()
+                for processes in sorted({1, args.processes}):
+                    print(
+                        f"#{n} end to end: {args.events} events, {processes} process(es), worker concurrency "
+                        f"{args.concurrency} each ...",
+                        flush=True,
+                    )
+                    e2es.append(end_to_end(args, procs, n, processes))
+                    procs.stop_all()
         finally:
             procs.stop_all()
     figures = report(args, pairs, e2es)

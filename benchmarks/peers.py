@@ -2,16 +2,18 @@
 
     uv sync --group bench
     uv run python benchmarks/peers.py [--events 20000] [--connections 64] [--repeat 3] [--processes 2] \
-        [--systems redrive-sqlite,redrive-pg,redrive-pg-n,celery,procrastinate] [--max-load L] [--force]
+        [--systems redrive-sqlite,redrive-sqlite-n,redrive-pg,redrive-pg-n,celery,procrastinate] [--max-load L] \
+        [--force]
 
 The work, for every system: ``--events`` HTTP POSTs of a 1 KB JSON event, each with a unique ``Idempotency-Key``,
 from ``--connections`` concurrent senders; each system stores the event (or its job) before it answers 2xx, then
 POSTs it once to a local sink. Load generator (this process), sink and servers share the machine's cores.
 
-- ``redrive-sqlite``: one ``redrive up`` on a fresh SQLite file (worker in the same process).
-- ``redrive-pg``: one ``redrive up`` on a fresh PostgreSQL database this script creates and drops.
-- ``redrive-pg-n``: ``--processes`` separate ``redrive up`` processes on their own ports sharing one fresh
-  database, the senders spread over them (``redrive up --processes N`` does not exist yet).
+- ``redrive-sqlite``: ``redrive up --processes 1`` on a fresh SQLite file (worker in the same process).
+- ``redrive-sqlite-n``: ``redrive up --processes N`` (``--processes``) on a fresh SQLite file: N processes sharing
+  the one port and the file.
+- ``redrive-pg``: ``redrive up --processes 1`` on a fresh PostgreSQL database this script creates and drops.
+- ``redrive-pg-n``: ``redrive up --processes N`` on a fresh PostgreSQL database, one port.
 - ``celery``: FastAPI + Celery + Redis (``peer_apps/celery_app.py``): Redis ``SET NX`` on the key, one task
   published per request, prefork worker with one child per core, the task POSTs to the sink.
 - ``procrastinate``: FastAPI + Procrastinate (``peer_apps/procrastinate_app.py``): one job deferred per request
@@ -24,7 +26,9 @@ own processes (psutil, children included) per event; ``store ms/event`` that of 
 backends of the run's database, or redis-server; SQLite runs inside redrive). Each run starts every process and
 the store afresh. The systems are interleaved: round ``r`` runs each system once (in an order rotated per
 round), so each ratio compares runs minutes apart, not a slot when the machine happened to be slow. ``ratio``
-divides a system's rate by the best peer's (Celery or Procrastinate) in the same round; the table shows medians.
+divides a system's rate by the best peer's (Celery or Procrastinate) in the same round; ``vs 1 process`` divides a
+``-n`` system's rate and CPU per event by those of the same redrive on one process in the same round; the table
+shows medians.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ HERE = Path(__file__).resolve().parent
 APPS = HERE / "peer_apps"
 REDRIVE = [sys.executable, "-c", "from redrive.cli import main; main()"]
 UVICORN = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools"]
-SYSTEMS = ("redrive-sqlite", "redrive-pg", "redrive-pg-n", "celery", "procrastinate")
+SYSTEMS = ("redrive-sqlite", "redrive-sqlite-n", "redrive-pg", "redrive-pg-n", "celery", "procrastinate")
 PEERS = ("celery", "procrastinate")
 
 
@@ -125,23 +129,22 @@ def deploy_redrive(args: argparse.Namespace, procs: Procs, sink_port: int, syste
     }
     (home / "redrive.yaml").write_text(json.dumps({"triggers": [trigger]}))
     deployment = Deployment([], [])
-    if system == "redrive-sqlite":
-        url, count = f"sqlite:///{home / 'redrive.db'}", 1
+    if system.startswith("redrive-sqlite"):
+        url = f"sqlite:///{home / 'redrive.db'}"
     else:
         name, dsn, drop = fresh_database(args.pg, "redrive_peers")
         deployment.teardown.append(drop)
         deployment.store_cpu = pg_backends_cpu(args.pg, name)
         url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
-        count = 1 if system == "redrive-pg" else args.processes
+    count = args.processes if system.endswith("-n") else 1
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDRIVE_")}
     env |= {"REDRIVE_DATABASE_URL": url, "REDRIVE_WORKER_CONCURRENCY": str(args.concurrency)}
-    for n in range(count):  # one at a time: the first one migrates the fresh database
-        port = free_port()
-        argv = [*REDRIVE, "up", "--config", str(home / "redrive.yaml"), "--host", "127.0.0.1", "--port", str(port)]
-        proc = procs.start(f"{system}-{n}", argv, env, cwd=home)  # on PostgreSQL its admin token file goes to cwd
-        wait_healthy(proc, f"http://127.0.0.1:{port}/healthz", procs.workdir / f"{system}-{n}.log", timeout=60)
-        deployment.urls.append(f"http://127.0.0.1:{port}/hooks/bench")
-        deployment.pids.append(proc.pid)
+    port = free_port()
+    argv = [*REDRIVE, "up", "--config", str(home / "redrive.yaml"), "--host", "127.0.0.1", "--port", str(port)]
+    proc = procs.start(system, [*argv, "--processes", str(count)], env, cwd=home)  # PostgreSQL: token file in cwd
+    wait_healthy(proc, f"http://127.0.0.1:{port}/healthz", procs.workdir / f"{system}.log", timeout=60)
+    deployment.urls.append(f"http://127.0.0.1:{port}/hooks/bench")
+    deployment.pids.append(proc.pid)  # its children (the N processes) are counted with it
     return deployment
 
 
@@ -273,26 +276,44 @@ def ratios(runs: list[Run]) -> dict[tuple[str, int], float]:
     return out
 
 
+def scaling(runs: list[Run]) -> dict[tuple[str, int], tuple[float, float]]:
+    """Each ``-n`` run's (rate, CPU per event) divided by those of the same redrive on one process, same round."""
+    out: dict[tuple[str, int], tuple[float, float]] = {}
+    for run in runs:
+        if not run.system.endswith("-n"):
+            continue
+        single = [r for r in runs if r.round == run.round and r.system == run.system.removesuffix("-n")]
+        if single and single[0].rate > 0 and single[0].cpu_ms > 0:
+            out[(run.system, run.round)] = (run.rate / single[0].rate, run.cpu_ms / single[0].cpu_ms)
+    return out
+
+
 def report(args: argparse.Namespace, runs: list[Run], load_before: float) -> bool:
     """Print every run and the table of medians; return whether every event was delivered."""
     ratio = ratios(runs)
+    versus = scaling(runs)
     print("\nruns:")
     for r in runs:
         lost = f"LOST {r.lost}" if r.lost else "lost 0"
         rel = ratio.get((r.system, r.round))
+        key = (r.system, r.round)
         print(
             f"  round {r.round} {r.system:15} {r.rate:8.0f} events/s in {r.seconds:6.2f} s (answered in "
             f"{r.send_seconds:.2f} s)  {lost}, duplicates {r.duplicates}, unknown {r.unknown}, 2xx "
             f"{r.accepted}/{r.events} (refused {r.refused}, errors {r.errors}), cpu {r.cpu_ms:.2f} ms/event, "
             f"store {r.store_ms:.2f} ms/event, smallest body {r.smallest_body} B, load {r.load:.2f}"
             + (f", ratio {rel:.2f}" if rel is not None else "")
+            + (f", vs 1 process: rate x{versus[key][0]:.2f}, cpu/event x{versus[key][1]:.2f}" if key in versus else "")
         )
     print(
         f"\n{args.events} events x {args.repeat} round(s), {args.connections} senders, {os.cpu_count()} CPU(s), "
         f"Python {platform.python_version()}; medians over the rounds; ratio = rate / best peer's in the same round"
     )
-    print("| system | events/s | range | ratio to best peer | cpu ms/event | store ms/event | lost | duplicated |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| system | events/s | range | ratio to best peer | vs 1 process (rate, cpu/event) | cpu ms/event "
+        "| store ms/event | lost | duplicated |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for system in args.systems:
         mine = [r for r in runs if r.system == system]
         if not mine:
@@ -300,9 +321,15 @@ def report(args: argparse.Namespace, runs: list[Run], load_before: float) -> boo
         rates = [r.rate for r in mine]
         rels = [ratio[(r.system, r.round)] for r in mine if (r.system, r.round) in ratio]
         median_ratio = f"{statistics.median(rels):.2f}" if rels else "n/a"
+        scaled = [versus[(r.system, r.round)] for r in mine if (r.system, r.round) in versus]
+        vs_one = (
+            f"{statistics.median(v[0] for v in scaled):.2f}, {statistics.median(v[1] for v in scaled):.2f}"
+            if scaled
+            else "n/a"
+        )
         print(
             f"| {system} | {statistics.median(rates):,.0f} | {min(rates):,.0f}-{max(rates):,.0f} | "
-            f"{median_ratio} | {statistics.median(r.cpu_ms for r in mine):.2f} | "
+            f"{median_ratio} | {vs_one} | {statistics.median(r.cpu_ms for r in mine):.2f} | "
             f"{statistics.median(r.store_ms for r in mine):.2f} | {sum(r.lost for r in mine)} | "
             f"{sum(r.duplicates for r in mine)} |"
         )
@@ -339,7 +366,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=20_000, help="events per run (default 20000)")
     parser.add_argument("--connections", type=int, default=64, help="concurrent senders (default 64)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each runs every system once (default 3)")
-    parser.add_argument("--processes", type=int, default=2, help="redrive up processes for redrive-pg-n (default 2)")
+    parser.add_argument("--processes", type=int, default=2, help="--processes of the -n systems (default 2)")
     parser.add_argument("--concurrency", type=int, default=64, help="jobs at once per redrive/procrastinate worker")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {','.join(SYSTEMS)}")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="admin DSN")

@@ -32,6 +32,13 @@ class Settings(PluginSettings):
     config: Path = Field(Path("redrive.yaml"), description="Path of the trigger file.")
     host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(8000, ge=0, le=65535, description="Port the HTTP server binds to.")
+    processes: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Processes `redrive up` runs, sharing the port and the work; unset: one per CPU core this "
+        "process may use; 1 runs the single process of old (no supervisor).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
     worker_concurrency: int = Field(
         64, ge=0, le=10_000, description="Executions run at once per process; 0 runs no worker."

@@ -25,7 +25,7 @@ from typing import Any, Self
 import httpx2
 from aiohttp import web
 
-from support import wait_until
+from support import query, wait_until
 
 REDRIVE = [sys.executable, "-c", "from redrive.cli import main; main()"]
 START_TIMEOUT = 60.0
@@ -37,6 +37,16 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def leased_by(db_url: str, node_id: str) -> list[int]:
+    """The executions running under a lease of ``node_id`` (its lease tokens start with its id)."""
+    rows = query(
+        db_url,
+        "SELECT id FROM executions WHERE status = 'running' AND lease_token LIKE :prefix",
+        prefix=f"{node_id}%",
+    )
+    return [row.id for row in rows]
 
 
 def http_trigger(name: str, url: str, **extra: Any) -> dict[str, Any]:
@@ -155,14 +165,18 @@ class Cluster:
 
 
 class LoopbackApp:
-    """An aiohttp app answering POST ``path`` with ``handler``, served on a free loopback port from its own thread
-    (and event loop) for as long as the ``with`` block lasts."""
+    """An aiohttp app answering POST ``path`` with ``handler`` (and any ``extra`` paths with theirs), served on a free
+    loopback port from its own thread (and event loop) for as long as the ``with`` block lasts."""
 
-    def __init__(self, path: str, handler: Callable[[web.Request], Awaitable[web.Response]]) -> None:
+    def __init__(
+        self,
+        path: str,
+        handler: Callable[[web.Request], Awaitable[web.Response]],
+        extra: dict[str, Callable[[web.Request], Awaitable[web.Response]]] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}{path}"
-        self._path = path
-        self._handler = handler
+        self._routes = {path: handler, **(extra or {})}
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"loopback-app{path}", daemon=True)
@@ -176,6 +190,7 @@ class LoopbackApp:
 
     def __exit__(self, *exc: object) -> None:
         async def shutdown() -> None:
+            await self._before_shutdown()
             if self._runner is not None:
                 await self._runner.cleanup()
 
@@ -183,10 +198,14 @@ class LoopbackApp:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
+    async def _before_shutdown(self) -> None:
+        """Runs on the app's loop before it closes (to let held requests answer)."""
+
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
-        app.router.add_post(self._path, self._handler)
+        for path, handler in self._routes.items():
+            app.router.add_post(path, handler)
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -197,15 +216,30 @@ class LoopbackApp:
 
 
 class CountingTarget(LoopbackApp):
-    """An HTTP endpoint (aiohttp, in its own thread) that answers 200 and counts each ``X-Key`` header it gets."""
+    """An HTTP endpoint (aiohttp, in its own thread) that answers 200 and counts each ``X-Key`` header it gets,
+    after ``delay`` seconds; ``hang_url`` answers only when the target closes (work that stays in flight)."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.keys: Counter[str] = Counter()
-        super().__init__("/hit", self._hit)
+        self.delay = delay
+        self.hanging = 0
+        self._release = asyncio.Event()
+        super().__init__("/hit", self._hit, {"/hang": self._hang})
+        self.hang_url = f"http://127.0.0.1:{self.port}/hang"
 
     async def _hit(self, request: web.Request) -> web.Response:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.keys[request.headers.get("X-Key", "")] += 1
         return web.Response(text="ok")
+
+    async def _hang(self, request: web.Request) -> web.Response:
+        self.hanging += 1
+        await self._release.wait()
+        return web.Response(text="late")
+
+    async def _before_shutdown(self) -> None:
+        self._release.set()
 
 
 class CuttableProxy:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from cluster_support import Cluster, CountingTarget, http_trigger, write_config
+from cluster_support import Cluster, CountingTarget, http_trigger, leased_by, write_config
 
 from support import query, scalar, wait_until
 
@@ -87,13 +87,7 @@ def test_five_thousand_deliveries_through_five_processes_with_a_worker_killed(
         await asyncio.to_thread(victim.process.wait, 10)
         # What it held at the kill: still leased under its node id (nobody else can have swept them yet, the
         # reaper needs three missed beats).
-        rows = await asyncio.to_thread(
-            query,
-            db_url,
-            "SELECT id FROM executions WHERE status = 'running' AND lease_token LIKE :prefix",
-            prefix=f"{victim_node}%",
-        )
-        return [row.id for row in rows]
+        return await asyncio.to_thread(leased_by, db_url, victim_node)
 
     async def run() -> tuple[list[int], Counter[int]]:
         return await asyncio.gather(kill_midway(), deliver([api.url for api in apis]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -107,9 +108,33 @@ def test_a_node_missing_three_beats_is_dead_and_its_leases_are_swept(db: Databas
     asyncio.run(scenario())
 
 
-def test_on_sqlite_the_single_process_leads() -> None:
-    leadership = Leadership("sqlite:///unused.db", 1.0)
-    assert leadership.is_leader
+def test_on_sqlite_one_process_leads_and_the_next_takes_over_when_it_stops(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'unused.db'}"
+
+    async def scenario() -> None:
+        first, second = Leadership(url, 0.05), Leadership(url, 0.05)
+        first.start()  # the lock is tried before start returns: a lone process leads from its first beat
+        second.start()
+        try:
+            assert (first.is_leader, second.is_leader) == (True, False)
+            await first.stop()  # as when its process exits: the kernel frees the flock
+            await leading(second)
+        finally:
+            await first.stop()
+            await second.stop()
+        assert not second.is_leader
+
+    asyncio.run(scenario())
+
+
+def test_an_in_memory_sqlite_database_has_one_process_and_it_leads() -> None:
+    async def scenario() -> None:
+        leadership = Leadership("sqlite://", 1.0)
+        leadership.start()
+        assert leadership.is_leader
+        await leadership.stop()
+
+    asyncio.run(scenario())
 
 
 postgres_only = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

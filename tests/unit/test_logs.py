@@ -179,3 +179,12 @@ def test_background_logging_reaches_stdout_once_the_writer_is_closed(capsys: pyt
     line = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert line["evt"] == "event_received"
     assert line["token"] == REDACTED
+
+
+def test_lines_are_written_in_pieces_a_pipe_takes_whole() -> None:
+    from redrive.observe.logs import whole_lines
+
+    lines = [b"a" * 1000 + b"\n", b"b" * 3000 + b"\n", b"c" * 5000 + b"\n", b"d\n", b"e\n"]
+    chunks = list(whole_lines(lines, limit=4096))
+    assert chunks == [lines[0] + lines[1], lines[2], lines[3] + lines[4]]  # a line too long goes alone
+    assert b"".join(chunks) == b"".join(lines)

@@ -37,7 +37,7 @@ from redrive.dashboard.mount import mount_dashboard
 from redrive.db.database import Database
 from redrive.db.migrate import assert_at_head
 from redrive.lifecycle import Lifecycle
-from redrive.node.process import Node, Role
+from redrive.node.process import Node, Role, Seat
 from redrive.observe.redaction import Redactor
 from redrive.observe.telemetry import IngestTracing, configure_tracing
 from redrive.observe.watermarks import WatermarkWatch
@@ -60,6 +60,7 @@ def create_app(
     clock: Clock = utcnow,
     role: Role = "all",
     plugins: Plugins | Sequence[object] = (),
+    seat: Seat | None = None,
 ) -> FastAPI:
     """The FastAPI app for ``settings`` and ``config``.
 
@@ -67,6 +68,8 @@ def create_app(
     ``worker`` runs the worker and serves only health, readiness and metrics. ``plugins`` is the loaded plugin set
     (the CLI loads it to validate the trigger file first), or plugin modules and objects to register after the
     built-ins and the installed ones (``REDRIVE_PLUGINS``); a plugin that cannot load raises PluginError.
+    ``seat`` is this process's place in a ``redrive up --processes N`` group (its node id, its predecessor's, and on
+    SQLite the group's sockets for wake-ups and the stream).
     """
     loaded = plugins if isinstance(plugins, Plugins) else load_plugins(settings.plugins, plugins)
     registry = loaded.registry
@@ -105,6 +108,7 @@ def create_app(
                 metrics=state.metrics,
                 tracing=tracing,
                 lifecycle=state.lifecycle,
+                seat=seat,
             )
             state.worker = state.node.worker
             await state.node.start()

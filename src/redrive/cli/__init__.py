@@ -78,30 +78,45 @@ def _options(
 
 HostOpt = Annotated[str | None, typer.Option(help="Bind address [env: REDRIVE_HOST].")]
 PortOpt = Annotated[int | None, typer.Option(help="Port [env: REDRIVE_PORT].")]
+ProcessesOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Processes sharing the port and the work, each an API and a worker [env: REDRIVE_PROCESSES; default: "
+        "one per CPU core]; 1 runs everything in this process.",
+    ),
+]
 
 
-def _run(role: Role, config: Path, host: str | None, port: int | None) -> None:
+def _run(role: Role, config: Path, host: str | None, port: int | None, processes: int | None = None) -> None:
     from sqlalchemy.exc import OperationalError
 
+    from redrive.cli.processes import default_count
     from redrive.cli.serve import run_server
     from redrive.errors import RedriveError
 
-    settings = load_settings(config=config, host=host, port=port)
+    settings = load_settings(config=config, host=host, port=port, processes=processes)
     plugins = plugins_or_exit()
     triggers = load_triggers(settings.config, plugins)
+    count = 1 if role != "all" else settings.processes or default_count()
     try:
-        run_server(settings, triggers, role, plugins=plugins)
+        code = run_server(settings, triggers, role, plugins=plugins, processes=count)
     except OperationalError as exc:
         waited = "" if settings.is_sqlite else f" (gave up after REDRIVE_DATABASE_WAIT={settings.database_wait:g}s)"
         fail(f"cannot reach the {settings.database_url.split('://')[0]} database{waited}: {exc.orig}", code=1)
     except RedriveError as exc:
         fail(exc.message, code=1)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
-def up(config: ConfigOpt = DEFAULT_CONFIG, host: HostOpt = None, port: PortOpt = None) -> None:
-    """Migrate the database, then serve the API and run a worker in this process (one node)."""
-    _run("all", config, host, port)
+def up(
+    config: ConfigOpt = DEFAULT_CONFIG, host: HostOpt = None, port: PortOpt = None, processes: ProcessesOpt = None
+) -> None:
+    """Migrate the database, then serve the API and run a worker: in one process per CPU core sharing the port and
+    the work (each a node), or in this process alone with --processes 1."""
+    _run("all", config, host, port, processes)
 
 
 @app.command()

@@ -1,24 +1,29 @@
-"""Run the service under uvicorn: migrate, log, serve, stop gracefully on SIGTERM."""
+"""Run the service under uvicorn: migrate, log, serve, stop gracefully on SIGTERM; in one process, or in the
+children of a supervisor (``redrive.cli.processes``) sharing one listening socket."""
 
 from __future__ import annotations
 
 import gc
 import os
 import signal
+import socket
 from pathlib import Path
 
 import structlog
 import uvicorn
+from fastapi import FastAPI
 from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.engine import make_url
 
 from redrive.api.app import create_app
+from redrive.cli.common import fail
+from redrive.cli.processes import Supervisor, bind
 from redrive.clock import utcnow
 from redrive.db.database import Database
 from redrive.db.migrate import upgrade
 from redrive.errors import TokenExists
-from redrive.node.process import Role
+from redrive.node.process import Role, Seat
 from redrive.observe.logs import configure_logging
 from redrive.observe.redaction import Redactor
 from redrive.plugins import Plugins
@@ -35,10 +40,14 @@ DESCRIPTION = {
 }
 
 
-def run_server(settings: Settings, config: RedriveConfig, role: Role = "all", *, plugins: Plugins) -> None:
+def run_server(
+    settings: Settings, config: RedriveConfig, role: Role = "all", *, plugins: Plugins, processes: int = 1
+) -> int:
     """Migrate, then run ``role`` (see ``redrive.node.process``) under uvicorn until stopped, with ``plugins``
-    (the set ``config`` was validated against)."""
-    configure_logging(settings.log_level, Redactor(config.secrets), background=True)
+    (the set ``config`` was validated against), in ``processes`` processes (see ``redrive.cli.processes``); returns
+    the exit status."""
+    # A supervisor writes its few lines itself: a logging thread must not exist when it forks.
+    configure_logging(settings.log_level, Redactor(config.secrets), background=processes == 1)
     upgrade(settings.database_url, wait=settings.database_wait)
     console = Console(stderr=True, soft_wrap=True, emoji=False)
     first_token = bootstrap_admin_token(settings) if role != "worker" else None
@@ -54,15 +63,57 @@ def run_server(settings: Settings, config: RedriveConfig, role: Role = "all", *,
     if settings.is_sqlite and role != "all":
         console.print(
             f"[yellow]warning:[/] `redrive {'serve' if role == 'api' else 'worker'}` on SQLite: one SQLite file is "
-            "written by one process; run `redrive up`, or use PostgreSQL to split API and workers.",
+            "written by one process group; run `redrive up`, or use PostgreSQL to split API and workers.",
             highlight=False,
         )
-    app = create_app(settings, config, role=role, plugins=plugins)
+    if processes == 1:
+        app = create_app(settings, config, role=role, plugins=plugins)
+        _announce(console, settings, config, role, "")
+        _serve(app, settings)
+        return 0
+    try:
+        listener = bind(settings.host, settings.port)
+    except OSError as exc:
+        fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", code=1)
+    _announce(console, settings, config, role, f" in {processes} processes")
+
+    def child(seat: Seat) -> int:
+        writer = configure_logging(settings.log_level, Redactor(config.secrets), background=True)
+        try:
+            _serve(create_app(settings, config, role=role, plugins=plugins, seat=seat), settings, listener)
+        finally:
+            if writer is not None:
+                writer.close()
+        return 0
+
+    _freeze()  # before forking: the children share these pages instead of each touching them
+    supervisor = Supervisor(processes, child, sqlite=settings.is_sqlite, grace=settings.shutdown_grace)
+    try:
+        return supervisor.run()
+    finally:
+        listener.close()
+
+
+def _announce(console: Console, settings: Settings, config: RedriveConfig, role: Role, how: str) -> None:
     console.print(
-        f"redrive is up at [bold]http://{settings.host}:{settings.port}[/] running {DESCRIPTION[role]} "
+        f"redrive is up at [bold]http://{settings.host}:{settings.port}[/] running {DESCRIPTION[role]}{how} "
         f"({len(config.triggers)} trigger(s), database {settings.database_url.split('://')[0]})",
         highlight=False,
     )
+
+
+def _freeze() -> None:
+    """Move everything built so far out of the collector's sight: it lives as long as the process.
+
+    Otherwise each full collection walks every module, class and function of the stack (measured here: pauses of
+    90-300 ms, the whole process stalled, the largest part of ingest's p99); frozen, they take a few ms.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def _serve(app: FastAPI, settings: Settings, listener: socket.socket | None = None) -> None:
+    """Run ``app`` under uvicorn until a signal stops it, on ``listener`` when given (a supervisor's child)."""
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -78,12 +129,8 @@ def run_server(settings: Settings, config: RedriveConfig, role: Role = "all", *,
     # uvicorn re-raises the signal that stopped it once shutdown is done; after a graceful stop on SIGTERM the
     # process should exit 0, not die of that second signal.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    # Everything imported and built so far lives as long as the process: move it out of the collector's sight.
-    # Otherwise each full collection walks every module, class and function of the stack (measured here: pauses of
-    # 90-300 ms, the whole process stalled, the largest part of ingest's p99); frozen, they take a few ms.
-    gc.collect()
-    gc.freeze()
-    server.run()
+    _freeze()
+    server.run(sockets=None if listener is None else [listener])
 
 
 def token_file(settings: Settings) -> Path:

@@ -3,23 +3,32 @@
 SQLite: WAL, ``synchronous=FULL`` (a 2xx means the row survives power loss), a busy timeout, foreign keys, and
 ``BEGIN IMMEDIATE`` for the write connection (SQLAlchemy's documented recipe: the driver's own transaction handling
 is switched off and the ``begin`` event emits the statement), so a writer takes the lock when it starts instead of
-failing on upgrade. PostgreSQL: psycopg 3 with a pre-pinged pool, always speaking UTF-8 (a server whose default
-client encoding is SQL_ASCII would otherwise hand back bytes where text is expected). JSON columns are encoded and
+failing on upgrade. Several processes may write one file (``redrive up --processes N``): before ``BEGIN IMMEDIATE``
+a write connection also takes an exclusive ``flock`` on ``<database>-writer`` and gives it back when the connection
+returns to its pool, after the commit or rollback. SQLite's own lock decides who writes; the ``flock`` only makes
+the waiting fair and prompt: the kernel wakes the next writer the moment the lock is free, where SQLite's busy
+handler polls with sleeps of up to 100 ms and lets one process starve the other (``benchmarks/sqlite_writers.py``).
+
+PostgreSQL: psycopg 3 with a pre-pinged pool, always speaking UTF-8 (a server whose default client encoding is
+SQL_ASCII would otherwise hand back bytes where text is expected). JSON columns are encoded and
 decoded with orjson on both (the standard library's encoder was a visible part of every insert's cost).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 from typing import Any, TypeGuard
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 CONNECT_TIMEOUT = 5  # seconds, PostgreSQL
+_WRITE_TURNS: dict[tuple[int, str], int] = {}  # (pid, lock file) -> descriptor, opened at a writer's first engine
 
 
 def is_sqlite(url: str) -> bool:
@@ -61,11 +70,38 @@ def make_engine(url: str, *, writer: bool = False, pool_size: int = 10) -> Engin
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
+    turn = _write_turn(engine, url) if writer else None
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        if turn is not None:
+            fcntl.flock(turn, fcntl.LOCK_EX)  # blocks this thread only: the GIL is released while it waits
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
     return engine
+
+
+def _write_turn(engine: Engine, url: str) -> int | None:
+    """The descriptor whose ``flock`` orders the writers of one SQLite file, released at every pool check-in.
+
+    One descriptor per process and file, shared by its engines: the engines of one process never wait on each
+    other's ``flock`` (a write begun inside another would hang there, where SQLite's busy timeout makes it fail), so
+    between them SQLite's lock alone decides, as it does with a writer that takes no turn. Keyed by pid: a forked
+    child opens its own, or it would share its parent's (and its siblings') lock instead of taking turns with them.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = os.path.abspath(database) + "-writer"
+    turn = _WRITE_TURNS.get((os.getpid(), path))
+    if turn is None:
+        turn = _WRITE_TURNS[(os.getpid(), path)] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        fcntl.flock(turn, fcntl.LOCK_UN)
+
+    return turn
 
 
 def dialect_insert(engine_or_conn: Engine | Connection) -> Any:

@@ -2,11 +2,14 @@
 
 ``Node`` is what ``redrive up``/``serve``/``worker`` run besides (or instead of) the HTTP routes. Roles: ``all``
 (API and worker), ``api`` (no worker), ``worker`` (no ingest or API routes). Every role beats, campaigns for the
-maintenance lock and, on PostgreSQL, listens for wake-ups and sends them.
+maintenance lock, and listens for wake-ups and stream changes and sends them: on PostgreSQL through ``LISTEN/NOTIFY``,
+on SQLite through the datagram sockets of its ``redrive up --processes N`` group (``peers``; a lone process has none
+and needs none). Each process of a group is a node of its own: its own row in ``nodes``, pid, worker and leases.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import structlog
@@ -14,9 +17,10 @@ import structlog
 from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
 from redrive.lifecycle import Lifecycle
-from redrive.node.heartbeats import NodeInfo, beat, leave, this_node
+from redrive.node.heartbeats import NodeInfo, beat, bury, leave, this_node
 from redrive.node.leader import Leadership
 from redrive.node.maintenance import Maintenance
+from redrive.node.peers import PeerListener, PeerNotifier, Peers
 from redrive.node.periodic import Periodic
 from redrive.node.retention import RetentionChore
 from redrive.observe.history import HistorySampler
@@ -25,13 +29,22 @@ from redrive.observe.redaction import Redactor
 from redrive.observe.stream import STREAM_CHANNEL, StreamHub
 from redrive.observe.system import resident_bytes
 from redrive.observe.telemetry import Tracing
-from redrive.queue.notify import QUEUE_CHANNEL, Listener, Notifier, Wakeup
+from redrive.queue.notify import QUEUE_CHANNEL, Handler, Listener, Notifier, Wakeup
 from redrive.queue.worker import Worker
 from redrive.settings import Settings
 from redrive.triggers.runtime import TriggerSet
 
 log = structlog.get_logger("redrive.node")
 Role = Literal["all", "api", "worker"]
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """What the supervisor of ``redrive up --processes N`` tells the child it starts in one of its slots."""
+
+    node_id: str  # chosen by the supervisor, so it knows whose leases a dead child held
+    predecessor: str | None  # the node id of the child that ran in this slot before and exited
+    peers: Peers | None  # the group's datagram sockets (SQLite only)
 
 
 class Node:
@@ -50,14 +63,21 @@ class Node:
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
         lifecycle: Lifecycle | None = None,
+        seat: Seat | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.role = role
         self.wakeup = wakeup
         self.clock = clock
-        self.info: NodeInfo = this_node(role, clock())
-        self.notifier: Notifier | None = None if db.is_sqlite else Notifier(db.url)
+        self.seat = seat
+        self.info: NodeInfo = this_node(role, clock(), None if seat is None else seat.node_id)
+        peers = None if seat is None else seat.peers
+        self.notifier: Notifier | PeerNotifier | None = None
+        if not db.is_sqlite:
+            self.notifier = Notifier(db.url)
+        elif peers is not None:
+            self.notifier = PeerNotifier(peers)
         self.stream = StreamHub(self.info.id, poke=None if self.notifier is None else self.notifier.poke)
         if self.notifier is not None:
             self.notifier.add_source(STREAM_CHANNEL, self.stream.drain)
@@ -89,13 +109,12 @@ class Node:
             warn=lambda data: self.stream.publish("warning", data),
             extra=[self.retention.run_when_due, self.history.run_when_due],
         )
-        self.listener: Listener | None = None
+        handlers: dict[str, Handler] = {QUEUE_CHANNEL: self._woken, STREAM_CHANNEL: self.stream.receive}
+        self.listener: Listener | PeerListener | None = None
         if not db.is_sqlite:
-            self.listener = Listener(
-                db.url,
-                {QUEUE_CHANNEL: self._woken, STREAM_CHANNEL: self.stream.receive},
-                on_connect=wakeup.set,
-            )
+            self.listener = Listener(db.url, handlers, on_connect=wakeup.set)
+        elif peers is not None:
+            self.listener = PeerListener(peers, handlers, on_connect=wakeup.set)
         self._beats = Periodic(
             "heartbeat", self._beat, settings.heartbeat_interval, failed_evt="heartbeat_failed", delay_first=True
         )
@@ -105,18 +124,28 @@ class Node:
 
     async def start(self) -> None:
         """Record the first beat, then start the loops."""
-        leader = self.leadership.is_leader  # on SQLite, from the start
+        self.leadership.start()  # on SQLite the lock is tried at once: the first beat says who leads
+        leader = self.leadership.is_leader
         await self.db.write(beat(self.info, 0, self.clock(), leader=leader, rss_bytes=resident_bytes()))
+        if self.seat is not None and self.seat.predecessor is not None:
+            await self._bury(self.seat.predecessor)
         if self.notifier is not None and self.listener is not None:
             self.notifier.start()
             self.wakeup.announce = self.notifier.wake
             self.listener.start()
-        self.leadership.start()
         self.maintenance.start()
         if self.worker is not None:
             await self.worker.start()
         self._beats.start()
         log.info("node_started", node_id=self.info.id, role=self.role, host=self.info.host, pid=self.info.pid)
+
+    async def _bury(self, node_id: str) -> None:
+        """The process this one replaces has exited: its leases go back to the queue now, not after its missed beats."""
+        swept = await self.db.write(bury(node_id, self.clock()))
+        log.warning("node_dead", node_id=node_id, reason="process_exited", leases_swept=len(swept))
+        self.stream.publish("warning", {"code": "node_dead", "node_id": node_id, "leases_swept": len(swept)})
+        if swept:
+            self.wakeup.work_due()
 
     async def stop(self) -> None:
         """Finish or release in-flight work, step down, stop listening, remove this node's row."""

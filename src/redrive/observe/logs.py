@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import atexit
 import logging
+import select
 import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from queue import SimpleQueue
 from typing import Any, BinaryIO, cast
 
@@ -93,10 +94,26 @@ class LineWriter:
             while not self._queue.empty() and len(lines) < 1024:
                 lines.append(self._queue.get())
             done = None in lines
-            self._file.write(b"".join(line for line in lines if line is not None))
+            for chunk in whole_lines(line for line in lines if line is not None):
+                self._file.write(chunk)
             self._file.flush()
             if done:
                 return
+
+
+def whole_lines(lines: Iterable[bytes], limit: int = select.PIPE_BUF) -> Iterator[bytes]:
+    """``lines`` joined into writes of at most ``limit`` bytes (a longer line alone): a pipe writes that much
+    atomically, so the lines of the processes of one ``redrive up --processes N`` never cut into each other."""
+    chunk: list[bytes] = []
+    size = 0
+    for line in lines:
+        if chunk and size + len(line) > limit:
+            yield b"".join(chunk)
+            chunk, size = [], 0
+        chunk.append(line)
+        size += len(line)
+    if chunk:
+        yield b"".join(chunk)
 
 
 def configure_logging(

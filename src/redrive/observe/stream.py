@@ -2,7 +2,9 @@
 
 On PostgreSQL every change is sent as a ``NOTIFY`` on the stream channel (batched, several events per
 notification) and delivered from the listener, so every node sees every node's changes, in the same order, and
-the ids a client saw on one node mean the same on another. On SQLite (one process) changes are delivered at once.
+the ids a client saw on one node mean the same on another. On SQLite the processes of one ``redrive up --processes
+N`` send them to each other the same way over datagram sockets (``redrive.node.peers``); a lone process delivers its
+changes at once.
 
 Each node keeps the last ``BACKLOG`` events so a client reconnecting with ``Last-Event-ID`` gets what it missed;
 when the id is older than the backlog the client is told to ``reset`` (reload its view) instead of being given a

@@ -4,7 +4,8 @@ A process that makes work due (ingest, replay, resume) calls its ``Wakeup.work_d
 once, and a ``Notifier`` sends one ``NOTIFY`` on the queue channel after the commit, coalescing bursts (many events
 committed while a ``NOTIFY`` is on the wire cost one more ``NOTIFY``, not one each). Every process runs a ``Listener``
 that turns notifications into local wake-ups. Nothing here is needed for correctness: the worker's slow poll still
-finds everything; NOTIFY only makes an idle worker start at once. On SQLite (one process) none of this runs.
+finds everything; NOTIFY only makes an idle worker start at once. On SQLite none of this runs: the processes of one
+``redrive up --processes N`` use ``redrive.node.peers`` instead.
 """
 
 from __future__ import annotations
