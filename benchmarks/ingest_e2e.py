@@ -312,7 +312,8 @@ def report(args: argparse.Namespace, pairs: list[Pair], e2es: list[dict[str, Any
             f"end to end, {e2e['processes']} process(es): {e2e['succeeded']}/{e2e['events']} succeeded"
             f"{'' if e2e['complete'] else ' (INCOMPLETE)'} in {e2e['seconds']} s = {e2e['executions_per_s']:.0f} "
             f"executions/s; sink received {e2e['sink_received']}, rejected at ingest {e2e['rejected']}, sending took "
-            f"{e2e['send_seconds']} s, ordering keys {args.ordering_keys or 'none'}, server cpu {e2e['cpu']} ({e2e['cpu_ms_per_event']} ms/event)"
+            f"{e2e['send_seconds']} s, ordering keys {args.ordering_keys or 'none'}, "
+            f"server cpu {e2e['cpu']} ({e2e['cpu_ms_per_event']} ms/event)"
         )
     scaling = process_ratios(args, e2es)
     print()
