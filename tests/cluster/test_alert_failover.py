@@ -64,7 +64,8 @@ def slack_titles(hooks: Receiver) -> list[str]:
 def test_a_failover_while_firing_neither_repeats_the_firing_nor_loses_the_resolution(
     cluster: Cluster, db_url: str, hooks: Receiver
 ) -> None:
-    first, second = cluster.start("up", "a"), cluster.start("up", "b")
+    # One process per `up`: the test kills the leading node, and a supervisor would restart it.
+    first, second = cluster.start("up", "a", REDRIVE_PROCESSES="1"), cluster.start("up", "b", REDRIVE_PROCESSES="1")
     old = wait_until(lambda: leader(cluster, db_url), timeout=30, what="a leader", context=cluster.logs)
     survivor = second if old is first else first
     for n in range(3):
