@@ -1,4 +1,4 @@
-"""Group commit: a writer thread owns a write connection and commits many jobs per transaction.
+"""Group commit: one thread owns the write connection and commits many jobs per transaction.
 
 A job is a function of a ``Connection`` that runs statements and returns a value; it reports business outcomes
 (a duplicate, a lost lease) as values, and raises only when something is really wrong. The writer takes every job
@@ -8,7 +8,7 @@ is rolled back and each job is run again in a transaction of its own, so one bad
 A ``BatchJob`` goes further: the jobs of one ``BatchJob`` class in a batch run together through its ``run_batch``,
 one multi-row statement per table instead of a few statements per job. Jobs waiting together were submitted
 concurrently (none awaited another), so running them grouped rather than in arrival order is a valid serial order.
-The writer is the serial part of the service and shares the GIL with the event loop, so every Python
+The writer thread is the serial part of the service and shares the GIL with the event loop, so every Python
 operation it saves per job is throughput; results go back to each event loop in one call per batch.
 
 On SQLite one thread is what keeps one writer per process (WAL allows one). On PostgreSQL the writer runs several

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Update, bindparam, false, func, select, text, update
+from sqlalchemy import ColumnElement, Integer, Update, bindparam, false, func, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
@@ -191,25 +191,7 @@ def complete(result: Completion) -> Complete:
 class _CompleteStatements:
     held: Any  # the running rows among :ids, locked (FOR UPDATE on PostgreSQL; SQLite's writer holds the lock)
     update: Any  # one fenced execution update per bound row
-    update_arrays: Any  # PostgreSQL: the same updates in one statement, the rows' values bound as arrays
     attempt: Any  # the attempt rows
-
-
-# ``update`` for every row at once: ``executemany`` on PostgreSQL is one statement per row (pipelined, but each
-# bound, run and logged by the server on its own), which was the larger part of PostgreSQL's CPU per event.
-_UPDATE_ARRAYS = """
-UPDATE executions SET
-    status = v.status, attempts = executions.attempts + 1, run_at = coalesce(v.run_at, executions.run_at),
-    lease_token = NULL, lease_expires_at = NULL, updated_at = v.updated_at, finished_at = v.finished_at,
-    error_category = v.error_category, error_code = v.error_code, error_message = v.error_message,
-    fingerprint = v.fingerprint
-FROM unnest(
-    CAST(:b_id AS bigint[]), CAST(:b_token AS text[]), CAST(:b_status AS text[]), CAST(:b_run_at AS timestamptz[]),
-    CAST(:b_updated_at AS timestamptz[]), CAST(:b_finished_at AS timestamptz[]), CAST(:b_error_category AS text[]),
-    CAST(:b_error_code AS text[]), CAST(:b_error_message AS text[]), CAST(:b_fingerprint AS text[])
-) AS v(id, token, status, run_at, updated_at, finished_at, error_category, error_code, error_message, fingerprint)
-WHERE executions.id = v.id AND executions.lease_token = v.token AND executions.status = :running
-"""
 
 
 @cache
@@ -242,10 +224,7 @@ def _complete_statements() -> _CompleteStatements:
             error_message=bind("b_error_message", "error_message"),
             fingerprint=bind("b_fingerprint", "fingerprint"),
         ),
-        update_arrays=text(_UPDATE_ARRAYS).bindparams(running=ExecutionStatus.RUNNING.value),
-        # RETURNING makes SQLAlchemy send the rows as one multi-row INSERT ("insertmanyvalues") rather than one
-        # statement per row; the ids themselves are not needed.
-        attempt=attempts.insert().returning(attempts.c.id),
+        attempt=attempts.insert(),
     )
 
 
@@ -271,28 +250,18 @@ def complete_many(connection: Connection, results: Sequence[Completion]) -> list
         applied.append((result, current[1] + 1))
         flags.append(True)
     if applied:
-        _update_executions(connection, statements, [result for result, _ in applied])
+        connection.execute(statements.update, [_execution_values(result) for result, _ in applied])
         connection.execute(statements.attempt, [_attempt_row(result, number) for result, number in applied])
         for result, _ in applied:
             _after_failure(connection, result)
     return flags
 
 
-def _update_executions(connection: Connection, statements: _CompleteStatements, results: list[Completion]) -> None:
-    """Apply each result's fenced update: one statement over arrays on PostgreSQL, ``executemany`` on SQLite (in
-    process, where a statement per row costs no round trip nor a server-side execution)."""
-    rows = [_execution_values(result) for result in results]
-    if connection.dialect.name == "sqlite":
-        connection.execute(statements.update, rows)
-        return
-    connection.execute(statements.update_arrays, {name: [row[name] for row in rows] for name in rows[0]})
-
-
 def _execution_values(result: Completion) -> dict[str, Any]:
     return {
         "b_id": result.execution_id,
         "b_token": result.lease_token,
-        "b_status": str(result.status),  # the value, whichever way a driver would adapt a StrEnum
+        "b_status": result.status,
         "b_run_at": result.run_at,
         "b_updated_at": result.finished_at,
         "b_finished_at": result.finished_at if result.status in TERMINAL else None,
