@@ -18,6 +18,7 @@ import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from yarl import URL
 
@@ -135,6 +136,7 @@ def describe(address: IPAddress) -> str:
     return "not a public address"
 
 
+@lru_cache(maxsize=1024)  # an action's URL is mostly the same string each time: parsing it was a visible cost
 def refusal(url: str, policy: TargetPolicy) -> str | None:
     """Why ``url`` may not be requested before any lookup (scheme, or an IP literal host), or None."""
     try:

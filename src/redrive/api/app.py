@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import Depends, FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from redrive import __version__
 from redrive.alerts.service import open_alerts
@@ -27,7 +28,7 @@ from redrive.api import (
 from redrive.api import plugins as plugins_api
 from redrive.api.auth import AUTH_RESPONSES
 from redrive.api.errors import install_error_handlers
-from redrive.api.hooks import HooksFront
+from redrive.api.hooks import HooksFront, is_hook
 from redrive.api.parameters import QueryParameterCheck
 from redrive.api.responses import Json
 from redrive.api.security import install_security
@@ -51,6 +52,20 @@ API_RESPONSES = {
     **AUTH_RESPONSES,
     413: {"description": "payload_too_large: the request body exceeds the API's limit (25 MiB and a little)."},
 }
+
+
+class Service(FastAPI):
+    """FastAPI, with ``POST /hooks/{trigger}`` handed to ``front`` (when set) before its middleware stack."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a webhook from the front, anything else through FastAPI."""
+        if self.front is not None and is_hook(scope):
+            scope["app"] = self  # what Starlette sets: the front finds the service state there
+            await self.front(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -146,7 +161,7 @@ def create_app(
         finally:
             db.close()
 
-    app = FastAPI(
+    app = Service(
         title="redrive",
         version=__version__,
         summary="Accept events durably, run actions, retry, dead-letter, replay.",
@@ -159,11 +174,12 @@ def create_app(
     app.include_router(health.router)
     app.include_router(observe.router)
     app.add_middleware(observe.IngestMetrics)
-    if role != "worker":  # outside security and metrics, which it applies itself; inside tracing
-        app.add_middleware(HooksFront)
     tracing = configure_tracing(settings.otel_endpoint)
     if tracing is not None:
         app.add_middleware(IngestTracing, tracing=tracing)
+    if role != "worker":  # ahead of every middleware (it applies security and metrics itself); inside tracing
+        front = HooksFront()
+        app.front = front if tracing is None else IngestTracing(front, tracing=tracing)
     if role != "worker":
         app.include_router(hooks.router)
         # Every /api route authenticates: each documents the answers authentication can give (a route's own win).

@@ -1,8 +1,9 @@
 """``POST /hooks/{trigger}``: accept a webhook durably, once per idempotency key.
 
-This is the service's hot path, so the running app serves it from ``HooksFront``, a small ASGI layer in front of
-FastAPI's router: it runs the very same ``ingest_webhook`` and answers errors through the same ``failure_response``
-as every route, but skips route matching and dependency solving, which cost more than the rest of a request.
+This is the service's hot path, so the running app serves it from ``HooksFront``, a small ASGI app in front of
+FastAPI's middleware stack and router: it runs the very same ``ingest_webhook`` and answers errors through the same
+``failure_response`` as every route, but skips the middleware layers, route matching and dependency solving, which
+cost more than the rest of a request.
 The FastAPI route below documents the endpoint (OpenAPI) and serves it wherever the front is not installed.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, Request
 from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from redrive.api.deps import StateDep
 from redrive.api.errors import failure_response
@@ -111,26 +112,22 @@ async def receive_webhook(trigger: str, request: Request, state: StateDep) -> Js
 
 
 class HooksFront:
-    """ASGI middleware that serves ``POST /hooks/{trigger}`` itself and passes every other request on.
+    """Serves ``POST /hooks/{trigger}`` (``is_hook``) ahead of FastAPI's middleware stack: ``create_app``'s app
+    hands such requests straight here.
 
-    It sits outside the security-header and ingest-metrics middlewares (inside tracing) and does their part for
-    the hot path inline: the same headers, the same timing and refusal counts, without two more layers of ASGI
-    calls per request. CORS does not apply to webhooks: senders are servers, not browser scripts.
+    FastAPI's own layers (the server-error catcher, its exception telemetry and body limit, routing) and redrive's
+    security-header and ingest-metrics middlewares each cost an ASGI call per request; this does their part for
+    the hot path inline: every error answered through ``failure_response`` (the route handlers' one function), the
+    trigger's own body limit (``read_body``), the same headers, the same timing and refusal counts. CORS does not
+    apply to webhooks: senders are servers, not browser scripts.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        name = _hook_name(scope)
-        if name is None:
-            await self.app(scope, receive, send)
-            return
         started = perf_counter()
         state: ServiceState = scope["app"].state.service
         request = Request(scope, receive)
         try:
-            response = await ingest_webhook(state, name, request)
+            response = await ingest_webhook(state, scope["path"][7:], request)
         except Exception as exc:  # every route's handlers, in one function
             response = failure_response(request, exc)
         response.raw_headers.extend(HOOK_HEADERS)
@@ -140,12 +137,10 @@ class HooksFront:
             record_ingest(state, scope["path"], response.status_code, perf_counter() - started)
 
 
-def _hook_name(scope: Scope) -> str | None:
-    # Exactly what the route matches: POST /hooks/{trigger}, one non-empty path segment, no mount prefix.
+def is_hook(scope: Scope) -> bool:
+    """Is this request ``POST /hooks/{trigger}``? Exactly what the route matches: one non-empty path segment, no
+    mount prefix."""
     if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
-        return None
+        return False
     path: str = scope["path"]
-    if not path.startswith("/hooks/"):
-        return None
-    name = path[7:]
-    return name if name and "/" not in name else None
+    return path.startswith("/hooks/") and len(path) > 7 and "/" not in path[7:]

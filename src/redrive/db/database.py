@@ -11,17 +11,22 @@ from redrive.db.engine import is_sqlite, make_engine
 from redrive.db.writer import Job, Writer
 
 T = TypeVar("T")
+# PostgreSQL: writer threads (and connections) committing at once, so commits overlap each other's round trips and
+# share WAL flushes. End to end on a 2-core box (busy, load ~8), events/s with 1, 2, 4, 8 threads: 305-343,
+# 510-559, 587-591, 419-551.
+WRITER_THREADS = 4
 
 
 class Database:
-    """Reads run on a pooled engine in a worker thread; writes go through the single group-commit writer."""
+    """Reads run on a pooled engine in a worker thread; writes go through the group-commit writer."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = is_sqlite(url)
         self.read_engine: Engine = make_engine(url)
-        self.write_engine: Engine = make_engine(url, writer=True, pool_size=2)
-        self.writer = Writer(self.write_engine)
+        threads = 1 if self.is_sqlite else WRITER_THREADS
+        self.write_engine: Engine = make_engine(url, writer=True, pool_size=threads + 1)
+        self.writer = Writer(self.write_engine, threads=threads)
 
     def start(self) -> None:
         """Start the writer thread."""

@@ -42,6 +42,15 @@ def storage_unavailable(exc: BaseException) -> TypeGuard[DBAPIError]:
     return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
+_CONFLICT_STATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+
+
+def conflicted(exc: BaseException) -> bool:
+    """True when PostgreSQL aborted the transaction because it raced another one (a deadlock, a serialization
+    failure): nothing was wrong with its statements, so running it again is the remedy."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _CONFLICT_STATES
+
+
 def json_dumps(value: Any) -> str:
     """Encode a JSON column value (orjson; anything it does not know is written as ``str``)."""
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()

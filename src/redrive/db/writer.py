@@ -11,8 +11,14 @@ concurrently (none awaited another), so running them grouped rather than in arri
 The writer thread is the serial part of the service and shares the GIL with the event loop, so every Python
 operation it saves per job is throughput; results go back to each event loop in one call per batch.
 
-On SQLite this is also what keeps one writer per process (WAL allows one); on PostgreSQL it simply saves round
-trips and commits.
+On SQLite one thread is what keeps one writer per process (WAL allows one). On PostgreSQL the writer runs several
+threads, each with its own connection, taking turns to collect a batch: while one waits on its round trips and its
+commit's WAL flush, the next collects and runs the jobs that arrived meanwhile, and commits that land together share
+PostgreSQL's own flush (group commit). A batch still commits or fails as a whole, and a job submitted after another
+job's result came back runs in a later transaction than that one, as with one thread. Concurrent transactions can
+deadlock or hit a serialization failure, as two processes can; such a batch is run again (``_CONFLICT_RETRIES``)
+before its jobs are run alone. Each thread keeps its PostgreSQL connection from one batch to the next (``_Link``):
+checking it out of the pool for every batch cost a ping round trip each time.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -29,11 +37,13 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
-from redrive.db.engine import storage_unavailable
+from redrive.db.engine import conflicted, storage_unavailable
 
 T = TypeVar("T")
 Job = Callable[[Connection], T]
 log = structlog.get_logger("redrive.writer")
+_CONFLICT_RETRIES = 3  # a batch that deadlocked with another writer's is run again this many times
+_IDLE_PING = 1.0  # seconds: a kept connection idle longer than this goes back through the pool's ping
 
 
 class BatchJob(ABC, Generic[T]):
@@ -85,21 +95,74 @@ def _run_jobs(connection: Connection, batch: list[_Pending]) -> list[Any]:
     return results
 
 
-class Writer:
-    """The single writer thread; ``await writer.run(job)`` returns once the job's transaction has committed."""
+class _Link:
+    """A writer thread's way to a transaction: on PostgreSQL its connection, kept between batches.
 
-    def __init__(self, engine: Engine, *, max_batch: int = 256) -> None:
+    The pool pings a connection on every checkout (so a server restart costs no failed write); a thread that
+    commits batch after batch pays that round trip only after ``_IDLE_PING`` seconds without a batch, or after a
+    failure that lost the connection. On SQLite every batch checks the one connection out and back (no ping there):
+    ``Database.write_sync`` shares it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._keep = engine.dialect.name != "sqlite"
+        self._connection: Connection | None = None
+        self._used = 0.0
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A connection in a transaction that commits when the block ends and rolls back if it raises."""
+        if not self._keep:
+            with self._engine.begin() as connection:
+                yield connection
+            return
+        kept = self._connection
+        if kept is not None and (kept.invalidated or time.monotonic() - self._used > _IDLE_PING):
+            self.close()
+            kept = None
+        if kept is None:
+            kept = self._connection = self._engine.connect()
+        try:
+            with kept.begin():
+                yield kept
+        except BaseException:
+            self.close()  # whatever failed, the next batch starts from a checked connection
+            raise
+        finally:
+            self._used = time.monotonic()
+
+    def close(self) -> None:
+        """Give the kept connection back to the pool."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class Writer:
+    """The writer threads; ``await writer.run(job)`` returns once the job's transaction has committed.
+
+    ``threads`` writers share the queue (1 on SQLite: WAL allows one writer); one of them collects at a time.
+    """
+
+    def __init__(self, engine: Engine, *, max_batch: int = 256, threads: int = 1) -> None:
         self._engine = engine
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, name="redrive-writer", daemon=True)
+        self._collecting = threading.Lock()  # held by the thread forming the next batch
+        self._stopping = False
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"redrive-writer-{n}" if n else "redrive-writer", daemon=True)
+            for n in range(threads)
+        ]
         self._started = False
 
     def start(self) -> None:
-        """Start the thread (idempotent)."""
+        """Start the threads (idempotent)."""
         if not self._started:
             self._started = True
-            self._thread.start()
+            for thread in self._threads:
+                thread.start()
 
     async def run(self, job: Job[T]) -> T:
         """Queue a job and wait until it has committed; re-raises the job's own exception."""
@@ -109,18 +172,30 @@ class Writer:
         return await future
 
     def close(self) -> None:
-        """Finish the jobs already queued, then stop the thread."""
+        """Finish the jobs already queued, then stop the threads."""
         if self._started:
-            self._queue.put(None)
-            self._thread.join()
+            self._queue.put(None)  # the thread that takes it stops collecting; the others see _stopping
+            for thread in self._threads:
+                thread.join()
             self._started = False
 
     def _loop(self) -> None:
-        stopping = False
-        while not stopping:
+        link = _Link(self._engine)
+        try:
+            while batch := self._collect():
+                self._commit(link, batch)
+        finally:
+            link.close()
+
+    def _collect(self) -> list[_Pending]:
+        """The next batch: every job waiting, up to ``max_batch``; empty once the writer is closing."""
+        with self._collecting:
+            if self._stopping:
+                return []
             first = self._queue.get()
             if first is None:
-                break
+                self._stopping = True
+                return []
             batch = [first]
             while len(batch) < self._max_batch:
                 try:
@@ -128,19 +203,22 @@ class Writer:
                 except queue.Empty:
                     break
                 if item is None:
-                    stopping = True
+                    self._stopping = True
                     break
                 batch.append(item)
-            self._commit(batch)
+            return batch
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, link: _Link, batch: list[_Pending], retries: int = _CONFLICT_RETRIES) -> None:
         try:
-            with self._engine.begin() as connection:
+            with link.transaction() as connection:
                 results = _run_jobs(connection, batch)
         except Exception as exc:
+            if retries and conflicted(exc):  # another writer's transaction won a lock race: the batch is innocent
+                self._commit(link, batch, retries - 1)
+                return
             if len(batch) > 1 and not storage_unavailable(exc):
                 for pending in batch:  # one bad job must not fail its neighbours
-                    self._commit([pending])
+                    self._commit(link, [pending])
                 return
             # One job's own failure, or the database is away: then no job is to blame, and retrying each alone
             # would wait out a connect timeout per job while the writer holds everyone behind it.

@@ -120,8 +120,11 @@ class Notifier:
                     unsent += [(channel, payload) for payload in drain()]
                 if unsent:  # one round trip and one transaction: delivered together, in order
                     channels, payloads = [m[0] for m in unsent], [m[1] for m in unsent]
-                    await connection.execute(  # a function scan yields the arrays' elements in order
-                        "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS m(c, p)",
+                    # A function scan yields the arrays' elements in order. Binary parameters (%b): the text
+                    # format escapes every character of the JSON payloads with a regular expression, which cost
+                    # about a tenth of the process's CPU under load; binary sends the strings as they are.
+                    await connection.execute(
+                        "SELECT pg_notify(c, p) FROM unnest(%b::text[], %b::text[]) AS m(c, p)",
                         (channels, payloads),
                     )
                     unsent = []

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2 import Template as JinjaTemplate
+from jinja2.runtime import new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 
@@ -59,7 +61,25 @@ def compile_template(source: str) -> Template:
         compiled = _ENV.from_string(source)
     except TemplateError as exc:
         raise ValueError(f"template {source!r} does not compile: {exc}") from exc
-    return Template(source, compiled.render)
+    return Template(source, _fast_render(compiled))
+
+
+def _fast_render(compiled: JinjaTemplate) -> Callable[[Mapping[str, Any]], str]:
+    """``compiled.render`` without its per-call copies of the environment's globals.
+
+    Jinja keeps the globals in a ``ChainMap`` and walks it twice per render (to build the context and again for its
+    key set); every string leaf of every action renders once per attempt, so that walk was most of the worker's
+    templating cost. Here the globals are copied into a plain dict once and each render hands Jinja one merged dict
+    as the context's data (``shared``), which is what ``render`` builds itself.
+    """
+    environment, name, blocks, body = compiled.environment, compiled.name, compiled.blocks, compiled.root_render_func
+    fixed = dict(compiled.globals)
+
+    def render(context: Mapping[str, Any]) -> str:
+        data = {**fixed, **context}
+        return environment.concat(body(new_context(environment, name, blocks, data, shared=True)))
+
+    return render
 
 
 @dataclass(frozen=True, slots=True)
