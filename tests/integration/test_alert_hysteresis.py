@@ -18,6 +18,7 @@ from redrive.alerts.service import rule_scope
 from redrive.db.database import Database
 from redrive.db.schema import alert_transitions, attempts
 from redrive.extensions import AlertChannel, AlertNotification
+from redrive.failures.error_groups import Attend, attend, record_failure
 from redrive.failures.hints import hint_for
 from redrive.ingest.prepare import prepare
 from redrive.ingest.store import store_event
@@ -160,6 +161,49 @@ def test_a_quiet_period_holds_the_resolution_and_repeat_renotifies(db: Database)
     ]  # each transition goes on the live stream
     rows = db.read_sync(lambda c: c.execute(alert_transitions.select().order_by(alert_transitions.c.id)).all())
     assert [r.key for r in rows] == ["r:1:firing", "r:2:resolved", "r:3:firing", "r:4:repeat"]
+
+
+def test_an_acknowledged_cause_silences_the_repeats_until_it_is_unacknowledged(db: Database) -> None:
+    clock = [T0]
+    when = '{failure_rate: ">= 50%", window: 10s, min_attempts: 5}'
+    engine, channel, execution_id = engine_for(db, when, clock, extra=", repeat: 1m")
+    trigger_id = db.read_sync(lambda c: c.exec_driver_sql("SELECT id FROM triggers WHERE name = 't'").scalar_one())
+
+    def fail(seconds: int) -> None:
+        clock[0] = T0 + timedelta(seconds=seconds)
+        add_attempts(db, execution_id, clock[0], 10, 10, seconds * 10 + 1)
+        for _ in range(10):
+            db.write_sync(
+                lambda c: record_failure(
+                    c,
+                    fingerprint="f" * 16,
+                    trigger_id=trigger_id,
+                    kind="command",
+                    code="exit_code",
+                    category="transient",
+                    title="exit 1",
+                    execution_id=execution_id,
+                    at=clock[0],
+                )
+            )
+
+    async def at(seconds: int) -> list[str]:
+        fail(seconds)
+        keys = await engine.evaluate_once()
+        await engine.deliver_once()
+        return keys
+
+    async def scenario() -> None:
+        assert await at(0) == ["r:1:firing"]
+        acknowledged = Attend("acknowledge", "alice", clock[0], note="on it")
+        assert db.write_sync(attend("f" * 16, acknowledged))
+        assert await at(60) == []  # a reminder was due; the cause is acknowledged
+        assert await at(120) == []
+        assert db.write_sync(attend("f" * 16, Attend("unacknowledge", "alice", clock[0])))
+        assert await at(125) == ["r:2:repeat"]  # still firing all along: the reminders resume
+
+    asyncio.run(scenario())
+    assert [n.kind for n in channel.sent] == ["firing", "repeat"]
 
 
 def test_the_leader_purges_history_older_than_30_days(db: Database) -> None:

@@ -40,6 +40,7 @@ from redrive.clock import Clock
 from redrive.db.database import Database
 from redrive.extensions import AlertChannel, AlertNotification
 from redrive.failures import audit
+from redrive.failures.error_groups import silenced
 from redrive.node.periodic import Periodic
 from redrive.observe.metrics import Metrics
 from redrive.queue.retry import RetryPolicy
@@ -135,6 +136,11 @@ class AlertEngine:
         if step.transition is not None:
             fired_since = current.since if step.transition == "resolved" else None
             facts = await self._db.read(gather(rule, scope, reading, now, fired_since))
+            if step.transition == "repeat" and facts.group is not None and silenced(facts.group, now):
+                # An operator acknowledged (or snoozed) the cause: no reminder, and the rule keeps firing; the
+                # next evaluation asks again, so the reminders resume when the acknowledgement goes.
+                log.info("alert_repeat_silenced", rule=rule.name, fingerprint=facts.group["fingerprint"])
+                return None
             message = compose(
                 rule, step.transition, reading, facts, self._setup.voice, now=now, fired_since=fired_since
             )
