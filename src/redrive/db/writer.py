@@ -100,8 +100,10 @@ class _Link:
 
     The pool pings a connection on every checkout (so a server restart costs no failed write); a thread that
     commits batch after batch pays that round trip only after ``_IDLE_PING`` seconds without a batch, or after a
-    failure that lost the connection. On SQLite every batch checks the one connection out and back (no ping there):
-    ``Database.write_sync`` shares it.
+    failure that lost the connection. A kept connection can still have died unseen (the server restarted within
+    that second): then its batch fails before committing, which ``stale`` reports, so the writer runs the batch again
+    on a fresh connection instead of failing it. On SQLite every batch checks the one connection out and back (no
+    ping there): ``Database.write_sync`` shares it.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -109,10 +111,12 @@ class _Link:
         self._keep = engine.dialect.name != "sqlite"
         self._connection: Connection | None = None
         self._used = 0.0
+        self.stale = False  # the last transaction failed before its commit, on a connection kept without a ping
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """A connection in a transaction that commits when the block ends and rolls back if it raises."""
+        self.stale = False
         if not self._keep:
             with self._engine.begin() as connection:
                 yield connection
@@ -121,12 +125,16 @@ class _Link:
         if kept is not None and (kept.invalidated or time.monotonic() - self._used > _IDLE_PING):
             self.close()
             kept = None
+        unchecked = kept is not None
         if kept is None:
             kept = self._connection = self._engine.connect()
+        committing = False
         try:
             with kept.begin():
                 yield kept
+                committing = True
         except BaseException:
+            self.stale = unchecked and not committing  # nothing committed: safe to run again
             self.close()  # whatever failed, the next batch starts from a checked connection
             raise
         finally:
@@ -215,6 +223,9 @@ class Writer:
         except Exception as exc:
             if retries and conflicted(exc):  # another writer's transaction won a lock race: the batch is innocent
                 self._commit(link, batch, retries - 1)
+                return
+            if link.stale and storage_unavailable(exc):  # the kept connection had died unseen; nothing committed
+                self._commit(link, batch, retries)  # on a fresh, pinged connection: a second failure is real
                 return
             if len(batch) > 1 and not storage_unavailable(exc):
                 for pending in batch:  # one bad job must not fail its neighbours
