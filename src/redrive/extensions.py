@@ -51,6 +51,10 @@ class ActionKind:
     object it yields reaches the kind's actions as ``resources[name]``."""
     classify: Callable[[BaseException], Failure | None] | None = None
     """Classify an exception this kind's actions raise (None: let the other rules decide)."""
+    destination: Callable[[Any], str | Callable[[Mapping[str, Any]], str | None] | None] | None = None
+    """What a trigger's actions talk to, from its validated config: a fixed key (``https://host:443``), a function
+    of the template context when it depends on the event, or None (the trigger: ``trigger:<name>``). Breakers and
+    limits are kept per destination."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,19 @@ class SignatureScheme:
     """The idempotency-key source the scheme implies (``header:webhook-id``), tried first unless configured."""
     secret_fields: tuple[str, ...] = ("secret", "secrets")
     """The config fields holding secrets: masked by redaction wherever redrive writes text down."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerTransition:
+    """A destination's breaker changed state (committed): ``closed``, ``open`` or ``half_open``."""
+
+    destination: str
+    from_state: str
+    to_state: str
+    reason: str
+    at: datetime
+    actor: str | None
+    """The operator's token name for a forced change; None for the breaker's own decisions."""
 
 
 @dataclass(frozen=True, slots=True)

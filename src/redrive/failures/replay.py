@@ -145,7 +145,13 @@ def replay_in(connection: Connection, request: ReplayRequest) -> ReplayResult:
 
 def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
     row = connection.execute(
-        select(executions.c.status, executions.c.event_id, executions.c.trigger_id, triggers.c.action_kind)
+        select(
+            executions.c.status,
+            executions.c.event_id,
+            executions.c.trigger_id,
+            executions.c.destination,
+            triggers.c.action_kind,
+        )
         .join(triggers, triggers.c.id == executions.c.trigger_id)
         .where(executions.c.id == r.execution_id)
     ).one_or_none()
@@ -196,6 +202,7 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
             updated_at=r.now,
             replay_of=r.execution_id,
             bulk_replay_id=r.bulk_replay_id,
+            destination=row.destination,  # the same event goes to the same place (and waits behind its breaker)
         )
         .returning(executions.c.id)
     ).scalar_one()

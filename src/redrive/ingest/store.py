@@ -86,6 +86,7 @@ def _execution_row(event: NewEvent, event_id: int) -> dict[str, Any]:
         "run_at": at,
         "created_at": at,
         "updated_at": at,
+        "destination": event.destination,
     }
 
 
