@@ -55,6 +55,7 @@ def test_a_claim_reads_the_due_index_in_order_without_sorting_the_queue(db_url: 
             "c_limit": 50,
             "c_token": "t" * 32,
             "c_expires": now + timedelta(seconds=30),
+            "c_restricted": ["https://held.example:443"],  # an open breaker's destination: skipped, not sorted
         }
         plan = executed_plan(engine, _claim_statements().lease, params)
         print(f"{engine.dialect.name} claim plan:\n{plan}")
