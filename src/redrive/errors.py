@@ -22,7 +22,8 @@ up at a raise site: a new code is a new class here, drawn below (a unit test hol
     │   └── InvalidSignature (401 invalid_signature)
     ├── Forbidden (403 forbidden)
     ├── NotFound (404 not_found)
-    │   └── UnknownTrigger (404 unknown_trigger)
+    │   ├── UnknownTrigger (404 unknown_trigger)
+    │   └── UnknownDestination (404 unknown_destination)
     ├── MethodNotAllowed (405 method_not_allowed)
     ├── Conflict (409 conflict)
     │   ├── NotReplayable (409 not_replayable)
@@ -183,6 +184,12 @@ class NotFound(RedriveError):
 
     code = "not_found"
     status = 404
+
+
+class UnknownDestination(NotFound):
+    """No destination has that name (none declared, none seen)."""
+
+    code = "unknown_destination"
 
 
 class UnknownTrigger(NotFound):

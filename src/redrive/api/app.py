@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 
 from redrive import __version__
 from redrive.api import (
+    destinations,
     errorgroups,
     events,
     executions,
@@ -148,7 +149,18 @@ def create_app(
     if role != "worker":
         app.include_router(hooks.router)
         # Every /api route authenticates: each documents the answers authentication can give (a route's own win).
-        for router in (events, stats, executions, replays, triggers, errorgroups, live, me, plugins_api):  # stats 1st
+        for router in (
+            events,
+            stats,
+            executions,
+            replays,
+            triggers,
+            errorgroups,
+            destinations,
+            live,
+            me,
+            plugins_api,
+        ):  # stats 1st
             app.include_router(router.router, responses=API_RESPONSES)
         plugins_api.mount_plugin_routes(app, loaded, responses=API_RESPONSES)
         mount_dashboard(app, "/ui")

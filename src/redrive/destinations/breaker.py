@@ -153,9 +153,7 @@ def close(d: Destination, now: datetime, *, ramp: bool) -> Destination:
     )
 
 
-def observe(
-    d: Destination, seen: list[Observed], policy: Policy, now: datetime
-) -> tuple[Destination, list[Change]]:
+def observe(d: Destination, seen: list[Observed], policy: Policy, now: datetime) -> tuple[Destination, list[Change]]:
     """Count ``seen`` (in completion order) and take the breaker's decisions; returns the state and its changes."""
     breaker = policy.breaker
     changes: list[Change] = []

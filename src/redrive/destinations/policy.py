@@ -58,7 +58,9 @@ class Policies:
             else:
                 rate = _stricter(known.rate, own.rate)
                 concurrency = _stricter(known.concurrency, own.concurrency)
-                by_name[fixed] = replace(known, rate=rate, concurrency=None if concurrency is None else int(concurrency))
+                by_name[fixed] = replace(
+                    known, rate=rate, concurrency=None if concurrency is None else int(concurrency)
+                )
         for name, entry in declared.items():
             by_name[name] = _declared(entry, by_name.get(name, DEFAULT))
         self._declared = declared
@@ -71,6 +73,11 @@ class Policies:
             return known
         own = self._by_trigger.get(trigger) if trigger is not None else None
         return own if own is not None else DEFAULT
+
+    @property
+    def names(self) -> list[str]:
+        """Destinations known up front: the fixed ones of the triggers and those of the ``destinations:`` section."""
+        return sorted(self._by_name)
 
     def limited(self) -> dict[str, Policy]:
         """Destinations known up front that carry a limit: their rows must exist before the first claim."""

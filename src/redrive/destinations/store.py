@@ -38,7 +38,7 @@ PolicyOf = Callable[[str], Policy]
 _FIELDS = tuple(f.name for f in fields(Destination))
 
 
-def _load(row: Row[Any]) -> Destination:
+def load(row: Row[Any]) -> Destination:
     mapping = row._mapping
     return Destination(**{name: mapping[name] for name in _FIELDS})
 
@@ -52,7 +52,9 @@ def _values(d: Destination, now: datetime) -> dict[str, Any]:
 
 @cache
 def _update() -> Any:
-    columns: dict[str, Any] = {name: bindparam(f"v_{name}") for name in (*_FIELDS, "restricted", "updated_at") if name != "name"}
+    columns: dict[str, Any] = {
+        name: bindparam(f"v_{name}") for name in (*_FIELDS, "restricted", "updated_at") if name != "name"
+    }
     return update(destinations).where(destinations.c.name == bindparam("v_name")).values(**columns)
 
 
@@ -71,7 +73,7 @@ def _ensure(connection: Connection, names: Iterable[str], now: datetime) -> None
 
 def _locked(connection: Connection, *where: Any) -> list[Destination]:
     query = select(destinations).where(*where).order_by(destinations.c.name).with_for_update()
-    return [_load(row) for row in connection.execute(query)]
+    return [load(row) for row in connection.execute(query)]
 
 
 def _transitions(

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from redrive.errors import FilterError, InvalidIdempotencyKey, InvalidJson
 from redrive.destinations.keys import DestinationKey
+from redrive.errors import FilterError, InvalidIdempotencyKey, InvalidJson
 from redrive.observe.redaction import Redactor
 from redrive.triggers.config import TriggerConfig
 from redrive.triggers.runtime import action_context

@@ -90,7 +90,7 @@ class Trigger:
     """Whether a plugin overrides classification, so failures the action classified itself are asked again."""
     redactor: Redactor = field(default_factory=Redactor)
     """Masks the trigger file's secrets in what is stored as sent."""
-    destination: DestinationKey = DestinationKey(None)
+    destination: DestinationKey = field(default_factory=lambda: DestinationKey(None))
     """Where its executions go (``redrive.destinations.keys``): fixed, or rendered per event at ingest."""
 
     @property
