@@ -156,8 +156,8 @@ class Harness:
         query = select(breaker_transitions).order_by(breaker_transitions.c.id)
         return self.db.read_sync(lambda connection: list(connection.execute(query)))
 
-    async def until(self, predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-        return await asyncio.to_thread(wait_until, predicate, what=what, timeout=timeout)
+    async def until(self, predicate: Callable[[], Any], what: str) -> Any:
+        return await asyncio.to_thread(wait_until, predicate, what=what, timeout=20.0)
 
     async def claimed_after_now(self) -> None:
         """Prove that a claim ran at the clock's current time: run a sentinel execution through the worker."""
