@@ -159,3 +159,9 @@ def test_destination_keys() -> None:
     assert key.of({"payload": {}}) == "trigger:t"  # the template fails: the trigger's own destination
     assert destination_key("t", None, None).fixed == "trigger:t"
     assert destination_key("t", compile_template("crm"), "https://x:443").fixed == "crm"
+
+
+def test_a_breaker_turned_off_while_open_closes_at_the_next_claim() -> None:
+    d, _ = observe(Destination.new("d", T0), seen(*["transient"] * 5), POLICY, at(0))
+    d, allowance, changes = plan(d, Policy(None), running=0, now=at(1))
+    assert (d.state, allowance.count, changes[0].reason) == (CLOSED, None, "its breaker is off")

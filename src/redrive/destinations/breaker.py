@@ -209,6 +209,9 @@ def plan(d: Destination, policy: Policy, running: int, now: datetime) -> tuple[D
     """What a claim may take for ``d`` with ``running`` executions in flight; moves open to half-open when due."""
     changes: list[Change] = []
     breaker = policy.breaker or BreakerConfig()
+    if policy.breaker is None and d.forced is None and d.state != CLOSED:  # turned off since it opened
+        changes.append(Change(d.state, CLOSED, "its breaker is off"))
+        d = close(d, now, ramp=False)
     if d.state == OPEN and d.forced != OPEN and d.reopen_at is not None and now >= d.reopen_at:
         d = replace(d, state=HALF_OPEN, changed_at=now)
         changes.append(Change(OPEN, HALF_OPEN, f"cool-down of {d.cooldown:g}s over"))

@@ -76,6 +76,16 @@ def _locked(connection: Connection, *where: Any) -> list[Destination]:
     return [load(row) for row in connection.execute(query)]
 
 
+def _locked_or_new(connection: Connection, names: list[str], now: datetime) -> list[Destination]:
+    """The rows of ``names``, locked; the missing ones made first (a row is made once: no insert on later calls)."""
+    rows = _locked(connection, destinations.c.name.in_(names))
+    missing = set(names) - {d.name for d in rows}
+    if missing:
+        _ensure(connection, missing, now)
+        rows = _locked(connection, destinations.c.name.in_(names))
+    return rows
+
+
 def _transitions(
     connection: Connection, name: str, changes: Sequence[Change], now: datetime, actor: str | None
 ) -> list[BreakerTransition]:
@@ -174,10 +184,9 @@ def record_outcomes(connection: Connection, outcomes: Sequence[Outcome], now: da
     by_name: dict[str, list[Outcome]] = {}
     for outcome in outcomes:
         by_name.setdefault(outcome.destination, []).append(outcome)
-    _ensure(connection, by_name, now)
     made: list[BreakerTransition] = []
     changed: list[Destination] = []
-    for d in _locked(connection, destinations.c.name.in_(sorted(by_name))):
+    for d in _locked_or_new(connection, sorted(by_name), now):
         seen = by_name[d.name]
         updated, changes = observe(d, [o.observed for o in seen], seen[0].policy, now)
         changed.append(updated)
@@ -210,8 +219,7 @@ def force_job(
     transition."""
 
     def job(connection: Connection) -> tuple[dict[str, Any], BreakerTransition]:
-        _ensure(connection, [name], now)
-        (d,) = _locked(connection, destinations.c.name == name)
+        (d,) = _locked_or_new(connection, [name], now)
         updated, change = force(d, action, now)
         _save(connection, [updated], now)
         (made,) = _transitions(connection, name, [change], now, actor)
