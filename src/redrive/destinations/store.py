@@ -137,12 +137,13 @@ class ClaimPlan:
     next_at: datetime | None = None
     """When a held destination may let more through (the worker wakes then)."""
     transitions: list[BreakerTransition] = field(default_factory=list)
-    _rows: dict[str, Destination] = field(default_factory=dict)
+    _rows: dict[str, tuple[Destination, Destination]] = field(default_factory=dict)  # as read, as planned
 
-    def commit(self, connection: Connection, taken: Mapping[str, int], now: datetime) -> None:
-        """Spend the tokens of what was claimed and save every planned row."""
-        rows = [take(d, taken.get(name, 0)) for name, d in self._rows.items()]
-        _save(connection, rows, now)
+    def commit(self, connection: Connection, taken: Mapping[str | None, int], now: datetime) -> None:
+        """Spend the tokens of what was claimed and save the planned rows that changed."""
+        rows = [take(planned, taken.get(name, 0)) for name, (_, planned) in self._rows.items()]
+        read = {name: before for name, (before, _) in self._rows.items()}
+        _save(connection, [d for d in rows if d != read[d.name] or d.restricted(now) is not True], now)
 
 
 def plan_claim(connection: Connection, policy_of: PolicyOf, now: datetime) -> ClaimPlan:
@@ -154,7 +155,7 @@ def plan_claim(connection: Connection, policy_of: PolicyOf, now: datetime) -> Cl
     running = _running(connection, [d.name for d in rows])
     for d in rows:
         planned, allowance, changes = plan(d, policy_of(d.name), running.get(d.name, 0), now)
-        result._rows[d.name] = planned
+        result._rows[d.name] = (d, planned)
         result.transitions += _transitions(connection, d.name, changes, now, None)
         if allowance.count is not None:
             result.allowances[d.name] = allowance.count

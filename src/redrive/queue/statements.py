@@ -9,6 +9,7 @@ single writer serialises claims and the clause compiles to nothing.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -185,21 +186,21 @@ def claim(
             "c_expires": now + timedelta(seconds=lease_seconds),
         }
         planned = plan_claim(connection, policy_of, now) if policy_of is not None else ClaimPlan()
+        # A destination that may take a whole batch is taken freely; the others, one by one, within their allowance.
+        capped = [name for name, allowed in planned.allowances.items() if allowed < limit]
         rows: list[Any] = []
-        taken: dict[str, int] = {}
-        for name, allowed in planned.allowances.items():
+        for name in capped:
+            allowed = planned.allowances[name]
             if allowed > 0 and len(rows) < limit:
-                leased = connection.execute(
+                rows += connection.execute(
                     statements.lease_destination,
                     {**params, "c_destination": name, "c_limit": min(allowed, limit - len(rows))},
                 ).all()
-                taken[name] = len(leased)
-                rows += leased
         if len(rows) < limit:
-            free = {**params, "c_limit": limit - len(rows), "c_restricted": list(planned.allowances)}
+            free = {**params, "c_limit": limit - len(rows), "c_restricted": capped}
             rows += connection.execute(statements.lease, free).all()
         if planned.allowances:
-            planned.commit(connection, taken, now)
+            planned.commit(connection, Counter(row.destination for row in rows), now)
         claimed: list[Claimed] = []
         if rows:
             found = connection.execute(statements.events, {"c_event_ids": sorted({r.event_id for r in rows})})
@@ -223,7 +224,7 @@ def claim(
         next_run_at = None
         if len(rows) < limit:
             next_run_at = connection.execute(
-                statements.next_due, {"c_trigger_ids": ids, "c_restricted": list(planned.allowances)}
+                statements.next_due, {"c_trigger_ids": ids, "c_restricted": capped}
             ).scalar_one_or_none()
             if planned.next_at is not None and (next_run_at is None or planned.next_at < next_run_at):
                 next_run_at = planned.next_at
