@@ -13,9 +13,9 @@ Three families:
   rules are registered to run last).
 - Lifecycle notifications, called after the database commit of what they report: ``redrive_event_accepted``,
   ``redrive_attempt_recorded``, ``redrive_execution_dead_lettered``, ``redrive_execution_recovered``,
-  ``redrive_breaker_transition``. An
-  implementation may be ``async``; each call is bounded in time and isolated: one that raises or hangs is logged
-  (``evt=plugin_hook_failed``) and never stalls the worker, loses a result or changes an outcome.
+  ``redrive_breaker_transition``. An implementation may be ``async``; each call is bounded in time and isolated: one
+  that raises or hangs is logged (``evt=plugin_hook_failed``) and never stalls the worker, loses a result or changes
+  an outcome.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ from pytest_httpserver import HTTPServer
 from replay_support import operations, rows, send, sink
 from test_replay_cli import as_json, cli
 
+import redrive
+from redrive import BreakerTransition
 from redrive.db.schema import breaker_transitions, executions
 from support import Service, run_service, scalar, wait_until
 
@@ -18,6 +20,19 @@ EXTRA = """
   - name: other
     action: {kind: command, argv: ["true"]}
 """
+
+
+class Listener:
+    """A plugin hearing breaker transitions, as the alerting plugins will."""
+
+    name = "listener"
+
+    def __init__(self) -> None:
+        self.heard: list[BreakerTransition] = []
+
+    @redrive.hookimpl
+    def redrive_breaker_transition(self, transition: BreakerTransition) -> None:
+        self.heard.append(transition)
 
 
 def call(service: Service, method: str, path: str, role: str = "operator") -> httpx2.Response:
@@ -28,7 +43,8 @@ def test_forced_open_close_and_reset_through_the_api(db_url: str, httpserver: HT
     answer, config = sink(httpserver, status=200)
     parts = urlsplit(httpserver.url_for("/sink"))
     name = f"http://{parts.hostname}:{parts.port}"
-    with run_service(db_url, config + EXTRA) as service:
+    listener = Listener()
+    with run_service(db_url, config + EXTRA, plugins=[listener]) as service:
         listed = call(service, "GET", "", role="viewer").json()["items"]
         assert {item["name"]: item["state"] for item in listed} == {name: "closed", "trigger:other": "closed"}
         assert call(service, "POST", f"/{name}/open", role="viewer").status_code == 403
@@ -55,6 +71,12 @@ def test_forced_open_close_and_reset_through_the_api(db_url: str, httpserver: HT
         metrics = httpx2.get(f"{service.url}/metrics", timeout=10).text
         history = call(service, "GET", f"/{name}/transitions", role="viewer").json()["items"]
     assert f'redrive_breaker_transitions_total{{destination="{name}",to_state="open"}} 1.0' in metrics
+    heard = [(t.destination, t.from_state, t.to_state, t.reason, t.actor) for t in listener.heard]
+    assert heard == [
+        (name, "closed", "open", "forced open", "operator"),
+        (name, "open", "closed", "forced close", "operator"),
+        (name, "closed", "closed", "reset", "operator"),
+    ]
     assert [(t["to_state"], t["reason"], t["actor"]) for t in reversed(history)] == [
         ("open", "forced open", "operator"),
         ("closed", "forced close", "operator"),
