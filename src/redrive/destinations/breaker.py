@@ -161,14 +161,16 @@ def observe(d: Destination, seen: list[Observed], policy: Policy, now: datetime)
     d = _roll(d, now, window)
     for one in seen:
         latency = one.seconds * 1000
-        d = replace(d, latency_ms=latency if d.latency_ms is None else 0.8 * d.latency_ms + 0.2 * latency)
+        averaged = latency if d.latency_ms is None else 0.8 * d.latency_ms + 0.2 * latency  # a moving average
         if one.retry_after is not None:
             until = now + timedelta(seconds=one.retry_after)
-            d = replace(d, paced_until=until if d.paced_until is None else max(until, d.paced_until))
+            paced = until if d.paced_until is None else max(until, d.paced_until)
+            d = replace(d, latency_ms=averaged, paced_until=paced)
             continue
         failed = one.outcome == "transient"
         d = replace(
             d,
+            latency_ms=averaged,
             window_total=d.window_total + 1,
             window_failed=d.window_failed + failed,
             consecutive_failures=d.consecutive_failures + 1 if failed else 0,

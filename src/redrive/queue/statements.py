@@ -3,7 +3,10 @@
 The executions table is the queue. A claim leases a batch of due rows under a fresh token; every later change to a
 running row is fenced by that token, so a worker whose lease expired (and whose row was swept and claimed again)
 changes nothing. On PostgreSQL the claim skips rows other workers hold (``FOR UPDATE SKIP LOCKED``); on SQLite the
-single writer serialises claims and the clause compiles to nothing.
+single writer serialises claims and the clause compiles to nothing. Executions whose destination is restricted (its
+breaker open or probing, a limit, a ramped drain, a ``Retry-After``) are claimed within what their destination
+allows now (``redrive.destinations.store.plan_claim``, under the destination's row lock), or held; a completion
+counts its outcome at its destination, where the breaker decides.
 """
 
 from __future__ import annotations
