@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy import Row, bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.engine import dialect_insert
@@ -29,6 +29,8 @@ from redrive.extensions import BreakerTransition
 from redrive.failures.audit import record
 from redrive.states import ExecutionStatus
 
+TRANSITIONS_RETENTION = timedelta(days=30)
+"""How long breaker transitions are kept (purged by the leader's retention pass)."""
 CONCURRENCY_RECHECK = 0.05
 """Seconds before a claim looks again at a destination whose concurrency is all taken (a slot may free on any
 node; locally the worker is woken at once)."""
@@ -256,3 +258,13 @@ def describe(d: Destination, now: datetime, window: float = 60.0) -> dict[str, A
         "ramping": d.ramp_start is not None,
         "paced_until": d.paced_until.isoformat() if d.paced_until and d.paced_until > now else None,
     }
+
+
+def purge_transitions(before: datetime) -> Callable[[Connection], int]:
+    """A write job: delete the breaker transitions older than ``before``; how many went."""
+
+    def job(connection: Connection) -> int:
+        query = delete(breaker_transitions).where(breaker_transitions.c.at < before)
+        return int(connection.execute(query).rowcount)
+
+    return job
