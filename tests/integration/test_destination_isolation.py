@@ -61,7 +61,8 @@ def test_a_hanging_destination_does_not_starve_another(db_url: str) -> None:
         run_service(db_url, config(target), worker_concurrency=WORKER) as service,
     ):
         drain_seconds(service, db_url, 0, 100)  # warm up: connections, caches, statements
-        alone = drain_seconds(service, db_url, 100)
+        # Each figure is the better of two drains: the machine's other load only ever slows a drain down.
+        alone = min(drain_seconds(service, db_url, 100), drain_seconds(service, db_url, 100 + FAST))
         for n in range(HANGING):
             assert httpx2.post(f"{service.url}/hooks/hanging", json={"n": n}, timeout=10).status_code == 202
         wait_until(
@@ -69,7 +70,7 @@ def test_a_hanging_destination_does_not_starve_another(db_url: str) -> None:
             what="the hanging destination to hold its two slots",
             context=lambda: f"{target.peak} {query(db_url, 'SELECT * FROM destinations')}",
         )
-        shared = drain_seconds(service, db_url, 100 + FAST)
+        shared = min(drain_seconds(service, db_url, 100 + 2 * FAST), drain_seconds(service, db_url, 100 + 3 * FAST))
         hanging_peak = target.peak["hang"]
     print(f"fast drain alone {alone:.2f} s, beside a hanging destination {shared:.2f} s")
     assert hanging_peak == 2  # never more than its concurrency, though 40 of its executions were due
