@@ -14,7 +14,7 @@ restricted ones, which is empty when nothing is limited or broken.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal
@@ -46,7 +46,7 @@ def load(row: Row[Any]) -> Destination:
 
 
 def _values(d: Destination, now: datetime) -> dict[str, Any]:
-    values = asdict(d)
+    values = {name: getattr(d, name) for name in _FIELDS}  # shallow: asdict() deep-copies, a visible cost here
     values["restricted"] = d.restricted(now)
     values["updated_at"] = now
     return values
