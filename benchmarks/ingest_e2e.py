@@ -185,9 +185,11 @@ def start_redrive(
     log_level: str,
     processes: int = 1,
     ordering_keys: int = 0,
+    trigger_extra: str = "",
 ) -> tuple[str, Path, int]:
     """Start ``redrive up --processes N`` on a fresh database; return its base URL, database path and pid.
-    ``ordering_keys``: order the trigger by ``messageId`` modulo that many keys (0: unordered)."""
+    ``ordering_keys``: order the trigger by ``messageId`` modulo that many keys (0: unordered); ``trigger_extra``:
+    more YAML lines for the trigger (``breaker:``, ``limits:``), indented as its keys."""
     home = procs.workdir / name
     home.mkdir()
     ordering = f'    ordering: {{key: "{{{{ (payload.messageId[4:] | int) % {ordering_keys} }}}}"}}\n'
@@ -195,7 +197,7 @@ def start_redrive(
         "triggers:\n  - name: bench\n    action:\n      kind: http\n"
         f'      url: "http://127.0.0.1:{sink_port}/sink"\n'
         "      allow: [127.0.0.1]\n"
-        '      json: {id: "{{ payload.messageId }}"}\n' + (ordering if ordering_keys else "")
+        '      json: {id: "{{ payload.messageId }}"}\n' + (ordering if ordering_keys else "") + trigger_extra
     )
     db, port = home / "redrive.db", free_port()
     env = {
@@ -215,11 +217,14 @@ def sql(db: Path, query: str) -> Any:
         return connection.execute(query).fetchone()[0]
 
 
-def end_to_end(args: argparse.Namespace, procs: Procs, n: int, processes: int) -> dict[str, Any]:
-    sink_port = start_sink(procs, f"sink-{n}-{processes}")
-    name = f"redrive-e2e-{n}-{processes}"
+def end_to_end(
+    args: argparse.Namespace, procs: Procs, n: int, processes: int = 1, trigger_extra: str = "", tag: str = ""
+) -> dict[str, Any]:
+    """One end-to-end run (``trigger_extra``: more YAML for the trigger; ``tag`` names the run's processes)."""
+    sink_port = start_sink(procs, f"sink-{tag}{n}-{processes}")
+    name = f"redrive-e2e-{tag}{n}-{processes}"
     base, db, pid = start_redrive(
-        procs, name, sink_port, args.concurrency, args.log_level, processes, args.ordering_keys
+        procs, name, sink_port, args.concurrency, args.log_level, processes, args.ordering_keys, trigger_extra
     )
     cpu_before = cpu_seconds(pid)
     first_post = datetime.now(UTC)
@@ -250,6 +255,7 @@ def end_to_end(args: argparse.Namespace, procs: Procs, n: int, processes: int) -
         "seconds": round(span, 3),
         "executions_per_s": round(done / span, 1),
         "cpu": round(cpu / wall, 2),
+        "cpu_seconds": round(cpu, 3),
         "cpu_ms_per_event": round(cpu * 1000 / max(done, 1), 3),
         "complete": done >= args.events and received == args.events,
     }

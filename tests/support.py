@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import uvicorn
+from aiohttp import web
 from sqlalchemy import create_engine, text
 
 from redrive.api.app import create_app
@@ -142,3 +143,63 @@ def fill_path(path: str, values: dict[str, str]) -> str:
     for name, value in values.items():
         path = path.replace("{" + name + "}", value)
     return path
+
+
+class TimedTarget:
+    """An HTTP endpoint (aiohttp, in its own thread) that answers POST ``/{path}`` with 200 after ``delays[path]``
+    seconds, recording per path each arrival (monotonic time) and the most requests it held at once."""
+
+    def __init__(self, delays: dict[str, float]) -> None:
+        self.delays = delays
+        self.arrivals: dict[str, list[float]] = {path: [] for path in delays}
+        self.peak: dict[str, int] = dict.fromkeys(delays, 0)
+        self._held: dict[str, int] = dict.fromkeys(delays, 0)
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="timed-target", daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def __enter__(self) -> TimedTarget:
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("the timed target did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def shutdown() -> None:
+            if self._runner is not None:
+                await self._runner.shutdown()
+                await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _hit(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"]
+        self.arrivals[path].append(time.monotonic())
+        self._held[path] += 1
+        self.peak[path] = max(self.peak[path], self._held[path])
+        try:
+            await asyncio.sleep(self.delays[path])
+        finally:
+            self._held[path] -= 1
+        return web.Response(text="ok")
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/{path}", self._hit)
+        # A request the client gave up on (a timeout) ends its handler: ``peak`` counts what the client holds.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1, handler_cancellation=True)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = self._runner.addresses[0][1]
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.close()

@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActionKind",
     "AttemptRecorded",
+    "BreakerTransition",
     "EventAccepted",
     "ExecutionDeadLettered",
     "ExecutionRecovered",
@@ -39,6 +40,7 @@ __all__ = [
 _HOME = {
     "ActionKind": "redrive.extensions",
     "AttemptRecorded": "redrive.extensions",
+    "BreakerTransition": "redrive.extensions",
     "EventAccepted": "redrive.extensions",
     "ExecutionDeadLettered": "redrive.extensions",
     "ExecutionRecovered": "redrive.extensions",

@@ -179,6 +179,20 @@ class RedriveClient:
         result: dict[str, Any] = self.request("POST", path, json=body)
         return result
 
+    def list_destinations(self) -> list[dict[str, Any]]:
+        """GET /api/v1/destinations."""
+        items: list[dict[str, Any]] = self._get("/api/v1/destinations")["items"]
+        return items
+
+    def get_destination(self, name: str) -> dict[str, Any]:
+        """GET /api/v1/destinations/{name}."""
+        return self._get(f"/api/v1/destinations/{quote(name, safe='')}")
+
+    def force_destination(self, name: str, action: str) -> dict[str, Any]:
+        """POST /api/v1/destinations/{name}/open, /close or /reset (``action``)."""
+        result: dict[str, Any] = self.request("POST", f"/api/v1/destinations/{quote(name, safe='')}/{action}")
+        return result
+
     def list_triggers(self) -> list[dict[str, Any]]:
         """GET /api/v1/triggers."""
         items: list[dict[str, Any]] = self._get("/api/v1/triggers")["items"]

@@ -1,4 +1,5 @@
-"""Parse human durations (``250ms``, ``30s``, ``10m``, ``2h``, ``1d`` or plain seconds) into seconds."""
+"""Parse human durations (``250ms``, ``30s``, ``10m``, ``2h``, ``1d`` or plain seconds) into seconds, and rates
+(``50/s``, ``600/m``) into events per second."""
 
 from __future__ import annotations
 
@@ -27,3 +28,19 @@ def parse_duration(value: object) -> float:
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
+
+
+_RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*/\s*(s|m|h)$")
+
+
+def parse_rate(value: object) -> float:
+    """Return events per second for ``50/s``, ``600/m``, ``1000/h`` or a plain number per second."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        rate = float(value)
+    elif isinstance(value, str) and (match := _RATE.match(value.strip())):
+        rate = float(match.group(1)) / _UNITS[match.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a rate; use a number per second or a string like '50/s', '600/m', '100/h'")
+    if not math.isfinite(rate) or rate <= 0:
+        raise ValueError(f"{value!r} is not a positive rate")
+    return rate

@@ -26,6 +26,7 @@ up at a raise site: a new code is a new class here, drawn below (a unit test hol
     ├── NotFound (404 not_found)
     │   ├── UnknownTrigger (404 unknown_trigger)
     │   └── UnknownAlert (404 unknown_alert)
+    │   └── UnknownDestination (404 unknown_destination)
     ├── MethodNotAllowed (405 method_not_allowed)
     ├── Conflict (409 conflict)
     │   ├── NotReplayable (409 not_replayable)
@@ -198,6 +199,12 @@ class NotFound(RedriveError):
 
     code = "not_found"
     status = 404
+
+
+class UnknownDestination(NotFound):
+    """No destination has that name (none declared, none seen)."""
+
+    code = "unknown_destination"
 
 
 class UnknownTrigger(NotFound):

@@ -55,6 +55,10 @@ class ActionKind:
     secrets: Callable[[Any], Iterable[str]] | None = None
     """The secret values an ``action`` block holds (a signing secret, say): masked by redaction wherever redrive
     writes text down, like the secrets of a ``verify`` block."""
+    destination: Callable[[Any], str | Callable[[Mapping[str, Any]], str | None] | None] | None = None
+    """What a trigger's actions talk to, from its validated config: a fixed key (``https://host:443``), a function
+    of the template context when it depends on the event, or None (the trigger: ``trigger:<name>``). Breakers and
+    limits are kept per destination."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,19 @@ class AlertChannelKind:
     """Build the channel from its validated config and what redrive lends it."""
     secret_fields: tuple[str, ...] = ()
     """Config fields holding secrets (masked by redaction wherever redrive writes text down)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerTransition:
+    """A destination's breaker changed state (committed): ``closed``, ``open`` or ``half_open``."""
+
+    destination: str
+    from_state: str
+    to_state: str
+    reason: str
+    at: datetime
+    actor: str | None
+    """The operator's token name for a forced change; None for the breaker's own decisions."""
 
 
 @dataclass(frozen=True, slots=True)

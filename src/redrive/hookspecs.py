@@ -13,9 +13,10 @@ Three families:
 - Decisions, called on the hot path, so pure and quick: ``redrive_classify`` (first answer wins; the built-in
   rules are registered to run last).
 - Lifecycle notifications, called after the database commit of what they report: ``redrive_event_accepted``,
-  ``redrive_attempt_recorded``, ``redrive_execution_dead_lettered``, ``redrive_execution_recovered``. An
-  implementation may be ``async``; each call is bounded in time and isolated: one that raises or hangs is logged
-  (``evt=plugin_hook_failed``) and never stalls the worker, loses a result or changes an outcome.
+  ``redrive_attempt_recorded``, ``redrive_execution_dead_lettered``, ``redrive_execution_recovered``,
+  ``redrive_breaker_transition``. An implementation may be ``async``; each call is bounded in time and isolated: one
+  that raises or hangs is logged (``evt=plugin_hook_failed``) and never stalls the worker, loses a result or changes
+  an outcome.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         ActionKind,
         AlertChannelKind,
         AttemptRecorded,
+        BreakerTransition,
         EventAccepted,
         ExecutionDeadLettered,
         ExecutionRecovered,
@@ -100,3 +102,8 @@ def redrive_execution_dead_lettered(execution: ExecutionDeadLettered) -> Awaitab
 @hookspec
 def redrive_execution_recovered(execution: ExecutionRecovered) -> Awaitable[None] | None:
     """An execution succeeded after at least one failed attempt (after the commit)."""
+
+
+@hookspec
+def redrive_breaker_transition(transition: BreakerTransition) -> Awaitable[None] | None:
+    """A destination's breaker changed state (after the commit): opened, went half-open, closed, or was forced."""

@@ -38,18 +38,26 @@ from typing import Any
 import pluggy
 import structlog
 
-from redrive.extensions import AttemptRecorded, EventAccepted, ExecutionDeadLettered, ExecutionRecovered
+from redrive.extensions import (
+    AttemptRecorded,
+    BreakerTransition,
+    EventAccepted,
+    ExecutionDeadLettered,
+    ExecutionRecovered,
+)
 from redrive.failures.classify import Failure
 from redrive.observe.metrics import Metrics
 
 log = structlog.get_logger("redrive.plugins")
 
 EVENT_ACCEPTED = "redrive_event_accepted"
+BREAKER_TRANSITION = "redrive_breaker_transition"
 LIFECYCLE_HOOKS = (
     EVENT_ACCEPTED,
     "redrive_attempt_recorded",
     "redrive_execution_dead_lettered",
     "redrive_execution_recovered",
+    BREAKER_TRANSITION,
 )
 SYNC_THREADS = 8
 """Plain ``def`` implementations running at once (each in its own daemon thread)."""
@@ -57,7 +65,8 @@ SYNC_THREADS = 8
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """One lifecycle hook to call and its one keyword argument (``event``, ``attempt`` or ``execution``)."""
+    """One lifecycle hook to call and its one keyword argument (``event``, ``attempt``, ``execution`` or
+    ``transition``)."""
 
     hook: str
     argument: str
@@ -95,6 +104,11 @@ def completed(
             Report("redrive_execution_recovered", "execution", ExecutionRecovered(trigger, kind, execution_id, attempt))
         )
     return reports
+
+
+def breaker_transition(transition: BreakerTransition) -> list[Report]:
+    """The report of a committed breaker transition."""
+    return [Report(BREAKER_TRANSITION, "transition", transition)]
 
 
 class Lifecycle:

@@ -258,7 +258,16 @@ def test_an_unreachable_api_shows_a_banner_on_every_page(seeded: Seeded) -> None
         closed.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
     at.session_state["redrive_api_url"] = dead
-    for page in ("overview", "alerts", "executions", "dead_letters", "error_groups", "triggers", "system"):
+    for page in (
+        "overview",
+        "alerts",
+        "executions",
+        "dead_letters",
+        "error_groups",
+        "triggers",
+        "destinations",
+        "system",
+    ):
         at.switch_page(f"pages/{page}.py").run()
         assert not at.exception, page
         assert any("The redrive API is not answering" in e.value for e in at.error), page
@@ -361,3 +370,23 @@ def test_a_viewer_is_refused_by_the_api_even_if_a_button_were_there(seeded: Seed
         api.set_paused("ok", True)
     api.close()
     assert (refused.value.status, refused.value.code) == (403, "forbidden")
+
+
+def test_destinations_page_shows_state_and_an_operator_forces_a_breaker(seeded: Seeded) -> None:
+    viewer = signed_in(seeded, "viewer", page="destinations")
+    assert "### trigger:flaky" in shown(viewer)
+    assert not [b for b in buttons(viewer) if b in ("Force open", "Reset")]
+    at = signed_in(seeded, "operator", page="destinations")
+    at.button(key="dest_open_trigger:flaky").click().run()
+    assert not at.exception, at.exception
+    found = seeded.api("/api/v1/destinations/trigger:flaky")
+    assert (found["state"], found["forced"]) == ("open", "open")
+    assert "trigger:flaky is now open (forced open)." in shown(at)
+    assert "🔴 open · forced open" in shown(at)
+    at.button(key="dest_reset_trigger:flaky").click().run()
+    found = seeded.api("/api/v1/destinations/trigger:flaky")
+    assert (found["state"], found["forced"]) == ("closed", None)
+    assert [t["reason"] for t in found["transitions"]] == ["reset", "forced open"]
+    audit = seeded.api("/api/v1/audit")["items"]
+    forced = [(a["action"], a["actor"]) for a in audit if a["target"] == "destination:trigger:flaky"]
+    assert forced == [("destination_reset", "operator"), ("destination_open", "operator")]

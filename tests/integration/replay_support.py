@@ -18,7 +18,8 @@ SETTLED = ("succeeded", "failed", "failed_retryable")
 
 
 def triggers_yaml(url: str, *, extra: str = "") -> str:
-    """One http trigger ``sink`` that dead-letters after one attempt, plus ``extra`` YAML trigger entries."""
+    """One http trigger ``sink`` that dead-letters after one attempt, plus ``extra`` YAML trigger entries. Its
+    breaker is off: these tests want the dead letters a failing sink makes, which a breaker would hold instead."""
     return f"""
 triggers:
   - name: sink
@@ -30,6 +31,7 @@ triggers:
       headers: {{Authorization: "Bearer not-for-your-eyes"}}
       timeout: 5s
     retry: {{max_attempts: 1}}
+    breaker: {{enabled: false}}
 {extra}"""
 
 

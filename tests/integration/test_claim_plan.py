@@ -55,6 +55,7 @@ def _params(trigger_id: int, now: datetime) -> dict[str, Any]:
         "c_limit": 50,
         "c_token": "t" * 32,
         "c_expires": now + timedelta(seconds=30),
+        "c_restricted": ["https://held.example:443"],  # an open breaker's destination: skipped, not sorted
     }
 
 

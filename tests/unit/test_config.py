@@ -641,3 +641,46 @@ def test_ordering_problems_name_the_trigger_and_the_field(ordering: str, path: s
     [(where, message)] = problems(f"triggers:\n  - name: t\n    action: {HTTP}\n    ordering: {ordering}\n")
     assert where == path
     assert fragment in message
+
+
+def test_breaker_limits_and_destinations_are_validated_with_their_paths() -> None:
+    text = """
+triggers:
+  - name: orders
+    action: {kind: http, url: "https://api.example.com/orders"}
+    limits: {rate: fast, concurrency: 0}
+    breaker: {cooldown: 1m, max_cooldown: 10s}
+destinations:
+  "https://api.example.com:443": {limits: {rate: "50/x"}}
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, env={})
+    found = {(p.path, p.message.split(";")[0]) for p in caught.value.problems}
+    assert found == {
+        ("triggers[0] (orders).limits.rate", "'fast' is not a rate"),
+        ("triggers[0] (orders).limits.concurrency", "Input should be greater than or equal to 1"),
+        ("triggers[0] (orders).breaker", "max_cooldown must be at least cooldown"),
+        ("destinations.https://api.example.com:443.limits.rate", "'50/x' is not a rate"),
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config('destinations: {"has space": {}}', env={})
+    [problem] = caught.value.problems
+    assert (problem.path, problem.message) == (
+        "destinations",
+        "destination 'has space' is not a destination name (1 to 255 characters, no spaces)",
+    )
+
+
+def test_breaker_and_limits_defaults() -> None:
+    config = parse_config(
+        """
+triggers:
+  - name: orders
+    action: {kind: http, url: "https://api.example.com/orders"}
+    limits: {rate: 600/m}
+""",
+        env={},
+    )
+    trigger = config.triggers[0]
+    assert (trigger.limits.rate, trigger.limits.concurrency, trigger.destination) == (10.0, None, None)
+    assert (trigger.breaker.enabled, trigger.breaker.consecutive, trigger.breaker.cooldown) == (None, 10, 5.0)

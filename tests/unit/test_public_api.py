@@ -9,6 +9,7 @@ import redrive
 PUBLIC = [
     "ActionKind",
     "AttemptRecorded",
+    "BreakerTransition",
     "EventAccepted",
     "ExecutionDeadLettered",
     "ExecutionRecovered",

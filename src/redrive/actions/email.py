@@ -192,6 +192,11 @@ def redrive_action_kinds() -> list[ActionKind]:
     """The ``email`` action kind."""
     return [
         ActionKind(
-            name="email", config=EmailAction, build=EmailSender, summary=_summary, classify=classify_smtp_exception
+            name="email",
+            config=EmailAction,
+            build=EmailSender,
+            summary=_summary,
+            classify=classify_smtp_exception,
+            destination=lambda config: f"smtp://{config.smtp.host}:{config.smtp.port}",
         )
     ]

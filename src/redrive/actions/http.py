@@ -38,6 +38,7 @@ from redrive.actions.base import EXCERPT_BYTES, Outcome, Resources, decode
 from redrive.actions.egress import IPAddress, TargetPolicy, forbidden_message, parse_address, parse_allow_entry, refusal
 from redrive.actions.http_failures import classify_http_exception
 from redrive.clock import Clock, utcnow
+from redrive.destinations.keys import url_destination
 from redrive.extensions import ActionKind, ResourceContext
 from redrive.failures.classify import Failure, classify_http_status, classify_raised, permanent
 from redrive.hookspecs import hookimpl
@@ -349,6 +350,7 @@ def redrive_action_kinds() -> list[ActionKind]:
             resources=_sessions,
             classify=classify_http,
             secrets=_secrets,
+            destination=lambda config: url_destination(config.url),
         )
     ]
 

@@ -13,6 +13,7 @@ from redrive import __version__
 from redrive.alerts.service import open_alerts
 from redrive.api import (
     alerts,
+    destinations,
     errorgroups,
     events,
     executions,
@@ -183,8 +184,8 @@ def create_app(
     if role != "worker":
         app.include_router(hooks.router)
         # Every /api route authenticates: each documents the answers authentication can give (a route's own win).
-        routers = (events, stats, executions, replays, triggers, errorgroups, alerts, live, me, plugins_api)
-        for router in routers:  # stats 1st
+        routers = (events, stats, executions, replays, triggers, errorgroups, alerts, destinations, live, me)
+        for router in (*routers, plugins_api):  # stats 1st
             app.include_router(router.router, responses=API_RESPONSES)
         plugins_api.mount_plugin_routes(app, loaded, responses=API_RESPONSES)
         mount_dashboard(app, "/ui")

@@ -51,6 +51,7 @@ async def send_event(event: EventIn, request: Request, state: StateDep, caller: 
         headers=header_dict(request),
         received_at=state.now(),
         redactor=state.redactor,
+        destination=trigger.destination,
         payload=event.payload,
         key=event.idempotency_key,
     )

@@ -87,6 +87,7 @@ async def ingest_webhook(state: ServiceState, name: str, request: Request) -> Js
         headers=headers,
         received_at=state.now(),
         redactor=state.redactor,
+        destination=found.destination,
     )
     accepted = await accept(state, found, event)
     return Json(accepted.body, status_code=accepted.status)

@@ -15,6 +15,7 @@ import typer
 from redrive import __version__
 from redrive.cli import alerts as alerts_cli
 from redrive.cli import dashboard as dashboard_cli
+from redrive.cli import destinations as destinations_cli
 from redrive.cli import errors as errors_cli
 from redrive.cli import executions, tokens
 from redrive.cli import plugins as plugins_cli
@@ -56,6 +57,7 @@ app.command("stats")(stats_cli.stats)
 app.add_typer(errors_cli.app, name="errors")
 app.add_typer(triggers_cli.app, name="triggers")
 app.add_typer(alerts_cli.app, name="alerts")
+app.add_typer(destinations_cli.app, name="destinations")
 app.command("purge")(purge_cli.purge_command)
 app.command("dashboard")(dashboard_cli.dashboard)
 app.add_typer(plugins_cli.app, name="plugins")

@@ -20,6 +20,7 @@ NAVIGATION = (  # file, title, url path, icon
     ("dead_letters.py", "Dead letters", "dead-letters", ":material/inbox:"),
     ("error_groups.py", "Error groups", "error-groups", ":material/bug_report:"),
     ("triggers.py", "Triggers", "triggers", ":material/bolt:"),
+    ("destinations.py", "Destinations", "destinations", ":material/hub:"),
     ("system.py", "System", "system", ":material/dns:"),
 )
 

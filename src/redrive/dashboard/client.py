@@ -271,6 +271,18 @@ class DashboardClient:
         """``POST /api/v1/alerts/{name}/test``: a marked test notification through the rule's channels."""
         return self._api.test_alert(name)
 
+    def destinations(self) -> list[dict[str, Any]]:
+        """Every destination: breaker state, held and running work, failure rate, latency, limits."""
+        return self._api.list_destinations()
+
+    def destination(self, name: str) -> dict[str, Any]:
+        """One destination with its latest breaker transitions."""
+        return self._api.get_destination(name)
+
+    def force_destination(self, name: str, action: str) -> dict[str, Any]:
+        """Force a destination's breaker ``open`` or ``close``, or ``reset`` it."""
+        return self._api.force_destination(name, action)
+
     def probe(self, path: str) -> Probe:
         """A health or system endpoint; a 404 means this server does not offer it (yet)."""
         try:

@@ -147,6 +147,8 @@ executions = Table(
     Column("bulk_replay_id", Id, ForeignKey("bulk_replays.id")),
     # Rendered once from the trigger's ``ordering.key`` when the row is made (ingest, replay); NULL when unordered.
     Column("ordering_key", String(255)),
+    # What the action talks to (``redrive.destinations.keys``), fixed when the row is made; NULL before 0007.
+    Column("destination", String(255)),
     Index("ix_executions_event", "event_id"),
     # The queue: due pending rows in run_at order, read by every claim. Not a partial index: a claim binds its
     # status as a parameter, and a planner cannot match a bound parameter to a partial index's predicate (SQLite
@@ -172,6 +174,8 @@ executions = Table(
         sqlite_where=text("ordering_key IS NOT NULL"),
         postgresql_where=text("ordering_key IS NOT NULL"),
     ),
+    # A claim for one restricted destination (limited, ramping, half-open): its due rows in run_at order.
+    Index("ix_executions_destination", "destination", "status", "run_at"),
 )
 
 attempts = Table(
@@ -367,4 +371,52 @@ alert_notifications = Table(
     Column("last_error", Text),
     Index("ix_alert_notifications_due", "status", "next_at"),
     Index("ix_alert_notifications_transition", "transition_id", "channel", unique=True),
+)
+
+BREAKER_STATES = ("closed", "open", "half_open")
+
+# One row per destination that has a breaker or limits: its breaker state and what its claims consume. Claims read
+# the ``restricted`` rows (held, probing, limited, ramping or paced) and lock them on PostgreSQL, so the limits and
+# the breaker's decisions hold across processes and nodes (``redrive.destinations.store``).
+destinations = Table(
+    "destinations",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("forced", String(16)),  # open | closed: an operator's override, until reset
+    Column("restricted", Boolean, nullable=False, server_default=text("false")),
+    Column("changed_at", _utc(), nullable=False),  # the last transition
+    Column("reopen_at", _utc()),  # open: when it goes half-open
+    Column("cooldown", Float, nullable=False, server_default=text("0")),  # the current (growing) cool-down, s
+    Column("consecutive_failures", Integer, nullable=False, server_default=text("0")),
+    # A sliding window as two fixed ones (the current and the previous, weighted by overlap).
+    Column("window_start", _utc(), nullable=False),
+    Column("window_total", Integer, nullable=False, server_default=text("0")),
+    Column("window_failed", Integer, nullable=False, server_default=text("0")),
+    Column("previous_total", Integer, nullable=False, server_default=text("0")),
+    Column("previous_failed", Integer, nullable=False, server_default=text("0")),
+    Column("latency_ms", Float),  # moving average of attempt durations
+    # Limits in force (from the trigger file, refreshed by the workers) and the token bucket of the rate.
+    Column("concurrency", Integer),
+    Column("rate", Float),  # per second
+    Column("tokens", Float, nullable=False, server_default=text("0")),
+    Column("tokens_at", _utc()),
+    Column("ramp_start", _utc()),  # closed after an outage: the ramped drain started then
+    Column("paced_until", _utc()),  # a 429/503 Retry-After: nothing goes there before this
+    Column("updated_at", _utc(), nullable=False),
+)
+
+# Every breaker transition, for the Destinations page's history and the audit of automatic decisions.
+breaker_transitions = Table(
+    "breaker_transitions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("destination", String(255), nullable=False),
+    Column("from_state", String(16), nullable=False),
+    Column("to_state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", String(64)),  # an operator's token name; NULL for the breaker's own decisions
+    Column("at", _utc(), nullable=False),
+    Index("ix_breaker_transitions_destination_at", "destination", "at"),
+    Index("ix_breaker_transitions_at", "at"),
 )

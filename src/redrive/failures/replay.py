@@ -151,6 +151,7 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
             executions.c.event_id,
             executions.c.trigger_id,
             executions.c.ordering_key,
+            executions.c.destination,
             triggers.c.action_kind,
         )
         .join(triggers, triggers.c.id == executions.c.trigger_id)
@@ -205,6 +206,7 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
             bulk_replay_id=r.bulk_replay_id,
             # The same key, under a new (larger) id: an ordered replay takes its place at the end of its key.
             ordering_key=row.ordering_key,
+            destination=row.destination,  # the same event goes to the same place (and waits behind its breaker)
         )
         .returning(executions.c.id)
     ).scalar_one()

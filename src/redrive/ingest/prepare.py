@@ -15,9 +15,11 @@ from typing import Any
 
 import orjson
 
+from redrive.destinations.keys import DestinationKey
 from redrive.errors import FilterError, InvalidIdempotencyKey, InvalidJson, InvalidOrderingKey
 from redrive.observe.redaction import Redactor
 from redrive.triggers.config import TriggerConfig
+from redrive.triggers.runtime import action_context
 from redrive.triggers.templating import RenderError
 
 MAX_KEY_LENGTH = 255
@@ -38,6 +40,8 @@ class NewEvent:
     received_at: datetime
     accept_key_conflicts: bool
     ordering_key: str | None = None
+    destination: str | None = None
+    """What its execution's action talks to (``redrive.destinations.keys``)."""
 
 
 def parse_payload(body: bytes) -> Any:
@@ -133,11 +137,13 @@ def prepare(
     redactor: Redactor,
     payload: Any = None,
     key: str | None = None,
+    destination: DestinationKey | None = None,
 ) -> NewEvent:
     """Turn a raw delivery into a NewEvent. ``headers`` must have lower-case names.
 
     ``payload``/``key`` are given by senders that already hold them parsed (the events API); otherwise the body
-    is parsed and the key taken from the trigger's key sources.
+    is parsed and the key taken from the trigger's key sources. ``destination`` gives the execution's destination
+    (rendered here only when it depends on the event).
     """
     if payload is None:
         payload = parse_payload(body)
@@ -149,15 +155,30 @@ def prepare(
             filtered = not trigger.source.filter.matches({"payload": payload, "headers": headers})
         except RenderError as exc:
             raise FilterError(str(exc)) from exc
+    stored_headers = redactor.tree(headers)  # a new dict: the caller's is left as it was
+    target = None
+    if destination is not None and not filtered:
+        target = destination.fixed
+        if target is None and destination.dynamic is not None:
+            context = action_context(
+                trigger.name,
+                event_id=0,
+                payload=payload,
+                headers=stored_headers,
+                idempotency_key=key,
+                received_at=received_at,
+            )
+            target = destination.of(context)
     return NewEvent(
         trigger_id=trigger_id,
         action_kind=trigger.action.kind,
         idempotency_key=key,
         body_sha256=hashlib.sha256(body).hexdigest(),
-        headers=redactor.tree(headers),  # a new dict: the caller's is left as it was
+        headers=stored_headers,
         payload=payload,
         filtered=filtered,
         received_at=received_at,
         accept_key_conflicts=trigger.source.on_key_conflict == "accept",
         ordering_key=None if filtered else ordering_key(trigger, payload, headers),  # a filtered event never runs
+        destination=target,
     )

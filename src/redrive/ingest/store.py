@@ -87,6 +87,7 @@ def _execution_row(event: NewEvent, event_id: int) -> dict[str, Any]:
         "created_at": at,
         "updated_at": at,
         "ordering_key": event.ordering_key,
+        "destination": event.destination,
     }
 
 

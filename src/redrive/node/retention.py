@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from redrive.clock import Clock
 from redrive.db.database import Database
 from redrive.db.schema import attempts, events, executions
+from redrive.destinations.store import TRANSITIONS_RETENTION, purge_transitions
 from redrive.observe.history import HISTORY_RETENTION, purge_history
 from redrive.states import DEAD, ExecutionStatus
 from redrive.triggers.config import RetentionConfig
@@ -209,6 +210,7 @@ class RetentionChore:
         self._last = now
         result = await purge(self._db.write, plan(self._retentions, now))
         await self._db.write(purge_history(now - HISTORY_RETENTION))  # the System page's metrics history
+        await self._db.write(purge_transitions(now - TRANSITIONS_RETENTION))  # the Destinations page's history
         if result.executions or result.events:
             log.info(
                 "retention_purged",

@@ -122,6 +122,12 @@ class Metrics:
             ["channel", "outcome"],
             registry=r,
         )
+        self.breaker_transitions = Counter(
+            "redrive_breaker_transitions",
+            "Breaker transitions by destination and the state entered (closed, open, half_open).",
+            ["destination", "to_state"],
+            registry=r,
+        )
         self._ingested: dict[tuple[str, str], Any] = {}
         self._attempted: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
 
@@ -157,6 +163,10 @@ class Metrics:
     def plugin_hook_dropped(self, hook: str) -> None:
         """Count one lifecycle report dropped because the backlog of reports in flight was full."""
         self.plugin_hook_dropped_reports.labels(hook).inc()
+
+    def breaker_transition(self, destination: str, to_state: str) -> None:
+        """Count one breaker transition of ``destination`` into ``to_state``."""
+        self.breaker_transitions.labels(destination, to_state).inc()
 
     def render(self, snapshot: QueueSnapshot) -> bytes:
         """The exposition text, with the cluster gauges set from ``snapshot``."""

@@ -37,7 +37,7 @@ class StreamEvent:
     """One server-sent event."""
 
     id: str
-    kind: str  # execution | warning
+    kind: str  # execution | warning | breaker
     data: dict[str, Any]
 
     def encode(self) -> bytes:

@@ -3,7 +3,10 @@
 The executions table is the queue. A claim leases a batch of due rows under a fresh token; every later change to a
 running row is fenced by that token, so a worker whose lease expired (and whose row was swept and claimed again)
 changes nothing. On PostgreSQL the claim skips rows other workers hold (``FOR UPDATE SKIP LOCKED``); on SQLite the
-single writer serialises claims and the clause compiles to nothing.
+single writer serialises claims and the clause compiles to nothing. Executions whose destination is restricted (its
+breaker open or probing, a limit, a ramped drain, a ``Retry-After``) are claimed within what their destination
+allows now (``redrive.destinations.store.plan_claim``, under the destination's row lock), or held; a completion
+counts its outcome at its destination, where the breaker decides.
 
 Ordered triggers (``ordering:``) add one condition, ``ordering.ordering_head``: a row with an ordering key is due
 only when it is its key's head, no earlier row of the key pending or running (nor, under ``on_dead_letter: block``,
@@ -19,8 +22,9 @@ are thereby serialised from the lock to the commit, and each sees the previous o
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -33,6 +37,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    or_,
     select,
     text,
     update,
@@ -41,6 +46,9 @@ from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
 from redrive.db.writer import BatchJob
+from redrive.destinations.breaker import Observed, Policy
+from redrive.destinations.store import ClaimPlan, Outcome, PolicyOf, plan_claim, record_outcomes
+from redrive.extensions import BreakerTransition
 from redrive.failures.error_groups import record_failure
 from redrive.queue.ordering import key_lock, ordering_head
 from redrive.states import TERMINAL, ExecutionStatus
@@ -59,14 +67,17 @@ class Claimed:
     headers: dict[str, str]
     idempotency_key: str | None
     received_at: datetime
+    destination: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """What a claim found: the leased rows and, when it found fewer than asked, when the next row falls due."""
+    """What a claim found: the leased rows and, when it found fewer than asked, when the next row falls due; and
+    the breaker transitions it made (a cool-down over: half-open)."""
 
     executions: list[Claimed]
     next_run_at: datetime | None
+    transitions: list[BreakerTransition] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +102,29 @@ class Completion:
     fingerprint: str | None = None  # set on failures: the error group this attempt counts in
     title: str | None = None  # the failure message, normalised: the group's title
     request: dict[str, Any] | None = None  # what the attempt sent, redacted and capped (Trigger.render)
+    destination: str | None = None
+    observed: Observed | None = None  # set when the destination's breaker or limits count this attempt
+    policy: Policy | None = None  # the destination's policy, as the trigger it ran for sees it
 
 
 @dataclass(frozen=True, slots=True)
 class _ClaimStatements:
     lease: Any  # lease the due rows: UPDATE ... WHERE id IN (due rows, locked, skipping locked ones) RETURNING
+    lease_destination: Any  # the same, for the due rows of one restricted destination (``c_destination``)
     events: Any  # the leased rows' events
     next_due: Any  # when the next pending row of a runnable trigger falls due
+
+
+def _destination_unrestricted() -> ColumnElement[bool]:
+    """dest: rows whose destination a claim may take freely: none, or not among the restricted ones (held by an
+    open breaker, probing, limited, ramping or paced), which ``c_restricted`` lists and claims take one by one."""
+    restricted = bindparam("c_restricted", expanding=True, type_=executions.c.destination.type)
+    return or_(executions.c.destination.is_(None), executions.c.destination.not_in(restricted))
+
+
+def _destination_is() -> ColumnElement[bool]:
+    """dest: rows of the one restricted destination ``c_destination`` (served by ix_executions_destination)."""
+    return executions.c.destination == bindparam("c_destination", type_=executions.c.destination.type)
 
 
 @cache
@@ -108,45 +135,58 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
     runnable = select(triggers.c.id).where(
         triggers.c.id.in_(bindparam("c_trigger_ids", expanding=True)), triggers.c.paused == false()
     )
-    # A materialised CTE: the planner may not re-run or flatten the locking subquery, so LIMIT holds.
-    due = (
-        select(executions.c.id)
-        .where(
-            executions.c.status == ExecutionStatus.PENDING,
-            executions.c.run_at <= now,
-            executions.c.trigger_id.in_(runnable),
-            ordering_head(ordered),
+
+    def lease(*conditions: ColumnElement[bool]) -> Any:
+        # A materialised CTE: the planner may not re-run or flatten the locking subquery, so LIMIT holds.
+        due = (
+            select(executions.c.id)
+            .where(
+                executions.c.status == ExecutionStatus.PENDING,
+                executions.c.run_at <= now,
+                executions.c.trigger_id.in_(runnable),
+                ordering_head(ordered),
+                *conditions,
+            )
+            .order_by(executions.c.run_at)
+            .limit(bindparam("c_limit", type_=Integer()))
+            .with_for_update(skip_locked=True, of=executions)
+            .cte("due")
+            .prefix_with("MATERIALIZED")
         )
-        .order_by(executions.c.run_at)
-        .limit(bindparam("c_limit", type_=Integer()))
-        .with_for_update(skip_locked=True, of=executions)
-        .cte("due")
-        .prefix_with("MATERIALIZED")
-    )
-    lease = (
-        update(executions)
-        .where(executions.c.id == due.c.id, executions.c.status == ExecutionStatus.PENDING)
-        .values(
-            status=ExecutionStatus.RUNNING,
-            lease_token=bindparam("c_token", type_=executions.c.lease_token.type),
-            lease_expires_at=bindparam("c_expires", type_=executions.c.lease_expires_at.type),
-            updated_at=now,
+        return (
+            update(executions)
+            .where(executions.c.id == due.c.id, executions.c.status == ExecutionStatus.PENDING)
+            .values(
+                status=ExecutionStatus.RUNNING,
+                lease_token=bindparam("c_token", type_=executions.c.lease_token.type),
+                lease_expires_at=bindparam("c_expires", type_=executions.c.lease_expires_at.type),
+                updated_at=now,
+            )
+            .returning(
+                executions.c.id,
+                executions.c.event_id,
+                executions.c.trigger_id,
+                executions.c.attempts,
+                executions.c.destination,
+                executions.c.ordering_key,
+            )
         )
-        .returning(
-            executions.c.id,
-            executions.c.event_id,
-            executions.c.trigger_id,
-            executions.c.attempts,
-            executions.c.ordering_key,
-        )
-    )
+
     event_rows = select(
         events.c.id, events.c.payload, events.c.headers, events.c.idempotency_key, events.c.received_at
     ).where(events.c.id.in_(bindparam("c_event_ids", expanding=True)))
     next_due = select(func.min(executions.c.run_at)).where(
-        executions.c.status == ExecutionStatus.PENDING, executions.c.trigger_id.in_(runnable), ordering_head(ordered)
+        executions.c.status == ExecutionStatus.PENDING,
+        executions.c.trigger_id.in_(runnable),
+        ordering_head(ordered),
+        _destination_unrestricted(),
     )
-    return _ClaimStatements(lease=lease, events=event_rows, next_due=next_due)
+    return _ClaimStatements(
+        lease=lease(_destination_unrestricted()),
+        lease_destination=lease(_destination_is()),
+        events=event_rows,
+        next_due=next_due,
+    )
 
 
 def claim(
@@ -158,12 +198,15 @@ def claim(
     owner: str = "",
     ordered: bool = False,
     blocking: Sequence[int] = (),
+    policy_of: PolicyOf | None = None,
 ) -> Callable[[Connection], Claim]:
     """Lease up to ``limit`` due pending executions of runnable triggers, oldest ``run_at`` first.
 
     The lease token starts with ``owner`` (the claiming node's id), so a dead node's leases can be found. ``ordered``
     (some declared trigger orders by key) leases only the heads of keys; ``blocking`` are the ordered triggers whose
-    dead-lettered head holds its key (``on_dead_letter: block``).
+    dead-lettered head holds its key (``on_dead_letter: block``). Restricted destinations
+    (``redrive.destinations.store.plan_claim``, with ``policy_of`` saying their policies) are taken first, each
+    within what it may take now; the rest of the batch comes from the others.
     """
     token = (owner + uuid.uuid4().hex)[:32]
     ids = list(trigger_ids)
@@ -171,20 +214,32 @@ def claim(
 
     def job(connection: Connection) -> Claim:
         statements = _claim_statements(ordered)
-        rows = connection.execute(
-            statements.lease,
-            {
-                "c_trigger_ids": ids,
-                "c_now": now,
-                "c_limit": limit,
-                "c_token": token,
-                "c_expires": now + timedelta(seconds=lease_seconds),
-                **keys,
-            },
-        ).all()
+        params: dict[str, Any] = {
+            "c_trigger_ids": ids,
+            "c_now": now,
+            "c_token": token,
+            "c_expires": now + timedelta(seconds=lease_seconds),
+            **keys,
+        }
+        planned = plan_claim(connection, policy_of, now) if policy_of is not None else ClaimPlan()
+        # A destination that may take a whole batch is taken freely; the others, one by one, within their allowance.
+        capped = [name for name, allowed in planned.allowances.items() if allowed < limit]
+        rows: list[Any] = []
+        for name in capped:
+            allowed = planned.allowances[name]
+            if allowed > 0 and len(rows) < limit:
+                rows += connection.execute(
+                    statements.lease_destination,
+                    {**params, "c_destination": name, "c_limit": min(allowed, limit - len(rows))},
+                ).all()
+        if len(rows) < limit:
+            free = {**params, "c_limit": limit - len(rows), "c_restricted": capped}
+            rows += connection.execute(statements.lease, free).all()
         if ordered:  # keys left on rows of a trigger that no longer orders (and none does) order nothing
             given_back = _settle_keys(connection, rows, token, now)
             rows = [row for row in rows if row.id not in given_back]
+        if planned.allowances:
+            planned.commit(connection, Counter(row.destination for row in rows), now)
         claimed: list[Claimed] = []
         if rows:
             found = connection.execute(statements.events, {"c_event_ids": sorted({r.event_id for r in rows})})
@@ -202,12 +257,17 @@ def claim(
                         event.headers,
                         event.idempotency_key,
                         event.received_at,
+                        row.destination,
                     )
                 )
         next_run_at = None
         if len(rows) < limit:
-            next_run_at = connection.execute(statements.next_due, {"c_trigger_ids": ids, **keys}).scalar_one_or_none()
-        return Claim(claimed, next_run_at)
+            next_run_at = connection.execute(
+                statements.next_due, {"c_trigger_ids": ids, "c_restricted": capped, **keys}
+            ).scalar_one_or_none()
+            if planned.next_at is not None and (next_run_at is None or planned.next_at < next_run_at):
+                next_run_at = planned.next_at
+        return Claim(claimed, next_run_at, planned.transitions)
 
     return job
 
@@ -239,17 +299,33 @@ def _settle_keys(connection: Connection, rows: Sequence[Any], token: str, now: d
 
 
 class Complete(BatchJob[bool]):
-    """The writer job that records one attempt; a batch of them is recorded together (``complete_many``)."""
+    """The writer job that records one attempt; a batch of them is recorded together (``complete_many``).
 
-    __slots__ = ("result",)
+    The breaker transitions the batch's outcomes caused are handed back on the batch's first job
+    (``transitions``), for the worker to report once committed.
+    """
+
+    __slots__ = ("result", "transitions")
 
     def __init__(self, result: Completion) -> None:
         self.result = result
+        self.transitions: list[BreakerTransition] = []
 
     @classmethod
     def run_batch(cls, connection: Connection, jobs: Sequence[Complete]) -> list[bool]:
-        """Record the attempts of ``jobs``, in one pass."""
-        return complete_many(connection, [job.result for job in jobs])
+        """Record the attempts of ``jobs``, in one pass, and count them at their destinations."""
+        results = [job.result for job in jobs]
+        flags = complete_many(connection, results)
+        counted = [
+            Outcome(r.destination, r.observed, r.policy)
+            for r, applied in zip(results, flags, strict=True)
+            if applied and r.destination is not None and r.observed is not None and r.policy is not None
+        ]
+        for job in jobs:
+            job.transitions = []
+        if counted:
+            jobs[0].transitions = record_outcomes(connection, counted, max(r.finished_at for r in results))
+        return flags
 
 
 def complete(result: Completion) -> Complete:

@@ -26,8 +26,11 @@ from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
 from redrive.db.engine import storage_unavailable
 from redrive.db.writer import Job
-from redrive.extensions import ResourceContext
-from redrive.failures.classify import permanent
+from redrive.destinations.breaker import Observed
+from redrive.destinations.report import report
+from redrive.destinations.store import sync_limits
+from redrive.extensions import BreakerTransition, ResourceContext
+from redrive.failures.classify import Failure, permanent
 from redrive.failures.fingerprint import fingerprint, normalise
 from redrive.lifecycle import Lifecycle, completed
 from redrive.node.periodic import Periodic
@@ -123,6 +126,9 @@ class Worker:
         for name, kind in kinds.items():
             if kind.resources is not None:
                 self._resources[name] = await self._opened.enter_async_context(kind.resources(context))
+        limited = self._triggers.policies.limited()
+        if limited:  # their rows must say "restricted" before the first claim takes them freely
+            await write_until_stored(self._db, sync_limits(limited, self._clock()))
         self._tasks = [asyncio.create_task(self._claim_loop(), name="redrive-claim")]
         self._renewal.start()
 
@@ -171,12 +177,14 @@ class Worker:
                         owner=self._node_id,
                         ordered=self._triggers.ordered,
                         blocking=self._triggers.blocking,
+                        policy_of=self._triggers.policies.of,
                     )
                 )
             except Exception as exc:
                 log_failure(log, "claim_failed", exc)
                 await self._sleep(settings.poll_interval)
                 continue
+            self._report(found.transitions)
             for claimed in found.executions:
                 self._publish(claimed, ExecutionStatus.RUNNING, claimed.attempts)
                 task = asyncio.create_task(self._execute(claimed))
@@ -269,8 +277,13 @@ class Worker:
             else None,
             title=normalise(message or "") if failure else None,
         )
-        applied = await write_until_stored(self._db, queue.complete(completion))
         seconds = (finished - started).total_seconds()
+        completion = self._observed(trigger, claimed, completion, failure, seconds)
+        job = queue.complete(completion)
+        applied = await write_until_stored(self._db, job)
+        if job.transitions:
+            self._report(job.transitions)
+            self.wakeup.set()  # a probe closed or reopened the breaker: the held work's fate changed
         if applied:
             kind, code = trigger.config.action.kind, completion.error_code
             if self._metrics is not None:
@@ -307,6 +320,29 @@ class Worker:
                     self._stream.publish(
                         "warning", {"code": "trigger_paused", "trigger": trigger.name, "reason": message}
                     )
+
+    def _observed(
+        self, trigger: Trigger, claimed: Claimed, completion: Completion, failure: Failure | None, seconds: float
+    ) -> Completion:
+        """The completion, with what its destination's breaker and limits count of it (when anything does).
+
+        A transient failure that names its wait (429/503 ``Retry-After``) paces the whole destination, whatever
+        its policy: every execution going there waits, not only this one."""
+        destination = claimed.destination
+        if destination is None:
+            return completion
+        retry_after = failure.retry_after if failure is not None and failure.category == "transient" else None
+        policies = self._triggers.policies
+        if retry_after is None and not policies.tracked(destination, trigger.name):
+            return completion
+        observed = Observed(failure.category if failure is not None else "succeeded", seconds, retry_after)
+        return replace(
+            completion, destination=destination, observed=observed, policy=policies.of(destination, trigger.name)
+        )
+
+    def _report(self, transitions: list[BreakerTransition]) -> None:
+        if transitions:
+            report(transitions, metrics=self._metrics, stream=self._stream, lifecycle=self._lifecycle)
 
     async def _traced(self, trigger: Trigger, claimed: Claimed, attempt: int, rendered: dict[str, Any]) -> Outcome:
         assert self._tracing is not None

@@ -30,7 +30,7 @@ from redrive.alerts.conditions import CONDITIONS
 from redrive.alerts.rules import AlertRule, cross_check
 from redrive.errors import ConfigError, Problem
 from redrive.ingest.signatures import secret_values
-from redrive.triggers.fields import Duration, FilterExpr, StrictModel, TemplateStr
+from redrive.triggers.fields import Duration, FilterExpr, Rate, StrictModel, TemplateStr
 
 if TYPE_CHECKING:
     from redrive.registry import Registry
@@ -86,6 +86,49 @@ class RetryConfig(StrictModel):
 
 class LimitsConfig(StrictModel):
     daily_watermark: int | None = Field(None, ge=1)
+    rate: Rate | None = None
+    """Most attempts per second started against the trigger's destination, across every node."""
+    concurrency: int | None = Field(None, ge=1, le=10_000)
+    """Most attempts running against the trigger's destination at once, across every node."""
+
+
+class DestinationLimits(StrictModel):
+    """The limits of a destination declared in the ``destinations:`` section."""
+
+    rate: Rate | None = None
+    concurrency: int | None = Field(None, ge=1, le=10_000)
+
+
+class BreakerConfig(StrictModel):
+    """A destination's circuit breaker (``redrive.destinations.breaker``); every field has a default."""
+
+    enabled: bool | None = None
+    """None: on for the ``http`` kind, off for the others (their destination is usually the trigger itself)."""
+    failure_ratio: float = Field(0.5, gt=0, le=1)
+    min_volume: int = Field(20, ge=1)
+    window: Duration = Field(60.0, gt=0)
+    consecutive: int = Field(10, ge=1)
+    cooldown: Duration = Field(5.0, gt=0)
+    max_cooldown: Duration = Field(300.0, gt=0)
+    probes: int = Field(1, ge=1, le=100)
+    drain_rate: Rate = 5.0
+    """Where the drain after a close starts (per second); it doubles every ``drain_step`` up to the limit."""
+    drain_step: Duration = Field(5.0, gt=0)
+    drain_max: Rate = 1000.0
+    """The drain ends here when the destination has no rate limit of its own."""
+
+    @model_validator(mode="after")
+    def _cooldowns(self) -> BreakerConfig:
+        if self.max_cooldown < self.cooldown:
+            raise ValueError("max_cooldown must be at least cooldown")
+        return self
+
+
+class DestinationConfig(StrictModel):
+    """A ``destinations:`` entry: the breaker and limits of one destination, whichever trigger goes there."""
+
+    breaker: BreakerConfig | None = None
+    limits: DestinationLimits = Field(default_factory=DestinationLimits)
 
 
 DAY = 86400.0
@@ -117,6 +160,12 @@ class TriggerConfig(StrictModel):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     ordering: OrderingConfig | None = None
+    destination: TemplateStr | None = None
+    """What the action talks to, when the kind's own answer (host, SMTP server, the trigger) is not the one."""
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+
+
+_DESTINATION_NAME = re.compile(r"^\S{1,255}$")
 
 
 class RedriveConfig(StrictModel):
@@ -124,6 +173,9 @@ class RedriveConfig(StrictModel):
     alerts: list[AlertRule] = Field(default_factory=list)
     channels: list[Any] = Field(default_factory=list)
     """Alert channels: each one of the registry's channel kind models (``config_model`` puts the union here)."""
+    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+    """Breakers and limits by destination name (``https://api.example.com:443``, ``smtp://mail:25``,
+    ``trigger:NAME``); they win over the settings of the triggers that go there."""
     # Values substituted from ${VAR}: masked wherever redrive writes text down. Not part of the file's schema.
     _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
@@ -131,6 +183,14 @@ class RedriveConfig(StrictModel):
     def secrets(self) -> frozenset[str]:
         """Configured secret values (from ``${VAR}``) to mask in logs and stored text."""
         return self._secrets
+
+    @field_validator("destinations")
+    @classmethod
+    def _destination_names(cls, value: dict[str, DestinationConfig]) -> dict[str, DestinationConfig]:
+        for name in value:
+            if not _DESTINATION_NAME.match(name):
+                raise ValueError(f"destination {name!r} is not a destination name (1 to 255 characters, no spaces)")
+        return value
 
     def trigger(self, name: str) -> TriggerConfig | None:
         """The trigger called ``name``, if declared."""

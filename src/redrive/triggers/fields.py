@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, PlainValidator
 
-from redrive.durations import parse_duration
+from redrive.durations import parse_duration, parse_rate
 from redrive.triggers.templating import Filter, Template, compile_filter, compile_template, compile_tree
 
 
@@ -21,6 +21,8 @@ class StrictModel(BaseModel):
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Rate = Annotated[float, BeforeValidator(parse_rate)]
+"""Events per second, written ``50/s``, ``600/m``, ``100/h`` or as a number per second."""
 
 
 def _compile_template(value: object) -> Template:

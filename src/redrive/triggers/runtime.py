@@ -19,6 +19,8 @@ from sqlalchemy.engine import Connection
 from redrive.actions import Action
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import triggers as triggers_table
+from redrive.destinations.keys import DestinationKey, destination_key
+from redrive.destinations.policy import Policies
 from redrive.errors import ConfigError, Problem
 from redrive.extensions import ActionKind, SignatureScheme
 from redrive.failures.classify import Failure
@@ -88,6 +90,8 @@ class Trigger:
     """Whether a plugin overrides classification, so failures the action classified itself are asked again."""
     redactor: Redactor = field(default_factory=Redactor)
     """Masks the trigger file's secrets in what is stored as sent."""
+    destination: DestinationKey = field(default_factory=lambda: DestinationKey(None))
+    """Where its executions go (``redrive.destinations.keys``): fixed, or rendered per event at ingest."""
 
     @property
     def name(self) -> str:
@@ -166,9 +170,9 @@ def action_context(
 
 
 class TriggerSet:
-    """Every declared trigger, by name (ingest) and by id (worker)."""
+    """Every declared trigger, by name (ingest) and by id (worker), and the policies of their destinations."""
 
-    def __init__(self, triggers: list[Trigger]) -> None:
+    def __init__(self, triggers: list[Trigger], policies: Policies | None = None) -> None:
         self._by_name = {t.name: t for t in triggers}
         self._by_id = {t.id: t for t in triggers}
         ordering = [(t.id, t.config.ordering) for t in triggers if t.config.ordering is not None]
@@ -178,6 +182,7 @@ class TriggerSet:
         """Ids of the ordered triggers whose dead-lettered head holds its key (``on_dead_letter: block``)."""
         self.ordering_policies = {t.name: t.config.ordering.on_dead_letter for t in triggers if t.config.ordering}
         """Each ordered trigger's ``on_dead_letter`` policy, by name (the execution view states it)."""
+        self.policies = policies or Policies(((t.config, t.destination.fixed) for t in triggers), {})
 
     def by_name(self, name: str) -> Trigger | None:
         """The trigger called ``name``, if declared."""
@@ -240,6 +245,9 @@ def build_trigger(
         classify=partial(registry.classify, kind.name),
         overridden=registry.overrides,
         redactor=redactor or Redactor(),
+        destination=destination_key(
+            config.name, config.destination, kind.destination(config.action) if kind.destination else None
+        ),
     )
 
 
@@ -247,4 +255,5 @@ def build_trigger_set(config: RedriveConfig, ids: dict[str, int], registry: Regi
     """Join each declared trigger to its id, its action (built by its kind), its scheme, its retry policy and a
     redactor that knows the file's secrets."""
     redactor = Redactor(config.secrets)
-    return TriggerSet([build_trigger(ids[t.name], t, registry, redactor) for t in config.triggers])
+    built = [build_trigger(ids[t.name], t, registry, redactor) for t in config.triggers]
+    return TriggerSet(built, Policies(((t.config, t.destination.fixed) for t in built), config.destinations))

@@ -1,0 +1,93 @@
+"""`redrive destinations ls|show|open|close|reset`: destinations and their breakers (through the HTTP API)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, group
+from redrive.cli.output import out, print_table
+
+app = group("Destinations: what actions talk to, their circuit breakers and limits.")
+Name = Annotated[str, typer.Argument(help="The destination (https://host:443, smtp://host:25, trigger:NAME).")]
+
+
+def _limits(item: dict[str, Any]) -> str:
+    limits = item["limits"]
+    parts = [
+        f"{limits['rate']:g}/s" if limits["rate"] else "",
+        f"≤{limits['concurrency']}" if limits["concurrency"] else "",
+    ]
+    return " ".join(p for p in parts if p) or "-"
+
+
+def _state(item: dict[str, Any]) -> str:
+    state: str = item["state"]
+    return state + (f" (forced {item['forced']})" if item["forced"] else "")
+
+
+@app.command("ls")
+def ls(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """List destinations: breaker state, held and running work, failure rate, latency, limits."""
+    with client(url, token) as api:
+        items = call(api.list_destinations)
+    if as_json:
+        out.print_json(data=items)
+        return
+    rows = [
+        (
+            item["name"],
+            _state(item),
+            str(item["held"]),
+            str(item["pending"]),
+            str(item["running"]),
+            "-" if item["failure_rate"] is None else f"{item['failure_rate']:.0%}",
+            "-" if item["latency_ms"] is None else f"{item['latency_ms']:g} ms",
+            _limits(item),
+        )
+        for item in items
+    ]
+    print_table(["destination", "state", "held", "pending", "running", "failures", "latency", "limits"], rows)
+
+
+@app.command("show")
+def show(name: Name, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """One destination with its latest breaker transitions."""
+    with client(url, token) as api:
+        item = call(api.get_destination, name)
+    if as_json:
+        out.print_json(data=item)
+        return
+    out.print(f"{item['name']}: {_state(item)}, {item['held']} held, {item['running']} running", highlight=False)
+    rows = [
+        (t["at"], t["from_state"], t["to_state"], t["actor"] or "breaker", t["reason"]) for t in item["transitions"]
+    ]
+    print_table(["at", "from", "to", "by", "reason"], rows)
+
+
+def _force(name: str, action: str, url: str | None, token: str | None, as_json: bool) -> None:
+    with client(url, token) as api:
+        item = call(api.force_destination, name, action)
+    if as_json:
+        out.print_json(data=item)
+    else:
+        out.print(f"{item['name']} is {_state(item)}", highlight=False)
+
+
+@app.command("open")
+def force_open(name: Name, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Force the breaker open (maintenance): due work is held, spending no attempt, until reset."""
+    _force(name, "open", url, token, as_json)
+
+
+@app.command("close")
+def force_close(name: Name, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Force the breaker closed: everything goes (limits still apply) until reset."""
+    _force(name, "close", url, token, as_json)
+
+
+@app.command("reset")
+def reset(name: Name, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Clear any override and the counters: closed, held work drains ramped, the breaker decides again."""
+    _force(name, "reset", url, token, as_json)

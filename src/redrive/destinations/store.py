@@ -1,0 +1,270 @@
+"""The destinations' statements: the claim's plan for restricted destinations, recording outcomes, operator actions.
+
+Every decision is taken with the destination's row locked (``FOR UPDATE`` on PostgreSQL; SQLite's single writer
+serialises them anyway), inside the transaction that acts on it: the claim that takes probes or spends tokens, the
+completion that counts an outcome, the operator's force. So exactly one transaction, on one node, decides each
+transition, and every node reads the result; the limits hold across processes and nodes because the running
+count and the token bucket are read and spent under the same lock. Each transition is written to
+``breaker_transitions`` and audited (actor ``breaker`` for the breaker's own decisions) in that transaction.
+
+Rows not ``restricted`` (closed, unlimited, not ramping or paced) cost a claim nothing but one read of the
+restricted ones, which is empty when nothing is limited or broken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any, Literal
+
+from sqlalchemy import Row, bindparam, delete, func, select, update
+from sqlalchemy.engine import Connection
+
+from redrive.db.engine import dialect_insert
+from redrive.db.schema import breaker_transitions, destinations, executions
+from redrive.destinations.breaker import Allowance, Change, Destination, Observed, Policy, force, observe, plan, take
+from redrive.extensions import BreakerTransition
+from redrive.failures.audit import record
+from redrive.states import ExecutionStatus
+
+TRANSITIONS_RETENTION = timedelta(days=30)
+"""How long breaker transitions are kept (purged by the leader's retention pass)."""
+CONCURRENCY_RECHECK = 0.05
+"""Seconds before a claim looks again at a destination whose concurrency is all taken (a slot may free on any
+node; locally the worker is woken at once)."""
+BREAKER_ACTOR = "breaker"
+EVT = {"open": "breaker_opened", "half_open": "breaker_half_open", "closed": "breaker_closed"}
+PolicyOf = Callable[[str], Policy]
+_FIELDS = tuple(f.name for f in fields(Destination))
+
+
+def load(row: Row[Any]) -> Destination:
+    mapping = row._mapping
+    return Destination(**{name: mapping[name] for name in _FIELDS})
+
+
+def _values(d: Destination, now: datetime) -> dict[str, Any]:
+    values = {name: getattr(d, name) for name in _FIELDS}  # shallow: asdict() deep-copies, a visible cost here
+    values["restricted"] = d.restricted(now)
+    values["updated_at"] = now
+    return values
+
+
+@cache
+def _update() -> Any:
+    columns: dict[str, Any] = {
+        name: bindparam(f"v_{name}") for name in (*_FIELDS, "restricted", "updated_at") if name != "name"
+    }
+    return update(destinations).where(destinations.c.name == bindparam("v_name")).values(**columns)
+
+
+def _save(connection: Connection, rows: Sequence[Destination], now: datetime) -> None:
+    if rows:
+        params = [{f"v_{key}": value for key, value in _values(d, now).items()} for d in rows]
+        connection.execute(_update(), params)
+
+
+def _ensure(connection: Connection, names: Iterable[str], now: datetime) -> None:
+    insert = dialect_insert(connection)
+    rows = [{**_values(Destination.new(name, now), now)} for name in sorted(names)]
+    if rows:
+        connection.execute(insert(destinations).on_conflict_do_nothing(index_elements=["name"]), rows)
+
+
+def _locked(connection: Connection, *where: Any) -> list[Destination]:
+    query = select(destinations).where(*where).order_by(destinations.c.name).with_for_update()
+    return [load(row) for row in connection.execute(query)]
+
+
+def _locked_or_new(connection: Connection, names: list[str], now: datetime) -> list[Destination]:
+    """The rows of ``names``, locked; the missing ones made first (a row is made once: no insert on later calls)."""
+    rows = _locked(connection, destinations.c.name.in_(names))
+    missing = set(names) - {d.name for d in rows}
+    if missing:
+        _ensure(connection, missing, now)
+        rows = _locked(connection, destinations.c.name.in_(names))
+    return rows
+
+
+def _transitions(
+    connection: Connection, name: str, changes: Sequence[Change], now: datetime, actor: str | None
+) -> list[BreakerTransition]:
+    made = [BreakerTransition(name, c.from_state, c.to_state, c.reason, now, actor) for c in changes]
+    if made:
+        connection.execute(
+            breaker_transitions.insert(),
+            [
+                {
+                    "destination": t.destination,
+                    "from_state": t.from_state,
+                    "to_state": t.to_state,
+                    "reason": t.reason,
+                    "actor": t.actor,
+                    "at": t.at,
+                }
+                for t in made
+            ],
+        )
+        if actor is None:  # an operator's action is audited by the action itself
+            for t in made:
+                record(
+                    connection,
+                    at=now,
+                    actor=BREAKER_ACTOR,
+                    action=EVT[t.to_state],
+                    target=f"destination:{name}",
+                    result="ok",
+                    detail={"from": t.from_state, "to": t.to_state, "reason": t.reason},
+                )
+    return made
+
+
+def _running(connection: Connection, names: Sequence[str]) -> dict[str, int]:
+    query = (
+        select(executions.c.destination, func.count())
+        .where(executions.c.status == ExecutionStatus.RUNNING, executions.c.destination.in_(names))
+        .group_by(executions.c.destination)
+    )
+    return {row[0]: row[1] for row in connection.execute(query)}
+
+
+@dataclass(slots=True)
+class ClaimPlan:
+    """What a claim may take from each restricted destination; ``commit`` spends what it took."""
+
+    allowances: dict[str, int] = field(default_factory=dict)
+    """Destinations a claim must not take freely, each with how many executions it may take now."""
+    next_at: datetime | None = None
+    """When a held destination may let more through (the worker wakes then)."""
+    transitions: list[BreakerTransition] = field(default_factory=list)
+    _rows: dict[str, tuple[Destination, Destination]] = field(default_factory=dict)  # as read, as planned
+
+    def commit(self, connection: Connection, taken: Mapping[str | None, int], now: datetime) -> None:
+        """Spend the tokens of what was claimed and save the planned rows that changed."""
+        rows = [take(planned, taken.get(name, 0)) for name, (_, planned) in self._rows.items()]
+        read = {name: before for name, (before, _) in self._rows.items()}
+        _save(connection, [d for d in rows if d != read[d.name] or d.restricted(now) is not True], now)
+
+
+def plan_claim(connection: Connection, policy_of: PolicyOf, now: datetime) -> ClaimPlan:
+    """Lock the restricted destinations and work out what a claim may take from each (transitions included)."""
+    rows = _locked(connection, destinations.c.restricted.is_(True))
+    result = ClaimPlan()
+    if not rows:
+        return result
+    running = _running(connection, [d.name for d in rows])
+    for d in rows:
+        planned, allowance, changes = plan(d, policy_of(d.name), running.get(d.name, 0), now)
+        result._rows[d.name] = (d, planned)
+        result.transitions += _transitions(connection, d.name, changes, now, None)
+        if allowance.count is not None:
+            result.allowances[d.name] = allowance.count
+        wake = _wake(allowance, now)
+        if wake is not None and (result.next_at is None or wake < result.next_at):
+            result.next_at = wake
+    return result
+
+
+def _wake(allowance: Allowance, now: datetime) -> datetime | None:
+    if allowance.count != 0:
+        return None
+    return allowance.next_at or now + timedelta(seconds=CONCURRENCY_RECHECK)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One recorded attempt at a destination, with the policy of the trigger it ran for."""
+
+    destination: str
+    observed: Observed
+    policy: Policy
+
+
+def record_outcomes(connection: Connection, outcomes: Sequence[Outcome], now: datetime) -> list[BreakerTransition]:
+    """Count attempts' outcomes at their destinations and take the breakers' decisions, rows locked."""
+    by_name: dict[str, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_name.setdefault(outcome.destination, []).append(outcome)
+    made: list[BreakerTransition] = []
+    changed: list[Destination] = []
+    for d in _locked_or_new(connection, sorted(by_name), now):
+        seen = by_name[d.name]
+        updated, changes = observe(d, [o.observed for o in seen], seen[0].policy, now)
+        changed.append(updated)
+        made += _transitions(connection, d.name, changes, now, None)
+    _save(connection, changed, now)
+    return made
+
+
+def sync_limits(limited: Mapping[str, Policy], now: datetime) -> Callable[[Connection], None]:
+    """A write job: make sure each destination with limits has a restricted row before the first claim."""
+
+    def job(connection: Connection) -> None:
+        _ensure(connection, limited, now)
+        connection.execute(
+            update(destinations)
+            .where(destinations.c.name.in_(sorted(limited)), destinations.c.restricted.is_(False))
+            .values(restricted=True, updated_at=now)
+        )
+
+    return job
+
+
+Action = Literal["open", "close", "reset"]
+
+
+def force_job(
+    name: str, action: Action, actor: str, now: datetime
+) -> Callable[[Connection], tuple[dict[str, Any], BreakerTransition]]:
+    """A write job: an operator forces ``name`` open or closed, or resets it; audited; returns the row and the
+    transition."""
+
+    def job(connection: Connection) -> tuple[dict[str, Any], BreakerTransition]:
+        (d,) = _locked_or_new(connection, [name], now)
+        updated, change = force(d, action, now)
+        _save(connection, [updated], now)
+        (made,) = _transitions(connection, name, [change], now, actor)
+        record(
+            connection,
+            at=now,
+            actor=actor,
+            action=f"destination_{action}",
+            target=f"destination:{name}",
+            result="ok",
+            detail={"from": change.from_state, "to": change.to_state},
+        )
+        return describe(updated, now), made
+
+    return job
+
+
+def describe(d: Destination, now: datetime, window: float = 60.0) -> dict[str, Any]:
+    """A destination as the API shows it."""
+    total, failed = d.failure_rate(now, window)
+    return {
+        "name": d.name,
+        "state": d.state,
+        "forced": d.forced,
+        "changed_at": d.changed_at.isoformat(),
+        "reopen_at": d.reopen_at.isoformat() if d.reopen_at else None,
+        "cooldown_s": d.cooldown,
+        "consecutive_failures": d.consecutive_failures,
+        "attempts_in_window": round(total, 1),
+        "failure_rate": round(failed / total, 3) if total else None,
+        "latency_ms": round(d.latency_ms, 1) if d.latency_ms is not None else None,
+        "limits": {"rate": d.rate, "concurrency": d.concurrency},
+        "ramping": d.ramp_start is not None,
+        "paced_until": d.paced_until.isoformat() if d.paced_until and d.paced_until > now else None,
+    }
+
+
+def purge_transitions(before: datetime) -> Callable[[Connection], int]:
+    """A write job: delete the breaker transitions older than ``before``; how many went."""
+
+    def job(connection: Connection) -> int:
+        query = delete(breaker_transitions).where(breaker_transitions.c.at < before)
+        return int(connection.execute(query).rowcount)
+
+    return job
