@@ -17,6 +17,8 @@ from redrive.alerts.message import Voice
 from redrive.alerts.service import rule_scope
 from redrive.db.database import Database
 from redrive.db.schema import alert_transitions, attempts
+from redrive.destinations.breaker import Observed, Policy
+from redrive.destinations.store import Outcome, force_job, plan_claim, record_outcomes
 from redrive.extensions import AlertChannel, AlertNotification
 from redrive.failures.error_groups import Attend, attend, record_failure
 from redrive.failures.hints import hint_for
@@ -24,7 +26,7 @@ from redrive.ingest.prepare import prepare
 from redrive.ingest.store import store_event
 from redrive.observe.redaction import Redactor
 from redrive.plugins import builtin_registry
-from redrive.triggers.config import parse_config
+from redrive.triggers.config import BreakerConfig, parse_config
 from redrive.triggers.runtime import build_trigger_set, sync_triggers
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -204,6 +206,50 @@ def test_an_acknowledged_cause_silences_the_repeats_until_it_is_unacknowledged(d
 
     asyncio.run(scenario())
     assert [n.kind for n in channel.sent] == ["firing", "repeat"]
+
+
+def test_a_breaker_held_open_fires_after_its_duration_and_resolves_when_it_closes(db: Database) -> None:
+    clock = [T0]
+    engine, channel, _ = engine_for(db, "{breaker_open: 30s}", clock)
+    policy = Policy(BreakerConfig(consecutive=3, cooldown=10, max_cooldown=60))
+    down = "https://down.example:443"
+
+    def attempts_at(seconds: int, outcome: str, times: int = 1) -> None:
+        clock[0] = T0 + timedelta(seconds=seconds)
+        observed = [Outcome(down, Observed(outcome, 0.1), policy)] * times  # type: ignore[arg-type]
+        db.write_sync(lambda c: record_outcomes(c, observed, clock[0]))
+
+    def claim_at(seconds: int) -> None:  # what a worker's claim does: past the cool-down, a probe goes half-open
+        clock[0] = T0 + timedelta(seconds=seconds)
+
+        def job(connection: Any) -> None:
+            planned = plan_claim(connection, lambda name: policy, clock[0])
+            planned.commit(connection, {down: planned.allowances.get(down, 0)}, clock[0])
+
+        db.write_sync(job)
+
+    async def at(seconds: int) -> list[str]:
+        clock[0] = T0 + timedelta(seconds=seconds)
+        keys = await engine.evaluate_once()
+        await engine.deliver_once()
+        return keys
+
+    async def scenario() -> None:
+        attempts_at(0, "transient", times=3)  # three in a row: the breaker opens, 10 s of cool-down
+        claim_at(12)  # half-open: one probe
+        attempts_at(13, "transient")  # the probe fails: open again, 20 s; the outage still counts from 0 s
+        assert await at(29) == []  # held for 29 s of 30
+        assert await at(31) == ["r:1:firing"]
+        # A breaker an operator forces open (maintenance) is not an outage.
+        db.write_sync(force_job("https://maintenance.example:443", "open", "alice", clock[0]))
+        claim_at(34)
+        attempts_at(35, "succeeded")  # the probe gets through: closed
+        assert await at(36) == ["r:2:resolved"]
+        assert await at(500) == []  # the forced one stays open, quietly
+
+    asyncio.run(scenario())
+    assert [n.kind for n in channel.sent] == ["firing", "resolved"]
+    assert "https://down.example:443" in channel.sent[0].text
 
 
 def test_the_leader_purges_history_older_than_30_days(db: Database) -> None:

@@ -198,6 +198,26 @@ class TriggerPaused(Condition):
         return Reading(bool(auto), not auto, summary, {"paused": auto})
 
 
+class BreakerOpen(Condition):
+    """A destination whose breaker has held its work for at least ``breaker_open`` (open or probing since it last
+    left closed); a breaker an operator forced open (maintenance) does not count. Resolves once none is held that
+    long. Destinations are shared by triggers, so this watches every destination unless it lists some."""
+
+    key: ClassVar[str] = "breaker_open"
+    breaker_open: Duration = Field(gt=0)
+    destinations: list[str] | None = None
+
+    def judge(self, counts: dict[str, Any]) -> Reading:
+        """``held``: the destinations held now, each with ``seconds`` since its breaker left closed."""
+        long = [h for h in counts["held"] if h["seconds"] >= self.breaker_open]
+        if long:
+            listed = ", ".join(f"{h['destination']} ({h['state']} for {h['seconds']:.0f}s)" for h in long)
+            summary = f"breaker open: {listed}; fires after {_span(self.breaker_open)}"
+        else:
+            summary = f"no breaker held open for {_span(self.breaker_open)}"
+        return Reading(bool(long), not long, summary, {"held": long})
+
+
 OPERATOR_PAUSE = "paused by "
 """How the pause route words an operator's pause (``redrive.api.triggers``): not what this condition watches."""
 
@@ -209,6 +229,7 @@ CONDITIONS: tuple[type[Condition], ...] = (
     OldestPending,
     ErrorGroupSeen,
     TriggerPaused,
+    BreakerOpen,
 )
 """Every condition a rule's ``when:`` may use, by its naming field. Add a condition here."""
 

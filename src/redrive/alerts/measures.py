@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from redrive.alerts.conditions import (
+    BreakerOpen,
     DeadLetterGrowth,
     DeadLetters,
     ErrorGroupSeen,
@@ -23,7 +24,7 @@ from redrive.alerts.conditions import (
     Scope,
     TriggerPaused,
 )
-from redrive.db.schema import attempts, error_groups, executions, triggers
+from redrive.db.schema import attempts, breaker_transitions, destinations, error_groups, executions, triggers
 from redrive.observe.stats import FAILED_OUTCOMES, status_count_statement
 from redrive.states import ExecutionStatus
 
@@ -94,6 +95,26 @@ def trigger_paused(condition: TriggerPaused, connection: Connection, scope: Scop
     return {"paused": [{"trigger": r.name, "reason": r.paused_reason} for r in rows]}
 
 
+def breaker_open(condition: BreakerOpen, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
+    """The destinations whose breaker holds work (open or half-open, not forced), each since it last left closed
+    (its latest ``closed ->`` transition; the last change when that has been purged)."""
+    left_closed = (
+        select(func.max(breaker_transitions.c.at))
+        .where(breaker_transitions.c.destination == destinations.c.name, breaker_transitions.c.from_state == "closed")
+        .scalar_subquery()
+    )
+    query = select(destinations.c.name, destinations.c.state, destinations.c.changed_at, left_closed.label("since"))
+    query = query.where(destinations.c.state.in_(("open", "half_open")), destinations.c.forced.is_(None))
+    if condition.destinations is not None:
+        query = query.where(destinations.c.name.in_(condition.destinations))
+    held = []
+    for row in connection.execute(query.order_by(destinations.c.name)):
+        since = row.since or row.changed_at
+        seconds = (now - since).total_seconds()
+        held.append({"destination": row.name, "state": row.state, "since": since.isoformat(), "seconds": seconds})
+    return {"held": held}
+
+
 COUNTS: dict[str, Count] = {
     FailureRate.key: failure_rate,
     DeadLetters.key: dlq_size,
@@ -101,5 +122,6 @@ COUNTS: dict[str, Count] = {
     OldestPending.key: oldest_pending,
     ErrorGroupSeen.key: error_group,
     TriggerPaused.key: trigger_paused,
+    BreakerOpen.key: breaker_open,
 }
 """The count behind each condition, by its key: a new condition adds its own here."""
