@@ -17,6 +17,8 @@ from sqlalchemy import create_engine, text
 from redrive.api.app import create_app
 from redrive.api.state import ServiceState
 from redrive.db.database import Database
+from redrive.db.engine import make_engine
+from redrive.observe import backfill
 from redrive.plugins import load_plugins
 from redrive.settings import Settings
 from redrive.tokens import ROLES, create_token
@@ -142,3 +144,12 @@ def fill_path(path: str, values: dict[str, str]) -> str:
     for name, value in values.items():
         path = path.replace("{" + name + "}", value)
     return path
+
+
+def recount(db_url: str) -> None:
+    """Count the stats rollups again from the raw tables, after a test wrote rows straight into them."""
+    engine = make_engine(db_url, writer=True)
+    try:
+        backfill.recount(engine)
+    finally:
+        engine.dispose()
