@@ -222,5 +222,3 @@ def brute_force(h: History) -> dict[str, Any]:
     finally:
         h.write(lambda c: c.execute(delete(rollup_backfill).where(rollup_backfill.c.source == "brute")))
         rollups.forget()
-
-

@@ -89,14 +89,14 @@ def restart() -> Callable[[Connection], None]:
     return job
 
 
-def recount(engine: Engine) -> None:
+def recount(engine: Engine, limit: int = BATCH) -> None:
     """Count everything again from the raw tables, blocking (after a bulk load; see ``restart``)."""
     with engine.begin() as connection:
         restart()(connection)
     more = True
     while more:
         with engine.begin() as connection:
-            more = step()(connection)
+            more = step(limit)(connection)
 
 
 async def run(db: Database, budget: float | None = None, limit: int = BATCH) -> bool:

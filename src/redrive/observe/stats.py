@@ -127,7 +127,7 @@ def count_executions(success: bool | None, since: datetime, kind: str | None) ->
             count += connection.execute(
                 count_statement(success, window.head[0], kind, before=window.head[1])
             ).scalar_one()
-        where = [stat_rollups.c.status.in_(statuses_for(success))]
+        where: list[ColumnElement[bool]] = [stat_rollups.c.status.in_(statuses_for(success))]
         if kind is not None:
             where.append(stat_rollups.c.kind == kind)
         assert window.whole is not None
