@@ -59,6 +59,7 @@ ENDPOINTS = [
     ("/api/v1/error-groups", {"since": "7d", "limit": 20}),  # the error groups page
     ("/api/v1/error-groups/fp3", {"since": "24h"}),
     ("/api/v1/triggers", {}),  # the triggers page's counters
+    ("/api/v1/system", {}),  # the System page: the queue's shape, dead letters, replays
 ]
 # Row i (0 = newest) of the load: trigger i % 8; status by i % 20 (0-16 succeeded, 17 failed_retryable, 18 failed,
 # 19 replayed), pending for the newest 50; failed ones carry group 'fp' || i % 20.

@@ -1,22 +1,18 @@
-"""Authoritative statistics, counted in the database from indexes; every value a bound parameter.
+"""Authoritative statistics: every figure read from the rollups (``observe.rollups``), whatever the history holds.
 
 Every figure the API, the CLI and the dashboard show is defined once, here, next to the statement that counts it
-(the ``*_MEANS`` constants). The response models' field descriptions and the dashboard's help texts are these very
-strings, so a rollup that replaces a statement must keep its definition word for word.
+from the raw tables (the ``*_MEANS`` constants). The response models' field descriptions and the dashboard's help
+texts are these very strings. The raw statements stay the definition: they answer while the rollups of an upgraded
+database are being backfilled (``rollups.ready``), and the tests compare every rollup-served figure with them.
 
-- ``count_statement``: the windowed execution count behind ``GET /api/v1/executions/stats``, a range scan of
-  ``ix_executions_finished (status, finished_at, action_kind)`` per status. Exposed so a test can explain the very
-  statement the route runs.
-- ``summary``: the overview behind ``GET /api/v1/stats``; its statements (``status_count_statement``,
-  ``attempts_failed_statement``, ``retries_statement``) are exposed for the same reason.
-- ``timeseries``: counts per time bucket, the bucket computed and grouped in SQL.
-
-For rollups, the figures are of three kinds. Live (failing now, dead letters, permanent failures): the status index
-answers them at any size, no rollup needed. Counted when something happens and never revised (failed attempts and
-retries at an attempt's completion, bucketed by its ``finished_at``; replays and executions created, by
-``created_at``; the per-day counters): a rollup adds to a bucket and is done. By status now (executions/stats,
-timeseries by status, by_status): a later status change moves the execution between keys of the bucket it already
-sits in, so a replay must also move its original from failing to ``replayed`` in the original's bucket.
+- ``count_executions``: ``GET /api/v1/executions/stats``: the ``finished`` rollup over the window's whole minutes
+  (days, hours and minutes, see ``rollup_reads``), plus the partial first minute from ``ix_executions_finished``
+  (``count_statement``, exposed so a test can explain it).
+- ``summary``: ``GET /api/v1/stats``: whole UTC days, so day buckets and no ragged edge; dead letters and permanent
+  failures from the all-time ``failing`` bucket; pending and running from ``created``'s ``unfinished`` key less the
+  running rows (a range of the status index as long as the leases held now).
+- ``timeseries``: counts per bucket, whole minutes from the rollups and the partial minute at each end from the
+  raw rows (bucketed in SQL); a bucket width that is not whole minutes is counted from the raw rows.
 """
 
 from __future__ import annotations

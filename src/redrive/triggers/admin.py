@@ -49,6 +49,14 @@ def events_since(connection: Connection, trigger_ids: Sequence[int], since: date
     return {trigger_id: count for trigger_id, count in rows}
 
 
+def events_today(connection: Connection, trigger_ids: Sequence[int], day_start: datetime) -> dict[int, int]:
+    """Events received since ``day_start`` (a UTC midnight) per trigger id: the ``events`` rollup's day bucket."""
+    if not rollups.ready(connection):
+        return events_since(connection, trigger_ids, day_start)
+    found = reads.totals(connection, "events", reads.since_day(day_start), ["trigger_id"])
+    return {trigger_id: n for trigger_id, n in found.items() if trigger_id in trigger_ids}
+
+
 def trigger_rows(trigger_ids: Sequence[int], day_start: datetime) -> Callable[[Connection], dict[int, TriggerRow]]:
     """A read job: pause state and counters per trigger id; ``day_start`` is the start of today (UTC)."""
 
@@ -106,7 +114,7 @@ def _rolled(connection: Connection, trigger_ids: Sequence[int], day_start: datet
         (i, "succeeded_today", n)
         for i, n in reads.totals(connection, "finished", today, ["trigger_id"], succeeded).items()
     ]
-    found += [(i, "events_today", n) for i, n in reads.totals(connection, "events", today, ["trigger_id"]).items()]
+    found += [(i, "events_today", n) for i, n in events_today(connection, trigger_ids, day_start).items()]
     return found
 
 
