@@ -46,6 +46,7 @@ CONFIG = "triggers:\n" + "".join(
     for n in range(TRIGGERS)
 )
 ENDPOINTS = [
+    ("/api/v1/me", {}),  # the floor: authentication and the HTTP stack, no figure
     ("/api/v1/stats", {}),  # the dashboard's overview, every few seconds
     ("/api/v1/stats", {"days": 7}),
     ("/api/v1/stats", {"days": 30}),

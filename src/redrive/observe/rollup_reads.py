@@ -3,8 +3,9 @@
 A window ``[since, until]`` is cut in three: the partial minute at its start (``since`` up to the next whole minute)
 and the partial minute at its end (the last whole minute up to ``until``) are counted from the raw tables, through
 the same index ranges the figures always used, and hold at most a minute of rows each; everything in between is
-whole minutes, and ``cover`` lays it out as whole days where it can, whole hours around them, whole minutes at the
-ends, so a week is about 7 + 2 x 23 + 2 x 59 bucket rows per key whatever the history holds. A window open at its
+whole minutes, and ``cover`` lays it out as whole days where it can, whole hours around them, then five-minute spans
+and minutes at the ends, so a week is at most 7 + 2 x 23 + 2 x 11 + 2 x 4 bucket rows per key whatever the history
+holds. A window open at its
 end (``until=None``: everything since) needs no end edge: every bucket after ``since`` is whole.
 """
 
