@@ -82,11 +82,13 @@ def split(since: datetime, until: datetime | None) -> Split:
     return Split(head, (start, end), at(end))
 
 
-def summed(metric: str, pieces: Sequence[Piece], by: Sequence[str], *where: Any) -> Any:
-    """``SELECT grain, bucket, <by...>, sum(value)`` of ``metric`` over ``pieces``: one index range per piece."""
+def summed(metric: str, pieces: Sequence[Piece], by: Sequence[str], *where: Any, bucketed: bool = True) -> Any:
+    """``SELECT grain, bucket, <by...>, sum(value)`` of ``metric`` over ``pieces``: one index range per piece
+    (``bucketed=False``: ``SELECT <by...>, sum(value)``, summed over the buckets in the database)."""
     columns = [stat_rollups.c[name] for name in by]
+    keys = [stat_rollups.c.grain, stat_rollups.c.bucket, *columns] if bucketed else columns
     parts = [
-        select(stat_rollups.c.grain, stat_rollups.c.bucket, *columns, func.sum(stat_rollups.c.value).label("n"))
+        select(*keys, func.sum(stat_rollups.c.value).label("n"))
         .where(
             stat_rollups.c.metric == metric,
             stat_rollups.c.grain == grain,
@@ -94,7 +96,7 @@ def summed(metric: str, pieces: Sequence[Piece], by: Sequence[str], *where: Any)
             stat_rollups.c.bucket < end,
             *where,
         )
-        .group_by(stat_rollups.c.grain, stat_rollups.c.bucket, *columns)
+        .group_by(*keys)
         for grain, first, end in pieces
     ]
     return parts[0] if len(parts) == 1 else union_all(*parts)
@@ -107,9 +109,9 @@ def totals(
     found: dict[Any, int] = {}
     if not pieces:
         return found
-    for row in connection.execute(summed(metric, pieces, by, *where)):
-        key = tuple(row[2:-1]) if len(by) != 1 else row[2]
-        found[key] = found.get(key, 0) + int(row[-1])
+    for row in connection.execute(summed(metric, pieces, by, *where, bucketed=False)):
+        key = tuple(row[:-1]) if len(by) != 1 else row[0]
+        found[key] = found.get(key, 0) + int(row[-1] or 0)
     return found
 
 
