@@ -126,7 +126,8 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
     Keyed events go in one ``INSERT ... ON CONFLICT DO NOTHING`` on the partial unique index (so only that
     conflict is absorbed; any other integrity error fails the batch, and the writer reruns its jobs one by one),
     and the rows it returns are matched back by key; a key taken before this batch, or earlier in it, makes a
-    duplicate of the original. Executions for the new, unfiltered events go in one more statement.
+    duplicate of the original. Executions for the new, unfiltered events go in one more statement, and the stats
+    rollups count the new rows in one more (``observe.rollups``).
     """
     statements = _statements(connection.dialect.name)
     first: dict[tuple[int, str], int] = {}  # (trigger, key) -> index of its first event in the batch

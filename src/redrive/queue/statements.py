@@ -242,7 +242,8 @@ def complete_many(connection: Connection, results: Sequence[Completion]) -> list
     """Record each result whose lease still holds, as if one after the other; one flag per result.
 
     The running rows are read and locked first, so each result's fence (its execution still running under its
-    token) is checked once, in Python; the updates and attempt rows then go in one statement each.
+    token) is checked once, in Python; the updates and attempt rows then go in one statement each, and the stats
+    rollups take the batch's changes in one more (``observe.rollups``).
     """
     statements = _complete_statements()
     held = {
