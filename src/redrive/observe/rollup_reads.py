@@ -23,7 +23,7 @@ from redrive.db.schema import stat_rollups
 from redrive.observe.rollups import ALL_TIME, DAY, MINUTE, TIMED
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_FOREVER = 2**62  # the end of an open window, in seconds since the epoch
+FOREVER = 2**62  # the end of an open window, in seconds since the epoch
 
 Piece = tuple[int, int, int]  # grain, first bucket start, end (exclusive), all in seconds since the epoch
 
@@ -47,7 +47,7 @@ def cover(start: int, end: int, grains: Sequence[int] = TIMED) -> list[Piece]:
     if start >= end:
         return []
     *finer, grain = sorted(grains)
-    first, last = _up(start, grain), end - end % grain if end < _FOREVER else end
+    first, last = _up(start, grain), end - end % grain if end < FOREVER else end
     if not finer:
         return [(grain, start, end)]
     if first >= last:
@@ -75,7 +75,7 @@ def split(since: datetime, until: datetime | None) -> Split:
     start = _minute_up(since)
     head = (since, at(start)) if at(start) > since else None
     if until is None:
-        return Split(head, (start, _FOREVER), None)
+        return Split(head, (start, FOREVER), None)
     end = seconds(until) - seconds(until) % MINUTE
     if start >= end:
         return Split((since, until), None, None)
@@ -122,7 +122,7 @@ def total_of(connection: Connection, metric: str, pieces: Sequence[Piece], *wher
 
 def since_day(moment: datetime) -> list[Piece]:
     """Every day bucket from ``moment``'s (a midnight) on."""
-    return [(DAY, seconds(moment), _FOREVER)]
+    return [(DAY, seconds(moment), FOREVER)]
 
 
 ALL = [(ALL_TIME, 0, 1)]
