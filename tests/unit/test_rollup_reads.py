@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -19,7 +20,7 @@ def test_cover_tiles_the_range_with_aligned_buckets(start: int, length: int) -> 
     pieces = cover(first, end)
     assert sum(e - s for _, s, e in pieces) == end - first
     assert all(s % grain == 0 and e % grain == 0 for grain, s, e in pieces)
-    assert all(a[2] == b[1] for a, b in zip(pieces, pieces[1:], strict=False))  # contiguous, oldest first
+    assert all(a[2] == b[1] for a, b in itertools.pairwise(pieces))  # contiguous, oldest first
     assert sum(1 for grain, *_ in pieces if grain == MINUTE) <= 2 * 4  # minutes only up to a five-minute edge
 
 
@@ -40,14 +41,19 @@ def test_split_leaves_less_than_a_minute_raw_at_each_end(since: datetime, span: 
         assert span < timedelta(minutes=2)
         return
     start, end = window.whole
-    assert start % MINUTE == 0 and end % MINUTE == 0 and start < end
+    assert start % MINUTE == 0
+    assert end % MINUTE == 0
+    assert start < end
     head_end = window.head[1] if window.head else since
-    assert head_end == at(start) and head_end - since < timedelta(minutes=1)
-    assert window.tail == at(end) and timedelta(0) <= until - at(end) < timedelta(minutes=1)
+    assert head_end == at(start)
+    assert head_end - since < timedelta(minutes=1)
+    assert window.tail == at(end)
+    assert timedelta(0) <= until - at(end) < timedelta(minutes=1)
 
 
 @given(moment=MOMENTS)
 def test_buckets_hold_their_moment(moment: datetime) -> None:
     for grain in TIMED:
         bucket = bucket_of(moment, grain)
-        assert bucket % grain == 0 and bucket <= seconds(moment) < bucket + grain
+        assert bucket % grain == 0
+        assert bucket <= seconds(moment) < bucket + grain
