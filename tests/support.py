@@ -18,6 +18,8 @@ from sqlalchemy import create_engine, text
 from redrive.api.app import create_app
 from redrive.api.state import ServiceState
 from redrive.db.database import Database
+from redrive.db.engine import make_engine
+from redrive.observe import backfill
 from redrive.plugins import load_plugins
 from redrive.settings import Settings
 from redrive.tokens import ROLES, create_token
@@ -203,3 +205,12 @@ class TimedTarget:
         self._started.set()
         self._loop.run_forever()
         self._loop.close()
+
+
+def recount(db_url: str) -> None:
+    """Count the stats rollups again from the raw tables, after a test wrote rows straight into them."""
+    engine = make_engine(db_url, writer=True)
+    try:
+        backfill.recount(engine)
+    finally:
+        engine.dispose()

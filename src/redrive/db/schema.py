@@ -420,3 +420,31 @@ breaker_transitions = Table(
     Index("ix_breaker_transitions_destination_at", "destination", "at"),
     Index("ix_breaker_transitions_at", "at"),
 )
+
+# Counters the stats read instead of scanning history (observe/rollups.py says what each metric counts). Every change
+# a figure counts adds to these in the transaction that makes it. ``grain`` is the bucket width in seconds (0: one
+# all-time bucket), ``bucket`` its start in seconds since the epoch; absent keys are '' so the key is never NULL;
+# ``shard`` spreads one hot bucket over several rows so concurrent writers do not queue on one row lock.
+stat_rollups = Table(
+    "stat_rollups",
+    metadata,
+    Column("metric", String(16), primary_key=True),
+    Column("grain", Integer, primary_key=True, autoincrement=False),
+    Column("bucket", BigInteger, primary_key=True, autoincrement=False),
+    Column("trigger_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(32), primary_key=True),
+    Column("status", String(20), primary_key=True),
+    Column("fingerprint", String(16), primary_key=True),
+    Column("shard", Integer, primary_key=True, autoincrement=False),
+    Column("value", BigInteger, nullable=False),
+)
+
+# Rows that existed before the rollups did, counted in batches in the background (observe/backfill.py): rows with
+# ids above ``watermark`` are counted live; of the others, those below ``next_id`` are counted already.
+rollup_backfill = Table(
+    "rollup_backfill",
+    metadata,
+    Column("source", String(16), primary_key=True),  # executions (with their attempts) | events
+    Column("watermark", BigInteger, nullable=False),
+    Column("next_id", BigInteger, nullable=False),
+)

@@ -22,8 +22,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from redrive.db.engine import dialect_insert
-from redrive.db.schema import attempts, error_groups, executions, triggers
+from redrive.db.schema import attempts, error_groups, executions, stat_rollups, triggers
 from redrive.failures import audit
+from redrive.observe import rollup_reads as reads
+from redrive.observe import rollups
 from redrive.states import ExecutionStatus
 
 Decision = Literal["resolved", "ignored"]
@@ -169,7 +171,17 @@ def list_groups(f: GroupFilter) -> Callable[[Connection], list[dict[str, Any]]]:
     """A read job: groups seen in the window, most failures in the window first."""
 
     def job(connection: Connection) -> list[dict[str, Any]]:
-        return [_row(row) for row in connection.execute(list_statement(f))]
+        if not rollups.ready(connection):
+            return [_row(row) for row in connection.execute(list_statement(f))]
+        query = _columns().where(error_groups.c.last_seen >= f.since)
+        if f.status is not None:
+            query = query.where(error_groups.c.status == f.status)
+        if f.trigger is not None:
+            query = query.where(triggers.c.name == f.trigger)
+        groups = _counted(connection, [_row(row) for row in connection.execute(query)], f.since)
+        groups.sort(key=lambda g: g["fingerprint"])
+        groups.sort(key=lambda g: (g["count"], g["last_seen"]), reverse=True)
+        return groups[: min(f.limit, MAX_GROUPS)]
 
     return job
 
@@ -178,11 +190,55 @@ def get_group(fingerprint: str, since: datetime) -> Callable[[Connection], dict[
     """A read job: one group with its count since ``since``, or None."""
 
     def job(connection: Connection) -> dict[str, Any] | None:
-        query, _ = _query(since)
-        row = connection.execute(query.where(error_groups.c.fingerprint == fingerprint)).one_or_none()
-        return None if row is None else _row(row)
+        if not rollups.ready(connection):
+            query, _ = _query(since)
+            row = connection.execute(query.where(error_groups.c.fingerprint == fingerprint)).one_or_none()
+            return None if row is None else _row(row)
+        found = connection.execute(_columns().where(error_groups.c.fingerprint == fingerprint)).one_or_none()
+        return None if found is None else _counted(connection, [_row(found)], since, fingerprint)[0]
 
     return job
+
+
+def _columns() -> Select[Any]:
+    """The groups' own columns, without the counts (which the rollups give)."""
+    return select(
+        *(error_groups.c[name] for name in ("fingerprint", "title", "code", "category")),
+        triggers.c.name.label("trigger"),
+        error_groups.c.action_kind.label("kind"),
+        *(error_groups.c[name] for name in ("status", "total", "first_seen", "last_seen")),
+        error_groups.c.sample_execution_id,
+        error_groups.c.status_changed_at,
+        *(error_groups.c[name] for name in ATTENTION_COLUMNS),
+    ).join(triggers, triggers.c.id == error_groups.c.trigger_id)
+
+
+def _counted(
+    connection: Connection, groups: list[dict[str, Any]], since: datetime, fingerprint: str | None = None
+) -> list[dict[str, Any]]:
+    """``groups`` with their counts (the ``*_MEANS`` above) from the rollups: failed attempts over the window's
+    whole minutes, plus its partial first minute from ``ix_attempts_finished``; dead letters and failing ones from
+    the all-time bucket."""
+    only = [] if fingerprint is None else [attempts.c.fingerprint == fingerprint]
+    window = reads.split(since, None)
+    counts: dict[Any, int] = {}
+    if window.head is not None:
+        finished = attempts.c.finished_at
+        in_head = (finished >= window.head[0], finished < window.head[1], attempts.c.fingerprint.is_not(None))
+        query = select(attempts.c.fingerprint, func.count()).where(*in_head, *only).group_by(attempts.c.fingerprint)
+        counts.update({row[0]: row[1] for row in connection.execute(query)})
+    assert window.whole is not None
+    rolled_only = [] if fingerprint is None else [stat_rollups.c.fingerprint == fingerprint]
+    for key, n in reads.totals(
+        connection, "failed_attempts", reads.cover(*window.whole), ["fingerprint"], *rolled_only
+    ).items():
+        counts[key] = counts.get(key, 0) + n
+    failing = reads.totals(connection, "failing", reads.ALL, ["fingerprint", "status"], *rolled_only)
+    for group in groups:
+        fp = group["fingerprint"]
+        dlq = failing.get((fp, ExecutionStatus.FAILED_RETRYABLE.value), 0)
+        group.update(count=counts.get(fp, 0), dlq=dlq, failing=dlq + failing.get((fp, ExecutionStatus.FAILED.value), 0))
+    return groups
 
 
 def set_status(fingerprint: str, status: Decision, at: datetime, *, actor: str) -> Callable[[Connection], bool]:

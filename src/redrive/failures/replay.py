@@ -33,6 +33,8 @@ from sqlalchemy.engine import Connection
 from redrive.db.schema import attempts, events, executions, triggers
 from redrive.errors import Forbidden, NotFound, NotReplayable, RateLimited, ReplayLimit
 from redrive.failures import audit
+from redrive.observe import rollups
+from redrive.observe.rollups import ExecutionFacts
 from redrive.states import ExecutionStatus
 from redrive.triggers.runtime import StoredEvent, Trigger
 from redrive.triggers.templating import RenderError
@@ -210,6 +212,8 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
         )
         .returning(executions.c.id)
     ).scalar_one()
+    replay = ExecutionFacts(row.trigger_id, row.action_kind, ExecutionStatus.PENDING, r.now, None, None, True)
+    rollups.replayed(connection, r.execution_id, row.status, replay)
     savepoint.commit()
     return ReplayResult("ok", r.execution_id, ExecutionStatus.REPLAYED, new_execution_id=new_id)
 

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from redrive.db.schema import daily_counters, events, executions
 from redrive.db.writer import BatchJob
 from redrive.ingest.prepare import NewEvent
+from redrive.observe import rollups
 from redrive.states import ExecutionStatus
 
 
@@ -127,7 +128,8 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
     Keyed events go in one ``INSERT ... ON CONFLICT DO NOTHING`` on the partial unique index (so only that
     conflict is absorbed; any other integrity error fails the batch, and the writer reruns its jobs one by one),
     and the rows it returns are matched back by key; a key taken before this batch, or earlier in it, makes a
-    duplicate of the original. Executions for the new, unfiltered events go in one more statement.
+    duplicate of the original. Executions for the new, unfiltered events go in one more statement, and the stats
+    rollups count the new rows in one more (``observe.rollups``).
     """
     statements = _statements(connection.dialect.name)
     first: dict[tuple[int, str], int] = {}  # (trigger, key) -> index of its first event in the batch
@@ -155,6 +157,9 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
     if runnable:
         rows = connection.execute(statements.execution, [_execution_row(batch[i], created[i]) for i in runnable])
         execution_of = {event_id: execution_id for execution_id, event_id in rows}
+    if created:
+        new = [batch[i] for i in created]
+        rollups.stored(connection, [(e.trigger_id, e.action_kind, e.received_at, e.filtered) for e in new])
     results: list[Stored | None] = [None] * len(batch)
     for index, event_id in created.items():
         results[index] = Stored("created", event_id, execution_of.get(event_id), batch[index].filtered)

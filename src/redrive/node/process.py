@@ -23,6 +23,7 @@ from redrive.node.maintenance import Maintenance
 from redrive.node.peers import PeerListener, PeerNotifier, Peers
 from redrive.node.periodic import Periodic
 from redrive.node.retention import RetentionChore
+from redrive.observe.backfill import BackfillChore
 from redrive.observe.history import HistorySampler
 from redrive.observe.metrics import Metrics
 from redrive.observe.redaction import Redactor
@@ -99,6 +100,7 @@ class Node:
         self.leadership = Leadership(db.url, settings.sweep_interval, node_id=self.info.id)
         self.retention = RetentionChore(db, triggers, settings.retention_interval, clock)
         self.history = HistorySampler(db, clock)
+        self.backfill = BackfillChore(db)
         self.maintenance = Maintenance(
             db,
             self.leadership,
@@ -107,7 +109,7 @@ class Node:
             clock=clock,
             wake=wakeup.work_due,
             warn=lambda data: self.stream.publish("warning", data),
-            extra=[self.retention.run_when_due, self.history.run_when_due],
+            extra=[self.retention.run_when_due, self.history.run_when_due, self.backfill.run_when_due],
         )
         handlers: dict[str, Handler] = {QUEUE_CHANNEL: self._woken, STREAM_CHANNEL: self.stream.receive}
         self.listener: Listener | PeerListener | None = None

@@ -26,6 +26,7 @@ from redrive.clock import Clock
 from redrive.db.database import Database
 from redrive.db.schema import attempts, events, executions
 from redrive.destinations.store import TRANSITIONS_RETENTION, purge_transitions
+from redrive.observe import rollups
 from redrive.observe.history import HISTORY_RETENTION, purge_history
 from redrive.states import DEAD, ExecutionStatus
 from redrive.triggers.config import RetentionConfig
@@ -125,6 +126,7 @@ def purge_executions_batch(scope: ColumnElement[bool], cut: Cutoffs) -> Callable
         if not rows:
             return purged
         ids = [row.id for row in rows]
+        rollups.purged_executions(connection, ids)
         purged.attempts = connection.execute(delete(attempts).where(attempts.c.execution_id.in_(ids))).rowcount
         purged.executions = connection.execute(delete(executions).where(executions.c.id.in_(ids))).rowcount
         for row in rows:
@@ -141,6 +143,7 @@ def purge_events_batch(scope: ColumnElement[bool], cut: Cutoffs) -> Callable[[Co
         ids = list(connection.execute(select(events.c.id).where(scope, _orphaned(cut)).limit(BATCH)).scalars())
         if not ids:
             return 0
+        rollups.purged_events(connection, ids)
         return int(connection.execute(delete(events).where(events.c.id.in_(ids))).rowcount)
 
     return job

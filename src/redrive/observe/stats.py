@@ -1,22 +1,18 @@
-"""Authoritative statistics, counted in the database from indexes; every value a bound parameter.
+"""Authoritative statistics: every figure read from the rollups (``observe.rollups``), whatever the history holds.
 
 Every figure the API, the CLI and the dashboard show is defined once, here, next to the statement that counts it
-(the ``*_MEANS`` constants). The response models' field descriptions and the dashboard's help texts are these very
-strings, so a rollup that replaces a statement must keep its definition word for word.
+from the raw tables (the ``*_MEANS`` constants). The response models' field descriptions and the dashboard's help
+texts are these very strings. The raw statements stay the definition: they answer while the rollups of an upgraded
+database are being backfilled (``rollups.ready``), and the tests compare every rollup-served figure with them.
 
-- ``count_statement``: the windowed execution count behind ``GET /api/v1/executions/stats``, a range scan of
-  ``ix_executions_finished (status, finished_at, action_kind)`` per status. Exposed so a test can explain the very
-  statement the route runs.
-- ``summary``: the overview behind ``GET /api/v1/stats``; its statements (``status_count_statement``,
-  ``attempts_failed_statement``, ``retries_statement``) are exposed for the same reason.
-- ``timeseries``: counts per time bucket, the bucket computed and grouped in SQL.
-
-For rollups, the figures are of three kinds. Live (failing now, dead letters, permanent failures): the status index
-answers them at any size, no rollup needed. Counted when something happens and never revised (failed attempts and
-retries at an attempt's completion, bucketed by its ``finished_at``; replays and executions created, by
-``created_at``; the per-day counters): a rollup adds to a bucket and is done. By status now (executions/stats,
-timeseries by status, by_status): a later status change moves the execution between keys of the bucket it already
-sits in, so a replay must also move its original from failing to ``replayed`` in the original's bucket.
+- ``count_executions``: ``GET /api/v1/executions/stats``: the ``finished`` rollup over the window's whole minutes
+  (days, hours and minutes, see ``rollup_reads``), plus the partial first minute from ``ix_executions_finished``
+  (``count_statement``, exposed so a test can explain it).
+- ``summary``: ``GET /api/v1/stats``: whole UTC days, so day buckets and no ragged edge; dead letters and permanent
+  failures from the all-time ``failing`` bucket; pending and running from ``created``'s ``unfinished`` key less the
+  running rows (a range of the status index as long as the leases held now).
+- ``timeseries``: counts per bucket, whole minutes from the rollups and the partial minute at each end from the
+  raw rows (bucketed in SQL); a bucket width that is not whole minutes is counted from the raw rows.
 """
 
 from __future__ import annotations
@@ -30,7 +26,9 @@ from sqlalchemy import BigInteger, Select, cast, extract, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from redrive.db.schema import attempts, daily_counters, executions, triggers
+from redrive.db.schema import attempts, daily_counters, executions, stat_rollups, triggers
+from redrive.observe import rollup_reads as reads
+from redrive.observe import rollups
 from redrive.states import FAILING, ExecutionStatus
 from redrive.triggers.admin import events_since
 from redrive.triggers.runtime import Trigger
@@ -98,21 +96,38 @@ def statuses_for(success: bool | None) -> tuple[str, ...]:
     return SUCCEEDED if success else FAILING
 
 
-def count_statement(success: bool | None, since: datetime, kind: str | None = None) -> Select[int]:
-    """``SELECT count(*)`` of executions finished since ``since`` with the statuses ``success`` selects."""
+def count_statement(
+    success: bool | None, since: datetime, kind: str | None = None, before: datetime | None = None
+) -> Select[int]:
+    """``SELECT count(*)`` of executions finished since ``since`` (and before ``before``) with the statuses
+    ``success`` selects."""
     query = select(func.count()).select_from(executions)
     query = query.where(executions.c.status.in_(statuses_for(success)), executions.c.finished_at >= since)
+    if before is not None:
+        query = query.where(executions.c.finished_at < before)
     if kind is not None:
         query = query.where(executions.c.action_kind == kind)
     return query
 
 
 def count_executions(success: bool | None, since: datetime, kind: str | None) -> Callable[[Connection], int]:
-    """A read job: the authoritative windowed count."""
+    """A read job: the authoritative windowed count: the whole minutes since ``since`` from the ``finished``
+    rollup, the partial minute at its start from the index."""
 
     def job(connection: Connection) -> int:
-        count: int = connection.execute(count_statement(success, since, kind)).scalar_one()
-        return count
+        if not rollups.ready(connection):
+            return int(connection.execute(count_statement(success, since, kind)).scalar_one())
+        window = reads.split(since, None)
+        count = 0
+        if window.head is not None:
+            count += connection.execute(
+                count_statement(success, window.head[0], kind, before=window.head[1])
+            ).scalar_one()
+        where: list[ColumnElement[bool]] = [stat_rollups.c.status.in_(statuses_for(success))]
+        if kind is not None:
+            where.append(stat_rollups.c.kind == kind)
+        assert window.whole is not None
+        return count + reads.total_of(connection, "finished", reads.cover(*window.whole), *where)
 
     return job
 
@@ -179,59 +194,121 @@ def retries_statement(start: datetime) -> Select[int]:
     return select(func.count()).select_from(attempts).where(attempts.c.finished_at >= start, attempts.c.number > 1)
 
 
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    """The summary's figures (see the ``*_MEANS``) before they are laid out."""
+
+    by_status: dict[str, int]
+    replays: int
+    dlq_size: int
+    permanent: int
+    attempts_failed: int
+    retries: int
+    today: dict[int, int]  # events received today per trigger id
+
+
+def _scanned(connection: Connection, window: Window, ids: list[int]) -> _Counted:
+    """The figures counted from the raw tables (while the rollups are backfilled; and the tests' brute force)."""
+    created = _executions_created(connection, window.start)
+    return _Counted(
+        {status.value: created.get(status, (0, 0))[0] for status in ExecutionStatus},
+        sum(replays for _, replays in created.values()),
+        connection.execute(status_count_statement([ExecutionStatus.FAILED_RETRYABLE])).scalar_one(),
+        connection.execute(status_count_statement([ExecutionStatus.FAILED])).scalar_one(),
+        connection.execute(attempts_failed_statement(window.start)).scalar_one(),
+        connection.execute(retries_statement(window.start)).scalar_one(),
+        events_since(connection, ids, window.today),
+    )
+
+
+def _running_since(connection: Connection, start: datetime) -> int:
+    """Running executions created since ``start``: rows leased now, a range of an index on status."""
+    running = executions.c.status == ExecutionStatus.RUNNING
+    return int(connection.execute(select(func.count()).where(running, executions.c.created_at >= start)).scalar_one())
+
+
+def _rolled(connection: Connection, window: Window) -> _Counted:
+    """The figures from the rollups: whole UTC days, so no edge to read raw; ``unfinished`` split by running rows."""
+    days = reads.since_day(window.start)
+    created = reads.totals(connection, "created", days, ["status"])
+    running = _running_since(connection, window.start)
+    by_status = {status.value: created.get(status.value, 0) for status in ExecutionStatus}
+    by_status[ExecutionStatus.PENDING] = created.get(rollups.UNFINISHED, 0) - running
+    by_status[ExecutionStatus.RUNNING] = running
+    failing = reads.totals(connection, "failing", reads.ALL, ["status"])
+    return _Counted(
+        by_status,
+        reads.total_of(connection, "replays", days),
+        failing.get(ExecutionStatus.FAILED_RETRYABLE.value, 0),
+        failing.get(ExecutionStatus.FAILED.value, 0),
+        reads.total_of(connection, "failed_attempts", days),
+        reads.total_of(connection, "retries", days),
+        reads.totals(connection, "events", reads.since_day(window.today), ["trigger_id"]),
+    )
+
+
 def summary(declared: Sequence[Trigger], window: Window) -> Callable[[Connection], dict[str, Any]]:
     """A read job: the overview of ``window`` with per-trigger volume today and warnings (the ``*_MEANS``)."""
 
     def job(connection: Connection) -> dict[str, Any]:
-        created = _executions_created(connection, window.start)
-        by_status = {status.value: created.get(status, (0, 0))[0] for status in ExecutionStatus}
-        dlq_size = connection.execute(status_count_statement([ExecutionStatus.FAILED_RETRYABLE])).scalar_one()
-        permanent = connection.execute(status_count_statement([ExecutionStatus.FAILED])).scalar_one()
-        counters = dict.fromkeys(SUMMED_COUNTERS, 0)
-        for name, value in connection.execute(
-            select(daily_counters.c.name, func.sum(daily_counters.c.value))
-            .where(daily_counters.c.day >= window.first_day, daily_counters.c.name.in_(SUMMED_COUNTERS))
-            .group_by(daily_counters.c.name)
-        ):
-            counters[name] = int(value)
         ids = [t.id for t in declared]
-        today = events_since(connection, ids, window.today)
-        paused = set(
-            connection.execute(select(triggers.c.id).where(triggers.c.id.in_(ids), triggers.c.paused)).scalars()
-        )
-        per_trigger: dict[str, dict[str, Any]] = {}
-        warnings = ["dlq_growing"] if dlq_size > DLQ_WARNING else []
-        for trigger in sorted(declared, key=lambda t: t.name):
-            count = today.get(trigger.id, 0)
-            watermark = trigger.config.limits.daily_watermark
-            hit = watermark is not None and count >= watermark
-            per_trigger[trigger.name] = {
-                "count": count,
-                "daily_watermark": watermark,
-                "watermark_hit": hit,
-                "paused": trigger.id in paused,
-            }
-            if hit:
-                warnings.append(f"watermark_hit:{trigger.name}")
-        return {
-            "days": window.days,
-            "since": window.start.isoformat(),
-            "total": sum(by_status.values()),
-            "by_status": by_status,
-            "failing_now": dlq_size + permanent,
-            "dlq_size": dlq_size,
-            "permanent_failures": permanent,
-            "attempts_failed": connection.execute(attempts_failed_statement(window.start)).scalar_one(),
-            "retries_observed": connection.execute(retries_statement(window.start)).scalar_one(),
-            "replays": sum(replays for _, replays in created.values()),
-            "idempotent_replays": counters["duplicates"],
-            "key_conflicts": counters["key_conflicts"],
-            "invalid_signatures": counters["invalid_signatures"],
-            "triggers": per_trigger,
-            "warnings": warnings,
-        }
+        counted = _rolled(connection, window) if rollups.ready(connection) else _scanned(connection, window, ids)
+        return _laid_out(connection, declared, window, counted)
 
     return job
+
+
+def exact_summary(declared: Sequence[Trigger], window: Window) -> Callable[[Connection], dict[str, Any]]:
+    """A read job: the summary counted from the raw tables, whatever the rollups say (what tests compare with)."""
+
+    def job(connection: Connection) -> dict[str, Any]:
+        return _laid_out(connection, declared, window, _scanned(connection, window, [t.id for t in declared]))
+
+    return job
+
+
+def _laid_out(connection: Connection, declared: Sequence[Trigger], window: Window, counted: _Counted) -> dict[str, Any]:
+    """The summary's body: the figures, the day counters, per-trigger volume and the warnings."""
+    counters = dict.fromkeys(SUMMED_COUNTERS, 0)
+    for name, value in connection.execute(
+        select(daily_counters.c.name, func.sum(daily_counters.c.value))
+        .where(daily_counters.c.day >= window.first_day, daily_counters.c.name.in_(SUMMED_COUNTERS))
+        .group_by(daily_counters.c.name)
+    ):
+        counters[name] = int(value)
+    ids = [t.id for t in declared]
+    paused = set(connection.execute(select(triggers.c.id).where(triggers.c.id.in_(ids), triggers.c.paused)).scalars())
+    per_trigger: dict[str, dict[str, Any]] = {}
+    warnings = ["dlq_growing"] if counted.dlq_size > DLQ_WARNING else []
+    for trigger in sorted(declared, key=lambda t: t.name):
+        count = counted.today.get(trigger.id, 0)
+        watermark = trigger.config.limits.daily_watermark
+        hit = watermark is not None and count >= watermark
+        per_trigger[trigger.name] = {
+            "count": count,
+            "daily_watermark": watermark,
+            "watermark_hit": hit,
+            "paused": trigger.id in paused,
+        }
+        if hit:
+            warnings.append(f"watermark_hit:{trigger.name}")
+    return {
+        "days": window.days,
+        "since": window.start.isoformat(),
+        "total": sum(counted.by_status.values()),
+        "by_status": counted.by_status,
+        "failing_now": counted.dlq_size + counted.permanent,
+        "dlq_size": counted.dlq_size,
+        "permanent_failures": counted.permanent,
+        "attempts_failed": counted.attempts_failed,
+        "retries_observed": counted.retries,
+        "replays": counted.replays,
+        "idempotent_replays": counters["duplicates"],
+        "key_conflicts": counters["key_conflicts"],
+        "invalid_signatures": counters["invalid_signatures"],
+        "triggers": per_trigger,
+        "warnings": warnings,
+    }
 
 
 def _bucket(connection: Connection, column: Any, seconds: int) -> ColumnElement[Any]:
@@ -250,30 +327,89 @@ def _grouped(connection: Connection, inner: Select[Any], keyed: bool) -> dict[in
     return found
 
 
+def _scanned_series(
+    connection: Connection,
+    since: datetime,
+    until: datetime,
+    seconds: int,
+    by: Key,
+    fingerprint: str | None,
+    *,
+    closed: bool = True,
+) -> dict[int, dict[str, int]]:
+    """Counts per bucket from the raw rows in ``[since, until]`` (``closed=False``: ``[since, until)``)."""
+    if fingerprint is not None:
+        finished = attempts.c.finished_at
+        failures = select(_bucket(connection, finished, seconds).label("bucket")).where(
+            attempts.c.fingerprint == fingerprint, finished >= since, finished <= until if closed else finished < until
+        )
+        return _grouped(connection, failures, keyed=False)
+    finished = executions.c.finished_at
+    key: Any = {"status": executions.c.status, "kind": executions.c.action_kind, "trigger": triggers.c.name}[by]
+    inner = select(_bucket(connection, finished, seconds).label("bucket"), key.label("key")).where(
+        executions.c.status.in_(FINISHED), finished >= since, finished <= until if closed else finished < until
+    )
+    if by == "trigger":
+        inner = inner.join_from(executions, triggers, triggers.c.id == executions.c.trigger_id)
+    return _grouped(connection, inner, keyed=True)
+
+
+def _rolled_series(
+    connection: Connection, whole: tuple[int, int], seconds: int, by: Key, fingerprint: str | None
+) -> dict[int, dict[str, int]]:
+    """Counts per bucket from the rollups over whole minutes; only grains that divide the bucket width, so every
+    rollup bucket falls in one of the series' buckets."""
+    pieces = reads.cover(*whole, [grain for grain in rollups.TIMED if seconds % grain == 0])
+    if fingerprint is not None:
+        rows = reads.summed("failed_attempts", pieces, [], stat_rollups.c.fingerprint == fingerprint)
+        names: dict[Any, str] | None = None
+    else:
+        column = {"status": "status", "kind": "kind", "trigger": "trigger_id"}[by]
+        rows = reads.summed("finished", pieces, [column], stat_rollups.c.status.in_(FINISHED))
+        names = (
+            {row.id: row.name for row in connection.execute(select(triggers.c.id, triggers.c.name))}
+            if by == "trigger"
+            else None
+        )
+    found: dict[int, dict[str, int]] = {}
+    for row in connection.execute(rows):
+        key = "failed" if fingerprint is not None else str(names[row[2]] if names is not None else row[2])
+        counts = found.setdefault(int(row[1]) // seconds, {})
+        counts[key] = counts.get(key, 0) + int(row[-1])
+    return found
+
+
+def _merge(into: dict[int, dict[str, int]], found: dict[int, dict[str, int]]) -> None:
+    for bucket, counts in found.items():
+        mine = into.setdefault(bucket, {})
+        for key, count in counts.items():
+            mine[key] = mine.get(key, 0) + count
+
+
 def timeseries(
     since: datetime, until: datetime, seconds: int, by: Key, fingerprint: str | None = None
 ) -> Callable[[Connection], dict[int, dict[str, int]]]:
     """A read job: counts per bucket number (``epoch // seconds``) and key, for rows in ``[since, until]``.
 
     Finished executions keyed by status, action kind or trigger name; with ``fingerprint``, that error group's
-    failed attempts instead, keyed ``failed``.
+    failed attempts instead, keyed ``failed``. Whole minutes come from the rollups, the partial minute at each end
+    from the raw rows; a bucket width that is not whole minutes cannot be summed from minutes, so such a series
+    (at most MAX_BUCKETS buckets under a minute: about a day and a half of rows) is counted from the raw rows.
     """
 
     def job(connection: Connection) -> dict[int, dict[str, int]]:
-        if fingerprint is not None:
-            finished = attempts.c.finished_at
-            failures = select(_bucket(connection, finished, seconds).label("bucket")).where(
-                attempts.c.fingerprint == fingerprint, finished >= since, finished <= until
-            )
-            return _grouped(connection, failures, keyed=False)
-        finished = executions.c.finished_at
-        key: Any = {"status": executions.c.status, "kind": executions.c.action_kind, "trigger": triggers.c.name}[by]
-        inner = select(_bucket(connection, finished, seconds).label("bucket"), key.label("key")).where(
-            executions.c.status.in_(FINISHED), finished >= since, finished <= until
-        )
-        if by == "trigger":
-            inner = inner.join_from(executions, triggers, triggers.c.id == executions.c.trigger_id)
-        return _grouped(connection, inner, keyed=True)
+        if seconds % rollups.MINUTE or not rollups.ready(connection):
+            return _scanned_series(connection, since, until, seconds, by, fingerprint)
+        window = reads.split(since, until)
+        found: dict[int, dict[str, int]] = {}
+        if window.head is not None:
+            head = _scanned_series(connection, *window.head, seconds, by, fingerprint, closed=window.whole is None)
+            _merge(found, head)
+        if window.whole is not None:
+            _merge(found, _rolled_series(connection, window.whole, seconds, by, fingerprint))
+        if window.tail is not None:
+            _merge(found, _scanned_series(connection, window.tail, until, seconds, by, fingerprint))
+        return found
 
     return job
 

@@ -13,13 +13,16 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
 from redrive import __version__
-from redrive.db.schema import executions
+from redrive.db.schema import executions, stat_rollups
+from redrive.observe import rollup_reads as reads
+from redrive.observe import rollups
 from redrive.observe.metrics import QueueSnapshot
 from redrive.states import ExecutionStatus
 
 
 def queue_snapshot(now: datetime) -> Callable[[Connection], QueueSnapshot]:
-    """Counts from the partial and status indexes (no table scan): pending, due, running, DLQ, replays, expiries."""
+    """Counts from the status indexes (the queue: pending, due, running, expiries) and the rollups (dead letters and
+    replays, which grow with history)."""
 
     def job(connection: Connection) -> QueueSnapshot:
         def count(*where: Any) -> int:
@@ -35,12 +38,26 @@ def queue_snapshot(now: datetime) -> Callable[[Connection], QueueSnapshot]:
             due=count(pending, executions.c.run_at <= now),
             running=count(running),
             oldest_due_age_seconds=max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0,
-            dlq=count(executions.c.status == ExecutionStatus.FAILED_RETRYABLE),
-            replayed=count(executions.c.status == ExecutionStatus.REPLAYED),
+            **(
+                _dead(connection)
+                if rollups.ready(connection)
+                else {
+                    "dlq": count(executions.c.status == ExecutionStatus.FAILED_RETRYABLE),
+                    "replayed": count(executions.c.status == ExecutionStatus.REPLAYED),
+                }
+            ),
             expired_leases=count(and_(running, executions.c.lease_expires_at < now)),
         )
 
     return job
+
+
+def _dead(connection: Connection) -> dict[str, int]:
+    """Dead letters and replayed executions from the rollups: they pile up with history, unlike the queue's rows."""
+    dlq = reads.total_of(connection, "failing", reads.ALL, stat_rollups.c.status == ExecutionStatus.FAILED_RETRYABLE)
+    every_day = reads.since_day(reads.at(0))
+    replayed = reads.total_of(connection, "created", every_day, stat_rollups.c.status == ExecutionStatus.REPLAYED)
+    return {"dlq": dlq, "replayed": replayed}
 
 
 def database_size(connection: Connection) -> int | None:

@@ -19,7 +19,7 @@ from redrive.db.engine import dialect_insert
 from redrive.db.schema import daily_counters
 from redrive.node.periodic import Periodic
 from redrive.observe.stats import day_start
-from redrive.triggers.admin import events_since
+from redrive.triggers.admin import events_today
 from redrive.triggers.runtime import Trigger, TriggerSet
 
 log = structlog.get_logger("redrive.watermarks")
@@ -75,7 +75,7 @@ class WatermarkWatch:
         pending = [t for t in self._watched if (t.id, day) not in self._settled]
         if not pending:
             return []
-        counts = await self._db.read(lambda c: events_since(c, [t.id for t in pending], today))
+        counts = await self._db.read(lambda c: events_today(c, [t.id for t in pending], today))
         over: list[tuple[Trigger, int]] = [
             (t, counts.get(t.id, 0))
             for t in pending

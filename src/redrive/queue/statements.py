@@ -50,6 +50,8 @@ from redrive.destinations.breaker import Observed, Policy
 from redrive.destinations.store import ClaimPlan, Outcome, PolicyOf, plan_claim, record_outcomes
 from redrive.extensions import BreakerTransition
 from redrive.failures.error_groups import record_failure
+from redrive.observe import rollups
+from redrive.observe.rollups import AttemptFacts, ExecutionFacts
 from redrive.queue.ordering import key_lock, ordering_head
 from redrive.states import TERMINAL, ExecutionStatus
 
@@ -346,7 +348,15 @@ def _complete_statements() -> _CompleteStatements:
         return bindparam(name, type_=executions.c[column].type)
 
     held = (
-        select(executions.c.id, executions.c.lease_token, executions.c.attempts)
+        select(
+            executions.c.id,
+            executions.c.lease_token,
+            executions.c.attempts,
+            executions.c.trigger_id,
+            executions.c.action_kind,
+            executions.c.created_at,
+            executions.c.replay_of,
+        )
         .where(executions.c.id.in_(bindparam("ids", expanding=True)), executions.c.status == ExecutionStatus.RUNNING)
         .with_for_update(of=executions)
     )
@@ -378,28 +388,29 @@ def complete_many(connection: Connection, results: Sequence[Completion]) -> list
     """Record each result whose lease still holds, as if one after the other; one flag per result.
 
     The running rows are read and locked first, so each result's fence (its execution still running under its
-    token) is checked once, in Python; the updates and attempt rows then go in one statement each.
+    token) is checked once, in Python; the updates and attempt rows then go in one statement each, and the stats
+    rollups take the batch's changes in one more (``observe.rollups``).
     """
     statements = _complete_statements()
     held = {
-        row.id: (row.lease_token, row.attempts)
-        for row in connection.execute(statements.held, {"ids": sorted({r.execution_id for r in results})})
+        row.id: row for row in connection.execute(statements.held, {"ids": sorted({r.execution_id for r in results})})
     }
-    applied: list[tuple[Completion, int]] = []
+    applied: list[tuple[Completion, Any]] = []
     flags: list[bool] = []
     for result in results:
         current = held.get(result.execution_id)
-        if current is None or current[0] != result.lease_token:
+        if current is None or current.lease_token != result.lease_token:
             flags.append(False)
             continue
         del held[result.execution_id]  # the same lease completes once
-        applied.append((result, current[1] + 1))
+        applied.append((result, current))
         flags.append(True)
     if applied:
         connection.execute(statements.update, [_execution_values(result) for result, _ in applied])
-        connection.execute(statements.attempt, [_attempt_row(result, number) for result, number in applied])
+        connection.execute(statements.attempt, [_attempt_row(result, row.attempts + 1) for result, row in applied])
         for result, _ in applied:
             _after_failure(connection, result)
+        rollups.completed(connection, [_rollup_change(result, row) for result, row in applied])
     return flags
 
 
@@ -416,6 +427,24 @@ def _execution_values(result: Completion) -> dict[str, Any]:
         "b_error_message": result.message,
         "b_fingerprint": result.fingerprint,
     }
+
+
+def _rollup_change(result: Completion, held: Any) -> tuple[int, ExecutionFacts, AttemptFacts]:
+    """What the stats rollups count of a recorded attempt: the execution as it is now, and the attempt."""
+    finished = result.finished_at if result.status in TERMINAL else None
+    after = ExecutionFacts(
+        held.trigger_id,
+        held.action_kind,
+        result.status,
+        held.created_at,
+        finished,
+        result.fingerprint,
+        held.replay_of is not None,
+    )
+    attempt = AttemptFacts(
+        held.trigger_id, held.action_kind, held.attempts + 1, result.finished_at, result.outcome, result.fingerprint
+    )
+    return result.execution_id, after, attempt
 
 
 def _attempt_row(result: Completion, number: int) -> dict[str, Any]:

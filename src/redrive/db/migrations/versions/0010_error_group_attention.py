@@ -2,7 +2,7 @@
 reaches a count), so an operator silences repeated alerts without resolving the group
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-02 12:20:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import redrive.db.schema
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

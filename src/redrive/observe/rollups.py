@@ -1,0 +1,330 @@
+"""Rollups: the counters behind every stats figure, kept in the transaction of the change they count.
+
+Each metric of ``stat_rollups`` counts rows, keyed and bucketed as follows (the figures in ``observe.stats`` say
+which they serve):
+
+- ``events``: events stored, per trigger, by ``received_at`` per UTC day.
+- ``created``: executions per trigger and status, by ``created_at`` per UTC day. Pending and running share one key,
+  ``unfinished``: claims, sweeps and node deaths move rows between those two, and keeping them apart would put a
+  rollup write on every claim. The running rows are few (leased now), so the summary counts them from the index.
+- ``replays``: executions that replay another, per trigger, by ``created_at`` per day.
+- ``finished``: executions in a finished status, per trigger, action kind and status, by ``finished_at`` per
+  minute, five minutes, hour and day.
+- ``failing``: executions failing now, per trigger, status and fingerprint, in one all-time bucket.
+- ``failed_attempts``: failed attempts per trigger, kind and fingerprint, by ``finished_at`` per minute, five
+  minutes, hour and day.
+- ``retries``: attempts 2 and later per trigger, by ``finished_at`` per day.
+
+What a row contributes is a pure function of the row (``execution_counts``, ``attempt_counts``); a change adds what
+the row contributes after it minus what it contributed before (``moved``), a purge subtracts it. The live path, the
+backfill and the property test share these definitions, so they cannot disagree. ``apply`` writes a batch's counts
+in one multi-row upsert, sorted by key so concurrent transactions lock rows in the same order.
+
+Rows that predate the rollups are counted by the backfill (``observe.backfill``); until it has passed them, the
+live path leaves them alone (``live``) and the readers fall back to scanning (``ready``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from redrive.db.schema import attempts, events, executions, rollup_backfill, stat_rollups
+from redrive.states import FAILING, TERMINAL, ExecutionStatus
+
+MINUTE, FIVE_MINUTES, HOUR, DAY, ALL_TIME = 60, 300, 3600, 86400, 0
+# The grains of the metrics read over arbitrary windows: a window is read as whole days, hours, five-minute spans and
+# minutes (the fewest rows); a series of 5-minute buckets (or 10, 15, 30) reads five-minute rows, not minutes.
+TIMED = (MINUTE, FIVE_MINUTES, HOUR, DAY)
+UNFINISHED = "unfinished"  # pending or running
+SETTLED = TERMINAL | {ExecutionStatus.REPLAYED.value}  # the statuses an execution has once its attempts are over
+FAILED_OUTCOMES = ("transient", "permanent")  # an attempt's outcome when it failed
+SOURCES = ("executions", "events")  # what the backfill walks, by id
+SHARDS = 8
+KEY_COLUMNS = ("metric", "grain", "bucket", "trigger_id", "kind", "status", "fingerprint")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+Key = tuple[str, int, int, int, str, str, str]  # KEY_COLUMNS
+Counts = Counter[Key]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionFacts:
+    """What the rollups know of an execution."""
+
+    trigger_id: int
+    kind: str
+    status: str
+    created_at: datetime
+    finished_at: datetime | None
+    fingerprint: str | None
+    replay: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFacts:
+    """What the rollups know of an attempt."""
+
+    trigger_id: int
+    kind: str
+    number: int
+    finished_at: datetime
+    outcome: str
+    fingerprint: str | None
+
+
+def bucket_of(moment: datetime, grain: int) -> int:
+    """The start (seconds since the epoch) of the ``grain``-wide bucket holding ``moment``; 0 for all time."""
+    if grain == ALL_TIME:
+        return 0
+    seconds = (moment - _EPOCH) // _SECOND
+    return seconds - seconds % grain
+
+
+def execution_counts(row: ExecutionFacts, sign: int = 1) -> Counts:
+    """What ``row`` adds to the rollups as it is (``sign=-1``: what removing it takes away)."""
+    counts: Counts = Counter()
+    day = bucket_of(row.created_at, DAY)
+    settled = row.status in SETTLED
+    counts["created", DAY, day, row.trigger_id, "", row.status if settled else UNFINISHED, ""] += sign
+    if row.replay:
+        counts["replays", DAY, day, row.trigger_id, "", "", ""] += sign
+    if settled and row.finished_at is not None:
+        for grain in TIMED:
+            counts["finished", grain, bucket_of(row.finished_at, grain), row.trigger_id, row.kind, row.status, ""] += (
+                sign
+            )
+    if row.status in FAILING:
+        counts["failing", ALL_TIME, 0, row.trigger_id, "", row.status, row.fingerprint or ""] += sign
+    return counts
+
+
+def attempt_counts(attempt: AttemptFacts, sign: int = 1) -> Counts:
+    """What ``attempt`` adds to the rollups (``sign=-1``: what removing it takes away)."""
+    counts: Counts = Counter()
+    at, trigger_id = attempt.finished_at, attempt.trigger_id
+    if attempt.outcome in FAILED_OUTCOMES:
+        for grain in TIMED:
+            key = (
+                "failed_attempts",
+                grain,
+                bucket_of(at, grain),
+                trigger_id,
+                attempt.kind,
+                "",
+                attempt.fingerprint or "",
+            )
+            counts[key] += sign
+    if attempt.number > 1:
+        counts["retries", DAY, bucket_of(at, DAY), trigger_id, "", "", ""] += sign
+    return counts
+
+
+def event_counts(trigger_id: int, received_at: datetime, sign: int = 1) -> Counts:
+    """What an event adds to the rollups."""
+    return Counter({("events", DAY, bucket_of(received_at, DAY), trigger_id, "", "", ""): sign})
+
+
+def moved(before: ExecutionFacts, after: ExecutionFacts) -> Counts:
+    """The change of an execution from ``before`` to ``after``."""
+    counts = execution_counts(after)
+    counts.update(execution_counts(before, -1))
+    return counts
+
+
+def total(parts: Iterable[Counts]) -> Counts:
+    """The sum of ``parts`` (negative counts kept, unlike ``Counter.__add__``)."""
+    counts: Counts = Counter()
+    for part in parts:
+        counts.update(part)
+    return counts
+
+
+@cache
+def _upsert(dialect: str) -> Any:
+    insert = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(stat_rollups)
+    return insert.on_conflict_do_update(
+        index_elements=[*KEY_COLUMNS, "shard"], set_={"value": stat_rollups.c.value + insert.excluded.value}
+    )
+
+
+def _shard() -> int:
+    """This writer's shard: writers on other threads or processes mostly add to other rows of a hot bucket."""
+    return hash((os.getpid(), threading.get_ident())) % SHARDS
+
+
+def apply(connection: Connection, counts: Counts) -> None:
+    """Add ``counts`` to the rollups in the open transaction: one multi-row upsert, keys in order."""
+    shard = _shard()
+    rows = [
+        {**dict(zip(KEY_COLUMNS, key, strict=True)), "shard": shard, "value": value}
+        for key, value in sorted(counts.items())
+        if value
+    ]
+    if rows:
+        connection.execute(_upsert(connection.dialect.name), rows)
+
+
+# --- rows that predate the rollups --------------------------------------------------------------------------------
+
+_counted: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()  # engines whose backfill is done
+
+
+def _everything(row_id: int) -> bool:
+    return True
+
+
+def live(connection: Connection, source: str) -> Callable[[int], bool]:
+    """Which rows of ``source`` (by id) the live path counts: all, once the backfill is done; until then, those the
+    backfill does not count (above its watermark, or below where it has got to).
+
+    On PostgreSQL the backfill's row is read ``FOR SHARE``, so a backfill batch waits for this transaction (and sees
+    what it did) instead of counting a row this transaction changes.
+    """
+    if ready(connection):  # once done, remembered: the hot path reads nothing more
+        return _everything
+    query = select(rollup_backfill.c.watermark, rollup_backfill.c.next_id).where(rollup_backfill.c.source == source)
+    row = connection.execute(query.with_for_update(read=True)).one_or_none()
+    if row is None or row.next_id > row.watermark:
+        return _everything
+    watermark, next_id = row.watermark, row.next_id
+    return lambda row_id: row_id > watermark or row_id < next_id
+
+
+def ready(connection: Connection) -> bool:
+    """True once every row is counted in the rollups (the backfill is done); remembered per engine."""
+    if _counted.get(connection.engine):
+        return True
+    behind = connection.execute(
+        select(rollup_backfill.c.source).where(rollup_backfill.c.next_id <= rollup_backfill.c.watermark).limit(1)
+    ).first()
+    if behind is None:
+        _counted[connection.engine] = True
+    return behind is None
+
+
+def forget() -> None:
+    """Stop trusting any engine's rollups until ``ready`` says so again (a rebuild has started). Only this process
+    hears it: a rebuild is for a stopped service, or one running in this process (tests)."""
+    _counted.clear()
+
+
+# --- reading rows' facts --------------------------------------------------------------------------------------------
+
+_EXECUTION_FACTS = (
+    executions.c.id,
+    executions.c.trigger_id,
+    executions.c.action_kind,
+    executions.c.status,
+    executions.c.created_at,
+    executions.c.finished_at,
+    executions.c.fingerprint,
+    executions.c.replay_of,
+)
+
+
+def execution_facts(row: Any) -> ExecutionFacts:
+    """The facts of a row selected with ``_EXECUTION_FACTS``."""
+    return ExecutionFacts(
+        row.trigger_id,
+        row.action_kind,
+        row.status,
+        row.created_at,
+        row.finished_at,
+        row.fingerprint,
+        row.replay_of is not None,
+    )
+
+
+def executions_where(connection: Connection, *where: Any) -> dict[int, ExecutionFacts]:
+    """The facts of the executions ``where`` selects, by id."""
+    rows = connection.execute(select(*_EXECUTION_FACTS).where(*where))
+    return {row.id: execution_facts(row) for row in rows}
+
+
+def attempts_of(connection: Connection, *where: Any) -> list[AttemptFacts]:
+    """The facts of the attempts of the executions ``where`` selects."""
+    rows = connection.execute(
+        select(
+            executions.c.trigger_id,
+            executions.c.action_kind,
+            attempts.c.number,
+            attempts.c.finished_at,
+            attempts.c.outcome,
+            attempts.c.fingerprint,
+        )
+        .join(executions, executions.c.id == attempts.c.execution_id)
+        .where(*where)
+    )
+    return [AttemptFacts(*row) for row in rows]
+
+
+# --- what the live path calls ---------------------------------------------------------------------------------------
+
+
+def stored(connection: Connection, new: Sequence[tuple[int, str, datetime, bool]]) -> None:
+    """Count events just stored at ingest, ``(trigger id, action kind, received at, filtered)`` each; an unfiltered
+    one made a pending execution. New rows are above every backfill watermark: always counted here."""
+    parts: list[Counts] = []
+    for trigger_id, kind, at, filtered in new:
+        parts.append(event_counts(trigger_id, at))
+        if not filtered:
+            parts.append(execution_counts(ExecutionFacts(trigger_id, kind, "pending", at, None, None, False)))
+    apply(connection, total(parts))
+
+
+def replayed(connection: Connection, original_id: int, was: str, replay: ExecutionFacts) -> None:
+    """Count a replay: its original moved from ``was`` to ``replayed`` (in this transaction), ``replay`` created."""
+    counts = execution_counts(replay)
+    if live(connection, "executions")(original_id):
+        after = executions_where(connection, executions.c.id == original_id)[original_id]
+        counts.update(moved(as_status(after, was), after))
+    apply(connection, counts)
+
+
+def completed(connection: Connection, changes: Sequence[tuple[int, ExecutionFacts, AttemptFacts]]) -> None:
+    """Count attempts just recorded, ``(execution id, the execution after, the attempt)`` each; the execution was
+    running before."""
+    counted = live(connection, "executions")
+    parts: list[Counts] = []
+    for execution_id, after, attempt in changes:
+        if counted(execution_id):
+            parts += [moved(as_status(after, ExecutionStatus.RUNNING), after), attempt_counts(attempt)]
+    apply(connection, total(parts))
+
+
+def purged_executions(connection: Connection, ids: Sequence[int]) -> None:
+    """Subtract executions about to be deleted, and their attempts, in the deleting transaction."""
+    counted = live(connection, "executions")
+    mine = [i for i in ids if counted(i)]
+    if not mine:
+        return
+    parts = [execution_counts(row, -1) for row in executions_where(connection, executions.c.id.in_(mine)).values()]
+    parts += [attempt_counts(a, -1) for a in attempts_of(connection, executions.c.id.in_(mine))]
+    apply(connection, total(parts))
+
+
+def purged_events(connection: Connection, ids: Sequence[int]) -> None:
+    """Subtract events about to be deleted, in the deleting transaction."""
+    counted = live(connection, "events")
+    mine = [i for i in ids if counted(i)]
+    if mine:
+        rows = connection.execute(select(events.c.trigger_id, events.c.received_at).where(events.c.id.in_(mine)))
+        apply(connection, total(event_counts(trigger_id, at, -1) for trigger_id, at in rows))
+
+
+def as_status(facts: ExecutionFacts, status: str) -> ExecutionFacts:
+    """``facts`` with another status (the row before or after a status change)."""
+    return replace(facts, status=status)
