@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
 
 from redrive.db.database import Database
+from redrive.db.writer import WRITER_THREAD_INFO
 from redrive.failures.replay import ReplayRequest, replay
 from redrive.ingest.prepare import NewEvent, prepare
 from redrive.ingest.store import store_event, store_events
@@ -201,8 +202,10 @@ def test_claims_whose_snapshots_straddle_a_late_commit_never_lease_one_key_twice
             return [c.id for c in job(connection).executions]
 
         with engine.connect() as late, engine.connect() as a, engine.connect() as b:
+            late.info[WRITER_THREAD_INFO] = 0  # two writer threads: their stats rollups go to different rows
             [lower] = store_events(late, [event()])  # uncommitted: its id is the lower one
             with engine.begin() as early:
+                early.info[WRITER_THREAD_INFO] = 1
                 [higher] = store_events(early, [event()])
             assert lower.execution_id is not None
             assert higher.execution_id is not None

@@ -40,6 +40,9 @@ from sqlalchemy.engine import Connection
 from redrive.db.engine import conflicted, storage_unavailable
 
 T = TypeVar("T")
+WRITER_THREAD_INFO = "redrive_writer_thread"
+"""The ``Connection.info`` key naming the writer thread (0, 1, ...) whose transaction runs on the connection: what
+spreads the rollups' hot rows over the threads (``redrive.observe.rollups``) so they never queue on each other."""
 Job = Callable[[Connection], T]
 log = structlog.get_logger("redrive.writer")
 _CONFLICT_RETRIES = 3  # a batch that deadlocked with another writer's is run again this many times
@@ -106,8 +109,9 @@ class _Link:
     ping there): ``Database.write_sync`` shares it.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, thread: int = 0) -> None:
         self._engine = engine
+        self._thread = thread
         self._keep = engine.dialect.name != "sqlite"
         self._connection: Connection | None = None
         self._used = 0.0
@@ -119,6 +123,7 @@ class _Link:
         self.stale = False
         if not self._keep:
             with self._engine.begin() as connection:
+                connection.info[WRITER_THREAD_INFO] = self._thread
                 yield connection
             return
         kept = self._connection
@@ -128,6 +133,7 @@ class _Link:
         unchecked = kept is not None
         if kept is None:
             kept = self._connection = self._engine.connect()
+            kept.info[WRITER_THREAD_INFO] = self._thread
         committing = False
         try:
             with kept.begin():
@@ -160,7 +166,9 @@ class Writer:
         self._collecting = threading.Lock()  # held by the thread forming the next batch
         self._stopping = False
         self._threads = [
-            threading.Thread(target=self._loop, name=f"redrive-writer-{n}" if n else "redrive-writer", daemon=True)
+            threading.Thread(
+                target=self._loop, args=(n,), name=f"redrive-writer-{n}" if n else "redrive-writer", daemon=True
+            )
             for n in range(threads)
         ]
         self._started = False
@@ -187,8 +195,8 @@ class Writer:
                 thread.join()
             self._started = False
 
-    def _loop(self) -> None:
-        link = _Link(self._engine)
+    def _loop(self, thread: int) -> None:
+        link = _Link(self._engine, thread)
         try:
             while batch := self._collect():
                 self._commit(link, batch)

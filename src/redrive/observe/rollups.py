@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, rollup_backfill, stat_rollups
+from redrive.db.writer import WRITER_THREAD_INFO
 from redrive.states import FAILING, TERMINAL, ExecutionStatus
 
 MINUTE, FIVE_MINUTES, HOUR, DAY, ALL_TIME = 60, 300, 3600, 86400, 0
@@ -160,14 +161,19 @@ def _upsert(dialect: str) -> Any:
     )
 
 
-def _shard() -> int:
-    """This writer's shard: writers on other threads or processes mostly add to other rows of a hot bucket."""
+def _shard(connection: Connection) -> int:
+    """This writer's shard: writers on other threads or processes mostly add to other rows of a hot bucket. The
+    writer's threads of one process take consecutive shards (never the same one while there are fewer threads than
+    shards); another process starts elsewhere."""
+    thread = connection.info.get(WRITER_THREAD_INFO)
+    if isinstance(thread, int):
+        return (os.getpid() + thread) % SHARDS
     return hash((os.getpid(), threading.get_ident())) % SHARDS
 
 
 def apply(connection: Connection, counts: Counts) -> None:
     """Add ``counts`` to the rollups in the open transaction: one multi-row upsert, keys in order."""
-    shard = _shard()
+    shard = _shard(connection)
     rows = [
         {**dict(zip(KEY_COLUMNS, key, strict=True)), "shard": shard, "value": value}
         for key, value in sorted(counts.items())
