@@ -51,7 +51,7 @@ def main() -> int:
             for n in range(1, args.repeat + 1):
                 order = list(VARIANTS) if n % 2 else list(reversed(VARIANTS))  # neither always goes first
                 for name in order:
-                    run = end_to_end(args, procs, n, VARIANTS[name], tag=f"{name}-")
+                    run = end_to_end(args, procs, n, trigger_extra=VARIANTS[name], tag=f"{name}-")
                     procs.stop_all()
                     runs[name].append(run)
                     per_event = run["cpu_seconds"] / max(1, run["succeeded"])
