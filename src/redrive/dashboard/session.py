@@ -6,7 +6,7 @@ The token lives only in Streamlit's server-side session state: never in the URL,
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import streamlit as st
@@ -94,6 +94,18 @@ def sign_out() -> None:
 def refusal(exc: ApiError) -> None:
     """Show an API refusal: a title chosen by its ``code`` and the API's own message."""
     st.error(f"**{REFUSALS.get(exc.code, 'The API refused')}**: {exc.message}")
+
+
+def operator_page(title: str, done_key: str, body: Callable[[], None]) -> None:
+    """A page whose operator buttons report back under ``done_key``: its title, the last action's outcome (a refusal
+    or a success line, shown once), then ``body``."""
+    st.title(title)
+    outcome = st.session_state.pop(done_key, None)
+    if isinstance(outcome, ApiError):
+        refusal(outcome)
+    elif outcome:
+        st.success(outcome)
+    body()
 
 
 def problem(exc: ApiError) -> None:

@@ -89,13 +89,7 @@ def live() -> None:
 
 def render() -> None:
     """The page."""
-    st.title("Alerts")
-    outcome = st.session_state.pop(DONE, None)
-    if isinstance(outcome, ApiError):
-        session.refusal(outcome)
-    elif outcome:
-        st.success(outcome)
-    live()
+    session.operator_page("Alerts", DONE, live)
 
 
 if __name__ == "__main__":

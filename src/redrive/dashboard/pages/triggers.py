@@ -63,13 +63,7 @@ def live() -> None:
 
 def render() -> None:
     """The page."""
-    st.title("Triggers")
-    outcome = st.session_state.pop(DONE, None)
-    if isinstance(outcome, ApiError):
-        session.refusal(outcome)
-    elif outcome:
-        st.success(outcome)
-    live()
+    session.operator_page("Triggers", DONE, live)
 
 
 if __name__ == "__main__":
