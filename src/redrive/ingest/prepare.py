@@ -179,6 +179,8 @@ def prepare(
         filtered=filtered,
         received_at=received_at,
         accept_key_conflicts=trigger.source.on_key_conflict == "accept",
-        ordering_key=None if filtered else ordering_key(trigger, payload, headers),  # a filtered event never runs
+        ordering_key=None
+        if filtered
+        else ordering_key(trigger, payload, stored_headers),  # a filtered event never runs
         destination=target,
     )

@@ -26,7 +26,7 @@ from redrive.clock import Clock, utcnow
 from redrive.db.database import Database
 from redrive.db.engine import storage_unavailable
 from redrive.db.writer import Job
-from redrive.destinations.breaker import Observed
+from redrive.destinations.breaker import Observed, Policy
 from redrive.destinations.report import report
 from redrive.destinations.store import sync_limits
 from redrive.extensions import BreakerTransition, ResourceContext
@@ -255,6 +255,8 @@ class Worker:
             run_at = finished + timedelta(seconds=decision.delay)
         redact = self._redactor
         message = redact.text(failure.message) if failure else None
+        seconds = (finished - started).total_seconds()
+        observed, policy = self._observed(trigger, claimed.destination, failure, seconds)
         completion = Completion(
             execution_id=claimed.id,
             lease_token=claimed.lease_token,
@@ -276,9 +278,10 @@ class Worker:
             if failure
             else None,
             title=normalise(message or "") if failure else None,
+            destination=claimed.destination if observed is not None else None,
+            observed=observed,
+            policy=policy,
         )
-        seconds = (finished - started).total_seconds()
-        completion = self._observed(trigger, claimed, completion, failure, seconds)
         job = queue.complete(completion)
         applied = await write_until_stored(self._db, job)
         if job.transitions:
@@ -322,23 +325,21 @@ class Worker:
                     )
 
     def _observed(
-        self, trigger: Trigger, claimed: Claimed, completion: Completion, failure: Failure | None, seconds: float
-    ) -> Completion:
-        """The completion, with what its destination's breaker and limits count of it (when anything does).
+        self, trigger: Trigger, destination: str | None, failure: Failure | None, seconds: float
+    ) -> tuple[Observed | None, Policy | None]:
+        """What the attempt's destination's breaker and limits count of it, and their policy; (None, None) when
+        nothing does.
 
         A transient failure that names its wait (429/503 ``Retry-After``) paces the whole destination, whatever
         its policy: every execution going there waits, not only this one."""
-        destination = claimed.destination
         if destination is None:
-            return completion
+            return None, None
         retry_after = failure.retry_after if failure is not None and failure.category == "transient" else None
         policies = self._triggers.policies
         if retry_after is None and not policies.tracked(destination, trigger.name):
-            return completion
+            return None, None
         observed = Observed(failure.category if failure is not None else "succeeded", seconds, retry_after)
-        return replace(
-            completion, destination=destination, observed=observed, policy=policies.of(destination, trigger.name)
-        )
+        return observed, policies.of(destination, trigger.name)
 
     def _report(self, transitions: list[BreakerTransition]) -> None:
         if transitions:
