@@ -20,15 +20,17 @@ POSTs it once to a local sink. Load generator (this process), sink and servers s
   with the key as its ``queueing_lock``, a worker with ``--concurrency`` jobs at once, the job POSTs to the sink.
 
 The figure is events / (first POST .. the sink's arrival of the last new key). The sink counts unique keys and
-duplicates, and after each run the keys it received are compared with the keys sent: a lost event (accepted or
-not) fails the script with exit code 1; duplicates are reported. ``cpu ms/event`` is the CPU time of the system's
-own processes (psutil, children included) per event; ``store ms/event`` that of its store's server (the PostgreSQL
-backends of the run's database, or redis-server; SQLite runs inside redrive). Each run starts every process and
-the store afresh. The systems are interleaved: round ``r`` runs each system once (in an order rotated per
-round), so each ratio compares runs minutes apart, not a slot when the machine happened to be slow. ``ratio``
-divides a system's rate by the best peer's (Celery or Procrastinate) in the same round; ``vs 1 process`` divides a
-``-n`` system's rate and CPU per event by those of the same redrive on one process in the same round; the table
-shows medians.
+duplicates, and after each run the keys it received are compared with the keys sent: a lost event (accepted or not)
+fails the script with exit code 1; duplicates are reported. ``cpu ms/event`` is the CPU time of the system's own
+processes (psutil, children included) per event; ``store ms/event`` that of its store's server (the PostgreSQL
+backends of the run's database, or redis-server; SQLite runs inside redrive). ``generator + sink ms/event`` is what
+the harness itself burns on the shared cores, and ``busy cores`` the whole machine's non-idle CPU over the run: near
+the core count, the box is saturated, and a system goes faster only by spending less CPU per event. Each run starts
+every process and the store afresh. The systems are interleaved: round ``r`` runs each system once (in an order
+rotated per round), so each ratio compares runs minutes apart, not a slot when the machine happened to be slow.
+``ratio`` divides a system's rate by the best peer's (Celery or Procrastinate) in the same round; ``vs 1 process``
+divides a ``-n`` system's rate and CPU per event by those of the same redrive on one process in the same round; the
+table shows medians.
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ class Run:
     send_seconds: float  # until the last sender had its answer: the ingest half alone
     cpu_ms: float
     store_ms: float
+    harness_ms: float  # the load generator (this process) and the sink, per event
+    busy_cores: float  # the whole machine's busy CPU seconds per wall second over the run (2.0 = both cores full)
     smallest_body: int
     load: float
 
@@ -225,6 +229,7 @@ def measure(args: argparse.Namespace, workdir: Path, system: str, round_: int) -
     deployment = Deployment([], [])
     try:
         sink_port = start_sink(procs, "sink")
+        sink_pid = procs.running[-1].pid
         deployment = deploy(args, procs, sink_port, system)
         body = event_body()
         # Warm-up: one event through each front proves the whole chain works before the clock starts.
@@ -234,11 +239,15 @@ def measure(args: argparse.Namespace, workdir: Path, system: str, round_: int) -
             raise RuntimeError(f"{system}: the warm-up events never reached the sink; see the logs in {procs.workdir}")
         keys = [f"{round_}-{n:08d}" for n in range(args.events)]
         load = load_average()
-        cpu0, store0, began = tree_cpu_seconds(deployment.pids), deployment.store_cpu(), time.time()
+        harness = [os.getpid(), sink_pid]
+        cpu0, store0, harness0 = tree_cpu_seconds(deployment.pids), deployment.store_cpu(), own_cpu(harness)
+        machine0, began = machine_busy_seconds(), time.time()
         sent = asyncio.run(send_events(deployment.urls, keys, args.connections, body, args.timeout))
         wait_delivered(sink_port, len(warm) + args.events, args.stall)
         cpu = tree_cpu_seconds(deployment.pids) - cpu0
         store = deployment.store_cpu() - store0
+        harness_cpu = own_cpu(harness) - harness0
+        busy = (machine_busy_seconds() - machine0) / max(time.time() - began, 1e-9)
         time.sleep(args.settle)  # a late duplicate would arrive now; a later one is not counted
         counts = sink_counts(sink_port)
         received = sink_keys(sink_port) - set(warm)
@@ -261,9 +270,26 @@ def measure(args: argparse.Namespace, workdir: Path, system: str, round_: int) -
         send_seconds=sent.seconds,
         cpu_ms=cpu * 1000 / args.events,
         store_ms=store * 1000 / args.events,
+        harness_ms=harness_cpu * 1000 / args.events,
+        busy_cores=busy,
         smallest_body=int(counts["smallest_body"] or 0),
         load=load,
     )
+
+
+def own_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes themselves (not their children)."""
+    total = 0.0
+    for pid in pids:
+        t = psutil.Process(pid).cpu_times()
+        total += t.user + t.system
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent not idle (all cores, all processes) since boot."""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
 def ratios(runs: list[Run]) -> dict[tuple[str, int], float]:
@@ -301,7 +327,8 @@ def report(args: argparse.Namespace, runs: list[Run], load_before: float) -> boo
             f"  round {r.round} {r.system:15} {r.rate:8.0f} events/s in {r.seconds:6.2f} s (answered in "
             f"{r.send_seconds:.2f} s)  {lost}, duplicates {r.duplicates}, unknown {r.unknown}, 2xx "
             f"{r.accepted}/{r.events} (refused {r.refused}, errors {r.errors}), cpu {r.cpu_ms:.2f} ms/event, "
-            f"store {r.store_ms:.2f} ms/event, smallest body {r.smallest_body} B, load {r.load:.2f}"
+            f"store {r.store_ms:.2f} ms/event, load generator + sink {r.harness_ms:.2f} ms/event, machine busy "
+            f"{r.busy_cores:.2f} cores, smallest body {r.smallest_body} B, load {r.load:.2f}"
             + (f", ratio {rel:.2f}" if rel is not None else "")
             + (f", vs 1 process: rate x{versus[key][0]:.2f}, cpu/event x{versus[key][1]:.2f}" if key in versus else "")
         )
@@ -311,9 +338,9 @@ def report(args: argparse.Namespace, runs: list[Run], load_before: float) -> boo
     )
     print(
         "| system | events/s | range | ratio to best peer | vs 1 process (rate, cpu/event) | cpu ms/event "
-        "| store ms/event | lost | duplicated |"
+        "| store ms/event | generator + sink ms/event | busy cores | lost | duplicated |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for system in args.systems:
         mine = [r for r in runs if r.system == system]
         if not mine:
@@ -330,7 +357,9 @@ def report(args: argparse.Namespace, runs: list[Run], load_before: float) -> boo
         print(
             f"| {system} | {statistics.median(rates):,.0f} | {min(rates):,.0f}-{max(rates):,.0f} | "
             f"{median_ratio} | {vs_one} | {statistics.median(r.cpu_ms for r in mine):.2f} | "
-            f"{statistics.median(r.store_ms for r in mine):.2f} | {sum(r.lost for r in mine)} | "
+            f"{statistics.median(r.store_ms for r in mine):.2f} | "
+            f"{statistics.median(r.harness_ms for r in mine):.2f} | "
+            f"{statistics.median(r.busy_cores for r in mine):.2f} | {sum(r.lost for r in mine)} | "
             f"{sum(r.duplicates for r in mine)} |"
         )
     print(f"\nload average (1 min): {load_before:.2f} before, {load_average():.2f} after")
