@@ -18,6 +18,7 @@ import aiohttp
 import httpx2
 import pytest
 from cluster_support import Cluster, CountingTarget, Process, http_trigger, leased_by, write_config
+from prometheus_client.parser import text_string_to_metric_families
 
 from support import query, scalar, wait_until
 
@@ -112,6 +113,16 @@ async def send(url: str, trigger: str, numbers: range) -> Counter[int]:
     return statuses
 
 
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """One GET /metrics on a fresh connection (so any process may answer): (sample name, labels) -> value."""
+    text = httpx2.get(f"{url}/metrics", headers={"Connection": "close"}, timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 class LeaseWatch:
     """Samples, in a thread, which nodes hold leases (a lease token starts with its node's id)."""
 
@@ -159,6 +170,12 @@ def test_two_processes_share_the_port_and_the_work_and_stop_together(
         what="every execution recorded",
     )
     assert scalar(db_url, "SELECT count(*) FROM attempts") == EVENTS
+    # Whichever process answers a scrape counts for the group, and the cluster gauges are there once.
+    for _ in range(6):
+        scraped = scrape(group.url)
+        assert scraped[("redrive_events_received_total", (("trigger", "orders"),))] == EVENTS
+        assert scraped[("redrive_executions_total", (("kind", "http"), ("status", "succeeded")))] == EVENTS
+        assert scraped[("redrive_queue_pending", ())] == 0
 
     # Work that cannot finish within the grace period is in flight when `up` is told to stop.
     asyncio.run(send(group.url, "stuck", range(EVENTS, EVENTS + 20)))

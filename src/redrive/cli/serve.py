@@ -7,6 +7,7 @@ import gc
 import os
 import signal
 import socket
+import tempfile
 from pathlib import Path
 
 import structlog
@@ -25,6 +26,7 @@ from redrive.db.migrate import upgrade
 from redrive.errors import TokenExists
 from redrive.node.process import Role, Seat
 from redrive.observe.logs import configure_logging
+from redrive.observe.metrics import share_between_processes
 from redrive.observe.redaction import Redactor
 from redrive.plugins import Plugins
 from redrive.settings import Settings
@@ -89,7 +91,10 @@ def run_server(
     _freeze()  # before forking: the children share these pages instead of each touching them
     supervisor = Supervisor(processes, child, sqlite=settings.is_sqlite, grace=settings.shutdown_grace)
     try:
-        return supervisor.run()
+        # One /metrics for the group: whichever child answers a scrape adds up every child's counts.
+        with tempfile.TemporaryDirectory(prefix="redrive-metrics-") as shared:
+            share_between_processes(Path(shared))
+            return supervisor.run()
     finally:
         listener.close()
 

@@ -1,18 +1,32 @@
-"""Prometheus metrics, per node: each process serves its own ``/metrics`` from its own registry.
+"""Prometheus metrics, per node: each node serves its own ``/metrics``.
 
-Why per node and not prometheus-client's multiprocess mode: redrive's processes are independent nodes (often on
-different hosts), each with its own HTTP port, so Prometheus scrapes every node and ``sum()`` adds them up; nothing
-is shared through files. Counters and histograms count what this process did. Gauges read from the database at
-scrape time (queue depth, oldest pending age, DLQ size, replays, lease expiries) describe the whole cluster and are
-the same on every node: aggregate them with ``max()``, not ``sum()``.
+Why per node: redrive's nodes are independent (often on different hosts), each with its own HTTP port, so Prometheus
+scrapes every node and ``sum()`` adds them up. Counters and histograms count what the node did. Gauges read from the
+database at scrape time (queue depth, oldest pending age, DLQ size, replays, lease expiries) describe the whole
+cluster and are the same on every node: aggregate them with ``max()``, not ``sum()``.
+
+The N processes of one ``redrive up --processes N`` share one port, so a scrape reaches whichever of them accepts
+it: each would show only its own counts, and a counter that goes down between scrapes reads as a reset to
+Prometheus. So the supervisor puts them in prometheus-client's multiprocess mode (``share_between_processes``,
+before it forks): every process writes its counters and histograms to files in one directory, and whichever answers
+a scrape adds them all up, those of children that died and were restarted included, as the library does under
+gunicorn. The cluster gauges never go through those files: they are read fresh at each scrape
+(``_ClusterGauges``).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess, values
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own setting: where the shared files go
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 INGEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -86,17 +100,6 @@ class Metrics:
             "Failed API authentications answered 429: the address is over its failure limit.",
             registry=r,
         )
-        self.queue_pending = Gauge("redrive_queue_pending", "Pending executions (due now or later).", registry=r)
-        self.queue_due = Gauge("redrive_queue_due", "Pending executions due now (queue depth).", registry=r)
-        self.queue_running = Gauge("redrive_queue_running", "Executions leased by a worker.", registry=r)
-        self.oldest_due = Gauge(
-            "redrive_queue_oldest_due_age_seconds", "How long the oldest due execution has waited.", registry=r
-        )
-        self.dlq = Gauge("redrive_dlq_size", "Executions in the dead-letter queue (failed_retryable).", registry=r)
-        self.replayed = Gauge("redrive_replayed_executions", "Executions replayed so far.", registry=r)
-        self.expired_leases = Gauge(
-            "redrive_leases_expired", "Running executions whose lease expired, waiting for the sweeper.", registry=r
-        )
         self.plugin_hook_failures = Counter(
             "redrive_plugin_hook_failures",
             "Lifecycle hook calls that raised or timed out, by plugin, hook and reason (error or timeout).",
@@ -128,6 +131,14 @@ class Metrics:
             ["destination", "to_state"],
             registry=r,
         )
+        self._cluster = _ClusterGauges()
+        shared = os.environ.get(MULTIPROCESS_DIR)
+        if shared:  # one of the processes of one `up`: a scrape adds up every process's files
+            self._exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self._exposed, path=shared)  # type: ignore[no-untyped-call]
+        else:
+            self._exposed = r
+        self._exposed.register(self._cluster)
         self._ingested: dict[tuple[str, str], Any] = {}
         self._attempted: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
 
@@ -169,12 +180,47 @@ class Metrics:
         self.breaker_transitions.labels(destination, to_state).inc()
 
     def render(self, snapshot: QueueSnapshot) -> bytes:
-        """The exposition text, with the cluster gauges set from ``snapshot``."""
-        self.queue_pending.set(snapshot.pending)
-        self.queue_due.set(snapshot.due)
-        self.queue_running.set(snapshot.running)
-        self.oldest_due.set(snapshot.oldest_due_age_seconds)
-        self.dlq.set(snapshot.dlq)
-        self.replayed.set(snapshot.replayed)
-        self.expired_leases.set(snapshot.expired_leases)
-        return generate_latest(self.registry)
+        """The exposition text: the node's counters (all its processes') and the cluster gauges of ``snapshot``."""
+        self._cluster.snapshot = snapshot
+        return generate_latest(self._exposed)
+
+
+class _ClusterGauges(Collector):
+    """The cluster-wide gauges, from the snapshot the scrape just read (never stored, never added across processes)."""
+
+    GAUGES = (
+        ("redrive_queue_pending", "Pending executions (due now or later).", "pending"),
+        ("redrive_queue_due", "Pending executions due now (queue depth).", "due"),
+        ("redrive_queue_running", "Executions leased by a worker.", "running"),
+        (
+            "redrive_queue_oldest_due_age_seconds",
+            "How long the oldest due execution has waited.",
+            "oldest_due_age_seconds",
+        ),
+        ("redrive_dlq_size", "Executions in the dead-letter queue (failed_retryable).", "dlq"),
+        ("redrive_replayed_executions", "Executions replayed so far.", "replayed"),
+        (
+            "redrive_leases_expired",
+            "Running executions whose lease expired, waiting for the sweeper.",
+            "expired_leases",
+        ),
+    )
+
+    def __init__(self) -> None:
+        self.snapshot: QueueSnapshot | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, documentation, field_name in self.GAUGES:
+            value = getattr(self.snapshot, field_name) if self.snapshot is not None else 0
+            yield GaugeMetricFamily(name, documentation, value=value)
+
+
+def share_between_processes(directory: Path) -> None:
+    """Make the instruments this process creates from now on (and its forked children's) count in ``directory``.
+
+    prometheus-client picks how values are kept when it is first imported, from ``PROMETHEUS_MULTIPROC_DIR``; the
+    supervisor of ``up --processes N`` has imported it by then, so the choice is made again here, before any
+    ``Metrics`` exists. ``directory`` must be empty: what is in it is counted.
+    """
+    os.environ[MULTIPROCESS_DIR] = str(directory)
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
