@@ -28,9 +28,12 @@ triggers:
 
 def test_a_templated_destination_is_limited_from_its_first_execution(db_url: str) -> None:
     with TimedTarget({"slow": 0.2}) as target, run_service(db_url, config(target), worker_concurrency=8) as service:
-        for n in range(BURST):
+        operator = service.auth("operator")
+        assert httpx2.post(f"{service.url}/api/v1/triggers/partners/pause", headers=operator).status_code == 200
+        for n in range(BURST):  # stored while paused, then released at once: a burst the first claim sees whole
             response = httpx2.post(f"{service.url}/hooks/partners", json={"partner": "acme", "n": n}, timeout=10)
             assert response.status_code == 202, response.text
+        assert httpx2.post(f"{service.url}/api/v1/triggers/partners/resume", headers=operator).status_code == 200
         done = "SELECT count(*) FROM executions WHERE status = 'succeeded'"
         wait_until(lambda: scalar(db_url, done) == BURST, timeout=30, what="the burst delivered")
         rows = query(db_url, "SELECT name, trigger, concurrency FROM destinations")
