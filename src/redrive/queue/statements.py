@@ -324,7 +324,6 @@ class Complete(BatchJob[bool]):
     @classmethod
     def run_batch(cls, connection: Connection, jobs: Sequence[Complete]) -> list[bool]:
         """Record the attempts of ``jobs``, in one pass, counted first at their destinations (which may hold some)."""
-        now = max(job.result.finished_at for job in jobs)
         held: set[tuple[int, str]] = set()
         for job in jobs:
             job.transitions = []
@@ -337,6 +336,7 @@ class Complete(BatchJob[bool]):
             ]
             if not counted:
                 return applied
+            now = max(job.result.finished_at for job in jobs)
             recorded = record_outcomes(connection, [outcome for _, outcome in counted], now)
             jobs[0].transitions = recorded.transitions
             holding = {counted[n][0] for n in recorded.held}
