@@ -102,30 +102,31 @@ def _complete(h: History, outcomes: list[str], fingerprint: int) -> None:
         status = {
             "succeeded": "succeeded",
             "retry": "pending",
+            "held": "pending",
             "dead": "failed_retryable",
             "permanent": "failed",
         }[outcome]
         kind = "http" if claimed.trigger_id == h.ids["b"] else "command"
-        results.append(
-            queue.Completion(
-                execution_id=claimed.id,
-                lease_token=claimed.lease_token,
-                status=status,
-                run_at=h.now if outcome == "retry" else None,
-                started_at=h.now,
-                finished_at=h.now,
-                outcome="permanent" if outcome == "permanent" else ("transient" if failed else "succeeded"),
-                error_category=None if not failed else "transient",
-                error_code=None if not failed else "boom",
-                message=None if not failed else "boom",
-                detail={},
-                excerpt=None,
-                trigger_id=claimed.trigger_id,
-                action_kind=kind,
-                fingerprint=FINGERPRINTS[fingerprint] if failed else None,
-                title="boom" if failed else None,
-            )
+        completion = queue.Completion(
+            execution_id=claimed.id,
+            lease_token=claimed.lease_token,
+            status=status,
+            run_at=h.now if outcome == "retry" else None,
+            started_at=h.now,
+            finished_at=h.now,
+            outcome="permanent" if outcome == "permanent" else ("transient" if failed else "succeeded"),
+            error_category=None if not failed else "transient",
+            error_code=None if not failed else "boom",
+            message=None if not failed else "boom",
+            detail={},
+            excerpt=None,
+            trigger_id=claimed.trigger_id,
+            action_kind=kind,
+            fingerprint=FINGERPRINTS[fingerprint] if failed else None,
+            title="boom" if failed else None,
         )
+        # "held": completed into an open breaker, as record_outcomes hands it back (destinations.holding)
+        results.append(queue.held_by_breaker(completion) if outcome == "held" else completion)
     h.held = h.held[len(results) :]
     h.write(lambda c: queue.Complete.run_batch(c, [queue.complete(r) for r in results]))
 

@@ -223,7 +223,7 @@ def test_a_breaker_held_open_fires_after_its_duration_and_resolves_when_it_close
         clock[0] = T0 + timedelta(seconds=seconds)
 
         def job(connection: Any) -> None:
-            planned = plan_claim(connection, lambda name: policy, clock[0])
+            planned = plan_claim(connection, lambda name, trigger: policy, clock[0])
             planned.commit(connection, {down: planned.allowances.get(down, 0)}, clock[0])
 
         db.write_sync(job)

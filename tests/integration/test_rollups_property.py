@@ -50,7 +50,7 @@ ROUNDS = st.tuples(
     st.tuples(st.just("claim"), st.integers(0, 5), st.booleans()),
     st.tuples(
         st.just("complete"),
-        st.lists(st.sampled_from(["succeeded", "retry", "dead", "permanent"]), max_size=5),
+        st.lists(st.sampled_from(["succeeded", "retry", "held", "dead", "permanent"]), max_size=5),
         st.integers(0, len(FINGERPRINTS) - 1),
     ),
     DISRUPTIONS,

@@ -78,7 +78,7 @@ def show(
                 str(a["number"]),
                 utc_time(a["started_at"]),
                 f"{a['duration_ms']:.1f}",
-                a["outcome"],
+                a["outcome"] if not a.get("note") else f"{a['outcome']} ({a['note']})",
                 a["error_code"] or "",
                 a["message"] or "",
             )

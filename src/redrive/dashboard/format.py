@@ -156,7 +156,7 @@ def attempt_rows(attempts: Sequence[dict[str, Any]], now: datetime) -> list[dict
             "started": relative(a["started_at"], now),
             "started (UTC)": exact(a["started_at"], zone=False),
             "ms": round(a["duration_ms"], 1),
-            "outcome": a["outcome"],
+            "outcome": a["outcome"] if not a.get("note") else f"{a['outcome']} ({a['note']})",
             "error": a["error_code"] or "",
             "message": a["message"] or "",
         }

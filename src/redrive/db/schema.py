@@ -131,7 +131,10 @@ executions = Table(
     Column("trigger_id", Id, ForeignKey("triggers.id"), nullable=False),
     Column("action_kind", String(32), nullable=False),
     Column("status", String(20), nullable=False),
+    # Attempts charged to the retry budget; ``uncharged`` counts those held by an open breaker, not charged
+    # (``redrive.destinations.holding``). An attempt row's number is the sum plus one: every request is numbered.
     Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("uncharged", Integer, nullable=False, server_default=text("0")),
     Column("run_at", _utc(), nullable=False),
     Column("lease_token", String(32)),
     Column("lease_expires_at", _utc()),
@@ -196,6 +199,8 @@ attempts = Table(
     Column("fingerprint", String(16)),
     # What the attempt sent (redacted, capped): method, URL, headers, body; argv, env names; envelope, subject.
     Column("request", Json),
+    # False: a transient failure that completed with its destination's breaker open, held, not charged.
+    Column("charged", Boolean, nullable=False, server_default=text("true")),
     Index("ix_attempts_execution", "execution_id", "number"),
     Index("ix_attempts_fingerprint_finished", "fingerprint", "finished_at"),
     Index("ix_attempts_finished", "finished_at"),
@@ -403,6 +408,8 @@ destinations = Table(
     Column("tokens_at", _utc()),
     Column("ramp_start", _utc()),  # closed after an outage: the ramped drain started then
     Column("paced_until", _utc()),  # a 429/503 Retry-After: nothing goes there before this
+    # A destination no trigger names up front (templated): the trigger whose policy its claims apply.
+    Column("trigger", String(64)),
     Column("updated_at", _utc(), nullable=False),
 )
 

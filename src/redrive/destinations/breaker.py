@@ -84,6 +84,7 @@ class Destination:
     tokens_at: datetime | None
     ramp_start: datetime | None
     paced_until: datetime | None
+    trigger: str | None = None  # a templated destination: the trigger whose policy its claims apply
 
     @classmethod
     def new(cls, name: str, now: datetime) -> Destination:

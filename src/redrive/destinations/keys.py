@@ -15,10 +15,11 @@ fails on the same template when it runs.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from redrive.destinations.policy import Seed
 from redrive.triggers.templating import RenderError
 
 MAX_LENGTH = 255
@@ -56,6 +57,8 @@ class DestinationKey:
     fixed: str | None
     dynamic: Dynamic | None = None
     fallback: str = ""
+    seed: Seed | None = None
+    """A dynamic key's row is made with each execution, when its trigger's policy must hold from the first claim."""
 
     def of(self, context: Mapping[str, Any]) -> str | None:
         """The destination for an event whose template context is ``context`` (only read when dynamic)."""
@@ -66,6 +69,10 @@ class DestinationKey:
         except RenderError:
             return self.fallback
         return key[:MAX_LENGTH] if key else self.fallback
+
+    def seeded(self, seed: Seed | None) -> DestinationKey:
+        """This key, its rows made with ``seed`` when it is dynamic (a fixed one's row is made at worker start)."""
+        return replace(self, seed=seed) if self.fixed is None and seed is not None else self
 
 
 def destination_key(name: str, declared: Any, from_kind: str | Dynamic | None) -> DestinationKey:

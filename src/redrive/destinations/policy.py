@@ -5,14 +5,17 @@ entry in the top-level ``destinations:`` section wins over them (its ``breaker``
 it sets replaces the trigger's). When several triggers share a destination, the first declared trigger's breaker
 applies and the strictest of their limits. The breaker is on by default for ``http`` and off for the other kinds
 (their destination is usually the trigger itself, whose failures are its own, not an outage to wait out).
-A destination nobody declared (a templated one) gets the policy of the trigger whose execution it is, or, when
-only its name is known (a claim), the default breaker and the limits its row records.
+A destination nobody declared (a templated one) gets the policy of the trigger whose execution it is. A claim
+knows only the destination's row: a templated destination whose trigger declares limits or its own breaker has its
+row made with its first execution, naming that trigger (``Seed``; ``redrive.destinations.store.seed_rows``), so
+its limits and breaker hold from the first claim; any other gets the default breaker and no limits there, which is
+what its trigger says of it (or, for a breaker that is off, nothing a claim acts on: such a row never opens).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from redrive.destinations.breaker import Policy
 from redrive.triggers.config import BreakerConfig, DestinationConfig, TriggerConfig
@@ -29,6 +32,25 @@ def trigger_policy(trigger: TriggerConfig) -> Policy:
     breaker = trigger.breaker
     enabled = breaker.enabled if breaker.enabled is not None else trigger.action.kind == "http"
     return Policy(breaker if enabled else None, trigger.limits.rate, trigger.limits.concurrency)
+
+
+@dataclass(frozen=True, slots=True)
+class Seed:
+    """What a templated destination's row is made with, with its first execution: the trigger whose policy its
+    claims apply, and that policy (its limits make the row restricted at once)."""
+
+    trigger: str
+    policy: Policy
+
+
+def seed_of(trigger: TriggerConfig) -> Seed | None:
+    """The ``Seed`` of ``trigger``'s templated destinations; None when a claim's default for an unknown destination
+    (the default breaker, no limits) already is its policy, so ingest makes no row for it."""
+    policy = trigger_policy(trigger)
+    limited = policy.rate is not None or policy.concurrency is not None
+    if not limited and (policy.breaker is None or policy.breaker == DEFAULT.breaker):
+        return None
+    return Seed(trigger.name, policy)
 
 
 def _declared(entry: DestinationConfig, base: Policy) -> Policy:

@@ -14,7 +14,7 @@ restricted ones, which is empty when nothing is limited or broken.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal
@@ -24,7 +24,20 @@ from sqlalchemy.engine import Connection
 
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import breaker_transitions, destinations, executions
-from redrive.destinations.breaker import Allowance, Change, Destination, Observed, Policy, force, observe, plan, take
+from redrive.destinations.breaker import (
+    OPEN,
+    Allowance,
+    Change,
+    Destination,
+    Observed,
+    Policy,
+    force,
+    observe,
+    plan,
+    take,
+)
+from redrive.destinations.holding import held, holds_claims
+from redrive.destinations.policy import Seed
 from redrive.extensions import BreakerTransition
 from redrive.failures.audit import record
 from redrive.states import ExecutionStatus
@@ -36,7 +49,8 @@ CONCURRENCY_RECHECK = 0.05
 node; locally the worker is woken at once)."""
 BREAKER_ACTOR = "breaker"
 EVT = {"open": "breaker_opened", "half_open": "breaker_half_open", "closed": "breaker_closed"}
-PolicyOf = Callable[[str], Policy]
+PolicyOf = Callable[[str, str | None], Policy]
+"""A destination's policy by its name and, for a templated one, the trigger its row names."""
 _FIELDS = tuple(f.name for f in fields(Destination))
 
 
@@ -70,6 +84,29 @@ def _ensure(connection: Connection, names: Iterable[str], now: datetime) -> None
     insert = dialect_insert(connection)
     rows = [{**_values(Destination.new(name, now), now)} for name in sorted(names)]
     if rows:
+        connection.execute(insert(destinations).on_conflict_do_nothing(index_elements=["name"]), rows)
+
+
+def seed_rows(connection: Connection, seeds: Mapping[str | None, Seed | None], now: datetime) -> None:
+    """Make the rows of templated destinations with their first executions (``redrive.destinations.policy.Seed``):
+    restricted at once when their trigger has limits, naming the trigger whose policy their claims apply. A row
+    that exists is left as it is (``ON CONFLICT DO NOTHING``: no lock taken, so ingest never waits on a claim).
+
+    Made here rather than guessed by the claim: a claim reads only the restricted rows (one indexed read, empty
+    when nothing is limited or broken), and finding the destinations of a limited trigger's due executions that
+    have no row would be a scan of the queue on every claim; the row costs the limited triggers' ingest one insert
+    per batch, and unlimited ones nothing.
+    """
+    rows = []
+    for name, seed in sorted(seeds.items(), key=lambda item: item[0] or ""):
+        if name is not None and seed is not None:
+            policy = seed.policy
+            d = replace(
+                Destination.new(name, now), trigger=seed.trigger, concurrency=policy.concurrency, rate=policy.rate
+            )
+            rows.append(_values(d, now))
+    if rows:
+        insert = dialect_insert(connection)
         connection.execute(insert(destinations).on_conflict_do_nothing(index_elements=["name"]), rows)
 
 
@@ -156,7 +193,7 @@ def plan_claim(connection: Connection, policy_of: PolicyOf, now: datetime) -> Cl
         return result
     running = _running(connection, [d.name for d in rows])
     for d in rows:
-        planned, allowance, changes = plan(d, policy_of(d.name), running.get(d.name, 0), now)
+        planned, allowance, changes = plan(d, policy_of(d.name, d.trigger), running.get(d.name, 0), now)
         result._rows[d.name] = (d, planned)
         result.transitions += _transitions(connection, d.name, changes, now, None)
         if allowance.count is not None:
@@ -180,22 +217,37 @@ class Outcome:
     destination: str
     observed: Observed
     policy: Policy
+    started: datetime | None = None  # when the attempt started: a probe is told by it (``holding``)
 
 
-def record_outcomes(connection: Connection, outcomes: Sequence[Outcome], now: datetime) -> list[BreakerTransition]:
-    """Count attempts' outcomes at their destinations and take the breakers' decisions, rows locked."""
-    by_name: dict[str, list[Outcome]] = {}
-    for outcome in outcomes:
-        by_name.setdefault(outcome.destination, []).append(outcome)
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What counting outcomes came to: the breakers' transitions, and which outcomes (by index) are held by an
+    open breaker, not charged (``redrive.destinations.holding``)."""
+
+    transitions: list[BreakerTransition]
+    held: frozenset[int] = frozenset()
+
+
+def record_outcomes(connection: Connection, outcomes: Sequence[Outcome], now: datetime) -> Recorded:
+    """Count attempts' outcomes at their destinations and take the breakers' decisions, rows locked; say which
+    outcomes completed into an open breaker and are held."""
+    by_name: dict[str, list[int]] = {}
+    for index, outcome in enumerate(outcomes):
+        by_name.setdefault(outcome.destination, []).append(index)
     made: list[BreakerTransition] = []
     changed: list[Destination] = []
+    kept: set[int] = set()
     for d in _locked_or_new(connection, sorted(by_name), now):
-        seen = by_name[d.name]
+        seen = [outcomes[i] for i in by_name[d.name]]
         updated, changes = observe(d, [o.observed for o in seen], seen[0].policy, now)
         changed.append(updated)
         made += _transitions(connection, d.name, changes, now, None)
+        if holds_claims(d) or holds_claims(updated) or any(c.to_state == OPEN for c in changes):
+            flags = held(connection, d, [(o.observed, o.started) for o in seen], seen[0].policy, now)
+            kept.update(i for i, flag in zip(by_name[d.name], flags, strict=True) if flag)
     _save(connection, changed, now)
-    return made
+    return Recorded(made, frozenset(kept))
 
 
 def sync_limits(limited: Mapping[str, Policy], now: datetime) -> Callable[[Connection], None]:

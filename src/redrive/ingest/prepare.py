@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from redrive.destinations.keys import DestinationKey
+from redrive.destinations.policy import Seed
 from redrive.errors import FilterError, InvalidIdempotencyKey, InvalidJson, InvalidOrderingKey
 from redrive.observe.redaction import Redactor
 from redrive.triggers.config import TriggerConfig
@@ -42,6 +43,8 @@ class NewEvent:
     ordering_key: str | None = None
     destination: str | None = None
     """What its execution's action talks to (``redrive.destinations.keys``)."""
+    seed: Seed | None = None
+    """Set when ``destination`` was rendered and its row must exist from the first claim (its trigger's limits)."""
 
 
 def parse_payload(body: bytes) -> Any:
@@ -157,9 +160,11 @@ def prepare(
             raise FilterError(str(exc)) from exc
     stored_headers = redactor.tree(headers)  # a new dict: the caller's is left as it was
     target = None
+    seed = None
     if destination is not None and not filtered:
         target = destination.fixed
         if target is None and destination.dynamic is not None:
+            seed = destination.seed
             context = action_context(
                 trigger.name,
                 event_id=0,
@@ -183,4 +188,5 @@ def prepare(
         if filtered
         else ordering_key(trigger, payload, stored_headers),  # a filtered event never runs
         destination=target,
+        seed=seed,
     )

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from redrive.db.schema import daily_counters, events, executions
 from redrive.db.writer import BatchJob
+from redrive.destinations.store import seed_rows
 from redrive.ingest.prepare import NewEvent
 from redrive.observe import rollups
 from redrive.states import ExecutionStatus
@@ -157,6 +158,9 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
     if runnable:
         rows = connection.execute(statements.execution, [_execution_row(batch[i], created[i]) for i in runnable])
         execution_of = {event_id: execution_id for execution_id, event_id in rows}
+    seeds = {batch[i].destination: batch[i].seed for i in runnable if batch[i].seed is not None}
+    if seeds:  # templated destinations of limited triggers: their rows before the first claim (policy.Seed)
+        seed_rows(connection, seeds, max(batch[i].received_at for i in runnable))
     if created:
         new = [batch[i] for i in created]
         rollups.stored(connection, [(e.trigger_id, e.action_kind, e.received_at, e.filtered) for e in new])

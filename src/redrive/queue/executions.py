@@ -11,6 +11,7 @@ from sqlalchemy import Row, Select, select
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
+from redrive.destinations.holding import NOT_CHARGED
 from redrive.queue.ordering import Policy, describe, key_head
 
 MAX_PAGE = 500
@@ -77,6 +78,13 @@ def executions_query(f: ExecutionFilter) -> Select[Any]:
     return query.order_by(executions.c.id.desc()).limit(min(f.limit, MAX_PAGE))
 
 
+def _attempt(row: Row[*tuple[Any, ...]]) -> dict[str, Any]:
+    """An attempt as shown; one held by an open breaker says so (it did not count towards ``max_attempts``)."""
+    attempt = _row(row)
+    attempt["note"] = None if attempt["charged"] else NOT_CHARGED
+    return attempt
+
+
 def list_executions(f: ExecutionFilter) -> Callable[[Connection], list[dict[str, Any]]]:
     """A read job: executions matching ``f``, newest first, at most ``f.limit``."""
 
@@ -94,7 +102,7 @@ def get_execution(
 
     def job(connection: Connection) -> dict[str, Any] | None:
         row = connection.execute(
-            select(*_COLUMNS, executions.c.trigger_id)
+            select(*_COLUMNS, executions.c.trigger_id, executions.c.uncharged)
             .join(triggers, triggers.c.id == executions.c.trigger_id)
             .where(executions.c.id == execution_id)
         ).one_or_none()
@@ -108,7 +116,7 @@ def get_execution(
             head = key_head(connection, execution_id, row.trigger_id, row.ordering_key, policy)
             result["ordering"] = describe(row.status, row.ordering_key, policy, head)
         result["attempts"] = [
-            _row(a)
+            _attempt(a)
             for a in connection.execute(
                 select(
                     attempts.c.number,
@@ -122,6 +130,7 @@ def get_execution(
                     attempts.c.detail,
                     attempts.c.excerpt,
                     attempts.c.request,
+                    attempts.c.charged,
                 )
                 .where(attempts.c.execution_id == execution_id)
                 .order_by(attempts.c.number)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -107,6 +107,12 @@ class Completion:
     destination: str | None = None
     observed: Observed | None = None  # set when the destination's breaker or limits count this attempt
     policy: Policy | None = None  # the destination's policy, as the trigger it ran for sees it
+    charged: bool = True  # False: held by an open breaker, not charged (``redrive.destinations.holding``)
+
+
+def held_by_breaker(result: Completion) -> Completion:
+    """The completion of an attempt held by an open breaker: back to pending at its place, uncharged, no backoff."""
+    return replace(result, status=ExecutionStatus.PENDING, run_at=None, charged=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,29 +310,42 @@ class Complete(BatchJob[bool]):
     """The writer job that records one attempt; a batch of them is recorded together (``complete_many``).
 
     The breaker transitions the batch's outcomes caused are handed back on the batch's first job
-    (``transitions``), for the worker to report once committed.
+    (``transitions``), for the worker to report once committed; ``held`` says the attempt completed into an open
+    breaker and was held, not charged.
     """
 
-    __slots__ = ("result", "transitions")
+    __slots__ = ("held", "result", "transitions")
 
     def __init__(self, result: Completion) -> None:
         self.result = result
         self.transitions: list[BreakerTransition] = []
+        self.held = False
 
     @classmethod
     def run_batch(cls, connection: Connection, jobs: Sequence[Complete]) -> list[bool]:
-        """Record the attempts of ``jobs``, in one pass, and count them at their destinations."""
-        results = [job.result for job in jobs]
-        flags = complete_many(connection, results)
-        counted = [
-            Outcome(r.destination, r.observed, r.policy)
-            for r, applied in zip(results, flags, strict=True)
-            if applied and r.destination is not None and r.observed is not None and r.policy is not None
-        ]
+        """Record the attempts of ``jobs``, in one pass, counted first at their destinations (which may hold some)."""
+        held: set[tuple[int, str]] = set()
         for job in jobs:
             job.transitions = []
-        if counted:
-            jobs[0].transitions = record_outcomes(connection, counted, max(r.finished_at for r in results))
+
+        def count(applied: list[Completion]) -> list[Completion]:
+            counted = [
+                (i, Outcome(r.destination, r.observed, r.policy, r.started_at))
+                for i, r in enumerate(applied)
+                if r.destination is not None and r.observed is not None and r.policy is not None
+            ]
+            if not counted:
+                return applied
+            now = max(job.result.finished_at for job in jobs)
+            recorded = record_outcomes(connection, [outcome for _, outcome in counted], now)
+            jobs[0].transitions = recorded.transitions
+            holding = {counted[n][0] for n in recorded.held}
+            held.update((applied[i].execution_id, applied[i].lease_token) for i in holding)
+            return [held_by_breaker(r) if i in holding else r for i, r in enumerate(applied)]
+
+        flags = complete_many(connection, [job.result for job in jobs], count)
+        for job in jobs:
+            job.held = (job.result.execution_id, job.result.lease_token) in held
         return flags
 
 
@@ -339,6 +358,7 @@ def complete(result: Completion) -> Complete:
 class _CompleteStatements:
     held: Any  # the running rows among :ids, locked (FOR UPDATE on PostgreSQL; SQLite's writer holds the lock)
     update: Any  # one fenced execution update per bound row
+    hold: Any  # the same for attempts held by an open breaker: ``uncharged`` counts it, not ``attempts``
     attempt: Any  # the attempt rows
 
 
@@ -352,6 +372,7 @@ def _complete_statements() -> _CompleteStatements:
             executions.c.id,
             executions.c.lease_token,
             executions.c.attempts,
+            executions.c.uncharged,
             executions.c.trigger_id,
             executions.c.action_kind,
             executions.c.created_at,
@@ -365,31 +386,37 @@ def _complete_statements() -> _CompleteStatements:
         executions.c.lease_token == bind("b_token", "lease_token"),
         executions.c.status == ExecutionStatus.RUNNING,
     )
+    values = {
+        "status": bind("b_status", "status"),
+        "run_at": func.coalesce(bind("b_run_at", "run_at"), executions.c.run_at),
+        "lease_token": None,
+        "lease_expires_at": None,
+        "updated_at": bind("b_updated_at", "updated_at"),
+        "finished_at": bind("b_finished_at", "finished_at"),
+        "error_category": bind("b_error_category", "error_category"),
+        "error_code": bind("b_error_code", "error_code"),
+        "error_message": bind("b_error_message", "error_message"),
+        "fingerprint": bind("b_fingerprint", "fingerprint"),
+    }
     return _CompleteStatements(
         held=held,
-        update=fenced.values(
-            status=bind("b_status", "status"),
-            attempts=executions.c.attempts + 1,
-            run_at=func.coalesce(bind("b_run_at", "run_at"), executions.c.run_at),
-            lease_token=None,
-            lease_expires_at=None,
-            updated_at=bind("b_updated_at", "updated_at"),
-            finished_at=bind("b_finished_at", "finished_at"),
-            error_category=bind("b_error_category", "error_category"),
-            error_code=bind("b_error_code", "error_code"),
-            error_message=bind("b_error_message", "error_message"),
-            fingerprint=bind("b_fingerprint", "fingerprint"),
-        ),
+        update=fenced.values(attempts=executions.c.attempts + 1, **values),
+        hold=fenced.values(uncharged=executions.c.uncharged + 1, **values),
         attempt=attempts.insert(),
     )
 
 
-def complete_many(connection: Connection, results: Sequence[Completion]) -> list[bool]:
+def complete_many(
+    connection: Connection,
+    results: Sequence[Completion],
+    count: Callable[[list[Completion]], list[Completion]] | None = None,
+) -> list[bool]:
     """Record each result whose lease still holds, as if one after the other; one flag per result.
 
     The running rows are read and locked first, so each result's fence (its execution still running under its
-    token) is checked once, in Python; the updates and attempt rows then go in one statement each, and the stats
-    rollups take the batch's changes in one more (``observe.rollups``).
+    token) is checked once, in Python; ``count`` then sees the results that hold (their destinations count them,
+    and may hand some back held by an open breaker: ``held_by_breaker``); the updates and attempt rows go in one
+    statement each, and the stats rollups take the batch's changes in one more (``observe.rollups``).
     """
     statements = _complete_statements()
     held = {
@@ -405,9 +432,14 @@ def complete_many(connection: Connection, results: Sequence[Completion]) -> list
         del held[result.execution_id]  # the same lease completes once
         applied.append((result, current))
         flags.append(True)
+    if applied and count is not None:
+        applied = list(zip(count([result for result, _ in applied]), [row for _, row in applied], strict=True))
     if applied:
-        connection.execute(statements.update, [_execution_values(result) for result, _ in applied])
-        connection.execute(statements.attempt, [_attempt_row(result, row.attempts + 1) for result, row in applied])
+        for statement, charged in ((statements.update, True), (statements.hold, False)):
+            rows = [_execution_values(result) for result, _ in applied if result.charged is charged]
+            if rows:
+                connection.execute(statement, rows)
+        connection.execute(statements.attempt, [_attempt_row(result, _number(row)) for result, row in applied])
         for result, _ in applied:
             _after_failure(connection, result)
         rollups.completed(connection, [_rollup_change(result, row) for result, row in applied])
@@ -429,6 +461,11 @@ def _execution_values(result: Completion) -> dict[str, Any]:
     }
 
 
+def _number(held: Any) -> int:
+    """The number of the attempt completing on the running row ``held``: every earlier request, charged or not."""
+    return int(held.attempts + held.uncharged + 1)
+
+
 def _rollup_change(result: Completion, held: Any) -> tuple[int, ExecutionFacts, AttemptFacts]:
     """What the stats rollups count of a recorded attempt: the execution as it is now, and the attempt."""
     finished = result.finished_at if result.status in TERMINAL else None
@@ -442,7 +479,7 @@ def _rollup_change(result: Completion, held: Any) -> tuple[int, ExecutionFacts, 
         held.replay_of is not None,
     )
     attempt = AttemptFacts(
-        held.trigger_id, held.action_kind, held.attempts + 1, result.finished_at, result.outcome, result.fingerprint
+        held.trigger_id, held.action_kind, _number(held), result.finished_at, result.outcome, result.fingerprint
     )
     return result.execution_id, after, attempt
 
@@ -462,6 +499,7 @@ def _attempt_row(result: Completion, number: int) -> dict[str, Any]:
         "excerpt": result.excerpt,
         "fingerprint": result.fingerprint,
         "request": result.request,
+        "charged": result.charged,
     }
 
 

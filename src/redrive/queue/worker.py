@@ -27,6 +27,7 @@ from redrive.db.database import Database
 from redrive.db.engine import storage_unavailable
 from redrive.db.writer import Job
 from redrive.destinations.breaker import Observed, Policy
+from redrive.destinations.holding import NOT_CHARGED
 from redrive.destinations.report import report
 from redrive.destinations.store import sync_limits
 from redrive.extensions import BreakerTransition, ResourceContext
@@ -287,6 +288,8 @@ class Worker:
         if job.transitions:
             self._report(job.transitions)
             self.wakeup.set()  # a probe closed or reopened the breaker: the held work's fate changed
+        if job.held:  # it completed into an open breaker: back in the queue, uncharged (destinations.holding)
+            status, run_at = ExecutionStatus.PENDING, None
         if applied:
             kind, code = trigger.config.action.kind, completion.error_code
             if self._metrics is not None:
@@ -302,6 +305,9 @@ class Worker:
             self.wakeup.set()  # its key's next execution is due now (other nodes find it on their next poll)
         if not applied:
             log.warning("execution_lease_lost", **fields, status=status)
+        elif job.held:
+            assert failure is not None
+            log.info("execution_held", **fields, code=failure.code, message=message, note=NOT_CHARGED)
         elif failure is None:
             log.info("execution_succeeded", **fields, duration_ms=duration_ms)
         elif decision.verdict == "retry":

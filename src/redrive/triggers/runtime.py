@@ -20,7 +20,7 @@ from redrive.actions import Action
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import triggers as triggers_table
 from redrive.destinations.keys import DestinationKey, destination_key
-from redrive.destinations.policy import Policies
+from redrive.destinations.policy import Policies, seed_of
 from redrive.errors import ConfigError, Problem
 from redrive.extensions import ActionKind, SignatureScheme
 from redrive.failures.classify import Failure
@@ -247,7 +247,7 @@ def build_trigger(
         redactor=redactor or Redactor(),
         destination=destination_key(
             config.name, config.destination, kind.destination(config.action) if kind.destination else None
-        ),
+        ).seeded(seed_of(config)),
     )
 
 

@@ -1,0 +1,86 @@
+"""Attempts held by an open breaker: recorded as the requests they were, but not charged to the retry budget.
+
+While a breaker is open its destination's due executions are held: they stay queued and spend no attempt. The
+requests already in flight when it opens cannot be recalled, and they fail too; charged, they would spend up to the
+worker's concurrency less one attempt per outage beyond the threshold and the probes, and on a tight retry budget
+dead-letter executions the breaker exists to protect. So they are held like the rest.
+
+The rule. An attempt is **held, not charged** when all three hold:
+
+1. it failed transiently (a success or a permanent failure is charged: the destination answered);
+2. when its outcome was counted at its destination (outcomes counted in completion order, a batch's earlier ones
+   first), the destination already held its claims: its breaker open and not forced closed, or forced open;
+3. it was not a half-open probe: the destination's last transition at or before the attempt started was not to
+   ``half_open`` (a probe started while half-open and completed after another probe reopened the breaker is
+   charged, as every probe is).
+
+So the failure that trips the breaker is charged (it was counted while closed), and so is each probe; everything
+else that completes into an open breaker is held. During an outage the charged attempts are then at most the
+threshold plus the probes, whatever the concurrency.
+
+A held attempt's execution goes back to ``pending`` with its ``run_at`` as it was (it takes its place among the
+rows the breaker holds, first in line when probes go), its lease cleared, ``attempts`` (the retry budget)
+untouched and ``uncharged`` one more: no backoff, no dead letter. Its attempt row is recorded as it happened, with
+``charged`` false and numbered after every earlier request (``attempts + uncharged + 1``), so the execution's
+attempts, the stats and the error groups show the real failure it was.
+
+Probes are told by the transitions' times, read only for the rare held candidates; across nodes the times come from
+different clocks, so a probe started within the skew of the half-open transition may be taken for a straggler (held).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from redrive.db.schema import breaker_transitions
+from redrive.destinations.breaker import CLOSED, HALF_OPEN, OPEN, Destination, Observed, Policy, observe
+
+NOT_CHARGED = "held by the breaker: not charged"
+"""How a held attempt is shown (the execution's attempts, the worker's log)."""
+
+
+def holds_claims(d: Destination) -> bool:
+    """Whether the destination's claims are held: its breaker open (not forced closed), or forced open."""
+    return d.forced == OPEN or (d.state == OPEN and d.forced != CLOSED)
+
+
+def into_open(d: Destination, seen: Sequence[Observed], policy: Policy, now: datetime) -> list[bool]:
+    """For each of ``seen`` (in completion order, as ``observe`` counts them): whether it is a transient failure
+    counted while ``d`` held its claims (a candidate for holding: rules 1 and 2)."""
+    if not any(one.outcome == "transient" for one in seen):
+        return [False] * len(seen)
+    flags: list[bool] = []
+    for one in seen:  # observe is pure and rolls its window once per ``now``: one at a time equals all at once
+        flags.append(one.outcome == "transient" and holds_claims(d))
+        d, _ = observe(d, [one], policy, now)
+    return flags
+
+
+def probing_at(connection: Connection, name: str, started: datetime) -> bool:
+    """Whether ``name`` was half-open when an attempt started at ``started`` (its last transition by then)."""
+    query = (
+        select(breaker_transitions.c.to_state)
+        .where(breaker_transitions.c.destination == name, breaker_transitions.c.at <= started)
+        .order_by(breaker_transitions.c.at.desc(), breaker_transitions.c.id.desc())
+        .limit(1)
+    )
+    return connection.execute(query).scalar_one_or_none() == HALF_OPEN
+
+
+def held(
+    connection: Connection,
+    d: Destination,
+    seen: Sequence[tuple[Observed, datetime | None]],
+    policy: Policy,
+    now: datetime,
+) -> list[bool]:
+    """For each outcome at ``d`` (as read before counting them) with its attempt's start: whether it is held."""
+    candidates = into_open(d, [observed for observed, _ in seen], policy, now)
+    return [
+        candidate and (started is None or not probing_at(connection, d.name, started))
+        for candidate, (_, started) in zip(candidates, seen, strict=True)
+    ]
