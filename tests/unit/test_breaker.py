@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -44,6 +45,39 @@ def test_consecutive_transient_failures_open_it_and_a_success_resets_the_run() -
     assert [(c.from_state, c.to_state) for c in changes] == [(CLOSED, OPEN)]
     assert "5 transient failures in a row" in changes[0].reason
     assert d.reopen_at == at(2 + 5)
+
+
+@pytest.mark.parametrize(
+    ("state", "outcomes", "expected"),
+    [
+        # a probe closes it, clearing the counters: only what follows the close counts (1 attempt, 1 failure)
+        (HALF_OPEN, ["succeeded", "transient"], (CLOSED, 1, 1, 1, [(HALF_OPEN, CLOSED)])),
+        # a probe closes it, the next failures (5 in a row) open it again, in the same batch
+        (HALF_OPEN, ["succeeded", *["transient"] * 5], (OPEN, 5, 5, 5, [(HALF_OPEN, CLOSED), (CLOSED, OPEN)])),
+        # the third failure in a row opens it; what follows is counted, not decided
+        (CLOSED, ["transient"] * 3 + ["succeeded", "permanent"], (OPEN, 8, 4, 0, [(CLOSED, OPEN)])),
+        # a failed probe reopens it; a Retry-After paces, uncounted
+        (HALF_OPEN, ["retry", "transient", "succeeded"], (OPEN, 5, 2, 0, [(HALF_OPEN, OPEN)])),
+    ],
+)
+def test_a_batch_counts_and_decides_in_completion_order(
+    state: str, outcomes: list[str], expected: tuple[str, int, int, int, list[tuple[str, str]]]
+) -> None:
+    # observe keeps its counters in locals and copies the row only where a decision may fall; a decision that
+    # clears them (a probe's close) must clear them for the rest of the batch too.
+    start = replace(
+        Destination.new("d", T0), state=state, cooldown=5.0, window_total=3, window_failed=1, consecutive_failures=2
+    )
+    batch = [Observed("transient", 0.02, 30.0) if o == "retry" else Observed(o, 0.01) for o in outcomes]  # type: ignore[arg-type]
+    d, changes = observe(start, batch, POLICY, at(1))
+    found = (
+        d.state,
+        d.window_total,
+        d.window_failed,
+        d.consecutive_failures,
+        [(c.from_state, c.to_state) for c in changes],
+    )
+    assert found == expected
 
 
 def test_permanent_failures_never_open_it() -> None:

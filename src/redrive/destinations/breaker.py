@@ -42,6 +42,11 @@ class Policy:
     rate: float | None = None
     concurrency: int | None = None
 
+    @property
+    def tracked(self) -> bool:
+        """Whether outcomes under this policy are recorded (a breaker or a limit applies)."""
+        return self.breaker is not None or self.rate is not None or self.concurrency is not None
+
 
 @dataclass(frozen=True, slots=True)
 class Observed:
@@ -155,31 +160,38 @@ def close(d: Destination, now: datetime, *, ramp: bool) -> Destination:
 
 
 def observe(d: Destination, seen: list[Observed], policy: Policy, now: datetime) -> tuple[Destination, list[Change]]:
-    """Count ``seen`` (in completion order) and take the breaker's decisions; returns the state and its changes."""
+    """Count ``seen`` (in completion order) and take the breaker's decisions; returns the state and its changes.
+
+    The counters run in locals and the row is rebuilt only where a decision may be due (a failure while closed,
+    any outcome while half-open) and once at the end: a batch of successes at a closed breaker, the usual case,
+    costs one copy of the row rather than one per attempt."""
     breaker = policy.breaker
     changes: list[Change] = []
     window = breaker.window if breaker is not None else 60.0
     d = _roll(d, now, window)
+    latency_ms, paced_until = d.latency_ms, d.paced_until
+    total, failures, consecutive = d.window_total, d.window_failed, d.consecutive_failures
     for one in seen:
         latency = one.seconds * 1000
-        averaged = latency if d.latency_ms is None else 0.8 * d.latency_ms + 0.2 * latency  # a moving average
+        latency_ms = latency if latency_ms is None else 0.8 * latency_ms + 0.2 * latency  # a moving average
         if one.retry_after is not None:
             until = now + timedelta(seconds=one.retry_after)
-            paced = until if d.paced_until is None else max(until, d.paced_until)
-            d = replace(d, latency_ms=averaged, paced_until=paced)
+            paced_until = until if paced_until is None else max(until, paced_until)
             continue
         failed = one.outcome == "transient"
+        total, failures, consecutive = total + 1, failures + failed, consecutive + 1 if failed else 0
+        if breaker is None or d.forced is not None or d.state == OPEN or (d.state == CLOSED and not failed):
+            continue  # nothing to decide
         d = replace(
             d,
-            latency_ms=averaged,
-            window_total=d.window_total + 1,
-            window_failed=d.window_failed + failed,
-            consecutive_failures=d.consecutive_failures + 1 if failed else 0,
+            latency_ms=latency_ms,
+            paced_until=paced_until,
+            window_total=total,
+            window_failed=failures,
+            consecutive_failures=consecutive,
         )
-        if breaker is None or d.forced is not None:
-            continue
         before = d.state
-        if d.state == CLOSED and failed and (why := _opens(d, breaker, now)) is not None:
+        if d.state == CLOSED and (why := _opens(d, breaker, now)) is not None:
             d = _open(d, now, breaker.cooldown)
             changes.append(Change(before, OPEN, why))
         elif d.state == HALF_OPEN and failed:
@@ -188,7 +200,16 @@ def observe(d: Destination, seen: list[Observed], policy: Policy, now: datetime)
         elif d.state == HALF_OPEN:
             d = close(d, now, ramp=True)
             changes.append(Change(before, CLOSED, "a probe succeeded"))
-    return d, changes
+        total, failures, consecutive = d.window_total, d.window_failed, d.consecutive_failures
+    counted = replace(
+        d,
+        latency_ms=latency_ms,
+        paced_until=paced_until,
+        window_total=total,
+        window_failed=failures,
+        consecutive_failures=consecutive,
+    )
+    return counted, changes
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,5 +107,4 @@ class Policies:
 
     def tracked(self, destination: str, trigger: str | None) -> bool:
         """Whether outcomes at ``destination`` are recorded (a breaker or a limit applies)."""
-        policy = self.of(destination, trigger)
-        return policy.breaker is not None or policy.rate is not None or policy.concurrency is not None
+        return self.of(destination, trigger).tracked

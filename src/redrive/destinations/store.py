@@ -52,6 +52,8 @@ EVT = {"open": "breaker_opened", "half_open": "breaker_half_open", "closed": "br
 PolicyOf = Callable[[str, str | None], Policy]
 """A destination's policy by its name and, for a templated one, the trigger its row names."""
 _FIELDS = tuple(f.name for f in fields(Destination))
+_UNBOUND = tuple((name, name) for name in _FIELDS)
+_BOUND = tuple((f"v_{name}", name) for name in _FIELDS)  # the saving update's parameters (``_update``)
 
 
 def load(row: Row[Any]) -> Destination:
@@ -59,10 +61,11 @@ def load(row: Row[Any]) -> Destination:
     return Destination(**{name: mapping[name] for name in _FIELDS})
 
 
-def _values(d: Destination, now: datetime) -> dict[str, Any]:
-    values = {name: getattr(d, name) for name in _FIELDS}  # shallow: asdict() deep-copies, a visible cost here
-    values["restricted"] = d.restricted(now)
-    values["updated_at"] = now
+def _values(d: Destination, now: datetime, prefix: str = "") -> dict[str, Any]:
+    names = _BOUND if prefix else _UNBOUND
+    values = {bound: getattr(d, name) for bound, name in names}  # shallow: asdict() deep-copies, a visible cost here
+    values[f"{prefix}restricted"] = d.restricted(now)
+    values[f"{prefix}updated_at"] = now
     return values
 
 
@@ -76,7 +79,7 @@ def _update() -> Any:
 
 def _save(connection: Connection, rows: Sequence[Destination], now: datetime) -> None:
     if rows:
-        params = [{f"v_{key}": value for key, value in _values(d, now).items()} for d in rows]
+        params = [_values(d, now, "v_") for d in rows]
         connection.execute(_update(), params)
 
 
@@ -110,18 +113,42 @@ def seed_rows(connection: Connection, seeds: Mapping[str | None, Seed | None], n
         connection.execute(insert(destinations).on_conflict_do_nothing(index_elements=["name"]), rows)
 
 
-def _locked(connection: Connection, *where: Any) -> list[Destination]:
-    query = select(destinations).where(*where).order_by(destinations.c.name).with_for_update()
-    return [load(row) for row in connection.execute(query)]
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    restricted: Any  # the restricted rows, locked, by name
+    named: Any  # the rows named in ``d_names``, locked, by name
+    running: Any  # running executions per destination among ``d_names``
+
+
+@cache
+def _statements() -> _Statements:
+    # Built once with bound parameters, as the claim's are: building a statement (and its cache key) on every claim
+    # and every completion batch cost more than running it.
+    names = bindparam("d_names", expanding=True, type_=destinations.c.name.type)
+    locked = select(destinations).order_by(destinations.c.name).with_for_update()
+    running = (
+        select(executions.c.destination, func.count())
+        .where(executions.c.status == ExecutionStatus.RUNNING, executions.c.destination.in_(names))
+        .group_by(executions.c.destination)
+    )
+    return _Statements(
+        restricted=locked.where(destinations.c.restricted.is_(True)),
+        named=locked.where(destinations.c.name.in_(names)),
+        running=running,
+    )
+
+
+def _locked(connection: Connection, query: Any, names: Sequence[str] = ()) -> list[Destination]:
+    return [load(row) for row in connection.execute(query, {"d_names": list(names)} if names else {})]
 
 
 def _locked_or_new(connection: Connection, names: list[str], now: datetime) -> list[Destination]:
     """The rows of ``names``, locked; the missing ones made first (a row is made once: no insert on later calls)."""
-    rows = _locked(connection, destinations.c.name.in_(names))
+    rows = _locked(connection, _statements().named, names)
     missing = set(names) - {d.name for d in rows}
     if missing:
         _ensure(connection, missing, now)
-        rows = _locked(connection, destinations.c.name.in_(names))
+        rows = _locked(connection, _statements().named, names)
     return rows
 
 
@@ -159,12 +186,7 @@ def _transitions(
 
 
 def _running(connection: Connection, names: Sequence[str]) -> dict[str, int]:
-    query = (
-        select(executions.c.destination, func.count())
-        .where(executions.c.status == ExecutionStatus.RUNNING, executions.c.destination.in_(names))
-        .group_by(executions.c.destination)
-    )
-    return {row[0]: row[1] for row in connection.execute(query)}
+    return {row[0]: row[1] for row in connection.execute(_statements().running, {"d_names": list(names)})}
 
 
 @dataclass(slots=True)
@@ -187,7 +209,7 @@ class ClaimPlan:
 
 def plan_claim(connection: Connection, policy_of: PolicyOf, now: datetime) -> ClaimPlan:
     """Lock the restricted destinations and work out what a claim may take from each (transitions included)."""
-    rows = _locked(connection, destinations.c.restricted.is_(True))
+    rows = _locked(connection, _statements().restricted)
     result = ClaimPlan()
     if not rows:
         return result

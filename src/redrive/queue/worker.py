@@ -341,11 +341,11 @@ class Worker:
         if destination is None:
             return None, None
         retry_after = failure.retry_after if failure is not None and failure.category == "transient" else None
-        policies = self._triggers.policies
-        if retry_after is None and not policies.tracked(destination, trigger.name):
+        policy = self._triggers.policies.of(destination, trigger.name)  # resolved once per attempt
+        if retry_after is None and not policy.tracked:
             return None, None
         observed = Observed(failure.category if failure is not None else "succeeded", seconds, retry_after)
-        return observed, policies.of(destination, trigger.name)
+        return observed, policy
 
     def _report(self, transitions: list[BreakerTransition]) -> None:
         if transitions:
