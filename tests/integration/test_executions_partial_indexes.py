@@ -19,6 +19,7 @@ from sqlalchemy import Engine, create_engine, func, not_, select, text
 from plans import executed_plan, explain_plan, plan_nodes, seed_trigger_and_event
 from redrive.db.schema import executions
 from redrive.node import retention
+from redrive.queue import statements
 from redrive.queue.executions import ExecutionFilter, executions_query
 from redrive.queue.statements import back_to_pending
 from redrive.states import ExecutionStatus
@@ -134,3 +135,17 @@ def test_a_succeeded_row_enters_none_of_the_partial_indexes(engine: Engine) -> N
                 stat = connection.execute(text("SELECT stat FROM sqlite_stat1 WHERE idx = :i"), {"i": index})
                 entries = stat.scalar_one_or_none()
                 assert entries is None or int(entries.split()[0]) == 0, (index, entries)
+
+
+def test_the_fenced_completion_finds_its_rows_by_primary_key(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the one-statement fenced update is PostgreSQL's (SQLite reads, then updates, by id)")
+    now = datetime.now(UTC).replace(microsecond=0)
+    _seed(engine, now, ROWS)
+    done = {key: ["succeeded", "succeeded"] for key in ("statuses", "tokens")} | {"ids": [100, 200]}
+    empty = {key: [None, None] for key in ("run_ats", "categories", "codes", "messages", "fingerprints")}
+    params = done | empty | {"updated_ats": [now, now], "finished_ats": [now, now]}
+    plan = executed_plan(engine, statements._FENCED_UPDATE, params)
+    nodes = plan_nodes(json.loads(plan)[0]["Plan"])
+    assert any(n.get("Index Name") == "pk_executions" for n in nodes), plan
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "executions"], plan
