@@ -157,15 +157,50 @@ executions = Table(
     # status as a parameter, and a planner cannot match a bound parameter to a partial index's predicate (SQLite
     # then sorted every pending row on each claim).
     Index("ix_executions_due", "status", "run_at"),
-    # The sweeper: running rows by lease expiry.
-    Index("ix_executions_lease", "status", "lease_expires_at"),
-    Index("ix_executions_status_updated", "status", "updated_at"),
-    # Authoritative windowed counts: an index-only range scan per status, optionally narrowed by kind.
-    Index("ix_executions_finished", "status", "finished_at", "action_kind"),
-    Index("ix_executions_fingerprint", "fingerprint", "status"),
-    Index("ix_executions_bulk_replay", "bulk_replay_id", "status"),
+    # Every write of an execution (insert, lease, completion) changes its status, so each of its three writes puts a
+    # new entry in every index whose predicate the row satisfies (never a HOT update while ix_executions_due holds
+    # the status). The indexes below are partial on ``<column> IS NOT NULL`` so a row enters only those that can
+    # find it: any comparison on the column (``=``, ``<``, ``>=``, a join) implies the predicate on both databases,
+    # bound parameter or not. A successful run of a new event enters none of the five: NULL fingerprint, bulk replay
+    # and replay_of; lease_expires_at set only while running (the claim); finished_at only once finished.
+    # The sweeper: running rows by lease expiry (``lease_expires_at < now``).
+    Index(
+        "ix_executions_lease",
+        "status",
+        "lease_expires_at",
+        sqlite_where=text("lease_expires_at IS NOT NULL"),
+        postgresql_where=text("lease_expires_at IS NOT NULL"),
+    ),
+    # Windowed counts, retention, alert windows: an index-only range per status and finish time, narrowed by kind.
+    Index(
+        "ix_executions_finished",
+        "status",
+        "finished_at",
+        "action_kind",
+        sqlite_where=text("finished_at IS NOT NULL"),
+        postgresql_where=text("finished_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_executions_fingerprint",
+        "fingerprint",
+        "status",
+        sqlite_where=text("fingerprint IS NOT NULL"),
+        postgresql_where=text("fingerprint IS NOT NULL"),
+    ),
+    Index(
+        "ix_executions_bulk_replay",
+        "bulk_replay_id",
+        "status",
+        sqlite_where=text("bulk_replay_id IS NOT NULL"),
+        postgresql_where=text("bulk_replay_id IS NOT NULL"),
+    ),
     Index("ix_executions_trigger_created", "trigger_id", "created_at"),
-    Index("ix_executions_replay_of", "replay_of"),  # retention: a replayed row goes only after its replay
+    Index(  # retention: a replayed row goes only after its replay
+        "ix_executions_replay_of",
+        "replay_of",
+        sqlite_where=text("replay_of IS NOT NULL"),
+        postgresql_where=text("replay_of IS NOT NULL"),
+    ),
     # Ordered claims: a key's rows in a status before a given id, one index range. Partial: unordered rows (NULL
     # key, the common case) cost ingest nothing; ``ordering_key = <value>`` implies the predicate on both databases.
     Index(
@@ -202,7 +237,13 @@ attempts = Table(
     # False: a transient failure that completed with its destination's breaker open, held, not charged.
     Column("charged", Boolean, nullable=False, server_default=text("true")),
     Index("ix_attempts_execution", "execution_id", "number"),
-    Index("ix_attempts_fingerprint_finished", "fingerprint", "finished_at"),
+    Index(  # a group's failures over time; a successful attempt (no fingerprint) has no entry
+        "ix_attempts_fingerprint_finished",
+        "fingerprint",
+        "finished_at",
+        sqlite_where=text("fingerprint IS NOT NULL"),
+        postgresql_where=text("fingerprint IS NOT NULL"),
+    ),
     Index("ix_attempts_finished", "finished_at"),
 )
 

@@ -93,6 +93,32 @@ def _execution_row(event: NewEvent, event_id: int) -> dict[str, Any]:
     }
 
 
+# PostgreSQL: a batch's executions from one array per column. The text never changes with the batch's size, so
+# psycopg parses it once and the server prepares it once; a multi-row VALUES list was a new, long text per batch
+# size, re-parsed by psycopg on every batch (about a sixth of the redrive process's busy time went into the
+# INSERTs' parameter rendering and parsing).
+_EXECUTIONS_FROM_ARRAYS = text(
+    "INSERT INTO executions (event_id, trigger_id, action_kind, status, attempts, run_at, created_at, updated_at, "
+    "ordering_key, destination) "
+    "SELECT e, t, k, 'pending', 0, a, a, a, o, d "  # ExecutionStatus.PENDING: a new execution is due now
+    "FROM unnest(CAST(:event_ids AS bigint[]), CAST(:trigger_ids AS bigint[]), CAST(:kinds AS text[]), "
+    "CAST(:ats AS timestamptz[]), CAST(:keys AS text[]), CAST(:destinations AS text[])) AS v(e, t, k, a, o, d) "
+    "RETURNING id, event_id"
+)
+
+
+def _execution_arrays(new: Sequence[tuple[NewEvent, int]]) -> dict[str, list[Any]]:
+    """The columns of ``_EXECUTIONS_FROM_ARRAYS`` for ``(event, its new id)`` pairs; see ``_execution_row``."""
+    return {
+        "event_ids": [event_id for _, event_id in new],
+        "trigger_ids": [event.trigger_id for event, _ in new],
+        "kinds": [event.action_kind for event, _ in new],
+        "ats": [event.received_at for event, _ in new],
+        "keys": [event.ordering_key for event, _ in new],
+        "destinations": [event.destination for event, _ in new],
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class _Original:
     event_id: int
@@ -155,7 +181,12 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
         created.update(zip(unkeyed, ids, strict=True))
     runnable = [i for i in created if not batch[i].filtered]
     execution_of: dict[int, int] = {}  # event id -> execution id
-    if runnable:
+    if runnable and connection.dialect.name == "postgresql":
+        rows = connection.execute(
+            _EXECUTIONS_FROM_ARRAYS, _execution_arrays([(batch[i], created[i]) for i in runnable])
+        )
+        execution_of = {event_id: execution_id for execution_id, event_id in rows}
+    elif runnable:
         rows = connection.execute(statements.execution, [_execution_row(batch[i], created[i]) for i in runnable])
         execution_of = {event_id: execution_id for execution_id, event_id in rows}
     seeds = {batch[i].destination: batch[i].seed for i in runnable if batch[i].seed is not None}

@@ -328,24 +328,24 @@ class Complete(BatchJob[bool]):
         for job in jobs:
             job.transitions = []
 
-        def count(applied: list[Completion]) -> list[Completion]:
+        def count(firsts: list[Completion]) -> list[Completion]:
             counted = [
                 (i, Outcome(r.destination, r.observed, r.policy, r.started_at))
-                for i, r in enumerate(applied)
+                for i, r in enumerate(firsts)
                 if r.destination is not None and r.observed is not None and r.policy is not None
             ]
             if not counted:
-                return applied
+                return firsts
             now = max(job.result.finished_at for job in jobs)
             recorded = record_outcomes(connection, [outcome for _, outcome in counted], now)
             jobs[0].transitions = recorded.transitions
             holding = {counted[n][0] for n in recorded.held}
-            held.update((applied[i].execution_id, applied[i].lease_token) for i in holding)
-            return [held_by_breaker(r) if i in holding else r for i, r in enumerate(applied)]
+            held.update((firsts[i].execution_id, firsts[i].lease_token) for i in holding)
+            return [held_by_breaker(r) if i in holding else r for i, r in enumerate(firsts)]
 
         flags = complete_many(connection, [job.result for job in jobs], count)
-        for job in jobs:
-            job.held = (job.result.execution_id, job.result.lease_token) in held
+        for job, applied in zip(jobs, flags, strict=True):
+            job.held = applied and (job.result.execution_id, job.result.lease_token) in held
         return flags
 
 
@@ -356,7 +356,7 @@ def complete(result: Completion) -> Complete:
 
 @dataclass(frozen=True, slots=True)
 class _CompleteStatements:
-    held: Any  # the running rows among :ids, locked (FOR UPDATE on PostgreSQL; SQLite's writer holds the lock)
+    held: Any  # SQLite: the running rows among :ids (its single writer holds the lock; PostgreSQL: _FENCED_UPDATE)
     update: Any  # one fenced execution update per bound row
     hold: Any  # the same for attempts held by an open breaker: ``uncharged`` counts it, not ``attempts``
     attempt: Any  # the attempt rows
@@ -406,6 +406,63 @@ def _complete_statements() -> _CompleteStatements:
     )
 
 
+# PostgreSQL: every fenced update of a batch in one statement that also hands back what the rollups need, so a
+# completion costs neither a SELECT ... FOR UPDATE round trip nor that statement's row lock (a WAL record per row).
+# The arrays travel as one parameter each; the statement's text never changes with the batch's size. ``charge`` is 1
+# for an attempt charged to the retry budget, 0 for one held by an open breaker (``uncharged`` counts it).
+_FENCED_UPDATE = text(
+    "UPDATE executions AS e SET status = v.status, attempts = e.attempts + v.charge, "
+    "uncharged = e.uncharged + 1 - v.charge, run_at = coalesce(v.run_at, e.run_at), "
+    "lease_token = NULL, lease_expires_at = NULL, updated_at = v.updated_at, finished_at = v.finished_at, "
+    "error_category = v.error_category, error_code = v.error_code, error_message = v.error_message, "
+    "fingerprint = v.fingerprint "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:tokens AS text[]), CAST(:statuses AS text[]), "
+    "CAST(:run_ats AS timestamptz[]), CAST(:updated_ats AS timestamptz[]), CAST(:finished_ats AS timestamptz[]), "
+    "CAST(:categories AS text[]), CAST(:codes AS text[]), CAST(:messages AS text[]), "
+    "CAST(:fingerprints AS text[]), CAST(:charges AS int[])) "
+    "AS v(id, token, status, run_at, updated_at, finished_at, error_category, error_code, error_message, fingerprint, "
+    "charge) "
+    "WHERE e.id = v.id AND e.lease_token = v.token AND e.status = 'running' "
+    "RETURNING e.id, v.token, e.attempts - v.charge AS attempts, e.uncharged - 1 + v.charge AS uncharged, "
+    "e.trigger_id, e.action_kind, e.created_at, e.replay_of"
+)
+
+
+def _fenced_update(connection: Connection, results: Sequence[Completion]) -> dict[tuple[int, str], Any]:
+    """PostgreSQL: apply each result whose lease holds, in one ``UPDATE ... FROM unnest(...) RETURNING``; returns
+    the updated rows (attempts as they were before) by (id, token). ``results`` hold each (id, token) once."""
+    values = [_execution_values(result) for result in results]
+    columns = {
+        "ids": "b_id",
+        "tokens": "b_token",
+        "statuses": "b_status",
+        "run_ats": "b_run_at",
+        "updated_ats": "b_updated_at",
+        "finished_ats": "b_finished_at",
+        "categories": "b_error_category",
+        "codes": "b_error_code",
+        "messages": "b_error_message",
+        "fingerprints": "b_fingerprint",
+    }
+    params: dict[str, list[Any]] = {name: [row[key] for row in values] for name, key in columns.items()}
+    params["charges"] = [1 if result.charged else 0 for result in results]
+    return {(row.id, row.token): row for row in connection.execute(_FENCED_UPDATE, params)}
+
+
+def _held_then_updated(connection: Connection, results: Sequence[Completion]) -> dict[tuple[int, str], Any]:
+    """SQLite: read the running rows (its single writer holds the lock), keep those whose token matches, update
+    them; returns them by (id, token), as read before the update."""
+    statements = _complete_statements()
+    held = connection.execute(statements.held, {"ids": sorted({r.execution_id for r in results})})
+    current = {row.id: row for row in held}
+    fenced = [r for r in results if r.execution_id in current and current[r.execution_id].lease_token == r.lease_token]
+    for statement, charged in ((statements.update, True), (statements.hold, False)):
+        rows = [_execution_values(result) for result in fenced if result.charged is charged]
+        if rows:
+            connection.execute(statement, rows)
+    return {(r.execution_id, r.lease_token): current[r.execution_id] for r in fenced}
+
+
 def complete_many(
     connection: Connection,
     results: Sequence[Completion],
@@ -413,33 +470,33 @@ def complete_many(
 ) -> list[bool]:
     """Record each result whose lease still holds, as if one after the other; one flag per result.
 
-    The running rows are read and locked first, so each result's fence (its execution still running under its
-    token) is checked once, in Python; ``count`` then sees the results that hold (their destinations count them,
-    and may hand some back held by an open breaker: ``held_by_breaker``); the updates and attempt rows go in one
-    statement each, and the stats rollups take the batch's changes in one more (``observe.rollups``).
+    Each (execution, lease token) is applied once, by its first result: a later one for the same lease, or one
+    whose token is not the row's, changes nothing. ``count`` sees each lease's first result before the fence (its
+    destination counts the outcome, which happened whether or not the lease still holds, and may hand it back held
+    by an open breaker: ``held_by_breaker``). The fenced updates go in one statement (on SQLite after reading the
+    running rows, in one more), the attempt rows in one more, and the stats rollups take the batch's changes in one
+    more (``observe.rollups``).
     """
-    statements = _complete_statements()
-    held = {
-        row.id: row for row in connection.execute(statements.held, {"ids": sorted({r.execution_id for r in results})})
-    }
-    applied: list[tuple[Completion, Any]] = []
+    first: dict[tuple[int, str], Completion] = {}
+    for result in results:
+        first.setdefault((result.execution_id, result.lease_token), result)
+    unique = list(first.values())
+    if count is not None and unique:
+        unique = count(unique)
+        first = {(r.execution_id, r.lease_token): r for r in unique}
+    if connection.dialect.name == "postgresql":
+        updated = _fenced_update(connection, unique)
+    else:
+        updated = _held_then_updated(connection, unique)
+    applied = [(r, updated[key]) for key, r in first.items() if key in updated]
     flags: list[bool] = []
     for result in results:
-        current = held.get(result.execution_id)
-        if current is None or current.lease_token != result.lease_token:
-            flags.append(False)
-            continue
-        del held[result.execution_id]  # the same lease completes once
-        applied.append((result, current))
-        flags.append(True)
-    if applied and count is not None:
-        applied = list(zip(count([result for result, _ in applied]), [row for _, row in applied], strict=True))
+        key = (result.execution_id, result.lease_token)
+        flags.append(key in updated and first.pop(key, None) is not None)  # the first result of a lease alone
     if applied:
-        for statement, charged in ((statements.update, True), (statements.hold, False)):
-            rows = [_execution_values(result) for result, _ in applied if result.charged is charged]
-            if rows:
-                connection.execute(statement, rows)
-        connection.execute(statements.attempt, [_attempt_row(result, _number(row)) for result, row in applied])
+        connection.execute(
+            _complete_statements().attempt, [_attempt_row(result, _number(row)) for result, row in applied]
+        )
         for result, _ in applied:
             _after_failure(connection, result)
         rollups.completed(connection, [_rollup_change(result, row) for result, row in applied])

@@ -1,0 +1,151 @@
+"""The executions indexes that a successful run never reads are partial (``<column> IS NOT NULL``), so such a row
+puts no entry in them, and every statement that reads one still gets an index range from it on both databases.
+
+20,000 executions are seeded the way a busy queue looks: succeeded rows (no fingerprint, lease, replay or bulk
+replay), a few running rows with a lease, a few dead letters with a fingerprint, replays of some of them. Then the
+statements of the sweeper, retention, the bulk-replay progress, the system page and the error-group drill-down are
+explained with their bound parameters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, create_engine, func, not_, select, text
+
+from plans import executed_plan, explain_plan, plan_nodes, seed_trigger_and_event
+from redrive.db.schema import executions
+from redrive.node import retention
+from redrive.queue import statements
+from redrive.queue.executions import ExecutionFilter, executions_query
+from redrive.queue.statements import back_to_pending
+from redrive.states import ExecutionStatus
+
+ROWS = 20_000
+# Indexes a succeeded row with no fingerprint, lease, replay or bulk replay must stay out of.
+PARTIAL = (
+    "ix_executions_lease",
+    "ix_executions_fingerprint",
+    "ix_executions_bulk_replay",
+    "ix_executions_replay_of",
+)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = create_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def _seed(engine: Engine, now: datetime, rows: int, *, only_succeeded: bool = False) -> None:
+    sqlite = engine.dialect.name == "sqlite"
+    numbers = (
+        f"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {rows - 1}) SELECT i FROM n"
+        if sqlite
+        else f"SELECT i FROM generate_series(0, {rows - 1}) i"
+    )
+    # Row i: every 100th running under a lease, every 50th (otherwise) a dead letter with a fingerprint.
+    status = (
+        "'succeeded'"
+        if only_succeeded
+        else ("CASE WHEN i % 100 = 0 THEN 'running' WHEN i % 50 = 0 THEN 'failed_retryable' ELSE 'succeeded' END")
+    )
+    lease = "NULL" if only_succeeded else "CASE WHEN i % 100 = 0 THEN :t END"
+    finished = ":t" if only_succeeded else "CASE WHEN i % 100 = 0 THEN NULL ELSE :t END"
+    fingerprint = "NULL" if only_succeeded else "CASE WHEN i % 100 = 50 THEN 'fp' || (i % 7) END"
+    with engine.begin() as connection:
+        trigger_id, event_id = seed_trigger_and_event(connection, now)
+        connection.execute(
+            text(
+                "INSERT INTO executions (event_id, trigger_id, action_kind, status, attempts, run_at, created_at, "
+                "updated_at, finished_at, lease_expires_at, lease_token, fingerprint) "
+                f"SELECT :event, :trigger, 'http', {status}, 1, :t, :t, :t, {finished}, {lease}, "
+                f"CASE WHEN {lease} IS NOT NULL THEN 'token' END, {fingerprint} FROM ({numbers}) AS seq"
+            ),
+            {"event": event_id, "trigger": trigger_id, "t": now},
+        )
+        if not only_succeeded:  # replays of the first dead letters
+            connection.execute(
+                text(
+                    "INSERT INTO executions (event_id, trigger_id, action_kind, status, attempts, run_at, created_at, "
+                    "updated_at, replay_of) SELECT event_id, trigger_id, 'http', 'pending', 0, :t, :t, :t, id "
+                    "FROM executions WHERE status = 'failed_retryable' ORDER BY id LIMIT 20"
+                ),
+                {"t": now},
+            )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("ANALYZE"))
+
+
+def _uses(engine: Engine, plan: str, index: str, sqlite_search: str) -> None:
+    """``plan`` reads ``index`` (an index range) and never scans the executions table."""
+    if engine.dialect.name == "postgresql":
+        nodes = plan_nodes(json.loads(plan)[0]["Plan"])
+        assert any(n.get("Index Name") == index for n in nodes), plan
+        assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and n["Relation Name"] == "executions"], plan
+    else:
+        assert f"INDEX {index} ({sqlite_search})" in plan, plan
+
+
+def test_each_partial_index_serves_the_statements_that_read_it(engine: Engine) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    _seed(engine, now, ROWS)
+    later = now + timedelta(minutes=5)
+
+    sweep = back_to_pending(later, executions.c.lease_expires_at < later)
+    _uses(engine, executed_plan(engine, sweep, {}), "ix_executions_lease", "status=? AND lease_expires_at<?")
+
+    before = now - timedelta(seconds=1)  # nothing expired yet: retention's usual case, where a scan would be costly
+    cut = retention.Cutoffs(before, before, before)
+    purge = (
+        select(executions.c.id, executions.c.status)
+        .where(retention._expired(cut), not_(retention._replayed_later()))
+        .limit(retention.BATCH)
+    )
+    plan = explain_plan(engine, purge)
+    _uses(engine, plan, "ix_executions_finished", "status=? AND finished_at<?")
+    _uses(engine, plan, "ix_executions_replay_of", "replay_of=?")
+
+    progress = select(func.count()).where(executions.c.bulk_replay_id == 1)
+    _uses(engine, explain_plan(engine, progress), "ix_executions_bulk_replay", "bulk_replay_id=?")
+
+    expired = select(func.count()).where(
+        executions.c.status == ExecutionStatus.RUNNING, executions.c.lease_expires_at < later
+    )
+    _uses(engine, explain_plan(engine, expired), "ix_executions_lease", "status=? AND lease_expires_at<?")
+
+    group = executions_query(ExecutionFilter(fingerprint="fp3"))
+    _uses(engine, explain_plan(engine, group), "ix_executions_fingerprint", "fingerprint=?")
+
+
+def test_a_succeeded_row_enters_none_of_the_partial_indexes(engine: Engine) -> None:
+    _seed(engine, datetime.now(UTC).replace(microsecond=0), 2_000, only_succeeded=True)
+    with engine.connect() as connection:
+        for index in PARTIAL:
+            if engine.dialect.name == "postgresql":
+                # An empty B-tree is its metapage alone; 2,000 entries would take several pages.
+                size = connection.execute(text("SELECT pg_relation_size(CAST(:i AS regclass))"), {"i": index})
+                assert size.scalar_one() == 8192, index
+            else:
+                # ANALYZE records each index's entry count first in sqlite_stat1 (no row for an empty index).
+                stat = connection.execute(text("SELECT stat FROM sqlite_stat1 WHERE idx = :i"), {"i": index})
+                entries = stat.scalar_one_or_none()
+                assert entries is None or int(entries.split()[0]) == 0, (index, entries)
+
+
+def test_the_fenced_completion_finds_its_rows_by_primary_key(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the one-statement fenced update is PostgreSQL's (SQLite reads, then updates, by id)")
+    now = datetime.now(UTC).replace(microsecond=0)
+    _seed(engine, now, ROWS)
+    done = {key: ["succeeded", "succeeded"] for key in ("statuses", "tokens")} | {"ids": [100, 200]}
+    empty = {key: [None, None] for key in ("run_ats", "categories", "codes", "messages", "fingerprints")}
+    params = done | empty | {"updated_ats": [now, now], "finished_ats": [now, now], "charges": [1, 0]}
+    plan = executed_plan(engine, statements._FENCED_UPDATE, params)
+    nodes = plan_nodes(json.loads(plan)[0]["Plan"])
+    assert any(n.get("Index Name") == "pk_executions" for n in nodes), plan
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "executions"], plan
