@@ -21,6 +21,7 @@ from redrive.failures.replay import ReplayRequest, replay
 from redrive.ingest.prepare import NewEvent, prepare
 from redrive.ingest.store import store_event, store_events
 from redrive.observe.redaction import Redactor
+from redrive.queue import parking
 from redrive.queue import statements as queue
 from redrive.triggers.config import RedriveConfig, parse_config
 from redrive.triggers.runtime import sync_triggers
@@ -79,6 +80,8 @@ class Queue:
             message=None,
             detail={},
             excerpt=None,
+            trigger_id=claimed.trigger_id,
+            ordering_blocks=claimed.trigger_id in self.blocking,
         )
         assert asyncio.run(self.db.write(queue.complete(result))) is True
 
@@ -235,5 +238,7 @@ def test_keys_left_on_rows_order_nothing_once_no_trigger_orders(cont: Queue) -> 
     a = [cont.accept("ordered", "a") for _ in range(3)]
     [head] = cont.claim()
     assert head.id == a[0]
+    # A restart without ordering: the startup pass unparks the rows of triggers that no longer order.
+    assert sorted(cont.db.write_sync(parking.release([], T0))) == a[1:]
     unordered = queue.claim(list(cont.ids.values()), 50, 30, T0)  # the worker's claim when no trigger orders
     assert sorted(c.id for c in asyncio.run(cont.db.write(unordered)).executions) == a[1:]

@@ -23,6 +23,7 @@ from redrive.db.schema import daily_counters, events, executions
 from redrive.db.writer import BatchJob
 from redrive.ingest.prepare import NewEvent
 from redrive.observe import rollups
+from redrive.queue import parking
 from redrive.states import ExecutionStatus
 
 
@@ -157,6 +158,7 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
     if runnable:
         rows = connection.execute(statements.execution, [_execution_row(batch[i], created[i]) for i in runnable])
         execution_of = {event_id: execution_id for execution_id, event_id in rows}
+        _park(connection, [batch[i] for i in runnable], [execution_of[created[i]] for i in runnable])
     if created:
         new = [batch[i] for i in created]
         rollups.stored(connection, [(e.trigger_id, e.action_kind, e.received_at, e.filtered) for e in new])
@@ -168,6 +170,14 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
         _duplicates(connection, statements, batch, taken, first, created, execution_of, results)
     assert all(result is not None for result in results)
     return results  # type: ignore[return-value]
+
+
+def _park(connection: Connection, new: Sequence[NewEvent], ids: Sequence[int]) -> None:
+    """Park the new ordered executions whose key is held (``redrive.queue.parking``); nothing when none is ordered."""
+    ordered = [execution_id for event, execution_id in zip(new, ids, strict=True) if event.ordering_key is not None]
+    if ordered:
+        blocking = sorted({event.trigger_id for event in new if event.ordering_blocks})
+        connection.execute(parking.park(ordered, blocking))
 
 
 def _duplicates(

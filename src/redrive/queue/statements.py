@@ -17,6 +17,10 @@ whose snapshots straddle an ingest commit (a lower id of the key committed late)
 after leasing keyed rows a claim takes a transaction-scoped advisory lock per key (in key order: no deadlock) and, in
 a fresh snapshot, gives back any row whose key another execution is now running (``_settle_keys``). Claims of one key
 are thereby serialised from the lock to the commit, and each sees the previous one's lease.
+
+The rows waiting behind a key's holder are parked (``redrive.queue.parking``): every claim reads only the range
+``status = 'pending' AND key_waiting = false`` of its index, so a backlog behind busy keys costs a claim nothing. A
+completion that frees its key promotes the key's next row in the same transaction (one statement per batch).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from redrive.extensions import BreakerTransition
 from redrive.failures.error_groups import record_failure
 from redrive.observe import rollups
 from redrive.observe.rollups import AttemptFacts, ExecutionFacts
+from redrive.queue import parking
 from redrive.queue.ordering import key_lock, ordering_head
 from redrive.states import TERMINAL, ExecutionStatus
 
@@ -107,6 +112,7 @@ class Completion:
     destination: str | None = None
     observed: Observed | None = None  # set when the destination's breaker or limits count this attempt
     policy: Policy | None = None  # the destination's policy, as the trigger it ran for sees it
+    ordering_blocks: bool = False  # its trigger orders with ``on_dead_letter: block``: a dead end holds the key
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +150,7 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
             select(executions.c.id)
             .where(
                 executions.c.status == ExecutionStatus.PENDING,
+                executions.c.key_waiting == false(),  # a literal: the range never holds a parked row
                 executions.c.run_at <= now,
                 executions.c.trigger_id.in_(runnable),
                 ordering_head(ordered),
@@ -179,6 +186,7 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
     ).where(events.c.id.in_(bindparam("c_event_ids", expanding=True)))
     next_due = select(func.min(executions.c.run_at)).where(
         executions.c.status == ExecutionStatus.PENDING,
+        executions.c.key_waiting == false(),
         executions.c.trigger_id.in_(runnable),
         ordering_head(ordered),
         _destination_unrestricted(),
@@ -356,6 +364,7 @@ def _complete_statements() -> _CompleteStatements:
             executions.c.action_kind,
             executions.c.created_at,
             executions.c.replay_of,
+            executions.c.ordering_key,
         )
         .where(executions.c.id.in_(bindparam("ids", expanding=True)), executions.c.status == ExecutionStatus.RUNNING)
         .with_for_update(of=executions)
@@ -410,8 +419,27 @@ def complete_many(connection: Connection, results: Sequence[Completion]) -> list
         connection.execute(statements.attempt, [_attempt_row(result, row.attempts + 1) for result, row in applied])
         for result, _ in applied:
             _after_failure(connection, result)
+        _promote_next(connection, applied)
         rollups.completed(connection, [_rollup_change(result, row) for result, row in applied])
     return flags
+
+
+def _promote_next(connection: Connection, applied: Sequence[tuple[Completion, Any]]) -> None:
+    """Unpark the next row of each key the batch freed (``parking.promote``): one statement, none when unordered.
+
+    An ordered row frees its key when it succeeds, or dead-letters or fails under ``on_dead_letter: continue``; a
+    retry (pending again) keeps holding it.
+    """
+    freed = [
+        result.execution_id
+        for result, row in applied
+        if row.ordering_key is not None
+        and result.status in TERMINAL
+        and (result.status == ExecutionStatus.SUCCEEDED or not result.ordering_blocks)
+    ]
+    if freed:
+        blocking = sorted({r.trigger_id for r, _ in applied if r.ordering_blocks and r.trigger_id is not None})
+        parking.promote_in(connection, freed, blocking, max(r.finished_at for r, _ in applied))
 
 
 def _execution_values(result: Completion) -> dict[str, Any]:
