@@ -41,26 +41,26 @@ _PARK_QUEUED = sa.text(
 
 
 def _indexes(with_parking: bool) -> None:
+    # Plain index statements, not a batch: on SQLite a batch would copy the whole table (and its foreign keys
+    # refuse the DROP TABLE of the copy once rows refer to it).
     waiting = ["key_waiting"] if with_parking else []
-    with op.batch_alter_table("executions", schema=None) as batch_op:
-        batch_op.drop_index("ix_executions_due")
-        batch_op.drop_index("ix_executions_destination")
-        batch_op.drop_index("ix_executions_ordering")
-        batch_op.create_index("ix_executions_due", ["status", *waiting, "run_at"], unique=False)
-        batch_op.create_index("ix_executions_destination", ["destination", "status", *waiting, "run_at"], unique=False)
-        batch_op.create_index(
-            "ix_executions_ordering",
-            ["trigger_id", "ordering_key", "status", *waiting, "id"],
-            unique=False,
-            sqlite_where=sa.text(_WHERE),
-            postgresql_where=sa.text(_WHERE),
-        )
+    for name in ("ix_executions_due", "ix_executions_destination", "ix_executions_ordering"):
+        op.drop_index(name, table_name="executions")
+    op.create_index("ix_executions_due", "executions", ["status", *waiting, "run_at"], unique=False)
+    op.create_index("ix_executions_destination", "executions", ["destination", "status", *waiting, "run_at"])
+    op.create_index(
+        "ix_executions_ordering",
+        "executions",
+        ["trigger_id", "ordering_key", "status", *waiting, "id"],
+        unique=False,
+        sqlite_where=sa.text(_WHERE),
+        postgresql_where=sa.text(_WHERE),
+    )
 
 
 def upgrade() -> None:
-    # NOT NULL with a constant default: PostgreSQL 11+ adds it without rewriting the table.
-    with op.batch_alter_table("executions", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("key_waiting", sa.Boolean(), server_default=sa.text("false"), nullable=False))
+    # NOT NULL with a constant default: PostgreSQL 11+ adds it without rewriting the table, SQLite with ALTER TABLE.
+    op.add_column("executions", sa.Column("key_waiting", sa.Boolean(), server_default=sa.text("false"), nullable=False))
     op.execute(_PARK_QUEUED)
     _indexes(with_parking=True)
 
