@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from plans import executed_plan, plan_nodes, seed_trigger_and_event
+from redrive.queue import parking
 from redrive.queue.statements import _claim_statements
 
 PENDING = 50_000
@@ -161,5 +162,14 @@ def test_a_claim_never_reads_the_rows_parked_behind_busy_keys(db_url: str, order
         else:
             assert "ix_executions_due (status=? AND key_waiting=?)" in next_due, next_due
             assert "USE TEMP B-TREE FOR ORDER BY" not in next_due, next_due
+        # The oldest due row, parked or not (the system page, the oldest_pending alert): one row of each range.
+        oldest = executed_plan(engine, parking.oldest_due(now), {}, analyze=True)
+        if engine.dialect.name == "postgresql":
+            nodes = plan_nodes(json.loads(oldest)[0]["Plan"])
+            ranges = [node for node in nodes if node.get("Index Name") == "ix_executions_due"]
+            assert len(ranges) == 2, oldest
+            assert all(node["Actual Rows"] <= 1 for node in ranges), oldest
+        else:
+            assert oldest.count("ix_executions_due (status=? AND key_waiting=? AND run_at<?)") == 2, oldest
     finally:
         engine.dispose()

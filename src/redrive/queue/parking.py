@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, and_, case, exists, false, or_, select, true, update
+from sqlalchemy import ColumnElement, FromClause, and_, case, exists, false, func, or_, select, true, union_all, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import executions
@@ -53,6 +53,26 @@ def _blocks(row: FromClause, blocking: Sequence[int] | None) -> ColumnElement[bo
     if blocking is None:
         return true()
     return row.c.trigger_id.in_(list(blocking)) if blocking else false()
+
+
+EITHER = executions.c.key_waiting.in_([False, True])
+"""Parked or not: with ``status = ...`` it keeps a ``run_at`` bound inside one index range of ix_executions_due."""
+
+
+def oldest_due(now: datetime, *where: ColumnElement[bool]) -> Any:
+    """The earliest ``run_at`` of the pending rows due at ``now`` (narrowed by ``where``), parked or not.
+
+    Two reads of one row each, the first of the unparked and of the parked range of ix_executions_due: min() over
+    ``status = 'pending'`` alone would read every pending row, ``key_waiting`` standing before ``run_at``.
+    """
+    firsts = [
+        select(func.min(executions.c.run_at).label("run_at")).where(
+            executions.c.status == PENDING, executions.c.key_waiting == waiting, executions.c.run_at <= now, *where
+        )
+        for waiting in (false(), true())
+    ]
+    both = union_all(*firsts).subquery()
+    return select(func.min(both.c.run_at))
 
 
 def park(ids: Sequence[int], blocking: Sequence[int]) -> Any:
