@@ -7,13 +7,13 @@ The statements are driven directly with explicit times, as in test_ordering_clai
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import Connection, create_engine, select, text
-from test_ordering_claim import T0, Queue, config, opened
+from test_ordering_claim import T0, Queue, _waiting_on_advisory_locks, config, opened
 
 from redrive.db.schema import executions
 from redrive.db.writer import WRITER_THREAD_INFO
@@ -25,6 +25,7 @@ from redrive.observe.redaction import Redactor
 from redrive.queue import parking
 from redrive.queue import statements as queue
 from redrive.triggers.runtime import sync_triggers
+from support import wait_until
 
 LATER = T0 + timedelta(minutes=5)
 
@@ -184,9 +185,10 @@ def test_block_to_continue_lets_the_repair_free_keys_behind_dead_heads(block: Qu
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_a_row_parked_while_its_head_completes_is_promoted_by_the_repair(db_url: str) -> None:
-    """The ingest reads the running head and parks its row; the head's completion commits first and, not seeing the
-    ingest's uncommitted row, promotes nothing: the row is parked with no holder until the repair promotes it."""
+def test_a_completion_beside_an_ingest_that_parks_behind_its_row_waits_and_promotes_it(db_url: str) -> None:
+    """The ingest reads the running head and parks its row; the head's completion, in another transaction, would not
+    see that uncommitted row and promote nothing (the row parked with no holder). The key's advisory lock, taken by
+    both, makes the completion wait for the ingest's commit and then promote the row."""
     engine = create_engine(db_url)
     declared = config()
     try:
@@ -197,43 +199,38 @@ def test_a_row_parked_while_its_head_completes_is_promoted_by_the_repair(db_url:
         body = b'{"customer": {"id": "k"}}'
         event = prepare(trigger, ids["ordered"], body=body, headers={}, received_at=T0, redactor=Redactor())
         with engine.begin() as connection:
-            [first] = store_events(connection, [event])
+            store_events(connection, [event])
             [head] = queue.claim(list(ids.values()), 10, 30, T0, ordered=True)(connection).executions
+        done = queue.Completion(
+            execution_id=head.id,
+            lease_token=head.lease_token,
+            status="succeeded",
+            run_at=None,
+            started_at=T0,
+            finished_at=T0,
+            outcome="succeeded",
+            error_category=None,
+            error_code=None,
+            message=None,
+            detail={},
+            excerpt=None,
+            trigger_id=head.trigger_id,
+        )
+
+        def complete(connection: Connection) -> list[bool]:
+            with connection.begin():
+                return queue.complete_many(connection, [done])
+
         with engine.connect() as ingest, engine.connect() as completion:
             ingest.info[WRITER_THREAD_INFO] = 0  # two writer threads: their stats rollups go to different rows
             completion.info[WRITER_THREAD_INFO] = 1
             [late] = store_events(ingest, [event])  # sees the running head: parks, uncommitted
-            with completion.begin():
-                done = queue.Completion(
-                    execution_id=head.id,
-                    lease_token=head.lease_token,
-                    status="succeeded",
-                    run_at=None,
-                    started_at=T0,
-                    finished_at=T0,
-                    outcome="succeeded",
-                    error_category=None,
-                    error_code=None,
-                    message=None,
-                    detail={},
-                    excerpt=None,
-                    trigger_id=head.trigger_id,
-                )
-                assert queue.complete_many(completion, [done]) == [True]
-            ingest.commit()
-        assert first.execution_id == head.id
-        stranded = "SELECT key_waiting FROM executions WHERE id = :id"
-        with engine.connect() as connection:
-            assert connection.execute(text(stranded), {"id": late.execution_id}).scalar_one() is True
-            assert _claim(connection, ids) == []  # nothing runs the key: it is stranded
-            connection.rollback()
-
-        async def write(job: Callable[[Connection], Any]) -> Any:
-            with engine.begin() as connection:
-                return job(connection)
-
-        repair = parking.Repair(write, [ids["ordered"]], [], lambda: LATER, lambda: None)
-        assert asyncio.run(repair.promote_stranded()) == [late.execution_id]
+            with ThreadPoolExecutor(1) as pool:
+                completed = pool.submit(complete, completion)
+                wait_until(lambda: _waiting_on_advisory_locks(engine) == 1 or completed.done())
+                assert not completed.done()  # without the lock it would have committed, promoting nothing
+                ingest.commit()
+                assert completed.result(timeout=30) == [True]
         with engine.begin() as connection:
             assert _claim(connection, ids) == [late.execution_id]
     finally:

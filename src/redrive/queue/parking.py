@@ -26,12 +26,26 @@ early (by a race, or a config change) still never runs out of its key's order.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, and_, case, exists, false, func, or_, select, true, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    text,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import executions
@@ -144,6 +158,24 @@ def promote(freed: Sequence[int], blocking: Sequence[int] | None, now: datetime,
         )
         .returning(executions.c.id)
     )
+
+
+_LOCK_KEYS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS u(k) ORDER BY k")
+
+
+def lock_keys(connection: Connection, keys: Iterable[tuple[int, str]]) -> None:
+    """On PostgreSQL, take the keys' advisory locks (``ordering.key_lock``, sorted: no cycle) until commit.
+
+    Parking and promotion of one key take it, so an ingest that parks and a completion that promotes are serialised:
+    whichever comes second reads the other's committed change (a fresh statement snapshot after the lock).
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    from redrive.queue.ordering import key_lock  # ordering imports this module
+
+    locks = sorted({key_lock(trigger_id, key) for trigger_id, key in keys})
+    if locks:
+        connection.execute(_LOCK_KEYS, {"keys": locks})
 
 
 def promote_in(

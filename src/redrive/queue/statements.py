@@ -445,6 +445,8 @@ def _promote_next(connection: Connection, applied: Sequence[tuple[Completion, An
         and (result.status == ExecutionStatus.SUCCEEDED or not result.ordering_blocks)
     ]
     if freed:
+        keys = [(row.trigger_id, row.ordering_key) for r, row in applied if r.execution_id in freed]
+        parking.lock_keys(connection, keys)
         blocking = sorted({r.trigger_id for r, _ in applied if r.ordering_blocks and r.trigger_id is not None})
         parking.promote_in(connection, freed, blocking, max(r.finished_at for r, _ in applied))
 
