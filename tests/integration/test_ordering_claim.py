@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -206,11 +208,20 @@ def test_claims_whose_snapshots_straddle_a_late_commit_never_lease_one_key_twice
 
         with engine.connect() as late, engine.connect() as a, engine.connect() as b:
             late.info[WRITER_THREAD_INFO] = 0  # two writer threads: their stats rollups go to different rows
-            [lower] = store_events(late, [event()])  # uncommitted: its id is the lower one
+            # A row made without the key's lock (an ingest takes it; a replay or an older node does not): uncommitted,
+            # its id is the lower one.
+            made = text(
+                "INSERT INTO executions (event_id, trigger_id, action_kind, status, attempts, run_at, created_at, "
+                "updated_at, ordering_key) SELECT id, trigger_id, 'command', 'pending', 0, :t, :t, :t, 'k' "
+                "FROM events WHERE id = :event RETURNING id"
+            )
+            with engine.begin() as seed:
+                [source] = store_events(seed, [replace(event(), filtered=True)])  # an event, no execution
+            lower_id = late.execute(made, {"t": T0, "event": source.event_id}).scalar_one()
             with engine.begin() as early:
                 early.info[WRITER_THREAD_INFO] = 1
                 [higher] = store_events(early, [event()])
-            assert lower.execution_id is not None
+            lower = SimpleNamespace(execution_id=lower_id)
             assert higher.execution_id is not None
             assert lower.execution_id < higher.execution_id
             assert claim(a) == [higher.execution_id]  # A's lease and advisory lock stay uncommitted
