@@ -37,11 +37,13 @@ def explain_plan(engine: Engine, statement: Any, params: dict[str, Any] | None =
         return "\n".join(str(row[-1]) for row in rows)
 
 
-def executed_plan(engine: Engine, statement: Any, params: dict[str, Any]) -> str:
+def executed_plan(engine: Engine, statement: Any, params: dict[str, Any], *, analyze: bool = False) -> str:
     """The plan of ``statement`` exactly as executed with ``params`` (any statement, UPDATE ... RETURNING too):
     the driver is handed ``EXPLAIN`` + the compiled SQL with its real parameters, and the plan comes back as rows.
+    ``analyze`` (PostgreSQL) runs it, in a transaction rolled back after, for the rows each node really read.
     """
-    prefix = "EXPLAIN (FORMAT JSON) " if engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN "
+    options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
+    prefix = f"EXPLAIN ({options}) " if engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN "
 
     def explain(conn: Any, cursor: Any, sql: str, parameters: Any, context: Any, executemany: bool) -> Any:
         return prefix + sql, parameters
@@ -54,7 +56,7 @@ def executed_plan(engine: Engine, statement: Any, params: dict[str, Any]) -> str
             rows = cursor.fetchall()
         finally:
             event.remove(connection, "before_cursor_execute", explain)
-            connection.rollback()  # EXPLAIN without ANALYZE changes nothing; leave no transaction behind
+            connection.rollback()  # whatever EXPLAIN ANALYZE changed goes; leave no transaction behind
     if engine.dialect.name == "postgresql":
         document = rows[0][0]
         return json.dumps(document if not isinstance(document, str) else json.loads(document))

@@ -12,9 +12,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from plans import executed_plan, plan_nodes, seed_trigger_and_event
+from redrive.queue import parking
 from redrive.queue.statements import _claim_statements
 
 PENDING = 50_000
@@ -93,20 +95,81 @@ def test_an_ordered_claim_finds_each_heads_earlier_rows_with_an_index_range(db_u
             assert any(node.get("Index Name") == "ix_executions_due" for node in nodes), plan
             assert not any(node["Node Type"] == "Sort" for node in nodes), plan
             same_key = [node for node in nodes if node.get("Alias", "").startswith("same_key")]
-            assert len(same_key) == 3, plan
+            assert len(same_key) == 4, plan
             assert all("Index Cond" in node for node in same_key), plan
-            # The earlier-row tests are ranges of the key in ix_executions_ordering; the "a row of the key is
-            # running" test may instead be hashed once from the running rows (as many as leases held).
+            # The earlier-row tests (unparked, parked, dead) are ranges of the key in ix_executions_ordering; the "a
+            # row of the key is running" test may instead be hashed once from the running rows (as many as leases).
             earlier = [node for node in same_key if "id < " in node["Index Cond"]]
-            assert len(earlier) == 2, plan
+            assert len(earlier) == 3, plan
             assert all(node["Index Name"] == "ix_executions_ordering" for node in earlier), plan
         else:
             assert "USING INDEX ix_executions_due" in plan or "USING COVERING INDEX ix_executions_due" in plan, plan
             assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
             lookups = [line for line in plan.splitlines() if "same_key" in line]
-            assert len(lookups) == 3, plan
+            assert len(lookups) == 4, plan
             assert all("INDEX ix_executions_ordering (trigger_id=? AND ordering_key=?" in line for line in lookups), (
                 plan
             )
+    finally:
+        engine.dispose()
+
+
+PARKED = 2_000
+DUE = 20
+
+
+@pytest.mark.parametrize("ordered", [False, True], ids=["unordered", "ordered"])
+def test_a_claim_never_reads_the_rows_parked_behind_busy_keys(db_url: str, ordered: bool) -> None:
+    """2,000 rows parked behind the 2 running heads of their keys, older than the 20 unordered rows due: the claim's
+    range of ix_executions_due is ``status = 'pending' AND key_waiting = false``, so it reads the 20 due rows and
+    none of the parked ones (PostgreSQL counts the rows each node read: ``EXPLAIN ANALYZE``)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    heads, loose = 2, 2 + DUE  # rows 0-1 run (the heads), 2-21 are unordered and due, then the parked ones
+    status = f"CASE WHEN i < {heads} THEN 'running' WHEN i < {loose + PARKED} THEN 'pending' ELSE 'succeeded' END"
+    key = f"CASE WHEN i < {heads} OR (i >= {loose} AND i < {loose + PARKED}) THEN 'customer-' || (i % 2) END"
+    engine, trigger_id = _seed(db_url, now, key=key, status=status)
+    try:
+        with engine.begin() as connection:
+            parked = "UPDATE executions SET key_waiting = true WHERE status = 'pending' AND ordering_key IS NOT NULL"
+            assert connection.execute(text(parked)).rowcount == PARKED
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.execute(text("ANALYZE executions"))
+        statements = _claim_statements(ordered=ordered)
+        params = {**_params(trigger_id, now), "c_blocking_ids": [trigger_id]}
+        if engine.dialect.name == "postgresql":
+            plan = executed_plan(engine, statements.lease, params, analyze=True)
+            print(f"postgresql claim plan, {PARKED} parked:\n{plan}")
+            nodes = plan_nodes(json.loads(plan)[0]["Plan"])
+            [due] = [node for node in nodes if node.get("Index Name") == "ix_executions_due"]
+            assert "key_waiting = false" in due["Index Cond"], plan
+            assert due["Actual Rows"] <= DUE + 1, plan  # the due rows (and the one past the range's end), no more
+            assert due.get("Rows Removed by Filter", 0) == 0, plan
+            assert not any(node["Node Type"] == "Sort" for node in nodes), plan
+        else:
+            plan = executed_plan(engine, statements.lease, params)
+            print(f"sqlite claim plan, {PARKED} parked:\n{plan}")
+            assert "ix_executions_due (status=? AND key_waiting=? AND run_at<?)" in plan, plan
+            assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
+        # When the next due row is asked for (a batch came back short), the same range is read up to its first row.
+        next_due = executed_plan(engine, statements.next_due, params, analyze=True)
+        print(f"next_due plan:\n{next_due}")
+        if engine.dialect.name == "postgresql":
+            nodes = plan_nodes(json.loads(next_due)[0]["Plan"])
+            [due] = [node for node in nodes if node.get("Index Name") == "ix_executions_due"]
+            assert "key_waiting = false" in due["Index Cond"], next_due
+            assert due["Actual Rows"] <= 1, next_due
+        else:
+            assert "ix_executions_due (status=? AND key_waiting=?)" in next_due, next_due
+            assert "USE TEMP B-TREE FOR ORDER BY" not in next_due, next_due
+        # The oldest due row, parked or not (the system page, the oldest_pending alert): one row of each range.
+        oldest = executed_plan(engine, parking.oldest_due(now), {}, analyze=True)
+        if engine.dialect.name == "postgresql":
+            nodes = plan_nodes(json.loads(oldest)[0]["Plan"])
+            ranges = [node for node in nodes if node.get("Index Name") == "ix_executions_due"]
+            assert len(ranges) == 2, oldest
+            assert all(node["Actual Rows"] <= 1 for node in ranges), oldest
+        else:
+            assert oldest.count("ix_executions_due (status=? AND key_waiting=? AND run_at<?)") == 2, oldest
     finally:
         engine.dispose()

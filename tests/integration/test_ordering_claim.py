@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -21,6 +23,7 @@ from redrive.failures.replay import ReplayRequest, replay
 from redrive.ingest.prepare import NewEvent, prepare
 from redrive.ingest.store import store_event, store_events
 from redrive.observe.redaction import Redactor
+from redrive.queue import parking
 from redrive.queue import statements as queue
 from redrive.triggers.config import RedriveConfig, parse_config
 from redrive.triggers.runtime import sync_triggers
@@ -79,6 +82,8 @@ class Queue:
             message=None,
             detail={},
             excerpt=None,
+            trigger_id=claimed.trigger_id,
+            ordering_blocks=claimed.trigger_id in self.blocking,
         )
         assert asyncio.run(self.db.write(queue.complete(result))) is True
 
@@ -203,11 +208,20 @@ def test_claims_whose_snapshots_straddle_a_late_commit_never_lease_one_key_twice
 
         with engine.connect() as late, engine.connect() as a, engine.connect() as b:
             late.info[WRITER_THREAD_INFO] = 0  # two writer threads: their stats rollups go to different rows
-            [lower] = store_events(late, [event()])  # uncommitted: its id is the lower one
+            # A row made without the key's lock (an ingest takes it; a replay or an older node does not): uncommitted,
+            # its id is the lower one.
+            made = text(
+                "INSERT INTO executions (event_id, trigger_id, action_kind, status, attempts, run_at, created_at, "
+                "updated_at, ordering_key) SELECT id, trigger_id, 'command', 'pending', 0, :t, :t, :t, 'k' "
+                "FROM events WHERE id = :event RETURNING id"
+            )
+            with engine.begin() as seed:
+                [source] = store_events(seed, [replace(event(), filtered=True)])  # an event, no execution
+            lower_id = late.execute(made, {"t": T0, "event": source.event_id}).scalar_one()
             with engine.begin() as early:
                 early.info[WRITER_THREAD_INFO] = 1
                 [higher] = store_events(early, [event()])
-            assert lower.execution_id is not None
+            lower = SimpleNamespace(execution_id=lower_id)
             assert higher.execution_id is not None
             assert lower.execution_id < higher.execution_id
             assert claim(a) == [higher.execution_id]  # A's lease and advisory lock stay uncommitted
@@ -235,5 +249,7 @@ def test_keys_left_on_rows_order_nothing_once_no_trigger_orders(cont: Queue) -> 
     a = [cont.accept("ordered", "a") for _ in range(3)]
     [head] = cont.claim()
     assert head.id == a[0]
+    # A restart without ordering: the startup pass unparks the rows of triggers that no longer order.
+    assert sorted(cont.db.write_sync(parking.release([], T0))) == a[1:]
     unordered = queue.claim(list(cont.ids.values()), 50, 30, T0)  # the worker's claim when no trigger orders
     assert sorted(c.id for c in asyncio.run(cont.db.write(unordered)).executions) == a[1:]

@@ -26,6 +26,7 @@ from redrive.alerts.conditions import (
 )
 from redrive.db.schema import attempts, breaker_transitions, destinations, error_groups, executions, triggers
 from redrive.observe.stats import FAILED_OUTCOMES, status_count_statement
+from redrive.queue import parking
 from redrive.states import ExecutionStatus
 
 Count = Callable[[Any, Connection, Scope, datetime], dict[str, Any]]
@@ -61,11 +62,7 @@ def dlq_growth(condition: DeadLetterGrowth, connection: Connection, scope: Scope
 def oldest_pending(condition: OldestPending, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
     """The earliest ``run_at`` of the scope's due pending executions (``ix_executions_due``)."""
     oldest = connection.execute(
-        select(func.min(executions.c.run_at)).where(
-            executions.c.status == ExecutionStatus.PENDING,
-            executions.c.run_at <= now,
-            executions.c.trigger_id.in_(scope.trigger_ids),
-        )
+        parking.oldest_due(now, executions.c.trigger_id.in_(scope.trigger_ids))
     ).scalar_one_or_none()
     return {"oldest_pending_seconds": max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0}
 

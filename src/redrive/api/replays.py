@@ -81,7 +81,13 @@ class BulkIn(BaseModel):
 
 def _request(state: ServiceState, caller: Principal, execution_id: int, force: bool) -> ReplayRequest:
     return ReplayRequest(
-        execution_id, caller.name, state.now(), frozenset(state.triggers.ids), force, caller.can("admin")
+        execution_id,
+        caller.name,
+        state.now(),
+        frozenset(state.triggers.ids),
+        force,
+        caller.can("admin"),
+        blocking=frozenset(state.triggers.blocking),
     )
 
 
@@ -176,7 +182,12 @@ async def bulk_replay(body: BulkIn, state: StateDep, caller: OperatorDep) -> Jso
     if isinstance(started, int):
         raise ReplayInProgress(await _in_progress_message(state, started))
     state.bulk_runs.start(
-        state.db, started, runnable=frozenset(state.triggers.ids), clock=state.clock, wakeup=state.wakeup
+        state.db,
+        started,
+        runnable=frozenset(state.triggers.ids),
+        clock=state.clock,
+        wakeup=state.wakeup,
+        blocking=frozenset(state.triggers.blocking),
     )
     return Json(await _job(state, started.id), status_code=202)
 

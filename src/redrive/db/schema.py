@@ -152,11 +152,16 @@ executions = Table(
     Column("ordering_key", String(255)),
     # What the action talks to (``redrive.destinations.keys``), fixed when the row is made; NULL before 0007.
     Column("destination", String(255)),
+    # Parked: a pending ordered row made while an earlier row of its key held the key (``redrive.queue.parking``).
+    # Claims read only unparked rows (``key_waiting = false`` in every claim's index range); the key's holder
+    # promotes its oldest parked row when it goes. Always false on unordered rows and on every row not pending.
+    Column("key_waiting", Boolean, nullable=False, server_default=text("false")),
     Index("ix_executions_event", "event_id"),
     # The queue: due pending rows in run_at order, read by every claim. Not a partial index: a claim binds its
     # status as a parameter, and a planner cannot match a bound parameter to a partial index's predicate (SQLite
-    # then sorted every pending row on each claim).
-    Index("ix_executions_due", "status", "run_at"),
+    # then sorted every pending row on each claim). ``key_waiting`` sits before ``run_at`` so that a claim's range
+    # (``status = 'pending' AND key_waiting = false``) never holds parked rows, however many wait behind busy keys.
+    Index("ix_executions_due", "status", "key_waiting", "run_at"),
     # Every write of an execution (insert, lease, completion) changes its status, so each of its three writes puts a
     # new entry in every index whose predicate the row satisfies (never a HOT update while ix_executions_due holds
     # the status). The indexes below are partial on ``<column> IS NOT NULL`` so a row enters only those that can
@@ -208,12 +213,13 @@ executions = Table(
         "trigger_id",
         "ordering_key",
         "status",
+        "key_waiting",
         "id",
         sqlite_where=text("ordering_key IS NOT NULL"),
         postgresql_where=text("ordering_key IS NOT NULL"),
     ),
     # A claim for one restricted destination (limited, ramping, half-open): its due rows in run_at order.
-    Index("ix_executions_destination", "destination", "status", "run_at"),
+    Index("ix_executions_destination", "destination", "status", "key_waiting", "run_at"),
 )
 
 attempts = Table(

@@ -39,9 +39,18 @@ class BulkRuns:
         """Ids of the jobs this process runs."""
         return frozenset(self._tasks)
 
-    def start(self, db: Database, plan: Plan, *, runnable: frozenset[int], clock: Clock, wakeup: Wakeup) -> None:
+    def start(
+        self,
+        db: Database,
+        plan: Plan,
+        *,
+        runnable: frozenset[int],
+        clock: Clock,
+        wakeup: Wakeup,
+        blocking: frozenset[int] = frozenset(),
+    ) -> None:
         """Run ``plan`` in a background task."""
-        task = asyncio.create_task(_run(db, plan, runnable, clock, wakeup), name=f"redrive-bulk-{plan.id}")
+        task = asyncio.create_task(_run(db, plan, runnable, clock, wakeup, blocking), name=f"redrive-bulk-{plan.id}")
         self._tasks[plan.id] = task
         task.add_done_callback(lambda _: self._tasks.pop(plan.id, None))
 
@@ -100,7 +109,9 @@ class _InFlight:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def _run(db: Database, plan: Plan, runnable: frozenset[int], clock: Clock, wakeup: Wakeup) -> None:
+async def _run(
+    db: Database, plan: Plan, runnable: frozenset[int], clock: Clock, wakeup: Wakeup, blocking: frozenset[int]
+) -> None:
     loop = asyncio.get_running_loop()
     start, index, after = loop.time(), 0, 0
     steps = _InFlight(db, wakeup)
@@ -123,6 +134,7 @@ async def _run(db: Database, plan: Plan, runnable: frozenset[int], clock: Clock,
                     force=plan.filter.status == "failed",
                     may_force=True,  # only an admin may start a bulk replay of failed executions
                     bulk_replay_id=plan.id,
+                    blocking=blocking,
                 )
                 await steps.issue(step(plan.id, request))
                 index += 1

@@ -15,7 +15,8 @@ by a conditional UPDATE in the database, so it holds across processes and nodes:
 Both updates run in a SAVEPOINT that is rolled back when either finds nothing, and the audit row is written in the
 same transaction in every case, so refused attempts are audited too. The job returns a ``ReplayResult``;
 ``raise_for`` turns a refusal into the matching ``RedriveError``. A replay keeps its execution's ordering key
-(it is not rendered again): under its new id it queues behind everything already accepted for that key. Times come
+(it is not rendered again): under its new id it queues behind everything already accepted for that key (parked
+while the key is held, ``redrive.queue.parking``); replaying a dead head under ``block`` first frees its key. Times come
 from the service clock (``now`` is a bind parameter), so nodes are expected to keep their clocks in step.
 """
 
@@ -35,6 +36,7 @@ from redrive.errors import Forbidden, NotFound, NotReplayable, RateLimited, Repl
 from redrive.failures import audit
 from redrive.observe import rollups
 from redrive.observe.rollups import ExecutionFacts
+from redrive.queue import parking
 from redrive.states import ExecutionStatus
 from redrive.triggers.runtime import StoredEvent, Trigger
 from redrive.triggers.templating import RenderError
@@ -57,6 +59,7 @@ class ReplayRequest:
     force: bool = False  # also replay a permanently ``failed`` execution
     may_force: bool = False  # the caller is an admin
     bulk_replay_id: int | None = None
+    blocking: frozenset[int] = frozenset()  # ordered triggers under ``on_dead_letter: block``
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,8 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
         if limited is None:  # the limits moved between the UPDATE and this read; say so rather than guess
             return ReplayResult("rate_limited", r.execution_id, "the event is being replayed; retry", retry_after=1)
         return ReplayResult(limited[0], r.execution_id, limited[1], retry_after=limited[2])
+    if row.ordering_key is not None:  # the dead row no longer holds its key: its next row may go (then the replay)
+        parking.promote_in(connection, [r.execution_id], sorted(r.blocking), r.now)
     new_id = connection.execute(
         executions.insert()
         .values(
@@ -212,6 +217,8 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
         )
         .returning(executions.c.id)
     ).scalar_one()
+    if row.ordering_key is not None:
+        connection.execute(parking.park([new_id], sorted(r.blocking)))
     replay = ExecutionFacts(row.trigger_id, row.action_kind, ExecutionStatus.PENDING, r.now, None, None, True)
     rollups.replayed(connection, r.execution_id, row.status, replay)
     savepoint.commit()

@@ -41,6 +41,8 @@ class NewEvent:
     received_at: datetime
     accept_key_conflicts: bool
     ordering_key: str | None = None
+    ordering_blocks: bool = False
+    """Its trigger orders with ``on_dead_letter: block``: a dead earlier row of its key holds it (it parks)."""
     destination: str | None = None
     """What its execution's action talks to (``redrive.destinations.keys``)."""
     seed: Seed | None = None
@@ -187,6 +189,7 @@ def prepare(
         ordering_key=None
         if filtered
         else ordering_key(trigger, payload, stored_headers),  # a filtered event never runs
+        ordering_blocks=trigger.ordering is not None and trigger.ordering.on_dead_letter == "block",
         destination=target,
         seed=seed,
     )

@@ -24,6 +24,7 @@ from redrive.db.writer import BatchJob
 from redrive.destinations.store import seed_rows
 from redrive.ingest.prepare import NewEvent
 from redrive.observe import rollups
+from redrive.queue import parking
 from redrive.states import ExecutionStatus
 
 
@@ -189,6 +190,8 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
     elif runnable:
         rows = connection.execute(statements.execution, [_execution_row(batch[i], created[i]) for i in runnable])
         execution_of = {event_id: execution_id for execution_id, event_id in rows}
+    if runnable:
+        _park(connection, [batch[i] for i in runnable], [execution_of[created[i]] for i in runnable])
     seeds = {batch[i].destination: batch[i].seed for i in runnable if batch[i].seed is not None}
     if seeds:  # templated destinations of limited triggers: their rows before the first claim (policy.Seed)
         seed_rows(connection, seeds, max(batch[i].received_at for i in runnable))
@@ -203,6 +206,15 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
         _duplicates(connection, statements, batch, taken, first, created, execution_of, results)
     assert all(result is not None for result in results)
     return results  # type: ignore[return-value]
+
+
+def _park(connection: Connection, new: Sequence[NewEvent], ids: Sequence[int]) -> None:
+    """Park the new ordered executions whose key is held (``redrive.queue.parking``); nothing when none is ordered."""
+    ordered = [execution_id for event, execution_id in zip(new, ids, strict=True) if event.ordering_key is not None]
+    if ordered:
+        parking.lock_keys(connection, [(e.trigger_id, e.ordering_key) for e in new if e.ordering_key is not None])
+        blocking = sorted({event.trigger_id for event in new if event.ordering_blocks})
+        connection.execute(parking.park(ordered, blocking))
 
 
 def _duplicates(

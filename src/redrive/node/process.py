@@ -30,6 +30,7 @@ from redrive.observe.redaction import Redactor
 from redrive.observe.stream import STREAM_CHANNEL, StreamHub
 from redrive.observe.system import resident_bytes
 from redrive.observe.telemetry import Tracing
+from redrive.queue import parking
 from redrive.queue.notify import QUEUE_CHANNEL, Handler, Listener, Notifier, Wakeup
 from redrive.queue.worker import Worker
 from redrive.settings import Settings
@@ -101,6 +102,8 @@ class Node:
         self.retention = RetentionChore(db, triggers, settings.retention_interval, clock)
         self.history = HistorySampler(db, clock)
         self.backfill = BackfillChore(db)
+        ordered = [t.id for t in triggers if t.config.ordering is not None]
+        self.parking = parking.Repair(db.write, ordered, triggers.blocking, clock, wakeup.work_due)
         self.maintenance = Maintenance(
             db,
             self.leadership,
@@ -109,7 +112,12 @@ class Node:
             clock=clock,
             wake=wakeup.work_due,
             warn=lambda data: self.stream.publish("warning", data),
-            extra=[self.retention.run_when_due, self.history.run_when_due, self.backfill.run_when_due],
+            extra=[
+                self.retention.run_when_due,
+                self.history.run_when_due,
+                self.backfill.run_when_due,
+                self.parking.run,
+            ],
         )
         handlers: dict[str, Handler] = {QUEUE_CHANNEL: self._woken, STREAM_CHANNEL: self.stream.receive}
         self.listener: Listener | PeerListener | None = None

@@ -28,6 +28,7 @@ from redrive.db.schema import attempts, events, executions
 from redrive.destinations.store import TRANSITIONS_RETENTION, purge_transitions
 from redrive.observe import rollups
 from redrive.observe.history import HISTORY_RETENTION, purge_history
+from redrive.queue import parking
 from redrive.states import DEAD, ExecutionStatus
 from redrive.triggers.config import RetentionConfig
 from redrive.triggers.runtime import TriggerSet
@@ -52,6 +53,7 @@ class Plan:
 
     by_trigger: dict[int, Cutoffs]
     others: Cutoffs
+    now: datetime  # when it was planned: a parked row promoted by a purge is due from then
 
 
 @dataclass
@@ -78,6 +80,7 @@ def plan(retentions: dict[int, RetentionConfig], now: datetime, older_than: floa
     return Plan(
         {trigger_id: cutoffs(r, now, older_than) for trigger_id, r in retentions.items()},
         cutoffs(RetentionConfig(), now, older_than),
+        now,
     )
 
 
@@ -113,8 +116,13 @@ def _replayed_later(surviving: Cutoffs | None = None) -> ColumnElement[bool]:
     return exists(query)
 
 
-def purge_executions_batch(scope: ColumnElement[bool], cut: Cutoffs) -> Callable[[Connection], Purged]:
-    """Delete up to BATCH expired executions of ``scope`` (with their attempts)."""
+def purge_executions_batch(scope: ColumnElement[bool], cut: Cutoffs, now: datetime) -> Callable[[Connection], Purged]:
+    """Delete up to BATCH expired executions of ``scope`` (with their attempts).
+
+    A dead row that held its ordering key (``on_dead_letter: block``) frees it as it goes: the key's oldest parked
+    row is promoted first (``parking.promote``, counting every dead row a holder: the config is not at hand here,
+    and a key that stays parked for a ``continue`` trigger is the maintenance repair's).
+    """
 
     def job(connection: Connection) -> Purged:
         rows = connection.execute(
@@ -126,6 +134,7 @@ def purge_executions_batch(scope: ColumnElement[bool], cut: Cutoffs) -> Callable
         if not rows:
             return purged
         ids = [row.id for row in rows]
+        parking.promote_in(connection, ids, None, now, gone=True)
         rollups.purged_executions(connection, ids)
         purged.attempts = connection.execute(delete(attempts).where(attempts.c.execution_id.in_(ids))).rowcount
         purged.executions = connection.execute(delete(executions).where(executions.c.id.in_(ids))).rowcount
@@ -183,7 +192,7 @@ async def purge(write: Writer, purge_plan: Plan) -> Purged:
     total = Purged()
     for scope, event_scope, cut in _scopes(purge_plan):
         while True:
-            batch: Purged = await write(purge_executions_batch(scope, cut))
+            batch: Purged = await write(purge_executions_batch(scope, cut, purge_plan.now))
             total.executions += batch.executions
             total.attempts += batch.attempts
             for status, n in batch.by_status.items():

@@ -17,6 +17,7 @@ from redrive.db.schema import executions, stat_rollups
 from redrive.observe import rollup_reads as reads
 from redrive.observe import rollups
 from redrive.observe.metrics import QueueSnapshot
+from redrive.queue import parking
 from redrive.states import ExecutionStatus
 
 
@@ -30,12 +31,10 @@ def queue_snapshot(now: datetime) -> Callable[[Connection], QueueSnapshot]:
 
         pending = executions.c.status == ExecutionStatus.PENDING
         running = executions.c.status == ExecutionStatus.RUNNING
-        oldest = connection.execute(
-            select(func.min(executions.c.run_at)).where(pending, executions.c.run_at <= now)
-        ).scalar_one_or_none()
+        oldest = connection.execute(parking.oldest_due(now)).scalar_one_or_none()
         return QueueSnapshot(
             pending=count(pending),
-            due=count(pending, executions.c.run_at <= now),
+            due=count(pending, parking.EITHER, executions.c.run_at <= now),  # parked rows count as due
             running=count(running),
             oldest_due_age_seconds=max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0,
             **(

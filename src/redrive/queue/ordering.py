@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, or_, select, true
+from sqlalchemy import ColumnElement, and_, bindparam, exists, false, or_, select, true
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import executions
+from redrive.queue.parking import same_key
 from redrive.states import ExecutionStatus
 
 Policy = Literal["continue", "block"]
@@ -28,24 +29,25 @@ def ordering_head(ordered: bool) -> ColumnElement[bool]:
 
     A keyless row always may. A keyed row may when no earlier row of its key (same trigger) is pending or running,
     nor, for triggers in ``c_blocking_ids`` (``on_dead_letter: block``), dead-lettered or failed; and no row of its
-    key is running (a lower id committed after a higher one was leased). Each test reads an index range
-    (``ix_executions_ordering``; the running test may read the few running rows once instead).
+    key is running (a lower id committed after a higher one was leased). Each test reads one index range
+    (``ix_executions_ordering``: trigger, key, status, key_waiting, id): pending rows are tested unparked and parked
+    apart, so the ``id`` bound stays in the range. The claim reads unparked rows only (``redrive.queue.parking``);
+    this check is what keeps a row unparked early by a race from running out of order.
     """
     if not ordered:
         return true()
     other = executions.alias("same_key")
-    key = and_(
-        other.c.trigger_id == executions.c.trigger_id,
-        other.c.ordering_key == executions.c.ordering_key,
-    )
+    key = same_key(other, executions)
     earlier = other.c.id < executions.c.id
-    in_flight = exists().where(key, other.c.status.in_(_IN_FLIGHT), earlier)
+    pending = other.c.status == ExecutionStatus.PENDING
+    in_flight = exists().where(key, pending, other.c.key_waiting == false(), earlier)
+    parked = exists().where(key, pending, other.c.key_waiting == true(), earlier)
     running = exists().where(key, other.c.status == ExecutionStatus.RUNNING)
-    dead = exists().where(key, other.c.status.in_(_DEAD), earlier)
+    dead = exists().where(key, other.c.status.in_(_DEAD), other.c.key_waiting == false(), earlier)
     blocking = bindparam("c_blocking_ids", type_=executions.c.trigger_id.type, expanding=True)
     return or_(
         executions.c.ordering_key.is_(None),
-        and_(~in_flight, ~running, or_(executions.c.trigger_id.not_in(blocking), ~dead)),
+        and_(~in_flight, ~parked, ~running, or_(executions.c.trigger_id.not_in(blocking), ~dead)),
     )
 
 

@@ -17,6 +17,10 @@ whose snapshots straddle an ingest commit (a lower id of the key committed late)
 after leasing keyed rows a claim takes a transaction-scoped advisory lock per key (in key order: no deadlock) and, in
 a fresh snapshot, gives back any row whose key another execution is now running (``_settle_keys``). Claims of one key
 are thereby serialised from the lock to the commit, and each sees the previous one's lease.
+
+The rows waiting behind a key's holder are parked (``redrive.queue.parking``): every claim reads only the range
+``status = 'pending' AND key_waiting = false`` of its index, so a backlog behind busy keys costs a claim nothing. A
+completion that frees its key promotes the key's next row in the same transaction (one statement per batch).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from redrive.extensions import BreakerTransition
 from redrive.failures.error_groups import record_failure
 from redrive.observe import rollups
 from redrive.observe.rollups import AttemptFacts, ExecutionFacts
+from redrive.queue import parking
 from redrive.queue.ordering import key_lock, ordering_head
 from redrive.states import TERMINAL, ExecutionStatus
 
@@ -108,6 +113,7 @@ class Completion:
     observed: Observed | None = None  # set when the destination's breaker or limits count this attempt
     policy: Policy | None = None  # the destination's policy, as the trigger it ran for sees it
     charged: bool = True  # False: held by an open breaker, not charged (``redrive.destinations.holding``)
+    ordering_blocks: bool = False  # its trigger orders with ``on_dead_letter: block``: a dead end holds the key
 
 
 def held_by_breaker(result: Completion) -> Completion:
@@ -150,6 +156,7 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
             select(executions.c.id)
             .where(
                 executions.c.status == ExecutionStatus.PENDING,
+                executions.c.key_waiting == false(),  # a literal: the range never holds a parked row
                 executions.c.run_at <= now,
                 executions.c.trigger_id.in_(runnable),
                 ordering_head(ordered),
@@ -183,11 +190,19 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
     event_rows = select(
         events.c.id, events.c.payload, events.c.headers, events.c.idempotency_key, events.c.received_at
     ).where(events.c.id.in_(bindparam("c_event_ids", expanding=True)))
-    next_due = select(func.min(executions.c.run_at)).where(
-        executions.c.status == ExecutionStatus.PENDING,
-        executions.c.trigger_id.in_(runnable),
-        ordering_head(ordered),
-        _destination_unrestricted(),
+    # ORDER BY ... LIMIT 1 rather than min(): PostgreSQL reads min() from an index only on a single table, and the
+    # runnable-trigger test joins triggers, so min() read every pending row; this reads the range's first row.
+    next_due = (
+        select(executions.c.run_at)
+        .where(
+            executions.c.status == ExecutionStatus.PENDING,
+            executions.c.key_waiting == false(),
+            executions.c.trigger_id.in_(runnable),
+            ordering_head(ordered),
+            _destination_unrestricted(),
+        )
+        .order_by(executions.c.run_at)
+        .limit(1)
     )
     return _ClaimStatements(
         lease=lease(_destination_unrestricted()),
@@ -377,6 +392,7 @@ def _complete_statements() -> _CompleteStatements:
             executions.c.action_kind,
             executions.c.created_at,
             executions.c.replay_of,
+            executions.c.ordering_key,
         )
         .where(executions.c.id.in_(bindparam("ids", expanding=True)), executions.c.status == ExecutionStatus.RUNNING)
         .with_for_update(of=executions)
@@ -424,7 +440,7 @@ _FENCED_UPDATE = text(
     "charge) "
     "WHERE e.id = v.id AND e.lease_token = v.token AND e.status = 'running' "
     "RETURNING e.id, v.token, e.attempts - v.charge AS attempts, e.uncharged - 1 + v.charge AS uncharged, "
-    "e.trigger_id, e.action_kind, e.created_at, e.replay_of"
+    "e.trigger_id, e.action_kind, e.created_at, e.replay_of, e.ordering_key"
 )
 
 
@@ -499,8 +515,29 @@ def complete_many(
         )
         for result, _ in applied:
             _after_failure(connection, result)
+        _promote_next(connection, applied)
         rollups.completed(connection, [_rollup_change(result, row) for result, row in applied])
     return flags
+
+
+def _promote_next(connection: Connection, applied: Sequence[tuple[Completion, Any]]) -> None:
+    """Unpark the next row of each key the batch freed (``parking.promote``): one statement, none when unordered.
+
+    An ordered row frees its key when it succeeds, or dead-letters or fails under ``on_dead_letter: continue``; a
+    retry (pending again) keeps holding it.
+    """
+    freed = [
+        result.execution_id
+        for result, row in applied
+        if row.ordering_key is not None
+        and result.status in TERMINAL
+        and (result.status == ExecutionStatus.SUCCEEDED or not result.ordering_blocks)
+    ]
+    if freed:
+        keys = [(row.trigger_id, row.ordering_key) for r, row in applied if r.execution_id in freed]
+        parking.lock_keys(connection, keys)
+        blocking = sorted({r.trigger_id for r, _ in applied if r.ordering_blocks and r.trigger_id is not None})
+        parking.promote_in(connection, freed, blocking, max(r.finished_at for r, _ in applied))
 
 
 def _execution_values(result: Completion) -> dict[str, Any]:

@@ -274,6 +274,7 @@ class Worker:
             request=sent,
             pause_trigger_id=trigger.id if failure is not None and failure.pause_trigger else None,
             trigger_id=trigger.id,
+            ordering_blocks=trigger.config.ordering is not None and trigger.config.ordering.on_dead_letter == "block",
             action_kind=trigger.config.action.kind,
             fingerprint=fingerprint(trigger.name, trigger.config.action.kind, failure.code, message or "")
             if failure

@@ -1,0 +1,287 @@
+"""Parking: an ordered execution made while its key is held waits out of the claim's way until its turn comes.
+
+An ordered trigger's executions stay ``pending`` behind their key's head, and a claim that had to step over them
+(the head check of ``ordering.ordering_head``, once per waiting row) slowed with the backlog: 20,000 rows behind 20
+busy keys cost every claim a walk of 20,000 rows. So a row made while its key has a *holder* is parked
+(``key_waiting``), and every claim reads the range ``status = 'pending' AND key_waiting = false`` of its index, which
+never holds a parked row. A key's holder is an earlier row of the key that is pending or running, or, under
+``on_dead_letter: block``, dead (failed_retryable or failed).
+
+- ``park`` runs after rows are made (ingest, replay, bulk replay): a row with a holder is parked.
+- ``promote`` runs in the transaction that removes a holder (a completion to a terminal status that frees the key,
+  the replay of a dead head, a retention purge): the oldest parked row of each key left without a holder is unparked
+  and due at ``max(run_at, now)``.
+- Liveness on PostgreSQL: an ingest that parks behind a running head and that head's completion could each miss
+  the other (each reads a snapshot without the other's uncommitted change), leaving the row parked with no holder.
+  So both take the key's advisory lock (``lock_keys``, ``ordering.key_lock``) before they read: whichever comes
+  second waits for the other's commit and sees it. (A repair on the maintenance pass alone was tried first: with
+  keys busy on two processes, strands were frequent and each waited a sweep interval; the ordering cluster test
+  timed out.) ``Repair``, the leader's maintenance chore, still reads a bounded window of parked rows per pass and
+  promotes the oldest parked row of any key with no holder: what replays (which take no lock), purges without the
+  config, or a config change (``block`` to ``continue``, ordering removed) left. Its first pass reads every parked
+  row and unparks the rows of triggers that no longer order.
+
+Parking is an optimisation of the claim, not its guard: the head check stays in the claim, so a row unparked too
+early (by a race, or a config change) still never runs out of its key's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    or_,
+    select,
+    text,
+    true,
+    union_all,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+from redrive.db.schema import executions
+from redrive.states import ExecutionStatus
+
+PENDING = ExecutionStatus.PENDING.value
+RUNNING = ExecutionStatus.RUNNING.value
+DEAD = (ExecutionStatus.FAILED_RETRYABLE.value, ExecutionStatus.FAILED.value)
+WINDOW = 500  # parked rows the repair reads per pass
+
+
+def same_key(other: FromClause, row: FromClause) -> ColumnElement[bool]:
+    """``other`` is a row of ``row``'s key (the same trigger and ordering key): a prefix of ix_executions_ordering."""
+    return and_(other.c.trigger_id == row.c.trigger_id, other.c.ordering_key == row.c.ordering_key)
+
+
+def _blocks(row: FromClause, blocking: Sequence[int] | None) -> ColumnElement[bool]:
+    """Whether a dead row holds ``row``'s key: its trigger is in ``blocking`` (None: every trigger's does)."""
+    if blocking is None:
+        return true()
+    return row.c.trigger_id.in_(list(blocking)) if blocking else false()
+
+
+EITHER = executions.c.key_waiting.in_([False, True])
+"""Parked or not: with ``status = ...`` it keeps a ``run_at`` bound inside one index range of ix_executions_due."""
+
+
+def oldest_due(now: datetime, *where: ColumnElement[bool]) -> Any:
+    """The earliest ``run_at`` of the pending rows due at ``now`` (narrowed by ``where``), parked or not.
+
+    Two reads of one row each, the first of the unparked and of the parked range of ix_executions_due: min() over
+    ``status = 'pending'`` alone would read every pending row, ``key_waiting`` standing before ``run_at``.
+    """
+    firsts = [
+        select(func.min(executions.c.run_at).label("run_at")).where(
+            executions.c.status == PENDING, executions.c.key_waiting == waiting, executions.c.run_at <= now, *where
+        )
+        for waiting in (false(), true())
+    ]
+    both = union_all(*firsts).subquery()
+    return select(func.min(both.c.run_at))
+
+
+def park(ids: Sequence[int], blocking: Sequence[int]) -> Any:
+    """Park each of the new rows ``ids`` whose key has a holder before it: one statement for a batch.
+
+    Earlier rows only: of two rows of one key made in one batch, the first leads and the second parks behind it.
+    A parked earlier row counts too (a key that waits stays in order, the newcomer goes to its end).
+    """
+    earlier = executions.alias("earlier")
+    before = and_(same_key(earlier, executions), earlier.c.id < executions.c.id)
+    in_flight = exists().where(before, earlier.c.status.in_((PENDING, RUNNING)))
+    dead = exists().where(before, earlier.c.status.in_(DEAD), earlier.c.key_waiting == false())
+    return (
+        update(executions)
+        .where(
+            executions.c.id.in_(list(ids)),
+            executions.c.ordering_key.is_not(None),
+            executions.c.status == PENDING,
+            or_(in_flight, and_(_blocks(executions, blocking), dead)),
+        )
+        .values(key_waiting=True)
+    )
+
+
+def _held(row: FromClause, blocking: Sequence[int] | None, gone: Sequence[int] = ()) -> ColumnElement[bool]:
+    """Whether ``row``'s key has a holder: an unparked pending row, a running row or (under block) a dead one.
+
+    Each test is one range of ix_executions_ordering; ``gone`` are rows about to be deleted (not holders).
+    """
+    holder = executions.alias("holder")
+    key = [same_key(holder, row)]
+    if gone:
+        key.append(holder.c.id.not_in(list(gone)))
+    pending = exists().where(*key, holder.c.status == PENDING, holder.c.key_waiting == false())
+    running = exists().where(*key, holder.c.status == RUNNING)
+    dead = exists().where(*key, holder.c.status.in_(DEAD), holder.c.key_waiting == false())
+    return or_(pending, running, and_(_blocks(row, blocking), dead))
+
+
+def promote(freed: Sequence[int], blocking: Sequence[int] | None, now: datetime, *, gone: bool = False) -> Any:
+    """Unpark the oldest parked row of each key of the rows ``freed`` that has no holder left; one statement.
+
+    ``blocking`` are the triggers whose dead rows hold their key (None: every trigger's, the careful choice where
+    the config is not at hand: a key it leaves parked is the repair's). With ``gone``, the ``freed`` rows are about
+    to be deleted and do not hold their key. The promoted row is due at ``max(run_at, now)``: it queues behind
+    what is due already instead of jumping the whole queue with the time it was accepted.
+    """
+    row = executions.alias("freed")
+    parked = executions.alias("parked")
+    oldest = (
+        select(parked.c.id)
+        .where(same_key(parked, row), parked.c.status == PENDING, parked.c.key_waiting == true())
+        .order_by(parked.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    keys = select(oldest).where(
+        row.c.id.in_(list(freed)),
+        row.c.ordering_key.is_not(None),
+        ~_held(row, blocking, list(freed) if gone else ()),
+    )
+    return (
+        update(executions)
+        .where(executions.c.id.in_(keys), executions.c.status == PENDING, executions.c.key_waiting == true())
+        .values(
+            key_waiting=False,
+            run_at=case((executions.c.run_at < now, now), else_=executions.c.run_at),
+            updated_at=now,
+        )
+        .returning(executions.c.id)
+    )
+
+
+_LOCK_KEYS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS u(k) ORDER BY k")
+
+
+def lock_keys(connection: Connection, keys: Iterable[tuple[int, str]]) -> None:
+    """On PostgreSQL, take the keys' advisory locks (``ordering.key_lock``, sorted: no cycle) until commit.
+
+    Parking and promotion of one key take it, so an ingest that parks and a completion that promotes are serialised:
+    whichever comes second reads the other's committed change (a fresh statement snapshot after the lock).
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    from redrive.queue.ordering import key_lock  # ordering imports this module
+
+    locks = sorted({key_lock(trigger_id, key) for trigger_id, key in keys})
+    if locks:
+        connection.execute(_LOCK_KEYS, {"keys": locks})
+
+
+def promote_in(
+    connection: Connection, freed: Sequence[int], blocking: Sequence[int] | None, now: datetime, *, gone: bool = False
+) -> list[int]:
+    """Run ``promote`` when there is anything to free; the promoted ids."""
+    if not freed:
+        return []
+    return list(connection.execute(promote(freed, blocking, now, gone=gone)).scalars())
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Where the repair resumes: after the parked row (run_at, id) it read last; None from the start."""
+
+    after: tuple[datetime, int] | None = None
+
+
+def repair(window: Window, blocking: Sequence[int], now: datetime, size: int = WINDOW) -> Callable[[Connection], Any]:
+    """A writer job: promote stranded keys among the next ``size`` parked rows; returns (promoted, next window).
+
+    The window is a range of ix_executions_due (pending, parked, by run_at); the next one starts after it, and
+    wraps to the start once a window comes back short.
+    """
+
+    def job(connection: Connection) -> tuple[list[int], Window, bool]:
+        query = (
+            select(executions.c.id, executions.c.run_at)
+            .where(executions.c.status == PENDING, executions.c.key_waiting == true())
+            .order_by(executions.c.run_at, executions.c.id)
+            .limit(size)
+        )
+        if window.after is not None:
+            at, last = window.after
+            query = query.where(or_(executions.c.run_at > at, and_(executions.c.run_at == at, executions.c.id > last)))
+        rows = connection.execute(query).all()
+        promoted = promote_in(connection, [r.id for r in rows], blocking, now)
+        wrapped = len(rows) < size
+        return promoted, Window() if wrapped else Window((rows[-1].run_at, rows[-1].id)), wrapped
+
+    return job
+
+
+def release(ordered: Sequence[int], now: datetime) -> Callable[[Connection], list[int]]:
+    """A writer job: unpark every parked row of a trigger that no longer orders (not in ``ordered``); their ids."""
+
+    def job(connection: Connection) -> list[int]:
+        statement = (
+            update(executions)
+            .where(
+                executions.c.status == PENDING,
+                executions.c.key_waiting == true(),
+                executions.c.trigger_id.not_in(list(ordered)),
+            )
+            .values(
+                key_waiting=False,
+                run_at=case((executions.c.run_at < now, now), else_=executions.c.run_at),
+                updated_at=now,
+            )
+            .returning(executions.c.id)
+        )
+        return list(connection.execute(statement).scalars())
+
+    return job
+
+
+class Repair:
+    """The maintenance chore: one window of parked rows per pass. The first pass (at start, after any config
+    change) unparks the rows of triggers that no longer order, then reads every parked row."""
+
+    def __init__(
+        self,
+        write: Callable[[Callable[[Connection], Any]], Awaitable[Any]],
+        ordered: Sequence[int],
+        blocking: Sequence[int],
+        clock: Callable[[], datetime],
+        wake: Callable[[], None],
+        size: int = WINDOW,
+    ) -> None:
+        self._write = write
+        self._ordered = list(ordered)
+        self._blocking = list(blocking)
+        self._clock = clock
+        self._wake = wake
+        self._size = size
+        self._window = Window()
+        self._swept_once = False
+
+    async def run(self) -> None:
+        """One pass (the maintenance chore)."""
+        await self.promote_stranded()
+
+    async def promote_stranded(self) -> list[int]:
+        """Promote stranded keys in the next window (all of them on the first pass); the promoted ids."""
+        promoted: list[int] = []
+        if not self._swept_once:
+            promoted += await self._write(release(self._ordered, self._clock()))
+        while True:
+            found, self._window, wrapped = await self._write(
+                repair(self._window, self._blocking, self._clock(), self._size)
+            )
+            promoted += found
+            if wrapped or self._swept_once:
+                break
+        self._swept_once = True
+        if promoted:
+            self._wake()
+        return promoted

@@ -1,0 +1,242 @@
+"""Parking on both databases: an ordered execution made while its key is held is parked (``key_waiting``), out of
+every claim's index range, and promoted when its key's holder goes; the leader's repair promotes what a race left.
+
+The statements are driven directly with explicit times, as in test_ordering_claim.py (whose ``Queue`` this uses).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import Connection, create_engine, select, text
+from test_ordering_claim import T0, Queue, _waiting_on_advisory_locks, config, opened
+
+from redrive.db.schema import executions
+from redrive.db.writer import WRITER_THREAD_INFO
+from redrive.failures.replay import ReplayRequest, replay
+from redrive.ingest.prepare import prepare
+from redrive.ingest.store import store_events
+from redrive.node import retention
+from redrive.observe.redaction import Redactor
+from redrive.queue import parking
+from redrive.queue import statements as queue
+from redrive.triggers.runtime import sync_triggers
+from support import wait_until
+
+LATER = T0 + timedelta(minutes=5)
+
+
+@pytest.fixture(params=["continue", "block"])
+def q(request: pytest.FixtureRequest, db_url: str) -> Iterator[Queue]:
+    yield from opened(db_url, request.param)
+
+
+@pytest.fixture
+def cont(db_url: str) -> Iterator[Queue]:
+    yield from opened(db_url, "continue")
+
+
+@pytest.fixture
+def block(db_url: str) -> Iterator[Queue]:
+    yield from opened(db_url, "block")
+
+
+def parked(q: Queue) -> dict[int, bool]:
+    """Every execution's ``key_waiting``, by id."""
+    rows = q.db.write_sync(lambda c: c.execute(select(executions.c.id, executions.c.key_waiting)).all())
+    return {row.id: bool(row.key_waiting) for row in rows}
+
+
+def run_at(q: Queue, execution_id: int) -> datetime:
+    statement = select(executions.c.run_at).where(executions.c.id == execution_id)
+    value: datetime = q.db.write_sync(lambda c: c.execute(statement).scalar_one())
+    return value
+
+
+def replay_of(q: Queue, execution_id: int, at: datetime = T0) -> int:
+    request = ReplayRequest(
+        execution_id,
+        "tester",
+        at,
+        frozenset(q.ids.values()),
+        force=True,
+        may_force=True,
+        blocking=frozenset(q.blocking),
+    )
+    result = q.db.write_sync(replay(request))
+    assert result.outcome == "ok", result
+    assert result.new_execution_id is not None
+    return result.new_execution_id
+
+
+def test_rows_behind_a_holder_are_parked_at_ingest_and_the_rest_are_not(q: Queue) -> None:
+    a = [q.accept("ordered", "a") for _ in range(3)]
+    b = q.accept("ordered", "b")
+    loose = [q.accept("loose", "a") for _ in range(2)]
+    assert parked(q) == {a[0]: False, a[1]: True, a[2]: True, b: False, loose[0]: False, loose[1]: False}
+
+
+def test_a_batch_of_one_key_parks_all_but_its_first_row(q: Queue) -> None:
+    declared = q.config.trigger("ordered")
+    assert declared is not None
+    body = b'{"customer": {"id": "k"}}'
+    batch = [prepare(declared, q.ids["ordered"], body=body, headers={}, received_at=T0, redactor=Redactor())] * 3
+    ids = [s.execution_id for s in q.db.write_sync(lambda c: store_events(c, batch))]
+    assert [parked(q)[i] for i in ids] == [False, True, True]  # type: ignore[index]
+
+
+def test_a_success_promotes_the_next_row_due_no_earlier_than_now(q: Queue) -> None:
+    a = [q.accept("ordered", "a") for _ in range(3)]
+    [head] = q.claim()
+    q.finish(head, "succeeded", LATER)
+    assert parked(q)[a[1]] is False
+    assert parked(q)[a[2]] is True
+    assert run_at(q, a[1]) == LATER  # due from the promotion on, not from when it was accepted
+    assert [c.id for c in q.claim(LATER)] == [a[1]]
+
+
+def test_a_retry_keeps_the_key_held(q: Queue) -> None:
+    a = [q.accept("ordered", "a") for _ in range(2)]
+    [head] = q.claim()
+    q.finish(head, "pending", T0, run_at=LATER)
+    assert parked(q)[a[1]] is True
+    [retried] = q.claim(LATER)
+    assert retried.id == a[0]
+
+
+@pytest.mark.parametrize("dead", ["failed_retryable", "failed"])
+def test_a_dead_head_promotes_under_continue_and_holds_under_block(q: Queue, dead: str) -> None:
+    a = [q.accept("ordered", "a") for _ in range(2)]
+    [head] = q.claim()
+    q.finish(head, dead, T0)
+    blocking = bool(q.blocking)
+    assert parked(q)[a[1]] is blocking
+    newcomer = q.accept("ordered", "a")
+    assert parked(q)[newcomer] is True  # behind a dead head (block) or behind the promoted a[1] (continue)
+    assert [c.id for c in q.claim()] == ([] if blocking else [a[1]])
+
+
+def test_replaying_a_dead_head_under_block_frees_its_key_and_the_replay_parks_at_the_end(block: Queue) -> None:
+    a = [block.accept("ordered", "a") for _ in range(3)]
+    [head] = block.claim()
+    block.finish(head, "failed_retryable", T0)
+    assert parked(block)[a[1]] is True
+    again = replay_of(block, a[0], LATER)
+    assert parked(block)[a[1]] is False  # the dead head went (replayed): its key's next row is due
+    assert parked(block)[a[2]] is True
+    assert parked(block)[again] is True  # the replay waits at the end of the key
+    order = []
+    for _ in range(3):
+        [claimed] = block.claim(LATER)
+        order.append(claimed.id)
+        block.finish(claimed, "succeeded", LATER)
+    assert order == [a[1], a[2], again]
+
+
+def test_a_replay_behind_a_running_row_parks(cont: Queue) -> None:
+    first = cont.accept("ordered", "a")
+    [head] = cont.claim()
+    cont.finish(head, "failed_retryable", T0)
+    second = cont.accept("ordered", "a")
+    assert parked(cont)[second] is False  # continue: the dead row holds nothing
+    [running] = cont.claim()
+    again = replay_of(cont, first)
+    assert parked(cont)[again] is True
+    cont.finish(running, "succeeded", T0)
+    assert [c.id for c in cont.claim()] == [again]
+
+
+def test_purging_a_dead_head_under_block_promotes_the_next_row(block: Queue) -> None:
+    a = [block.accept("ordered", "a") for _ in range(2)]
+    [head] = block.claim()
+    block.finish(head, "failed", T0)
+    plan = retention.plan({}, T0 + timedelta(days=400))
+    assert asyncio.run(retention.purge(block.db.write, plan)).executions == 1
+    assert parked(block)[a[1]] is False
+    assert [c.id for c in block.claim(T0 + timedelta(days=400))] == [a[1]]
+
+
+def test_the_repair_promotes_a_key_left_without_a_holder_and_only_such_keys(q: Queue) -> None:
+    a = [q.accept("ordered", "a") for _ in range(3)]
+    b = [q.accept("ordered", "b") for _ in range(2)]
+    # A race's outcome, made by hand: a's head finished without promoting (it did not see a[1] parked).
+    q.db.write_sync(
+        lambda c: c.execute(text("UPDATE executions SET status = 'succeeded' WHERE id = :id"), {"id": a[0]})
+    )
+    repair = parking.Repair(q.db.write, [q.ids["ordered"]], q.blocking, lambda: LATER, lambda: None, size=2)
+    assert asyncio.run(repair.promote_stranded()) == [a[1]]  # the first pass reads every window
+    assert parked(q)[a[2]] is True
+    assert parked(q)[b[1]] is True  # b's head still holds b
+    assert asyncio.run(repair.promote_stranded()) == []
+
+
+def test_block_to_continue_lets_the_repair_free_keys_behind_dead_heads(block: Queue) -> None:
+    a = [block.accept("ordered", "a") for _ in range(2)]
+    [head] = block.claim()
+    block.finish(head, "failed_retryable", T0)
+    assert parked(block)[a[1]] is True
+    # Restarted under continue: the first maintenance pass reads every parked row with the new policy.
+    repair = parking.Repair(block.db.write, [block.ids["ordered"]], [], lambda: LATER, lambda: None)
+    assert asyncio.run(repair.promote_stranded()) == [a[1]]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_completion_beside_an_ingest_that_parks_behind_its_row_waits_and_promotes_it(db_url: str) -> None:
+    """The ingest reads the running head and parks its row; the head's completion, in another transaction, would not
+    see that uncommitted row and promote nothing (the row parked with no holder). The key's advisory lock, taken by
+    both, makes the completion wait for the ingest's commit and then promote the row."""
+    engine = create_engine(db_url)
+    declared = config()
+    try:
+        with engine.begin() as connection:
+            ids = sync_triggers(connection, declared, T0)
+        trigger = declared.trigger("ordered")
+        assert trigger is not None
+        body = b'{"customer": {"id": "k"}}'
+        event = prepare(trigger, ids["ordered"], body=body, headers={}, received_at=T0, redactor=Redactor())
+        with engine.begin() as connection:
+            store_events(connection, [event])
+            [head] = queue.claim(list(ids.values()), 10, 30, T0, ordered=True)(connection).executions
+        done = queue.Completion(
+            execution_id=head.id,
+            lease_token=head.lease_token,
+            status="succeeded",
+            run_at=None,
+            started_at=T0,
+            finished_at=T0,
+            outcome="succeeded",
+            error_category=None,
+            error_code=None,
+            message=None,
+            detail={},
+            excerpt=None,
+            trigger_id=head.trigger_id,
+        )
+
+        def complete(connection: Connection) -> list[bool]:
+            with connection.begin():
+                return queue.complete_many(connection, [done])
+
+        with engine.connect() as ingest, engine.connect() as completion:
+            ingest.info[WRITER_THREAD_INFO] = 0  # two writer threads: their stats rollups go to different rows
+            completion.info[WRITER_THREAD_INFO] = 1
+            [late] = store_events(ingest, [event])  # sees the running head: parks, uncommitted
+            with ThreadPoolExecutor(1) as pool:
+                completed = pool.submit(complete, completion)
+                wait_until(lambda: _waiting_on_advisory_locks(engine) == 1 or completed.done())
+                assert not completed.done()  # without the lock it would have committed, promoting nothing
+                ingest.commit()
+                assert completed.result(timeout=30) == [True]
+        with engine.begin() as connection:
+            assert _claim(connection, ids) == [late.execution_id]
+    finally:
+        engine.dispose()
+
+
+def _claim(connection: Connection, ids: dict[str, int]) -> list[int]:
+    job = queue.claim(list(ids.values()), 10, 30, LATER, ordered=True)
+    return [c.id for c in job(connection).executions]
