@@ -12,7 +12,7 @@
 
 Executions purged later subtract from buckets deleted or folded here: the rows that leaves behind (negative, or a
 fresh day row) are deleted or folded by the next pass, which the leader runs right after the purge; until then no
-window reads them. Each job is one short write transaction: a batch of fine rows, or one day of one metric.
+window reads them. Each write job is short: up to BATCH rows per metric and grain, and one day per metric.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from redrive.observe.stats import MAX_DAYS
 from redrive.observe.windows import MAX_WINDOW
 
 MARGIN = timedelta(days=1)  # beyond the longest window: clocks of other nodes, a request begun before midnight
-BATCH = 5000  # rows per delete job
+BATCH = 1000  # rows per delete, per metric and grain, in one write job
 FINE = (rollups.MINUTE, rollups.FIVE_MINUTES, rollups.HOUR)
 TIMED_METRICS = ("finished", "failed_attempts")  # the metrics kept at fine grains
 DAY_METRICS = ("events", "created", "replays", "finished", "failed_attempts", "retries")
@@ -114,24 +114,29 @@ def drop_zeros(horizon: int) -> Callable[[Connection], int]:
     return job
 
 
+def step(edge: Horizons) -> Callable[[Connection], bool]:
+    """A write job: one batch of every kind above; True when more may be left (a full batch, a day folded)."""
+
+    def job(connection: Connection) -> bool:
+        more = False
+        for metric in TIMED_METRICS:
+            for grain in FINE:
+                more |= drop_fine(metric, grain, edge.fine)(connection) == BATCH
+        for metric in DAY_METRICS:
+            more |= fold_day(metric, edge.day)(connection)
+        return drop_zeros(edge.fine)(connection) == BATCH or more
+
+    return job
+
+
 Writer = Callable[[Callable[[Connection], Any]], Awaitable[Any]]
 
 
 async def trim(write: Writer, now: datetime) -> int:
-    """Delete and fold what no window served at ``now`` reads, job by job; how many jobs changed something."""
+    """Delete and fold what no window served at ``now`` reads, a bounded step per write job (one job when there is
+    nothing to do, the usual case); how many jobs it took."""
     edge = horizons(now)
-    changed = 0
-    for metric in TIMED_METRICS:
-        for grain in FINE:
-            while (gone := await write(drop_fine(metric, grain, edge.fine))) > 0:
-                changed += 1
-                if gone < BATCH:
-                    break
-    for metric in DAY_METRICS:
-        while await write(fold_day(metric, edge.day)):
-            changed += 1
-    while (gone := await write(drop_zeros(edge.fine))) > 0:
-        changed += 1
-        if gone < BATCH:
-            break
-    return changed
+    jobs = 1
+    while await write(step(edge)):
+        jobs += 1
+    return jobs
