@@ -1,37 +1,49 @@
 """Every stats and dashboard endpoint over a big history: a figure, not a test.
 
-``uv run python benchmarks/stats_scale.py [--rows 10000000] [--calls 200] [--only sqlite|postgresql] [--pg DSN]``
+``uv run python benchmarks/stats_scale.py [--rows 10000000] [--calls 200] [--only sqlite|postgresql] [--pg DSN]
+[--sqlite-file PATH] [--pg-database NAME] [--load-only]``
 
 For each database: a fresh one (an SQLite file in a temporary folder; a new PostgreSQL database on ``--pg``) is
 migrated, then loaded the way databases like a bulk load (indexes dropped, one ``INSERT ... SELECT`` per table from
 ``generate_series`` or a recursive CTE, indexes rebuilt): ``--rows`` executions of eight triggers spread evenly over
 30 days, each with its event and one attempt (every fifth a second one, a retry), a tenth of them failing with one
 of 20 error groups, the newest few still pending. The rollups are then built by the backfill, as after migration
-0009. ``redrive up`` (no worker, retention kept out of the way) serves it, and each endpoint below, as the API and
+0009, and trimmed as the leader's retention pass would have done long before (``observe.rollup_retention``: the
+fine buckets older than a week and a day go), so the timing sees a steady state rather than the first pass.
+``redrive up`` (no worker, retention kept out of the way) serves it, and each endpoint below, as the API and
 the dashboard call it, is timed over ``--calls`` sequential requests on one keep-alive connection after a warm-up:
 p50 and p99 in milliseconds, printed as a Markdown table.
+
+Loading 10,000,000 rows takes tens of minutes, so ``--sqlite-file`` and ``--pg-database`` name a database that is
+kept: the first run loads it (and ``--load-only`` stops there), later runs migrate it to the code's head and time it
+as it is. Its history ends when it was loaded: the newest hours of a kept database are empty, the 30 days are not.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import psycopg
 from benchkit import Procs, free_port, fresh_database, wait_healthy
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import Connection
 
 from redrive.db.engine import make_engine
 from redrive.db.migrate import upgrade
 from redrive.db.schema import attempts, events, executions
-from redrive.observe import backfill
+from redrive.observe import backfill, rollup_retention, rollups
 from redrive.tokens import create_token
 from redrive.triggers.config import parse_config
 from redrive.triggers.runtime import sync_triggers
@@ -166,25 +178,61 @@ def time_endpoints(url: str, token: str, calls: int) -> dict[str, tuple[float, f
     return figures
 
 
-def run(kind: str, args: argparse.Namespace, procs: Procs) -> dict[str, tuple[float, float]]:
-    """Load, backfill, serve and time one database."""
-    drop = None
+def _database(kind: str, args: argparse.Namespace, procs: Procs) -> tuple[str, Callable[[], None] | None]:
+    """The database's URL, and what drops it after the run (None for a kept one)."""
     if kind == "sqlite":
-        url = f"sqlite:///{procs.workdir / 'stats.db'}"
-    else:
+        return f"sqlite:///{Path(args.sqlite_file).resolve() if args.sqlite_file else procs.workdir / 'stats.db'}", None
+    if args.pg_database is None:
         _, dsn, drop = fresh_database(args.pg, "redrive_stats")
-        url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+        return dsn.replace("postgresql://", "postgresql+psycopg://", 1), drop
+    with psycopg.connect(args.pg, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.pg_database]).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{args.pg_database}"')  # the operator's own name
+    dsn = args.pg.rsplit("/", 1)[0] + f"/{args.pg_database}"
+    return dsn.replace("postgresql://", "postgresql+psycopg://", 1), None
+
+
+async def _write(engine: Engine, job: Callable[[Connection], Any]) -> Any:
+    with engine.begin() as connection:
+        return job(connection)
+
+
+def _loaded(engine: Engine, rows: int) -> bool:
+    """True when a kept database holds the ``rows`` executions and their rollups are built; an empty one is False,
+    and one left half-built by an interrupted load is an error (drop it and start again)."""
+    with engine.connect() as connection:
+        newest = connection.execute(text("SELECT max(id) FROM executions")).scalar_one()
+        if newest is None:
+            return False
+        if newest != rows or not rollups.ready(connection):
+            raise SystemExit(f"{engine.url} holds {newest} executions, not {rows:,} with their rollups: drop it first")
+    return True
+
+
+def run(kind: str, args: argparse.Namespace, procs: Procs) -> dict[str, tuple[float, float]] | None:
+    """Load and backfill one database (unless kept and loaded already), then serve and time it."""
+    url, drop = _database(kind, args, procs)
     try:
         upgrade(url)
         engine = make_engine(url, writer=True)
+        if _loaded(engine, args.rows):
+            print(f"{kind}: {args.rows:,} executions kept in {engine.url.database}", flush=True)
+        else:
+            started = time.perf_counter()
+            load(engine, args.rows, datetime.now(UTC))
+            loaded = time.perf_counter() - started
+            backfill.recount(engine, limit=50_000)
+            counted = time.perf_counter() - started - loaded
+            print(
+                f"{kind}: loaded {args.rows:,} executions in {loaded:.0f} s, rollups built in {counted:.0f} s",
+                flush=True,
+            )
         started = time.perf_counter()
-        load(engine, args.rows, datetime.now(UTC))
-        loaded = time.perf_counter() - started
-        backfill.recount(engine, limit=50_000)
-        counted = time.perf_counter() - started - loaded
-        print(
-            f"{kind}: loaded {args.rows:,} executions in {loaded:.0f} s, rollups built in {counted:.0f} s", flush=True
-        )
+        jobs = asyncio.run(rollup_retention.trim(partial(_write, engine), datetime.now(UTC)))
+        print(f"{kind}: rollups trimmed ({jobs} jobs) in {time.perf_counter() - started:.0f} s", flush=True)
+        if args.load_only:
+            engine.dispose()
+            return None
         token = _token(engine)
         engine.dispose()
         config = procs.workdir / "redrive.yaml"
@@ -227,16 +275,22 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="timed requests per endpoint")
     parser.add_argument("--only", choices=["sqlite", "postgresql"], help="one database only")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="PostgreSQL admin DSN")
+    parser.add_argument("--sqlite-file", help="an SQLite file to keep: loaded when empty, reused after")
+    parser.add_argument("--pg-database", help="a PostgreSQL database (on --pg's server) to keep: loaded when empty")
+    parser.add_argument("--load-only", action="store_true", help="load (kept) databases, time nothing")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="redrive-stats-") as folder:
         procs = Procs(Path(folder))
         try:
             for kind in [args.only] if args.only else ["sqlite", "postgresql"]:
-                results[kind] = run(kind, args, procs)
+                figures = run(kind, args, procs)
+                if figures is not None:
+                    results[kind] = figures
         finally:
             procs.stop_all()
-    print(table(results, args.rows))
+    if results:
+        print(table(results, args.rows))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from redrive.ingest.prepare import prepare
 from redrive.ingest.store import StoreEvent
 from redrive.node import retention
 from redrive.node.heartbeats import NodeInfo, beat, reap
-from redrive.observe import backfill, rollups, stats
+from redrive.observe import backfill, rollup_retention, rollups, stats, system
 from redrive.observe.redaction import Redactor
 from redrive.queue import statements as queue
 from redrive.states import ExecutionStatus
@@ -43,7 +43,7 @@ triggers:
 LEASE = 30.0
 HEARTBEAT = 5.0
 FINGERPRINTS = ("fp_timeout", "fp_refused", "fp_500")
-STEPS = (0.4, 1, 29, 59, 61, 600, 3599, 3601, 86399, 86401, 3 * 86400)
+STEPS = (0.4, 1, 29, 59, 61, 600, 3599, 3601, 86399, 86401, 3 * 86400, 20 * 86400)  # 20 days: rollups trimmed
 WINDOWS = (
     timedelta(seconds=20),
     timedelta(seconds=90),
@@ -156,8 +156,12 @@ def _purge(h: History, older_than: float) -> None:
     async def write(job: Callable[[Connection], T]) -> T:
         return h.write(job)
 
-    retentions = {t.id: t.config.retention for t in h.triggers}
-    asyncio.run(retention.purge(write, retention.plan(retentions, h.now, older_than)))
+    async def both() -> None:
+        retentions = {t.id: t.config.retention for t in h.triggers}
+        await retention.purge(write, retention.plan(retentions, h.now, older_than))
+        await rollup_retention.trim(write, h.now)  # as the leader's retention pass does
+
+    asyncio.run(both())
 
 
 def run(h: History, operation: tuple[Any, ...]) -> None:
@@ -206,6 +210,7 @@ def figures(h: History) -> dict[str, Any]:
     for window in WINDOWS:
         figures[f"groups {window}"] = h.read(groups.list_groups(groups.GroupFilter(h.now - window)))
     figures["triggers"] = h.read(admin.trigger_rows(list(h.ids.values()), stats.day_start(h.now)))
+    figures["queue"] = h.read(system.queue_snapshot(h.now))  # dead letters and replayed ones: all-time sums
     return figures
 
 

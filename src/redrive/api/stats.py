@@ -15,7 +15,7 @@ from redrive.api.deps import StateDep, known_kind
 from redrive.api.figures import ExecutionsCount, Summary, Timeseries
 from redrive.api.state import ServiceState
 from redrive.errors import InvalidWindow
-from redrive.observe.stats import FINISHED, Key, Window, count_executions, summary, timeseries, zero_filled
+from redrive.observe.stats import FINISHED, MAX_DAYS, Key, Window, count_executions, summary, timeseries, zero_filled
 from redrive.observe.windows import WindowError, bucket_starts, parse_bucket, parse_window
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
@@ -61,7 +61,7 @@ async def executions_stats(
 async def stats_summary(
     state: StateDep,
     caller: ViewerDep,
-    days: Annotated[int, Query(ge=1, le=30, description="Whole UTC days, today included.")] = 1,
+    days: Annotated[int, Query(ge=1, le=MAX_DAYS, description="Whole UTC days, today included.")] = 1,
 ) -> dict[str, Any]:
     """Executions failing now, dead letters and permanent failures; failed attempts, retries, replays, duplicates,
     conflicts and refused signatures in the window; per-trigger volume today. Each field says what it counts."""

@@ -23,7 +23,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = is_sqlite(url)
-        self.read_engine: Engine = make_engine(url)
+        self.read_engine: Engine = make_engine(url, reader=True)
         threads = 1 if self.is_sqlite else WRITER_THREADS
         self.write_engine: Engine = make_engine(url, writer=True, pool_size=threads + 1)
         self.writer = Writer(self.write_engine, threads=threads)

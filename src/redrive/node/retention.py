@@ -7,7 +7,8 @@ What goes (per trigger, ``retention`` in the trigger file; defaults 7 d / 14 d /
   with them, and an event a live (or still retained) execution needs is kept.
 
 A replayed execution goes only once its replay has gone (``replay_of`` points at it). Each batch is one short
-write job; the loop stops when a batch comes back short. ``plan`` decides from values; the jobs act.
+write job; the loop stops when a batch comes back short. ``plan`` decides from values; the jobs act. The rollup rows
+no served window reads any more go in the same pass (``observe.rollup_retention``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from redrive.clock import Clock
 from redrive.db.database import Database
 from redrive.db.schema import attempts, events, executions
 from redrive.destinations.store import TRANSITIONS_RETENTION, purge_transitions
-from redrive.observe import rollups
+from redrive.observe import rollup_retention, rollups
 from redrive.observe.history import HISTORY_RETENTION, purge_history
 from redrive.queue import parking
 from redrive.states import DEAD, ExecutionStatus
@@ -221,6 +222,7 @@ class RetentionChore:
             return
         self._last = now
         result = await purge(self._db.write, plan(self._retentions, now))
+        await rollup_retention.trim(self._db.write, now)  # right after: it tidies what the purge subtracted
         await self._db.write(purge_history(now - HISTORY_RETENTION))  # the System page's metrics history
         await self._db.write(purge_transitions(now - TRANSITIONS_RETENTION))  # the Destinations page's history
         if result.executions or result.events:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import Select, String, and_, cast, func, literal, or_, select, union_all
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import stat_rollups
@@ -118,6 +118,32 @@ def totals(
 def total_of(connection: Connection, metric: str, pieces: Sequence[Piece], *where: Any) -> int:
     """The sum of ``metric`` over ``pieces``."""
     return sum(totals(connection, metric, pieces, (), *where).values())
+
+
+def keyed(metric: str, pieces: Sequence[Piece], by: str | None = None, *where: Any) -> Select[Any]:
+    """``SELECT sum(value), <by>`` of ``metric`` over ``pieces`` (``by=None``: the one total), a part for
+    ``parts``; the pieces are days or the all-time bucket here, so one range each, summed in the database."""
+    key = stat_rollups.c[by] if by is not None else literal("")
+    ranges = [
+        and_(stat_rollups.c.grain == grain, stat_rollups.c.bucket >= first, stat_rollups.c.bucket < end)
+        for grain, first, end in pieces
+    ]
+    query = select(func.sum(stat_rollups.c.value), key).where(stat_rollups.c.metric == metric, or_(*ranges), *where)
+    return query.group_by(key) if by is not None else query
+
+
+def parts(connection: Connection, named: dict[str, Select[Any]]) -> dict[str, dict[str, int]]:
+    """Run several ``SELECT n, key`` statements as one ``UNION ALL`` (one round trip); per name, ``{key: n}`` with
+    the keys as text (a part with no row is an empty dict)."""
+    arms = [
+        select(literal(name).label("part"), cast(query.c[1], String).label("key"), query.c[0].label("n"))
+        for name, query in ((name, statement.subquery(name)) for name, statement in named.items())
+    ]
+    found: dict[str, dict[str, int]] = {name: {} for name in named}
+    for part, key, n in connection.execute(union_all(*arms)):
+        if n is not None:
+            found[part][key] = found[part].get(key, 0) + int(n)
+    return found
 
 
 def since_day(moment: datetime) -> list[Piece]:

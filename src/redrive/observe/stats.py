@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, Select, cast, extract, func, select
+from sqlalchemy import BigInteger, Select, cast, extract, func, literal, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -36,6 +36,7 @@ from redrive.triggers.runtime import Trigger
 SUCCEEDED: tuple[str, ...] = (ExecutionStatus.SUCCEEDED.value,)
 FINISHED = SUCCEEDED + FAILING + (ExecutionStatus.REPLAYED.value,)  # every status once its attempts are over
 FAILED_OUTCOMES = ("transient", "permanent")  # an attempt's outcome when it failed
+MAX_DAYS = 30  # the summary's longest window, in UTC days (today included)
 DLQ_WARNING = 10  # warn when the dead-letter queue holds more than this
 SUMMED_COUNTERS = ("duplicates", "key_conflicts", "invalid_signatures")
 
@@ -205,6 +206,22 @@ class _Counted:
     attempts_failed: int
     retries: int
     today: dict[int, int]  # events received today per trigger id
+    counters: dict[str, int]  # SUMMED_COUNTERS over the window's days
+    paused: set[int]  # the ids of the paused triggers
+
+
+def _counters_statement(window: Window) -> Select[Any]:
+    """``SELECT sum(value), name`` of the SUMMED_COUNTERS on the window's days."""
+    return (
+        select(func.sum(daily_counters.c.value), daily_counters.c.name)
+        .where(daily_counters.c.day >= window.first_day, daily_counters.c.name.in_(SUMMED_COUNTERS))
+        .group_by(daily_counters.c.name)
+    )
+
+
+def _paused_statement(ids: Sequence[int]) -> Select[Any]:
+    """``SELECT 1, id`` of the paused triggers among ``ids``."""
+    return select(literal(1), triggers.c.id).where(triggers.c.id.in_(ids), triggers.c.paused)
 
 
 def _scanned(connection: Connection, window: Window, ids: list[int]) -> _Counted:
@@ -218,32 +235,52 @@ def _scanned(connection: Connection, window: Window, ids: list[int]) -> _Counted
         connection.execute(attempts_failed_statement(window.start)).scalar_one(),
         connection.execute(retries_statement(window.start)).scalar_one(),
         events_since(connection, ids, window.today),
+        {name: int(n) for n, name in connection.execute(_counters_statement(window))},
+        {trigger_id for _, trigger_id in connection.execute(_paused_statement(ids))},
     )
 
 
-def _running_since(connection: Connection, start: datetime) -> int:
-    """Running executions created since ``start``: rows leased now, a range of an index on status."""
+def _running_since(start: datetime) -> Select[Any]:
+    """``SELECT count(*)`` of running executions created since ``start``: rows leased now, a range of an index on
+    status."""
     running = executions.c.status == ExecutionStatus.RUNNING
-    return int(connection.execute(select(func.count()).where(running, executions.c.created_at >= start)).scalar_one())
+    return select(func.count()).where(running, executions.c.created_at >= start)
 
 
-def _rolled(connection: Connection, window: Window) -> _Counted:
-    """The figures from the rollups: whole UTC days, so no edge to read raw; ``unfinished`` split by running rows."""
-    days = reads.since_day(window.start)
-    created = reads.totals(connection, "created", days, ["status"])
-    running = _running_since(connection, window.start)
+def _rolled(connection: Connection, window: Window, ids: list[int]) -> _Counted:
+    """The figures from the rollups: whole UTC days, so no edge to read raw; ``unfinished`` split by running rows.
+
+    One statement, one round trip: a ``UNION ALL`` of every part, each row ``(part, key, n)``.
+    """
+    days, today = reads.since_day(window.start), reads.since_day(window.today)
+    parts = {
+        "created": reads.keyed("created", days, "status"),
+        "replays": reads.keyed("replays", days),
+        "failing": reads.keyed("failing", reads.ALL, "status"),
+        "failed_attempts": reads.keyed("failed_attempts", days),
+        "retries": reads.keyed("retries", days),
+        "events": reads.keyed("events", today, "trigger_id"),
+        "running": _running_since(window.start).add_columns(literal("")),
+        "counters": _counters_statement(window),
+        "paused": _paused_statement(ids),
+    }
+    found = reads.parts(connection, parts)
+    created = found["created"]
+    running = found["running"].get("", 0)
     by_status = {status.value: created.get(status.value, 0) for status in ExecutionStatus}
     by_status[ExecutionStatus.PENDING] = created.get(rollups.UNFINISHED, 0) - running
     by_status[ExecutionStatus.RUNNING] = running
-    failing = reads.totals(connection, "failing", reads.ALL, ["status"])
+    failing = found["failing"]
     return _Counted(
         by_status,
-        reads.total_of(connection, "replays", days),
+        found["replays"].get("", 0),
         failing.get(ExecutionStatus.FAILED_RETRYABLE.value, 0),
         failing.get(ExecutionStatus.FAILED.value, 0),
-        reads.total_of(connection, "failed_attempts", days),
-        reads.total_of(connection, "retries", days),
-        reads.totals(connection, "events", reads.since_day(window.today), ["trigger_id"]),
+        found["failed_attempts"].get("", 0),
+        found["retries"].get("", 0),
+        {int(key): n for key, n in found["events"].items()},
+        found["counters"],
+        {int(key) for key in found["paused"]},
     )
 
 
@@ -252,8 +289,8 @@ def summary(declared: Sequence[Trigger], window: Window) -> Callable[[Connection
 
     def job(connection: Connection) -> dict[str, Any]:
         ids = [t.id for t in declared]
-        counted = _rolled(connection, window) if rollups.ready(connection) else _scanned(connection, window, ids)
-        return _laid_out(connection, declared, window, counted)
+        counted = _rolled(connection, window, ids) if rollups.ready(connection) else _scanned(connection, window, ids)
+        return _laid_out(declared, window, counted)
 
     return job
 
@@ -262,22 +299,14 @@ def exact_summary(declared: Sequence[Trigger], window: Window) -> Callable[[Conn
     """A read job: the summary counted from the raw tables, whatever the rollups say (what tests compare with)."""
 
     def job(connection: Connection) -> dict[str, Any]:
-        return _laid_out(connection, declared, window, _scanned(connection, window, [t.id for t in declared]))
+        return _laid_out(declared, window, _scanned(connection, window, [t.id for t in declared]))
 
     return job
 
 
-def _laid_out(connection: Connection, declared: Sequence[Trigger], window: Window, counted: _Counted) -> dict[str, Any]:
+def _laid_out(declared: Sequence[Trigger], window: Window, counted: _Counted) -> dict[str, Any]:
     """The summary's body: the figures, the day counters, per-trigger volume and the warnings."""
-    counters = dict.fromkeys(SUMMED_COUNTERS, 0)
-    for name, value in connection.execute(
-        select(daily_counters.c.name, func.sum(daily_counters.c.value))
-        .where(daily_counters.c.day >= window.first_day, daily_counters.c.name.in_(SUMMED_COUNTERS))
-        .group_by(daily_counters.c.name)
-    ):
-        counters[name] = int(value)
-    ids = [t.id for t in declared]
-    paused = set(connection.execute(select(triggers.c.id).where(triggers.c.id.in_(ids), triggers.c.paused)).scalars())
+    counters = {name: counted.counters.get(name, 0) for name in SUMMED_COUNTERS}
     per_trigger: dict[str, dict[str, Any]] = {}
     warnings = ["dlq_growing"] if counted.dlq_size > DLQ_WARNING else []
     for trigger in sorted(declared, key=lambda t: t.name):
@@ -288,7 +317,7 @@ def _laid_out(connection: Connection, declared: Sequence[Trigger], window: Windo
             "count": count,
             "daily_watermark": watermark,
             "watermark_hit": hit,
-            "paused": trigger.id in paused,
+            "paused": trigger.id in counted.paused,
         }
         if hit:
             warnings.append(f"watermark_hit:{trigger.name}")
