@@ -6,7 +6,7 @@ while leased, the finished index once finished, and the fingerprint, bulk-replay
 has one; ix_executions_status_updated, which no query reads since the stats moved to rollups, goes. A successful
 attempt no longer enters ix_attempts_fingerprint_finished.
 
-Revision ID: 0015
+Revision ID: 0014
 Revises: 0013
 Create Date: 2026-12-02 15:40:00
 """
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015"
+revision: str = "0014"
 down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
