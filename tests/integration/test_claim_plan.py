@@ -141,7 +141,8 @@ def test_a_claim_never_reads_the_rows_parked_behind_busy_keys(db_url: str, order
             plan = executed_plan(engine, statements.lease, params, analyze=True)
             print(f"postgresql claim plan, {PARKED} parked:\n{plan}")
             nodes = plan_nodes(json.loads(plan)[0]["Plan"])
-            [due] = [node for node in nodes if node.get("Index Name") == "ix_executions_due"]
+            # The pending range; the head check's look for running rows of a key may read the index's running range.
+            [due] = [n for n in nodes if n.get("Index Name") == "ix_executions_due" and "pending" in n["Index Cond"]]
             assert "key_waiting = false" in due["Index Cond"], plan
             assert due["Actual Rows"] <= DUE + 1, plan  # the due rows (and the one past the range's end), no more
             assert due.get("Rows Removed by Filter", 0) == 0, plan
@@ -156,7 +157,7 @@ def test_a_claim_never_reads_the_rows_parked_behind_busy_keys(db_url: str, order
         print(f"next_due plan:\n{next_due}")
         if engine.dialect.name == "postgresql":
             nodes = plan_nodes(json.loads(next_due)[0]["Plan"])
-            [due] = [node for node in nodes if node.get("Index Name") == "ix_executions_due"]
+            [due] = [n for n in nodes if n.get("Index Name") == "ix_executions_due" and "pending" in n["Index Cond"]]
             assert "key_waiting = false" in due["Index Cond"], next_due
             assert due["Actual Rows"] <= 1, next_due
         else:
