@@ -171,6 +171,17 @@ def observe(d: Destination, seen: list[Observed], policy: Policy, now: datetime)
     d = _roll(d, now, window)
     latency_ms, paced_until = d.latency_ms, d.paced_until
     total, failures, consecutive = d.window_total, d.window_failed, d.consecutive_failures
+
+    def counted(d: Destination) -> Destination:  # the row with the counters run so far
+        return replace(
+            d,
+            latency_ms=latency_ms,
+            paced_until=paced_until,
+            window_total=total,
+            window_failed=failures,
+            consecutive_failures=consecutive,
+        )
+
     for one in seen:
         latency = one.seconds * 1000
         latency_ms = latency if latency_ms is None else 0.8 * latency_ms + 0.2 * latency  # a moving average
@@ -182,14 +193,7 @@ def observe(d: Destination, seen: list[Observed], policy: Policy, now: datetime)
         total, failures, consecutive = total + 1, failures + failed, consecutive + 1 if failed else 0
         if breaker is None or d.forced is not None or d.state == OPEN or (d.state == CLOSED and not failed):
             continue  # nothing to decide
-        d = replace(
-            d,
-            latency_ms=latency_ms,
-            paced_until=paced_until,
-            window_total=total,
-            window_failed=failures,
-            consecutive_failures=consecutive,
-        )
+        d = counted(d)
         before = d.state
         if d.state == CLOSED and (why := _opens(d, breaker, now)) is not None:
             d = _open(d, now, breaker.cooldown)
@@ -201,15 +205,7 @@ def observe(d: Destination, seen: list[Observed], policy: Policy, now: datetime)
             d = close(d, now, ramp=True)
             changes.append(Change(before, CLOSED, "a probe succeeded"))
         total, failures, consecutive = d.window_total, d.window_failed, d.consecutive_failures
-    counted = replace(
-        d,
-        latency_ms=latency_ms,
-        paced_until=paced_until,
-        window_total=total,
-        window_failed=failures,
-        consecutive_failures=consecutive,
-    )
-    return counted, changes
+    return counted(d), changes
 
 
 @dataclass(frozen=True, slots=True)
