@@ -59,8 +59,13 @@ def test_an_idle_worker_in_another_process_runs_an_event_at_once(
         assert response.status_code == 202, response.text
         wait_until(lambda n=n: target.keys[f"k{n}"] == 1, timeout=60, what=f"event {n} to run", context=cluster.logs)
 
-    statuses = [row.status for row in query(db_url, "SELECT status FROM executions ORDER BY id")]
-    assert statuses == ["succeeded"] * 3
+    # The target has the request before the worker's completion commits: wait for the record, not the delivery.
+    wait_until(
+        lambda: [row.status for row in query(db_url, "SELECT status FROM executions ORDER BY id")] == ["succeeded"] * 3,
+        timeout=30,
+        what="the three executions recorded as succeeded",
+        context=cluster.logs,
+    )
     # Who ran them: the worker process; the API process runs none (metrics are per process).
     assert attempts_made(worker) == 3
     assert attempts_made(api) == 0
