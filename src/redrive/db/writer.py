@@ -40,12 +40,14 @@ from sqlalchemy.engine import Connection
 from redrive.db.engine import conflicted, storage_unavailable
 
 T = TypeVar("T")
+D = TypeVar("D")
 WRITER_THREAD_INFO = "redrive_writer_thread"
 """The ``Connection.info`` key naming the writer thread (0, 1, ...) whose transaction runs on the connection: what
 spreads the rollups' hot rows over the threads (``redrive.observe.rollups``) so they never queue on each other."""
 Job = Callable[[Connection], T]
 log = structlog.get_logger("redrive.writer")
 _CONFLICT_RETRIES = 3  # a batch that deadlocked with another writer's is run again this many times
+_BEFORE_COMMIT = "redrive_before_commit"  # Connection.info: what the open writer transaction writes last
 _IDLE_PING = 1.0  # seconds: a kept connection idle longer than this goes back through the pool's ping
 
 
@@ -82,19 +84,56 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]
             future.set_result(result)
 
 
+LAST_WRITES = ("ordering keys", "rollups")
+"""What a writer transaction writes after all its jobs have run, in this order (``before_commit``).
+
+This is the writer's lock order. Every job locks what it updates first (executions' rows, then their destinations'
+rows); then every ordering key the transaction parks or frees is locked at once, in key order
+(``redrive.queue.parking``); then the stats rollups' hot rows, in key order (``redrive.observe.rollups``). Two
+writer transactions (of this process's threads or of other processes) then never each hold a lock the other waits
+for: a key's advisory lock taken by one job and a destination's row by the next had done that.
+"""
+
+
+def before_commit(
+    connection: Connection, name: str, make: Callable[[], D], write: Callable[[Connection, D], None]
+) -> D | None:
+    """In a writer transaction, the value kept under ``name`` (one of ``LAST_WRITES``; ``make()`` the first time),
+    which ``write(connection, value)`` writes once every job of the transaction has run, just before it commits;
+    None outside a writer transaction (the caller then writes at once).
+    """
+    deferred = connection.info.get(_BEFORE_COMMIT)
+    if deferred is None:
+        return None
+    if name not in deferred:
+        deferred[name] = (make(), write)
+    value: D = deferred[name][0]
+    return value
+
+
 def _run_jobs(connection: Connection, batch: list[_Pending]) -> list[Any]:
     results: list[Any] = [None] * len(batch)
     grouped: dict[type[BatchJob[Any]], list[int]] = {}
-    for index, pending in enumerate(batch):
-        job = pending.job
-        if isinstance(job, BatchJob):
-            grouped.setdefault(type(job), []).append(index)
-        else:
-            results[index] = job(connection)
-    for kind, indexes in grouped.items():
-        outcomes = kind.run_batch(connection, [batch[i].job for i in indexes])
-        for index, result in zip(indexes, outcomes, strict=True):
-            results[index] = result
+    deferred: dict[str, tuple[Any, Callable[[Connection, Any], None]]] = {}
+    info = connection.info  # read once: a connection the database dropped meanwhile raises on every later read
+    info[_BEFORE_COMMIT] = deferred
+    try:
+        for index, pending in enumerate(batch):
+            job = pending.job
+            if isinstance(job, BatchJob):
+                grouped.setdefault(type(job), []).append(index)
+            else:
+                results[index] = job(connection)
+        for kind, indexes in grouped.items():
+            outcomes = kind.run_batch(connection, [batch[i].job for i in indexes])
+            for index, result in zip(indexes, outcomes, strict=True):
+                results[index] = result
+        for name in LAST_WRITES:
+            if name in deferred:
+                value, write = deferred[name]
+                write(connection, value)
+    finally:
+        del info[_BEFORE_COMMIT]
     return results
 
 

@@ -212,9 +212,9 @@ def _park(connection: Connection, new: Sequence[NewEvent], ids: Sequence[int]) -
     """Park the new ordered executions whose key is held (``redrive.queue.parking``); nothing when none is ordered."""
     ordered = [execution_id for event, execution_id in zip(new, ids, strict=True) if event.ordering_key is not None]
     if ordered:
-        parking.lock_keys(connection, [(e.trigger_id, e.ordering_key) for e in new if e.ordering_key is not None])
+        keys = [(e.trigger_id, e.ordering_key) for e in new if e.ordering_key is not None]
         blocking = sorted({event.trigger_id for event in new if event.ordering_blocks})
-        connection.execute(parking.park(ordered, blocking))
+        parking.park_under_keys(connection, keys, ordered, blocking)
 
 
 def _duplicates(

@@ -41,7 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, rollup_backfill, stat_rollups
-from redrive.db.writer import WRITER_THREAD_INFO
+from redrive.db.writer import WRITER_THREAD_INFO, before_commit
 from redrive.states import FAILING, TERMINAL, ExecutionStatus
 
 MINUTE, FIVE_MINUTES, HOUR, DAY, ALL_TIME = 60, 300, 3600, 86400, 0
@@ -172,7 +172,21 @@ def _shard(connection: Connection) -> int:
 
 
 def apply(connection: Connection, counts: Counts) -> None:
-    """Add ``counts`` to the rollups in the open transaction: one multi-row upsert, keys in order."""
+    """Add ``counts`` to the rollups in the open transaction.
+
+    In a writer transaction they join the rest of the transaction's counts, written last (``writer.before_commit``):
+    the hot rows' locks are then taken after every other lock the transaction takes, so two transactions of the
+    writer threads or of other processes cannot deadlock over them. Elsewhere they are written at once.
+    """
+    pending = before_commit(connection, "rollups", Counter, _write)
+    if pending is None:
+        _write(connection, counts)
+    else:
+        pending.update(counts)
+
+
+def _write(connection: Connection, counts: Counts) -> None:
+    """One multi-row upsert, keys in order (two transactions lock the rows they share in the same order)."""
     shard = _shard(connection)
     rows = [
         {**dict(zip(KEY_COLUMNS, key, strict=True)), "shard": shard, "value": value}

@@ -28,7 +28,7 @@ early (by a race, or a config change) still never runs out of its key's order.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import executions
+from redrive.db.writer import before_commit
 from redrive.states import ExecutionStatus
 
 PENDING = ExecutionStatus.PENDING.value
@@ -177,6 +178,60 @@ def lock_keys(connection: Connection, keys: Iterable[tuple[int, str]]) -> None:
     locks = sorted({key_lock(trigger_id, key) for trigger_id, key in keys})
     if locks:
         connection.execute(_LOCK_KEYS, {"keys": locks})
+
+
+PARK, PROMOTE, SETTLE = 0, 1, 2  # the order of ``under_keys`` steps in one transaction
+
+
+@dataclass(slots=True)
+class _KeyWork:
+    """A writer transaction's steps that need ordering keys' locks, run at its end under every key's lock at once."""
+
+    keys: set[tuple[int, str]] = field(default_factory=set)
+    steps: list[tuple[int, Callable[[Connection], object]]] = field(default_factory=list)
+
+
+def _run(connection: Connection, work: _KeyWork) -> None:
+    lock_keys(connection, work.keys)
+    for _, step in sorted(work.steps, key=lambda ranked: ranked[0]):
+        step(connection)
+
+
+def under_keys(
+    connection: Connection, keys: Iterable[tuple[int, str]], step: Callable[[Connection], object], rank: int
+) -> None:
+    """Run ``step`` under the advisory locks of ``keys`` (``lock_keys``).
+
+    In a writer transaction that is at its end (``writer.LAST_WRITES``): every key the transaction parks, frees or
+    claims is locked at once, in key order, after every row lock its jobs took, and the steps run in ``rank`` order
+    (``PARK``, then ``PROMOTE``: a promotion unparks what a park left without a holder; then ``SETTLE``, the
+    claims' check). Elsewhere, at once.
+    """
+    work = before_commit(connection, "ordering keys", _KeyWork, _run)
+    if work is None:
+        _run(connection, _KeyWork(set(keys), [(rank, step)]))
+        return
+    work.keys.update(keys)
+    work.steps.append((rank, step))
+
+
+def park_under_keys(
+    connection: Connection, keys: Iterable[tuple[int, str]], ids: Sequence[int], blocking: Sequence[int]
+) -> None:
+    """``park`` the new rows ``ids`` under their ``keys``' locks (``under_keys``)."""
+    statement = park(ids, blocking)
+    under_keys(connection, keys, lambda c: c.execute(statement), PARK)
+
+
+def promote_under_keys(
+    connection: Connection,
+    keys: Iterable[tuple[int, str]],
+    freed: Sequence[int],
+    blocking: Sequence[int] | None,
+    now: datetime,
+) -> None:
+    """``promote`` the keys of the rows ``freed`` under their locks (``under_keys``)."""
+    under_keys(connection, keys, lambda c: promote_in(c, freed, blocking, now), PROMOTE)
 
 
 def promote_in(

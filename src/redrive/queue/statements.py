@@ -14,13 +14,15 @@ dead), and no row of the key running at all. A head waiting for its retry is pen
 holds back its own key and nothing else. When no declared trigger is ordered the condition is left out entirely: the
 unordered claim is the very statement it always was. On PostgreSQL the head check reads a snapshot, and two claims
 whose snapshots straddle an ingest commit (a lower id of the key committed late) could each see a different head; so
-after leasing keyed rows a claim takes a transaction-scoped advisory lock per key (in key order: no deadlock) and, in
-a fresh snapshot, gives back any row whose key another execution is now running (``_settle_keys``). Claims of one key
-are thereby serialised from the lock to the commit, and each sees the previous one's lease.
+after leasing keyed rows a claim takes a transaction-scoped advisory lock per key (at the transaction's end, with its
+other keys, in key order: ``db.writer.LAST_WRITES``) and, in a fresh snapshot, gives back any row whose key another
+execution is now running (``_settle_keys``). Claims of one key are thereby serialised from the lock to the commit,
+and each sees the previous one's lease.
 
 The rows waiting behind a key's holder are parked (``redrive.queue.parking``): every claim reads only the range
 ``status = 'pending' AND key_waiting = false`` of its index, so a backlog behind busy keys costs a claim nothing. A
-completion that frees its key promotes the key's next row in the same transaction (one statement per batch).
+completion that frees its key promotes the key's next row in the same transaction (one statement per batch, at the
+transaction's end under the keys' locks: ``db.writer.LAST_WRITES`` gives the writer's lock order).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from redrive.failures.error_groups import record_failure
 from redrive.observe import rollups
 from redrive.observe.rollups import AttemptFacts, ExecutionFacts
 from redrive.queue import parking
-from redrive.queue.ordering import key_lock, ordering_head
+from redrive.queue.ordering import ordering_head
 from redrive.states import TERMINAL, ExecutionStatus
 
 
@@ -258,9 +260,6 @@ def claim(
         if len(rows) < limit:
             free = {**params, "c_limit": limit - len(rows), "c_restricted": capped}
             rows += connection.execute(statements.lease, free).all()
-        if ordered:  # keys left on rows of a trigger that no longer orders (and none does) order nothing
-            given_back = _settle_keys(connection, rows, token, now)
-            rows = [row for row in rows if row.id not in given_back]
         if planned.allowances:
             planned.commit(connection, Counter(row.destination for row in rows), now)
         claimed: list[Claimed] = []
@@ -283,6 +282,8 @@ def claim(
                         row.destination,
                     )
                 )
+        if ordered:  # keys left on rows of a trigger that no longer orders (and none does) order nothing
+            _settle_keys(connection, rows, token, now, claimed)
         next_run_at = None
         if len(rows) < limit:
             next_run_at = connection.execute(
@@ -295,20 +296,18 @@ def claim(
     return job
 
 
-_LOCK_KEYS = text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS u(k) ORDER BY k")
+def _settle_keys(
+    connection: Connection, rows: Sequence[Any], token: str, now: datetime, claimed: list[Claimed]
+) -> None:
+    """On PostgreSQL, give back each leased keyed row whose key another execution runs, and drop it from ``claimed``.
 
-
-def _settle_keys(connection: Connection, rows: Sequence[Any], token: str, now: datetime) -> set[int]:
-    """On PostgreSQL, give back each leased keyed row whose key another execution runs; returns their ids.
-
-    The advisory locks (sorted, so two claims never wait on each other in a cycle) are held until this claim
-    commits, and the check runs in a snapshot taken after they were granted: whichever claim of a key comes second
+    The check runs under the keys' advisory locks, taken at the transaction's end with its other keys'
+    (``parking.under_keys``), in a snapshot taken after they were granted: whichever claim of a key comes second
     sees the first one's lease. SQLite's single writer serialises claims, so there nothing can straddle.
     """
     keyed = [row for row in rows if row.ordering_key is not None]
     if not keyed or connection.dialect.name != "postgresql":
-        return set()
-    connection.execute(_LOCK_KEYS, {"keys": sorted({key_lock(r.trigger_id, r.ordering_key) for r in keyed})})
+        return
     other = executions.alias("other")
     busy = exists().where(
         other.c.trigger_id == executions.c.trigger_id,
@@ -318,7 +317,13 @@ def _settle_keys(connection: Connection, rows: Sequence[Any], token: str, now: d
     )
     mine = executions.c.id.in_([row.id for row in keyed])
     given_back = back_to_pending(now, mine, executions.c.lease_token == token, busy)
-    return set(connection.execute(given_back).scalars())
+
+    def settle(connection: Connection) -> None:
+        back = set(connection.execute(given_back).scalars())
+        if back:
+            claimed[:] = [one for one in claimed if one.id not in back]
+
+    parking.under_keys(connection, [(row.trigger_id, row.ordering_key) for row in keyed], settle, parking.SETTLE)
 
 
 class Complete(BatchJob[bool]):
@@ -371,7 +376,7 @@ def complete(result: Completion) -> Complete:
 
 @dataclass(frozen=True, slots=True)
 class _CompleteStatements:
-    held: Any  # SQLite: the running rows among :ids (its single writer holds the lock; PostgreSQL: _FENCED_UPDATE)
+    held: Any  # the running rows among :ids, locked: SQLite's fence reads them; PostgreSQL locks them before counting
     update: Any  # one fenced execution update per bound row
     hold: Any  # the same for attempts held by an open breaker: ``uncharged`` counts it, not ``attempts``
     attempt: Any  # the attempt rows
@@ -487,23 +492,33 @@ def complete_many(
     """Record each result whose lease still holds, as if one after the other; one flag per result.
 
     Each (execution, lease token) is applied once, by its first result: a later one for the same lease, or one
-    whose token is not the row's, changes nothing. ``count`` sees each lease's first result before the fence (its
-    destination counts the outcome, which happened whether or not the lease still holds, and may hand it back held
-    by an open breaker: ``held_by_breaker``). The fenced updates go in one statement (on SQLite after reading the
-    running rows, in one more), the attempt rows in one more, and the stats rollups take the batch's changes in one
-    more (``observe.rollups``).
+    whose token is not the row's, changes nothing. ``count`` sees each lease's first result (its destination counts
+    the outcome, which happened whether or not the lease still holds) and may hand a transient failure back held by
+    an open breaker (``held_by_breaker``). The fenced updates go in one statement (on SQLite after reading the
+    running rows, in one more), the attempt rows in one more, and the stats rollups take the batch's changes with
+    the rest of the transaction's (``observe.rollups``).
+
+    Lock order: the executions' rows before the destinations' (``count`` locks those). A batch with no transient
+    failure cannot be held, so on PostgreSQL its fenced update runs first and locks the rows it completes; one that
+    may be held locks its running rows first (``SELECT ... FOR UPDATE``), then is counted, then updated. A writer
+    transaction that renewed leases (rows first) and one that completed (destination first, then rows) each held
+    what the other waited for.
     """
     first: dict[tuple[int, str], Completion] = {}
     for result in results:
         first.setdefault((result.execution_id, result.lease_token), result)
     unique = list(first.values())
-    if count is not None and unique:
+    postgres = connection.dialect.name == "postgresql"
+    may_hold = any(r.observed is not None and r.observed.outcome == "transient" for r in unique)
+    if count is not None and unique and (may_hold or not postgres):
+        if postgres:
+            connection.execute(_complete_statements().held, {"ids": sorted(first_id for first_id, _ in first)})
         unique = count(unique)
         first = {(r.execution_id, r.lease_token): r for r in unique}
-    if connection.dialect.name == "postgresql":
-        updated = _fenced_update(connection, unique)
-    else:
-        updated = _held_then_updated(connection, unique)
+        count = None
+    updated = _fenced_update(connection, unique) if postgres else _held_then_updated(connection, unique)
+    if count is not None and unique:  # nothing transient: nothing to hold, counted after the rows are locked
+        count(unique)
     applied = [(r, updated[key]) for key, r in first.items() if key in updated]
     flags: list[bool] = []
     for result in results:
@@ -535,9 +550,8 @@ def _promote_next(connection: Connection, applied: Sequence[tuple[Completion, An
     ]
     if freed:
         keys = [(row.trigger_id, row.ordering_key) for r, row in applied if r.execution_id in freed]
-        parking.lock_keys(connection, keys)
         blocking = sorted({r.trigger_id for r, _ in applied if r.ordering_blocks and r.trigger_id is not None})
-        parking.promote_in(connection, freed, blocking, max(r.finished_at for r, _ in applied))
+        parking.promote_under_keys(connection, keys, freed, blocking, max(r.finished_at for r, _ in applied))
 
 
 def _execution_values(result: Completion) -> dict[str, Any]:
@@ -620,13 +634,24 @@ def _after_failure(connection: Connection, result: Completion) -> None:
         )
 
 
+def _running_unlocked(*where: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The running rows matching ``where`` that no other transaction has locked (PostgreSQL: ``SKIP LOCKED``).
+
+    What renews or gives back leases never waits for a row: a row locked elsewhere is being completed (its lease
+    ends anyway) or given back already. So these statements take no part in a lock cycle with a completion, which
+    locks its rows and then its destinations'.
+    """
+    free = select(executions.c.id).where(executions.c.status == ExecutionStatus.RUNNING, *where)
+    return executions.c.id.in_(free.with_for_update(skip_locked=True))
+
+
 def renew(tokens: Sequence[str], lease_seconds: float, now: datetime) -> Callable[[Connection], int]:
     """Extend the leases still held under ``tokens``; returns how many rows were renewed."""
 
     def job(connection: Connection) -> int:
         return connection.execute(
             update(executions)
-            .where(executions.c.lease_token.in_(tokens), executions.c.status == ExecutionStatus.RUNNING)
+            .where(_running_unlocked(executions.c.lease_token.in_(tokens)))
             .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         ).rowcount
 
@@ -637,10 +662,11 @@ def back_to_pending(now: datetime, *where: ColumnElement[bool]) -> Update:
     """The one statement that gives running executions back to the queue, uncharged: lease cleared, due ``now``.
 
     ``where`` narrows which running rows (one lease, expired leases, a dead node's leases); it returns their ids.
+    Rows another transaction holds are left alone (``_running_unlocked``).
     """
     return (
         update(executions)
-        .where(executions.c.status == ExecutionStatus.RUNNING, *where)
+        .where(executions.c.status == ExecutionStatus.RUNNING, _running_unlocked(*where))
         .values(status=ExecutionStatus.PENDING, lease_token=None, lease_expires_at=None, run_at=now, updated_at=now)
         .returning(executions.c.id)
     )
