@@ -218,7 +218,7 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
         .returning(executions.c.id)
     ).scalar_one()
     if row.ordering_key is not None:
-        connection.execute(parking.park([new_id], sorted(r.blocking)))
+        parking.park_in(connection, [new_id], sorted(r.blocking))
     replay = ExecutionFacts(row.trigger_id, row.action_kind, ExecutionStatus.PENDING, r.now, None, None, True)
     rollups.replayed(connection, r.execution_id, row.status, replay)
     savepoint.commit()

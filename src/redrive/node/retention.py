@@ -121,7 +121,7 @@ def purge_executions_batch(scope: ColumnElement[bool], cut: Cutoffs, now: dateti
     """Delete up to BATCH expired executions of ``scope`` (with their attempts).
 
     A dead row that held its ordering key (``on_dead_letter: block``) frees it as it goes: the key's oldest parked
-    row is promoted first (``parking.promote``, counting every dead row a holder: the config is not at hand here,
+    row is promoted first (``parking.promote_in``, counting every dead row a holder: the config is not at hand here,
     and a key that stays parked for a ``continue`` trigger is the maintenance repair's).
     """
 

@@ -7,8 +7,8 @@ busy keys cost every claim a walk of 20,000 rows. So a row made while its key ha
 never holds a parked row. A key's holder is an earlier row of the key that is pending or running, or, under
 ``on_dead_letter: block``, dead (failed_retryable or failed).
 
-- ``park`` runs after rows are made (ingest, replay, bulk replay): a row with a holder is parked.
-- ``promote`` runs in the transaction that removes a holder (a completion to a terminal status that frees the key,
+- ``park_in`` runs after rows are made (ingest, replay, bulk replay): a row with a holder is parked.
+- ``promote_in`` runs in the transaction that removes a holder (a completion to a terminal status that frees the key,
   the replay of a dead head, a retention purge): the oldest parked row of each key left without a holder is unparked
   and due at ``max(run_at, now)``.
 - Liveness on PostgreSQL: an ingest that parks behind a running head and that head's completion could each miss
@@ -30,12 +30,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     FromClause,
     and_,
+    bindparam,
     case,
     exists,
     false,
@@ -64,13 +66,6 @@ def same_key(other: FromClause, row: FromClause) -> ColumnElement[bool]:
     return and_(other.c.trigger_id == row.c.trigger_id, other.c.ordering_key == row.c.ordering_key)
 
 
-def _blocks(row: FromClause, blocking: Sequence[int] | None) -> ColumnElement[bool]:
-    """Whether a dead row holds ``row``'s key: its trigger is in ``blocking`` (None: every trigger's does)."""
-    if blocking is None:
-        return true()
-    return row.c.trigger_id.in_(list(blocking)) if blocking else false()
-
-
 EITHER = executions.c.key_waiting.in_([False, True])
 """Parked or not: with ``status = ...`` it keeps a ``run_at`` bound inside one index range of ix_executions_due."""
 
@@ -91,8 +86,27 @@ def oldest_due(now: datetime, *where: ColumnElement[bool]) -> Any:
     return select(func.min(both.c.run_at))
 
 
-def park(ids: Sequence[int], blocking: Sequence[int]) -> Any:
-    """Park each of the new rows ``ids`` whose key has a holder before it: one statement for a batch.
+# The statements are built once, with bound parameters (``_statements``): building one per ingest or completion
+# batch (an alias, four EXISTS and their clause objects) cost about as much CPU as running it.
+_IDS = "p_ids"  # the rows made (park) or freed (promote)
+_BLOCKING = "p_blocking"  # the triggers whose dead rows hold their key
+_NOW = "p_now"
+
+
+def _list(name: str) -> Any:
+    return bindparam(name, expanding=True)
+
+
+def _blocks(row: FromClause, blocking: bool | None) -> ColumnElement[bool]:
+    """Whether a dead row holds ``row``'s key: its trigger is among ``p_blocking`` (None: every trigger's does)."""
+    if blocking is None:
+        return true()
+    return row.c.trigger_id.in_(_list(_BLOCKING))
+
+
+@cache
+def _park() -> Any:
+    """Park each of the new rows ``p_ids`` whose key has a holder before it: one statement for a batch.
 
     Earlier rows only: of two rows of one key made in one batch, the first leads and the second parks behind it.
     A parked earlier row counts too (a key that waits stays in order, the newcomer goes to its end).
@@ -104,37 +118,42 @@ def park(ids: Sequence[int], blocking: Sequence[int]) -> Any:
     return (
         update(executions)
         .where(
-            executions.c.id.in_(list(ids)),
+            executions.c.id.in_(_list(_IDS)),
             executions.c.ordering_key.is_not(None),
             executions.c.status == PENDING,
-            or_(in_flight, and_(_blocks(executions, blocking), dead)),
+            or_(in_flight, and_(_blocks(executions, True), dead)),
         )
         .values(key_waiting=True)
     )
 
 
-def _held(row: FromClause, blocking: Sequence[int] | None, gone: Sequence[int] = ()) -> ColumnElement[bool]:
+def park_in(connection: Connection, ids: Sequence[int], blocking: Sequence[int]) -> None:
+    """Park those of the new rows ``ids`` whose key has a holder; ``blocking``: the triggers under ``block``."""
+    connection.execute(_park(), {_IDS: list(ids), _BLOCKING: list(blocking)})
+
+
+def _held(row: FromClause, blocking: bool | None, gone: bool) -> ColumnElement[bool]:
     """Whether ``row``'s key has a holder: an unparked pending row, a running row or (under block) a dead one.
 
-    Each test is one range of ix_executions_ordering; ``gone`` are rows about to be deleted (not holders).
+    Each test is one range of ix_executions_ordering; with ``gone``, the rows ``p_ids`` are about to be deleted
+    (not holders).
     """
     holder = executions.alias("holder")
     key = [same_key(holder, row)]
     if gone:
-        key.append(holder.c.id.not_in(list(gone)))
+        key.append(holder.c.id.not_in(_list("p_gone")))
     pending = exists().where(*key, holder.c.status == PENDING, holder.c.key_waiting == false())
     running = exists().where(*key, holder.c.status == RUNNING)
     dead = exists().where(*key, holder.c.status.in_(DEAD), holder.c.key_waiting == false())
     return or_(pending, running, and_(_blocks(row, blocking), dead))
 
 
-def promote(freed: Sequence[int], blocking: Sequence[int] | None, now: datetime, *, gone: bool = False) -> Any:
-    """Unpark the oldest parked row of each key of the rows ``freed`` that has no holder left; one statement.
+@cache
+def _promote(every_trigger_blocks: bool, gone: bool) -> Any:
+    """Unpark the oldest parked row of each key of the rows ``p_ids`` that has no holder left; one statement.
 
-    ``blocking`` are the triggers whose dead rows hold their key (None: every trigger's, the careful choice where
-    the config is not at hand: a key it leaves parked is the repair's). With ``gone``, the ``freed`` rows are about
-    to be deleted and do not hold their key. The promoted row is due at ``max(run_at, now)``: it queues behind
-    what is due already instead of jumping the whole queue with the time it was accepted.
+    The promoted row is due at ``max(run_at, p_now)``: it queues behind what is due already instead of jumping the
+    whole queue with the time it was accepted.
     """
     row = executions.alias("freed")
     parked = executions.alias("parked")
@@ -146,17 +165,16 @@ def promote(freed: Sequence[int], blocking: Sequence[int] | None, now: datetime,
         .scalar_subquery()
     )
     keys = select(oldest).where(
-        row.c.id.in_(list(freed)),
+        row.c.id.in_(_list(_IDS)),
         row.c.ordering_key.is_not(None),
-        ~_held(row, blocking, list(freed) if gone else ()),
+        ~_held(row, None if every_trigger_blocks else True, gone),
     )
+    now = bindparam(_NOW, type_=executions.c.run_at.type)
     return (
         update(executions)
         .where(executions.c.id.in_(keys), executions.c.status == PENDING, executions.c.key_waiting == true())
         .values(
-            key_waiting=False,
-            run_at=case((executions.c.run_at < now, now), else_=executions.c.run_at),
-            updated_at=now,
+            key_waiting=False, run_at=case((executions.c.run_at < now, now), else_=executions.c.run_at), updated_at=now
         )
         .returning(executions.c.id)
     )
@@ -218,9 +236,8 @@ def under_keys(
 def park_under_keys(
     connection: Connection, keys: Iterable[tuple[int, str]], ids: Sequence[int], blocking: Sequence[int]
 ) -> None:
-    """``park`` the new rows ``ids`` under their ``keys``' locks (``under_keys``)."""
-    statement = park(ids, blocking)
-    under_keys(connection, keys, lambda c: c.execute(statement), PARK)
+    """``park_in`` the new rows ``ids`` under their ``keys``' locks (``under_keys``)."""
+    under_keys(connection, keys, lambda c: park_in(c, ids, blocking), PARK)
 
 
 def promote_under_keys(
@@ -230,17 +247,25 @@ def promote_under_keys(
     blocking: Sequence[int] | None,
     now: datetime,
 ) -> None:
-    """``promote`` the keys of the rows ``freed`` under their locks (``under_keys``)."""
+    """``promote_in`` the keys of the rows ``freed`` under their locks (``under_keys``)."""
     under_keys(connection, keys, lambda c: promote_in(c, freed, blocking, now), PROMOTE)
 
 
 def promote_in(
     connection: Connection, freed: Sequence[int], blocking: Sequence[int] | None, now: datetime, *, gone: bool = False
 ) -> list[int]:
-    """Run ``promote`` when there is anything to free; the promoted ids."""
+    """Unpark the oldest parked row of each key of the rows ``freed`` that has no holder left; the promoted ids.
+
+    ``blocking`` are the triggers whose dead rows hold their key (None: every trigger's, the careful choice where
+    the config is not at hand: a key it leaves parked is the repair's). With ``gone``, the ``freed`` rows are about
+    to be deleted and do not hold their key.
+    """
     if not freed:
         return []
-    return list(connection.execute(promote(freed, blocking, now, gone=gone)).scalars())
+    params: dict[str, Any] = {_IDS: list(freed), _NOW: now, _BLOCKING: list(blocking or ())}
+    if gone:
+        params["p_gone"] = list(freed)
+    return list(connection.execute(_promote(blocking is None, gone), params).scalars())
 
 
 @dataclass(frozen=True, slots=True)

@@ -536,7 +536,7 @@ def complete_many(
 
 
 def _promote_next(connection: Connection, applied: Sequence[tuple[Completion, Any]]) -> None:
-    """Unpark the next row of each key the batch freed (``parking.promote``): one statement, none when unordered.
+    """Unpark the next row of each key the batch freed (``parking.promote_in``): one statement, none when unordered.
 
     An ordered row frees its key when it succeeds, or dead-letters or fails under ``on_dead_letter: continue``; a
     retry (pending again) keeps holding it.
