@@ -3,7 +3,7 @@
 A figure, not a test. ``uv run python benchmarks/writer_jobs.py [--events 5000] [--concurrency 64] [--url URL]``
 stores ``--events`` events through ``Database.write`` from ``--concurrency`` coroutines, then claims and completes
 them all, on a fresh SQLite file (or ``--url``, e.g. a PostgreSQL database migrated to head). It prints the wall
-time per job and the CPU time the writer thread used per job (the writer is the serial part of the pipeline).
+time per job and the CPU time the writer's threads used per job (the writer is the serial part of the pipeline).
 """
 
 from __future__ import annotations
@@ -31,11 +31,14 @@ CONFIG = parse_config(
 
 
 def writer_cpu(db: Database) -> float:
-    """CPU seconds used so far by the writer thread (Linux)."""
-    native = db.writer._thread.native_id  # a benchmark may look inside
-    assert native is not None
-    fields = Path(f"/proc/self/task/{native}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds used so far by the writer's threads (Linux; one on SQLite, several on PostgreSQL)."""
+    total = 0
+    for thread in db.writer._threads:  # a benchmark may look inside
+        native = thread.native_id
+        assert native is not None
+        fields = Path(f"/proc/self/task/{native}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def line(name: str, count: int, wall: float, cpu: float, unit: str) -> None:
