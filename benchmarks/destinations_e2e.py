@@ -32,6 +32,10 @@ VARIANTS = {
     "enabled": "    breaker: {enabled: true}\n    limits: {rate: 1000000/s, concurrency: 10000}\n"
     '    ordering: {key: "{{ (payload.messageId[4:] | int) % 1000 }}"}\n',  # 1,000 keys: 64 slots stay busy
 }
+PARTS = {  # --parts: each half of ``enabled`` alone, to tell which one costs
+    "limits": "    breaker: {enabled: true}\n    limits: {rate: 1000000/s, concurrency: 10000}\n",
+    "ordered": '    breaker: {enabled: false}\n    ordering: {key: "{{ (payload.messageId[4:] | int) % 1000 }}"}\n',
+}
 
 
 def main() -> int:
@@ -42,16 +46,18 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds, each running both variants (default 3)")
     parser.add_argument("--e2e-timeout", type=float, default=300.0, help="longest send, then longest wait (s)")
     parser.add_argument("--log-level", default="warning", help="redrive's REDRIVE_LOG_LEVEL (default warning)")
+    parser.add_argument("--parts", action="store_true", help="also run the breaker+limits and the ordering alone")
     args = parser.parse_args()
+    variants = {**VARIANTS, **PARTS} if args.parts else VARIANTS
     args.ordering_keys = 0  # the variants carry their own ordering (ingest_e2e's end_to_end reads this)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="redrive-bench-dest-") as tmp:
         procs = Procs(Path(tmp))
         try:
             for n in range(1, args.repeat + 1):
-                order = list(VARIANTS) if n % 2 else list(reversed(VARIANTS))  # neither always goes first
+                order = list(variants) if n % 2 else list(reversed(variants))  # none always goes first
                 for name in order:
-                    run = end_to_end(args, procs, n, trigger_extra=VARIANTS[name], tag=f"{name}-")
+                    run = end_to_end(args, procs, n, trigger_extra=variants[name], tag=f"{name}-")
                     procs.stop_all()
                     runs[name].append(run)
                     per_event = run["cpu_seconds"] / max(1, run["succeeded"])
