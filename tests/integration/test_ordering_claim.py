@@ -241,7 +241,10 @@ def test_claims_whose_snapshots_straddle_a_late_commit_never_lease_one_key_twice
 
 def _waiting_on_advisory_locks(engine: Engine) -> int:
     with engine.connect() as connection:
-        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        query = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
         return int(connection.execute(text(query)).scalar_one())
 
 

@@ -103,6 +103,12 @@ def scalar(engine: Engine, sql: str, **params: Any) -> Any:
         return connection.execute(text(sql), params).scalar_one()
 
 
+ADVISORY_LOCKS_HERE = (  # pg_locks lists every database's: the other test workers' too
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
 def waiting_for_a_lock(engine: Engine) -> int:
     sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
     return int(scalar(engine, sql))
@@ -158,7 +164,7 @@ def test_a_writer_transaction_takes_keys_and_rollups_after_its_jobs_rows(q: Queu
                 gate.set()
                 wait_until(lambda: waiting_for_a_lock(engine) == 1 or results.done(), what="the batch to wait")
                 assert not results.done()
-                assert scalar(engine, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+                assert scalar(engine, ADVISORY_LOCKS_HERE) == 0
                 free = "SELECT count(*) FROM (SELECT 1 FROM stat_rollups FOR UPDATE SKIP LOCKED) AS free"
                 assert scalar(engine, free) == scalar(engine, "SELECT count(*) FROM stat_rollups") > 0
             _, stored, applied = results.result(timeout=30)
