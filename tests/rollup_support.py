@@ -8,11 +8,14 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, delete, insert, update
 from sqlalchemy.engine import Connection
 
+from redrive.alerts import measures
+from redrive.alerts.conditions import DeadLetterGrowth, DeadLetters, Scope
 from redrive.db.schema import bulk_replays, executions, rollup_backfill
 from redrive.failures import bulk
 from redrive.failures import error_groups as groups
@@ -210,6 +213,16 @@ def figures(h: History) -> dict[str, Any]:
     for window in WINDOWS:
         figures[f"groups {window}"] = h.read(groups.list_groups(groups.GroupFilter(h.now - window)))
     figures["triggers"] = h.read(admin.trigger_rows(list(h.ids.values()), stats.day_start(h.now)))
+    scopes = [[trigger_id] for trigger_id in h.ids.values()] + [list(h.ids.values())]
+    for scope in scopes:  # the alert rules' dead-letter measures, per trigger and for every trigger
+        names = tuple(str(trigger_id) for trigger_id in scope)
+        figures[f"alert dlq_size {names}"] = h.read(
+            partial(measures.dlq_size, DeadLetters(dlq_size=1), scope=Scope(tuple(scope), names), now=h.now)
+        )
+        for window in WINDOWS:
+            condition = DeadLetterGrowth(dlq_growth=1, window=window.total_seconds())
+            measured = partial(measures.dlq_growth, condition, scope=Scope(tuple(scope), names), now=h.now)
+            figures[f"alert dlq_growth {window} {names}"] = h.read(measured)
     figures["queue"] = h.read(system.queue_snapshot(h.now))  # dead letters and replayed ones: all-time sums
     return figures
 

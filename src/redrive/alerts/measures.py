@@ -1,8 +1,11 @@
-"""What each alert condition counts, in the database, from indexes: one function per condition key (``COUNTS``).
+"""What each alert condition counts, in the database: one function per condition key (``COUNTS``).
 
-The statements of ``redrive.observe.stats`` are reused where one exists (dead letters are its
-``status_count_statement`` narrowed to the rule's triggers); the others are narrow queries of their own, each a
-range of an existing index. Each returns the plain counts its condition's ``judge`` reads.
+The figures of ``redrive.observe.stats`` are reused where one exists, narrowed to the rule's triggers, so they come
+from the rollups as the dashboard's do (dead letters now from the all-time bucket, dead letters of a window from
+the ``finished`` minutes): their cost does not grow with the history. The others are narrow queries of their own,
+each a range of an index bounded by something other than the history: the failure rate's attempts by the window
+(at most 7 days of traffic), the oldest pending row by one row, groups and breakers by their own small tables.
+Each returns the plain counts its condition's ``judge`` reads.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from redrive.alerts.conditions import (
     TriggerPaused,
 )
 from redrive.db.schema import attempts, breaker_transitions, destinations, error_groups, executions, triggers
-from redrive.observe.stats import FAILED_OUTCOMES, status_count_statement
+from redrive.observe.stats import FAILED_OUTCOMES, count_executions, count_status
 from redrive.queue import parking
 from redrive.states import ExecutionStatus
 
+DEAD_LETTER = (ExecutionStatus.FAILED_RETRYABLE.value,)
 Count = Callable[[Any, Connection, Scope, datetime], dict[str, Any]]
 
 
@@ -44,19 +48,15 @@ def failure_rate(condition: FailureRate, connection: Connection, scope: Scope, n
 
 
 def dlq_size(condition: DeadLetters, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
-    """``status_count_statement`` (DLQ_SIZE_MEANS) narrowed to the scope's triggers."""
-    statement = status_count_statement([ExecutionStatus.FAILED_RETRYABLE])
-    statement = statement.where(executions.c.trigger_id.in_(scope.trigger_ids))
-    return {"dlq_size": int(connection.execute(statement).scalar_one())}
+    """Dead letters now (DLQ_SIZE_MEANS) of the scope's triggers (``stats.count_status``)."""
+    return {"dlq_size": count_status(DEAD_LETTER, scope.trigger_ids)(connection)}
 
 
 def dlq_growth(condition: DeadLetterGrowth, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
-    """``status_count_statement`` of dead letters, narrowed to the window's finish times."""
+    """Dead letters now that finished in the window, of the scope's triggers (``stats.count_executions``)."""
     since = now - timedelta(seconds=condition.window)
-    statement = status_count_statement([ExecutionStatus.FAILED_RETRYABLE]).where(
-        executions.c.finished_at >= since, executions.c.trigger_id.in_(scope.trigger_ids)
-    )
-    return {"dlq_growth": int(connection.execute(statement).scalar_one())}
+    grown = count_executions(None, since, None, statuses=DEAD_LETTER, trigger_ids=scope.trigger_ids)
+    return {"dlq_growth": grown(connection)}
 
 
 def oldest_pending(condition: OldestPending, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:

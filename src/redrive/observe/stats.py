@@ -98,35 +98,55 @@ def statuses_for(success: bool | None) -> tuple[str, ...]:
 
 
 def count_statement(
-    success: bool | None, since: datetime, kind: str | None = None, before: datetime | None = None
+    success: bool | None,
+    since: datetime,
+    kind: str | None = None,
+    before: datetime | None = None,
+    *,
+    statuses: Sequence[str] | None = None,
+    trigger_ids: Sequence[int] | None = None,
 ) -> Select[int]:
     """``SELECT count(*)`` of executions finished since ``since`` (and before ``before``) with the statuses
-    ``success`` selects."""
+    ``success`` selects (or ``statuses``), of the action ``kind`` and the triggers ``trigger_ids`` when given."""
     query = select(func.count()).select_from(executions)
-    query = query.where(executions.c.status.in_(statuses_for(success)), executions.c.finished_at >= since)
+    wanted = statuses_for(success) if statuses is None else statuses
+    query = query.where(executions.c.status.in_(wanted), executions.c.finished_at >= since)
     if before is not None:
         query = query.where(executions.c.finished_at < before)
     if kind is not None:
         query = query.where(executions.c.action_kind == kind)
+    if trigger_ids is not None:
+        query = query.where(executions.c.trigger_id.in_(trigger_ids))
     return query
 
 
-def count_executions(success: bool | None, since: datetime, kind: str | None) -> Callable[[Connection], int]:
-    """A read job: the authoritative windowed count: the whole minutes since ``since`` from the ``finished``
-    rollup, the partial minute at its start from the index."""
+def count_executions(
+    success: bool | None,
+    since: datetime,
+    kind: str | None,
+    *,
+    statuses: Sequence[str] | None = None,
+    trigger_ids: Sequence[int] | None = None,
+) -> Callable[[Connection], int]:
+    """A read job: the authoritative windowed count (``count_statement``'s): the whole minutes since ``since`` from
+    the ``finished`` rollup, the partial minute at its start from the index."""
+
+    def raw(start: datetime, before: datetime | None = None) -> Select[int]:
+        return count_statement(success, start, kind, before, statuses=statuses, trigger_ids=trigger_ids)
 
     def job(connection: Connection) -> int:
         if not rollups.ready(connection):
-            return int(connection.execute(count_statement(success, since, kind)).scalar_one())
+            return int(connection.execute(raw(since)).scalar_one())
         window = reads.split(since, None)
         count = 0
         if window.head is not None:
-            count += connection.execute(
-                count_statement(success, window.head[0], kind, before=window.head[1])
-            ).scalar_one()
-        where: list[ColumnElement[bool]] = [stat_rollups.c.status.in_(statuses_for(success))]
+            count += connection.execute(raw(*window.head)).scalar_one()
+        wanted = statuses_for(success) if statuses is None else statuses
+        where: list[ColumnElement[bool]] = [stat_rollups.c.status.in_(wanted)]
         if kind is not None:
             where.append(stat_rollups.c.kind == kind)
+        if trigger_ids is not None:
+            where.append(stat_rollups.c.trigger_id.in_(trigger_ids))
         assert window.whole is not None
         return count + reads.total_of(connection, "finished", reads.cover(*window.whole), *where)
 
@@ -176,6 +196,22 @@ def status_count_statement(statuses: Sequence[str]) -> Select[int]:
     """``SELECT count(*)`` of executions whose status is one of ``statuses`` now: one range per status of an index
     that starts with ``status`` (DLQ_SIZE_MEANS, PERMANENT_FAILURES_MEANS; their sum is FAILING_NOW_MEANS)."""
     return select(func.count()).select_from(executions).where(executions.c.status.in_(statuses))
+
+
+def count_status(statuses: Sequence[str], trigger_ids: Sequence[int]) -> Callable[[Connection], int]:
+    """A read job: ``status_count_statement`` narrowed to ``trigger_ids``, read from the ``failing`` rollup's
+    all-time bucket (``statuses`` among ``FAILING``), whatever the number of rows it counts."""
+    if not set(statuses) <= set(FAILING):
+        raise ValueError(f"only the failing statuses have an all-time count, not {sorted(statuses)}")
+
+    def job(connection: Connection) -> int:
+        if not rollups.ready(connection):
+            statement = status_count_statement(statuses).where(executions.c.trigger_id.in_(trigger_ids))
+            return int(connection.execute(statement).scalar_one())
+        where = (stat_rollups.c.status.in_(statuses), stat_rollups.c.trigger_id.in_(trigger_ids))
+        return reads.total_of(connection, "failing", reads.ALL, *where)
+
+    return job
 
 
 def attempts_failed_statement(start: datetime) -> Select[int]:
