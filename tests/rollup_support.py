@@ -15,7 +15,7 @@ from sqlalchemy import Engine, delete, insert, update
 from sqlalchemy.engine import Connection
 
 from redrive.alerts import measures
-from redrive.alerts.conditions import DeadLetterGrowth, DeadLetters, Scope
+from redrive.alerts.conditions import DeadLetterGrowth, DeadLetters, FailureRate, Scope
 from redrive.db.schema import bulk_replays, executions, rollup_backfill
 from redrive.failures import bulk
 from redrive.failures import error_groups as groups
@@ -223,6 +223,9 @@ def figures(h: History) -> dict[str, Any]:
             condition = DeadLetterGrowth(dlq_growth=1, window=window.total_seconds())
             measured = partial(measures.dlq_growth, condition, scope=Scope(tuple(scope), names), now=h.now)
             figures[f"alert dlq_growth {window} {names}"] = h.read(measured)
+            condition = FailureRate(failure_rate=0.5, window=window.total_seconds())
+            measured = partial(measures.failure_rate, condition, scope=Scope(tuple(scope), names), now=h.now)
+            figures[f"alert failure_rate {window} {names}"] = h.read(measured)
     figures["queue"] = h.read(system.queue_snapshot(h.now))  # dead letters and replayed ones: all-time sums
     return figures
 

@@ -10,22 +10,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
 
 from redrive.alerts.engine import AlertEngine, AlertSetup
 from redrive.alerts.message import Voice
 from redrive.alerts.service import rule_scope
 from redrive.db.database import Database
-from redrive.db.schema import alert_transitions, attempts
+from redrive.db.schema import alert_transitions
 from redrive.destinations.breaker import Observed, Policy
 from redrive.destinations.store import Outcome, force_job, plan_claim, record_outcomes
 from redrive.extensions import AlertChannel, AlertNotification
 from redrive.failures.error_groups import Attend, attend, record_failure
 from redrive.failures.hints import hint_for
 from redrive.ingest.prepare import prepare
-from redrive.ingest.store import store_event
+from redrive.ingest.store import StoreEvent, store_event
 from redrive.observe.redaction import Redactor
 from redrive.plugins import builtin_registry
+from redrive.queue import statements as queue
 from redrive.triggers.config import BreakerConfig, parse_config
 from redrive.triggers.runtime import build_trigger_set, sync_triggers
 
@@ -82,32 +82,53 @@ channels: [{{name: c, kind: trigger, trigger: t}}]
     return engine, channel, stored.execution_id
 
 
-def add_attempts(db: Database, execution_id: int, at: datetime, total: int, failed: int, first: int) -> None:
-    rows = [
-        {
-            "execution_id": execution_id,
-            "number": first + n,
-            "started_at": at,
-            "finished_at": at,
-            "duration_ms": 1.0,
-            "outcome": "transient" if n < failed else "succeeded",
-            "detail": {},
-        }
-        for n in range(total)
+def add_attempts(db: Database, at: datetime, total: int, failed: int) -> None:
+    """``total`` attempts of trigger ``t`` finishing at ``at``, the first ``failed`` of them transient failures (dead
+    letters), through the live path (events stored, claimed, completed), so the rollups count them as they would."""
+    trigger_id = db.read_sync(lambda c: c.exec_driver_sql("SELECT id FROM triggers WHERE name = 't'").scalar_one())
+    trigger = parse_config('triggers: [{name: t, action: {kind: command, argv: ["true"]}}]').triggers[0]
+    redactor = Redactor()
+    batch = [
+        StoreEvent(prepare(trigger, trigger_id, body=b"{}", headers={}, received_at=at, redactor=redactor, key=None))
+        for _ in range(total)
     ]
-    db.write_sync(lambda c: c.execute(insert(attempts), rows))
+    db.write_sync(lambda c: StoreEvent.run_batch(c, batch))
+    claimed = db.write_sync(queue.claim([trigger_id], total, 60, at)).executions
+    assert len(claimed) == total
+    results = [
+        queue.Completion(
+            execution_id=one.id,
+            lease_token=one.lease_token,
+            status="failed_retryable" if n < failed else "succeeded",
+            run_at=None,
+            started_at=at,
+            finished_at=at,
+            outcome="transient" if n < failed else "succeeded",
+            error_category="transient" if n < failed else None,
+            error_code="exit_code" if n < failed else None,
+            message="exit 1" if n < failed else None,
+            detail={},
+            excerpt=None,
+            trigger_id=trigger_id,
+            action_kind="command",
+            fingerprint="f" * 16 if n < failed else None,
+            title="exit 1" if n < failed else None,
+        )
+        for n, one in enumerate(claimed)
+    ]
+    assert db.write_sync(lambda c: queue.Complete.run_batch(c, [queue.complete(r) for r in results])) == [True] * total
 
 
 def oscillate(db: Database, when: str) -> list[str]:
     """Two minutes of simulated time: every 5 s, 100 attempts failing at 4 % then 6 % in turn; evaluate and
     deliver after each step. The kinds of the notifications sent."""
     clock = [T0]
-    engine, channel, execution_id = engine_for(db, when, clock)
+    engine, channel, _ = engine_for(db, when, clock)
 
     async def scenario() -> None:
         for step in range(120 // STEP):
             clock[0] = T0 + timedelta(seconds=STEP * step)
-            add_attempts(db, execution_id, clock[0], 100, 6 if step % 2 else 4, step * 100 + 1)
+            add_attempts(db, clock[0], 100, 6 if step % 2 else 4)
             await engine.evaluate_once()
             await engine.deliver_once()
 
@@ -131,12 +152,12 @@ def test_a_quiet_period_holds_the_resolution_and_repeat_renotifies(db: Database)
     clock = [T0]
     when = '{failure_rate: ">= 50%", window: 10s, min_attempts: 5}'
     published: list[Any] = []
-    engine, channel, execution_id = engine_for(db, when, clock, extra=", quiet: 30s, repeat: 1m", published=published)
+    engine, channel, _ = engine_for(db, when, clock, extra=", quiet: 30s, repeat: 1m", published=published)
 
     async def at(seconds: int, failed: int | None = None) -> list[str]:
         clock[0] = T0 + timedelta(seconds=seconds)
         if failed is not None:
-            add_attempts(db, execution_id, clock[0], 10, failed, seconds * 10 + 1)
+            add_attempts(db, clock[0], 10, failed)
         keys = await engine.evaluate_once()
         await engine.deliver_once()
         return keys
@@ -173,7 +194,7 @@ def test_an_acknowledged_cause_silences_the_repeats_until_it_is_unacknowledged(d
 
     def fail(seconds: int) -> None:
         clock[0] = T0 + timedelta(seconds=seconds)
-        add_attempts(db, execution_id, clock[0], 10, 10, seconds * 10 + 1)
+        add_attempts(db, clock[0], 10, 10)
         for _ in range(10):
             db.write_sync(
                 lambda c: record_failure(
@@ -254,10 +275,10 @@ def test_a_breaker_held_open_fires_after_its_duration_and_resolves_when_it_close
 
 def test_the_leader_purges_history_older_than_30_days(db: Database) -> None:
     clock = [T0]
-    engine, channel, execution_id = engine_for(db, '{failure_rate: ">= 50%", window: 10s, min_attempts: 5}', clock)
+    engine, channel, _ = engine_for(db, '{failure_rate: ">= 50%", window: 10s, min_attempts: 5}', clock)
 
     async def scenario() -> None:
-        add_attempts(db, execution_id, T0, 10, 10, 1)
+        add_attempts(db, T0, 10, 10)
         assert await engine.evaluate_once() == ["r:1:firing"]
         await engine.deliver_once()
         clock[0] = T0 + timedelta(days=31)

@@ -97,7 +97,8 @@ def _old_history(history: History, count: int) -> None:
                 .returning(executions.c.id)
             ).scalar_one()
             for number in range(1, (0 if status == "pending" else 1 + n % 2) + 1):
-                failed = status.startswith("failed") or number < 1 + n % 2
+                # Only a succeeded execution's last attempt succeeded (a replayed one was a dead letter first).
+                failed = status != "succeeded" or number < 1 + n % 2
                 connection.execute(
                     attempts.insert().values(
                         execution_id=execution_id,

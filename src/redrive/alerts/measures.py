@@ -1,10 +1,10 @@
 """What each alert condition counts, in the database: one function per condition key (``COUNTS``).
 
 The figures of ``redrive.observe.stats`` are reused where one exists, narrowed to the rule's triggers, so they come
-from the rollups as the dashboard's do (dead letters now from the all-time bucket, dead letters of a window from
-the ``finished`` minutes): their cost does not grow with the history. The others are narrow queries of their own,
-each a range of an index bounded by something other than the history: the failure rate's attempts by the window
-(at most 7 days of traffic), the oldest pending row by one row, groups and breakers by their own small tables.
+from the rollups as the dashboard's do (dead letters now from the all-time bucket, dead letters and attempts of a
+window from the minutes): their cost does not grow with the history. The others are narrow queries of their own,
+each a range of an index bounded by something other than the history: the oldest pending row by one row, groups
+and breakers by their own small tables.
 Each returns the plain counts its condition's ``judge`` reads.
 """
 
@@ -27,8 +27,8 @@ from redrive.alerts.conditions import (
     Scope,
     TriggerPaused,
 )
-from redrive.db.schema import attempts, breaker_transitions, destinations, error_groups, executions, triggers
-from redrive.observe.stats import FAILED_OUTCOMES, count_executions, count_status
+from redrive.db.schema import breaker_transitions, destinations, error_groups, executions, triggers
+from redrive.observe.stats import attempt_outcomes, count_executions, count_status
 from redrive.queue import parking
 from redrive.states import ExecutionStatus
 
@@ -37,14 +37,10 @@ Count = Callable[[Any, Connection, Scope, datetime], dict[str, Any]]
 
 
 def failure_rate(condition: FailureRate, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
-    """Attempts and failed attempts of the scope's executions finished in the window (``ix_attempts_finished``)."""
+    """Attempts and failed attempts of the scope's executions finished in the window (``stats.attempt_outcomes``)."""
     since = now - timedelta(seconds=condition.window)
-    total, failed = connection.execute(
-        select(func.count(), func.count().filter(attempts.c.outcome.in_(FAILED_OUTCOMES)))
-        .select_from(attempts.join(executions, executions.c.id == attempts.c.execution_id))
-        .where(attempts.c.finished_at >= since, executions.c.trigger_id.in_(scope.trigger_ids))
-    ).one()
-    return {"attempts": int(total), "failed": int(failed)}
+    total, failed = attempt_outcomes(since, scope.trigger_ids)(connection)
+    return {"attempts": total, "failed": failed}
 
 
 def dlq_size(condition: DeadLetters, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:

@@ -214,6 +214,47 @@ def count_status(statuses: Sequence[str], trigger_ids: Sequence[int]) -> Callabl
     return job
 
 
+def attempt_outcomes_statement(since: datetime, trigger_ids: Sequence[int], before: datetime | None = None) -> Any:
+    """``SELECT count(*), count(failed)`` of the attempts of ``trigger_ids``' executions finished since ``since``
+    (and before ``before``): a range of ``ix_attempts_finished``, each row joined to its execution."""
+    query = (
+        select(func.count(), func.count().filter(attempts.c.outcome.in_(FAILED_OUTCOMES)))
+        .select_from(attempts.join(executions, executions.c.id == attempts.c.execution_id))
+        .where(attempts.c.finished_at >= since, executions.c.trigger_id.in_(trigger_ids))
+    )
+    return query if before is None else query.where(attempts.c.finished_at < before)
+
+
+def attempt_outcomes(since: datetime, trigger_ids: Sequence[int]) -> Callable[[Connection], tuple[int, int]]:
+    """A read job: ``(attempts, failed attempts)`` of ``trigger_ids`` finished since ``since``
+    (``attempt_outcomes_statement``'s figures).
+
+    From the rollups: the failed ones from ``failed_attempts``; the others are the succeeded attempts, and each
+    succeeded execution has exactly one, finished when the execution did (succeeded is final: never replayed, only
+    purged with its attempts), so they are the ``finished`` rollup's succeeded executions of the window. The partial
+    minute at the start is read raw, as everywhere.
+    """
+
+    def job(connection: Connection) -> tuple[int, int]:
+        if not rollups.ready(connection):
+            total, failed = connection.execute(attempt_outcomes_statement(since, trigger_ids)).one()
+            return int(total), int(failed)
+        window = reads.split(since, None)
+        total = failed = 0
+        if window.head is not None:
+            total, failed = connection.execute(
+                attempt_outcomes_statement(*window.head[:1], trigger_ids, window.head[1])
+            ).one()
+        assert window.whole is not None
+        pieces = reads.cover(*window.whole)
+        in_scope = stat_rollups.c.trigger_id.in_(trigger_ids)
+        whole_failed = reads.total_of(connection, "failed_attempts", pieces, in_scope)
+        succeeded = reads.total_of(connection, "finished", pieces, in_scope, stat_rollups.c.status.in_(SUCCEEDED))
+        return int(total) + whole_failed + succeeded, int(failed) + whole_failed
+
+    return job
+
+
 def attempts_failed_statement(start: datetime) -> Select[int]:
     """``SELECT count(*)`` of failed attempts finished since ``start``: a range of ``ix_attempts_finished``
     (ATTEMPTS_FAILED_MEANS)."""
