@@ -18,6 +18,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from plans import explain_plan, plan_nodes, seed_trigger_and_event
 from redrive.db.schema import attempts, executions
 from redrive.failures.error_groups import GroupFilter, list_statement
+from redrive.node import retention
 from redrive.observe.stats import (
     attempts_failed_statement,
     count_statement,
@@ -25,6 +26,8 @@ from redrive.observe.stats import (
     status_count_statement,
     statuses_for,
 )
+from redrive.states import DEAD
+from redrive.triggers.config import RetentionConfig
 
 ROWS = 1_000_000
 STEP_SECONDS = 2  # row i finished i * 2 s before the base time: the rows span about 23 days
@@ -139,9 +142,27 @@ def test_windowed_count_over_a_million_rows_reads_the_index(db_url: str) -> None
             assert count == _expected(base, since, statuses_for(success), kind), (success, window, kind)
             _assert_reads_indexes(engine, statement, {"ix_executions_finished"}, f"success={success} since={window}")
         _other_statements_read_indexes(engine, base)
+        _retention_reads_finished_ranges(engine, base)
         print(f"{engine.dialect.name}: seeded {ROWS} rows in {seeded:.1f}s")
     finally:
         engine.dispose()
+
+
+def _retention_reads_finished_ranges(engine: Engine, base: datetime) -> None:
+    """The retention pass finds expired rows through ix_executions_finished, one range per status, whether rows have
+    expired (7 days) or none has (60 days); given one OR of the ranges, both planners walked every row of the
+    trigger (ix_executions_trigger_created) on every pass."""
+    with engine.connect() as connection:
+        trigger_id = connection.execute(text("SELECT id FROM triggers")).scalar_one()
+    for days in (7, 60):
+        cut = retention.cutoffs(RetentionConfig(succeeded=days * 86400, dead_letter=days * 86400), base)
+        statements = retention.expired_rows(executions.c.trigger_id == trigger_id, cut)
+        assert len(statements) == 1 + len(DEAD)
+        with engine.connect() as connection:
+            found = sum(len(connection.execute(statement.limit(10)).all()) for statement in statements)
+        assert found == (0 if days == 60 else 10 + 10 * len(DEAD)), days
+        for statement in statements:
+            _assert_reads_indexes(engine, statement.limit(500), {"ix_executions_finished"}, f"retention {days}d")
 
 
 def _assert_reads_indexes(engine: Engine, statement: Any, indexes: set[str], what: str) -> str:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, delete, exists, func, not_, or_, select
+from sqlalchemy import Select, and_, delete, exists, func, not_, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -93,11 +93,19 @@ def _scopes(purge: Plan) -> Iterable[tuple[ColumnElement[bool], ColumnElement[bo
     yield executions.c.trigger_id.not_in(declared), events.c.trigger_id.not_in(declared), purge.others
 
 
+def _expired_ranges(cut: Cutoffs, table: Any = executions) -> list[ColumnElement[bool]]:
+    """The expired rows, one range of ``ix_executions_finished`` per status (status, then finished before the cut).
+
+    Read one range at a time: given their OR, both databases' planners preferred the trigger's equality on
+    ``ix_executions_trigger_created`` and walked every row of the trigger on each batch (1.5 s per trigger at 10
+    million rows on SQLite, inside the writer's transaction, once per pass even when nothing had expired).
+    """
+    succeeded = and_(table.c.status == ExecutionStatus.SUCCEEDED, table.c.finished_at < cut.succeeded)
+    return [succeeded, *(and_(table.c.status == status, table.c.finished_at < cut.dead) for status in sorted(DEAD))]
+
+
 def _expired(cut: Cutoffs, table: Any = executions) -> ColumnElement[bool]:
-    return or_(
-        and_(table.c.status == ExecutionStatus.SUCCEEDED, table.c.finished_at < cut.succeeded),
-        and_(table.c.status.in_(DEAD), table.c.finished_at < cut.dead),
-    )
+    return or_(*_expired_ranges(cut, table))
 
 
 def _orphaned(cut: Cutoffs, kept: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
@@ -117,6 +125,18 @@ def _replayed_later(surviving: Cutoffs | None = None) -> ColumnElement[bool]:
     return exists(query)
 
 
+def expired_rows(scope: ColumnElement[bool], cut: Cutoffs) -> list[Select[Any]]:
+    """``SELECT id, status`` of the expired executions of ``scope``, oldest first, one statement per range of
+    ``_expired_ranges`` (a replayed row goes only after its replay). The order keeps PostgreSQL on the range too:
+    without it, when most rows had expired, it could walk the primary key through every unexpired row first."""
+    return [
+        select(executions.c.id, executions.c.status)
+        .where(expired, scope, not_(_replayed_later()))
+        .order_by(executions.c.finished_at)
+        for expired in _expired_ranges(cut)
+    ]
+
+
 def purge_executions_batch(scope: ColumnElement[bool], cut: Cutoffs, now: datetime) -> Callable[[Connection], Purged]:
     """Delete up to BATCH expired executions of ``scope`` (with their attempts).
 
@@ -126,11 +146,11 @@ def purge_executions_batch(scope: ColumnElement[bool], cut: Cutoffs, now: dateti
     """
 
     def job(connection: Connection) -> Purged:
-        rows = connection.execute(
-            select(executions.c.id, executions.c.status)
-            .where(scope, _expired(cut), not_(_replayed_later()))
-            .limit(BATCH)
-        ).all()
+        rows: list[Any] = []
+        for statement in expired_rows(scope, cut):
+            rows += connection.execute(statement.limit(BATCH - len(rows))).all()
+            if len(rows) == BATCH:
+                break
         purged = Purged()
         if not rows:
             return purged
@@ -165,17 +185,18 @@ def count(purge: Plan) -> Callable[[Connection], Purged]:
     def job(connection: Connection) -> Purged:
         total = Purged()
         for scope, event_scope, cut in _scopes(purge):
-            expired = and_(scope, _expired(cut), not_(_replayed_later(surviving=cut)))
-            for status, n in connection.execute(
-                select(executions.c.status, func.count()).where(expired).group_by(executions.c.status)
-            ):
-                total.by_status[status] = total.by_status.get(status, 0) + n
-                total.executions += n
-            total.attempts += connection.execute(
-                select(func.count())
-                .select_from(attempts)
-                .where(attempts.c.execution_id.in_(select(executions.c.id).where(expired)))
-            ).scalar_one()
+            for status_range in _expired_ranges(cut):  # one range at a time, as the purge reads them
+                expired = and_(status_range, scope, not_(_replayed_later(surviving=cut)))
+                for status, n in connection.execute(
+                    select(executions.c.status, func.count()).where(expired).group_by(executions.c.status)
+                ):
+                    total.by_status[status] = total.by_status.get(status, 0) + n
+                    total.executions += n
+                total.attempts += connection.execute(
+                    select(func.count())
+                    .select_from(attempts)
+                    .where(attempts.c.execution_id.in_(select(executions.c.id).where(expired)))
+                ).scalar_one()
             survives = not_(_expired(cut))
             total.events += connection.execute(
                 select(func.count()).select_from(events).where(event_scope, _orphaned(cut, kept=survives))
