@@ -33,8 +33,10 @@ def explain_plan(engine: Engine, statement: Any, params: dict[str, Any] | None =
         if engine.dialect.name == "postgresql":
             document = connection.execute(Explain(statement, "EXPLAIN (FORMAT JSON)"), params).scalar_one()
             return json.dumps(document if not isinstance(document, str) else json.loads(document))
-        rows = connection.execute(Explain(statement, "EXPLAIN QUERY PLAN"), params).all()
-        return "\n".join(str(row[-1]) for row in rows)
+        # The driver's rows: SQLAlchemy would apply the statement's column types to the plan's columns.
+        cursor = connection.execute(Explain(statement, "EXPLAIN QUERY PLAN"), params).cursor
+        assert cursor is not None
+        return "\n".join(str(row[-1]) for row in cursor.fetchall())
 
 
 def executed_plan(engine: Engine, statement: Any, params: dict[str, Any], *, analyze: bool = False) -> str:

@@ -143,6 +143,23 @@ def test_purge_keeps_what_is_needed_and_dry_run_counts_the_same(db_url: str, mon
     assert keys == {"recent_success", "recent_dlq", "pending_on_old_event", "replayed", "recent_filtered", "b_success"}
 
 
+def test_a_trigger_no_longer_declared_is_purged_by_the_default_windows(db_url: str) -> None:
+    made = seed(db_url)
+    declared = {made["_ids_a"]: parse_config(CONFIG).triggers[0].retention}  # b is in the database, not the file
+    db = Database(db_url)
+    try:
+        kept = asyncio.run(purge(lambda job: asyncio.to_thread(db.write_sync, job), plan(declared, NOW)))
+        assert made["b_success"] in {row.id for row in query(db_url, "SELECT id FROM executions")}  # 2 days < 7
+        would = db.read_sync(count(plan(declared, NOW, older_than=86400)))
+        gone = asyncio.run(purge(lambda job: asyncio.to_thread(db.write_sync, job), plan(declared, NOW, 86400)))
+    finally:
+        db.close()
+    assert kept.by_status == {"succeeded": 1, "failed_retryable": 1, "failed": 1}  # a's, by a's windows
+    assert made["b_success"] not in {row.id for row in query(db_url, "SELECT id FROM executions")}  # 2 days > 1
+    assert (would.executions, would.by_status) == (gone.executions, gone.by_status)
+    assert gone.by_status["succeeded"] == 2  # a's recent success and b's
+
+
 def test_a_purged_key_is_free_again(db_url: str) -> None:
     made = seed(db_url)
     config = parse_config(CONFIG)
