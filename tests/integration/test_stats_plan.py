@@ -17,7 +17,7 @@ from sqlalchemy import Engine, create_engine, event, text
 
 from plans import explain_plan, plan_nodes, seed_trigger_and_event
 from redrive.db.schema import attempts, executions
-from redrive.failures.error_groups import GroupFilter, list_statement
+from redrive.failures.error_groups import GroupFilter, failures_by_group_statement, list_statement
 from redrive.node import retention
 from redrive.observe.stats import (
     attempts_failed_statement,
@@ -216,6 +216,11 @@ def _other_statements_read_indexes(engine: Engine, base: datetime) -> None:
         assert any(name in plan for name in status_first if name), plan
     for what in ("failed attempts", "retries"):
         _assert_reads_indexes(engine, expected[what][0], {"ix_attempts_finished"}, what)
+    head = failures_by_group_statement(window - timedelta(seconds=40), window)  # a window's partial first minute
+    with engine.connect() as connection:
+        by_group = {row[0]: row[1] for row in connection.execute(head) if row[0] is not None}
+    assert sum(by_group.values()) == 15  # an attempt every 2 s, three in four failed
+    _assert_reads_indexes(engine, head, {"ix_attempts_finished"}, "the error groups' partial minute")
     _assert_reads_indexes(
         engine,
         list_statement(GroupFilter(window)),

@@ -213,6 +213,22 @@ def _columns() -> Select[Any]:
     ).join(triggers, triggers.c.id == error_groups.c.trigger_id)
 
 
+def failures_by_group_statement(start: datetime, before: datetime) -> Select[Any]:
+    """``SELECT fingerprint, count(*)`` of the attempts finished in ``[start, before)`` (a window's partial first
+    minute), grouped by fingerprint; the successful attempts make a NULL group, for the caller to drop.
+
+    A range of ``ix_attempts_finished``. With ``fingerprint IS NOT NULL`` added, SQLite grouped through the partial
+    ``ix_attempts_fingerprint_finished`` in fingerprint order instead, reading every failed attempt ever (350 ms at
+    10 million rows).
+    """
+    finished = attempts.c.finished_at
+    return (
+        select(attempts.c.fingerprint, func.count())
+        .where(finished >= start, finished < before)
+        .group_by(attempts.c.fingerprint)
+    )
+
+
 def _counted(
     connection: Connection, groups: list[dict[str, Any]], since: datetime, fingerprint: str | None = None
 ) -> list[dict[str, Any]]:
@@ -223,10 +239,8 @@ def _counted(
     window = reads.split(since, None)
     counts: dict[Any, int] = {}
     if window.head is not None:
-        finished = attempts.c.finished_at
-        in_head = (finished >= window.head[0], finished < window.head[1], attempts.c.fingerprint.is_not(None))
-        query = select(attempts.c.fingerprint, func.count()).where(*in_head, *only).group_by(attempts.c.fingerprint)
-        counts.update({row[0]: row[1] for row in connection.execute(query)})
+        query = failures_by_group_statement(*window.head).where(*only)
+        counts.update({row[0]: row[1] for row in connection.execute(query) if row[0] is not None})
     assert window.whole is not None
     rolled_only = [] if fingerprint is None else [stat_rollups.c.fingerprint == fingerprint]
     for key, n in reads.totals(
