@@ -156,8 +156,11 @@ def _triggers(engine: Engine, now: datetime) -> dict[str, int]:
 
 
 def _token(engine: Engine) -> str:
+    """A viewer token of its own for this run (a kept database holds the earlier runs')."""
     with engine.begin() as connection:
-        return create_token("bench", "viewer", datetime.now(UTC), actor="bench")(connection)
+        return create_token(f"bench-{os.getpid()}-{time.time_ns()}", "viewer", datetime.now(UTC), actor="bench")(
+            connection
+        )
 
 
 def time_endpoints(url: str, token: str, calls: int) -> dict[str, tuple[float, float]]:
