@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
+from redrive.observe import rollups, stats
 from redrive.observe.rollup_reads import FOREVER, at, cover, seconds, split
 from redrive.observe.rollups import DAY, HOUR, MINUTE, TIMED, bucket_of
 
@@ -57,3 +58,8 @@ def test_buckets_hold_their_moment(moment: datetime) -> None:
         bucket = bucket_of(moment, grain)
         assert bucket % grain == 0
         assert bucket <= seconds(moment) < bucket + grain
+
+
+def test_the_finished_rollup_holds_only_the_statuses_the_timeseries_counts() -> None:
+    # stats.timeseries reads every ``finished`` row unfiltered: that is only right while the two sets agree.
+    assert set(stats.FINISHED) == rollups.SETTLED

@@ -109,7 +109,7 @@ def totals(
     found: dict[Any, int] = {}
     if not pieces:
         return found
-    for row in connection.execute(summed(metric, pieces, by, *where, bucketed=False)):
+    for row in connection.execute(summed(metric, pieces, by, *where, bucketed=False)).all():
         key = tuple(row[:-1]) if len(by) != 1 else row[0]
         found[key] = found.get(key, 0) + int(row[-1] or 0)
     return found
@@ -140,7 +140,7 @@ def parts(connection: Connection, named: dict[str, Select[Any]]) -> dict[str, di
         for name, query in ((name, statement.subquery(name)) for name, statement in named.items())
     ]
     found: dict[str, dict[str, int]] = {name: {} for name in named}
-    for part, key, n in connection.execute(union_all(*arms)):
+    for part, key, n in connection.execute(union_all(*arms)).all():
         if n is not None:
             found[part][key] = found[part].get(key, 0) + int(n)
     return found

@@ -428,7 +428,7 @@ def _grouped(connection: Connection, inner: Select[Any], keyed: bool) -> dict[in
     bucketed = inner.subquery("bucketed")
     columns = (bucketed.c.bucket, bucketed.c.key) if keyed else (bucketed.c.bucket,)
     found: dict[int, dict[str, int]] = {}
-    for row in connection.execute(select(*columns, func.count()).group_by(*columns)):
+    for row in connection.execute(select(*columns, func.count()).group_by(*columns)).all():
         found.setdefault(int(row[0]), {})[str(row[1]) if keyed else "failed"] = row[-1]
     return found
 
@@ -471,14 +471,14 @@ def _rolled_series(
         names: dict[Any, str] | None = None
     else:
         column = {"status": "status", "kind": "kind", "trigger": "trigger_id"}[by]
-        rows = reads.summed("finished", pieces, [column], stat_rollups.c.status.in_(FINISHED))
+        rows = reads.summed("finished", pieces, [column])  # every ``finished`` row has a FINISHED status
         names = (
             {row.id: row.name for row in connection.execute(select(triggers.c.id, triggers.c.name))}
             if by == "trigger"
             else None
         )
     found: dict[int, dict[str, int]] = {}
-    for row in connection.execute(rows):
+    for row in connection.execute(rows).all():  # all(): one fetchall, not a fetch per row
         key = "failed" if fingerprint is not None else str(names[row[2]] if names is not None else row[2])
         counts = found.setdefault(int(row[1]) // seconds, {})
         counts[key] = counts.get(key, 0) + int(row[-1])
