@@ -9,8 +9,11 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from redrive.cli.processes import STARTUP_FAILURE, Supervisor, describe_status
+import uvicorn
+
+from redrive.cli.processes import STARTUP_FAILURE, Supervisor, bind, describe_status, stop_on_signal
 from redrive.node.process import Seat
 
 
@@ -68,6 +71,44 @@ def test_a_dead_child_is_replaced_with_its_predecessor_named_and_sigterm_stops_a
     assert len({row[1] for row in started}) == 3  # every start is a node of its own
     assert all(slot.pid is None for slot in supervisor.slots)  # every child reaped
     assert [slot.launches for slot in supervisor.slots] in ([2, 1], [1, 2])
+
+
+def test_a_sigterm_while_the_children_start_stops_them_once_they_serve(tmp_path: Path) -> None:
+    """The group is stopped while its children still build their app: each child's server stops as soon as it
+    runs, rather than serving on until the supervisor kills it (the SIGTERM used to be swallowed)."""
+    marker = tmp_path / "children"
+    go = tmp_path / "go"
+    listener = bind("127.0.0.1", 0)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise AssertionError("no request is sent")
+
+    def child(seat: Seat) -> int:
+        with marker.open("a") as out:
+            out.write(f"{os.getpid()} starting\n")
+        while not go.exists():  # still building the app when the SIGTERM comes
+            time.sleep(0.01)
+        server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
+        stop_on_signal(server)
+        server.run(sockets=[listener])
+        with marker.open("a") as out:
+            out.write(f"{os.getpid()} stopped\n")
+        return 0
+
+    def stop() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # the supervisor passes it on to both children, still starting
+        time.sleep(0.2)
+        go.touch()
+
+    supervisor = Supervisor(2, child, sqlite=False, grace=0.5)
+    stopper = when(lambda: len(seats(marker)) == 2, stop)
+    try:
+        assert supervisor.run() == 0
+    finally:
+        listener.close()
+    stopper.join()
+    lines = seats(marker)
+    assert sorted(pid for pid, what in lines if what == "stopped") == sorted(pid for pid, what in lines[:2]), lines
 
 
 def test_a_child_whose_first_start_fails_stops_the_group(tmp_path: Path) -> None:

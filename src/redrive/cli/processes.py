@@ -38,6 +38,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -54,6 +55,32 @@ STOP_MARGIN = 15.0  # seconds past the shutdown grace before children still runn
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)
 
 ChildMain = Callable[[Seat], int]
+
+stop_asked = threading.Event()
+"""Set in a child when SIGTERM came before its server took the signal over (``stop_on_signal``)."""
+
+
+class Stoppable(Protocol):
+    """A server that stops once ``should_exit`` is set (``uvicorn.Server``)."""
+
+    should_exit: bool
+
+
+def stop_on_signal(server: Stoppable) -> None:
+    """Let a SIGTERM stop ``server`` whenever it comes, and never kill the process.
+
+    uvicorn takes SIGTERM over only once it runs; a SIGTERM before that (while the app was being built: the
+    supervisor stopping a group it has just started) is kept by ``stop_asked`` and stops the server as soon as it
+    runs; one after uvicorn has let go (it raises the signal again once its graceful stop is done) sets the flag of a
+    server that is done, and the process exits 0.
+    """
+
+    def stop(*_: object) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)
+    if stop_asked.is_set():
+        server.should_exit = True
 
 
 def default_count() -> int:
@@ -241,8 +268,9 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
             for sig in SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
-            # After uvicorn's graceful stop it raises the signal again: that must not kill the child.
-            signal.signal(signal.SIGTERM, lambda *_: None)
+            # A SIGTERM before the server runs is kept for it (``stop_on_signal``), not lost; SIGINT is the
+            # parent's (a terminal's Ctrl-C): it stops the children with SIGTERM.
+            signal.signal(signal.SIGTERM, lambda *_: stop_asked.set())
             signal.signal(signal.SIGINT, lambda *_: None)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             with contextlib.suppress(OSError):

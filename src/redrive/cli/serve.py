@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -19,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from redrive.api.app import create_app
 from redrive.cli.common import fail
-from redrive.cli.processes import Supervisor, bind
+from redrive.cli.processes import Supervisor, bind, stop_on_signal
 from redrive.clock import utcnow
 from redrive.db.database import Database
 from redrive.db.migrate import upgrade
@@ -131,9 +130,7 @@ def _serve(app: FastAPI, settings: Settings, listener: socket.socket | None = No
             timeout_graceful_shutdown=int(settings.shutdown_grace) + 5,
         )
     )
-    # uvicorn re-raises the signal that stopped it once shutdown is done; after a graceful stop on SIGTERM the
-    # process should exit 0, not die of that second signal.
-    signal.signal(signal.SIGTERM, lambda *_: None)
+    stop_on_signal(server)
     _freeze()
     server.run(sockets=None if listener is None else [listener])
 
