@@ -38,7 +38,7 @@ typecheck: .venv/.synced
 	$(UV) run mypy
 
 test: lint typecheck
-	$(UV) run pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(UV) run pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
 
 unit: .venv/.synced
 	$(UV) run pytest tests/unit -q
