@@ -201,7 +201,9 @@ def figures(h: History) -> dict[str, Any]:
     for days in (1, 2, 30):
         figures[f"summary {days}d"] = h.read(stats.summary(declared, stats.Window(days, h.now)))
     for window, success, kind in itertools.product(WINDOWS, (None, True, False), (None, "http")):
-        figures[f"count {window} {success} {kind}"] = h.read(stats.count_executions(success, h.now - window, kind))
+        figures[f"count {window} {success} {kind}"] = h.read(
+            stats.count_executions(stats.statuses_for(success), h.now - window, kind)
+        )
     for window, (name, seconds), by in itertools.product(WINDOWS[:5], SERIES, ("status", "kind", "trigger")):
         if window / timedelta(seconds=seconds) < 2000:
             series = h.read(stats.timeseries(h.now - window, h.now, seconds, by))

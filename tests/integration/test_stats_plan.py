@@ -135,7 +135,7 @@ def test_windowed_count_over_a_million_rows_reads_the_index(db_url: str) -> None
         ]
         for success, window, kind in cases:
             since = base - window
-            statement = count_statement(success, since, kind)
+            statement = count_statement(statuses_for(success), since, kind)
             with engine.connect() as connection:
                 count = connection.execute(statement).scalar_one()
             assert count == _expected(base, since, statuses_for(success), kind), (success, window, kind)

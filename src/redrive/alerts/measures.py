@@ -51,7 +51,7 @@ def dlq_size(condition: DeadLetters, connection: Connection, scope: Scope, now: 
 def dlq_growth(condition: DeadLetterGrowth, connection: Connection, scope: Scope, now: datetime) -> dict[str, Any]:
     """Dead letters now that finished in the window, of the scope's triggers (``stats.count_executions``)."""
     since = now - timedelta(seconds=condition.window)
-    grown = count_executions(None, since, None, statuses=DEAD_LETTER, trigger_ids=scope.trigger_ids)
+    grown = count_executions(DEAD_LETTER, since, trigger_ids=scope.trigger_ids)
     return {"dlq_growth": grown(connection)}
 
 

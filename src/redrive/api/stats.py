@@ -15,7 +15,17 @@ from redrive.api.deps import StateDep, known_kind
 from redrive.api.figures import ExecutionsCount, Summary, Timeseries
 from redrive.api.state import ServiceState
 from redrive.errors import InvalidWindow
-from redrive.observe.stats import FINISHED, MAX_DAYS, Key, Window, count_executions, summary, timeseries, zero_filled
+from redrive.observe.stats import (
+    FINISHED,
+    MAX_DAYS,
+    Key,
+    Window,
+    count_executions,
+    statuses_for,
+    summary,
+    timeseries,
+    zero_filled,
+)
 from redrive.observe.windows import WindowError, bucket_starts, parse_bucket, parse_window
 
 router = APIRouter(prefix="/api/v1", tags=["stats"])
@@ -49,7 +59,9 @@ async def executions_stats(
     kind: Annotated[str | None, Query(description="An action kind (http, command, email, python, a plugin's).")] = None,
 ) -> dict[str, Any]:
     """The authoritative count of executions finished in the window, counted in the database (see ``count``)."""
-    count = await state.db.read(count_executions(success, window_start(state, since), known_kind(state, kind)))
+    count = await state.db.read(
+        count_executions(statuses_for(success), window_start(state, since), known_kind(state, kind))
+    )
     return {"since": since, "success": success, "kind": kind, "count": count}
 
 

@@ -121,6 +121,17 @@ def _replayed_later(surviving: Cutoffs | None = None) -> ColumnElement[bool]:
     return exists(query)
 
 
+def _expired_of(trigger_id: int, cut: Cutoffs, surviving: Cutoffs | None = None) -> ColumnElement[bool]:
+    """The trigger's expired executions (``surviving``: a replayed one counts once this purge takes its replay),
+    bounded by the later cutoff on ``created_at``: a row that finished before a cutoff was created before it."""
+    return and_(
+        executions.c.trigger_id == trigger_id,
+        executions.c.created_at < max(cut.succeeded, cut.dead),
+        _expired(cut),
+        not_(_replayed_later(surviving)),
+    )
+
+
 def _columns() -> Select[Any]:
     return select(executions.c.id, executions.c.status, executions.c.created_at, executions.c.replay_of)
 
@@ -137,12 +148,7 @@ def expired_rows(trigger_id: int, cut: Cutoffs, after: datetime | None = None) -
     nothing had expired; a range per status of ``ix_executions_finished`` would read every other trigger's kept rows
     whenever retentions differ.)
     """
-    query = _columns().where(
-        executions.c.trigger_id == trigger_id,
-        executions.c.created_at < max(cut.succeeded, cut.dead),
-        _expired(cut),
-        not_(_replayed_later()),
-    )
+    query = _columns().where(_expired_of(trigger_id, cut))
     if after is not None:
         query = query.where(executions.c.created_at >= after)
     return query.order_by(executions.c.created_at)
@@ -174,18 +180,8 @@ def purge_executions_batch(
             # The rows these replayed, behind the walk (created earlier) and kept while their replay was there: they
             # go now if they have expired, and so on up the chain.
             replayed = sorted({row.replay_of for row in batch if row.replay_of is not None})
-            batch = (
-                connection.execute(
-                    _columns().where(
-                        executions.c.id.in_(replayed),
-                        executions.c.trigger_id == trigger_id,
-                        _expired(cut),
-                        not_(_replayed_later()),
-                    )
-                ).all()
-                if replayed
-                else []
-            )
+            originals = _columns().where(executions.c.id.in_(replayed), _expired_of(trigger_id, cut))
+            batch = connection.execute(originals).all() if replayed else []
         # ">=": rows created in the same instant are read again, never skipped
         return purged, rows[-1].created_at if rows else None
 
@@ -225,12 +221,7 @@ def count(purge: Plan) -> Callable[[Connection], Purged]:
     def job(connection: Connection) -> Purged:
         total = Purged()
         for trigger_id, cut in trigger_cutoffs(purge)(connection):
-            expired = and_(
-                executions.c.trigger_id == trigger_id,
-                executions.c.created_at < max(cut.succeeded, cut.dead),
-                _expired(cut),
-                not_(_replayed_later(surviving=cut)),
-            )
+            expired = _expired_of(trigger_id, cut, surviving=cut)
             for status, n in connection.execute(
                 select(executions.c.status, func.count()).where(expired).group_by(executions.c.status)
             ):
@@ -260,19 +251,20 @@ async def purge(write: Writer, purge_plan: Plan) -> Purged:
     own transaction)."""
     total = Purged()
     for trigger_id, cut in await write(trigger_cutoffs(purge_plan)):
-        after: datetime | None = None
+        created: datetime | None = None  # where the walk of the trigger's executions resumes
         while True:
-            batch, after = await write(purge_executions_batch(trigger_id, cut, purge_plan.now, after))
+            batch, created = await write(purge_executions_batch(trigger_id, cut, purge_plan.now, created))
             total.executions += batch.executions
             total.attempts += batch.attempts
             for status, n in batch.by_status.items():
                 total.by_status[status] = total.by_status.get(status, 0) + n
-            if after is None:
+            if created is None:
                 break
+        received: datetime | None = None  # and of its events
         while True:
-            gone, after = await write(purge_events_batch(trigger_id, cut, after))
+            gone, received = await write(purge_events_batch(trigger_id, cut, received))
             total.events += gone
-            if after is None:
+            if received is None:
                 break
     return total
 

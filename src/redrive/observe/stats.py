@@ -5,9 +5,9 @@ from the raw tables (the ``*_MEANS`` constants). The response models' field desc
 texts are these very strings. The raw statements stay the definition: they answer while the rollups of an upgraded
 database are being backfilled (``rollups.ready``), and the tests compare every rollup-served figure with them.
 
-- ``count_executions``: ``GET /api/v1/executions/stats``: the ``finished`` rollup over the window's whole minutes
-  (days, hours and minutes, see ``rollup_reads``), plus the partial first minute from ``ix_executions_finished``
-  (``count_statement``, exposed so a test can explain it).
+- ``count_executions``: ``GET /api/v1/executions/stats`` and the dead-letter growth alert: the ``finished`` rollup
+  over the window's whole minutes (days, hours and minutes, see ``rollup_reads``), plus the partial first minute
+  from ``ix_executions_finished`` (``count_statement``, exposed so a test can explain it).
 - ``summary``: ``GET /api/v1/stats``: whole UTC days, so day buckets and no ragged edge; dead letters and permanent
   failures from the all-time ``failing`` bucket; pending and running from ``created``'s ``unfinished`` key less the
   running rows (a range of the status index as long as the leases held now).
@@ -98,19 +98,16 @@ def statuses_for(success: bool | None) -> tuple[str, ...]:
 
 
 def count_statement(
-    success: bool | None,
+    statuses: Sequence[str],
     since: datetime,
     kind: str | None = None,
     before: datetime | None = None,
-    *,
-    statuses: Sequence[str] | None = None,
     trigger_ids: Sequence[int] | None = None,
 ) -> Select[int]:
-    """``SELECT count(*)`` of executions finished since ``since`` (and before ``before``) with the statuses
-    ``success`` selects (or ``statuses``), of the action ``kind`` and the triggers ``trigger_ids`` when given."""
+    """``SELECT count(*)`` of executions in ``statuses`` (``statuses_for``) finished since ``since`` (and before
+    ``before``), of the action ``kind`` and the triggers ``trigger_ids`` when given."""
     query = select(func.count()).select_from(executions)
-    wanted = statuses_for(success) if statuses is None else statuses
-    query = query.where(executions.c.status.in_(wanted), executions.c.finished_at >= since)
+    query = query.where(executions.c.status.in_(statuses), executions.c.finished_at >= since)
     if before is not None:
         query = query.where(executions.c.finished_at < before)
     if kind is not None:
@@ -121,28 +118,20 @@ def count_statement(
 
 
 def count_executions(
-    success: bool | None,
-    since: datetime,
-    kind: str | None,
-    *,
-    statuses: Sequence[str] | None = None,
-    trigger_ids: Sequence[int] | None = None,
+    statuses: Sequence[str], since: datetime, kind: str | None = None, trigger_ids: Sequence[int] | None = None
 ) -> Callable[[Connection], int]:
     """A read job: the authoritative windowed count (``count_statement``'s): the whole minutes since ``since`` from
     the ``finished`` rollup, the partial minute at its start from the index."""
 
-    def raw(start: datetime, before: datetime | None = None) -> Select[int]:
-        return count_statement(success, start, kind, before, statuses=statuses, trigger_ids=trigger_ids)
-
     def job(connection: Connection) -> int:
         if not rollups.ready(connection):
-            return int(connection.execute(raw(since)).scalar_one())
+            return int(connection.execute(count_statement(statuses, since, kind, None, trigger_ids)).scalar_one())
         window = reads.split(since, None)
         count = 0
         if window.head is not None:
-            count += connection.execute(raw(*window.head)).scalar_one()
-        wanted = statuses_for(success) if statuses is None else statuses
-        where: list[ColumnElement[bool]] = [stat_rollups.c.status.in_(wanted)]
+            start, before = window.head
+            count += connection.execute(count_statement(statuses, start, kind, before, trigger_ids)).scalar_one()
+        where: list[ColumnElement[bool]] = [stat_rollups.c.status.in_(statuses)]
         if kind is not None:
             where.append(stat_rollups.c.kind == kind)
         if trigger_ids is not None:
@@ -242,9 +231,8 @@ def attempt_outcomes(since: datetime, trigger_ids: Sequence[int]) -> Callable[[C
         window = reads.split(since, None)
         total = failed = 0
         if window.head is not None:
-            total, failed = connection.execute(
-                attempt_outcomes_statement(*window.head[:1], trigger_ids, window.head[1])
-            ).one()
+            start, before = window.head
+            total, failed = connection.execute(attempt_outcomes_statement(start, trigger_ids, before)).one()
         assert window.whole is not None
         pieces = reads.cover(*window.whole)
         in_scope = stat_rollups.c.trigger_id.in_(trigger_ids)
