@@ -51,6 +51,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from redrive.db.hints import unindexed
 from redrive.db.schema import executions
 from redrive.db.writer import before_commit
 from redrive.states import ExecutionStatus
@@ -109,7 +110,8 @@ def _park() -> Any:
     """Park each of the new rows ``p_ids`` whose key has a holder before it: one statement for a batch.
 
     Earlier rows only: of two rows of one key made in one batch, the first leads and the second parks behind it.
-    A parked earlier row counts too (a key that waits stays in order, the newcomer goes to its end).
+    A parked earlier row counts too (a key that waits stays in order, the newcomer goes to its end). The rows are
+    found by id: the status guard is ``unindexed`` (``redrive.db.hints``), or SQLite reads the whole backlog for it.
     """
     earlier = executions.alias("earlier")
     before = and_(same_key(earlier, executions), earlier.c.id < executions.c.id)
@@ -120,7 +122,7 @@ def _park() -> Any:
         .where(
             executions.c.id.in_(_list(_IDS)),
             executions.c.ordering_key.is_not(None),
-            executions.c.status == PENDING,
+            unindexed(executions.c.status) == PENDING,
             or_(in_flight, and_(_blocks(executions, True), dead)),
         )
         .values(key_waiting=True)
@@ -153,7 +155,8 @@ def _promote(every_trigger_blocks: bool, gone: bool) -> Any:
     """Unpark the oldest parked row of each key of the rows ``p_ids`` that has no holder left; one statement.
 
     The promoted row is due at ``max(run_at, p_now)``: it queues behind what is due already instead of jumping the
-    whole queue with the time it was accepted.
+    whole queue with the time it was accepted. The rows are found by id: the guards are ``unindexed``
+    (``redrive.db.hints``), or SQLite reads every parked row for them.
     """
     row = executions.alias("freed")
     parked = executions.alias("parked")
@@ -172,7 +175,11 @@ def _promote(every_trigger_blocks: bool, gone: bool) -> Any:
     now = bindparam(_NOW, type_=executions.c.run_at.type)
     return (
         update(executions)
-        .where(executions.c.id.in_(keys), executions.c.status == PENDING, executions.c.key_waiting == true())
+        .where(
+            executions.c.id.in_(keys),
+            unindexed(executions.c.status) == PENDING,
+            unindexed(executions.c.key_waiting) == true(),
+        )
         .values(
             key_waiting=False, run_at=case((executions.c.run_at < now, now), else_=executions.c.run_at), updated_at=now
         )

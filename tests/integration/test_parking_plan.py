@@ -1,0 +1,74 @@
+"""Parking and promotion find their rows by id, however long the backlog: a plan test on both databases.
+
+An ordered trigger's ingest parks each batch's new rows whose key has a holder, and each completion batch promotes
+the next parked row of the keys it freed. Both statements name their rows by id and keep status guards; on SQLite,
+which plans without statistics (as the service runs it: no ``ANALYZE``), the guards chose the plan and the
+statements read the whole ``pending`` range (the backlog) or every parked row, once per batch. Seeded here: 20,000
+pending rows of 1,000 keys, half of them parked, the way a queue looks while it drains behind busy keys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from plans import executed_plan, plan_nodes, seed_trigger_and_event
+from redrive.queue import parking
+
+ROWS = 20_000
+KEYS = 1_000
+BATCH = list(range(ROWS - 30, ROWS))  # the newest rows, as an ingest batch makes them
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = create_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def _seed(engine: Engine, now: datetime) -> None:
+    numbers = (
+        f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS}) SELECT i FROM n"
+        if engine.dialect.name == "sqlite"
+        else f"SELECT i FROM generate_series(1, {ROWS}) i"
+    )
+    with engine.begin() as connection:
+        trigger_id, event_id = seed_trigger_and_event(connection, now)
+        connection.execute(
+            text(
+                "INSERT INTO executions (id, event_id, trigger_id, action_kind, status, attempts, run_at, created_at, "
+                "updated_at, ordering_key, key_waiting) "
+                f"SELECT i, :event, :trigger, 'http', 'pending', 0, :t, :t, :t, 'k' || (i % {KEYS}), i > {KEYS} "
+                f"FROM ({numbers}) AS seq"
+            ),
+            {"event": event_id, "trigger": trigger_id, "t": now},
+        )
+    if engine.dialect.name == "postgresql":  # PostgreSQL plans from statistics, which autovacuum keeps
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("ANALYZE executions"))
+
+
+def _by_id(engine: Engine, plan: str) -> None:
+    """``plan`` finds the statement's own rows (and, promoting, the freed ones) by primary key."""
+    if engine.dialect.name == "postgresql":
+        nodes = plan_nodes(json.loads(plan)[0]["Plan"])
+        own = [n for n in nodes if n.get("Alias") in ("executions", "freed") and n["Node Type"] != "ModifyTable"]
+        assert own, plan
+        assert all(n.get("Index Name") == "pk_executions" for n in own), plan
+    else:
+        assert plan.splitlines()[0] == "SEARCH executions USING INTEGER PRIMARY KEY (rowid=?)", plan
+        assert "ix_executions_due" not in plan, plan
+
+
+def test_parking_and_promotion_find_their_rows_by_id_behind_a_backlog(engine: Engine) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    _seed(engine, now)
+    park = {parking._IDS: BATCH, parking._BLOCKING: []}
+    _by_id(engine, executed_plan(engine, parking._park(), park))
+    promote = {parking._IDS: BATCH, parking._NOW: now, parking._BLOCKING: []}
+    _by_id(engine, executed_plan(engine, parking._promote(False, False), promote))
