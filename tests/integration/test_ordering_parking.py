@@ -17,7 +17,7 @@ from test_ordering_claim import T0, Queue, _waiting_on_advisory_locks, config, o
 
 from redrive.db.schema import executions
 from redrive.db.writer import WRITER_THREAD_INFO
-from redrive.failures.replay import ReplayRequest, replay
+from redrive.failures.replay import ReplayRequest, replay, replay_in
 from redrive.ingest.prepare import prepare
 from redrive.ingest.store import store_events
 from redrive.node import retention
@@ -240,3 +240,51 @@ def test_a_completion_beside_an_ingest_that_parks_behind_its_row_waits_and_promo
 def _claim(connection: Connection, ids: dict[str, int]) -> list[int]:
     job = queue.claim(list(ids.values()), 10, 30, LATER, ordered=True)
     return [c.id for c in job(connection).executions]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_completion_beside_a_replay_that_parks_behind_its_row_waits_and_promotes_it(cont: Queue) -> None:
+    """The replay of a dead row reads its key's running head and parks the new row; the head's completion, in
+    another transaction, would not see that uncommitted row (the replay parked with no holder until the repair's
+    next pass). The replay takes the key's advisory lock as an ingest does, so the completion waits and promotes it."""
+    first = cont.accept("ordered", "a")
+    [dead] = cont.claim()
+    cont.finish(dead, "failed_retryable", T0)
+    cont.accept("ordered", "a")
+    [head] = cont.claim()
+    done = queue.Completion(
+        execution_id=head.id,
+        lease_token=head.lease_token,
+        status="succeeded",
+        run_at=None,
+        started_at=T0,
+        finished_at=T0,
+        outcome="succeeded",
+        error_category=None,
+        error_code=None,
+        message=None,
+        detail={},
+        excerpt=None,
+        trigger_id=head.trigger_id,
+    )
+    request = ReplayRequest(first, "tester", T0, frozenset(cont.ids.values()), force=True, may_force=True)
+    engine = create_engine(cont.db.url)
+
+    def complete(connection: Connection) -> list[bool]:
+        with connection.begin():
+            return queue.complete_many(connection, [done])
+
+    try:
+        with engine.connect() as replaying, engine.connect() as completion:
+            replaying.info[WRITER_THREAD_INFO] = 0  # two writer threads: their stats rollups go to different rows
+            completion.info[WRITER_THREAD_INFO] = 1
+            again = replay_in(replaying, request).new_execution_id  # sees the running head: parks, uncommitted
+            with ThreadPoolExecutor(1) as pool:
+                completed = pool.submit(complete, completion)
+                wait_until(lambda: _waiting_on_advisory_locks(engine) == 1 or completed.done())
+                assert not completed.done()  # without the lock it would have committed, promoting nothing
+                replaying.commit()
+                assert completed.result(timeout=30) == [True]
+    finally:
+        engine.dispose()
+    assert [c.id for c in cont.claim(LATER)] == [again]

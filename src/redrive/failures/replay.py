@@ -196,8 +196,9 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
         if limited is None:  # the limits moved between the UPDATE and this read; say so rather than guess
             return ReplayResult("rate_limited", r.execution_id, "the event is being replayed; retry", retry_after=1)
         return ReplayResult(limited[0], r.execution_id, limited[1], retry_after=limited[2])
-    if row.ordering_key is not None:  # the dead row no longer holds its key: its next row may go (then the replay)
-        parking.promote_in(connection, [r.execution_id], sorted(r.blocking), r.now)
+    key = [(row.trigger_id, row.ordering_key)] if row.ordering_key is not None else []
+    if key:  # the dead row no longer holds its key: its next row may go (then the replay)
+        parking.promote_under_keys(connection, key, [r.execution_id], sorted(r.blocking), r.now)
     new_id = connection.execute(
         executions.insert()
         .values(
@@ -217,8 +218,8 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
         )
         .returning(executions.c.id)
     ).scalar_one()
-    if row.ordering_key is not None:
-        parking.park_in(connection, [new_id], sorted(r.blocking))
+    if key:  # under the key's lock, as an ingest parks: a completion freeing the key then sees the replay
+        parking.park_under_keys(connection, key, [new_id], sorted(r.blocking))
     replay = ExecutionFacts(row.trigger_id, row.action_kind, ExecutionStatus.PENDING, r.now, None, None, True)
     rollups.replayed(connection, r.execution_id, row.status, replay)
     savepoint.commit()

@@ -11,15 +11,15 @@ never holds a parked row. A key's holder is an earlier row of the key that is pe
 - ``promote_in`` runs in the transaction that removes a holder (a completion to a terminal status that frees the key,
   the replay of a dead head, a retention purge): the oldest parked row of each key left without a holder is unparked
   and due at ``max(run_at, now)``.
-- Liveness on PostgreSQL: an ingest that parks behind a running head and that head's completion could each miss
-  the other (each reads a snapshot without the other's uncommitted change), leaving the row parked with no holder.
-  So both take the key's advisory lock (``lock_keys``, ``ordering.key_lock``) before they read: whichever comes
-  second waits for the other's commit and sees it. (A repair on the maintenance pass alone was tried first: with
-  keys busy on two processes, strands were frequent and each waited a sweep interval; the ordering cluster test
-  timed out.) ``Repair``, the leader's maintenance chore, still reads a bounded window of parked rows per pass and
-  promotes the oldest parked row of any key with no holder: what replays (which take no lock), purges without the
-  config, or a config change (``block`` to ``continue``, ordering removed) left. Its first pass reads every parked
-  row and unparks the rows of triggers that no longer order.
+- Liveness on PostgreSQL: an ingest (or a replay) that parks behind a running head and that head's completion
+  could each miss the other (each reads a snapshot without the other's uncommitted change), leaving the row parked
+  with no holder. So both take the key's advisory lock (``lock_keys``, ``ordering.key_lock``) before they read:
+  whichever comes second waits for the other's commit and sees it. (A repair on the maintenance pass alone was tried
+  first: with keys busy on two processes, strands were frequent and each waited a sweep interval; the ordering
+  cluster test timed out.) ``Repair``, the leader's maintenance chore, still reads a bounded window of parked rows
+  per pass and promotes the oldest parked row of any key with no holder: what purges without the config, or a config
+  change (``block`` to ``continue``, ordering removed), left. Its first pass reads every parked row and unparks the
+  rows of triggers that no longer order.
 
 Parking is an optimisation of the claim, not its guard: the head check stays in the claim, so a row unparked too
 early (by a race, or a config change) still never runs out of its key's order.
