@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import Row, bindparam, delete, func, select, update
+from sqlalchemy import Boolean, Row, bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.engine import dialect_insert
@@ -93,7 +93,8 @@ def _ensure(connection: Connection, names: Iterable[str], now: datetime) -> None
 def seed_rows(connection: Connection, seeds: Mapping[str | None, Seed | None], now: datetime) -> None:
     """Make the rows of templated destinations with their first executions (``redrive.destinations.policy.Seed``):
     restricted at once when their trigger has limits, naming the trigger whose policy their claims apply. A row
-    that exists is left as it is (``ON CONFLICT DO NOTHING``: no lock taken, so ingest never waits on a claim).
+    that exists is left as it is (``ON CONFLICT DO NOTHING``: no lock taken, so ingest never waits on a claim),
+    unless it names no trigger (``_adopt``).
 
     Made here rather than guessed by the claim: a claim reads only the restricted rows (one indexed read, empty
     when nothing is limited or broken), and finding the destinations of a limited trigger's due executions that
@@ -111,6 +112,71 @@ def seed_rows(connection: Connection, seeds: Mapping[str | None, Seed | None], n
     if rows:
         insert = dialect_insert(connection)
         connection.execute(insert(destinations).on_conflict_do_nothing(index_elements=["name"]), rows)
+        _adopt(connection, [(row["name"], seeds[row["name"]]) for row in rows], now)
+
+
+@cache
+def _adoption() -> Any:
+    return (
+        update(destinations)
+        .where(destinations.c.name == bindparam("a_name"), destinations.c.trigger.is_(None))
+        .values(
+            trigger=bindparam("a_trigger"),
+            concurrency=bindparam("a_concurrency"),
+            rate=bindparam("a_rate"),
+            restricted=or_(destinations.c.restricted, bindparam("a_limited", type_=Boolean())),
+            updated_at=bindparam("a_now"),
+        )
+    )
+
+
+def _adopt(connection: Connection, seeded: Sequence[tuple[str, Seed | None]], now: datetime) -> int:
+    """Name the trigger on the rows of ``seeded`` that name none, restricted when its policy limits them; how many.
+
+    Such a row was made before its trigger's seed could name it: by an operator forcing the destination before its
+    first event, by outcomes counted while the trigger declared no limits or breaker of its own, or before migration
+    0013. A claim applies the policy of the trigger a row names and reads only restricted rows, so without this the
+    trigger's limits never applied there. Only such rows are locked, each once: afterwards it names its trigger.
+    """
+    params = [
+        {
+            "a_name": name,
+            "a_trigger": seed.trigger,
+            "a_concurrency": seed.policy.concurrency,
+            "a_rate": seed.policy.rate,
+            "a_limited": seed.policy.rate is not None or seed.policy.concurrency is not None,
+            "a_now": now,
+        }
+        for name, seed in seeded
+        if seed is not None
+    ]
+    return int(connection.execute(_adoption(), params).rowcount) if params else 0
+
+
+def adopt_queued(seeds: Mapping[int, Seed], now: datetime) -> Callable[[Connection], int]:
+    """A write job for the worker's start: ``_adopt`` the rows that the queued (pending or running) executions of
+    each templated trigger with a seed (``seeds``, by trigger id) go to, so a backlog made before a trigger gained
+    its limits is claimed within them; how many rows were adopted. One read of the queue per such trigger."""
+
+    def job(connection: Connection) -> int:
+        adopted = 0
+        for trigger_id, seed in sorted(seeds.items()):
+            queued = (
+                select(executions.c.destination)
+                .where(
+                    executions.c.status.in_((ExecutionStatus.PENDING, ExecutionStatus.RUNNING)),
+                    executions.c.trigger_id == trigger_id,
+                    executions.c.destination.is_not(None),
+                )
+                .distinct()
+            )
+            orphans = connection.execute(
+                select(destinations.c.name).where(destinations.c.trigger.is_(None), destinations.c.name.in_(queued))
+            ).scalars()
+            adopted += _adopt(connection, [(name, seed) for name in orphans], now)
+        return adopted
+
+    return job
 
 
 @dataclass(frozen=True, slots=True)

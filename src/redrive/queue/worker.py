@@ -29,7 +29,7 @@ from redrive.db.writer import Job
 from redrive.destinations.breaker import Observed, Policy
 from redrive.destinations.holding import NOT_CHARGED
 from redrive.destinations.report import report
-from redrive.destinations.store import sync_limits
+from redrive.destinations.store import adopt_queued, sync_limits
 from redrive.extensions import BreakerTransition, ResourceContext
 from redrive.failures.classify import Failure, permanent
 from redrive.failures.fingerprint import fingerprint, normalise
@@ -130,6 +130,11 @@ class Worker:
         limited = self._triggers.policies.limited()
         if limited:  # their rows must say "restricted" before the first claim takes them freely
             await write_until_stored(self._db, sync_limits(limited, self._clock()))
+        seeds = {t.id: t.destination.seed for t in self._triggers if t.destination.seed is not None}
+        if seeds:  # templated destinations: rows their queued executions go to that name no trigger yet
+            adopted = await write_until_stored(self._db, adopt_queued(seeds, self._clock()))
+            if adopted:
+                log.info("destinations_adopted", count=adopted)
         self._tasks = [asyncio.create_task(self._claim_loop(), name="redrive-claim")]
         self._renewal.start()
 

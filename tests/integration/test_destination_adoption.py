@@ -1,0 +1,82 @@
+"""A templated destination's row that names no trigger takes on the trigger's limits.
+
+A claim applies the policy of the trigger a destination's row names, and reads only restricted rows. A templated
+destination's row is made naming its trigger with its first execution, but a row can exist before that: an operator
+forced or reset the destination before its first event, outcomes were counted while the trigger declared no limits,
+or the row predates migration 0013. Such a row is adopted by the next ingest that goes there, and, for executions
+already queued, when the worker starts. Real HTTP on loopback: the target records how many requests it held at once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx2
+
+from redrive.db.database import Database
+from redrive.destinations.store import force_job
+from support import Service, TimedTarget, run_service, scalar, wait_until
+
+EVENTS = 4
+
+
+def config(target: TimedTarget, limits: str) -> str:
+    return f"""
+triggers:
+  - name: tenants
+    action: {{kind: http, url: "{target.url("slow")}", allow_private: true}}
+    destination: "{{{{ payload.tenant }}}}"
+    breaker: {{enabled: false}}
+{limits}"""
+
+
+LIMITED = "    limits: {concurrency: 1}\n"
+
+
+def reset_by_an_operator(db_url: str, name: str) -> None:
+    """An operator's reset of a destination with no row yet: the row it makes names no trigger."""
+    db = Database(db_url)
+    try:
+        db.write_sync(force_job(name, "reset", "ops", datetime.now(UTC)))
+    finally:
+        db.close()
+    assert scalar(db_url, "SELECT count(*) FROM destinations WHERE name = 'acme' AND trigger IS NULL") == 1
+
+
+def send(service: Service) -> None:
+    with httpx2.Client(base_url=service.url, timeout=10) as client:
+        for n in range(EVENTS):
+            assert client.post("/hooks/tenants", json={"tenant": "acme", "n": n}).status_code == 202
+
+
+def operate(service: Service, action: str) -> None:
+    response = httpx2.post(f"{service.url}/api/v1/triggers/tenants/{action}", headers=service.auth("operator"))
+    assert response.status_code < 300, response.text
+
+
+def delivered(db_url: str) -> None:
+    done = "SELECT count(*) FROM executions WHERE status = 'succeeded'"
+    wait_until(lambda: scalar(db_url, done) == EVENTS, timeout=30, what="every delivery")
+
+
+def test_an_ingest_adopts_a_row_an_operator_made_before_the_first_event(db_url: str) -> None:
+    reset_by_an_operator(db_url, "acme")
+    with TimedTarget({"slow": 0.3}) as target, run_service(db_url, config(target, LIMITED)) as service:
+        send(service)
+        delivered(db_url)
+    assert target.peak["slow"] == 1
+    assert scalar(db_url, "SELECT trigger FROM destinations WHERE name = 'acme'") == "tenants"
+
+
+def test_the_worker_start_adopts_the_rows_of_a_backlog_queued_before_its_trigger_had_limits(db_url: str) -> None:
+    reset_by_an_operator(db_url, "acme")
+    with TimedTarget({"slow": 0.3}) as target:
+        with run_service(db_url, config(target, "")) as service:
+            operate(service, "pause")
+            send(service)  # no limits declared: the ingest makes or adopts no row
+            tokens = service.tokens
+        assert scalar(db_url, "SELECT count(*) FROM destinations WHERE trigger IS NULL") == 1
+        with run_service(db_url, config(target, LIMITED), tokens=tokens) as service:
+            operate(service, "resume")
+            delivered(db_url)
+    assert target.peak["slow"] == 1
