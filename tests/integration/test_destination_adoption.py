@@ -4,11 +4,13 @@ A claim applies the policy of the trigger a destination's row names, and reads o
 destination's row is made naming its trigger with its first execution, but a row can exist before that: an operator
 forced or reset the destination before its first event, outcomes were counted while the trigger declared no limits,
 or the row predates migration 0013. Such a row is adopted by the next ingest that goes there, and, for executions
-already queued, when the worker starts. Real HTTP on loopback: the target records how many requests it held at once.
+already queued, when the worker starts. A replay makes (or adopts) its destination's row as an ingest does. Real
+HTTP on loopback: the target records how many requests it held at once.
 """
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime
 
 import httpx2
@@ -20,13 +22,15 @@ from support import Service, TimedTarget, run_service, scalar, wait_until
 EVENTS = 4
 
 
-def config(target: TimedTarget, limits: str) -> str:
+def config(target: TimedTarget | str, limits: str) -> str:
+    url = target if isinstance(target, str) else target.url("slow")
     return f"""
 triggers:
   - name: tenants
-    action: {{kind: http, url: "{target.url("slow")}", allow_private: true}}
+    action: {{kind: http, url: "{url}", allow_private: true}}
     destination: "{{{{ payload.tenant }}}}"
     breaker: {{enabled: false}}
+    retry: {{max_attempts: 1}}
 {limits}"""
 
 
@@ -80,3 +84,22 @@ def test_the_worker_start_adopts_the_rows_of_a_backlog_queued_before_its_trigger
             operate(service, "resume")
             delivered(db_url)
     assert target.peak["slow"] == 1
+
+
+def test_a_bulk_replay_makes_the_row_of_a_destination_its_trigger_now_limits(db_url: str) -> None:
+    with socket.socket() as closed:  # a port nothing listens on: every attempt is refused, a transient failure
+        closed.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{closed.getsockname()[1]}/slow"
+    with run_service(db_url, config(refused, "")) as service:  # no limits, no breaker: no destination row
+        send(service)
+        dead = "SELECT count(*) FROM executions WHERE status = 'failed_retryable'"
+        wait_until(lambda: scalar(db_url, dead) == EVENTS, timeout=30, what="the dead letters")
+        tokens = service.tokens
+    assert scalar(db_url, "SELECT count(*) FROM destinations") == 0
+    with TimedTarget({"slow": 0.3}) as target, run_service(db_url, config(target, LIMITED), tokens=tokens) as service:
+        body = {"filter": {"trigger": "tenants"}, "rate": 100}
+        response = httpx2.post(f"{service.url}/api/v1/replays", json=body, headers=service.auth("operator"))
+        assert response.status_code == 202, response.text
+        delivered(db_url)
+    assert target.peak["slow"] == 1
+    assert scalar(db_url, "SELECT trigger FROM destinations WHERE name = 'acme'") == "tenants"

@@ -88,6 +88,7 @@ def _request(state: ServiceState, caller: Principal, execution_id: int, force: b
         force,
         caller.can("admin"),
         blocking=frozenset(state.triggers.blocking),
+        seeds=state.triggers.seeds,
     )
 
 
@@ -188,6 +189,7 @@ async def bulk_replay(body: BulkIn, state: StateDep, caller: OperatorDep) -> Jso
         clock=state.clock,
         wakeup=state.wakeup,
         blocking=frozenset(state.triggers.blocking),
+        seeds=state.triggers.seeds,
     )
     return Json(await _job(state, started.id), status_code=202)
 

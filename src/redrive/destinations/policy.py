@@ -7,11 +7,12 @@ applies and the strictest of their limits. The breaker is on by default for ``ht
 (their destination is usually the trigger itself, whose failures are its own, not an outage to wait out).
 A destination nobody declared (a templated one) gets the policy of the trigger whose execution it is. A claim
 knows only the destination's row: a templated destination whose trigger declares limits or its own breaker has its
-row made with its first execution, naming that trigger (``Seed``; ``redrive.destinations.store.seed_rows``), so
-its limits and breaker hold from the first claim; a row made before, naming no trigger (an operator's force before
-the first event, outcomes counted while the trigger declared nothing, a row older than migration 0013), is adopted
-by that ingest, and at the worker's start for executions already queued (``store.adopt_queued``). Any other gets the default breaker and no limits there, which is
-what its trigger says of it (or, for a breaker that is off, nothing a claim acts on: such a row never opens).
+row made with its first execution (or a replay's), naming that trigger (``Seed``;
+``redrive.destinations.store.seed_rows``), so its limits and breaker hold from the first claim. A row made before,
+naming no trigger (an operator's force before the first event, outcomes counted while the trigger declared
+nothing, a row older than migration 0013), is adopted then, and at the worker's start for executions already
+queued (``store.adopt_queued``). Any other gets the default breaker and no limits there, which is what its trigger
+says of it (or, for a breaker that is off, nothing a claim acts on: such a row never opens).
 """
 
 from __future__ import annotations

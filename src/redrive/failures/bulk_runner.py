@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import structlog
 from sqlalchemy.engine import Connection
 
 from redrive.clock import Clock
 from redrive.db.database import Database
+from redrive.destinations.policy import Seed
 from redrive.failures.bulk import Plan, finish, page, status_of, step
 from redrive.failures.replay import ReplayRequest, ReplayResult
 from redrive.queue.notify import Wakeup
@@ -48,9 +50,11 @@ class BulkRuns:
         clock: Clock,
         wakeup: Wakeup,
         blocking: frozenset[int] = frozenset(),
+        seeds: Mapping[int, Seed] | None = None,
     ) -> None:
-        """Run ``plan`` in a background task."""
-        task = asyncio.create_task(_run(db, plan, runnable, clock, wakeup, blocking), name=f"redrive-bulk-{plan.id}")
+        """Run ``plan`` in a background task (``blocking`` and ``seeds``: as ``ReplayRequest`` takes them)."""
+        context = _Context(runnable, blocking, seeds or {})
+        task = asyncio.create_task(_run(db, plan, context, clock, wakeup), name=f"redrive-bulk-{plan.id}")
         self._tasks[plan.id] = task
         task.add_done_callback(lambda _: self._tasks.pop(plan.id, None))
 
@@ -109,9 +113,16 @@ class _InFlight:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def _run(
-    db: Database, plan: Plan, runnable: frozenset[int], clock: Clock, wakeup: Wakeup, blocking: frozenset[int]
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What each replay of a run needs from the declared triggers (``ReplayRequest``'s fields of the same names)."""
+
+    runnable: frozenset[int]
+    blocking: frozenset[int]
+    seeds: Mapping[int, Seed]
+
+
+async def _run(db: Database, plan: Plan, context: _Context, clock: Clock, wakeup: Wakeup) -> None:
     loop = asyncio.get_running_loop()
     start, index, after = loop.time(), 0, 0
     steps = _InFlight(db, wakeup)
@@ -130,11 +141,12 @@ async def _run(
                     execution_id,
                     plan.actor,
                     clock(),
-                    runnable,
+                    context.runnable,
                     force=plan.filter.status == "failed",
                     may_force=True,  # only an admin may start a bulk replay of failed executions
                     bulk_replay_id=plan.id,
-                    blocking=blocking,
+                    blocking=context.blocking,
+                    seeds=context.seeds,
                 )
                 await steps.issue(step(plan.id, request))
                 index += 1

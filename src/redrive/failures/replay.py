@@ -32,6 +32,8 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import attempts, events, executions, triggers
+from redrive.destinations.policy import Seed
+from redrive.destinations.store import seed_rows
 from redrive.errors import Forbidden, NotFound, NotReplayable, RateLimited, ReplayLimit
 from redrive.failures import audit
 from redrive.observe import rollups
@@ -60,6 +62,7 @@ class ReplayRequest:
     may_force: bool = False  # the caller is an admin
     bulk_replay_id: int | None = None
     blocking: frozenset[int] = frozenset()  # ordered triggers under ``on_dead_letter: block``
+    seeds: Mapping[int, Seed] = field(default_factory=dict)  # templated destinations' rows, by trigger id
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +221,9 @@ def _replay(connection: Connection, r: ReplayRequest) -> ReplayResult:
         )
         .returning(executions.c.id)
     ).scalar_one()
+    seed = r.seeds.get(row.trigger_id)
+    if seed is not None and row.destination is not None:  # its row, as an ingest makes it (limits from the start)
+        seed_rows(connection, {row.destination: seed}, r.now)
     if key:  # under the key's lock, as an ingest parks: a completion freeing the key then sees the replay
         parking.park_under_keys(connection, key, [new_id], sorted(r.blocking))
     replay = ExecutionFacts(row.trigger_id, row.action_kind, ExecutionStatus.PENDING, r.now, None, None, True)

@@ -130,9 +130,8 @@ class Worker:
         limited = self._triggers.policies.limited()
         if limited:  # their rows must say "restricted" before the first claim takes them freely
             await write_until_stored(self._db, sync_limits(limited, self._clock()))
-        seeds = {t.id: t.destination.seed for t in self._triggers if t.destination.seed is not None}
-        if seeds:  # templated destinations: rows their queued executions go to that name no trigger yet
-            adopted = await write_until_stored(self._db, adopt_queued(seeds, self._clock()))
+        if self._triggers.seeds:  # templated destinations: rows their queued executions go to that name no trigger
+            adopted = await write_until_stored(self._db, adopt_queued(self._triggers.seeds, self._clock()))
             if adopted:
                 log.info("destinations_adopted", count=adopted)
         self._tasks = [asyncio.create_task(self._claim_loop(), name="redrive-claim")]

@@ -183,6 +183,8 @@ class TriggerSet:
         self.ordering_policies = {t.name: t.config.ordering.on_dead_letter for t in triggers if t.config.ordering}
         """Each ordered trigger's ``on_dead_letter`` policy, by name (the execution view states it)."""
         self.policies = policies or Policies(((t.config, t.destination.fixed) for t in triggers), {})
+        self.seeds = {t.id: t.destination.seed for t in triggers if t.destination.seed is not None}
+        """Each trigger with a templated destination whose rows are made naming it (``policy.Seed``), by id."""
 
     def by_name(self, name: str) -> Trigger | None:
         """The trigger called ``name``, if declared."""
