@@ -76,6 +76,7 @@ def failed(claimed: queue.Claimed, started: datetime, finished: datetime) -> que
             destination=DESTINATION,
             observed=Observed("transient", 0.01),
             policy=POLICY,
+            probe=claimed.probe,  # as the worker carries it from the claim
         )
     )
 
@@ -87,7 +88,9 @@ def rows(db: Database, *columns: object) -> list[tuple[object, ...]]:
 
 def test_attempts_into_an_open_breaker_are_held_and_probes_charged(db: Database) -> None:
     triggers = seed(db, 4)
-    batch = [failed(c, T0, T0 + timedelta(seconds=1)) for c in claim(db, triggers, 4, T0)]
+    first = claim(db, triggers, 4, T0)
+    assert [c.probe for c in first] == [False] * 4  # closed: nothing is probing
+    batch = [failed(c, T0, T0 + timedelta(seconds=1)) for c in first]
     assert db.write_sync(lambda c: queue.Complete.run_batch(c, batch)) == [True] * 4
     assert [job.held for job in batch] == [False, False, True, True]
     assert [t.to_state for t in batch[0].transitions] == ["open"]
@@ -103,6 +106,7 @@ def test_attempts_into_an_open_breaker_are_held_and_probes_charged(db: Database)
     assert claim(db, triggers, 4, T0 + timedelta(seconds=3)) == []  # open: nothing goes
     probes = claim(db, triggers, 4, T0 + timedelta(seconds=6))  # half-open: two probes, the held rows first
     assert sorted(p.id for p in probes) == held_ids
+    assert [p.probe for p in probes] == [True, True]
     started, finished = T0 + timedelta(seconds=6), T0 + timedelta(seconds=7)
     batch = [failed(p, started, finished) for p in probes]
     db.write_sync(lambda c: queue.Complete.run_batch(c, batch))
@@ -115,3 +119,18 @@ def test_attempts_into_an_open_breaker_are_held_and_probes_charged(db: Database)
         (2, True, None),
     ]
     assert (shown["attempt_count"], shown["uncharged"]) == (1, 1)
+
+
+def test_a_probe_is_charged_whatever_the_clock_of_the_node_that_ran_it(db: Database) -> None:
+    """Two probes fail together; the second completes into the breaker the first reopened. Its start, taken on a node
+    whose clock runs behind, reads before the half-open transition another node recorded. It is told a probe by its
+    claim, so it is charged all the same (told by times, it was held)."""
+    triggers = seed(db, 4)
+    batch = [failed(c, T0, T0 + timedelta(seconds=1)) for c in claim(db, triggers, 4, T0)]
+    db.write_sync(lambda c: queue.Complete.run_batch(c, batch))
+    probes = claim(db, triggers, 4, T0 + timedelta(seconds=6))  # half-open at T0 + 6 s: the two held rows probe
+    behind = T0 + timedelta(seconds=5, milliseconds=500)  # the second node's clock: half a second behind
+    finished = T0 + timedelta(seconds=7)
+    batch = [failed(probes[0], T0 + timedelta(seconds=6), finished), failed(probes[1], behind, finished)]
+    db.write_sync(lambda c: queue.Complete.run_batch(c, batch))
+    assert [job.held for job in batch] == [False, False]

@@ -10,9 +10,9 @@ The rule. An attempt is **held, not charged** when all three hold:
 1. it failed transiently (a success or a permanent failure is charged: the destination answered);
 2. when its outcome was counted at its destination (outcomes counted in completion order, a batch's earlier ones
    first), the destination already held its claims: its breaker open and not forced closed, or forced open;
-3. it was not a half-open probe: the destination's last transition at or before the attempt started was not to
-   ``half_open`` (a probe started while half-open and completed after another probe reopened the breaker is
-   charged, as every probe is).
+3. it was not a half-open probe: its claim did not lease it from a half-open destination (``Claimed.probe``, carried
+   to the completion; a probe that completes after another probe reopened the breaker is charged, as every probe
+   is).
 
 So the failure that trips the breaker is charged (it was counted while closed), and so is each probe; everything
 else that completes into an open breaker is held. During an outage the charged attempts are then at most the
@@ -24,8 +24,8 @@ untouched and ``uncharged`` one more: no backoff, no dead letter. Its attempt ro
 ``charged`` false and numbered after every earlier request (``attempts + uncharged + 1``), so the execution's
 attempts, the stats and the error groups show the real failure it was.
 
-Probes are told by the transitions' times, read only for the rare held candidates; across nodes the times come from
-different clocks, so a probe started within the skew of the half-open transition may be taken for a straggler (held).
+A probe is told by its claim, not by times: the claim that leases it knows the destination is half-open, under the
+row's lock, on whichever node it runs; the completion may be counted on another node, with another clock.
 """
 
 from __future__ import annotations
@@ -33,11 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.engine import Connection
-
-from redrive.db.schema import breaker_transitions
-from redrive.destinations.breaker import CLOSED, HALF_OPEN, OPEN, Destination, Observed, Policy, observe
+from redrive.destinations.breaker import CLOSED, OPEN, Destination, Observed, Policy, observe
 
 NOT_CHARGED = "held by the breaker: not charged"
 """How a held attempt is shown (the execution's attempts, the worker's log)."""
@@ -60,27 +56,8 @@ def into_open(d: Destination, seen: Sequence[Observed], policy: Policy, now: dat
     return flags
 
 
-def probing_at(connection: Connection, name: str, started: datetime) -> bool:
-    """Whether ``name`` was half-open when an attempt started at ``started`` (its last transition by then)."""
-    query = (
-        select(breaker_transitions.c.to_state)
-        .where(breaker_transitions.c.destination == name, breaker_transitions.c.at <= started)
-        .order_by(breaker_transitions.c.at.desc(), breaker_transitions.c.id.desc())
-        .limit(1)
-    )
-    return connection.execute(query).scalar_one_or_none() == HALF_OPEN
-
-
-def held(
-    connection: Connection,
-    d: Destination,
-    seen: Sequence[tuple[Observed, datetime | None]],
-    policy: Policy,
-    now: datetime,
-) -> list[bool]:
-    """For each outcome at ``d`` (as read before counting them) with its attempt's start: whether it is held."""
+def held(d: Destination, seen: Sequence[tuple[Observed, bool]], policy: Policy, now: datetime) -> list[bool]:
+    """For each outcome at ``d`` (as read before counting them), with whether its attempt was a probe: whether it
+    is held."""
     candidates = into_open(d, [observed for observed, _ in seen], policy, now)
-    return [
-        candidate and (started is None or not probing_at(connection, d.name, started))
-        for candidate, (_, started) in zip(candidates, seen, strict=True)
-    ]
+    return [candidate and not probe for candidate, (_, probe) in zip(candidates, seen, strict=True)]

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import breaker_transitions, destinations, executions
 from redrive.destinations.breaker import (
+    HALF_OPEN,
     OPEN,
     Allowance,
     Change,
@@ -263,6 +264,8 @@ class ClaimPlan:
     """Destinations a claim must not take freely, each with how many executions it may take now."""
     next_at: datetime | None = None
     """When a held destination may let more through (the worker wakes then)."""
+    probing: set[str] = field(default_factory=set)
+    """Destinations half-open after planning: what a claim takes from them is their probes."""
     transitions: list[BreakerTransition] = field(default_factory=list)
     _rows: dict[str, tuple[Destination, Destination]] = field(default_factory=dict)  # as read, as planned
 
@@ -283,6 +286,8 @@ def plan_claim(connection: Connection, policy_of: PolicyOf, now: datetime) -> Cl
     for d in rows:
         planned, allowance, changes = plan(d, policy_of(d.name, d.trigger), running.get(d.name, 0), now)
         result._rows[d.name] = (d, planned)
+        if planned.state == HALF_OPEN:
+            result.probing.add(d.name)
         result.transitions += _transitions(connection, d.name, changes, now, None)
         if allowance.count is not None:
             result.allowances[d.name] = allowance.count
@@ -305,7 +310,7 @@ class Outcome:
     destination: str
     observed: Observed
     policy: Policy
-    started: datetime | None = None  # when the attempt started: a probe is told by it (``holding``)
+    probe: bool = False  # the attempt was a half-open breaker's probe, as its claim leased it (``holding``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +337,7 @@ def record_outcomes(connection: Connection, outcomes: Sequence[Outcome], now: da
         changed.append(updated)
         made += _transitions(connection, d.name, changes, now, None)
         if holds_claims(d) or holds_claims(updated) or any(c.to_state == OPEN for c in changes):
-            flags = held(connection, d, [(o.observed, o.started) for o in seen], seen[0].policy, now)
+            flags = held(d, [(o.observed, o.probe) for o in seen], seen[0].policy, now)
             kept.update(i for i, flag in zip(by_name[d.name], flags, strict=True) if flag)
     _save(connection, changed, now)
     return Recorded(made, frozenset(kept))

@@ -77,6 +77,7 @@ class Claimed:
     idempotency_key: str | None
     received_at: datetime
     destination: str | None = None
+    probe: bool = False  # leased as a half-open breaker's probe: its failure is charged (destinations.holding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,7 @@ class Completion:
     observed: Observed | None = None  # set when the destination's breaker or limits count this attempt
     policy: Policy | None = None  # the destination's policy, as the trigger it ran for sees it
     charged: bool = True  # False: held by an open breaker, not charged (``redrive.destinations.holding``)
+    probe: bool = False  # the attempt was a half-open breaker's probe (``Claimed.probe``)
     ordering_blocks: bool = False  # its trigger orders with ``on_dead_letter: block``: a dead end holds the key
 
 
@@ -280,6 +282,7 @@ def claim(
                         event.idempotency_key,
                         event.received_at,
                         row.destination,
+                        row.destination in planned.probing,
                     )
                 )
         if ordered:  # keys left on rows of a trigger that no longer orders (and none does) order nothing
@@ -350,7 +353,7 @@ class Complete(BatchJob[bool]):
 
         def count(firsts: list[Completion]) -> list[Completion]:
             counted = [
-                (i, Outcome(r.destination, r.observed, r.policy, r.started_at))
+                (i, Outcome(r.destination, r.observed, r.policy, r.probe))
                 for i, r in enumerate(firsts)
                 if r.destination is not None and r.observed is not None and r.policy is not None
             ]

@@ -287,6 +287,7 @@ class Worker:
             destination=claimed.destination if observed is not None else None,
             observed=observed,
             policy=policy,
+            probe=claimed.probe,
         )
         job = queue.complete(completion)
         applied = await write_until_stored(self._db, job)
