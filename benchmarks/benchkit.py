@@ -17,7 +17,8 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,17 @@ def fresh_database(admin_dsn: str, prefix: str) -> tuple[str, str, Callable[[], 
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     return name, admin_dsn.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+@contextmanager
+def fresh_url(kind: str, admin_dsn: str, prefix: str, folder: str) -> Iterator[str]:
+    """The SQLAlchemy URL of a fresh database: an SQLite file in ``folder``, or a new PostgreSQL database on
+    ``admin_dsn``'s server, dropped when the block ends."""
+    if kind == "sqlite":
+        yield f"sqlite:///{Path(folder) / f'{prefix}.db'}"
+        return
+    _, dsn, drop = fresh_database(admin_dsn, prefix)
+    try:
+        yield dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        drop()

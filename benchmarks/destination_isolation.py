@@ -25,12 +25,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx2
 import uvicorn
 from aiohttp import web
-from benchkit import fresh_database, guard_quiet
+from benchkit import fresh_url, guard_quiet
 from sqlalchemy import text
 
 from redrive.api.app import create_app
@@ -145,24 +144,19 @@ def drain(client: httpx2.Client, auth: dict[str, str], url: str, start: int, cou
 
 
 def round_(kind: str, args: argparse.Namespace) -> tuple[float, float, float, float]:
-    with tempfile.TemporaryDirectory() as folder:
-        drop = None
-        if kind == "sqlite":
-            url = f"sqlite:///{Path(folder) / 'isolation.db'}"
-        else:
-            _, dsn, drop = fresh_database(args.pg, "redrive_isolation")
-            url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
-        try:
-            with target() as port, service(url, port) as (base, auth), httpx2.Client(base_url=base, timeout=10) as c:
-                drain(c, auth, url, 0, 100)  # warm up: connections, caches, statements
-                alone = drain(c, auth, url, 100, args.events)
-                for n in range(HANGING):
-                    c.post("/hooks/hanging", json={"n": n}).raise_for_status()
-                time.sleep(1)  # the worker takes the two slots the limit allows
-                beside = drain(c, auth, url, 100 + args.events, args.events)
-        finally:
-            if drop is not None:
-                drop()
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        fresh_url(kind, args.pg, "redrive_isolation", folder) as url,
+        target() as port,
+        service(url, port) as (base, auth),
+        httpx2.Client(base_url=base, timeout=10) as c,
+    ):
+        drain(c, auth, url, 0, 100)  # warm up: connections, caches, statements
+        alone = drain(c, auth, url, 100, args.events)
+        for n in range(HANGING):
+            c.post("/hooks/hanging", json={"n": n}).raise_for_status()
+        time.sleep(1)  # the worker takes the two slots the limit allows
+        beside = drain(c, auth, url, 100 + args.events, args.events)
     return args.events / alone[0], args.events / beside[0], alone[1] / args.events, beside[1] / args.events
 
 

@@ -20,9 +20,8 @@ import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-from benchkit import fresh_database
+from benchkit import fresh_url
 from sqlalchemy import Engine, text
 
 from redrive.db.engine import make_engine
@@ -102,23 +101,13 @@ def measure(engine: Engine, trigger_ids: list[int], claims: int) -> tuple[list[f
 
 
 def run(kind: str, args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        drop = None
-        if kind == "sqlite":
-            url = f"sqlite:///{Path(folder) / 'backlog.db'}"
-        else:
-            _, dsn, drop = fresh_database(args.pg, "redrive_backlog")
-            url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
-        try:
-            upgrade(url)
-            engine = make_engine(url, writer=True)
-            trigger_ids = seed(engine, args.waiting, args.keys)
-            measure(engine, trigger_ids, 5)  # warm-up
-            times, rows = measure(engine, trigger_ids, args.claims)
-            engine.dispose()
-        finally:
-            if drop is not None:
-                drop()
+    with tempfile.TemporaryDirectory() as folder, fresh_url(kind, args.pg, "redrive_backlog", folder) as url:
+        upgrade(url)
+        engine = make_engine(url, writer=True)
+        trigger_ids = seed(engine, args.waiting, args.keys)
+        measure(engine, trigger_ids, 5)  # warm-up
+        times, rows = measure(engine, trigger_ids, args.claims)
+        engine.dispose()
     shown = f"{rows:.0f}" if rows is not None else "-"
     print(
         f"{kind:10} waiting={args.waiting} keys={args.keys}: claim median {statistics.median(times):.2f} ms "

@@ -65,6 +65,14 @@ def executed_plan(engine: Engine, statement: Any, params: dict[str, Any], *, ana
     return "\n".join(str(row[-1]) for row in rows)
 
 
+def integers(engine: Engine, first: int, last: int) -> str:
+    """A SELECT of the integers ``first``..``last`` as column ``i``, for a bulk ``INSERT ... SELECT``: a recursive
+    CTE on SQLite, ``generate_series`` on PostgreSQL."""
+    if engine.dialect.name == "sqlite":
+        return f"WITH RECURSIVE n(i) AS (SELECT {first} UNION ALL SELECT i + 1 FROM n WHERE i < {last}) SELECT i FROM n"
+    return f"SELECT i FROM generate_series({first}, {last}) i"
+
+
 def plan_nodes(plan: Any) -> list[dict[str, Any]]:
     """Every node of a PostgreSQL JSON plan, depth first."""
     found = [plan]

@@ -11,7 +11,7 @@ import httpx2
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from plans import explain_plan, plan_nodes, seed_trigger_and_event
+from plans import explain_plan, integers, plan_nodes, seed_trigger_and_event
 from redrive.cli import app as cli
 from redrive.queue.executions import ExecutionFilter, executions_query
 from support import run_service, wait_until
@@ -84,11 +84,7 @@ def test_the_fingerprint_filter_reads_its_index(db_url: str) -> None:
             # 20,000 executions in 200 groups of 100; the plan must not walk them all to find one group's page.
             sqlite = engine.dialect.name == "sqlite"
             fingerprint = "printf('%016x', i % 200)" if sqlite else "lpad(to_hex(i % 200), 16, '0')"
-            rows = (
-                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999) SELECT i FROM n"
-                if sqlite
-                else "SELECT i FROM generate_series(0, 19999) i"
-            )
+            rows = integers(engine, 0, 19999)
             connection.execute(
                 text(
                     "INSERT INTO executions (event_id, trigger_id, action_kind, status, attempts, run_at, created_at, "

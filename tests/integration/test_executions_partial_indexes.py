@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, create_engine, func, not_, select, text
 
-from plans import executed_plan, explain_plan, plan_nodes, seed_trigger_and_event
+from plans import executed_plan, explain_plan, integers, plan_nodes, seed_trigger_and_event
 from redrive.db.schema import executions
 from redrive.node import retention
 from redrive.queue import statements
@@ -42,12 +42,7 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 def _seed(engine: Engine, now: datetime, rows: int, *, only_succeeded: bool = False) -> None:
-    sqlite = engine.dialect.name == "sqlite"
-    numbers = (
-        f"WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {rows - 1}) SELECT i FROM n"
-        if sqlite
-        else f"SELECT i FROM generate_series(0, {rows - 1}) i"
-    )
+    numbers = integers(engine, 0, rows - 1)
     # Row i: every 100th running under a lease, every 50th (otherwise) a dead letter with a fingerprint.
     status = (
         "'succeeded'"

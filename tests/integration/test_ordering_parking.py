@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Connection, create_engine, select, text
+from sqlalchemy import Connection, Engine, create_engine, select, text
 from test_ordering_claim import T0, Queue, _waiting_on_advisory_locks, config, opened
+from test_queue import completion
 
 from redrive.db.schema import executions
 from redrive.db.writer import WRITER_THREAD_INFO
@@ -184,6 +186,24 @@ def test_block_to_continue_lets_the_repair_free_keys_behind_dead_heads(block: Qu
     assert asyncio.run(repair.promote_stranded()) == [a[1]]
 
 
+def completion_waits_for(engine: Engine, parker: Connection, head: queue.Claimed) -> None:
+    """Complete ``head`` (a success) in another transaction while ``parker`` holds, uncommitted, a row it parked
+    behind it: the completion must wait for ``parker``'s commit (the key's advisory lock), then apply."""
+
+    def complete(connection: Connection) -> list[bool]:
+        with connection.begin():
+            return queue.complete_many(connection, [replace(completion(head, T0), trigger_id=head.trigger_id)])
+
+    with engine.connect() as other, ThreadPoolExecutor(1) as pool:
+        parker.info[WRITER_THREAD_INFO] = 0  # two writer threads: their stats rollups go to different rows
+        other.info[WRITER_THREAD_INFO] = 1
+        completed = pool.submit(complete, other)
+        wait_until(lambda: _waiting_on_advisory_locks(engine) == 1 or completed.done())
+        assert not completed.done()  # without the lock it would have committed, promoting nothing
+        parker.commit()
+        assert completed.result(timeout=30) == [True]
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_completion_beside_an_ingest_that_parks_behind_its_row_waits_and_promotes_it(db_url: str) -> None:
     """The ingest reads the running head and parks its row; the head's completion, in another transaction, would not
@@ -201,36 +221,9 @@ def test_a_completion_beside_an_ingest_that_parks_behind_its_row_waits_and_promo
         with engine.begin() as connection:
             store_events(connection, [event])
             [head] = queue.claim(list(ids.values()), 10, 30, T0, ordered=True)(connection).executions
-        done = queue.Completion(
-            execution_id=head.id,
-            lease_token=head.lease_token,
-            status="succeeded",
-            run_at=None,
-            started_at=T0,
-            finished_at=T0,
-            outcome="succeeded",
-            error_category=None,
-            error_code=None,
-            message=None,
-            detail={},
-            excerpt=None,
-            trigger_id=head.trigger_id,
-        )
-
-        def complete(connection: Connection) -> list[bool]:
-            with connection.begin():
-                return queue.complete_many(connection, [done])
-
-        with engine.connect() as ingest, engine.connect() as completion:
-            ingest.info[WRITER_THREAD_INFO] = 0  # two writer threads: their stats rollups go to different rows
-            completion.info[WRITER_THREAD_INFO] = 1
+        with engine.connect() as ingest:
             [late] = store_events(ingest, [event])  # sees the running head: parks, uncommitted
-            with ThreadPoolExecutor(1) as pool:
-                completed = pool.submit(complete, completion)
-                wait_until(lambda: _waiting_on_advisory_locks(engine) == 1 or completed.done())
-                assert not completed.done()  # without the lock it would have committed, promoting nothing
-                ingest.commit()
-                assert completed.result(timeout=30) == [True]
+            completion_waits_for(engine, ingest, head)
         with engine.begin() as connection:
             assert _claim(connection, ids) == [late.execution_id]
     finally:
@@ -252,39 +245,12 @@ def test_a_completion_beside_a_replay_that_parks_behind_its_row_waits_and_promot
     cont.finish(dead, "failed_retryable", T0)
     cont.accept("ordered", "a")
     [head] = cont.claim()
-    done = queue.Completion(
-        execution_id=head.id,
-        lease_token=head.lease_token,
-        status="succeeded",
-        run_at=None,
-        started_at=T0,
-        finished_at=T0,
-        outcome="succeeded",
-        error_category=None,
-        error_code=None,
-        message=None,
-        detail={},
-        excerpt=None,
-        trigger_id=head.trigger_id,
-    )
     request = ReplayRequest(first, "tester", T0, frozenset(cont.ids.values()), force=True, may_force=True)
     engine = create_engine(cont.db.url)
-
-    def complete(connection: Connection) -> list[bool]:
-        with connection.begin():
-            return queue.complete_many(connection, [done])
-
     try:
-        with engine.connect() as replaying, engine.connect() as completion:
-            replaying.info[WRITER_THREAD_INFO] = 0  # two writer threads: their stats rollups go to different rows
-            completion.info[WRITER_THREAD_INFO] = 1
+        with engine.connect() as replaying:
             again = replay_in(replaying, request).new_execution_id  # sees the running head: parks, uncommitted
-            with ThreadPoolExecutor(1) as pool:
-                completed = pool.submit(complete, completion)
-                wait_until(lambda: _waiting_on_advisory_locks(engine) == 1 or completed.done())
-                assert not completed.done()  # without the lock it would have committed, promoting nothing
-                replaying.commit()
-                assert completed.result(timeout=30) == [True]
+            completion_waits_for(engine, replaying, head)
     finally:
         engine.dispose()
     assert [c.id for c in cont.claim(LATER)] == [again]

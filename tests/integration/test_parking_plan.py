@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from plans import executed_plan, plan_nodes, seed_trigger_and_event
+from plans import executed_plan, integers, plan_nodes, seed_trigger_and_event
 from redrive.queue import parking
 
 ROWS = 20_000
@@ -32,11 +32,7 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 def _seed(engine: Engine, now: datetime) -> None:
-    numbers = (
-        f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS}) SELECT i FROM n"
-        if engine.dialect.name == "sqlite"
-        else f"SELECT i FROM generate_series(1, {ROWS}) i"
-    )
+    numbers = integers(engine, 1, ROWS)
     with engine.begin() as connection:
         trigger_id, event_id = seed_trigger_and_event(connection, now)
         connection.execute(
