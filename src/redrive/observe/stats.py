@@ -454,22 +454,21 @@ def _rolled_series(
     """Counts per bucket from the rollups over whole minutes; only grains that divide the bucket width, so every
     rollup bucket falls in one of the series' buckets."""
     pieces = reads.cover(*whole, [grain for grain in rollups.TIMED if seconds % grain == 0])
+    names: dict[Any, str] | None = None  # by trigger: names by id
+    fixed: str | None = None  # a group's series: every count is keyed ``failed``
     if fingerprint is not None:
         rows = reads.summed("failed_attempts", pieces, [], stat_rollups.c.fingerprint == fingerprint)
-        names: dict[Any, str] | None = None
+        fixed = "failed"
     else:
         column = {"status": "status", "kind": "kind", "trigger": "trigger_id"}[by]
         rows = reads.summed("finished", pieces, [column])  # every ``finished`` row has a FINISHED status
-        names = (
-            {row.id: row.name for row in connection.execute(select(triggers.c.id, triggers.c.name))}
-            if by == "trigger"
-            else None
-        )
+        if by == "trigger":
+            names = {row.id: row.name for row in connection.execute(select(triggers.c.id, triggers.c.name))}
     found: dict[int, dict[str, int]] = {}
     for row in connection.execute(rows).all():  # all(): one fetchall, not a fetch per row
-        key = "failed" if fingerprint is not None else str(names[row[2]] if names is not None else row[2])
-        counts = found.setdefault(int(row[1]) // seconds, {})
-        counts[key] = counts.get(key, 0) + int(row[-1])
+        key = fixed or (names[row[2]] if names is not None else row[2])
+        counts = found.setdefault(row[1] // seconds, {})
+        counts[key] = counts.get(key, 0) + row[-1]
     return found
 
 
@@ -512,10 +511,9 @@ def zero_filled(
     starts: Sequence[datetime], seconds: int, found: dict[int, dict[str, int]], keys: Sequence[str]
 ) -> list[dict[str, Any]]:
     """Every bucket of ``starts`` with a count for every key (zero when nothing was found)."""
-    return [
-        {
-            "start": start.isoformat(),
-            "counts": {**dict.fromkeys(keys, 0), **found.get(int(start.timestamp()) // seconds, {})},
-        }
-        for start in starts
-    ]
+    zeros = dict.fromkeys(keys, 0)
+    buckets = []
+    for start in starts:
+        counts = found.get(int(start.timestamp()) // seconds)
+        buckets.append({"start": start.isoformat(), "counts": zeros | counts if counts else zeros.copy()})
+    return buckets
