@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, Select, cast, extract, func, literal, select
+from sqlalchemy import BigInteger, Select, cast, extract, func, literal, select, union_all
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -412,7 +412,7 @@ def _bucket(connection: Connection, column: Any, seconds: int) -> ColumnElement[
     return cast(func.floor(extract("epoch", column) / seconds), BigInteger)
 
 
-def _grouped(connection: Connection, inner: Select[Any], keyed: bool) -> dict[int, dict[str, int]]:
+def _grouped(connection: Connection, inner: Any, keyed: bool) -> dict[int, dict[str, int]]:
     bucketed = inner.subquery("bucketed")
     columns = (bucketed.c.bucket, bucketed.c.key) if keyed else (bucketed.c.bucket,)
     found: dict[int, dict[str, int]] = {}
@@ -421,31 +421,35 @@ def _grouped(connection: Connection, inner: Select[Any], keyed: bool) -> dict[in
     return found
 
 
+Span = tuple[datetime, datetime, bool]  # start, end, and whether the end is in the span
+
+
 def _scanned_series(
-    connection: Connection,
-    since: datetime,
-    until: datetime,
-    seconds: int,
-    by: Key,
-    fingerprint: str | None,
-    *,
-    closed: bool = True,
+    connection: Connection, spans: Sequence[Span], seconds: int, by: Key, fingerprint: str | None
 ) -> dict[int, dict[str, int]]:
-    """Counts per bucket from the raw rows in ``[since, until]`` (``closed=False``: ``[since, until)``)."""
-    if fingerprint is not None:
-        finished = attempts.c.finished_at
-        failures = select(_bucket(connection, finished, seconds).label("bucket")).where(
-            attempts.c.fingerprint == fingerprint, finished >= since, finished <= until if closed else finished < until
+    """Counts per bucket from the raw rows in ``spans`` (a window's partial minutes at both ends: one statement,
+    each span one index range)."""
+    ranges = []
+    for start, end, closed in spans:
+        if fingerprint is not None:
+            finished = attempts.c.finished_at
+            ranges.append(
+                select(_bucket(connection, finished, seconds).label("bucket")).where(
+                    attempts.c.fingerprint == fingerprint,
+                    finished >= start,
+                    finished <= end if closed else finished < end,
+                )
+            )
+            continue
+        finished = executions.c.finished_at
+        key: Any = {"status": executions.c.status, "kind": executions.c.action_kind, "trigger": triggers.c.name}[by]
+        inner = select(_bucket(connection, finished, seconds).label("bucket"), key.label("key")).where(
+            executions.c.status.in_(FINISHED), finished >= start, finished <= end if closed else finished < end
         )
-        return _grouped(connection, failures, keyed=False)
-    finished = executions.c.finished_at
-    key: Any = {"status": executions.c.status, "kind": executions.c.action_kind, "trigger": triggers.c.name}[by]
-    inner = select(_bucket(connection, finished, seconds).label("bucket"), key.label("key")).where(
-        executions.c.status.in_(FINISHED), finished >= since, finished <= until if closed else finished < until
-    )
-    if by == "trigger":
-        inner = inner.join_from(executions, triggers, triggers.c.id == executions.c.trigger_id)
-    return _grouped(connection, inner, keyed=True)
+        if by == "trigger":
+            inner = inner.join_from(executions, triggers, triggers.c.id == executions.c.trigger_id)
+        ranges.append(inner)
+    return _grouped(connection, ranges[0] if len(ranges) == 1 else union_all(*ranges), keyed=fingerprint is None)
 
 
 def _rolled_series(
@@ -492,16 +496,16 @@ def timeseries(
 
     def job(connection: Connection) -> dict[int, dict[str, int]]:
         if seconds % rollups.MINUTE or not rollups.ready(connection):
-            return _scanned_series(connection, since, until, seconds, by, fingerprint)
+            return _scanned_series(connection, [(since, until, True)], seconds, by, fingerprint)
         window = reads.split(since, until)
-        found: dict[int, dict[str, int]] = {}
+        edges: list[Span] = []
         if window.head is not None:
-            head = _scanned_series(connection, *window.head, seconds, by, fingerprint, closed=window.whole is None)
-            _merge(found, head)
+            edges.append((*window.head, window.whole is None))
+        if window.tail is not None:
+            edges.append((window.tail, until, True))
+        found = _scanned_series(connection, edges, seconds, by, fingerprint) if edges else {}
         if window.whole is not None:
             _merge(found, _rolled_series(connection, window.whole, seconds, by, fingerprint))
-        if window.tail is not None:
-            _merge(found, _scanned_series(connection, window.tail, until, seconds, by, fingerprint))
         return found
 
     return job
