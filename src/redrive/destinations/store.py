@@ -264,10 +264,13 @@ class ClaimPlan:
     """Destinations a claim must not take freely, each with how many executions it may take now."""
     next_at: datetime | None = None
     """When a held destination may let more through (the worker wakes then)."""
-    probing: set[str] = field(default_factory=set)
-    """Destinations half-open after planning: what a claim takes from them is their probes."""
     transitions: list[BreakerTransition] = field(default_factory=list)
     _rows: dict[str, tuple[Destination, Destination]] = field(default_factory=dict)  # as read, as planned
+
+    @property
+    def probing(self) -> frozenset[str]:
+        """Destinations half-open after planning: what a claim takes from them is their probes."""
+        return frozenset(name for name, (_, planned) in self._rows.items() if planned.state == HALF_OPEN)
 
     def commit(self, connection: Connection, taken: Mapping[str | None, int], now: datetime) -> None:
         """Spend the tokens of what was claimed and save the planned rows that changed."""
@@ -286,8 +289,6 @@ def plan_claim(connection: Connection, policy_of: PolicyOf, now: datetime) -> Cl
     for d in rows:
         planned, allowance, changes = plan(d, policy_of(d.name, d.trigger), running.get(d.name, 0), now)
         result._rows[d.name] = (d, planned)
-        if planned.state == HALF_OPEN:
-            result.probing.add(d.name)
         result.transitions += _transitions(connection, d.name, changes, now, None)
         if allowance.count is not None:
             result.allowances[d.name] = allowance.count

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, Select, cast, extract, func, literal, select, union_all
+from sqlalchemy import BigInteger, CompoundSelect, Select, cast, extract, func, literal, select, union_all
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -412,7 +412,9 @@ def _bucket(connection: Connection, column: Any, seconds: int) -> ColumnElement[
     return cast(func.floor(extract("epoch", column) / seconds), BigInteger)
 
 
-def _grouped(connection: Connection, inner: Any, keyed: bool) -> dict[int, dict[str, int]]:
+def _grouped(
+    connection: Connection, inner: Select[Any] | CompoundSelect[Any], keyed: bool
+) -> dict[int, dict[str, int]]:
     bucketed = inner.subquery("bucketed")
     columns = (bucketed.c.bucket, bucketed.c.key) if keyed else (bucketed.c.bucket,)
     found: dict[int, dict[str, int]] = {}
@@ -424,31 +426,30 @@ def _grouped(connection: Connection, inner: Any, keyed: bool) -> dict[int, dict[
 Span = tuple[datetime, datetime, bool]  # start, end, and whether the end is in the span
 
 
+def _raw_rows(connection: Connection, span: Span, seconds: int, by: Key, fingerprint: str | None) -> Select[Any]:
+    """The bucket (and key) of each raw row in ``span``: the group's failed attempts, or finished executions."""
+    start, end, closed = span
+    if fingerprint is not None:
+        finished = attempts.c.finished_at
+        return select(_bucket(connection, finished, seconds).label("bucket")).where(
+            attempts.c.fingerprint == fingerprint, finished >= start, finished <= end if closed else finished < end
+        )
+    finished = executions.c.finished_at
+    key: Any = {"status": executions.c.status, "kind": executions.c.action_kind, "trigger": triggers.c.name}[by]
+    rows = select(_bucket(connection, finished, seconds).label("bucket"), key.label("key")).where(
+        executions.c.status.in_(FINISHED), finished >= start, finished <= end if closed else finished < end
+    )
+    if by == "trigger":
+        rows = rows.join_from(executions, triggers, triggers.c.id == executions.c.trigger_id)
+    return rows
+
+
 def _scanned_series(
     connection: Connection, spans: Sequence[Span], seconds: int, by: Key, fingerprint: str | None
 ) -> dict[int, dict[str, int]]:
     """Counts per bucket from the raw rows in ``spans`` (a window's partial minutes at both ends: one statement,
     each span one index range)."""
-    ranges = []
-    for start, end, closed in spans:
-        if fingerprint is not None:
-            finished = attempts.c.finished_at
-            ranges.append(
-                select(_bucket(connection, finished, seconds).label("bucket")).where(
-                    attempts.c.fingerprint == fingerprint,
-                    finished >= start,
-                    finished <= end if closed else finished < end,
-                )
-            )
-            continue
-        finished = executions.c.finished_at
-        key: Any = {"status": executions.c.status, "kind": executions.c.action_kind, "trigger": triggers.c.name}[by]
-        inner = select(_bucket(connection, finished, seconds).label("bucket"), key.label("key")).where(
-            executions.c.status.in_(FINISHED), finished >= start, finished <= end if closed else finished < end
-        )
-        if by == "trigger":
-            inner = inner.join_from(executions, triggers, triggers.c.id == executions.c.trigger_id)
-        ranges.append(inner)
+    ranges = [_raw_rows(connection, span, seconds, by, fingerprint) for span in spans]
     return _grouped(connection, ranges[0] if len(ranges) == 1 else union_all(*ranges), keyed=fingerprint is None)
 
 

@@ -265,6 +265,7 @@ def claim(
         if planned.allowances:
             planned.commit(connection, Counter(row.destination for row in rows), now)
         claimed: list[Claimed] = []
+        probing = planned.probing
         if rows:
             found = connection.execute(statements.events, {"c_event_ids": sorted({r.event_id for r in rows})})
             by_id = {e.id: e for e in found}
@@ -282,7 +283,7 @@ def claim(
                         event.idempotency_key,
                         event.received_at,
                         row.destination,
-                        row.destination in planned.probing,
+                        row.destination in probing,
                     )
                 )
         if ordered:  # keys left on rows of a trigger that no longer orders (and none does) order nothing
