@@ -22,14 +22,14 @@ from support import Service, TimedTarget, run_service, scalar, wait_until
 EVENTS = 4
 
 
-def config(target: TimedTarget | str, limits: str) -> str:
+def config(target: TimedTarget | str, limits: str, breaker: str = "{enabled: false}") -> str:
     url = target if isinstance(target, str) else target.url("slow")
     return f"""
 triggers:
   - name: tenants
     action: {{kind: http, url: "{url}", allow_private: true}}
     destination: "{{{{ payload.tenant }}}}"
-    breaker: {{enabled: false}}
+    breaker: {breaker}
     retry: {{max_attempts: 1}}
 {limits}"""
 
@@ -103,3 +103,24 @@ def test_a_bulk_replay_makes_the_row_of_a_destination_its_trigger_now_limits(db_
         delivered(db_url)
     assert target.peak["slow"] == 1
     assert scalar(db_url, "SELECT trigger FROM destinations WHERE name = 'acme'") == "tenants"
+
+
+def test_the_worker_start_restricts_the_rows_of_a_trigger_that_gained_limits(db_url: str) -> None:
+    """Its own breaker made the trigger's rows name it, unrestricted; limits added later (a restart's config) must
+    restrict them, or the claims, which read only restricted rows, take their executions freely."""
+    own = "{consecutive: 50}"
+    with TimedTarget({"slow": 0.3}) as target:
+        with run_service(db_url, config(target, "", own)) as service:
+            send(service)
+            delivered(db_url)
+            tokens = service.tokens
+        assert scalar(db_url, "SELECT trigger FROM destinations WHERE name = 'acme'") == "tenants"
+        target.peak["slow"] = 0  # nothing is in flight between the runs
+        with run_service(db_url, config(target, LIMITED, own), tokens=tokens) as service:
+            send(service)
+            wait_until(
+                lambda: scalar(db_url, "SELECT count(*) FROM executions WHERE status = 'succeeded'") == 2 * EVENTS,
+                timeout=30,
+                what="every delivery",
+            )
+    assert target.peak["slow"] == 1

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import Boolean, Row, bindparam, delete, func, or_, select, update
+from sqlalchemy import Boolean, ColumnElement, Row, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.engine import dialect_insert
@@ -116,28 +116,38 @@ def seed_rows(connection: Connection, seeds: Mapping[str | None, Seed | None], n
         _adopt(connection, [(row["name"], seeds[row["name"]]) for row in rows], now)
 
 
+def _unadopted(trigger: Any, limited: Any) -> ColumnElement[bool]:
+    """A row its trigger's seed has not shaped: it names no trigger, or it names ``trigger`` but is not restricted
+    though the trigger now has limits (they were added after the row was made: a restart's config)."""
+    unrestricted = and_(destinations.c.trigger == trigger, destinations.c.restricted.is_(False), limited)
+    return or_(destinations.c.trigger.is_(None), unrestricted)
+
+
 @cache
 def _adoption() -> Any:
+    limited = bindparam("a_limited", type_=Boolean())
     return (
         update(destinations)
-        .where(destinations.c.name == bindparam("a_name"), destinations.c.trigger.is_(None))
+        .where(destinations.c.name == bindparam("a_name"), _unadopted(bindparam("a_trigger"), limited))
         .values(
             trigger=bindparam("a_trigger"),
             concurrency=bindparam("a_concurrency"),
             rate=bindparam("a_rate"),
-            restricted=or_(destinations.c.restricted, bindparam("a_limited", type_=Boolean())),
+            restricted=or_(destinations.c.restricted, limited),
             updated_at=bindparam("a_now"),
         )
     )
 
 
 def _adopt(connection: Connection, seeded: Sequence[tuple[str, Seed | None]], now: datetime) -> int:
-    """Name the trigger on the rows of ``seeded`` that name none, restricted when its policy limits them; how many.
+    """Shape the rows of ``seeded`` that their seed has not (``_unadopted``): name the trigger, restricted when its
+    policy limits them; how many.
 
-    Such a row was made before its trigger's seed could name it: by an operator forcing the destination before its
-    first event, by outcomes counted while the trigger declared no limits or breaker of its own, or before migration
-    0013. A claim applies the policy of the trigger a row names and reads only restricted rows, so without this the
-    trigger's limits never applied there. Only such rows are locked, each once: afterwards it names its trigger.
+    Such a row was made before its trigger's seed could shape it: by an operator forcing the destination before its
+    first event, by outcomes counted while the trigger declared no limits or breaker of its own, before migration
+    0013, or under an earlier config whose trigger had no limits yet. A claim applies the policy of the trigger a row
+    names and reads only restricted rows, so without this the trigger's limits never applied there. Only such rows
+    are locked, each once: afterwards it is shaped.
     """
     params = [
         {
@@ -155,9 +165,10 @@ def _adopt(connection: Connection, seeded: Sequence[tuple[str, Seed | None]], no
 
 
 def adopt_queued(seeds: Mapping[int, Seed], now: datetime) -> Callable[[Connection], int]:
-    """A write job for the worker's start: ``_adopt`` the rows that the queued (pending or running) executions of
-    each templated trigger with a seed (``seeds``, by trigger id) go to, so a backlog made before a trigger gained
-    its limits is claimed within them; how many rows were adopted. One read of the queue per such trigger."""
+    """A write job for the worker's start: ``_adopt``, for each templated trigger with a seed (``seeds``, by trigger
+    id), the rows naming no trigger that its queued (pending or running) executions go to, and, when it has limits,
+    the rows naming it that are not restricted (limits added since they were made), so a backlog made before is
+    claimed within them; how many rows were adopted. One read of the queue per such trigger."""
 
     def job(connection: Connection) -> int:
         adopted = 0
@@ -171,9 +182,11 @@ def adopt_queued(seeds: Mapping[int, Seed], now: datetime) -> Callable[[Connecti
                 )
                 .distinct()
             )
-            orphans = connection.execute(
-                select(destinations.c.name).where(destinations.c.trigger.is_(None), destinations.c.name.in_(queued))
-            ).scalars()
+            orphan = and_(destinations.c.trigger.is_(None), destinations.c.name.in_(queued))
+            limited = seed.policy.rate is not None or seed.policy.concurrency is not None
+            unlimited = and_(destinations.c.trigger == seed.trigger, destinations.c.restricted.is_(False))
+            found = select(destinations.c.name).where(or_(orphan, unlimited) if limited else orphan)
+            orphans = connection.execute(found).scalars()
             adopted += _adopt(connection, [(name, seed) for name in orphans], now)
         return adopted
 
