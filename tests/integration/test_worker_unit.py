@@ -230,8 +230,25 @@ class Harness:
         await self.settled(sentinel, "succeeded", 1)
 
 
+class HeldRecords(Database):
+    """The real database, except that attempts' records wait at ``gate`` before they go to the writer: a record
+    that takes its time to commit (a busy writer, a destination's row locked elsewhere), on demand."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    async def write(self, job: Any) -> Any:
+        if isinstance(job, queue.Complete) and not self.gate.is_set():
+            self.waiting += 1
+            await self.gate.wait()
+            self.waiting -= 1
+        return await super().write(job)
+
+
 @asynccontextmanager
-async def running(db_url: str, **settings: Any) -> AsyncIterator[Harness]:
+async def running(db_url: str, database: type[Database] = Database, **settings: Any) -> AsyncIterator[Harness]:
     """A started worker on ``db_url`` running ``CONFIG`` with the scripted kind; stopped (no grace) at the end."""
     options: dict[str, Any] = {"database_url": db_url, "poll_interval": 60.0, "lease_seconds": LEASE}
     options.update(settings)
@@ -240,7 +257,7 @@ async def running(db_url: str, **settings: Any) -> AsyncIterator[Harness]:
     plugins = load_plugins("", [ScriptedPlugin(script)])
     config = parse_config(CONFIG, registry=plugins.registry)
     clock = TestClock(START)
-    db = Database(db_url)
+    db = database(db_url)
     db.start()
     try:
         ids = db.write_sync(lambda connection: sync_triggers(connection, config, clock()))
@@ -452,5 +469,31 @@ def test_stop_records_work_done_within_grace_and_releases_the_rest_uncharged(db_
             assert h.attempts(stuck) == []
             assert slow.cancelled
             assert h.worker.in_flight == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_slot_frees_when_its_action_ends_while_its_record_waits(db_url: str) -> None:
+    """``worker_concurrency`` counts actions running, not successes waiting to be recorded: with one slot, the
+    second execution's action runs while the first one's success still waits to commit, and both are recorded
+    once it goes through. (A failure keeps its slot until recorded: ``test_destination_breaker``'s bound on the
+    requests an outage sees fails otherwise.)"""
+
+    async def scenario() -> None:
+        async with running(db_url, database=HeldRecords, worker_concurrency=1) as h:
+            assert isinstance(h.db, HeldRecords)
+            second = Gate()
+            second.release.set()  # it only says when it started
+            h.script.then("orders", succeed(), second)
+            first_id = await h.ingest("orders", {"n": 1})
+            second_id = await h.ingest("orders", {"n": 2})
+            await asyncio.wait_for(second.started.wait(), 10)
+            assert h.script.count("orders") == 2
+            assert h.db.waiting >= 1  # the first record is still held back
+            assert h.execution(first_id).status == "running"  # so its lease is held, and renewed
+            assert h.worker.in_flight == 2
+            h.db.gate.set()
+            await h.settled(first_id, "succeeded", 1)
+            await h.settled(second_id, "succeeded", 1)
 
     asyncio.run(scenario())

@@ -106,7 +106,8 @@ class Worker:
         self._stream = stream
         self._tracing = tracing
         self._lifecycle = lifecycle if lifecycle is not None else Lifecycle()
-        self._inflight: dict[int, tuple[str, asyncio.Task[None]]] = {}
+        self._inflight: dict[int, tuple[str, asyncio.Task[None]]] = {}  # every lease held: acting or recording
+        self._acting: set[int] = set()  # the executions whose action runs: what takes a slot
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -165,7 +166,7 @@ class Worker:
     async def _claim_loop(self) -> None:
         settings = self._settings
         while not self._stopping.is_set():
-            free = settings.worker_concurrency - len(self._inflight)
+            free = settings.worker_concurrency - len(self._acting)
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
@@ -194,6 +195,7 @@ class Worker:
                 self._publish(claimed, ExecutionStatus.RUNNING, claimed.attempts)
                 task = asyncio.create_task(self._execute(claimed))
                 self._inflight[claimed.id] = (claimed.lease_token, task)
+                self._acting.add(claimed.id)
             if found.next_run_at is None and found.executions:
                 continue  # a full batch: there may be more waiting
             timeout = settings.poll_interval
@@ -214,6 +216,19 @@ class Worker:
             await self._run(trigger, claimed)
         finally:
             self._inflight.pop(claimed.id, None)
+            self._free_slot(claimed.id)
+
+    def _free_slot(self, execution_id: int) -> None:
+        """The execution's slot goes to the next claim (idempotent).
+
+        A success frees it as soon as its action returns, while its record is still being written (its lease
+        stays in ``_inflight``, renewed, until the record commits): a slot held through the record's commit spent
+        the writer's round trips and commit as slot time, with no action running in it. A failure keeps its slot
+        until its record commits, because the record is where it takes effect: a breaker opens, a ``Retry-After``
+        paces the destination, a 410 pauses the trigger. The next claim must see that, or the worker would go on
+        sending to a destination that is already known to be down."""
+        if execution_id in self._acting:
+            self._acting.discard(execution_id)
             self._slot_freed.set()
 
     async def _run(self, trigger: Trigger, claimed: Claimed) -> None:
@@ -240,6 +255,8 @@ class Worker:
         else:
             if outcome.error is not None and trigger.overridden:  # a plugin may classify this failure differently
                 outcome = replace(outcome, failure=trigger.classify(outcome.error))
+        if outcome.failure is None:
+            self._free_slot(claimed.id)
         await self._record(trigger, claimed, attempt, started, outcome, sent)
 
     async def _record(
