@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,6 +44,13 @@ class Settings(PluginSettings):
         64, ge=0, le=10_000, description="Executions run at once per process; 0 runs no worker."
     )
     claim_batch: int = Field(50, ge=1, le=1000, description="Executions claimed per queue round trip.")
+    writer_connections: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="PostgreSQL: writer connections per process, each committing batches of writes while the "
+        "others wait on the server; more help only when a round trip to the server is long. SQLite has one writer.",
+    )
     lease_seconds: float = Field(
         30.0, gt=1, description="How long a claimed execution is leased before it may be swept."
     )
@@ -83,6 +90,13 @@ class Settings(PluginSettings):
     heartbeat_interval: float = Field(
         5.0, gt=0, description="How often each process records its heartbeat; three missed beats mean dead."
     )
+
+    @field_validator("writer_connections")
+    @classmethod
+    def _one_sqlite_writer(cls, value: int, info: ValidationInfo) -> int:
+        if value != 1 and str(info.data.get("database_url", "")).startswith("sqlite"):
+            raise ValueError(f"{value} applies to PostgreSQL only: an SQLite file has one writer (leave it unset)")
+        return value
 
     @property
     def link_base(self) -> str:

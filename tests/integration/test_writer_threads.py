@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)]
 
 @pytest.fixture
 def db(db_url: str):
-    database = Database(db_url)
+    database = Database(db_url, writer_connections=4)
     database.write_sync(lambda c: c.execute(text("CREATE TABLE marks (name text PRIMARY KEY)")))
     database.start()
     yield database

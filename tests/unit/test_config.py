@@ -530,6 +530,7 @@ def test_settings_read_the_environment(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("REDRIVE_LOG_LEVEL", "debug")
     clean_env.setenv("REDRIVE_WORKER_CONCURRENCY", "0")
     clean_env.setenv("REDRIVE_LEASE_SECONDS", "45.5")
+    clean_env.setenv("REDRIVE_WRITER_CONNECTIONS", "3")  # PostgreSQL only
     settings = Settings()
     assert settings.database_url == "postgresql+psycopg://u@h/db"
     assert not settings.is_sqlite
@@ -538,6 +539,7 @@ def test_settings_read_the_environment(clean_env: pytest.MonkeyPatch) -> None:
     assert settings.log_level == "debug"
     assert settings.worker_concurrency == 0
     assert settings.lease_seconds == 45.5
+    assert settings.writer_connections == 3
 
 
 @pytest.mark.parametrize(
@@ -551,6 +553,8 @@ def test_settings_read_the_environment(clean_env: pytest.MonkeyPatch) -> None:
         ("LEASE_SECONDS", "1"),
         ("POLL_INTERVAL", "0"),
         ("WORKER_CONCURRENCY", "-1"),
+        ("WRITER_CONNECTIONS", "0"),
+        ("WRITER_CONNECTIONS", "2"),  # on the default SQLite file, which has one writer
     ],
 )
 def test_settings_refuse_bad_values(clean_env: pytest.MonkeyPatch, name: str, value: str) -> None:

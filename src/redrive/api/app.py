@@ -92,7 +92,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, writer_connections=settings.writer_connections)
         try:
             db.read_sync(assert_at_head)
             ids = db.write_sync(lambda connection: sync_triggers(connection, config, clock()))

@@ -11,22 +11,28 @@ from redrive.db.engine import is_sqlite, make_engine
 from redrive.db.writer import Job, Writer
 
 T = TypeVar("T")
-# PostgreSQL: writer threads (and connections) committing at once, so commits overlap each other's round trips and
-# share WAL flushes. End to end on a 2-core box (busy, load ~8), events/s with 1, 2, 4, 8 threads: 305-343,
-# 510-559, 587-591, 419-551.
-WRITER_THREADS = 4
 
 
 class Database:
-    """Reads run on a pooled engine in a worker thread; writes go through the group-commit writer."""
+    """Reads run on a pooled engine in a worker thread; writes go through the group-commit writer.
 
-    def __init__(self, url: str) -> None:
+    ``writer_connections`` (PostgreSQL; ``Settings.writer_connections``): the writer's threads, each with its own
+    connection, committing at once. One is the default: it groups every write that arrives during a transaction into
+    the next one, and beside a local server that beat several (peers.py on 2 cores, quiet: one process 1,450-1,510
+    events/s with one, 1,250-1,300 with four; two processes 1,920-1,960 against 1,520-1,560), because every extra
+    thread splits the same work into smaller transactions, each paying its own round trips, and competes with the
+    event loop for the interpreter after each round trip. On a busy machine (load ~8) four had beaten one
+    (587-591 events/s against 305-343), and they help where every round trip to the server is long.
+    """
+
+    def __init__(self, url: str, *, writer_connections: int = 1) -> None:
         self.url = url
         self.is_sqlite = is_sqlite(url)
+        if self.is_sqlite and writer_connections != 1:
+            raise ValueError("an SQLite file has one writer: writer_connections must be 1")
         self.read_engine: Engine = make_engine(url, reader=True)
-        threads = 1 if self.is_sqlite else WRITER_THREADS
-        self.write_engine: Engine = make_engine(url, writer=True, pool_size=threads + 1)
-        self.writer = Writer(self.write_engine, threads=threads)
+        self.write_engine: Engine = make_engine(url, writer=True, pool_size=writer_connections + 1)
+        self.writer = Writer(self.write_engine, threads=writer_connections)
 
     def start(self) -> None:
         """Start the writer thread."""

@@ -11,14 +11,15 @@ concurrently (none awaited another), so running them grouped rather than in arri
 The writer thread is the serial part of the service and shares the GIL with the event loop, so every Python
 operation it saves per job is throughput; results go back to each event loop in one call per batch.
 
-On SQLite one thread is what keeps one writer per process (WAL allows one). On PostgreSQL the writer runs several
-threads, each with its own connection, taking turns to collect a batch: while one waits on its round trips and its
-commit's WAL flush, the next collects and runs the jobs that arrived meanwhile, and commits that land together share
-PostgreSQL's own flush (group commit). A batch still commits or fails as a whole, and a job submitted after another
-job's result came back runs in a later transaction than that one, as with one thread. Concurrent transactions can
-deadlock or hit a serialization failure, as two processes can; such a batch is run again (``_CONFLICT_RETRIES``)
-before its jobs are run alone. Each thread keeps its PostgreSQL connection from one batch to the next (``_Link``):
-checking it out of the pool for every batch cost a ping round trip each time.
+On SQLite one thread is what keeps one writer per process (WAL allows one). On PostgreSQL the writer can run several
+threads (``Settings.writer_connections``; one by default, see ``Database``), each with its own connection, taking
+turns to collect a batch: while one waits on its round trips and its commit's WAL flush, the next collects and runs
+the jobs that arrived meanwhile, and commits that land together share PostgreSQL's own flush (group commit). A batch
+still commits or fails as a whole, and a job submitted after another job's result came back runs in a later
+transaction than that one, as with one thread. Concurrent transactions can deadlock or hit a serialization failure,
+as two processes can; such a batch is run again (``_CONFLICT_RETRIES``) before its jobs are run alone. Each thread
+keeps its PostgreSQL connection from one batch to the next (``_Link``): checking it out of the pool for every batch
+cost a ping round trip each time.
 """
 
 from __future__ import annotations
