@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -135,3 +136,27 @@ def test_a_failing_event_fails_alone_and_its_neighbours_are_stored(db: Database,
     assert (good.outcome, unkeyed.outcome) == ("created", "created")
     keys = db.read_sync(lambda c: c.execute(text("SELECT idempotency_key FROM events ORDER BY id")).scalars().all())
     assert keys == ["good-1", None] or keys == [None, "good-1"]
+
+
+def test_batches_of_any_size_store_their_documents_exactly(db: Database, ids: dict[str, int]) -> None:
+    """Payloads and headers come back as sent (nested, non-ASCII, JSON null) from batches of 1, 3 and 17 keyed
+    events."""
+    sent: dict[str, object] = {}
+    for size in (1, 3, 17):
+        batch = []
+        for n in range(size):
+            payload = {"n": n, "name": "Zoë 東京", "nested": {"list": [1, None, {"x": "y"}]}, "nothing": None}
+            body = json.dumps(payload).encode()
+            one = event(ids, "strict", f"size-{size}-{n}", body)
+            one = NewEvent(**{**{f: getattr(one, f) for f in NewEvent.__slots__}, "headers": {"x-n": f"{n}"}})
+            sent[f"size-{size}-{n}"] = (payload, {"x-n": f"{n}"})
+            batch.append(one)
+        stored = db.write_sync(lambda connection, batch=batch: store_events(connection, batch))
+        assert [s.outcome for s in stored] == ["created"] * size
+    rows = db.read_sync(lambda c: c.execute(text("SELECT idempotency_key, payload, headers FROM events")).all())
+    documents = {key: (_json(payload), _json(headers)) for key, payload, headers in rows}
+    assert documents == sent
+
+
+def _json(value: object) -> object:
+    return json.loads(value) if isinstance(value, str) else value
