@@ -1,0 +1,133 @@
+"""What a destination's held backlog costs every other claim: a figure, not a test.
+
+``uv run python benchmarks/held_backlog.py [--held 0,2000,20000] [--claims 50] [--only sqlite|postgresql]``
+
+For each database and each ``--held`` count: a fresh database is migrated, two http triggers are declared (one per
+destination), ``--held`` events for the first destination are stored through the ingest's own writer job, and an
+operator forces that destination's breaker open, as a maintenance window would. Each of ``--claims`` claims (the
+worker's job, with the trigger set's policies, a batch of 50) then finds nothing it may lease: its time is what a
+worker pays per poll, for every other destination, while the outage's backlog waits. Printed per database and count:
+ms per claim (median and range) and the median over the median with nothing held, measured in the same run.
+
+Issue 12's promise is that a failing destination does not clog the others; this measures the part of it that the
+slot-based isolation test does not: the claim's walk over the rows it must skip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+
+from benchkit import fresh_url
+from sqlalchemy import Engine, text
+
+from redrive.db.engine import make_engine
+from redrive.db.migrate import upgrade
+from redrive.destinations.store import force_job
+from redrive.ingest.prepare import prepare
+from redrive.ingest.store import store_events
+from redrive.observe.redaction import Redactor
+from redrive.plugins import load_plugins
+from redrive.queue import statements as queue
+from redrive.triggers.config import parse_config
+from redrive.triggers.runtime import TriggerSet, build_trigger_set, sync_triggers
+
+CONFIG = """
+triggers:
+  - name: held
+    action: {kind: http, url: "https://held.example/hook"}
+  - name: healthy
+    action: {kind: http, url: "https://healthy.example/hook"}
+"""
+HELD = "https://held.example:443"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+BATCH = 500
+
+
+def seed(engine: Engine, held: int) -> TriggerSet:
+    """Store ``held`` events for the held destination and force its breaker open; the trigger set."""
+    plugins = load_plugins("")
+    config = parse_config(CONFIG, registry=plugins.registry)
+    with engine.begin() as connection:
+        ids = sync_triggers(connection, config, T0)
+    triggers = build_trigger_set(config, ids, plugins.registry)
+    trigger = triggers.by_id(ids["held"])
+    assert trigger is not None
+    events = [
+        prepare(
+            trigger.config,
+            trigger.id,
+            body=b"{}",
+            headers={},
+            received_at=T0,
+            redactor=Redactor(),
+            destination=trigger.destination,
+        )
+        for _ in range(held)
+    ]
+    for start in range(0, len(events), BATCH):
+        with engine.begin() as connection:
+            store_events(connection, events[start : start + BATCH])
+    with engine.begin() as connection:
+        force_job(HELD, "open", "bench", T0)(connection)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE executions"))
+    return triggers
+
+
+def measure(engine: Engine, triggers: TriggerSet, claims: int) -> list[float]:
+    job = queue.claim(triggers.ids, 50, 30, T0, policy_of=triggers.policies.of)
+    times: list[float] = []
+    with engine.connect() as connection:
+        for _ in range(claims):
+            started = time.perf_counter()
+            with connection.begin():
+                found = job(connection)
+            times.append((time.perf_counter() - started) * 1000)
+            assert found.executions == [], "the open breaker holds every row"
+    return times
+
+
+def run(kind: str, held: int, args: argparse.Namespace) -> tuple[float, float, float]:
+    with tempfile.TemporaryDirectory() as folder, fresh_url(kind, args.pg, "redrive_held", folder) as url:
+        upgrade(url)
+        engine = make_engine(url, writer=True)
+        triggers = seed(engine, held)
+        measure(engine, triggers, 5)  # warm-up
+        times = measure(engine, triggers, args.claims)
+        engine.dispose()
+    return statistics.median(times), min(times), max(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--held", default="0,2000,20000", help="held backlogs to measure, comma-separated")
+    parser.add_argument("--claims", type=int, default=50)
+    parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--pg", default=os.environ.get("REDRIVE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
+    args = parser.parse_args()
+    counts = [int(n) for n in args.held.split(",")]
+    print(f"load average (1 min): {os.getloadavg()[0]:.2f}", flush=True)
+    for kind in ["sqlite", "postgresql"]:
+        if args.only not in (None, kind):
+            continue
+        baseline = None
+        for held in counts:
+            median, low, high = run(kind, held, args)
+            baseline = baseline if baseline is not None else median
+            print(
+                f"{kind:10} held={held:>7}: claim median {median:.2f} ms (min {low:.2f}, max {high:.2f}); "
+                f"x{median / baseline:.1f} of held={counts[0]}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
