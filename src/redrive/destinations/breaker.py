@@ -43,9 +43,14 @@ class Policy:
     concurrency: int | None = None
 
     @property
+    def limited(self) -> bool:
+        """Whether a rate or concurrency limit applies (its destination's row is then restricted)."""
+        return self.rate is not None or self.concurrency is not None
+
+    @property
     def tracked(self) -> bool:
         """Whether outcomes under this policy are recorded (a breaker or a limit applies)."""
-        return self.breaker is not None or self.rate is not None or self.concurrency is not None
+        return self.breaker is not None or self.limited
 
 
 @dataclass(frozen=True, slots=True)

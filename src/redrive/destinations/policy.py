@@ -50,8 +50,7 @@ def seed_of(trigger: TriggerConfig) -> Seed | None:
     """The ``Seed`` of ``trigger``'s templated destinations; None when a claim's default for an unknown destination
     (the default breaker, no limits) already is its policy, so ingest makes no row for it."""
     policy = trigger_policy(trigger)
-    limited = policy.rate is not None or policy.concurrency is not None
-    if not limited and (policy.breaker is None or policy.breaker == DEFAULT.breaker):
+    if not policy.limited and (policy.breaker is None or policy.breaker == DEFAULT.breaker):
         return None
     return Seed(trigger.name, policy)
 
@@ -106,7 +105,7 @@ class Policies:
 
     def limited(self) -> dict[str, Policy]:
         """Destinations known up front that carry a limit: their rows must exist before the first claim."""
-        return {name: p for name, p in self._by_name.items() if p.rate is not None or p.concurrency is not None}
+        return {name: p for name, p in self._by_name.items() if p.limited}
 
     def tracked(self, destination: str, trigger: str | None) -> bool:
         """Whether outcomes at ``destination`` are recorded (a breaker or a limit applies)."""

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import Boolean, ColumnElement, Row, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Boolean, ColumnElement, Row, and_, bindparam, delete, false, func, or_, select, true, update
 from sqlalchemy.engine import Connection
 
 from redrive.db.engine import dialect_insert
@@ -116,11 +116,15 @@ def seed_rows(connection: Connection, seeds: Mapping[str | None, Seed | None], n
         _adopt(connection, [(row["name"], seeds[row["name"]]) for row in rows], now)
 
 
-def _unadopted(trigger: Any, limited: Any) -> ColumnElement[bool]:
-    """A row its trigger's seed has not shaped: it names no trigger, or it names ``trigger`` but is not restricted
-    though the trigger now has limits (they were added after the row was made: a restart's config)."""
+def _unadopted(trigger: Any, limited: Any, among: Any = None) -> ColumnElement[bool]:
+    """A row its trigger's seed has not shaped: it names no trigger (and, with ``among``, is one of those names), or
+    it names ``trigger`` but is not restricted though the trigger now has limits (they were added after the row was
+    made: a restart's config)."""
+    orphan: ColumnElement[bool] = destinations.c.trigger.is_(None)
+    if among is not None:
+        orphan = and_(orphan, destinations.c.name.in_(among))
     unrestricted = and_(destinations.c.trigger == trigger, destinations.c.restricted.is_(False), limited)
-    return or_(destinations.c.trigger.is_(None), unrestricted)
+    return or_(orphan, unrestricted)
 
 
 @cache
@@ -155,7 +159,7 @@ def _adopt(connection: Connection, seeded: Sequence[tuple[str, Seed | None]], no
             "a_trigger": seed.trigger,
             "a_concurrency": seed.policy.concurrency,
             "a_rate": seed.policy.rate,
-            "a_limited": seed.policy.rate is not None or seed.policy.concurrency is not None,
+            "a_limited": seed.policy.limited,
             "a_now": now,
         }
         for name, seed in seeded
@@ -182,12 +186,10 @@ def adopt_queued(seeds: Mapping[int, Seed], now: datetime) -> Callable[[Connecti
                 )
                 .distinct()
             )
-            orphan = and_(destinations.c.trigger.is_(None), destinations.c.name.in_(queued))
-            limited = seed.policy.rate is not None or seed.policy.concurrency is not None
-            unlimited = and_(destinations.c.trigger == seed.trigger, destinations.c.restricted.is_(False))
-            found = select(destinations.c.name).where(or_(orphan, unlimited) if limited else orphan)
-            orphans = connection.execute(found).scalars()
-            adopted += _adopt(connection, [(name, seed) for name in orphans], now)
+            limited = true() if seed.policy.limited else false()
+            found = select(destinations.c.name).where(_unadopted(seed.trigger, limited, among=queued))
+            unshaped = connection.execute(found).scalars()
+            adopted += _adopt(connection, [(name, seed) for name in unshaped], now)
         return adopted
 
     return job
