@@ -284,3 +284,16 @@ def fresh_url(kind: str, admin_dsn: str, prefix: str, folder: str) -> Iterator[s
         yield dsn.replace("postgresql://", "postgresql+psycopg://", 1)
     finally:
         drop()
+
+
+def timed_claims(connection: Any, job: Callable[[Any], Any], claims: int, nothing_due: str) -> list[float]:
+    """Run the claim ``job`` ``claims`` times on ``connection``, each in its own transaction; ms per claim. Each must
+    find nothing (``nothing_due`` says why): what is timed is the price of a poll that leases nothing."""
+    times: list[float] = []
+    for _ in range(claims):
+        started = time.perf_counter()
+        with connection.begin():
+            found = job(connection)
+        times.append((time.perf_counter() - started) * 1000)
+        assert found.executions == [], nothing_due
+    return times

@@ -19,10 +19,9 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from datetime import UTC, datetime
 
-from benchkit import fresh_url
+from benchkit import fresh_url, timed_claims
 from sqlalchemy import Engine, text
 
 from redrive.db.engine import make_engine
@@ -82,15 +81,8 @@ def seed(engine: Engine, held: int) -> TriggerSet:
 
 def measure(engine: Engine, triggers: TriggerSet, claims: int) -> list[float]:
     job = queue.claim(triggers.ids, 50, 30, T0, policy_of=triggers.policies.of)
-    times: list[float] = []
     with engine.connect() as connection:
-        for _ in range(claims):
-            started = time.perf_counter()
-            with connection.begin():
-                found = job(connection)
-            times.append((time.perf_counter() - started) * 1000)
-            assert found.executions == [], "the open breaker holds every row"
-    return times
+        return timed_claims(connection, job, claims, "the open breaker holds every row")
 
 
 def run(kind: str, held: int, args: argparse.Namespace) -> tuple[float, float, float]:

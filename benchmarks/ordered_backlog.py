@@ -21,7 +21,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
-from benchkit import fresh_url
+from benchkit import fresh_url, timed_claims
 from sqlalchemy import Engine, text
 
 from redrive.db.engine import make_engine
@@ -82,15 +82,9 @@ def index_rows_read(engine: Engine) -> int:
 def measure(engine: Engine, trigger_ids: list[int], claims: int) -> tuple[list[float], float | None]:
     job = queue.claim(trigger_ids, 50, 30, T0, ordered=True)
     pg = engine.dialect.name == "postgresql"
-    times: list[float] = []
     before = index_rows_read(engine) if pg else 0
     with engine.connect() as connection:
-        for _ in range(claims):
-            started = time.perf_counter()
-            with connection.begin():
-                found = job(connection)
-            times.append((time.perf_counter() - started) * 1000)
-            assert found.executions == [], "every head runs: nothing is due"
+        times = timed_claims(connection, job, claims, "every head runs: nothing is due")
         if pg:
             connection.execute(text("SELECT pg_stat_force_next_flush()"))
             connection.commit()
