@@ -94,7 +94,7 @@ class Settings(PluginSettings):
     @field_validator("writer_connections")
     @classmethod
     def _one_sqlite_writer(cls, value: int, info: ValidationInfo) -> int:
-        if value != 1 and str(info.data.get("database_url", "")).startswith("sqlite"):
+        if value != 1 and _sqlite(str(info.data.get("database_url", ""))):
             raise ValueError(f"{value} applies to PostgreSQL only: an SQLite file has one writer (leave it unset)")
         return value
 
@@ -106,4 +106,9 @@ class Settings(PluginSettings):
     @property
     def is_sqlite(self) -> bool:
         """True when the database is the embedded SQLite file."""
-        return self.database_url.startswith("sqlite")
+        return _sqlite(self.database_url)
+
+
+def _sqlite(url: str) -> bool:
+    # ``redrive.db.engine.is_sqlite`` says the same; importing it here would load SQLAlchemy for every CLI command.
+    return url.startswith("sqlite")
