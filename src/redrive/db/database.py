@@ -19,9 +19,9 @@ class Database:
     ``writer_connections`` (PostgreSQL; ``Settings.writer_connections``): the writer's threads, each with its own
     connection, committing at once. One is the default: it groups every write that arrives during a transaction into
     the next one, and beside a local server that beat several (peers.py on 2 cores, quiet: one process 1,450-1,510
-    events/s with one, 1,250-1,300 with four; two processes 1,920-1,960 against 1,520-1,560), because every extra
-    thread splits the same work into smaller transactions, each paying its own round trips, and competes with the
-    event loop for the interpreter after each round trip. On a busy machine (load ~8) four had beaten one
+    events/s with one, 1,250-1,300 with four; two processes 1,920-1,960 against 1,520-1,560): every extra thread
+    splits the same work into smaller transactions (18 jobs against 50-77), each paying its own round trips, and
+    shares the interpreter with the event loop and the other threads. On a busy machine (load ~8) four had beaten one
     (587-591 events/s against 305-343), and they help where every round trip to the server is long.
     """
 
@@ -35,7 +35,7 @@ class Database:
         self.writer = Writer(self.write_engine, threads=writer_connections)
 
     def start(self) -> None:
-        """Start the writer thread."""
+        """Start the writer's threads."""
         self.writer.start()
 
     async def write(self, job: Job[T]) -> T:
