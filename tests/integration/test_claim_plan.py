@@ -150,7 +150,7 @@ def test_a_claim_never_reads_the_rows_parked_behind_busy_keys(db_url: str, order
         else:
             plan = executed_plan(engine, statements.lease, params)
             print(f"sqlite claim plan, {PARKED} parked:\n{plan}")
-            assert "ix_executions_due (status=? AND key_waiting=? AND run_at<?)" in plan, plan
+            assert "ix_executions_due (status=? AND key_waiting=? AND dest_waiting=? AND run_at<?)" in plan, plan
             assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
         # When the next due row is asked for (a batch came back short), the same range is read up to its first row.
         next_due = executed_plan(engine, statements.next_due, params, analyze=True)
@@ -161,17 +161,18 @@ def test_a_claim_never_reads_the_rows_parked_behind_busy_keys(db_url: str, order
             assert "key_waiting = false" in due["Index Cond"], next_due
             assert due["Actual Rows"] <= 1, next_due
         else:
-            assert "ix_executions_due (status=? AND key_waiting=?)" in next_due, next_due
+            assert "ix_executions_due (status=? AND key_waiting=? AND dest_waiting=?)" in next_due, next_due
             assert "USE TEMP B-TREE FOR ORDER BY" not in next_due, next_due
-        # The oldest due row, parked or not (the system page, the oldest_pending alert): one row of each range.
+        # The oldest due row, parked, laned or not (the system page, the oldest_pending alert): one row of each range.
         oldest = executed_plan(engine, parking.oldest_due(now), {}, analyze=True)
         if engine.dialect.name == "postgresql":
             nodes = plan_nodes(json.loads(oldest)[0]["Plan"])
             ranges = [node for node in nodes if node.get("Index Name") == "ix_executions_due"]
-            assert len(ranges) == 2, oldest
+            assert len(ranges) == 3, oldest
             assert all(node["Actual Rows"] <= 1 for node in ranges), oldest
         else:
-            assert oldest.count("ix_executions_due (status=? AND key_waiting=? AND run_at<?)") == 2, oldest
+            ranges = "ix_executions_due (status=? AND key_waiting=? AND dest_waiting=? AND run_at<?)"
+            assert oldest.count(ranges) == 3, oldest
     finally:
         engine.dispose()
 

@@ -156,12 +156,18 @@ executions = Table(
     # Claims read only unparked rows (``key_waiting = false`` in every claim's index range); the key's holder
     # promotes its oldest parked row when it goes. Always false on unordered rows and on every row not pending.
     Column("key_waiting", Boolean, nullable=False, server_default=text("false")),
+    # Laned: a pending row of a destination whose claims are capped (held by its breaker, limited, paced), moved out
+    # of the free claim's range by a claim that found more of them due than it could take; claimed through the
+    # destination's own range (ix_executions_destination) and unlaned when it is no longer restricted
+    # (``redrive.destinations.store``). Meaningful only while pending.
+    Column("dest_waiting", Boolean, nullable=False, server_default=text("false")),
     Index("ix_executions_event", "event_id"),
     # The queue: due pending rows in run_at order, read by every claim. Not a partial index: a claim binds its
     # status as a parameter, and a planner cannot match a bound parameter to a partial index's predicate (SQLite
-    # then sorted every pending row on each claim). ``key_waiting`` sits before ``run_at`` so that a claim's range
-    # (``status = 'pending' AND key_waiting = false``) never holds parked rows, however many wait behind busy keys.
-    Index("ix_executions_due", "status", "key_waiting", "run_at"),
+    # then sorted every pending row on each claim). ``key_waiting`` and ``dest_waiting`` sit before ``run_at`` so that
+    # a claim's range (``status = 'pending' AND key_waiting = false AND dest_waiting = false``) never holds parked or
+    # laned rows, however many wait behind busy keys or held destinations.
+    Index("ix_executions_due", "status", "key_waiting", "dest_waiting", "run_at"),
     # Every write of an execution (insert, lease, completion) changes its status, so each of its three writes puts a
     # new entry in every index whose predicate the row satisfies (never a HOT update while ix_executions_due holds
     # the status). The indexes below are partial on ``<column> IS NOT NULL`` so a row enters only those that can
@@ -457,6 +463,8 @@ destinations = Table(
     Column("paced_until", _utc()),  # a 429/503 Retry-After: nothing goes there before this
     # A destination no trigger names up front (templated): the trigger whose policy its claims apply.
     Column("trigger", String(64)),
+    # Its due rows up to this run_at are laned (executions.dest_waiting); NULL: none is.
+    Column("laned_to", _utc()),
     Column("updated_at", _utc(), nullable=False),
 )
 

@@ -95,6 +95,7 @@ class Destination:
     ramp_start: datetime | None
     paced_until: datetime | None
     trigger: str | None = None  # a templated destination: the trigger whose policy its claims apply
+    laned_to: datetime | None = None  # its due rows up to this run_at are laned (``redrive.destinations.store``)
 
     @classmethod
     def new(cls, name: str, now: datetime) -> Destination:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Literal
 
@@ -79,9 +79,86 @@ def _update() -> Any:
 
 
 def _save(connection: Connection, rows: Sequence[Destination], now: datetime) -> None:
+    """Write ``rows`` back; a row no longer restricted has its laned executions unlaned first (``unlane``)."""
     if rows:
+        rows = [unlane(connection, d, now) for d in rows]
         params = [_values(d, now, "v_") for d in rows]
         connection.execute(_update(), params)
+
+
+# A destination's lane. Its due rows wait in ix_executions_due's claim range until a claim finds the destination
+# capped with more due than it may take: then the claim lanes them (``dest_waiting``), out of the range every other
+# claim reads, and claims the destination through its own range of ix_executions_destination, laned or not, from
+# then on. Each claim lanes only what fell due since the last one (``laned_to``), so a held destination's backlog is
+# laned once, not walked on every claim. Laning and unlaning run under the destination's row lock (the claim's plan
+# locks it, as every save does), so a claim never lanes after the release that unlanes, and no row is stranded in
+# the lane of a destination no claim takes one by one. A row that falls due behind ``laned_to`` later (an ingest
+# that committed late, a held attempt given back) stays in the free range, which skips the destination's rows by
+# name: it costs a step, never a delivery.
+_LANED_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+LANE_AFTER = 100
+"""Unlaned due rows a capped destination may leave in the free range before a claim lanes them: the most rows of
+it any other claim steps over."""
+
+
+@dataclass(frozen=True, slots=True)
+class _LaneStatements:
+    lane: Any  # the destination's unlaned due rows that fell due after ``l_after``
+    unlane: Any  # every laned row of the destination, pending or running (a running one may come back pending)
+
+
+@cache
+def _lane_statements() -> _LaneStatements:
+    name = bindparam("l_destination", type_=executions.c.destination.type)
+
+    def unlaned(table: Any) -> list[ColumnElement[bool]]:
+        after, now = (bindparam(p, type_=executions.c.run_at.type) for p in ("l_after", "l_now"))
+        return [
+            table.c.destination == name,
+            table.c.status == ExecutionStatus.PENDING,
+            table.c.key_waiting == false(),
+            table.c.dest_waiting == false(),
+            table.c.run_at > after,
+            table.c.run_at <= now,
+        ]
+
+    # Only a backlog is laned: a destination that keeps up (a few rows due between claims) is cheaper stepped over
+    # than written twice. The count reads at most LANE_AFTER entries of the range; below it the UPDATE lanes nothing.
+    counted = executions.alias("counted")
+    backlog = select(func.count()).select_from(
+        select(counted.c.id).where(*unlaned(counted)).limit(bindparam("l_after_rows")).subquery()
+    )
+    lane = (
+        update(executions)
+        .where(*unlaned(executions), backlog.scalar_subquery() >= bindparam("l_after_rows"))
+        .values(dest_waiting=True)
+    )
+    unlane = (
+        update(executions)
+        .where(
+            executions.c.destination == name,
+            executions.c.status.in_((ExecutionStatus.PENDING, ExecutionStatus.RUNNING)),
+            executions.c.dest_waiting == true(),
+        )
+        .values(dest_waiting=False)
+    )
+    return _LaneStatements(lane=lane, unlane=unlane)
+
+
+def lane(connection: Connection, d: Destination, now: datetime) -> Destination:
+    """Lane the rows of ``d`` (locked) that fell due since it last was, when they are ``LANE_AFTER`` or more; ``d``
+    laned up to ``now`` then, as it was otherwise."""
+    params = {"l_destination": d.name, "l_after": d.laned_to or _LANED_FROM, "l_now": now, "l_after_rows": LANE_AFTER}
+    laned = connection.execute(_lane_statements().lane, params).rowcount
+    return replace(d, laned_to=now) if laned else d
+
+
+def unlane(connection: Connection, d: Destination, now: datetime) -> Destination:
+    """``d`` (locked) as it is saved: when it is no longer restricted, its laned rows back in the free range."""
+    if d.laned_to is None or d.restricted(now):
+        return d
+    connection.execute(_lane_statements().unlane, {"l_destination": d.name})
+    return replace(d, laned_to=None)
 
 
 def _ensure(connection: Connection, names: Iterable[str], now: datetime) -> None:
@@ -281,6 +358,16 @@ class ClaimPlan:
     """When a held destination may let more through (the worker wakes then)."""
     transitions: list[BreakerTransition] = field(default_factory=list)
     _rows: dict[str, tuple[Destination, Destination]] = field(default_factory=dict)  # as read, as planned
+
+    @property
+    def laned(self) -> frozenset[str]:
+        """Destinations with laned rows: a claim takes them through their own range, whatever their allowance."""
+        return frozenset(name for name, (_, planned) in self._rows.items() if planned.laned_to is not None)
+
+    def lane(self, connection: Connection, name: str, now: datetime) -> None:
+        """Lane the due rows of the planned destination ``name`` (``lane``): it had more due than it could take."""
+        before, planned = self._rows[name]
+        self._rows[name] = (before, lane(connection, planned, now))
 
     @property
     def probing(self) -> frozenset[str]:

@@ -67,21 +67,27 @@ def same_key(other: FromClause, row: FromClause) -> ColumnElement[bool]:
     return and_(other.c.trigger_id == row.c.trigger_id, other.c.ordering_key == row.c.ordering_key)
 
 
-EITHER = executions.c.key_waiting.in_([False, True])
-"""Parked or not: with ``status = ...`` it keeps a ``run_at`` bound inside one index range of ix_executions_due."""
+EITHER = and_(executions.c.key_waiting.in_([False, True]), executions.c.dest_waiting.in_([False, True]))
+"""Parked or laned or not: with ``status = ...`` it keeps a ``run_at`` bound inside the index ranges of
+ix_executions_due."""
 
 
 def oldest_due(now: datetime, *where: ColumnElement[bool]) -> Any:
-    """The earliest ``run_at`` of the pending rows due at ``now`` (narrowed by ``where``), parked or not.
+    """The earliest ``run_at`` of the pending rows due at ``now`` (narrowed by ``where``), parked, laned or not.
 
-    Two reads of one row each, the first of the unparked and of the parked range of ix_executions_due: min() over
-    ``status = 'pending'`` alone would read every pending row, ``key_waiting`` standing before ``run_at``.
+    Three reads of one row each, the first of the free, the laned and the parked range of ix_executions_due (a
+    parked row is never laned): min() over ``status = 'pending'`` alone would read every pending row,
+    ``key_waiting`` and ``dest_waiting`` standing before ``run_at``.
     """
     firsts = [
         select(func.min(executions.c.run_at).label("run_at")).where(
-            executions.c.status == PENDING, executions.c.key_waiting == waiting, executions.c.run_at <= now, *where
+            executions.c.status == PENDING,
+            executions.c.key_waiting == waiting,
+            executions.c.dest_waiting == laned,
+            executions.c.run_at <= now,
+            *where,
         )
-        for waiting in (false(), true())
+        for waiting, laned in ((false(), false()), (false(), true()), (true(), false()))
     ]
     both = union_all(*firsts).subquery()
     return select(func.min(both.c.run_at))
@@ -292,7 +298,9 @@ def repair(window: Window, blocking: Sequence[int], now: datetime, size: int = W
     def job(connection: Connection) -> tuple[list[int], Window, bool]:
         query = (
             select(executions.c.id, executions.c.run_at)
-            .where(executions.c.status == PENDING, executions.c.key_waiting == true())
+            .where(
+                executions.c.status == PENDING, executions.c.key_waiting == true(), executions.c.dest_waiting == false()
+            )
             .order_by(executions.c.run_at, executions.c.id)
             .limit(size)
         )
@@ -316,6 +324,7 @@ def release(ordered: Sequence[int], now: datetime) -> Callable[[Connection], lis
             .where(
                 executions.c.status == PENDING,
                 executions.c.key_waiting == true(),
+                executions.c.dest_waiting == false(),  # a parked row is never laned: this keeps the index range
                 executions.c.trigger_id.not_in(list(ordered)),
             )
             .values(

@@ -6,7 +6,9 @@ changes nothing. On PostgreSQL the claim skips rows other workers hold (``FOR UP
 single writer serialises claims and the clause compiles to nothing. Executions whose destination is restricted (its
 breaker open or probing, a limit, a ramped drain, a ``Retry-After``) are claimed within what their destination
 allows now (``redrive.destinations.store.plan_claim``, under the destination's row lock), or held; a completion
-counts its outcome at its destination, where the breaker decides.
+counts its outcome at its destination, where the breaker decides. A restricted destination with a backlog of due
+rows is laned (``redrive.destinations.store.lane``): its rows leave the range the free claim reads, so a long outage's
+backlog costs the other destinations' claims nothing, and the destination is claimed through its own range.
 
 Ordered triggers (``ordering:``) add one condition, ``ordering.ordering_head``: a row with an ordering key is due
 only when it is its key's head, no earlier row of the key pending or running (nor, under ``on_dead_letter: block``,
@@ -161,10 +163,10 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
             .where(
                 executions.c.status == ExecutionStatus.PENDING,
                 executions.c.key_waiting == false(),  # a literal: the range never holds a parked row
+                *conditions,
                 executions.c.run_at <= now,
                 executions.c.trigger_id.in_(runnable),
                 ordering_head(ordered),
-                *conditions,
             )
             .order_by(executions.c.run_at)
             .limit(bindparam("c_limit", type_=Integer()))
@@ -205,6 +207,7 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
         .where(
             executions.c.status == ExecutionStatus.PENDING,
             executions.c.key_waiting == false(),
+            executions.c.dest_waiting == false(),
             executions.c.trigger_id.in_(runnable),
             ordering_head(ordered),
             _destination_unrestricted(),
@@ -213,7 +216,8 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
         .limit(1)
     )
     return _ClaimStatements(
-        lease=lease(_destination_unrestricted()),
+        # The free range never holds a laned row (``dest_waiting``, a literal); a destination's range holds both.
+        lease=lease(executions.c.dest_waiting == false(), _destination_unrestricted()),
         lease_destination=lease(_destination_is()),
         events=event_rows,
         next_due=next_due,
@@ -253,20 +257,26 @@ def claim(
             **keys,
         }
         planned = plan_claim(connection, policy_of, now) if policy_of is not None else ClaimPlan()
-        # A destination that may take a whole batch is taken freely; the others, one by one, within their allowance.
-        capped = [name for name, allowed in planned.allowances.items() if allowed < limit]
+        # A destination that may take a whole batch is taken freely; the others, one by one, within their allowance:
+        # those capped now, and those with laned rows (``destinations.store.lane``), which the free range never holds.
+        capped = {name for name, allowed in planned.allowances.items() if allowed < limit}
+        one_by_one = sorted(capped | planned.laned)
         rows: list[Any] = []
-        for name in capped:
-            allowed = planned.allowances[name]
-            if allowed > 0 and len(rows) < limit:
-                rows += connection.execute(
-                    statements.lease_destination,
-                    {**params, "c_destination": name, "c_limit": min(allowed, limit - len(rows))},
+        for name in one_by_one:
+            room = min(planned.allowances.get(name, limit), limit - len(rows))
+            taken = 0
+            if room > 0:
+                leased = connection.execute(
+                    statements.lease_destination, {**params, "c_destination": name, "c_limit": room}
                 ).all()
+                rows += leased
+                taken = len(leased)
+            if name in capped and taken == room:  # it may have more due than it could take: a backlog is laned
+                planned.lane(connection, name, now)
         if len(rows) < limit:
-            free = {**params, "c_limit": limit - len(rows), "c_restricted": capped}
+            free = {**params, "c_limit": limit - len(rows), "c_restricted": one_by_one}
             rows += connection.execute(statements.lease, free).all()
-        if planned.allowances:
+        if planned.allowances or planned.laned:  # a laned destination released is unlaned as it is saved
             planned.commit(connection, Counter(row.destination for row in rows), now)
         claimed: list[Claimed] = []
         probing = planned.probing
@@ -295,7 +305,7 @@ def claim(
         next_run_at = None
         if len(rows) < limit:
             next_run_at = connection.execute(
-                statements.next_due, {"c_trigger_ids": ids, "c_restricted": capped, **keys}
+                statements.next_due, {"c_trigger_ids": ids, "c_restricted": sorted(capped), **keys}
             ).scalar_one_or_none()
             if planned.next_at is not None and (next_run_at is None or planned.next_at < next_run_at):
                 next_run_at = planned.next_at

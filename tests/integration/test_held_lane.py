@@ -1,0 +1,175 @@
+"""A held destination's backlog is laned: other destinations' claims never walk it.
+
+While a destination's claims are held (an open breaker, an operator's maintenance, a ``Retry-After``) or capped by
+its limits, its due rows wait in the queue. A claim for everything else reads ``ix_executions_due`` in ``run_at``
+order, and the held rows are the oldest there: it used to step over every one of them, on every claim, for as long
+as the outage lasted (``benchmarks/held_backlog.py``: 40 ms a claim at 100,000 held rows). Now a claim that finds a
+capped destination with more due rows than it may take lanes them (``dest_waiting``), out of the free range; they are
+claimed through their destination's own range, and unlaned when it is no longer restricted.
+
+The rows a claim reads are counted by the database itself: on PostgreSQL the transaction's own table and index
+statistics (``pg_stat_xact_user_*``), on SQLite the virtual machine's steps (a progress handler).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, text
+
+from redrive.db.engine import make_engine
+from redrive.destinations.store import force_job
+from redrive.ingest.prepare import prepare
+from redrive.ingest.store import store_events
+from redrive.observe.redaction import Redactor
+from redrive.plugins import load_plugins
+from redrive.queue import statements as queue
+from redrive.triggers.config import parse_config
+from redrive.triggers.runtime import TriggerSet, build_trigger_set, sync_triggers
+
+CONFIG = """
+triggers:
+  - name: held
+    action: {kind: http, url: "https://held.example/hook"}
+  - name: healthy
+    action: {kind: http, url: "https://healthy.example/hook"}
+"""
+HELD = "https://held.example:443"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+BACKLOG = 2_000
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url, writer=True)
+    yield engine
+    engine.dispose()
+
+
+def _triggers(engine: Engine) -> TriggerSet:
+    plugins = load_plugins("")
+    config = parse_config(CONFIG, registry=plugins.registry)
+    with engine.begin() as connection:
+        ids = sync_triggers(connection, config, T0)
+    return build_trigger_set(config, ids, plugins.registry)
+
+
+def _store(engine: Engine, triggers: TriggerSet, name: str, count: int, at: datetime) -> None:
+    trigger = triggers.by_name(name)
+    assert trigger is not None
+    events = [
+        prepare(
+            trigger.config,
+            trigger.id,
+            body=b"{}",
+            headers={},
+            received_at=at,
+            redactor=Redactor(),
+            destination=trigger.destination,
+        )
+        for _ in range(count)
+    ]
+    for start in range(0, count, 500):
+        with engine.begin() as connection:
+            store_events(connection, events[start : start + 500])
+
+
+def _claim(triggers: TriggerSet, now: datetime, limit: int = 50) -> Callable[[Connection], queue.Claim]:
+    return queue.claim(triggers.ids, limit, 30, now, policy_of=triggers.policies.of)
+
+
+@contextmanager
+def _counting(connection: Connection) -> Iterator[Callable[[], int]]:
+    """Count what the statements run inside read of the executions table: PostgreSQL's rows read from its heap and
+    indexes in this transaction; SQLite's virtual machine steps (in hundreds)."""
+    if connection.dialect.name == "postgresql":
+        # Entries returned by each index of the table (before any filter), and rows read by sequential scans.
+        reads = text(
+            "SELECT sum(pg_stat_get_xact_tuples_returned(r)) FROM (SELECT indexrelid AS r FROM pg_index "
+            "WHERE indrelid = 'executions'::regclass UNION ALL SELECT 'executions'::regclass) AS relations"
+        )
+        before = int(connection.execute(reads).scalar_one())
+        yield lambda: int(connection.execute(reads).scalar_one()) - before
+        return
+    steps = [0]
+
+    def step() -> int:
+        steps[0] += 1
+        return 0
+
+    raw: Any = connection.connection.driver_connection
+    raw.set_progress_handler(step, 100)
+    try:
+        yield lambda: steps[0]
+    finally:
+        raw.set_progress_handler(None, 100)
+
+
+def _cost_of_a_claim(engine: Engine, job: Callable[[Connection], queue.Claim]) -> tuple[int, queue.Claim]:
+    with engine.connect() as connection, connection.begin(), _counting(connection) as read:
+        found = job(connection)
+        return read(), found
+
+
+def _vacuumed(engine: Engine) -> None:
+    if engine.dialect.name == "postgresql":  # as autovacuum would: the dead versions laning left are not the point
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE executions"))
+
+
+@pytest.mark.parametrize("stored", ["before the hold", "during the hold"])
+def test_a_held_backlog_costs_the_other_claims_nothing(engine: Engine, stored: str) -> None:
+    """2,000 events wait for a destination an operator forced open: the claims that lease another destination's
+    rows read no more than they do with nothing held (the first claim after they arrive lanes them, once)."""
+    triggers = _triggers(engine)
+    now = T0 + timedelta(minutes=1)
+    with engine.begin() as connection:
+        force_job(HELD, "open", "operator", T0)(connection)
+    _store(engine, triggers, "healthy", 40, now)
+    _vacuumed(engine)
+    idle, found = _cost_of_a_claim(engine, _claim(triggers, now, limit=10))
+    assert len(found.executions) == 10
+
+    if stored == "before the hold":  # the backlog was there when the breaker opened: reset, store, open again
+        with engine.begin() as connection:
+            force_job(HELD, "reset", "operator", T0)(connection)
+        _store(engine, triggers, "held", BACKLOG, T0)
+        with engine.begin() as connection:
+            force_job(HELD, "open", "operator", T0)(connection)
+    else:
+        _store(engine, triggers, "held", BACKLOG, T0)
+    _cost_of_a_claim(engine, _claim(triggers, now, limit=10))  # the claim that finds the backlog lanes it
+    _vacuumed(engine)
+    busy, found = _cost_of_a_claim(engine, _claim(triggers, now, limit=10))
+
+    assert [c.destination for c in found.executions] == ["https://healthy.example:443"] * 10
+    print(f"{engine.dialect.name}: a claim of 10 read {idle} with nothing held, {busy} with {BACKLOG} held")
+    assert busy <= 2 * idle + 20, (idle, busy)  # the old claim read every held row: 2,000 more
+
+
+def test_a_laned_backlog_flows_again_when_its_destination_is_released(engine: Engine) -> None:
+    """Held rows laned while forced open, one of them leased as a probe would be and given back: once the operator
+    closes the breaker, every one of them is claimed (none stranded out of the free range)."""
+    triggers = _triggers(engine)
+    now = T0 + timedelta(minutes=1)
+    _store(engine, triggers, "held", 150, T0)
+    with engine.begin() as connection:
+        force_job(HELD, "open", "operator", T0)(connection)
+    assert _cost_of_a_claim(engine, _claim(triggers, now))[1].executions == []  # lanes the 30
+    with engine.begin() as connection:
+        laned = connection.execute(text("SELECT count(*) FROM executions WHERE dest_waiting")).scalar_one()
+    assert laned == 150
+
+    with engine.begin() as connection:
+        force_job(HELD, "close", "operator", now)(connection)
+    later = now + timedelta(minutes=5)  # past the ramp that a close starts
+    found = _cost_of_a_claim(engine, _claim(triggers, later, limit=100))[1]
+    assert len(found.executions) == 100
+    with engine.begin() as connection:
+        force_job(HELD, "reset", "operator", later)(connection)
+        laned = connection.execute(text("SELECT count(*) FROM executions WHERE dest_waiting")).scalar_one()
+    assert laned == 0
