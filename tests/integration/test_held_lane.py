@@ -152,24 +152,32 @@ def test_a_held_backlog_costs_the_other_claims_nothing(engine: Engine, stored: s
 
 
 def test_a_laned_backlog_flows_again_when_its_destination_is_released(engine: Engine) -> None:
-    """Held rows laned while forced open, one of them leased as a probe would be and given back: once the operator
-    closes the breaker, every one of them is claimed (none stranded out of the free range)."""
+    """150 held rows laned while forced open; forced closed, the destination is claimed through its own range and
+    one row is leased; reset, everything is unlaned, the running row too: given back (a graceful stop), it is
+    claimed with the rest from the free range (none stranded in a lane no claim reads)."""
     triggers = _triggers(engine)
     now = T0 + timedelta(minutes=1)
     _store(engine, triggers, "held", 150, T0)
     with engine.begin() as connection:
         force_job(HELD, "open", "operator", T0)(connection)
-    assert _cost_of_a_claim(engine, _claim(triggers, now))[1].executions == []  # lanes the 30
-    with engine.begin() as connection:
-        laned = connection.execute(text("SELECT count(*) FROM executions WHERE dest_waiting")).scalar_one()
-    assert laned == 150
+    assert _cost_of_a_claim(engine, _claim(triggers, now))[1].executions == []  # lanes the 150
+    assert _laned(engine) == 150
 
     with engine.begin() as connection:
         force_job(HELD, "close", "operator", now)(connection)
-    later = now + timedelta(minutes=5)  # past the ramp that a close starts
-    found = _cost_of_a_claim(engine, _claim(triggers, later, limit=100))[1]
-    assert len(found.executions) == 100
+    [running] = _cost_of_a_claim(engine, _claim(triggers, now, limit=1))[1].executions
     with engine.begin() as connection:
-        force_job(HELD, "reset", "operator", later)(connection)
-        laned = connection.execute(text("SELECT count(*) FROM executions WHERE dest_waiting")).scalar_one()
-    assert laned == 0
+        force_job(HELD, "reset", "operator", now)(connection)
+    assert _laned(engine) == 0
+    with engine.begin() as connection:
+        assert queue.release([(running.id, running.lease_token)], now)(connection) == 1
+
+    later = now + timedelta(minutes=5)  # past the ramp a reset starts after an outage
+    found = _cost_of_a_claim(engine, _claim(triggers, later, limit=200))[1]
+    assert len(found.executions) == 150
+    assert running.id in {c.id for c in found.executions}
+
+
+def _laned(engine: Engine) -> int:
+    with engine.begin() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM executions WHERE dest_waiting")).scalar_one())
