@@ -13,6 +13,7 @@ statistics (``pg_stat_xact_user_*``), on SQLite the virtual machine's steps (a p
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -153,8 +154,9 @@ def test_a_held_backlog_costs_the_other_claims_nothing(engine: Engine, stored: s
 
 def test_a_laned_backlog_flows_again_when_its_destination_is_released(engine: Engine) -> None:
     """150 held rows laned while forced open; forced closed, the destination is claimed through its own range and
-    one row is leased; reset, everything is unlaned, the running row too: given back (a graceful stop), it is
-    claimed with the rest from the free range (none stranded in a lane no claim reads)."""
+    one row is leased (which unlanes it: a lane holds pending rows only); reset, everything is unlaned: the leased
+    row, given back (a graceful stop), is claimed with the rest from the free range (none stranded in a lane no
+    claim reads)."""
     triggers = _triggers(engine)
     now = T0 + timedelta(minutes=1)
     _store(engine, triggers, "held", 150, T0)
@@ -166,6 +168,7 @@ def test_a_laned_backlog_flows_again_when_its_destination_is_released(engine: En
     with engine.begin() as connection:
         force_job(HELD, "close", "operator", now)(connection)
     [running] = _cost_of_a_claim(engine, _claim(triggers, now, limit=1))[1].executions
+    assert _laned(engine) == 149
     with engine.begin() as connection:
         force_job(HELD, "reset", "operator", now)(connection)
     assert _laned(engine) == 0
@@ -181,3 +184,39 @@ def test_a_laned_backlog_flows_again_when_its_destination_is_released(engine: En
 def _laned(engine: Engine) -> int:
     with engine.begin() as connection:
         return int(connection.execute(text("SELECT count(*) FROM executions WHERE dest_waiting")).scalar_one())
+
+
+def test_releasing_a_lane_never_waits_on_a_running_row(engine: Engine) -> None:
+    """PostgreSQL: a completion locks its running rows, then their destination; the release of a lane runs with the
+    destination locked. Were running rows laned, the release would wait for a completion's row lock while that
+    completion waited for the destination's: a deadlock. A lease unlanes what it takes, so the release (here an
+    operator's reset) commits while a completion holds its running row."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's: SQLite's single writer serialises these transactions")
+    triggers = _triggers(engine)
+    now = T0 + timedelta(minutes=1)
+    _store(engine, triggers, "held", 150, T0)
+    with engine.begin() as connection:
+        force_job(HELD, "open", "operator", T0)(connection)
+    _cost_of_a_claim(engine, _claim(triggers, now))  # lanes the 150
+    with engine.begin() as connection:
+        force_job(HELD, "close", "operator", now)(connection)
+    [running] = _cost_of_a_claim(engine, _claim(triggers, now, limit=1))[1].executions
+
+    released: list[object] = []
+
+    def reset() -> None:
+        with engine.begin() as connection:
+            released.append(force_job(HELD, "reset", "operator", now)(connection))
+
+    with engine.connect() as completion, completion.begin():  # a completion's first step: its running rows, locked
+        completion.execute(text("SELECT id FROM executions WHERE id = :id FOR UPDATE"), {"id": running.id})
+        thread = threading.Thread(target=reset)
+        thread.start()
+        thread.join(timeout=30)
+        done = not thread.is_alive()
+        completion.rollback()
+    thread.join()
+    assert done, "the release of the lane waited for a running row's lock"
+    assert released
+    assert _laned(engine) == 0

@@ -159,7 +159,7 @@ executions = Table(
     # Laned: a pending row of a destination whose claims are capped (held by its breaker, limited, paced), moved out
     # of the free claim's range by a claim that found more of them due than it could take; claimed through the
     # destination's own range (ix_executions_destination) and unlaned when it is no longer restricted
-    # (``redrive.destinations.store``). Meaningful only while pending.
+    # (``redrive.destinations.store``). Always false on rows not pending: a lease unlanes what it takes.
     Column("dest_waiting", Boolean, nullable=False, server_default=text("false")),
     Index("ix_executions_event", "event_id"),
     # The queue: due pending rows in run_at order, read by every claim. Not a partial index: a claim binds its

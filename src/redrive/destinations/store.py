@@ -92,9 +92,12 @@ def _save(connection: Connection, rows: Sequence[Destination], now: datetime) ->
 # then on. Each claim lanes only what fell due since the last one (``laned_to``), so a held destination's backlog is
 # laned once, not walked on every claim. Laning and unlaning run under the destination's row lock (the claim's plan
 # locks it, as every save does), so a claim never lanes after the release that unlanes, and no row is stranded in
-# the lane of a destination no claim takes one by one. A row that falls due behind ``laned_to`` later (an ingest
-# that committed late, a held attempt given back) stays in the free range, which skips the destination's rows by
-# name: it costs a step, never a delivery.
+# the lane of a destination no claim takes one by one. Only pending rows are laned: a lease unlanes the rows it
+# takes, so a row that comes back pending (a retry, a held attempt, a lease swept) comes back unlaned, and the
+# unlaning never waits on a running row, which a completion locks before its destination (that order, reversed,
+# would deadlock on PostgreSQL). A row that falls due behind ``laned_to`` (an ingest that committed late, a held
+# attempt given back) stays in the free range, which skips the destination's rows by name: it costs a step, never
+# a delivery.
 _LANED_FROM = datetime(1970, 1, 1, tzinfo=UTC)
 LANE_AFTER = 100
 """Unlaned due rows a capped destination may leave in the free range before a claim lanes them: the most rows of
@@ -104,7 +107,7 @@ it any other claim steps over."""
 @dataclass(frozen=True, slots=True)
 class _LaneStatements:
     lane: Any  # the destination's unlaned due rows that fell due after ``l_after``
-    unlane: Any  # every laned row of the destination, pending or running (a running one may come back pending)
+    unlane: Any  # every laned row of the destination (pending: a lease unlanes the rows it takes)
 
 
 @cache
@@ -137,7 +140,7 @@ def _lane_statements() -> _LaneStatements:
         update(executions)
         .where(
             executions.c.destination == name,
-            executions.c.status.in_((ExecutionStatus.PENDING, ExecutionStatus.RUNNING)),
+            executions.c.status == ExecutionStatus.PENDING,
             executions.c.dest_waiting == true(),
         )
         .values(dest_waiting=False)

@@ -183,6 +183,7 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
             .where(executions.c.id == due.c.id)
             .values(
                 status=ExecutionStatus.RUNNING,
+                dest_waiting=False,  # a lane holds pending rows only: its release never waits on a running row
                 lease_token=bindparam("c_token", type_=executions.c.lease_token.type),
                 lease_expires_at=bindparam("c_expires", type_=executions.c.lease_expires_at.type),
                 updated_at=now,
