@@ -1,7 +1,8 @@
 """Per-destination limits hold across processes: one API process and three worker processes on one PostgreSQL.
 
 A destination limited to 5 concurrent requests never sees a sixth, though the three workers have 96 slots between
-them and 150 executions are due; a destination limited to 20/s receives 20/s (within 15%) over 10 s.
+them and 150 executions are due; a destination limited to 20/s receives 20/s (within 15%) over 10 s. Both backlogs
+are laned on the way (``redrive.destinations.store.lane``), by whichever worker's claim finds them.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def test_concurrency_and_rate_limits_hold_across_three_worker_processes(
         wait_until(lambda: succeeded(db_url, "paced") == PACED, timeout=60, what="every paced delivery")
     finally:
         cluster.close()
+    # Both backlogs were laned by the workers' claims (destinations.store.lane), and every laned row was leased.
+    laned = "SELECT count(*) FROM destinations WHERE name IN ('limited', 'paced') AND laned_to IS NOT NULL"
+    assert scalar(db_url, laned) == 2
+    assert scalar(db_url, "SELECT count(*) FROM executions WHERE dest_waiting") == 0
     assert target.peak["limited"] == 5, target.peak  # the limit, reached (so the three workers did share it)
     arrivals = sorted(target.arrivals["paced"])
     window = [t for t in arrivals if t < arrivals[0] + 10.0]
