@@ -1,9 +1,10 @@
 """What a destination's held backlog costs every other claim: a figure, not a test.
 
-``uv run python benchmarks/held_backlog.py [--held 0,2000,20000] [--claims 50] [--only sqlite|postgresql]``
+``uv run python benchmarks/held_backlog.py [--held 0,2000,20000] [--claims 50] [--history 0] [--only ...]``
 
 For each database and each ``--held`` count: a fresh database is migrated, two http triggers are declared (one per
-destination), ``--held`` events for the first destination are stored through the ingest's own writer job, and an
+destination), ``--history`` delivered executions of the second are stored (a table with history behind its queue),
+``--held`` events for the first destination are stored through the ingest's own writer job, and an
 operator forces that destination's breaker open, as a maintenance window would. Each of ``--claims`` claims (the
 worker's job, with the trigger set's policies, a batch of 50) then finds nothing it may lease: its time is what a
 worker pays per poll, for every other destination, while the outage's backlog waits. Printed per database and count:
@@ -48,14 +49,28 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BATCH = 500
 
 
-def seed(engine: Engine, held: int) -> TriggerSet:
-    """Store ``held`` events for the held destination and force its breaker open; the trigger set."""
+def seed(engine: Engine, held: int, history: int = 0) -> TriggerSet:
+    """Store ``history`` events for the healthy destination, delivered already, then ``held`` events for the held
+    destination, and force its breaker open; the trigger set."""
     plugins = load_plugins("")
     config = parse_config(CONFIG, registry=plugins.registry)
     with engine.begin() as connection:
         ids = sync_triggers(connection, config, T0)
     triggers = build_trigger_set(config, ids, plugins.registry)
-    trigger = triggers.by_id(ids["held"])
+    store(engine, triggers, "healthy", history)
+    with engine.begin() as connection:
+        done = "UPDATE executions SET status = 'succeeded', finished_at = run_at WHERE trigger_id = :t"
+        connection.execute(text(done), {"t": ids["healthy"]})
+    store(engine, triggers, "held", held)
+    with engine.begin() as connection:
+        force_job(HELD, "open", "bench", T0)(connection)
+    analyse(engine)
+    return triggers
+
+
+def store(engine: Engine, triggers: TriggerSet, name: str, count: int) -> None:
+    """Store ``count`` events of the trigger ``name`` through the ingest's writer job, ``BATCH`` at a time."""
+    trigger = triggers.by_name(name)
     assert trigger is not None
     events = [
         prepare(
@@ -67,15 +82,11 @@ def seed(engine: Engine, held: int) -> TriggerSet:
             redactor=Redactor(),
             destination=trigger.destination,
         )
-        for _ in range(held)
+        for _ in range(count)
     ]
     for start in range(0, len(events), BATCH):
         with engine.begin() as connection:
             store_events(connection, events[start : start + BATCH])
-    with engine.begin() as connection:
-        force_job(HELD, "open", "bench", T0)(connection)
-    analyse(engine)
-    return triggers
 
 
 def analyse(engine: Engine) -> None:
@@ -98,7 +109,7 @@ def run(kind: str, held: int, args: argparse.Namespace) -> tuple[float, float, f
     with tempfile.TemporaryDirectory() as folder, fresh_url(kind, args.pg, "redrive_held", folder) as url:
         upgrade(url)
         engine = make_engine(url, writer=True)
-        triggers = seed(engine, held)
+        triggers = seed(engine, held, args.history)
         [first] = measure(engine, triggers, 1)
         stale = measure(engine, triggers, args.claims)
         analyse(engine)
@@ -112,6 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--held", default="0,2000,20000", help="held backlogs to measure, comma-separated")
     parser.add_argument("--claims", type=int, default=50)
+    parser.add_argument("--history", type=int, default=0, help="delivered executions stored before the held ones")
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     parser.add_argument(
         "--pg", default=os.environ.get("REDRIVE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
