@@ -89,8 +89,8 @@ def oldest_due(now: datetime, *where: ColumnElement[bool]) -> Any:
         )
         for waiting, laned in ((false(), false()), (false(), true()), (true(), false()))
     ]
-    both = union_all(*firsts).subquery()
-    return select(func.min(both.c.run_at))
+    ranges = union_all(*firsts).subquery()
+    return select(func.min(ranges.c.run_at))
 
 
 # The statements are built once, with bound parameters (``_statements``): building one per ingest or completion
