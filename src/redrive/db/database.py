@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from sqlalchemy import Engine
@@ -33,6 +35,8 @@ class Database:
         self.read_engine: Engine = make_engine(url, reader=True)
         self.write_engine: Engine = make_engine(url, writer=True, pool_size=writer_connections + 1)
         self.writer = Writer(self.write_engine, threads=writer_connections)
+        # The reads' own threads (as many as asyncio's default executor has), so that ``close`` can wait for them.
+        self._reads = ThreadPoolExecutor(min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="redrive-read")
 
     def start(self) -> None:
         """Start the writer's threads."""
@@ -43,8 +47,8 @@ class Database:
         return await self.writer.run(job)
 
     async def read(self, job: Job[T]) -> T:
-        """Run ``job`` on a read connection in a thread."""
-        return await asyncio.to_thread(self.read_sync, job)
+        """Run ``job`` on a read connection in one of the reads' threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._reads, self.read_sync, job)
 
     def read_sync(self, job: Job[T]) -> T:
         """Run ``job`` on a read connection, blocking."""
@@ -57,7 +61,14 @@ class Database:
             return job(connection)
 
     def close(self) -> None:
-        """Drain the writer and dispose of both engines."""
+        """Drain the writer, wait for the reads in flight, and dispose of both engines.
+
+        A read outlives the task that awaited it (a cancelled ``await`` leaves its thread running). Disposing of an
+        engine closes only the connections in its pool: one checked out then is given back later to the pool the
+        engine has let go of, and stays open until the collector finds it (psycopg warns then). So the reads finish
+        first.
+        """
         self.writer.close()
+        self._reads.shutdown(wait=True)
         self.read_engine.dispose()
         self.write_engine.dispose()
