@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -35,8 +34,8 @@ class Database:
         self.read_engine: Engine = make_engine(url, reader=True)
         self.write_engine: Engine = make_engine(url, writer=True, pool_size=writer_connections + 1)
         self.writer = Writer(self.write_engine, threads=writer_connections)
-        # The reads' own threads (as many as asyncio's default executor has), so that ``close`` can wait for them.
-        self._reads = ThreadPoolExecutor(min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="redrive-read")
+        # The reads' own threads (as many as asyncio's default executor: the same default), so ``close`` can wait.
+        self._reads = ThreadPoolExecutor(thread_name_prefix="redrive-read")
 
     def start(self) -> None:
         """Start the writer's threads."""

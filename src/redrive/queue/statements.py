@@ -277,7 +277,7 @@ def claim(
         if len(rows) < limit:
             free = {**params, "c_limit": limit - len(rows), "c_restricted": one_by_one}
             rows += connection.execute(statements.lease, free).all()
-        if planned.allowances or planned.laned:  # a laned destination released is unlaned as it is saved
+        if planned.allowances or one_by_one:  # a laned destination released is unlaned as it is saved
             planned.commit(connection, Counter(row.destination for row in rows), now)
         claimed: list[Claimed] = []
         probing = planned.probing
