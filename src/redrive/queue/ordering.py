@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, bindparam, false, or_, select, true
 from sqlalchemy.engine import Connection
 
 from redrive.db.schema import executions
-from redrive.queue.parking import same_key
+from redrive.queue.parking import probe, same_key
 from redrive.states import ExecutionStatus
 
 Policy = Literal["continue", "block"]
@@ -40,10 +40,10 @@ def ordering_head(ordered: bool) -> ColumnElement[bool]:
     key = same_key(other, executions)
     earlier = other.c.id < executions.c.id
     pending = other.c.status == ExecutionStatus.PENDING
-    in_flight = exists().where(key, pending, other.c.key_waiting == false(), earlier)
-    parked = exists().where(key, pending, other.c.key_waiting == true(), earlier)
-    running = exists().where(key, other.c.status == ExecutionStatus.RUNNING)
-    dead = exists().where(key, other.c.status.in_(_DEAD), other.c.key_waiting == false(), earlier)
+    in_flight = probe(other, key, pending, other.c.key_waiting == false(), earlier)
+    parked = probe(other, key, pending, other.c.key_waiting == true(), earlier)
+    running = probe(other, key, other.c.status == ExecutionStatus.RUNNING)
+    dead = probe(other, key, other.c.status.in_(_DEAD), other.c.key_waiting == false(), earlier)
     blocking = bindparam("c_blocking_ids", type_=executions.c.trigger_id.type, expanding=True)
     return or_(
         executions.c.ordering_key.is_(None),

@@ -42,7 +42,6 @@ from sqlalchemy import (
     Integer,
     Update,
     bindparam,
-    exists,
     false,
     func,
     or_,
@@ -328,7 +327,8 @@ def _settle_keys(
     if not keyed or connection.dialect.name != "postgresql":
         return
     other = executions.alias("other")
-    busy = exists().where(
+    busy = parking.probe(
+        other,
         other.c.trigger_id == executions.c.trigger_id,
         other.c.ordering_key == executions.c.ordering_key,
         other.c.status == ExecutionStatus.RUNNING,
