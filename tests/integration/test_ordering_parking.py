@@ -7,10 +7,12 @@ The statements are driven directly with explicit times, as in test_ordering_clai
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, select, text
@@ -18,10 +20,10 @@ from test_ordering_claim import T0, Queue, _waiting_on_advisory_locks, config, o
 from test_queue import completion
 
 from redrive.db.schema import executions
-from redrive.db.writer import WRITER_THREAD_INFO
+from redrive.db.writer import WRITER_THREAD_INFO, Writer
 from redrive.failures.replay import ReplayRequest, replay, replay_in
 from redrive.ingest.prepare import prepare
-from redrive.ingest.store import store_events
+from redrive.ingest.store import Stored, store_event, store_events
 from redrive.node import retention
 from redrive.observe.redaction import Redactor
 from redrive.queue import parking
@@ -254,3 +256,54 @@ def test_a_completion_beside_a_replay_that_parks_behind_its_row_waits_and_promot
     finally:
         engine.dispose()
     assert [c.id for c in cont.claim(LATER)] == [again]
+
+
+@pytest.mark.parametrize("first", ["ingest", "completion"])
+@pytest.mark.parametrize("behind", [0, 1])
+def test_an_ingest_and_its_heads_completion_in_one_writer_transaction_leave_no_row_stranded(
+    cont: Queue, first: str, behind: int
+) -> None:
+    """One writer transaction stores a row of a key and completes the key's running head, in either order, with
+    ``behind`` rows of the key parked before it. On SQLite the completion promotes only keys its fence read with a
+    parked row (``statements._promote_next``): a row the transaction parks at its end parks behind a holder it
+    finds then, so none is left parked without one. The key's rows run in order, one at a time, to the last."""
+    rows = [cont.accept("ordered", "k") for _ in range(1 + behind)]
+    [head] = cont.claim()
+    assert head.id == rows[0]
+    declared = cont.config.trigger("ordered")
+    assert declared is not None
+    body = b'{"customer": {"id": "k"}}'
+    event = prepare(declared, cont.ids["ordered"], body=body, headers={}, received_at=T0, redactor=Redactor())
+    jobs = [store_event(event), queue.complete(replace(completion(head, T0), trigger_id=head.trigger_id))]
+    writer = Writer(cont.db.write_engine, threads=1)
+    writer.start()
+    started, gate = threading.Event(), threading.Event()
+
+    def gate_job(connection: Connection) -> None:
+        started.set()
+        assert gate.wait(30)
+
+    async def submit() -> list[Any]:
+        gated = asyncio.ensure_future(writer.run(gate_job))
+        await asyncio.to_thread(started.wait, 30)  # the writer runs the gate alone; the two queue behind it
+        both = [asyncio.ensure_future(writer.run(job)) for job in (jobs if first == "ingest" else jobs[::-1])]
+        await asyncio.sleep(0)
+        gate.set()
+        return await asyncio.gather(gated, *both)
+
+    try:
+        results = asyncio.run(submit())
+    finally:
+        writer.close()
+    stored = next(r for r in results if isinstance(r, Stored))
+    assert stored.execution_id is not None
+    rows.append(stored.execution_id)
+    ran = [rows[0]]
+    at = LATER
+    while len(ran) < len(rows):
+        claimed = cont.claim(at)
+        assert len(claimed) == 1, f"after {ran}: {[c.id for c in claimed]} claimable"
+        ran.append(claimed[0].id)
+        cont.finish(claimed[0], "succeeded", at)
+        at += timedelta(seconds=1)
+    assert ran == rows

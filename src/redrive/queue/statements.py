@@ -47,6 +47,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -395,7 +396,8 @@ def complete(result: Completion) -> Complete:
 
 @dataclass(frozen=True, slots=True)
 class _CompleteStatements:
-    held: Any  # the running rows among :ids, locked: SQLite's fence reads them; PostgreSQL locks them before counting
+    held: Any  # the running rows among :ids, locked: PostgreSQL locks them before counting
+    fence: Any  # SQLite: ``held``, with whether each row's key has a parked row (``waiting``)
     update: Any  # one fenced execution update per bound row
     hold: Any  # the same for attempts held by an open breaker: ``uncharged`` counts it, not ``attempts``
     attempt: Any  # the attempt rows
@@ -421,6 +423,13 @@ def _complete_statements() -> _CompleteStatements:
         .where(executions.c.id.in_(bindparam("ids", expanding=True)), executions.c.status == ExecutionStatus.RUNNING)
         .with_for_update(of=executions)
     )
+    parked = executions.alias("parked")
+    waiting = parking.probe(
+        parked,
+        parking.same_key(parked, executions),
+        parked.c.status == ExecutionStatus.PENDING,
+        parked.c.key_waiting == true(),
+    )
     fenced = update(executions).where(
         executions.c.id == bind("b_id", "id"),
         executions.c.lease_token == bind("b_token", "lease_token"),
@@ -440,6 +449,7 @@ def _complete_statements() -> _CompleteStatements:
     }
     return _CompleteStatements(
         held=held,
+        fence=held.add_columns(waiting.label("waiting")),
         update=fenced.values(attempts=executions.c.attempts + 1, **values),
         hold=fenced.values(uncharged=executions.c.uncharged + 1, **values),
         attempt=attempts.insert(),
@@ -493,7 +503,7 @@ def _held_then_updated(connection: Connection, results: Sequence[Completion]) ->
     """SQLite: read the running rows (its single writer holds the lock), keep those whose token matches, update
     them; returns them by (id, token), as read before the update."""
     statements = _complete_statements()
-    held = connection.execute(statements.held, {"ids": sorted({r.execution_id for r in results})})
+    held = connection.execute(statements.fence, {"ids": sorted({r.execution_id for r in results})})
     current = {row.id: row for row in held}
     fenced = [r for r in results if r.execution_id in current and current[r.execution_id].lease_token == r.lease_token]
     for statement, charged in ((statements.update, True), (statements.hold, False)):
@@ -559,6 +569,12 @@ def _promote_next(connection: Connection, applied: Sequence[tuple[Completion, An
 
     An ordered row frees its key when it succeeds, or dead-letters or fails under ``on_dead_letter: continue``; a
     retry (pending again) keeps holding it.
+
+    On SQLite a key that had no parked row when the fence read it (``waiting``) is left out: the promotion would
+    find nothing to unpark. The writer transaction is the only one, and what it parks later (``parking.PARK``, at
+    its end) parks behind a holder it finds then, so a key the fence saw without a parked row ends the transaction
+    with none left without a holder. On PostgreSQL an ingest on another node may park behind the row while it
+    completes (``parking.lock_keys``), so every freed key is promoted under its lock.
     """
     freed = [
         result.execution_id
@@ -566,6 +582,7 @@ def _promote_next(connection: Connection, applied: Sequence[tuple[Completion, An
         if row.ordering_key is not None
         and result.status in TERMINAL
         and (result.status == ExecutionStatus.SUCCEEDED or not result.ordering_blocks)
+        and row._mapping.get("waiting", True)
     ]
     if freed:
         keys = [(row.trigger_id, row.ordering_key) for r, row in applied if r.execution_id in freed]
