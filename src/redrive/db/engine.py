@@ -31,6 +31,16 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 CONNECT_TIMEOUT = 5  # seconds, PostgreSQL
+WRITER_CACHED_STATEMENTS = 1024
+"""Prepared statements the sqlite3 module keeps on an SQLite write connection (its default, kept for reads: 128),
+by SQL text.
+
+A statement whose list of ids or rows varies in length has one text per length (SQLAlchemy's expanding ``IN`` and
+multi-row ``VALUES``): the writer's hot statements alone came to about 250 texts in an end-to-end run of an ordered,
+limited trigger, so with 128 the cache kept evicting them and SQLite parsed and planned most statements again,
+the ordered claim's and parking's among them (``benchmarks/destinations_e2e.py``). A statement the size of
+parking's takes about 17 KB prepared, so a full cache is some 17 MB on the one write connection a writer engine has.
+"""
 _WRITE_TURNS: dict[tuple[int, str], int] = {}  # (pid, lock file) -> descriptor, opened at a writer's first engine
 
 
@@ -74,7 +84,13 @@ def make_engine(url: str, *, writer: bool = False, reader: bool = False, pool_si
             **({"isolation_level": "AUTOCOMMIT"} if reader else {}),
             **codec,
         )
-    engine = create_engine(url, pool_size=1 if writer else pool_size, max_overflow=0 if writer else pool_size, **codec)
+    engine = create_engine(
+        url,
+        pool_size=1 if writer else pool_size,
+        max_overflow=0 if writer else pool_size,
+        connect_args={"cached_statements": WRITER_CACHED_STATEMENTS} if writer else {},
+        **codec,
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
