@@ -124,6 +124,18 @@ def test_a_dead_head_promotes_under_continue_and_holds_under_block(q: Queue, dea
     assert [c.id for c in q.claim()] == ([] if blocking else [a[1]])
 
 
+@pytest.mark.parametrize("dead", ["failed_retryable", "failed"])
+def test_a_row_made_behind_a_dead_head_alone_parks_under_block_only(q: Queue, dead: str) -> None:
+    """The key's only earlier row is dead: under block it holds the key, so the newcomer parks; under continue the
+    newcomer is the key's head and runs."""
+    q.accept("ordered", "a")
+    [head] = q.claim()
+    q.finish(head, dead, T0)
+    newcomer = q.accept("ordered", "a")
+    assert parked(q)[newcomer] is bool(q.blocking)
+    assert [c.id for c in q.claim()] == ([] if q.blocking else [newcomer])
+
+
 def test_replaying_a_dead_head_under_block_frees_its_key_and_the_replay_parks_at_the_end(block: Queue) -> None:
     a = [block.accept("ordered", "a") for _ in range(3)]
     [head] = block.claim()

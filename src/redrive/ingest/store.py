@@ -78,9 +78,10 @@ def _event_row(event: NewEvent) -> dict[str, Any]:
     }
 
 
-def _execution_row(event: NewEvent, event_id: int) -> dict[str, Any]:
+def _execution_row(event: NewEvent, event_id: int, key_waiting: bool = False) -> dict[str, Any]:
     at = event.received_at
     return {
+        "key_waiting": key_waiting,
         "event_id": event_id,
         "trigger_id": event.trigger_id,
         "action_kind": event.action_kind,
@@ -187,10 +188,16 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
             _EXECUTIONS_FROM_ARRAYS, _execution_arrays([(batch[i], created[i]) for i in runnable])
         )
         execution_of = {event_id: execution_id for execution_id, event_id in rows}
-    elif runnable:
-        rows = connection.execute(statements.execution, [_execution_row(batch[i], created[i]) for i in runnable])
+    elif runnable:  # SQLite: a row whose key is held is made parked (``parking.parked_at_insert``), written once
+        new = [batch[i] for i in runnable]
+        blocking = sorted({event.trigger_id for event in new if event.ordering_blocks})
+        parked = parking.parked_at_insert(connection, [(e.trigger_id, e.ordering_key) for e in new], blocking)
+        values = [
+            _execution_row(event, created[i], waiting) for event, i, waiting in zip(new, runnable, parked, strict=True)
+        ]
+        rows = connection.execute(statements.execution, values)
         execution_of = {event_id: execution_id for execution_id, event_id in rows}
-    if runnable:
+    if runnable and connection.dialect.name == "postgresql":
         _park(connection, [batch[i] for i in runnable], [execution_of[created[i]] for i in runnable])
     seeds = {batch[i].destination: batch[i].seed for i in runnable if batch[i].seed is not None}
     if seeds:  # templated destinations of limited triggers: their rows before the first claim (policy.Seed)
@@ -209,7 +216,8 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
 
 
 def _park(connection: Connection, new: Sequence[NewEvent], ids: Sequence[int]) -> None:
-    """Park the new ordered executions whose key is held (``redrive.queue.parking``); nothing when none is ordered."""
+    """PostgreSQL: park the new ordered executions whose key is held (``redrive.queue.parking``), at the writer
+    transaction's end under their keys' locks; nothing when none is ordered."""
     ordered = [execution_id for event, execution_id in zip(new, ids, strict=True) if event.ordering_key is not None]
     if ordered:
         keys = [(e.trigger_id, e.ordering_key) for e in new if e.ordering_key is not None]

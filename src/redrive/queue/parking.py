@@ -7,7 +7,8 @@ busy keys cost every claim a walk of 20,000 rows. So a row made while its key ha
 never holds a parked row. A key's holder is an earlier row of the key that is pending or running, or, under
 ``on_dead_letter: block``, dead (failed_retryable or failed).
 
-- ``park_in`` runs after rows are made (ingest, replay, bulk replay): a row with a holder is parked.
+- ``park_in`` runs after rows are made (ingest, replay, bulk replay): a row with a holder is parked. On SQLite an
+  ingest reads the holders first and makes such rows parked (``parked_at_insert``): one write per row, not two.
 - ``promote_in`` runs in the transaction that removes a holder (a completion to a terminal status that frees the key,
   the replay of a dead head, a retention purge): the oldest parked row of each key left without a holder is unparked
   and due at ``max(run_at, now)``.
@@ -27,6 +28,7 @@ early (by a race, or a config change) still never runs out of its key's order.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,9 +39,12 @@ from sqlalchemy import (
     ColumnElement,
     Exists,
     FromClause,
+    Integer,
+    String,
     and_,
     bindparam,
     case,
+    column,
     false,
     func,
     literal_column,
@@ -149,6 +154,52 @@ def _park() -> Any:
 def park_in(connection: Connection, ids: Sequence[int], blocking: Sequence[int]) -> None:
     """Park those of the new rows ``ids`` whose key has a holder; ``blocking``: the triggers under ``block``."""
     connection.execute(_park(), {_IDS: list(ids), _BLOCKING: list(blocking)})
+
+
+@cache
+def _held_keys() -> Any:
+    """SQLite: the keys among ``p_keys`` (a JSON array of ``[trigger_id, key]``) that have a holder: ``_park``'s
+    test, read per key before its rows are made. The keys travel as one JSON text, so the statement's text never
+    changes with the batch; each key is two probes of ix_executions_ordering."""
+    keys = (
+        text("SELECT json_extract(value, '$[0]') AS t, json_extract(value, '$[1]') AS o FROM json_each(:p_keys)")
+        .columns(column("t", Integer()), column("o", String()))
+        .subquery("k")
+    )
+    holder = executions.alias("holder")
+    key = and_(holder.c.trigger_id == keys.c.t, holder.c.ordering_key == keys.c.o)
+    in_flight = probe(holder, key, holder.c.status.in_((PENDING, RUNNING)))
+    dead = probe(holder, key, holder.c.status.in_(DEAD), holder.c.key_waiting == false())
+    return select(keys.c.t, keys.c.o).where(or_(in_flight, and_(keys.c.t.in_(_list(_BLOCKING)), dead)))
+
+
+def parked_at_insert(
+    connection: Connection, new: Sequence[tuple[int, str | None]], blocking: Sequence[int]
+) -> list[bool]:
+    """SQLite: whether each of the rows about to be made, ``(trigger_id, ordering key or None)`` in the order of
+    their ids, is made parked: ``park_in``'s rule, decided before the insert instead of applied by an UPDATE after
+    it, so a parked row is written once. A row parks behind an earlier row of its key: one earlier in the batch, or
+    a holder already stored.
+
+    Only where the writer transaction is the only one (SQLite): its later jobs can only take holders away, never
+    add one before these rows (what it makes later has higher ids), and a holder that goes promotes what parked
+    behind it (``statements._promote_next`` reads these rows in the same transaction). On PostgreSQL the rows are
+    parked at the transaction's end, under their keys' locks (``park_under_keys``).
+    """
+    firsts = sorted({(trigger_id, key) for trigger_id, key in new if key is not None})
+    held: set[tuple[int, str]] = set()
+    if firsts:
+        found = connection.execute(_held_keys(), {"p_keys": json.dumps(firsts), _BLOCKING: list(blocking)}).all()
+        held = {(int(t), str(o)) for t, o in found}
+    seen: set[tuple[int, str]] = set()
+    parked: list[bool] = []
+    for trigger_id, key in new:
+        if key is None:
+            parked.append(False)
+            continue
+        parked.append((trigger_id, key) in seen or (trigger_id, key) in held)
+        seen.add((trigger_id, key))
+    return parked
 
 
 def _held(row: FromClause, blocking: bool | None, gone: bool) -> ColumnElement[bool]:
