@@ -1,7 +1,8 @@
-"""Ordered delivery across processes: two ``redrive up`` processes on one PostgreSQL take 20 keys x 50 events (each
-key's events sent one after the other, alternately to either process), a sink fails the first attempt of some
-events; every key's deliveries reach the sink one at a time in acceptance order. A 21st key whose head keeps failing
-holds only itself: the 20 others complete while its head is still retrying, and it follows in order once released."""
+"""Ordered delivery across processes: two ``redrive up`` processes on one PostgreSQL (on SQLite, one ``redrive up``
+of two processes sharing the file and the port) take 20 keys x 50 events (each key's events sent one after the
+other, alternately to either process; on SQLite to the shared port), a sink fails the first attempt of some events;
+every key's deliveries reach the sink one at a time in acceptance order. A 21st key whose head keeps failing holds
+only itself: the 20 others complete while its head is still retrying, and it follows in order once released."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from cluster_support import Cluster, LoopbackApp, write_config
 
 from support import query, wait_until
 
-pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True), pytest.mark.xdist_group("cluster")]
+pytestmark = pytest.mark.xdist_group("cluster")
 KEYS = 20
 EVENTS = 50
 STUCK = "stuck"
@@ -123,11 +124,18 @@ async def send_all(urls: list[str], keys: list[str]) -> None:
 def test_each_key_is_delivered_in_acceptance_order_and_a_stuck_key_holds_only_itself(
     cluster: Cluster, sink: OrderingSink, db_url: str
 ) -> None:
-    first = cluster.spawn("up", "first")
-    second = cluster.spawn("up", "second")
-    cluster.ready(first, second)
+    if db_url.startswith("sqlite"):  # one SQLite file is shared by the processes of one ``up``
+        group = cluster.spawn("up", "group", REDRIVE_PROCESSES="2")
+        cluster.ready(group)
+        wait_until(lambda: len(query(db_url, "SELECT id FROM nodes WHERE dead_at IS NULL")) == 2, what="two nodes")
+        urls = [group.url, group.url]
+    else:
+        first = cluster.spawn("up", "first")
+        second = cluster.spawn("up", "second")
+        cluster.ready(first, second)
+        urls = [first.url, second.url]
     keys = [f"customer-{k}" for k in range(KEYS)]
-    asyncio.run(send_all([first.url, second.url], [STUCK, *keys]))
+    asyncio.run(send_all(urls, [STUCK, *keys]))
 
     wait_until(
         lambda: all(len(sink.succeeded(key)) == EVENTS for key in keys),
