@@ -397,7 +397,7 @@ def complete(result: Completion) -> Complete:
 @dataclass(frozen=True, slots=True)
 class _CompleteStatements:
     held: Any  # the running rows among :ids, locked: PostgreSQL locks them before counting
-    fence: Any  # SQLite: ``held``, with whether each row's key has a parked row (``waiting``)
+    fence: Any  # SQLite: ``held``, with whether each row's key has a parked row (``waiting``, as _promote_next reads)
     update: Any  # one fenced execution update per bound row
     hold: Any  # the same for attempts held by an open breaker: ``uncharged`` counts it, not ``attempts``
     attempt: Any  # the attempt rows
@@ -459,7 +459,8 @@ def _complete_statements() -> _CompleteStatements:
 # PostgreSQL: every fenced update of a batch in one statement that also hands back what the rollups need, so a
 # completion costs neither a SELECT ... FOR UPDATE round trip nor that statement's row lock (a WAL record per row).
 # The arrays travel as one parameter each; the statement's text never changes with the batch's size. ``charge`` is 1
-# for an attempt charged to the retry budget, 0 for one held by an open breaker (``uncharged`` counts it).
+# for an attempt charged to the retry budget, 0 for one held by an open breaker (``uncharged`` counts it). ``waiting``
+# is always true here: every freed key is promoted, under its lock (``_promote_next``).
 _FENCED_UPDATE = text(
     "UPDATE executions AS e SET status = v.status, attempts = e.attempts + v.charge, "
     "uncharged = e.uncharged + 1 - v.charge, run_at = coalesce(v.run_at, e.run_at), "
@@ -474,7 +475,7 @@ _FENCED_UPDATE = text(
     "charge) "
     "WHERE e.id = v.id AND e.lease_token = v.token AND e.status = 'running' "
     "RETURNING e.id, v.token, e.attempts - v.charge AS attempts, e.uncharged - 1 + v.charge AS uncharged, "
-    "e.trigger_id, e.action_kind, e.created_at, e.replay_of, e.ordering_key"
+    "e.trigger_id, e.action_kind, e.created_at, e.replay_of, e.ordering_key, true AS waiting"
 )
 
 
@@ -574,7 +575,8 @@ def _promote_next(connection: Connection, applied: Sequence[tuple[Completion, An
     find nothing to unpark. The writer transaction is the only one, and what it parks later (``parking.PARK``, at
     its end) parks behind a holder it finds then, so a key the fence saw without a parked row ends the transaction
     with none left without a holder. On PostgreSQL an ingest on another node may park behind the row while it
-    completes (``parking.lock_keys``), so every freed key is promoted under its lock.
+    completes (``parking.lock_keys``), so ``_FENCED_UPDATE`` says every row ``waiting`` and every freed key is
+    promoted under its lock.
     """
     freed = [
         result.execution_id
@@ -582,7 +584,7 @@ def _promote_next(connection: Connection, applied: Sequence[tuple[Completion, An
         if row.ordering_key is not None
         and result.status in TERMINAL
         and (result.status == ExecutionStatus.SUCCEEDED or not result.ordering_blocks)
-        and row._mapping.get("waiting", True)
+        and row.waiting
     ]
     if freed:
         keys = [(row.trigger_id, row.ordering_key) for r, row in applied if r.execution_id in freed]
