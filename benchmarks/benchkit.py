@@ -9,6 +9,7 @@ Every server is a subprocess on loopback, started in its own session (so Ctrl-C 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -190,17 +191,25 @@ class Sent:
     seconds: float
 
 
-async def send_events(urls: Sequence[str], keys: Sequence[str], connections: int, body: bytes, seconds: float) -> Sent:
+async def send_events(
+    urls: Sequence[str], keys: Sequence[str], connections: int, body: bytes, seconds: float, rate: float | None = None
+) -> Sent:
     """POST one event per key, ``connections`` senders at a time, sender ``i`` posting to ``urls[i % len(urls)]``.
 
     Each request carries the key as ``Idempotency-Key`` and ``body`` with the key spliced in for ``{key}``
     (``body`` is a template made by ``event_body``). Every request is awaited to its answer: the counts are exact.
+    ``rate`` (events/s) paces the senders together: the n-th event goes no earlier than n / rate seconds in.
     """
     queue = iter(keys)
     counts = {"accepted": 0, "refused": 0, "errors": 0}
+    numbered = itertools.count()
 
     async def sender(session: aiohttp.ClientSession, url: str) -> None:
         for key in queue:
+            if rate:
+                wait = began + next(numbered) / rate - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             headers = {"Content-Type": "application/json", "Idempotency-Key": key}
             try:
                 async with session.post(url, data=body.replace(b"{key}", key.encode()), headers=headers) as r:

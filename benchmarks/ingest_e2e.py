@@ -232,7 +232,8 @@ def end_to_end(
 
     keys = [f"e2e-{n}" for n in range(args.events)]
     body = b'{"messageId":"{key}","text":"hello"}'
-    sent = asyncio.run(send_events([f"{base}/hooks/bench"], keys, args.connections, body, args.e2e_timeout))
+    rate = getattr(args, "rate", None)  # paced senders (destinations_e2e.py --rate); else as fast as they can
+    sent = asyncio.run(send_events([f"{base}/hooks/bench"], keys, args.connections, body, args.e2e_timeout, rate))
     rejected = sent.refused + sent.errors
     sent_s = time.perf_counter() - t0
     deadline = time.monotonic() + args.e2e_timeout
