@@ -94,6 +94,13 @@ class PluginError(RedriveError):
     code = "plugin_error"
 
 
+class StorageUnsupported(RedriveError):
+    """The database cannot serve redrive as it is (an SQLite library too old, or built without what redrive uses)."""
+
+    code = "storage_unsupported"
+    status = 503
+
+
 class BadRequest(RedriveError):
     """The request cannot be understood."""
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 from typing import Any, TypeGuard
 
 import orjson
@@ -29,6 +30,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from redrive.errors import StorageUnsupported
 
 CONNECT_TIMEOUT = 5  # seconds, PostgreSQL
 WRITER_CACHED_STATEMENTS = 1024
@@ -69,6 +72,35 @@ def json_dumps(value: Any) -> str:
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+SQLITE_NEEDED = (3, 35, 0)
+"""The oldest SQLite redrive runs on: ``RETURNING`` came in 3.35. It also needs the JSON functions (``json_each``:
+an ordered ingest reads its keys through it), built in since 3.38 and compiled in by most builds before."""
+
+
+def sqlite_problem(version: tuple[int, int, int], has_json: bool) -> str | None:
+    """Why an SQLite library of ``version`` (with or without the JSON functions) cannot serve redrive, or None."""
+    shown = ".".join(str(part) for part in version)
+    advice = "use a Python linked against a newer SQLite, or PostgreSQL"
+    if version < SQLITE_NEEDED:
+        needed = ".".join(str(part) for part in SQLITE_NEEDED[:2])
+        return f"SQLite {shown} is too old for redrive, which needs {needed} or newer (RETURNING): {advice}"
+    if not has_json:
+        return f"SQLite {shown} was built without the JSON functions (json_each), which redrive needs: {advice}"
+    return None
+
+
+def _check_sqlite(dbapi_connection: Any) -> None:
+    """Refuse (``StorageUnsupported``) an SQLite library redrive cannot run on, at its first connection."""
+    try:
+        dbapi_connection.execute("SELECT count(*) FROM json_each('[1]')").fetchone()
+        has_json = True
+    except sqlite3.OperationalError:  # no such table-valued function
+        has_json = False
+    problem = sqlite_problem(sqlite3.sqlite_version_info, has_json)
+    if problem is not None:
+        raise StorageUnsupported(problem)
+
+
 def make_engine(url: str, *, writer: bool = False, reader: bool = False, pool_size: int = 10) -> Engine:
     """An engine for ``url``; ``writer=True`` makes SQLite transactions start with BEGIN IMMEDIATE; ``reader=True``
     is for read jobs only, and on PostgreSQL runs them in autocommit (see above)."""
@@ -94,6 +126,7 @@ def make_engine(url: str, *, writer: bool = False, reader: bool = False, pool_si
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        _check_sqlite(dbapi_connection)
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000", "foreign_keys=ON"):
