@@ -44,7 +44,8 @@ up at a raise site: a new code is a new class here, drawn below (a unit test hol
         ├── StorageUnavailable (503 storage_unavailable)
         ├── Starting (503 starting)
         ├── SchemaOutdated (503 schema_outdated)
-        └── DatabaseEncoding (503 database_encoding)
+        ├── DatabaseEncoding (503 database_encoding)
+        └── StorageUnsupported (503 storage_unsupported)
 """
 
 from __future__ import annotations
@@ -92,13 +93,6 @@ class PluginError(RedriveError):
     """A plugin cannot be used: it failed to import, or what it registered clashes or is malformed."""
 
     code = "plugin_error"
-
-
-class StorageUnsupported(RedriveError):
-    """The database cannot serve redrive as it is (an SQLite library too old, or built without what redrive uses)."""
-
-    code = "storage_unsupported"
-    status = 503
 
 
 class BadRequest(RedriveError):
@@ -350,3 +344,9 @@ class DatabaseEncoding(Unavailable):
     """The PostgreSQL database cannot store every payload (not UTF8)."""
 
     code = "database_encoding"
+
+
+class StorageUnsupported(Unavailable):
+    """The SQLite library cannot serve redrive: older than 3.35, or built without the JSON functions."""
+
+    code = "storage_unsupported"
