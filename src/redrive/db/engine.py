@@ -22,6 +22,8 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+from contextlib import closing
+from functools import cache
 from typing import Any, TypeGuard
 
 import orjson
@@ -89,14 +91,20 @@ def sqlite_problem(version: tuple[int, int, int], has_json: bool) -> str | None:
     return None
 
 
-def _check_sqlite(dbapi_connection: Any) -> None:
-    """Refuse (``StorageUnsupported``) an SQLite library redrive cannot run on, at its first connection."""
-    try:
-        dbapi_connection.execute("SELECT count(*) FROM json_each('[1]')").fetchone()
-        has_json = True
-    except sqlite3.OperationalError:  # no such table-valued function
-        has_json = False
-    problem = sqlite_problem(sqlite3.sqlite_version_info, has_json)
+@cache
+def _has_json() -> bool:
+    """Whether the process's SQLite library has the JSON functions (asked once, of an in-memory database)."""
+    with closing(sqlite3.connect(":memory:")) as probing:
+        try:
+            probing.execute("SELECT count(*) FROM json_each('[1]')").fetchone()
+        except sqlite3.OperationalError:  # no such table-valued function
+            return False
+    return True
+
+
+def _check_sqlite() -> None:
+    """Refuse (``StorageUnsupported``) an SQLite library redrive cannot run on, before a connection is used."""
+    problem = sqlite_problem(sqlite3.sqlite_version_info, _has_json())
     if problem is not None:
         raise StorageUnsupported(problem)
 
@@ -126,7 +134,7 @@ def make_engine(url: str, *, writer: bool = False, reader: bool = False, pool_si
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        _check_sqlite(dbapi_connection)
+        _check_sqlite()
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000", "foreign_keys=ON"):

@@ -78,7 +78,7 @@ def _event_row(event: NewEvent) -> dict[str, Any]:
     }
 
 
-def _execution_row(event: NewEvent, event_id: int, key_waiting: bool = False) -> dict[str, Any]:
+def _execution_row(event: NewEvent, event_id: int, key_waiting: bool) -> dict[str, Any]:
     at = event.received_at
     return {
         "key_waiting": key_waiting,

@@ -127,6 +127,14 @@ def _blocks(row: FromClause, blocking: bool | None) -> ColumnElement[bool]:
     return row.c.trigger_id.in_(_list(_BLOCKING))
 
 
+def _parks_behind(holder: FromClause, key: ColumnElement[bool], blocks: ColumnElement[bool]) -> ColumnElement[bool]:
+    """A new row parks: ``holder`` (rows of its ``key``) has one pending or running, or, where ``blocks`` (its
+    trigger is under ``block``), one dead and not parked. Two probes of ix_executions_ordering."""
+    in_flight = probe(holder, key, holder.c.status.in_((PENDING, RUNNING)))
+    dead = probe(holder, key, holder.c.status.in_(DEAD), holder.c.key_waiting == false())
+    return or_(in_flight, and_(blocks, dead))
+
+
 @cache
 def _park() -> Any:
     """Park each of the new rows ``p_ids`` whose key has a holder before it: one statement for a batch.
@@ -137,15 +145,13 @@ def _park() -> Any:
     """
     earlier = executions.alias("earlier")
     before = and_(same_key(earlier, executions), earlier.c.id < executions.c.id)
-    in_flight = probe(earlier, before, earlier.c.status.in_((PENDING, RUNNING)))
-    dead = probe(earlier, before, earlier.c.status.in_(DEAD), earlier.c.key_waiting == false())
     return (
         update(executions)
         .where(
             executions.c.id.in_(_list(_IDS)),
             executions.c.ordering_key.is_not(None),
             unindexed(executions.c.status) == PENDING,
-            or_(in_flight, and_(_blocks(executions, True), dead)),
+            _parks_behind(earlier, before, _blocks(executions, True)),
         )
         .values(key_waiting=True)
     )
@@ -160,7 +166,7 @@ def park_in(connection: Connection, ids: Sequence[int], blocking: Sequence[int])
 def _held_keys() -> Any:
     """SQLite: the keys among ``p_keys`` (a JSON array of ``[trigger_id, key]``) that have a holder: ``_park``'s
     test, read per key before its rows are made. The keys travel as one JSON text, so the statement's text never
-    changes with the batch; each key is two probes of ix_executions_ordering."""
+    changes with the batch."""
     keys = (
         text("SELECT json_extract(value, '$[0]') AS t, json_extract(value, '$[1]') AS o FROM json_each(:p_keys)")
         .columns(column("t", Integer()), column("o", String()))
@@ -168,9 +174,7 @@ def _held_keys() -> Any:
     )
     holder = executions.alias("holder")
     key = and_(holder.c.trigger_id == keys.c.t, holder.c.ordering_key == keys.c.o)
-    in_flight = probe(holder, key, holder.c.status.in_((PENDING, RUNNING)))
-    dead = probe(holder, key, holder.c.status.in_(DEAD), holder.c.key_waiting == false())
-    return select(keys.c.t, keys.c.o).where(or_(in_flight, and_(keys.c.t.in_(_list(_BLOCKING)), dead)))
+    return select(keys.c.t, keys.c.o).where(_parks_behind(holder, key, keys.c.t.in_(_list(_BLOCKING))))
 
 
 def parked_at_insert(
