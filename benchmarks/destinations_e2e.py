@@ -17,12 +17,23 @@ and server CPU seconds per event. Run it on a quiet machine; ``--events`` and ``
 By default the 64 senders go as fast as they can: the run is saturated, and a backlog builds behind every busy key.
 ``--rate N`` paces them at N events/s instead; below both variants' capacity both deliver N/s, and what tells them
 apart is the CPU per event (also printed as enabled over disabled, per round and their median).
+
+``--paired`` runs the two variants at the same time instead of one after the other, each with its senders, sink and
+``redrive up`` pinned to a core of its own (the cores swap every round), so that both see the same phases of this
+machine's CPU speed, which changes every few hundred milliseconds. Each variant then has one core for everything,
+its load generator included: the generator's CPU per event, the same in both, dilutes the paired rate ratio towards
+1, so the bound is read on the saturated ratio above; the paired ratio of server CPU per event is what this mode is
+for. It still spreads from round to round (a run's own backlog differs), but less than the one-after-the-other
+runs do.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -62,9 +73,20 @@ def main() -> int:
         default=None,
         help="pace the senders at this many events/s (below both variants' capacity: compare CPU per event)",
     )
+    parser.add_argument("--paired", action="store_true", help="run both variants at once, each on a core of its own")
+    parser.add_argument("--single", choices=sorted({**VARIANTS, **PARTS}), help=argparse.SUPPRESS)  # --paired's runs
+    parser.add_argument("--core", type=int, help=argparse.SUPPRESS)  # the core --single runs on
     args = parser.parse_args()
-    variants = {**VARIANTS, **PARTS} if args.parts else VARIANTS
     args.ordering_keys = 0  # the variants carry their own ordering (ingest_e2e's end_to_end reads this)
+    if args.single:
+        return single(args)
+    if args.paired:
+        if args.parts or args.rate is not None:
+            parser.error("--paired runs the enabled and disabled variants saturated: not with --parts or --rate")
+        if len(os.sched_getaffinity(0)) < 2:
+            parser.error("--paired needs two cores, one per variant")
+        return paired(args)
+    variants = {**VARIANTS, **PARTS} if args.parts else VARIANTS
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="redrive-bench-dest-") as tmp:
         procs = Procs(Path(tmp))
@@ -108,6 +130,66 @@ def main() -> int:
         flush=True,
     )
     return 0 if all(r["complete"] for found in runs.values() for r in found) else 1
+
+
+def single(args: argparse.Namespace) -> int:
+    """One run of one variant (``--single``, as ``--paired`` starts it on its core); its figures as JSON."""
+    if args.core is not None:
+        os.sched_setaffinity(0, {args.core})  # the run's sink and ``redrive up`` inherit it
+    with tempfile.TemporaryDirectory(prefix="redrive-bench-dest-") as tmp:
+        procs = Procs(Path(tmp))
+        try:
+            run = end_to_end(args, procs, 1, trigger_extra={**VARIANTS, **PARTS}[args.single], tag=f"{args.single}-")
+        finally:
+            procs.stop_all()
+    print(json.dumps(run), flush=True)
+    return 0 if run["complete"] else 1
+
+
+def paired(args: argparse.Namespace) -> int:
+    """``--paired``: each round runs the two variants side by side, each pinned to one core, cores swapped per round."""
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    names = list(VARIANTS)
+    script = [sys.executable, str(Path(__file__).resolve())]
+    options = ["--events", str(args.events), "--connections", str(args.connections)]
+    options += ["--concurrency", str(args.concurrency), "--e2e-timeout", str(args.e2e_timeout)]
+    options += ["--log-level", args.log_level]
+    rates: list[float] = []
+    costs: list[float] = []
+    complete = True
+    for n in range(1, args.repeat + 1):
+        placed = {name: cores[(i + n) % 2] for i, name in enumerate(names)}
+        started = {
+            name: subprocess.Popen([*script, "--single", name, "--core", str(core), *options], stdout=subprocess.PIPE)
+            for name, core in placed.items()
+        }
+        runs: dict[str, dict[str, Any]] = {}
+        for name, proc in started.items():
+            out, _ = proc.communicate()
+            runs[name] = json.loads(out.decode().strip().splitlines()[-1])
+            complete = complete and proc.returncode == 0
+        enabled, disabled = runs["enabled"], runs["disabled"]
+        rates.append(enabled["executions_per_s"] / disabled["executions_per_s"])
+        costs.append(cpu_per_event(enabled) / cpu_per_event(disabled))
+        print(
+            f"#{n} paired: "
+            + ", ".join(
+                f"{name} on core {placed[name]} {run['executions_per_s']:.0f} executions/s, "
+                f"cpu {cpu_per_event(run) * 1e3:.3f} ms/event" + ("" if run["complete"] else " (TIMED OUT)")
+                for name, run in runs.items()
+            )
+            + f"; enabled / disabled: rate {rates[-1]:.3f}, cpu per event {costs[-1]:.3f}",
+            flush=True,
+        )
+    print(
+        "paired, enabled / disabled, per round: rate "
+        + ", ".join(f"{r:.3f}" for r in rates)
+        + f" (median {statistics.median(rates):.3f}); cpu per event "
+        + ", ".join(f"{c:.3f}" for c in costs)
+        + f" (median {statistics.median(costs):.3f})",
+        flush=True,
+    )
+    return 0 if complete else 1
 
 
 if __name__ == "__main__":
