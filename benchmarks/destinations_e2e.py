@@ -163,11 +163,13 @@ def paired(args: argparse.Namespace) -> int:
             name: subprocess.Popen([*script, "--single", name, "--core", str(core), *options], stdout=subprocess.PIPE)
             for name, core in placed.items()
         }
-        runs: dict[str, dict[str, Any]] = {}
-        for name, proc in started.items():
-            out, _ = proc.communicate()
-            runs[name] = json.loads(out.decode().strip().splitlines()[-1])
-            complete = complete and proc.returncode == 0
+        outputs = {name: proc.communicate()[0].decode().strip().splitlines() for name, proc in started.items()}
+        failed = [name for name, lines in outputs.items() if not lines]
+        if failed:  # a run failed before its figures (its traceback went to stderr, above)
+            print(f"#{n} paired: no figures from {', '.join(failed)}", file=sys.stderr)
+            return 1
+        runs = {name: json.loads(lines[-1]) for name, lines in outputs.items()}
+        complete = complete and all(proc.returncode == 0 for proc in started.values())
         enabled, disabled = runs["enabled"], runs["disabled"]
         rates.append(enabled["executions_per_s"] / disabled["executions_per_s"])
         costs.append(cpu_per_event(enabled) / cpu_per_event(disabled))
