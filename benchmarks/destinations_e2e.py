@@ -94,7 +94,7 @@ def main() -> int:
             for n in range(1, args.repeat + 1):
                 order = list(variants) if n % 2 else list(reversed(variants))  # none always goes first
                 for name in order:
-                    run = end_to_end(args, procs, n, trigger_extra=variants[name], tag=f"{name}-")
+                    run = end_to_end(args, procs, n, trigger_extra=variants[name], tag=f"{name}-", rate=args.rate)
                     procs.stop_all()
                     runs[name].append(run)
                     per_event = cpu_per_event(run)

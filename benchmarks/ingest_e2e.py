@@ -218,9 +218,16 @@ def sql(db: Path, query: str) -> Any:
 
 
 def end_to_end(
-    args: argparse.Namespace, procs: Procs, n: int, processes: int = 1, trigger_extra: str = "", tag: str = ""
+    args: argparse.Namespace,
+    procs: Procs,
+    n: int,
+    processes: int = 1,
+    trigger_extra: str = "",
+    tag: str = "",
+    rate: float | None = None,
 ) -> dict[str, Any]:
-    """One end-to-end run (``trigger_extra``: more YAML for the trigger; ``tag`` names the run's processes)."""
+    """One end-to-end run (``trigger_extra``: more YAML for the trigger; ``tag`` names the run's processes; ``rate``
+    paces the senders at that many events/s, None: as fast as they can)."""
     sink_port = start_sink(procs, f"sink-{tag}{n}-{processes}")
     name = f"redrive-e2e-{tag}{n}-{processes}"
     base, db, pid = start_redrive(
@@ -232,7 +239,6 @@ def end_to_end(
 
     keys = [f"e2e-{n}" for n in range(args.events)]
     body = b'{"messageId":"{key}","text":"hello"}'
-    rate = getattr(args, "rate", None)  # paced senders (destinations_e2e.py --rate); else as fast as they can
     sent = asyncio.run(send_events([f"{base}/hooks/bench"], keys, args.connections, body, args.e2e_timeout, rate))
     rejected = sent.refused + sent.errors
     sent_s = time.perf_counter() - t0
