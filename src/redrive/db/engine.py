@@ -152,6 +152,14 @@ def make_engine(url: str, *, writer: bool = False, reader: bool = False, pool_si
     return engine
 
 
+def write_turn_path(url: str) -> str | None:
+    """The file whose ``flock`` orders the writers of the SQLite file at ``url`` (None: in memory, no turns)."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(database) + "-writer"
+
+
 def _write_turn(engine: Engine, url: str) -> int | None:
     """The descriptor whose ``flock`` orders the writers of one SQLite file, released at every pool check-in.
 
@@ -160,10 +168,9 @@ def _write_turn(engine: Engine, url: str) -> int | None:
     between them SQLite's lock alone decides, as it does with a writer that takes no turn. Keyed by pid: a forked
     child opens its own, or it would share its parent's (and its siblings') lock instead of taking turns with them.
     """
-    database = make_url(url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    path = write_turn_path(url)
+    if path is None:
         return None
-    path = os.path.abspath(database) + "-writer"
     turn = _WRITE_TURNS.get((os.getpid(), path))
     if turn is None:
         turn = _WRITE_TURNS[(os.getpid(), path)] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

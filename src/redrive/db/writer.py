@@ -11,15 +11,18 @@ concurrently (none awaited another), so running them grouped rather than in arri
 The writer thread is the serial part of the service and shares the GIL with the event loop, so every Python
 operation it saves per job is throughput; results go back to each event loop in one call per batch.
 
-On SQLite one thread is what keeps one writer per process (WAL allows one). On PostgreSQL the writer can run several
-threads (``Settings.writer_connections``; one by default, see ``Database``), each with its own connection, taking
-turns to collect a batch: while one waits on its round trips and its commit's WAL flush, the next collects and runs
-the jobs that arrived meanwhile, and commits that land together share PostgreSQL's own flush (group commit). A batch
-still commits or fails as a whole, and a job submitted after another job's result came back runs in a later
-transaction than that one, as with one thread. Concurrent transactions can deadlock or hit a serialization failure,
-as two processes can; such a batch is run again (``_CONFLICT_RETRIES``) before its jobs are run alone. Each thread
-keeps its PostgreSQL connection from one batch to the next (``_Link``): checking it out of the pool for every batch
-cost a ping round trip each time.
+On SQLite one thread is what keeps one writer per process (WAL allows one). Several processes take turns at the
+file (``db.engine``); the jobs that arrive while a process waits for its turn join the batch that waited
+(``Writer._top_up``), so each turn, serial across the processes, carries all the process has to write.
+
+On PostgreSQL the writer can run several threads (``Settings.writer_connections``; one by default, see
+``Database``), each with its own connection, taking turns to collect a batch: while one waits on its round trips and
+its commit's WAL flush, the next collects and runs the jobs that arrived meanwhile, and commits that land together
+share PostgreSQL's own flush (group commit). A batch still commits or fails as a whole, and a job submitted after
+another job's result came back runs in a later transaction than that one, as with one thread. Concurrent
+transactions can deadlock or hit a serialization failure, as two processes can; such a batch is run again
+(``_CONFLICT_RETRIES``) before its jobs are run alone. Each thread keeps its PostgreSQL connection from one batch to
+the next (``_Link``): checking it out of the pool for every batch cost a ping round trip each time.
 """
 
 from __future__ import annotations
@@ -220,6 +223,11 @@ class Writer:
             for thread in self._threads:
                 thread.start()
 
+    @property
+    def queued(self) -> int:
+        """Jobs waiting to be collected into a batch."""
+        return self._queue.qsize()
+
     async def run(self, job: Job[T]) -> T:
         """Queue a job and wait until it has committed; re-raises the job's own exception."""
         loop = asyncio.get_running_loop()
@@ -264,20 +272,44 @@ class Writer:
                 batch.append(item)
             return batch
 
-    def _commit(self, link: _Link, batch: list[_Pending], retries: int = _CONFLICT_RETRIES) -> None:
+    def _top_up(self, batch: list[_Pending]) -> None:
+        """Add to ``batch`` the jobs queued since it was collected, up to ``max_batch``.
+
+        Called once the transaction has begun, which on SQLite means once this process has its turn at the file
+        (``db.engine``): the jobs that came in while another process held it join this transaction instead of
+        waiting for the next turn. Each turn is serial across the processes, so the fewer turns the same jobs take,
+        the more the processes together write. The jobs added were submitted before this transaction commits, so
+        none of them waited for another job of it.
+        """
+        while len(batch) < self._max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:  # closing: left for the collector, which stops the threads
+                self._queue.put(None)
+                return
+            batch.append(item)
+
+    def _commit(
+        self, link: _Link, batch: list[_Pending], retries: int = _CONFLICT_RETRIES, *, top_up: bool = True
+    ) -> None:
         try:
             with link.transaction() as connection:
+                if top_up:
+                    self._top_up(batch)
                 results = _run_jobs(connection, batch)
         except Exception as exc:
             if retries and conflicted(exc):  # another writer's transaction won a lock race: the batch is innocent
-                self._commit(link, batch, retries - 1)
+                self._commit(link, batch, retries - 1, top_up=False)
                 return
             if link.stale and storage_unavailable(exc):  # the kept connection had died unseen; nothing committed
-                self._commit(link, batch, retries)  # on a fresh, pinged connection: a second failure is real
+                # Run again on a fresh, pinged connection: a second failure is real.
+                self._commit(link, batch, retries, top_up=False)
                 return
             if len(batch) > 1 and not storage_unavailable(exc):
                 for pending in batch:  # one bad job must not fail its neighbours
-                    self._commit(link, [pending])
+                    self._commit(link, [pending], top_up=False)
                 return
             # One job's own failure, or the database is away: then no job is to blame, and retrying each alone
             # would wait out a connect timeout per job while the writer holds everyone behind it.
