@@ -61,12 +61,15 @@ def _params(trigger_id: int, now: datetime) -> dict[str, Any]:
     }
 
 
-def test_a_claim_reads_the_due_index_in_order_without_sorting_the_queue(db_url: str) -> None:
+@pytest.mark.parametrize("statement", ["lease", "lease_unplanned"])
+def test_a_claim_reads_the_due_index_in_order_without_sorting_the_queue(db_url: str, statement: str) -> None:
+    """``lease_unplanned``, a claim's lease before any plan (``claim(plan_first=False)``), reads the restricted
+    destinations in its own statement instead of taking their names as a parameter: the same range all the same."""
     now = datetime.now(UTC).replace(microsecond=0)
     engine, trigger_id = _seed(db_url, now)
     try:
-        plan = executed_plan(engine, _claim_statements().lease, _params(trigger_id, now))
-        print(f"{engine.dialect.name} claim plan:\n{plan}")
+        plan = executed_plan(engine, getattr(_claim_statements(), statement), _params(trigger_id, now))
+        print(f"{engine.dialect.name} claim plan ({statement}):\n{plan}")
         if engine.dialect.name == "postgresql":
             nodes = plan_nodes(json.loads(plan)[0]["Plan"])
             assert any(node.get("Index Name") == "ix_executions_due" for node in nodes), plan

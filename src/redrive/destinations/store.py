@@ -363,6 +363,11 @@ class ClaimPlan:
     _rows: dict[str, tuple[Destination, Destination]] = field(default_factory=dict)  # as read, as planned
 
     @property
+    def restricted(self) -> bool:
+        """Whether the plan found any destination restricted."""
+        return bool(self._rows)
+
+    @property
     def laned(self) -> frozenset[str]:
         """Destinations with laned rows: a claim takes them through their own range, whatever their allowance."""
         return frozenset(name for name, (_, planned) in self._rows.items() if planned.laned_to is not None)

@@ -52,7 +52,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from redrive.db.schema import attempts, events, executions, triggers
+from redrive.db.schema import attempts, destinations, events, executions, triggers
 from redrive.db.writer import BatchJob
 from redrive.destinations.breaker import Observed, Policy
 from redrive.destinations.store import ClaimPlan, Outcome, PolicyOf, plan_claim, record_outcomes
@@ -84,12 +84,13 @@ class Claimed:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """What a claim found: the leased rows and, when it found fewer than asked, when the next row falls due; and
-    the breaker transitions it made (a cool-down over: half-open)."""
+    """What a claim found: the leased rows and, when it found fewer than asked, when the next row falls due; the
+    breaker transitions it made (a cool-down over: half-open); and whether any destination was restricted."""
 
     executions: list[Claimed]
     next_run_at: datetime | None
     transitions: list[BreakerTransition] = field(default_factory=list)
+    restricted: bool = True  # some destination was restricted: the next claim plans first (``claim``'s ``plan_first``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +132,7 @@ def held_by_breaker(result: Completion) -> Completion:
 class _ClaimStatements:
     lease: Any  # lease the due rows: UPDATE ... WHERE id IN (due rows, locked, skipping locked ones) RETURNING
     lease_destination: Any  # the same, for the due rows of one restricted destination (``c_destination``)
+    lease_unplanned: Any  # ``lease`` without a plan: every restricted destination left out, and whether there is one
     events: Any  # the leased rows' events
     next_due: Any  # when the next pending row of a runnable trigger falls due
 
@@ -139,6 +141,13 @@ def _destination_unrestricted() -> ColumnElement[bool]:
     """dest: rows whose destination a claim may take freely: none, or not among the restricted ones (held by an
     open breaker, probing, limited, ramping or paced), which ``c_restricted`` lists and claims take one by one."""
     restricted = bindparam("c_restricted", expanding=True, type_=executions.c.destination.type)
+    return or_(executions.c.destination.is_(None), executions.c.destination.not_in(restricted))
+
+
+def _destination_unrestricted_now() -> ColumnElement[bool]:
+    """dest: rows whose destination no ``destinations`` row says restricted now (read in the lease's own statement,
+    for a claim that has not planned: ``claim``'s ``plan_first``)."""
+    restricted = select(destinations.c.name).where(destinations.c.restricted.is_(True))
     return or_(executions.c.destination.is_(None), executions.c.destination.not_in(restricted))
 
 
@@ -156,7 +165,7 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
         triggers.c.id.in_(bindparam("c_trigger_ids", expanding=True)), triggers.c.paused == false()
     )
 
-    def lease(*conditions: ColumnElement[bool]) -> Any:
+    def lease(*conditions: ColumnElement[bool], returning: tuple[Any, ...] = ()) -> Any:
         # A materialised CTE: the planner may not re-run or flatten the locking subquery, so LIMIT holds.
         due = (
             select(executions.c.id)
@@ -195,6 +204,7 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
                 executions.c.attempts,
                 executions.c.destination,
                 executions.c.ordering_key,
+                *returning,
             )
         )
 
@@ -220,6 +230,13 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
         # The free range never holds a laned row (``dest_waiting``, a literal); a destination's range holds both.
         lease=lease(executions.c.dest_waiting == false(), _destination_unrestricted()),
         lease_destination=lease(_destination_is()),
+        lease_unplanned=lease(
+            executions.c.dest_waiting == false(),
+            _destination_unrestricted_now(),
+            returning=(
+                select(destinations.c.name).where(destinations.c.restricted.is_(True)).exists().label("restricted"),
+            ),
+        ),
         events=event_rows,
         next_due=next_due,
     )
@@ -235,6 +252,7 @@ def claim(
     ordered: bool = False,
     blocking: Sequence[int] = (),
     policy_of: PolicyOf | None = None,
+    plan_first: bool = True,
 ) -> Callable[[Connection], Claim]:
     """Lease up to ``limit`` due pending executions of runnable triggers, oldest ``run_at`` first.
 
@@ -243,6 +261,12 @@ def claim(
     dead-lettered head holds its key (``on_dead_letter: block``). Restricted destinations
     (``redrive.destinations.store.plan_claim``, with ``policy_of`` saying their policies) are taken first, each
     within what it may take now; the rest of the batch comes from the others.
+
+    ``plan_first=False`` (the claim before found no destination restricted, ``Claim.restricted``: the usual case,
+    breakers closed and no limits) leases first, leaving out every destination restricted now, and plans only when
+    the lease says one is (or leased nothing): the plan's read of the restricted rows, which nearly always finds
+    none, is then one statement (a round trip on PostgreSQL) fewer per claim. A destination restricted since waits
+    for this one claim, as it would for a claim that planned just before it was.
     """
     token = (owner + uuid.uuid4().hex)[:32]
     ids = list(trigger_ids)
@@ -257,12 +281,19 @@ def claim(
             "c_expires": now + timedelta(seconds=lease_seconds),
             **keys,
         }
-        planned = plan_claim(connection, policy_of, now) if policy_of is not None else ClaimPlan()
+        rows: list[Any] = []
+        planned: ClaimPlan | None = None if policy_of is not None else ClaimPlan()
+        if planned is None and not plan_first:
+            rows = list(connection.execute(statements.lease_unplanned, {**params, "c_limit": limit}))
+            if rows and not rows[0].restricted:
+                planned = ClaimPlan()  # nothing restricted when the rows were leased: nothing to plan
+        if planned is None:
+            assert policy_of is not None
+            planned = plan_claim(connection, policy_of, now)
         # A destination that may take a whole batch is taken freely; the others, one by one, within their allowance:
         # those capped now, and those with laned rows (``destinations.store.lane``), which the free range never holds.
         capped = {name for name, allowed in planned.allowances.items() if allowed < limit}
         one_by_one = sorted(capped | planned.laned)
-        rows: list[Any] = []
         for name in one_by_one:
             room = min(planned.allowances.get(name, limit), limit - len(rows))
             taken = 0
@@ -310,7 +341,7 @@ def claim(
             ).scalar_one_or_none()
             if planned.next_at is not None and (next_run_at is None or planned.next_at < next_run_at):
                 next_run_at = planned.next_at
-        return Claim(claimed, next_run_at, planned.transitions)
+        return Claim(claimed, next_run_at, planned.transitions, planned.restricted)
 
     return job
 

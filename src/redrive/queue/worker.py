@@ -109,6 +109,7 @@ class Worker:
         self._inflight: dict[int, tuple[str, asyncio.Task[None]]] = {}  # every lease held: acting or recording
         self._acting: set[int] = set()  # the executions whose action runs: what takes a slot
         self._slot_freed = asyncio.Event()
+        self._plan_first = True  # plan restricted destinations before leasing (until a claim finds none)
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._resources: dict[str, Any] | None = None
@@ -184,12 +185,14 @@ class Worker:
                         ordered=self._triggers.ordered,
                         blocking=self._triggers.blocking,
                         policy_of=self._triggers.policies.of,
+                        plan_first=self._plan_first,
                     )
                 )
             except Exception as exc:
                 log_failure(log, "claim_failed", exc)
                 await self._sleep(settings.poll_interval)
                 continue
+            self._plan_first = found.restricted
             self._report(found.transitions)
             for claimed in found.executions:
                 self._publish(claimed, ExecutionStatus.RUNNING, claimed.attempts)

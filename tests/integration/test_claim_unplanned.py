@@ -1,0 +1,132 @@
+"""A claim that skips the plan while nothing is restricted (``queue.claim``'s ``plan_first=False``).
+
+A claim plans the restricted destinations (breakers open or probing, limits, ramps, ``Retry-After``) under their row
+locks before it leases. Nearly always there are none, and the plan is a read that finds nothing. So a worker whose
+last claim found none leases first, leaving out every destination restricted in the lease's own statement, and
+plans only when that statement says one is (or it leased nothing). The rows of a restricted destination are never
+leased outside its plan either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event
+
+from redrive.db.engine import make_engine
+from redrive.destinations.store import force_job
+from redrive.ingest.prepare import prepare
+from redrive.ingest.store import store_events
+from redrive.observe.redaction import Redactor
+from redrive.plugins import load_plugins
+from redrive.queue import statements as queue
+from redrive.triggers.config import parse_config
+from redrive.triggers.runtime import TriggerSet, build_trigger_set, sync_triggers
+
+CONFIG = """
+triggers:
+  - name: held
+    action: {kind: http, url: "https://held.example/hook"}
+  - name: healthy
+    action: {kind: http, url: "https://healthy.example/hook"}
+"""
+HELD = "https://held.example:443"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+NOW = T0 + timedelta(minutes=1)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url, writer=True)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def triggers(engine: Engine) -> TriggerSet:
+    plugins = load_plugins("")
+    config = parse_config(CONFIG, registry=plugins.registry)
+    with engine.begin() as connection:
+        ids = sync_triggers(connection, config, T0)
+    return build_trigger_set(config, ids, plugins.registry)
+
+
+def store(engine: Engine, triggers: TriggerSet, name: str, count: int) -> None:
+    trigger = triggers.by_name(name)
+    assert trigger is not None
+    events = [
+        prepare(
+            trigger.config,
+            trigger.id,
+            body=b"{}",
+            headers={},
+            received_at=T0,
+            redactor=Redactor(),
+            destination=trigger.destination,
+        )
+        for _ in range(count)
+    ]
+    with engine.begin() as connection:
+        store_events(connection, events)
+
+
+@contextmanager
+def statements_run(engine: Engine) -> Iterator[Callable[[], int]]:
+    """How many statements the engine runs inside the block."""
+    seen = [0]
+
+    def count(*_: Any) -> None:
+        seen[0] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield lambda: seen[0]
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def claim(engine: Engine, triggers: TriggerSet, *, plan_first: bool, limit: int = 5) -> tuple[queue.Claim, int]:
+    job = queue.claim(triggers.ids, limit, 30, NOW, policy_of=triggers.policies.of, plan_first=plan_first)
+    with statements_run(engine) as run, engine.begin() as connection:
+        found = job(connection)
+    return found, run()
+
+
+def leased_triggers(found: queue.Claim, triggers: TriggerSet) -> set[str]:
+    return {triggers.by_id(one.trigger_id).name for one in found.executions}  # type: ignore[union-attr]
+
+
+def test_with_nothing_restricted_a_claim_that_skips_the_plan_runs_one_statement_fewer(
+    engine: Engine, triggers: TriggerSet
+) -> None:
+    store(engine, triggers, "healthy", 10)
+    planned, planned_statements = claim(engine, triggers, plan_first=True)
+    unplanned, unplanned_statements = claim(engine, triggers, plan_first=False)
+    assert len(planned.executions) == len(unplanned.executions) == 5
+    assert not planned.restricted
+    assert not unplanned.restricted
+    assert unplanned_statements == planned_statements - 1
+
+
+def test_a_restricted_destination_is_left_out_of_the_lease_and_planned(engine: Engine, triggers: TriggerSet) -> None:
+    with engine.begin() as connection:
+        force_job(HELD, "open", "operator", T0)(connection)
+    store(engine, triggers, "held", 5)
+    store(engine, triggers, "healthy", 5)
+    found, _ = claim(engine, triggers, plan_first=False, limit=10)
+    assert leased_triggers(found, triggers) == {"healthy"}
+    assert len(found.executions) == 5
+    assert found.restricted  # the next claim plans first
+
+
+def test_a_lease_that_finds_nothing_plans(engine: Engine, triggers: TriggerSet) -> None:
+    with engine.begin() as connection:
+        force_job(HELD, "open", "operator", T0)(connection)
+    store(engine, triggers, "held", 5)
+    found, _ = claim(engine, triggers, plan_first=False)
+    assert found.executions == []
+    assert found.restricted
