@@ -11,31 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from queue_support import HELD, HELD_AND_HEALTHY, T0, store, trigger_set
 from sqlalchemy import Engine, event
 
 from redrive.db.engine import make_engine
 from redrive.destinations.store import force_job
-from redrive.ingest.prepare import prepare
-from redrive.ingest.store import store_events
-from redrive.observe.redaction import Redactor
-from redrive.plugins import load_plugins
 from redrive.queue import statements as queue
-from redrive.triggers.config import parse_config
-from redrive.triggers.runtime import TriggerSet, build_trigger_set, sync_triggers
+from redrive.triggers.runtime import TriggerSet
 
-CONFIG = """
-triggers:
-  - name: held
-    action: {kind: http, url: "https://held.example/hook"}
-  - name: healthy
-    action: {kind: http, url: "https://healthy.example/hook"}
-"""
-HELD = "https://held.example:443"
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=1)
 
 
@@ -48,30 +35,7 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def triggers(engine: Engine) -> TriggerSet:
-    plugins = load_plugins("")
-    config = parse_config(CONFIG, registry=plugins.registry)
-    with engine.begin() as connection:
-        ids = sync_triggers(connection, config, T0)
-    return build_trigger_set(config, ids, plugins.registry)
-
-
-def store(engine: Engine, triggers: TriggerSet, name: str, count: int) -> None:
-    trigger = triggers.by_name(name)
-    assert trigger is not None
-    events = [
-        prepare(
-            trigger.config,
-            trigger.id,
-            body=b"{}",
-            headers={},
-            received_at=T0,
-            redactor=Redactor(),
-            destination=trigger.destination,
-        )
-        for _ in range(count)
-    ]
-    with engine.begin() as connection:
-        store_events(connection, events)
+    return trigger_set(engine, HELD_AND_HEALTHY, T0)
 
 
 @contextmanager
@@ -103,7 +67,7 @@ def leased_triggers(found: queue.Claim, triggers: TriggerSet) -> set[str]:
 def test_with_nothing_restricted_a_claim_that_skips_the_plan_runs_one_statement_fewer(
     engine: Engine, triggers: TriggerSet
 ) -> None:
-    store(engine, triggers, "healthy", 10)
+    store(engine, triggers, "healthy", 10, T0)
     planned, planned_statements = claim(engine, triggers, plan_first=True)
     unplanned, unplanned_statements = claim(engine, triggers, plan_first=False)
     assert len(planned.executions) == len(unplanned.executions) == 5
@@ -115,8 +79,8 @@ def test_with_nothing_restricted_a_claim_that_skips_the_plan_runs_one_statement_
 def test_a_restricted_destination_is_left_out_of_the_lease_and_planned(engine: Engine, triggers: TriggerSet) -> None:
     with engine.begin() as connection:
         force_job(HELD, "open", "operator", T0)(connection)
-    store(engine, triggers, "held", 5)
-    store(engine, triggers, "healthy", 5)
+    store(engine, triggers, "held", 5, T0)
+    store(engine, triggers, "healthy", 5, T0)
     found, _ = claim(engine, triggers, plan_first=False, limit=10)
     assert leased_triggers(found, triggers) == {"healthy"}
     assert len(found.executions) == 5
@@ -126,7 +90,7 @@ def test_a_restricted_destination_is_left_out_of_the_lease_and_planned(engine: E
 def test_a_lease_that_finds_nothing_plans(engine: Engine, triggers: TriggerSet) -> None:
     with engine.begin() as connection:
         force_job(HELD, "open", "operator", T0)(connection)
-    store(engine, triggers, "held", 5)
+    store(engine, triggers, "held", 5, T0)
     found, _ = claim(engine, triggers, plan_first=False)
     assert found.executions == []
     assert found.restricted

@@ -16,31 +16,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from queue_support import HELD, HELD_AND_HEALTHY, T0, store, trigger_set
 from sqlalchemy import Connection, Engine, text
 
 from redrive.db.engine import make_engine
 from redrive.destinations.store import force_job
-from redrive.ingest.prepare import prepare
-from redrive.ingest.store import store_events
-from redrive.observe.redaction import Redactor
-from redrive.plugins import load_plugins
 from redrive.queue import statements as queue
-from redrive.triggers.config import parse_config
-from redrive.triggers.runtime import TriggerSet, build_trigger_set, sync_triggers
+from redrive.triggers.runtime import TriggerSet
 
-CONFIG = """
-triggers:
-  - name: held
-    action: {kind: http, url: "https://held.example/hook"}
-  - name: healthy
-    action: {kind: http, url: "https://healthy.example/hook"}
-"""
-HELD = "https://held.example:443"
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BACKLOG = 2_000
 
 
@@ -52,31 +39,7 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 def _triggers(engine: Engine) -> TriggerSet:
-    plugins = load_plugins("")
-    config = parse_config(CONFIG, registry=plugins.registry)
-    with engine.begin() as connection:
-        ids = sync_triggers(connection, config, T0)
-    return build_trigger_set(config, ids, plugins.registry)
-
-
-def _store(engine: Engine, triggers: TriggerSet, name: str, count: int, at: datetime) -> None:
-    trigger = triggers.by_name(name)
-    assert trigger is not None
-    events = [
-        prepare(
-            trigger.config,
-            trigger.id,
-            body=b"{}",
-            headers={},
-            received_at=at,
-            redactor=Redactor(),
-            destination=trigger.destination,
-        )
-        for _ in range(count)
-    ]
-    for start in range(0, count, 500):
-        with engine.begin() as connection:
-            store_events(connection, events[start : start + 500])
+    return trigger_set(engine, HELD_AND_HEALTHY, T0)
 
 
 def _claim(triggers: TriggerSet, now: datetime, limit: int = 50) -> Callable[[Connection], queue.Claim]:
@@ -130,7 +93,7 @@ def test_a_held_backlog_costs_the_other_claims_nothing(engine: Engine, stored: s
     now = T0 + timedelta(minutes=1)
     with engine.begin() as connection:
         force_job(HELD, "open", "operator", T0)(connection)
-    _store(engine, triggers, "healthy", 40, now)
+    store(engine, triggers, "healthy", 40, now)
     _vacuumed(engine)
     idle, found = _cost_of_a_claim(engine, _claim(triggers, now, limit=10))
     assert len(found.executions) == 10
@@ -138,11 +101,11 @@ def test_a_held_backlog_costs_the_other_claims_nothing(engine: Engine, stored: s
     if stored == "before the hold":  # the backlog was there when the breaker opened: reset, store, open again
         with engine.begin() as connection:
             force_job(HELD, "reset", "operator", T0)(connection)
-        _store(engine, triggers, "held", BACKLOG, T0)
+        store(engine, triggers, "held", BACKLOG, T0)
         with engine.begin() as connection:
             force_job(HELD, "open", "operator", T0)(connection)
     else:
-        _store(engine, triggers, "held", BACKLOG, T0)
+        store(engine, triggers, "held", BACKLOG, T0)
     _cost_of_a_claim(engine, _claim(triggers, now, limit=10))  # the claim that finds the backlog lanes it
     _vacuumed(engine)
     busy, found = _cost_of_a_claim(engine, _claim(triggers, now, limit=10))
@@ -159,7 +122,7 @@ def test_a_laned_backlog_flows_again_when_its_destination_is_released(engine: En
     claim reads)."""
     triggers = _triggers(engine)
     now = T0 + timedelta(minutes=1)
-    _store(engine, triggers, "held", 150, T0)
+    store(engine, triggers, "held", 150, T0)
     with engine.begin() as connection:
         force_job(HELD, "open", "operator", T0)(connection)
     assert _cost_of_a_claim(engine, _claim(triggers, now))[1].executions == []  # lanes the 150
@@ -195,7 +158,7 @@ def test_releasing_a_lane_never_waits_on_a_running_row(engine: Engine) -> None:
         pytest.skip("row locks are PostgreSQL's: SQLite's single writer serialises these transactions")
     triggers = _triggers(engine)
     now = T0 + timedelta(minutes=1)
-    _store(engine, triggers, "held", 150, T0)
+    store(engine, triggers, "held", 150, T0)
     with engine.begin() as connection:
         force_job(HELD, "open", "operator", T0)(connection)
     _cost_of_a_claim(engine, _claim(triggers, now))  # lanes the 150

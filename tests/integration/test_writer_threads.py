@@ -7,8 +7,8 @@ import asyncio
 import threading
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from writer_support import mark, marks, with_marks
 
 from redrive.db.database import Database
 
@@ -18,22 +18,10 @@ pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)]
 @pytest.fixture
 def db(db_url: str):
     database = Database(db_url, writer_connections=4)
-    database.write_sync(lambda c: c.execute(text("CREATE TABLE marks (name text PRIMARY KEY)")))
+    with_marks(database)
     database.start()
     yield database
     database.close()
-
-
-def mark(name: str):
-    def job(connection: Connection) -> str:
-        connection.execute(text("INSERT INTO marks (name) VALUES (:name)"), {"name": name})
-        return name
-
-    return job
-
-
-def marks(db: Database) -> list[str]:
-    return sorted(db.read_sync(lambda c: c.execute(text("SELECT name FROM marks")).scalars().all()))
 
 
 def test_a_batch_commits_while_another_is_still_open(db: Database) -> None:

@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from writer_support import mark, marks, with_marks
 
 from redrive.db.database import Database
 from redrive.db.engine import write_turn_path
@@ -24,22 +25,10 @@ pytestmark = [pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 @pytest.fixture
 def db(db_url: str) -> Iterator[Database]:
     database = Database(db_url)
-    database.write_sync(lambda c: c.execute(text("CREATE TABLE marks (name text PRIMARY KEY)")))
+    with_marks(database)
     database.start()
     yield database
     database.close()
-
-
-def mark(name: str) -> Callable[[Connection], str]:
-    def job(connection: Connection) -> str:
-        connection.execute(text("INSERT INTO marks (name) VALUES (:name)"), {"name": name})
-        return name
-
-    return job
-
-
-def marks(db: Database) -> list[str]:
-    return sorted(db.read_sync(lambda c: c.execute(text("SELECT name FROM marks")).scalars().all()))
 
 
 def other_process_turn(db_url: str) -> int:
@@ -89,7 +78,7 @@ def test_jobs_that_arrive_while_another_process_writes_join_the_waiting_transact
 
 def test_a_close_while_the_writer_waits_for_its_turn_runs_the_queued_jobs_and_stops(db_url: str) -> None:
     database = Database(db_url)
-    database.write_sync(lambda c: c.execute(text("CREATE TABLE marks (name text PRIMARY KEY)")))
+    with_marks(database)
     database.start()
     turn = other_process_turn(db_url)
     closer = threading.Thread(target=database.writer.close)
