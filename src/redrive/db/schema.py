@@ -466,6 +466,15 @@ destinations = Table(
     # Its due rows up to this run_at are laned (executions.dest_waiting); NULL: none is.
     Column("laned_to", _utc()),
     Column("updated_at", _utc(), nullable=False),
+    # Every claim reads the restricted rows (or leaves them out of its lease): a few, among a row per destination
+    # ever seen (one per customer's endpoint, when a trigger's URL is templated). The predicate is the claims' own
+    # rendering of ``restricted IS true``, so both planners match it.
+    Index(
+        "ix_destinations_restricted",
+        "name",
+        sqlite_where=text("restricted IS 1"),
+        postgresql_where=text("restricted IS true"),
+    ),
 )
 
 # Every breaker transition, for the Destinations page's history and the audit of automatic decisions.

@@ -1,0 +1,38 @@
+"""the restricted destinations are read from an index of their own
+
+Every claim reads the destinations whose breaker is open or probing, or that are limited, ramping or paced (or
+leaves them out of its lease, reading the same rows). They are a few, but the table holds a row for every destination
+that ever counted an outcome: one per customer's endpoint when a trigger's URL is templated. Without an index each
+claim read them all (100,000 rows: 9.5 ms a claim on SQLite, 3.5 ms on PostgreSQL). A partial index holds the
+restricted ones only.
+
+Revision ID: 0016
+Revises: 0015
+Create Date: 2026-12-05 01:45:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0016"
+down_revision: str | None = "0015"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_destinations_restricted",
+        "destinations",
+        ["name"],
+        sqlite_where=sa.text("restricted IS 1"),
+        postgresql_where=sa.text("restricted IS true"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_destinations_restricted", table_name="destinations")
