@@ -19,15 +19,19 @@ from redrive.states import ExecutionStatus
 MAX_TRANSITIONS = 200
 
 
-def _counts(connection: Connection, names: list[str]) -> dict[tuple[str, str], int]:
-    if not names:
+def _counts(connection: Connection, names: list[str] | None) -> dict[tuple[str, str], int]:
+    """Pending and running executions by (destination, status): of ``names``, or (None) of every destination.
+
+    Every destination's are counted in one statement that binds no name: a list of every destination seen can be
+    far longer than a statement's parameters may be (PostgreSQL's protocol takes 65,535), and the queue's rows of
+    all of them are what it reads either way."""
+    if names is not None and not names:
         return {}
+    queued = executions.c.status.in_([ExecutionStatus.PENDING, ExecutionStatus.RUNNING])
+    which = executions.c.destination.in_(names) if names is not None else executions.c.destination.is_not(None)
     query = (
         select(executions.c.destination, executions.c.status, func.count())
-        .where(
-            executions.c.destination.in_(names),
-            executions.c.status.in_([ExecutionStatus.PENDING, ExecutionStatus.RUNNING]),
-        )
+        .where(which, queued)
         .group_by(executions.c.destination, executions.c.status)
     )
     return {(row[0], row[1]): row[2] for row in connection.execute(query)}
@@ -48,9 +52,8 @@ def list_destinations(declared: Iterable[str], now: datetime) -> Callable[[Conne
         rows = {d.name: d for d in map(load, connection.execute(select(destinations)))}
         for name in declared:
             rows.setdefault(name, Destination.new(name, now))
-        names = sorted(rows)
-        counts = _counts(connection, names)
-        return [_view(rows[name], counts, now) for name in names]
+        counts = _counts(connection, None)
+        return [_view(rows[name], counts, now) for name in sorted(rows)]
 
     return job
 
