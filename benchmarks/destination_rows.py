@@ -17,39 +17,27 @@ no other destination, with the index, in the same run.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 from datetime import UTC, datetime
 
 from benchkit import fresh_url, timed_claims
+from claim_setup import HELD, database_options, databases, held_and_healthy
 from sqlalchemy import Engine, text
 
 from redrive.db.engine import make_engine
 from redrive.db.migrate import upgrade
 from redrive.destinations.store import force_job
-from redrive.plugins import load_plugins
 from redrive.queue import statements as queue
-from redrive.triggers.config import parse_config
-from redrive.triggers.runtime import TriggerSet, build_trigger_set, sync_triggers
+from redrive.triggers.runtime import TriggerSet
 
-CONFIG = """
-triggers:
-  - name: held
-    action: {kind: http, url: "https://held.example/hook"}
-  - name: healthy
-    action: {kind: http, url: "https://healthy.example/hook"}
-"""
-HELD = "https://held.example:443"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def seed(engine: Engine, destinations: int) -> TriggerSet:
     """The triggers, ``destinations`` closed destinations, and the held one forced open; the trigger set."""
-    plugins = load_plugins("")
-    config = parse_config(CONFIG, registry=plugins.registry)
+    triggers = held_and_healthy(engine, T0)
     with engine.begin() as connection:
-        ids = sync_triggers(connection, config, T0)
         if destinations:
             connection.execute(
                 text(
@@ -62,7 +50,7 @@ def seed(engine: Engine, destinations: int) -> TriggerSet:
     if engine.dialect.name == "postgresql":  # as autovacuum would after that many new rows
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE destinations"))
-    return build_trigger_set(config, ids, plugins.registry)
+    return triggers
 
 
 def measure(engine: Engine, triggers: TriggerSet, claims: int) -> list[float]:
@@ -90,16 +78,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--destinations", default="0,10000,100000", help="destination rows, comma-separated")
     parser.add_argument("--claims", type=int, default=50)
-    parser.add_argument("--only", choices=["sqlite", "postgresql"])
-    parser.add_argument(
-        "--pg", default=os.environ.get("REDRIVE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-    )
+    database_options(parser)
     args = parser.parse_args()
     counts = [int(n) for n in args.destinations.split(",")]
-    print(f"load average (1 min): {os.getloadavg()[0]:.2f}", flush=True)
-    for kind in ["sqlite", "postgresql"]:
-        if args.only not in (None, kind):
-            continue
+    for kind in databases(args):
         baseline = None
         for count in counts:
             indexed, unindexed = run(kind, count, args)

@@ -18,12 +18,12 @@ slot-based isolation test does not: the claim's walk over the rows it must skip.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 from datetime import UTC, datetime
 
 from benchkit import fresh_url, timed_claims
+from claim_setup import HELD, database_options, databases, held_and_healthy
 from sqlalchemy import Engine, text
 
 from redrive.db.engine import make_engine
@@ -32,19 +32,9 @@ from redrive.destinations.store import force_job
 from redrive.ingest.prepare import prepare
 from redrive.ingest.store import store_events
 from redrive.observe.redaction import Redactor
-from redrive.plugins import load_plugins
 from redrive.queue import statements as queue
-from redrive.triggers.config import parse_config
-from redrive.triggers.runtime import TriggerSet, build_trigger_set, sync_triggers
+from redrive.triggers.runtime import TriggerSet
 
-CONFIG = """
-triggers:
-  - name: held
-    action: {kind: http, url: "https://held.example/hook"}
-  - name: healthy
-    action: {kind: http, url: "https://healthy.example/hook"}
-"""
-HELD = "https://held.example:443"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BATCH = 500
 
@@ -52,15 +42,13 @@ BATCH = 500
 def seed(engine: Engine, held: int, history: int = 0) -> TriggerSet:
     """Store ``history`` events for the healthy destination, delivered already, then ``held`` events for the held
     destination, and force its breaker open; the trigger set."""
-    plugins = load_plugins("")
-    config = parse_config(CONFIG, registry=plugins.registry)
-    with engine.begin() as connection:
-        ids = sync_triggers(connection, config, T0)
-    triggers = build_trigger_set(config, ids, plugins.registry)
+    triggers = held_and_healthy(engine, T0)
     store(engine, triggers, "healthy", history)
+    healthy = triggers.by_name("healthy")
+    assert healthy is not None
     with engine.begin() as connection:
         done = "UPDATE executions SET status = 'succeeded', finished_at = run_at WHERE trigger_id = :t"
-        connection.execute(text(done), {"t": ids["healthy"]})
+        connection.execute(text(done), {"t": healthy.id})
     store(engine, triggers, "held", held)
     with engine.begin() as connection:
         force_job(HELD, "open", "bench", T0)(connection)
@@ -124,16 +112,10 @@ def main() -> None:
     parser.add_argument("--held", default="0,2000,20000", help="held backlogs to measure, comma-separated")
     parser.add_argument("--claims", type=int, default=50)
     parser.add_argument("--history", type=int, default=0, help="delivered executions stored before the held ones")
-    parser.add_argument("--only", choices=["sqlite", "postgresql"])
-    parser.add_argument(
-        "--pg", default=os.environ.get("REDRIVE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-    )
+    database_options(parser)
     args = parser.parse_args()
     counts = [int(n) for n in args.held.split(",")]
-    print(f"load average (1 min): {os.getloadavg()[0]:.2f}", flush=True)
-    for kind in ["sqlite", "postgresql"]:
-        if args.only not in (None, kind):
-            continue
+    for kind in databases(args):
         baseline = None
         for held in counts:
             first, stale, median, low, high = run(kind, held, args)
