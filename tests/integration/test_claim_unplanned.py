@@ -94,3 +94,15 @@ def test_a_lease_that_finds_nothing_plans(engine: Engine, triggers: TriggerSet) 
     found, _ = claim(engine, triggers, plan_first=False)
     assert found.executions == []
     assert found.restricted
+
+
+def test_an_idle_claim_that_skips_the_plan_runs_no_more_statements_than_one_that_plans(
+    engine: Engine, triggers: TriggerSet
+) -> None:
+    """Nothing queued, nothing restricted: the lease finds nothing and the plan nothing, and the free range is not
+    read a second time (the poll of an idle worker)."""
+    planned, planned_statements = claim(engine, triggers, plan_first=True)
+    unplanned, unplanned_statements = claim(engine, triggers, plan_first=False)
+    assert planned.executions == unplanned.executions == []
+    assert not unplanned.restricted
+    assert unplanned_statements == planned_statements

@@ -8,7 +8,6 @@ import asyncio
 import fcntl
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -18,6 +17,7 @@ from writer_support import mark, marks, with_marks
 
 from redrive.db.database import Database
 from redrive.db.engine import write_turn_path
+from support import wait_until
 
 pytestmark = [pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 
@@ -47,11 +47,9 @@ async def submitted(db: Database, job: Callable[[Connection], str]) -> asyncio.F
     return future
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.005)
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (off the event loop, which delivers the writer's results) until ``condition`` holds."""
+    await asyncio.to_thread(wait_until, condition, what=what)
 
 
 def test_jobs_that_arrive_while_another_process_writes_join_the_waiting_transaction(db: Database, db_url: str) -> None:
@@ -61,7 +59,7 @@ def test_jobs_that_arrive_while_another_process_writes_join_the_waiting_transact
 
     async def scenario() -> list[str]:
         first = await submitted(db, mark("first"))
-        await until(lambda: db.writer.queued == 0)  # collected: its batch waits for the turn
+        await until(lambda: db.writer.queued == 0, "the first job collected: its batch waits for the turn")
         second = await submitted(db, mark("second"))
         assert db.writer.queued == 1
         assert not first.done()
@@ -85,12 +83,12 @@ def test_a_close_while_the_writer_waits_for_its_turn_runs_the_queued_jobs_and_st
 
     async def scenario() -> list[str]:
         first = await submitted(database, mark("first"))
-        await until(lambda: database.writer.queued == 0)
+        await until(lambda: database.writer.queued == 0, "the first job collected")
         second = await submitted(database, mark("second"))
         assert database.writer.queued == 1
         assert not first.done()
         closer.start()  # queues the writer's stop behind ``second``
-        await until(lambda: database.writer.queued == 2)
+        await until(lambda: database.writer.queued == 2, "the stop queued behind the second job")
         fcntl.flock(turn, fcntl.LOCK_UN)
         done = list(await asyncio.gather(first, second))
         await asyncio.to_thread(closer.join, 10)

@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Select,
     Update,
     bindparam,
     false,
@@ -144,11 +145,15 @@ def _destination_unrestricted() -> ColumnElement[bool]:
     return or_(executions.c.destination.is_(None), executions.c.destination.not_in(restricted))
 
 
+def _restricted_now() -> Select[Any]:
+    """The names of the destinations restricted now, read in the statement that uses them (from
+    ix_destinations_restricted), for a claim that has not planned: ``claim``'s ``plan_first``."""
+    return select(destinations.c.name).where(destinations.c.restricted.is_(True))
+
+
 def _destination_unrestricted_now() -> ColumnElement[bool]:
-    """dest: rows whose destination no ``destinations`` row says restricted now (read in the lease's own statement,
-    for a claim that has not planned: ``claim``'s ``plan_first``)."""
-    restricted = select(destinations.c.name).where(destinations.c.restricted.is_(True))
-    return or_(executions.c.destination.is_(None), executions.c.destination.not_in(restricted))
+    """dest: rows whose destination is not among ``_restricted_now``."""
+    return or_(executions.c.destination.is_(None), executions.c.destination.not_in(_restricted_now()))
 
 
 def _destination_is() -> ColumnElement[bool]:
@@ -233,9 +238,7 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
         lease_unplanned=lease(
             executions.c.dest_waiting == false(),
             _destination_unrestricted_now(),
-            returning=(
-                select(destinations.c.name).where(destinations.c.restricted.is_(True)).exists().label("restricted"),
-            ),
+            returning=(_restricted_now().exists().label("restricted"),),
         ),
         events=event_rows,
         next_due=next_due,
@@ -282,13 +285,12 @@ def claim(
             **keys,
         }
         rows: list[Any] = []
-        planned: ClaimPlan | None = None if policy_of is not None else ClaimPlan()
-        if planned is None and not plan_first:
+        unplanned = policy_of is not None and not plan_first  # the free rows are leased before any plan
+        if unplanned:
             rows = list(connection.execute(statements.lease_unplanned, {**params, "c_limit": limit}))
-            if rows and not rows[0].restricted:
-                planned = ClaimPlan()  # nothing restricted when the rows were leased: nothing to plan
-        if planned is None:
-            assert policy_of is not None
+        if policy_of is None or (rows and not rows[0].restricted):  # nothing restricted when the rows were leased
+            planned = ClaimPlan()
+        else:
             planned = plan_claim(connection, policy_of, now)
         # A destination that may take a whole batch is taken freely; the others, one by one, within their allowance:
         # those capped now, and those with laned rows (``destinations.store.lane``), which the free range never holds.
@@ -305,7 +307,9 @@ def claim(
                 taken = len(leased)
             if name in capped and taken == room:  # it may have more due than it could take: a backlog is laned
                 planned.lane(connection, name, now)
-        if len(rows) < limit:
+        # After an unplanned lease, what the free range may still hold is the rows of restricted destinations that
+        # may take a whole batch: none unless the plan found some.
+        if len(rows) < limit and (planned.restricted or not unplanned):
             free = {**params, "c_limit": limit - len(rows), "c_restricted": one_by_one}
             rows += connection.execute(statements.lease, free).all()
         if planned.allowances or one_by_one:  # a laned destination released is unlaned as it is saved

@@ -3,7 +3,8 @@
 Every claim reads the destinations whose breaker is open or probing, or that are limited, ramping or paced (or
 leaves them out of its lease, reading the same rows). They are a few, but the table holds a row for every destination
 that ever counted an outcome: one per customer's endpoint when a trigger's URL is templated. Without an index each
-claim read them all (100,000 rows: 9.5 ms a claim on SQLite, 3.5 ms on PostgreSQL). A partial index holds the
+claim read them all (at 100,000 rows a claim that found nothing took 10.2 ms on SQLite and 3.8 ms on
+PostgreSQL, 0.23 and 0.92 ms with this index: ``benchmarks/destination_rows.py``). A partial index holds the
 restricted ones only.
 
 Revision ID: 0016
