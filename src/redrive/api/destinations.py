@@ -4,17 +4,18 @@ or percent-encoded."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from redrive.api.auth import AUTH_RESPONSES, OperatorDep, ViewerDep
 from redrive.api.deps import StateDep
+from redrive.destinations.paging import BreakerState, PageQuery, Position, decode
 from redrive.destinations.report import report
 from redrive.destinations.store import force_job
 from redrive.destinations.views import get_destination, list_destinations
-from redrive.errors import UnknownDestination
+from redrive.errors import InvalidRequest, UnknownDestination
 
 log = structlog.get_logger("redrive.destinations")
 router = APIRouter(prefix="/api/v1/destinations", tags=["destinations"])
@@ -22,13 +23,44 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "unknown_destination: no destination has that name (none declared, none seen)."}
 }
 RESPONSES = {**AUTH_RESPONSES, **NOT_FOUND}
+LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    422: {"description": "invalid_request: `limit`, `state` or `cursor` (not a `next_cursor` of this list)."},
+}
+PageCursor = Annotated[str | None, Query(max_length=4096, description="`next_cursor` from the previous page (opaque).")]
+StateFilter = Annotated[
+    BreakerState | None, Query(alias="state", description="Only the destinations in this breaker state.")
+]
 
 
-@router.get("", responses=AUTH_RESPONSES)
-async def destinations_list(state: StateDep, caller: ViewerDep) -> dict[str, Any]:
-    """Every destination declared in the trigger file or seen since, by name."""
-    items = await state.db.read(list_destinations(state.triggers.policies.names, state.now()))
-    return {"items": items}
+def _after(cursor: str | None) -> Position | None:
+    """Where the page starts, or a 422 ``invalid_request`` naming the parameter, as a validation error does."""
+    if cursor is None:
+        return None
+    try:
+        return decode(cursor)
+    except ValueError as exc:
+        raise InvalidRequest(
+            "query.cursor: not a next_cursor of GET /api/v1/destinations; leave it out for the first page"
+        ) from exc
+
+
+@router.get("", responses=LIST_RESPONSES)
+async def destinations_list(
+    state: StateDep,
+    caller: ViewerDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: PageCursor = None,
+    breaker: StateFilter = None,
+) -> dict[str, Any]:
+    """Destinations declared in the trigger file or seen since, a page at a time: open (or forced open) first,
+    then half-open, forced closed, closed, by name within each; pass ``next_cursor`` back as ``cursor`` for the next
+    page (null: the last). ``summary`` counts every destination by state, whatever ``state`` keeps (``forced``:
+    the overrides of either kind, counted in their state too); it is the current state, counted over the table in
+    one statement, not a figure of history."""
+    query = PageQuery(limit, _after(cursor), breaker)
+    result: dict[str, Any] = await state.db.read(list_destinations(state.triggers.policies.names, state.now(), query))
+    return result
 
 
 @router.get("/{name:path}/transitions", responses=RESPONSES)

@@ -5,4 +5,6 @@
 - ``breaker``: the pure decisions: outcomes in, state and transitions out; what a claim may take.
 - ``store``: the statements: the claim's plan for restricted destinations, recording outcomes, operator actions.
 - ``report``: telling the world about a transition (log, metrics, stream, plugins).
+- ``paging``: the list's order (what needs attention first), its cursors and summary, decided without I/O.
+- ``views``: the reads of the list, a page at a time, and of one destination with its transitions.
 """

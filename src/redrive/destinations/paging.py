@@ -1,0 +1,147 @@
+"""The destinations list's order and pages, decided without I/O.
+
+An operator looks for the destinations that need attention, so they come first whatever the number of the others:
+rank 0 open (or forced open), 1 half-open, 2 forced closed, 3 closed; by name within a rank. Ranks 0 to 2 are
+restricted rows (``Destination.restricted``), a few read from their partial index; the closed rank is read a page at
+a time by name, with the declared destinations that have no row yet (closed) merged in.
+
+A page ends at a ``Position`` (its last destination's rank and name), handed to the caller as an opaque cursor: names
+hold ``/``, ``:`` and anything else, so it is URL-safe base64 of a small JSON array. A destination whose rank changes
+between two pages may show on both or on neither; the summary counts it once.
+
+Names compare by code point here, as SQLite and a PostgreSQL database with the C collation order them; under another
+collation the closed rows still come once each, in the database's order, and only the declared destinations without a
+row may be misplaced among them (or shown twice, or not at all).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from redrive.destinations.breaker import HALF_OPEN, OPEN, Destination
+
+BreakerState = Literal["closed", "half_open", "open"]
+OPEN_RANK, HALF_OPEN_RANK, FORCED_CLOSED_RANK, CLOSED_RANK = 0, 1, 2, 3
+RANKS: dict[BreakerState | None, frozenset[int]] = {
+    None: frozenset(range(4)),
+    "open": frozenset({OPEN_RANK}),
+    "half_open": frozenset({HALF_OPEN_RANK}),
+    "closed": frozenset({FORCED_CLOSED_RANK, CLOSED_RANK}),
+}
+"""The ranks each ``state`` filter keeps (None: no filter)."""
+SHOWN_AS: tuple[BreakerState, ...] = ("open", "half_open", "closed", "closed")
+"""The state each rank counts as in the summary."""
+
+
+def rank(state: str, forced: str | None) -> int:
+    """Where a destination with this breaker ``state`` and override ``forced`` sorts: 0 needs attention most."""
+    if forced == OPEN or state == OPEN:
+        return OPEN_RANK
+    if state == HALF_OPEN:
+        return HALF_OPEN_RANK
+    return CLOSED_RANK if forced is None else FORCED_CLOSED_RANK
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a page stopped: its last destination's rank and name; the next page starts after it."""
+
+    rank: int
+    name: str
+
+    def precedes(self, d: Destination) -> bool:
+        """Whether ``d`` comes after this position."""
+        return (rank(d.state, d.forced), d.name) > (self.rank, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """One page of the list: at most ``limit`` destinations after ``after`` (None: the first page) whose state is
+    ``state`` (None: any)."""
+
+    limit: int = 100
+    after: Position | None = None
+    state: BreakerState | None = None
+
+    @property
+    def ranks(self) -> frozenset[int]:
+        """The ranks the page may hold."""
+        return RANKS[self.state]
+
+    @property
+    def closed_after(self) -> str | None:
+        """The name the closed rank resumes after (None: from its start)."""
+        return self.after.name if self.after is not None and self.after.rank == CLOSED_RANK else None
+
+
+def encode(position: Position) -> str:
+    """The cursor naming ``position``: URL-safe, ASCII whatever the name holds."""
+    raw = json.dumps([position.rank, position.name], separators=(",", ":")).encode("ascii")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def decode(cursor: str) -> Position:
+    """The position ``cursor`` names; ValueError when it is not one ``encode`` made."""
+    try:
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        value = json.loads(raw)
+    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError("not base64 of JSON") from exc
+    if not (isinstance(value, list) and len(value) == 2):
+        raise ValueError("not a [rank, name] pair")
+    found_rank, name = value
+    if type(found_rank) is not int or not OPEN_RANK <= found_rank <= CLOSED_RANK or not isinstance(name, str):
+        raise ValueError("not a [rank, name] pair")
+    return Position(found_rank, name)
+
+
+def attention(rows: Iterable[Destination], query: PageQuery) -> list[Destination]:
+    """Of the restricted ``rows``, those of ranks 0 to 2 the page may hold, in order: at most one more than it shows
+    (that one says another page follows)."""
+    kept = [d for d in rows if rank(d.state, d.forced) in query.ranks - {CLOSED_RANK}]
+    if query.after is not None:
+        kept = [d for d in kept if query.after.precedes(d)]
+    kept.sort(key=lambda d: (rank(d.state, d.forced), d.name))
+    return kept[: query.limit + 1]
+
+
+def unrecorded(
+    declared: Sequence[str], after: str | None, known: set[str], rows: Sequence[str], need: int
+) -> list[str]:
+    """The declared names (sorted) without a row that belong among the closed ``rows`` (names, the next ``need`` in
+    order after ``after``): not ``known`` to have a row, after ``after``, and before the last of ``rows`` when those
+    fill the page (a name past it belongs to a later page)."""
+    bound = rows[-1] if len(rows) >= need else None
+    found: list[str] = []
+    for name in declared[bisect_right(declared, after) if after is not None else 0 :]:
+        if len(found) == need or (bound is not None and name >= bound):
+            break
+        if name not in known:
+            found.append(name)
+    return found
+
+
+def cut(ordered: Sequence[Destination], limit: int) -> tuple[list[Destination], Position | None]:
+    """The page shown (the first ``limit`` of ``ordered``) and where the next starts (None: this is the last)."""
+    if len(ordered) <= limit:
+        return list(ordered), None
+    last = ordered[limit - 1]
+    return list(ordered[:limit]), Position(rank(last.state, last.forced), last.name)
+
+
+def summary(restricted: Iterable[Destination], rows: int, unrecorded: int) -> dict[str, int]:
+    """Every destination by the state it counts as: those of ranks 0 to 2 are all among the ``restricted`` rows, the
+    rest of the ``rows`` and the ``unrecorded`` declared destinations (no row yet) are closed; ``forced`` counts the
+    overrides of either kind, already counted in their state."""
+    counts = {"open": 0, "half_open": 0, "closed": 0, "forced": 0}
+    for d in restricted:
+        counts[SHOWN_AS[rank(d.state, d.forced)]] += 1
+        counts["forced"] += d.forced is not None
+    total = rows + unrecorded
+    return {**counts, "closed": total - counts["open"] - counts["half_open"], "total": total}

@@ -1,0 +1,167 @@
+"""``GET /api/v1/destinations`` a page at a time against a real service: the destinations needing attention first
+(open or forced open, half-open, forced closed), then the closed ones by name with the declared destinations that have
+no row yet merged in; paging with any limit shows each destination once, in that order; ``state`` keeps one state;
+the summary counts every destination; a cursor, limit or state that is not one is refused naming it."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx2
+import pytest
+from sqlalchemy import create_engine, insert
+
+from redrive.db.schema import destinations
+from support import Service, run_service, scalar, wait_until
+
+NOW = datetime(2031, 1, 1, tzinfo=UTC)
+CONFIG = """
+triggers:
+  - {name: alpha, action: {kind: command, argv: ["true"]}}
+  - {name: mid, action: {kind: command, argv: ["true"]}}
+  - {name: zulu, action: {kind: command, argv: ["true"]}}
+"""
+# (name, state, forced, concurrency): rows as the breaker and the operators leave them.
+ROWS = [
+    ("https://a-closed.example:443", "closed", None, None),
+    ("https://b-open.example:443/päth", "open", None, None),
+    ("https://c-half-open.example:443", "half_open", None, None),
+    ("https://d-forced-closed.example:443", "closed", "closed", None),
+    ("https://e-forced-open.example:443", "open", "open", None),
+    ("https://f-limited.example:443", "closed", None, 2),  # restricted, yet closed: the closed rank
+    ("smtp://mail.example:25/ä?x=1&y=#z", "closed", None, None),
+    ("trigger:mid", "open", None, None),  # declared, and its row is open: once, among the open ones
+    ("zz://last.example:1", "closed", None, None),
+]
+ORDER = [
+    "https://b-open.example:443/päth",
+    "https://e-forced-open.example:443",
+    "trigger:mid",
+    "https://c-half-open.example:443",
+    "https://d-forced-closed.example:443",
+    "https://a-closed.example:443",
+    "https://f-limited.example:443",
+    "smtp://mail.example:25/ä?x=1&y=#z",
+    "trigger:alpha",  # declared, no row: closed, by name among the rows
+    "trigger:zulu",
+    "zz://last.example:1",
+]
+BY_STATE = {"open": ORDER[:3], "half_open": ORDER[3:4], "closed": ORDER[4:]}
+
+
+@pytest.fixture
+def service(db_url: str) -> Iterator[Service]:
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(destinations),
+                [
+                    {
+                        "name": name,
+                        "state": state,
+                        "forced": forced,
+                        "concurrency": concurrency,
+                        "restricted": state != "closed" or forced is not None or concurrency is not None,
+                        "changed_at": NOW,
+                        "window_start": NOW,
+                        "updated_at": NOW,
+                    }
+                    for name, state, forced, concurrency in ROWS
+                ],
+            )
+    finally:
+        engine.dispose()
+    with run_service(db_url, CONFIG, worker_concurrency=0) as running:  # no claim: the rows stay as written
+        yield running
+
+
+def page(service: Service, **params: Any) -> httpx2.Response:
+    return httpx2.get(f"{service.url}/api/v1/destinations", params=params, headers=service.auth("viewer"), timeout=10)
+
+
+def walk(service: Service, limit: int, state: str | None = None) -> list[str]:
+    """Every name, following ``next_cursor`` from the first page to the last."""
+    names: list[str] = []
+    cursor = None
+    for _ in range(len(ORDER) + 1):
+        params = {"limit": limit, "cursor": cursor, "state": state}
+        body = page(service, **{key: value for key, value in params.items() if value is not None}).json()
+        assert len(body["items"]) <= limit
+        names += [item["name"] for item in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return names
+    raise AssertionError(f"more pages than destinations: {names}")
+
+
+def test_the_attention_ranks_come_first_and_every_limit_pages_through_each_destination_once(
+    service: Service,
+) -> None:
+    first = page(service).json()
+    assert [item["name"] for item in first["items"]] == ORDER
+    assert first["next_cursor"] is None
+    for limit in (1, 2, 3, 4, 5):
+        assert walk(service, limit) == ORDER, limit
+    two = page(service, limit=2).json()
+    assert [item["name"] for item in two["items"]] == ORDER[:2]
+    assert two["next_cursor"] is not None
+
+
+def test_declared_destinations_without_a_row_show_closed_among_the_rows_by_name(
+    service: Service, db_url: str
+) -> None:
+    assert scalar(db_url, "SELECT count(*) FROM destinations WHERE name LIKE 'trigger:%'") == 1  # mid's alone
+    items = {item["name"]: item for item in page(service).json()["items"]}
+    assert (items["trigger:alpha"]["state"], items["trigger:alpha"]["forced"]) == ("closed", None)
+    assert (items["trigger:mid"]["state"], items["trigger:zulu"]["state"]) == ("open", "closed")
+    after_smtp = walk(service, 1, state="closed")
+    assert after_smtp[after_smtp.index("smtp://mail.example:25/ä?x=1&y=#z") + 1 :] == ORDER[-3:]
+
+
+def test_the_state_filter_keeps_one_state_and_the_summary_counts_every_destination(
+    service: Service, db_url: str
+) -> None:
+    sent = httpx2.post(f"{service.url}/hooks/mid", json={}, timeout=10)
+    assert sent.status_code == 202, sent.text
+    wait_until(lambda: scalar(db_url, "SELECT count(*) FROM executions WHERE destination = 'trigger:mid'") == 1)
+    for state, names in BY_STATE.items():
+        assert walk(service, 2, state=state) == names, state
+    summary = {"open": 3, "half_open": 1, "closed": 7, "forced": 2, "total": 11}
+    for params in ({}, {"state": "open"}, {"limit": 1, "state": "closed"}):
+        assert page(service, **params).json()["summary"] == summary, params
+    opened = page(service, state="open").json()["items"]
+    mid = next(item for item in opened if item["name"] == "trigger:mid")
+    assert (mid["pending"], mid["held"], mid["running"]) == (1, 1, 0)
+
+
+def _cursor(text: bytes) -> str:
+    return base64.urlsafe_b64encode(text).decode("ascii")
+
+
+REFUSED = [
+    {"cursor": "not a cursor!"},
+    {"cursor": _cursor(b"{not json")},
+    {"cursor": _cursor(b'[7, "https://a-closed.example:443"]')},
+    {"cursor": _cursor(b'[true, "https://a-closed.example:443"]')},
+    {"cursor": _cursor(b'["3", "https://a-closed.example:443"]')},
+    {"cursor": _cursor(b'{"rank": 3, "name": "x"}')},
+    {"cursor": "x" * 4097},
+    {"limit": 0},
+    {"limit": 501},
+    {"state": "broken"},
+]
+
+
+def test_a_cursor_limit_or_state_that_is_not_one_is_refused_naming_the_parameter(service: Service) -> None:
+    wrong = []
+    for params in REFUSED:
+        refused = page(service, **params)
+        error = refused.json().get("error", {})
+        named = error.get("message", "").startswith(f"query.{next(iter(params))}: ")
+        if (refused.status_code, error.get("code"), named) != (422, "invalid_request", True):
+            wrong.append(f"{params}: {refused.status_code} {error}")
+    assert wrong == []
