@@ -179,10 +179,11 @@ class RedriveClient:
         result: dict[str, Any] = self.request("POST", path, json=body)
         return result
 
-    def list_destinations(self) -> list[dict[str, Any]]:
-        """GET /api/v1/destinations."""
-        items: list[dict[str, Any]] = self._get("/api/v1/destinations")["items"]
-        return items
+    def list_destinations(
+        self, *, limit: int = 100, cursor: str | None = None, state: str | None = None
+    ) -> dict[str, Any]:
+        """GET /api/v1/destinations: one page (``items``, ``next_cursor``, ``summary``), needing attention first."""
+        return self._get("/api/v1/destinations", limit=limit, cursor=cursor, state=state)
 
     def get_destination(self, name: str) -> dict[str, Any]:
         """GET /api/v1/destinations/{name}."""

@@ -1,4 +1,4 @@
-"""The states an execution goes through (DESIGN.md section 2), named once.
+"""The states an execution goes through (DESIGN.md section 2), and a destination's breaker, named once.
 
 pending ──claim──▶ running ──▶ succeeded
    ▲                 │ ├──▶ failed_retryable (the dead-letter queue) ──replay──▶ replayed
@@ -8,6 +8,7 @@ pending ──claim──▶ running ──▶ succeeded
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 
 class ExecutionStatus(StrEnum):
@@ -34,3 +35,6 @@ DEAD: tuple[str, ...] = tuple(
 
 FAILING: tuple[str, ...] = (ExecutionStatus.FAILED_RETRYABLE.value, ExecutionStatus.FAILED.value)
 """Failing now: dead letters and permanent failures; a replayed execution handed its outcome to its replay."""
+
+BreakerState = Literal["closed", "half_open", "open"]
+"""A destination's breaker (``redrive.destinations.breaker``), as the API shows it and filters by it."""

@@ -106,7 +106,8 @@ def test_the_destinations_commands(db_url: str, httpserver: HTTPServer) -> None:
         unknown = cli(service, "destinations", "show", "trigger:nope")
     assert table.exit_code == 0, table.stderr
     assert name in table.stdout
-    assert "closed" in table.stdout
+    assert "0 open, 0 half-open, 1 closed" in table.stdout
+    assert "more not shown" not in table.stdout
     assert (opened["state"], opened["forced"]) == ("open", "open")
     assert shown["transitions"][0]["reason"] == "forced open"
     assert closed.exit_code == 0

@@ -1,7 +1,8 @@
 """``GET /api/v1/destinations`` a page at a time against a real service: the destinations needing attention first
 (open or forced open, half-open, forced closed), then the closed ones by name with the declared destinations that have
 no row yet merged in; paging with any limit shows each destination once, in that order; ``state`` keeps one state;
-the summary counts every destination; a cursor, limit or state that is not one is refused naming it."""
+the summary counts every destination; a cursor, limit or state that is not one is refused naming it. The CLI's
+``destinations ls`` prints a page, the summary and what it leaves out, or every page with ``--all``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import httpx2
 import pytest
 from sqlalchemy import create_engine, insert
+from test_replay_cli import as_json, cli
 
 from redrive.db.schema import destinations
 from support import Service, run_service, scalar, wait_until
@@ -111,9 +113,7 @@ def test_the_attention_ranks_come_first_and_every_limit_pages_through_each_desti
     assert two["next_cursor"] is not None
 
 
-def test_declared_destinations_without_a_row_show_closed_among_the_rows_by_name(
-    service: Service, db_url: str
-) -> None:
+def test_declared_destinations_without_a_row_show_closed_among_the_rows_by_name(service: Service, db_url: str) -> None:
     assert scalar(db_url, "SELECT count(*) FROM destinations WHERE name LIKE 'trigger:%'") == 1  # mid's alone
     items = {item["name"]: item for item in page(service).json()["items"]}
     assert (items["trigger:alpha"]["state"], items["trigger:alpha"]["forced"]) == ("closed", None)
@@ -165,3 +165,27 @@ def test_a_cursor_limit_or_state_that_is_not_one_is_refused_naming_the_parameter
         if (refused.status_code, error.get("code"), named) != (422, "invalid_request", True):
             wrong.append(f"{params}: {refused.status_code} {error}")
     assert wrong == []
+
+
+def test_the_ls_command_prints_a_page_the_summary_and_what_it_leaves_out(service: Service) -> None:
+    first = cli(service, "destinations", "ls", "--limit", "2")
+    opened = cli(service, "destinations", "ls", "--state", "open")
+    every = as_json(cli(service, "destinations", "ls", "--limit", "2", "--all", "--json"))
+    closed = as_json(cli(service, "destinations", "ls", "--limit", "3", "--state", "closed", "--all", "--json"))
+    one_page = as_json(cli(service, "destinations", "ls", "--limit", "2", "--json"))
+    refused = cli(service, "destinations", "ls", "--state", "broken")
+    assert first.exit_code == 0, first.stderr
+    listed = [line.split()[0] for line in first.stdout.splitlines() if line.startswith(("https://", "trigger:"))]
+    assert listed == ORDER[:2]
+    assert "3 open, 1 half-open, 7 closed (2 forced)" in first.stdout
+    assert "9 more not shown: --all lists every one" in first.stdout
+    assert opened.exit_code == 0, opened.stderr
+    assert "more not shown" not in opened.stdout
+    assert [item["name"] for item in every["items"]] == ORDER
+    assert every["next_cursor"] is None
+    assert every["summary"] == {"open": 3, "half_open": 1, "closed": 7, "forced": 2, "total": 11}
+    assert [item["name"] for item in closed["items"]] == BY_STATE["closed"]
+    assert set(one_page) == {"items", "next_cursor", "summary"}  # the API's answer as it is
+    assert (len(one_page["items"]), one_page["next_cursor"] is not None) == (2, True)
+    assert refused.exit_code == 2
+    assert "'broken' is not one of 'closed', 'half_open', 'open'" in refused.stderr

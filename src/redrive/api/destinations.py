@@ -11,11 +11,12 @@ from fastapi import APIRouter, Query
 
 from redrive.api.auth import AUTH_RESPONSES, OperatorDep, ViewerDep
 from redrive.api.deps import StateDep
-from redrive.destinations.paging import BreakerState, PageQuery, Position, decode
+from redrive.destinations.paging import PageQuery, Position, decode
 from redrive.destinations.report import report
 from redrive.destinations.store import force_job
 from redrive.destinations.views import get_destination, list_destinations
 from redrive.errors import InvalidRequest, UnknownDestination
+from redrive.states import BreakerState
 
 log = structlog.get_logger("redrive.destinations")
 router = APIRouter(prefix="/api/v1/destinations", tags=["destinations"])

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from redrive.cli.common import DEFAULT_URL, JsonOpt, TokenOpt, UrlOpt, call, client, group
 from redrive.cli.output import out, print_table
+from redrive.states import BreakerState
+
+if TYPE_CHECKING:
+    from redrive.client import RedriveClient
 
 app = group("Destinations: what actions talk to, their circuit breakers and limits.")
 Name = Annotated[str, typer.Argument(help="The destination (https://host:443, smtp://host:25, trigger:NAME).")]
@@ -27,13 +31,46 @@ def _state(item: dict[str, Any]) -> str:
     return state + (f" (forced {item['forced']})" if item["forced"] else "")
 
 
+def _every_page(api: RedriveClient, page: dict[str, Any], limit: int, state: BreakerState | None) -> dict[str, Any]:
+    """``page`` and the pages after it, as one page: every item, no next cursor, the last page's summary."""
+    items = list(page["items"])
+    while page["next_cursor"] is not None:
+        page = call(api.list_destinations, limit=limit, cursor=page["next_cursor"], state=state)
+        items += page["items"]
+    return {**page, "items": items}
+
+
+def summary_line(summary: dict[str, int]) -> str:
+    """Every destination by state on one line: ``3 open, 1 half-open, 41,996 closed (2 forced)``."""
+    forced = f" ({summary['forced']:,} forced)" if summary["forced"] else ""
+    return f"{summary['open']:,} open, {summary['half_open']:,} half-open, {summary['closed']:,} closed{forced}"
+
+
+def not_shown(page: dict[str, Any], state: BreakerState | None) -> str | None:
+    """The line saying how many destinations the page leaves out and how to see them (None: it shows them all)."""
+    if page["next_cursor"] is None:
+        return None
+    matching = page["summary"][state] if state is not None else page["summary"]["total"]
+    return f"{matching - len(page['items']):,} more not shown: --all lists every one (--limit takes up to 500)."
+
+
 @app.command("ls")
-def ls(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """List destinations: breaker state, held and running work, failure rate, latency, limits."""
+def ls(
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Destinations per page.")] = 100,
+    state: Annotated[BreakerState | None, typer.Option(help="Only the destinations in this breaker state.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every page: follow next_cursor to the end.")] = False,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List destinations, those needing attention first (open, half-open, forced closed, then closed, by name):
+    breaker state, held and running work, failure rate, latency, limits; then how many there are in each state."""
     with client(url, token) as api:
-        items = call(api.list_destinations)
+        page = call(api.list_destinations, limit=limit, state=state)
+        if every:
+            page = _every_page(api, page, limit, state)
     if as_json:
-        out.print_json(data=items)
+        out.print_json(data=page)
         return
     rows = [
         (
@@ -46,9 +83,12 @@ def ls(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = Fal
             "-" if item["latency_ms"] is None else f"{item['latency_ms']:g} ms",
             _limits(item),
         )
-        for item in items
+        for item in page["items"]
     ]
     print_table(["destination", "state", "held", "pending", "running", "failures", "latency", "limits"], rows)
+    out.print(summary_line(page["summary"]), highlight=False)
+    if (more := not_shown(page, state)) is not None:
+        out.print(more, highlight=False)
 
 
 @app.command("show")

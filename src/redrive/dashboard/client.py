@@ -273,7 +273,8 @@ class DashboardClient:
 
     def destinations(self) -> list[dict[str, Any]]:
         """Every destination: breaker state, held and running work, failure rate, latency, limits."""
-        return self._api.list_destinations()
+        items: list[dict[str, Any]] = self._api.list_destinations()["items"]
+        return items
 
     def destination(self, name: str) -> dict[str, Any]:
         """One destination with its latest breaker transitions."""

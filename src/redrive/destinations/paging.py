@@ -22,11 +22,10 @@ import json
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from redrive.destinations.breaker import HALF_OPEN, OPEN, Destination
+from redrive.states import BreakerState
 
-BreakerState = Literal["closed", "half_open", "open"]
 OPEN_RANK, HALF_OPEN_RANK, FORCED_CLOSED_RANK, CLOSED_RANK = 0, 1, 2, 3
 RANKS: dict[BreakerState | None, frozenset[int]] = {
     None: frozenset(range(4)),
