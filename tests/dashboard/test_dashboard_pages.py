@@ -389,6 +389,9 @@ def test_destinations_page_shows_state_and_an_operator_forces_a_breaker(seeded: 
     assert (found["state"], found["forced"]) == ("open", "open")
     assert "trigger:flaky is now open (forced open)." in shown(at)
     assert "🔴 open · forced open" in shown(at)
+    headings = [m.value.splitlines()[0] for m in at.markdown if m.value.startswith("### ")]
+    assert headings[0] == "### trigger:flaky"  # first: it needs attention (by name it is third)
+    assert (metrics(at)["Open"], metrics(at)["Forced"]) == ("1", "1")
     at.button(key="dest_reset_trigger:flaky").click().run()
     found = seeded.api("/api/v1/destinations/trigger:flaky")
     assert (found["state"], found["forced"]) == ("closed", None)

@@ -17,6 +17,8 @@ __all__ = [
     "ApiError",
     "BulkJob",
     "DashboardClient",
+    "DestinationPage",
+    "DestinationSummary",
     "ErrorGroup",
     "ExecutionQuery",
     "Me",
@@ -123,6 +125,24 @@ class BulkJob(TypedDict, total=False):
     failed: int
     pending: int
     error: str | None
+
+
+class DestinationSummary(TypedDict):
+    """Every destination by state (``forced``: the overrides of either kind, counted in their state too)."""
+
+    open: int
+    half_open: int
+    closed: int
+    forced: int
+    total: int
+
+
+class DestinationPage(TypedDict):
+    """One page of ``GET /api/v1/destinations``, those needing attention first, and the summary of every one."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    summary: DestinationSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,10 +291,10 @@ class DashboardClient:
         """``POST /api/v1/alerts/{name}/test``: a marked test notification through the rule's channels."""
         return self._api.test_alert(name)
 
-    def destinations(self) -> list[dict[str, Any]]:
-        """Every destination: breaker state, held and running work, failure rate, latency, limits."""
-        items: list[dict[str, Any]] = self._api.list_destinations()["items"]
-        return items
+    def destinations(self, *, limit: int = 50, cursor: str | None = None, state: str | None = None) -> DestinationPage:
+        """One page of destinations, open and half-open first (breaker state, held and running work, failure rate,
+        latency, limits), and how many there are in each state."""
+        return cast(DestinationPage, self._api.list_destinations(limit=limit, cursor=cursor, state=state))
 
     def destination(self, name: str) -> dict[str, Any]:
         """One destination with its latest breaker transitions."""

@@ -1,18 +1,25 @@
-"""Destinations: every destination's breaker state at a glance (held, running, failure rate, latency, limits), its
-transitions over time, and, for operators, forcing a breaker open (maintenance) or closed, or resetting it."""
+"""Destinations: how many are open, half-open and closed at a glance, then a page of them, those needing attention
+first (held, running, failure rate, latency, limits; the transitions over time of those not simply closed), filterable
+by state; for operators, forcing a breaker open (maintenance) or closed, or resetting it.
+
+There may be tens of thousands (one per customer's endpoint when a trigger's URL is templated), so the page shows
+``PAGE`` of them, asks the API for one page every refresh, and one more request per card only for the cards that
+have a history worth charting (``charted``), never one per destination."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import streamlit as st
 
 from redrive.dashboard import session
-from redrive.dashboard.client import ApiError
+from redrive.dashboard.client import ApiError, DestinationPage, DestinationSummary
 
 REFRESH_SECONDS = 5
-DONE = "destination_action_done"
+PAGE = 50
+DONE, CURSORS, FILTER = "destination_action_done", "dest_cursors", "dest_state"
 ICONS = {"closed": "🟢 closed", "half_open": "🟡 half-open", "open": "🔴 open"}
+STATES = {"open": "Open", "half_open": "Half-open", "closed": "Closed"}
 LEVEL = {"closed": 0, "half_open": 1, "open": 2}
 ACTIONS = (("open", "Force open"), ("close", "Force closed"), ("reset", "Reset"))
 
@@ -32,6 +39,51 @@ def _force(name: str, action: str) -> None:
 def _state(item: dict[str, Any]) -> str:
     state = ICONS.get(item["state"], str(item["state"]))
     return state + (f" · forced {item['forced']}" if item["forced"] else "")
+
+
+def _first_page() -> None:
+    st.session_state[CURSORS] = []
+
+
+def _next(cursor: str) -> None:
+    st.session_state.setdefault(CURSORS, []).append(cursor)
+
+
+def _previous() -> None:
+    if st.session_state.get(CURSORS):
+        st.session_state[CURSORS].pop()
+
+
+def charted(item: dict[str, Any]) -> bool:
+    """Whether a card fetches its transitions: open, half-open, forced, or closed lately (its drain still ramping).
+    Any other closed one has had nothing to show for a while, and asking for each is what this page must not do."""
+    return item["state"] != "closed" or item["forced"] is not None or bool(item["ramping"])
+
+
+def totals(summary: DestinationSummary) -> None:
+    """Every destination by state, whatever the page and the filter show."""
+    columns = st.columns(5)
+    columns[0].metric("Open", f"{summary['open']:,}", border=True)
+    columns[1].metric("Half-open", f"{summary['half_open']:,}", border=True)
+    columns[2].metric("Closed", f"{summary['closed']:,}", border=True)
+    columns[3].metric("Forced", f"{summary['forced']:,}", border=True, help="Forced open or closed by an operator.")
+    columns[4].metric("Destinations", f"{summary['total']:,}", border=True)
+
+
+def pager(page: DestinationPage, state: str | None) -> None:
+    """The first, previous and next page buttons, and which destinations this page shows."""
+    pages = len(st.session_state.get(CURSORS, []))
+    first, previous, following, caption = st.columns([1, 1, 1, 5], vertical_alignment="center")
+    first.button("⏮ First page", key="dest_first", disabled=not pages, on_click=_first_page)
+    previous.button("← Previous", key="dest_previous", disabled=not pages, on_click=_previous)
+    cursor = page["next_cursor"]
+    following.button("Next page →", key="dest_next", disabled=cursor is None, on_click=_next, args=(cursor or "",))
+    matching = cast(dict[str, int], page["summary"])[state or "total"]
+    start = pages * PAGE
+    caption.caption(
+        f"Page {pages + 1}: {start + 1:,} to {start + len(page['items']):,} of {matching:,}, needing attention "
+        f"first; refreshes every {REFRESH_SECONDS} s."
+    )
 
 
 def card(item: dict[str, Any], transitions: list[dict[str, Any]]) -> None:
@@ -68,13 +120,20 @@ def card(item: dict[str, Any], transitions: list[dict[str, Any]]) -> None:
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def live() -> None:
-    """Every destination."""
+    """The totals, the state filter and one page of destinations, refreshed."""
     with session.client() as api, session.guarded():
-        items = api.destinations()
-        if not items:
+        state: str | None = st.session_state.get(FILTER)  # its control is drawn below the totals
+        cursors = st.session_state.setdefault(CURSORS, [])
+        page = api.destinations(limit=PAGE, cursor=cursors[-1] if cursors else None, state=state)
+        totals(page["summary"])
+        st.segmented_control("State", list(STATES), format_func=STATES.__getitem__, key=FILTER, on_change=_first_page)
+        if not page["summary"]["total"]:
             st.info("No destination yet: they appear with the first executions of triggers that have one.")
-        for item in items:
-            card(item, api.destination(item["name"])["transitions"])
+        elif not page["items"]:
+            st.info(f"No destination is {STATES[state].lower()} now." if state else "No destination on this page.")
+        for item in page["items"]:
+            card(item, api.destination(item["name"])["transitions"] if charted(item) else [])
+        pager(page, state)
 
 
 def render() -> None:
