@@ -149,6 +149,7 @@ REFUSED = [
     {"cursor": _cursor(b'[true, "https://a-closed.example:443"]')},
     {"cursor": _cursor(b'["3", "https://a-closed.example:443"]')},
     {"cursor": _cursor(b'{"rank": 3, "name": "x"}')},
+    {"cursor": _cursor(b"[" * 1500 + b"]" * 1500)},  # deeper than the JSON decoder goes
     {"cursor": "x" * 4097},
     {"limit": 0},
     {"limit": 501},

@@ -13,8 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from redrive.destinations.breaker import Destination
+from redrive.destinations.keys import MAX_LENGTH
 from redrive.destinations.paging import (
     CLOSED_RANK,
+    CURSOR_MAX_LENGTH,
     PageQuery,
     Position,
     attention,
@@ -45,6 +47,10 @@ def test_a_cursor_names_any_position_and_stays_url_safe(found: int, name: str) -
     assert decode(cursor) == Position(found, name)
 
 
+def test_the_longest_name_makes_a_cursor_the_api_takes() -> None:
+    assert len(encode(Position(CLOSED_RANK, "\U0001f600" * MAX_LENGTH))) <= CURSOR_MAX_LENGTH
+
+
 @pytest.mark.parametrize(
     "cursor",
     [
@@ -56,6 +62,7 @@ def test_a_cursor_names_any_position_and_stays_url_safe(found: int, name: str) -
         base64.urlsafe_b64encode(b"[3, 4]").decode(),
         base64.urlsafe_b64encode(b'[3, "x", 1]').decode(),
         base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+        base64.urlsafe_b64encode(b"[" * 1500 + b"]" * 1500).decode(),  # deeper than the JSON decoder goes
     ],
 )
 def test_a_cursor_encode_did_not_make_is_refused(cursor: str) -> None:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 
 from redrive.api.auth import AUTH_RESPONSES, OperatorDep, ViewerDep
 from redrive.api.deps import StateDep
-from redrive.destinations.paging import PageQuery, Position, decode
+from redrive.destinations.paging import CURSOR_MAX_LENGTH, PageQuery, Position, decode
 from redrive.destinations.report import report
 from redrive.destinations.store import force_job
 from redrive.destinations.views import get_destination, list_destinations
@@ -28,7 +28,9 @@ LIST_RESPONSES: dict[int | str, dict[str, Any]] = {
     **AUTH_RESPONSES,
     422: {"description": "invalid_request: `limit`, `state` or `cursor` (not a `next_cursor` of this list)."},
 }
-PageCursor = Annotated[str | None, Query(max_length=4096, description="`next_cursor` from the previous page (opaque).")]
+PageCursor = Annotated[
+    str | None, Query(max_length=CURSOR_MAX_LENGTH, description="`next_cursor` from the previous page (opaque).")
+]
 StateFilter = Annotated[
     BreakerState | None, Query(alias="state", description="Only the destinations in this breaker state.")
 ]

@@ -36,6 +36,8 @@ RANKS: dict[BreakerState | None, frozenset[int]] = {
 """The ranks each ``state`` filter keeps (None: no filter)."""
 SHOWN_AS: tuple[BreakerState, ...] = ("open", "half_open", "closed", "closed")
 """The state each rank counts as in the summary."""
+CURSOR_MAX_LENGTH = 4096
+"""No cursor is longer: a name has at most 255 characters, each at most 12 as escaped JSON (a surrogate pair)."""
 
 
 def rank(state: str, forced: str | None) -> int:
@@ -90,7 +92,7 @@ def decode(cursor: str) -> Position:
     try:
         raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
         value = json.loads(raw)
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # nested too deep
         raise ValueError("not base64 of JSON") from exc
     if not (isinstance(value, list) and len(value) == 2):
         raise ValueError("not a [rank, name] pair")
