@@ -7,16 +7,23 @@ the summary counts every destination; a cursor, limit or state that is not one i
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
+import psycopg
 import pytest
 from sqlalchemy import create_engine, insert
 from test_replay_cli import as_json, cli
 
+from databases import pg_admin, pg_url
+from redrive.db.database import Database
+from redrive.db.migrate import upgrade
 from redrive.db.schema import destinations
+from redrive.destinations.paging import PageQuery, decode
+from redrive.destinations.views import list_destinations
 from support import Service, run_service, scalar, wait_until
 
 NOW = datetime(2031, 1, 1, tzinfo=UTC)
@@ -54,8 +61,7 @@ ORDER = [
 BY_STATE = {"open": ORDER[:3], "half_open": ORDER[3:4], "closed": ORDER[4:]}
 
 
-@pytest.fixture
-def service(db_url: str) -> Iterator[Service]:
+def insert_rows(db_url: str, rows: list[tuple[str, str, str | None, int | None]]) -> None:
     engine = create_engine(db_url)
     try:
         with engine.begin() as connection:
@@ -72,11 +78,16 @@ def service(db_url: str) -> Iterator[Service]:
                         "window_start": NOW,
                         "updated_at": NOW,
                     }
-                    for name, state, forced, concurrency in ROWS
+                    for name, state, forced, concurrency in rows
                 ],
             )
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def service(db_url: str) -> Iterator[Service]:
+    insert_rows(db_url, ROWS)
     with run_service(db_url, CONFIG, worker_concurrency=0) as running:  # no claim: the rows stay as written
         yield running
 
@@ -190,3 +201,48 @@ def test_the_ls_command_prints_a_page_the_summary_and_what_it_leaves_out(service
     assert (len(one_page["items"]), one_page["next_cursor"] is not None) == (2, True)
     assert refused.exit_code == 2
     assert "'broken' is not one of 'closed', 'half_open', 'open'" in refused.stderr
+
+
+@pytest.fixture
+def icu_db(pg_template: str) -> Iterator[str]:
+    """A migrated PostgreSQL database whose names sort by ICU's English collation: not by code point ("trigger:Z"
+    after "trigger:y"), as under en_US, the usual default outside containers."""
+    name = f"redrive_icu_{uuid.uuid4().hex[:12]}"
+    try:
+        pg_admin(f"CREATE DATABASE \"{name}\" LOCALE_PROVIDER icu ICU_LOCALE 'en' LOCALE 'C.UTF-8' TEMPLATE template0")
+    except psycopg.Error as exc:  # the server is older than PostgreSQL 15, or built without ICU
+        pytest.skip(f"no ICU collation on this server: {exc}")
+    try:
+        upgrade(pg_url(name))
+        yield pg_url(name)
+    finally:
+        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_under_a_collation_that_is_not_code_point_order_paging_still_shows_each_destination_once(icu_db: str) -> None:
+    # Compared in Python, the cursor after "trigger:Z" (a row, in the database's order after "trigger:m") led back
+    # to "trigger:alpha" (declared, no row), whose next page led to "trigger:Z" again: --all never ended.
+    rows = [*ROWS, ("trigger:m", "closed", None, None), ("trigger:Z", "closed", None, None)]
+    declared = sorted(["trigger:alpha", "trigger:b", "trigger:mid", "trigger:y", "trigger:zulu"])
+    insert_rows(icu_db, rows)
+    db = Database(icu_db)
+    try:
+        whole = [item["name"] for item in db.read_sync(list_destinations(declared, NOW, PageQuery(500)))["items"]]
+        walked = {limit: walk_job(db, declared, limit) for limit in (1, 2, 3)}
+    finally:
+        db.close()
+    closed = ["trigger:alpha", "trigger:b", "trigger:m", "trigger:y", "trigger:Z", "trigger:zulu"]
+    assert whole[-7:] == [*closed, "zz://last.example:1"]  # the database's order, not the code points'
+    assert walked == {1: whole, 2: whole, 3: whole}
+
+
+def walk_job(db: Database, declared: list[str], limit: int) -> list[str]:
+    names: list[str] = []
+    after = None
+    for _ in range(50):
+        body = db.read_sync(list_destinations(declared, NOW, PageQuery(limit, after)))
+        names += [item["name"] for item in body["items"]]
+        if body["next_cursor"] is None:
+            return names
+        after = decode(body["next_cursor"])
+    raise AssertionError(f"paging went round: {names}")

@@ -95,9 +95,12 @@ def test_a_claim_reads_the_restricted_destinations_from_their_index(engine: Engi
 def test_a_page_of_the_destinations_list_reads_the_restricted_index_and_walks_the_primary_key(
     engine: Engine,
 ) -> None:
-    attention = executed_plan(engine, restricted_rows(), {})
-    print(f"{engine.dialect.name}, the attention rows:\n{attention}")
-    assert _reads_the_index(engine.dialect.name, attention), attention
+    for after in (None, "https://customer-2500"):
+        attention = executed_plan(engine, restricted_rows(after), {})
+        print(f"{engine.dialect.name}, the attention rows, later than {after}:\n{attention}")
+        assert _reads_the_index(engine.dialect.name, attention), attention
+        assert "TEMP B-TREE" not in attention, attention  # by name, as the index is
+        assert '"Sort"' not in attention, attention
     for after in (None, "https://customer-2500"):
         page = executed_plan(engine, closed_rows(after, 101), {})
         print(f"{engine.dialect.name}, the closed rows after {after}:\n{page}")

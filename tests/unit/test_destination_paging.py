@@ -1,6 +1,6 @@
 """The destinations list's order, cursors and summary (``redrive.destinations.paging``), pure: open and forced open
-first, half-open, forced closed, closed; a cursor names any name and refuses what ``encode`` did not make; declared
-destinations without a row fill the closed rank only up to the last row the page read."""
+first, half-open, forced closed, closed; a cursor names any name and refuses what ``encode`` did not make; the
+summary counts the attention ranks from the restricted rows and the rest as closed."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from redrive.destinations.paging import (
     encode,
     rank,
     summary,
-    unrecorded,
 )
 
 T0 = datetime(2031, 1, 1, tzinfo=UTC)
@@ -71,23 +70,18 @@ def test_a_cursor_encode_did_not_make_is_refused(cursor: str) -> None:
 
 
 def test_the_attention_ranks_sort_by_rank_then_name_and_resume_after_the_cursor() -> None:
-    rows = [row("b", "open"), row("a", "half_open"), row("c", forced="closed"), row("d", "closed", "open")]
-    rows.append(row("a-limited"))  # restricted but closed: the closed rank's, read with the others
+    by_name = [row("a", "half_open"), row("a-limited"), row("b", "open"), row("c", forced="closed")]
+    by_name.append(row("d", "closed", "open"))  # a-limited: restricted but closed, the closed rank's
+    rows = [(d, True) for d in by_name]
     assert [d.name for d in attention(rows, PageQuery(10))] == ["b", "d", "a", "c"]
-    assert [d.name for d in attention(rows, PageQuery(10, Position(0, "b")))] == ["d", "a", "c"]
     assert [d.name for d in attention(rows, PageQuery(1))] == ["b", "d"]  # one more: a page follows
     assert [d.name for d in attention(rows, PageQuery(10, state="closed"))] == ["c"]
-    assert attention(rows, PageQuery(10, Position(CLOSED_RANK, ""))) == []
-
-
-def test_declared_names_without_a_row_fill_the_closed_rank_up_to_the_last_row_read() -> None:
-    declared = ["a", "b", "c", "m", "x", "z"]
-    # The page read rows "k" and "p" and wanted 2: "x" and "z" belong to a later page, "b" has a row elsewhere.
-    assert unrecorded(declared, None, {"b", "k", "p"}, ["k", "p"], 2) == ["a", "c"]
-    assert unrecorded(declared, "c", {"b", "k", "p"}, ["k", "p"], 2) == ["m"]
-    # Fewer rows than wanted: no row follows, so every declared name after the cursor may fill the page.
-    assert unrecorded(declared, "c", {"k"}, ["k"], 3) == ["m", "x", "z"]
-    assert unrecorded(declared, "z", set(), [], 3) == []
+    assert attention(rows, PageQuery(10, Position(CLOSED_RANK, "a"))) == []
+    # After the cursor: the database said which names come after its name (``later``); the next ranks all do.
+    after_b = [(d, d.name > "b") for d in by_name]
+    assert [d.name for d in attention(after_b, PageQuery(10, Position(0, "b")))] == ["d", "a", "c"]
+    after_a = [(d, d.name > "a") for d in by_name]
+    assert [d.name for d in attention(after_a, PageQuery(10, Position(1, "a")))] == ["c"]
 
 
 def test_a_page_ends_where_the_next_starts() -> None:

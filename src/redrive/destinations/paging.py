@@ -9,9 +9,10 @@ A page ends at a ``Position`` (its last destination's rank and name), handed to 
 hold ``/``, ``:`` and anything else, so it is URL-safe base64 of a small JSON array. A destination whose rank changes
 between two pages may show on both or on neither; the summary counts it once.
 
-Names compare by code point here, as SQLite and a PostgreSQL database with the C collation order them; under another
-collation the closed rows still come once each, in the database's order, and only the declared destinations without a
-row may be misplaced among them (or shown twice, or not at all).
+No name is compared here: "by name" is the database's order (its collation: code points on SQLite and under
+PostgreSQL's C collation, not under en_US), the order its primary key is walked in, so the database compares every
+name, a cursor's too. Compared here, by code point, a cursor could point back at an earlier page under another
+collation, and paging would go round for ever.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -56,10 +56,6 @@ class Position:
     rank: int
     name: str
 
-    def precedes(self, d: Destination) -> bool:
-        """Whether ``d`` comes after this position."""
-        return (rank(d.state, d.forced), d.name) > (self.rank, self.name)
-
 
 @dataclass(frozen=True, slots=True)
 class PageQuery:
@@ -74,6 +70,11 @@ class PageQuery:
     def ranks(self) -> frozenset[int]:
         """The ranks the page may hold."""
         return RANKS[self.state]
+
+    @property
+    def attention_after(self) -> str | None:
+        """The name the page resumes after in the cursor's rank, when that is one of 0 to 2 (None: another)."""
+        return self.after.name if self.after is not None and self.after.rank < CLOSED_RANK else None
 
     @property
     def closed_after(self) -> str | None:
@@ -102,30 +103,20 @@ def decode(cursor: str) -> Position:
     return Position(found_rank, name)
 
 
-def attention(rows: Iterable[Destination], query: PageQuery) -> list[Destination]:
-    """Of the restricted ``rows``, those of ranks 0 to 2 the page may hold, in order: at most one more than it shows
-    (that one says another page follows)."""
-    kept = [d for d in rows if rank(d.state, d.forced) in query.ranks - {CLOSED_RANK}]
-    if query.after is not None:
-        kept = [d for d in kept if query.after.precedes(d)]
-    kept.sort(key=lambda d: (rank(d.state, d.forced), d.name))
+def attention(rows: Iterable[tuple[Destination, bool]], query: PageQuery) -> list[Destination]:
+    """Of the restricted ``rows`` (by name, each with whether its name comes after ``query.attention_after``), those
+    of ranks 0 to 2 the page may hold, by rank then name: at most one more than it shows (that one says another page
+    follows)."""
+    kept = [d for d, later in rows if _belongs(rank(d.state, d.forced), later, query)]
+    kept.sort(key=lambda d: rank(d.state, d.forced))  # stable: by name within a rank
     return kept[: query.limit + 1]
 
 
-def unrecorded(
-    declared: Sequence[str], after: str | None, known: set[str], rows: Sequence[str], need: int
-) -> list[str]:
-    """The declared names (sorted) without a row that belong among the closed ``rows`` (names, the next ``need`` in
-    order after ``after``): not ``known`` to have a row, after ``after``, and before the last of ``rows`` when those
-    fill the page (a name past it belongs to a later page)."""
-    bound = rows[-1] if len(rows) >= need else None
-    found: list[str] = []
-    for name in declared[bisect_right(declared, after) if after is not None else 0 :]:
-        if len(found) == need or (bound is not None and name >= bound):
-            break
-        if name not in known:
-            found.append(name)
-    return found
+def _belongs(found: int, later: bool, query: PageQuery) -> bool:
+    """Whether a restricted row of rank ``found`` belongs on the page (``later``: its name comes after the cursor's)."""
+    if found == CLOSED_RANK or found not in query.ranks:
+        return False
+    return query.after is None or found > query.after.rank or (found == query.after.rank and later)
 
 
 def cut(ordered: Sequence[Destination], limit: int) -> tuple[list[Destination], Position | None]:
