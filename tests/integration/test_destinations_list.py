@@ -24,10 +24,10 @@ pytestmark = [pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)]
 NOW = datetime(2031, 1, 1, tzinfo=UTC)
 DESTINATIONS = 66_000
 QUEUED_AT = "https://customer-7.example:443"
-ATTENTION = {  # name: (state, forced)
-    "https://customer-500.example:443": ("open", None),
+ATTENTION = {  # name: (state, forced), in the order they are listed: by name, the other way round
+    "https://customer-900.example:443": ("open", None),
     "https://customer-600.example:443": ("half_open", None),
-    "https://customer-700.example:443": ("closed", "closed"),
+    "https://customer-300.example:443": ("closed", "closed"),
 }
 LIMIT = 100
 
@@ -103,5 +103,5 @@ def test_the_first_page_reads_the_restricted_rows_and_one_page_of_closed_ones(db
 def test_a_page_deep_in_the_closed_rank_counts_its_queued_work(db: Database) -> None:
     deep = db.read_sync(list_destinations([], NOW, PageQuery(3, Position(CLOSED_RANK, "https://customer-7"))))
     names = [item["name"] for item in deep["items"]]
-    assert names == [QUEUED_AT, "https://customer-70.example:443", "https://customer-7000.example:443"]  # 700: forced
+    assert names == [QUEUED_AT, "https://customer-70.example:443", "https://customer-700.example:443"]
     assert (deep["items"][0]["pending"], deep["items"][0]["held"]) == (1, 0)
