@@ -21,7 +21,7 @@ from test_replay_cli import as_json, cli
 from databases import pg_admin, pg_url
 from redrive.db.database import Database
 from redrive.db.migrate import upgrade
-from redrive.db.schema import destinations
+from redrive.db.schema import breaker_transitions, destinations
 from redrive.destinations.paging import PageQuery, decode
 from redrive.destinations.views import list_destinations
 from support import Service, run_service, scalar, wait_until
@@ -147,6 +147,27 @@ def test_the_state_filter_keeps_one_state_and_the_summary_counts_every_destinati
     opened = page(service, state="open").json()["items"]
     mid = next(item for item in opened if item["name"] == "trigger:mid")
     assert (mid["pending"], mid["held"], mid["running"]) == (1, 1, 0)
+
+
+def test_each_item_says_when_its_breaker_last_changed_state(service: Service, db_url: str) -> None:
+    recovered, later = "https://a-closed.example:443", datetime(2031, 1, 2, 3, 4, tzinfo=UTC)
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(breaker_transitions),
+                [
+                    {"destination": recovered, "from_state": "closed", "to_state": "open", "reason": "t", "at": NOW},
+                    {"destination": recovered, "from_state": "open", "to_state": "closed", "reason": "t", "at": later},
+                ],
+            )
+    finally:
+        engine.dispose()
+    items = {item["name"]: item["last_transition_at"] for item in page(service).json()["items"]}
+    assert items.pop(recovered) == later.isoformat()
+    assert set(items.values()) == {None}  # the others never changed state (their rows were written as they are)
+    shown = httpx2.get(f"{service.url}/api/v1/destinations/{recovered}", headers=service.auth("viewer"), timeout=10)
+    assert shown.json()["last_transition_at"] == later.isoformat()
 
 
 def _cursor(text: bytes) -> str:

@@ -38,11 +38,27 @@ def _counts(connection: Connection, names: list[str]) -> dict[tuple[str, str], i
     return {(row[0], row[1]): row[2] for row in connection.execute(query)}
 
 
-def _view(d: Destination, counts: dict[tuple[str, str], int], now: datetime) -> dict[str, Any]:
+def _last_transitions(connection: Connection, names: list[str]) -> dict[str, datetime]:
+    """When each of ``names`` (a page's) last changed state, for those that ever did: the end of each name's range of
+    ix_breaker_transitions_destination_at."""
+    if not names:
+        return {}
+    query = (
+        select(breaker_transitions.c.destination, func.max(breaker_transitions.c.at))
+        .where(breaker_transitions.c.destination.in_(names))
+        .group_by(breaker_transitions.c.destination)
+    )
+    return {row[0]: row[1] for row in connection.execute(query)}
+
+
+def _view(
+    d: Destination, counts: dict[tuple[str, str], int], last_transition: datetime | None, now: datetime
+) -> dict[str, Any]:
     view = describe(d, now)
     pending = counts.get((d.name, ExecutionStatus.PENDING), 0)
     held = d.forced == OPEN or (d.state == OPEN and d.forced is None)
     view.update(pending=pending, held=pending if held else 0, running=counts.get((d.name, ExecutionStatus.RUNNING), 0))
+    view["last_transition_at"] = last_transition.isoformat() if last_transition is not None else None
     return view
 
 
@@ -135,17 +151,18 @@ def list_destinations(
     destinations known up front; those without a row yet show as closed.
 
     No statement returns more rows than the page shows, but the read of the restricted ones (a few, from their
-    index): the next closed rows by name, the declared names that have a row, the queue's counts of the page's names,
-    one count of the table."""
+    index): the next closed rows by name, the declared names that have a row, the queue's counts and the last
+    transitions of the page's names, one count of the table."""
 
     def job(connection: Connection) -> dict[str, Any]:
         read = connection.execute(restricted_rows(query.attention_after))
         restricted = [(load(row), bool(row.later)) for row in read]
         unrecorded = _unrecorded(connection, declared)
         shown, following = cut(_page(connection, restricted, unrecorded, query, now), query.limit)
-        counts = _counts(connection, [d.name for d in shown])
+        names = [d.name for d in shown]
+        counts, last = _counts(connection, names), _last_transitions(connection, names)
         return {
-            "items": [_view(d, counts, now) for d in shown],
+            "items": [_view(d, counts, last.get(d.name), now) for d in shown],
             "next_cursor": encode(following) if following is not None else None,
             "summary": _summary(connection, [d for d, _ in restricted], len(unrecorded)),
         }
@@ -161,7 +178,7 @@ def get_destination(name: str, declared: bool, now: datetime) -> Callable[[Conne
         if row is None and not declared:
             return None
         d = load(row) if row is not None else Destination.new(name, now)
-        view = _view(d, _counts(connection, [name]), now)
+        view = _view(d, _counts(connection, [name]), _last_transitions(connection, [name]).get(name), now)
         query = (
             select(
                 breaker_transitions.c.at,

@@ -1,5 +1,5 @@
 """Destinations: how many are open, half-open and closed at a glance, then a page of them, those needing attention
-first (held, running, failure rate, latency, limits; the transitions over time of those not simply closed), filterable
+first (held, running, failure rate, latency, limits; the transitions over time of those that had any), filterable
 by state; for operators, forcing a breaker open (maintenance) or closed, or resetting it.
 
 There may be tens of thousands (one per customer's endpoint when a trigger's URL is templated), so the page shows
@@ -55,9 +55,10 @@ def _previous() -> None:
 
 
 def charted(item: dict[str, Any]) -> bool:
-    """Whether a card fetches its transitions: open, half-open, forced, or closed lately (its drain still ramping).
-    Any other closed one has had nothing to show for a while, and asking for each is what this page must not do."""
-    return item["state"] != "closed" or item["forced"] is not None or bool(item["ramping"])
+    """Whether a card fetches its transitions: the destination has some (``last_transition_at``), or is not simply
+    closed. A destination that never changed state has nothing to chart, and asking for each one's is what this
+    page must not do: most are such."""
+    return item["last_transition_at"] is not None or item["state"] != "closed" or item["forced"] is not None
 
 
 def totals(summary: DestinationSummary) -> None:
