@@ -17,13 +17,15 @@ import streamlit as st
 from redrive.dashboard import bulk, drill, session
 from redrive.dashboard.client import ApiError, DashboardClient, ErrorGroup, ExecutionQuery, TriggerView
 from redrive.dashboard.format import dead_letter_rows, exact, relative, replay_outcome
+from redrive.dashboard.paging import CursorStack
 from redrive.dashboard.tables import columns
 
 REFRESH_SECONDS = 5
 PAGE = 25
 PAGE_SIZES = (10, 25, 50, 100)
 GROUP_WINDOW = "7d"  # the longest window the API counts error groups in
-CURSORS, OUTCOMES, SCOPE = "dlq_cursors", "dlq_replayed", "dlq_scope"
+OUTCOMES, SCOPE = "dlq_replayed", "dlq_scope"
+PAGES: CursorStack[int] = CursorStack("dlq_cursors")
 
 
 def grouped(triggers: list[TriggerView], groups: list[ErrorGroup], now: datetime) -> dict[str, list[dict[str, Any]]]:
@@ -51,19 +53,6 @@ def grouped(triggers: list[TriggerView], groups: list[ErrorGroup], now: datetime
     return out
 
 
-def _first_page() -> None:
-    st.session_state[CURSORS] = []
-
-
-def _older(cursor: int) -> None:
-    st.session_state.setdefault(CURSORS, []).append(cursor)
-
-
-def _newer() -> None:
-    if st.session_state.get(CURSORS):
-        st.session_state[CURSORS].pop()
-
-
 def _replay(ids: list[int]) -> None:
     """Replay each selected dead letter on its own; keep one line per id for the table to show."""
     outcomes: list[str] = []
@@ -81,23 +70,22 @@ def list_filters(api: DashboardClient, trigger_names: list[str]) -> ExecutionQue
     fingerprint = drill.scope(api, "Dead letters", "pages/executions.py", "Its executions")
     left, middle, right = st.columns([4, 4, 2])
     trigger = left.selectbox(
-        "Trigger", trigger_names, index=None, placeholder="any", key="dlq_trigger", on_change=_first_page
+        "Trigger", trigger_names, index=None, placeholder="any", key="dlq_trigger", on_change=PAGES.first
     )
-    code = middle.text_input("Error code", placeholder="e.g. http_503", key="dlq_code", on_change=_first_page)
+    code = middle.text_input("Error code", placeholder="e.g. http_503", key="dlq_code", on_change=PAGES.first)
     size = right.selectbox(
-        "Per page", PAGE_SIZES, index=PAGE_SIZES.index(PAGE), key="dlq_page_size", on_change=_first_page
+        "Per page", PAGE_SIZES, index=PAGE_SIZES.index(PAGE), key="dlq_page_size", on_change=PAGES.first
     )
     if st.session_state.get(SCOPE, "") != fingerprint:  # another error group (or none): back to the first page
         st.session_state[SCOPE] = fingerprint
-        _first_page()
-    cursors = st.session_state.setdefault(CURSORS, [])
+        PAGES.first()
     return ExecutionQuery(
         trigger=trigger,
         status="failed_retryable",
         code=code.strip() or None,
         fingerprint=fingerprint,
         limit=size,
-        cursor=cursors[-1] if cursors else None,
+        cursor=PAGES.current,
     )
 
 
@@ -123,10 +111,10 @@ def letters(query: ExecutionQuery) -> None:
             selection_mode="multi-row",
         )
         picked = [ids[i] for i in shown.selection.rows if i < len(ids)] if operator else []  # type: ignore[union-attr]
-        pages = len(st.session_state.get(CURSORS, []))
+        pages = PAGES.depth
         left, middle, right, caption = st.columns([1, 1, 3, 5], vertical_alignment="center")
-        left.button("← Newer", key="dlq_newer", disabled=not pages, on_click=_newer)
-        middle.button("Older →", key="dlq_older", disabled=older is None, on_click=_older, args=(older or 0,))
+        left.button("← Newer", key="dlq_newer", disabled=not pages, on_click=PAGES.back)
+        middle.button("Older →", key="dlq_older", disabled=older is None, on_click=PAGES.forward, args=(older or 0,))
         if operator:
             right.button(
                 f"Replay selected ({len(picked)})",

@@ -14,10 +14,12 @@ import streamlit as st
 
 from redrive.dashboard import session
 from redrive.dashboard.client import ApiError, DestinationPage, DestinationSummary
+from redrive.dashboard.paging import CursorStack
 
 REFRESH_SECONDS = 5
 PAGE = 50
-DONE, CURSORS, FILTER = "destination_action_done", "dest_cursors", "dest_state"
+DONE, FILTER = "destination_action_done", "dest_state"
+PAGES: CursorStack[str] = CursorStack("dest_cursors")
 ICONS = {"closed": "🟢 closed", "half_open": "🟡 half-open", "open": "🔴 open"}
 STATES = {"open": "Open", "half_open": "Half-open", "closed": "Closed"}
 LEVEL = {"closed": 0, "half_open": 1, "open": 2}
@@ -41,19 +43,6 @@ def _state(item: dict[str, Any]) -> str:
     return state + (f" · forced {item['forced']}" if item["forced"] else "")
 
 
-def _first_page() -> None:
-    st.session_state[CURSORS] = []
-
-
-def _next(cursor: str) -> None:
-    st.session_state.setdefault(CURSORS, []).append(cursor)
-
-
-def _previous() -> None:
-    if st.session_state.get(CURSORS):
-        st.session_state[CURSORS].pop()
-
-
 def charted(item: dict[str, Any]) -> bool:
     """Whether a card fetches its transitions: the destination has some (``last_transition_at``), or is not simply
     closed. A destination that never changed state has nothing to chart, and asking for each one's is what this
@@ -73,12 +62,14 @@ def totals(summary: DestinationSummary) -> None:
 
 def pager(page: DestinationPage, state: str | None) -> None:
     """The first, previous and next page buttons, and which destinations this page shows."""
-    pages = len(st.session_state.get(CURSORS, []))
+    pages = PAGES.depth
     first, previous, following, caption = st.columns([1, 1, 1, 5], vertical_alignment="center")
-    first.button("⏮ First page", key="dest_first", disabled=not pages, on_click=_first_page)
-    previous.button("← Previous", key="dest_previous", disabled=not pages, on_click=_previous)
+    first.button("⏮ First page", key="dest_first", disabled=not pages, on_click=PAGES.first)
+    previous.button("← Previous", key="dest_previous", disabled=not pages, on_click=PAGES.back)
     cursor = page["next_cursor"]
-    following.button("Next page →", key="dest_next", disabled=cursor is None, on_click=_next, args=(cursor or "",))
+    following.button(
+        "Next page →", key="dest_next", disabled=cursor is None, on_click=PAGES.forward, args=(cursor or "",)
+    )
     matching = cast(dict[str, int], page["summary"])[state or "total"]
     start = pages * PAGE
     caption.caption(
@@ -124,10 +115,9 @@ def live() -> None:
     """The totals, the state filter and one page of destinations, refreshed."""
     with session.client() as api, session.guarded():
         state: str | None = st.session_state.get(FILTER)  # its control is drawn below the totals
-        cursors = st.session_state.setdefault(CURSORS, [])
-        page = api.destinations(limit=PAGE, cursor=cursors[-1] if cursors else None, state=state)
+        page = api.destinations(limit=PAGE, cursor=PAGES.current, state=state)
         totals(page["summary"])
-        st.segmented_control("State", list(STATES), format_func=STATES.__getitem__, key=FILTER, on_change=_first_page)
+        st.segmented_control("State", list(STATES), format_func=STATES.__getitem__, key=FILTER, on_change=PAGES.first)
         if not page["summary"]["total"]:
             st.info("No destination yet: they appear with the first executions of triggers that have one.")
         elif not page["items"]:
