@@ -84,7 +84,7 @@ def rows_read(engine: Engine) -> Iterator[Callable[[], list[tuple[str, int]]]]:
 
 def test_the_first_page_reads_the_restricted_rows_and_one_page_of_closed_ones(db: Database) -> None:
     with rows_read(db.read_engine) as statements:
-        first = db.read_sync(list_destinations([], NOW, PageQuery(LIMIT)))
+        first = db.read_sync(list_destinations(NOW, PageQuery(LIMIT)))
     names = [item["name"] for item in first["items"]]
     assert names[:3] == list(ATTENTION)
     closed = sorted(f"https://customer-{n}.example:443" for n in range(1, DESTINATIONS + 1))
@@ -101,7 +101,7 @@ def test_the_first_page_reads_the_restricted_rows_and_one_page_of_closed_ones(db
 
 
 def test_a_page_deep_in_the_closed_rank_counts_its_queued_work(db: Database) -> None:
-    deep = db.read_sync(list_destinations([], NOW, PageQuery(3, Position(CLOSED_RANK, "https://customer-7"))))
+    deep = db.read_sync(list_destinations(NOW, PageQuery(3, Position(CLOSED_RANK, "https://customer-7"))))
     names = [item["name"] for item in deep["items"]]
     assert names == [QUEUED_AT, "https://customer-70.example:443", "https://customer-700.example:443"]
     assert (deep["items"][0]["pending"], deep["items"][0]["held"]) == (1, 0)

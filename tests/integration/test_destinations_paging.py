@@ -1,8 +1,8 @@
 """``GET /api/v1/destinations`` a page at a time against a real service: the destinations needing attention first
-(open or forced open, half-open, forced closed), then the closed ones by name with the declared destinations that have
-no row yet merged in; paging with any limit shows each destination once, in that order; ``state`` keeps one state;
-the summary counts every destination; a cursor, limit or state that is not one is refused naming it. The CLI's
-``destinations ls`` prints a page, the summary and what it leaves out, or every page with ``--all``."""
+(open or forced open, half-open, forced closed), then the closed ones by name, the declared destinations among them
+(each has a row from start-up); paging with any limit shows each destination once, in that order; ``state`` keeps
+one state; the summary counts every destination; a cursor, limit or state that is not one is refused naming it. The
+CLI's ``destinations ls`` prints a page, the summary and what it leaves out, or every page with ``--all``."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from redrive.db.migrate import upgrade
 from redrive.db.schema import breaker_transitions, destinations
 from redrive.destinations.paging import PageQuery, decode
 from redrive.destinations.views import list_destinations
-from support import Service, run_service, scalar, wait_until
+from support import Service, query, run_service, scalar, wait_until
 
 NOW = datetime(2031, 1, 1, tzinfo=UTC)
 CONFIG = """
@@ -124,8 +124,12 @@ def test_the_attention_ranks_come_first_and_every_limit_pages_through_each_desti
     assert two["next_cursor"] is not None
 
 
-def test_declared_destinations_without_a_row_show_closed_among_the_rows_by_name(service: Service, db_url: str) -> None:
-    assert scalar(db_url, "SELECT count(*) FROM destinations WHERE name LIKE 'trigger:%'") == 1  # mid's alone
+def test_declared_destinations_have_a_row_from_start_up_and_show_closed_among_the_others_by_name(
+    service: Service, db_url: str
+) -> None:
+    declared = "SELECT name, state FROM destinations WHERE name LIKE 'trigger:%' ORDER BY name"
+    # Made at start-up (``store.declare``); mid's row was already there, open, and is left as it was.
+    assert query(db_url, declared) == [("trigger:alpha", "closed"), ("trigger:mid", "open"), ("trigger:zulu", "closed")]
     items = {item["name"]: item for item in page(service).json()["items"]}
     assert (items["trigger:alpha"]["state"], items["trigger:alpha"]["forced"]) == ("closed", None)
     assert (items["trigger:mid"]["state"], items["trigger:zulu"]["state"]) == ("open", "closed")
@@ -241,27 +245,25 @@ def icu_db(pg_template: str) -> Iterator[str]:
 
 
 def test_under_a_collation_that_is_not_code_point_order_paging_still_shows_each_destination_once(icu_db: str) -> None:
-    # Compared in Python, the cursor after "trigger:Z" (a row, in the database's order after "trigger:m") led back
-    # to "trigger:alpha" (declared, no row), whose next page led to "trigger:Z" again: --all never ended.
-    rows = [*ROWS, ("trigger:m", "closed", None, None), ("trigger:Z", "closed", None, None)]
-    declared = sorted(["trigger:alpha", "trigger:b", "trigger:mid", "trigger:y", "trigger:zulu"])
-    insert_rows(icu_db, rows)
+    # Compared in Python, by code point, a cursor after "trigger:Z" (in the database's order after "trigger:m")
+    # would lead back to "trigger:alpha", whose next page led to "trigger:Z" again: --all never ended.
+    closed = ["trigger:alpha", "trigger:b", "trigger:m", "trigger:y", "trigger:Z", "trigger:zulu"]
+    insert_rows(icu_db, [*ROWS, *((name, "closed", None, None) for name in closed)])
     db = Database(icu_db)
     try:
-        whole = [item["name"] for item in db.read_sync(list_destinations(declared, NOW, PageQuery(500)))["items"]]
-        walked = {limit: walk_job(db, declared, limit) for limit in (1, 2, 3)}
+        whole = [item["name"] for item in db.read_sync(list_destinations(NOW, PageQuery(500)))["items"]]
+        walked = {limit: walk_job(db, limit) for limit in (1, 2, 3)}
     finally:
         db.close()
-    closed = ["trigger:alpha", "trigger:b", "trigger:m", "trigger:y", "trigger:Z", "trigger:zulu"]
     assert whole[-7:] == [*closed, "zz://last.example:1"]  # the database's order, not the code points'
     assert walked == {1: whole, 2: whole, 3: whole}
 
 
-def walk_job(db: Database, declared: list[str], limit: int) -> list[str]:
+def walk_job(db: Database, limit: int) -> list[str]:
     names: list[str] = []
     after = None
     for _ in range(50):
-        body = db.read_sync(list_destinations(declared, NOW, PageQuery(limit, after)))
+        body = db.read_sync(list_destinations(NOW, PageQuery(limit, after)))
         names += [item["name"] for item in body["items"]]
         if body["next_cursor"] is None:
             return names

@@ -38,6 +38,7 @@ from redrive.clock import Clock, utcnow
 from redrive.dashboard.mount import mount_dashboard
 from redrive.db.database import Database
 from redrive.db.migrate import assert_at_head
+from redrive.destinations.store import declare
 from redrive.lifecycle import Lifecycle
 from redrive.node.process import Node, Role, Seat
 from redrive.observe.redaction import Redactor
@@ -96,13 +97,15 @@ def create_app(
         try:
             db.read_sync(assert_at_head)
             ids = db.write_sync(lambda connection: sync_triggers(connection, config, clock()))
+            triggers = build_trigger_set(config, ids, registry)
+            db.write_sync(declare(triggers.policies.names, clock()))
             db.start()
             redactor = Redactor(config.secrets)
             state = ServiceState(
                 settings,
                 config,
                 db,
-                build_trigger_set(config, ids, registry),
+                triggers,
                 redactor,
                 plugin_set=loaded,
                 clock=clock,

@@ -62,7 +62,7 @@ async def destinations_list(
     the overrides of either kind, counted in their state too); it is the current state, counted over the table in
     one statement, not a figure of history."""
     query = PageQuery(limit, _after(cursor), breaker)
-    result: dict[str, Any] = await state.db.read(list_destinations(state.triggers.policies.names, state.now(), query))
+    result: dict[str, Any] = await state.db.read(list_destinations(state.now(), query))
     return result
 
 
@@ -75,7 +75,7 @@ async def destination_transitions(name: str, state: StateDep, caller: ViewerDep)
 @router.get("/{name:path}", responses=RESPONSES)
 async def destination_show(name: str, state: StateDep, caller: ViewerDep) -> dict[str, Any]:
     """One destination with its latest transitions."""
-    found = await state.db.read(get_destination(name, name in state.triggers.policies.names, state.now()))
+    found = await state.db.read(get_destination(name, state.now()))
     if found is None:
         raise UnknownDestination(f"no destination is called {name!r}; see GET /api/v1/destinations")
     return found

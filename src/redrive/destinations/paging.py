@@ -3,7 +3,7 @@
 An operator looks for the destinations that need attention, so they come first whatever the number of the others:
 rank 0 open (or forced open), 1 half-open, 2 forced closed, 3 closed; by name within a rank. Ranks 0 to 2 are
 restricted rows (``Destination.restricted``), a few read from their partial index; the closed rank is read a page at
-a time by name, with the declared destinations that have no row yet (closed) merged in.
+a time by name.
 
 A page ends at a ``Position`` (its last destination's rank and name), handed to the caller as an opaque cursor: names
 hold ``/``, ``:`` and anything else, so it is URL-safe base64 of a small JSON array. A destination whose rank changes
@@ -127,13 +127,11 @@ def cut(ordered: Sequence[Destination], limit: int) -> tuple[list[Destination], 
     return list(ordered[:limit]), Position(rank(last.state, last.forced), last.name)
 
 
-def summary(restricted: Iterable[Destination], rows: int, unrecorded: int) -> dict[str, int]:
+def summary(restricted: Iterable[Destination], rows: int) -> dict[str, int]:
     """Every destination by the state it counts as: those of ranks 0 to 2 are all among the ``restricted`` rows, the
-    rest of the ``rows`` and the ``unrecorded`` declared destinations (no row yet) are closed; ``forced`` counts the
-    overrides of either kind, already counted in their state."""
+    rest of the ``rows`` are closed; ``forced`` counts the overrides of either kind, already counted in their state."""
     counts = {"open": 0, "half_open": 0, "closed": 0, "forced": 0}
     for d in restricted:
         counts[SHOWN_AS[rank(d.state, d.forced)]] += 1
         counts["forced"] += d.forced is not None
-    total = rows + unrecorded
-    return {**counts, "closed": total - counts["open"] - counts["half_open"], "total": total}
+    return {**counts, "closed": rows - counts["open"] - counts["half_open"], "total": rows}

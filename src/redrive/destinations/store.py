@@ -454,6 +454,17 @@ def record_outcomes(connection: Connection, outcomes: Sequence[Outcome], now: da
     return Recorded(made, frozenset(kept))
 
 
+def declare(names: Iterable[str], now: datetime) -> Callable[[Connection], None]:
+    """A write job: a row for every destination the trigger file names, closed, as its first outcome would make it
+    (a row that exists is left as it is). Run at start-up, so every destination known up front is a row the list
+    reads with the others, in the database's order, before anything has gone there."""
+
+    def job(connection: Connection) -> None:
+        _ensure(connection, names, now)
+
+    return job
+
+
 def sync_limits(limited: Mapping[str, Policy], now: datetime) -> Callable[[Connection], None]:
     """A write job: make sure each destination with limits has a restricted row before the first claim."""
 
