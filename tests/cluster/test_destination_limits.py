@@ -80,4 +80,4 @@ def test_concurrency_and_rate_limits_hold_across_three_worker_processes(
     assert target.peak["limited"] == 5, target.peak  # the limit, reached (so the three workers did share it)
     arrivals = sorted(target.arrivals["paced"])
     window = [t for t in arrivals if t < arrivals[0] + 10.0]
-    assert RATE * 10 * 0.85 <= len(window) <= RATE * 10 * 1.15, len(window)
+    assert round(RATE * 10 * 0.85) <= len(window) <= round(RATE * 10 * 1.15), len(window)  # 170..230, not 229.99…

@@ -149,6 +149,21 @@ def test_a_rate_limit_is_a_token_bucket_with_a_tenth_of_a_second_of_burst() -> N
     assert total == pytest.approx(200, abs=3)
 
 
+def test_a_claim_whose_clock_reading_is_older_than_the_last_refill_adds_no_tokens() -> None:
+    """Workers read the clock before they wait for the destination's row lock, so a claim may plan at a time
+    earlier than the claim before it. The bucket's clock must not go back: else the next claim refills the same
+    interval twice, and three workers on one destination deliver more than its rate."""
+    policy = Policy(None, rate=20.0)
+    d = Destination.new("d", T0)
+    total = 0
+    for tick in range(1000):  # 10 s; each claim at 10 ms steps is followed by one that read the clock 40 ms earlier
+        for seconds in (tick / 100, tick / 100 - 0.04):
+            d, allowance, _ = plan(d, policy, running=0, now=at(seconds))
+            total += allowance.count or 0
+            d = take(d, allowance.count or 0)
+    assert total == pytest.approx(200, abs=3)
+
+
 def test_concurrency_allows_what_is_not_running() -> None:
     policy = Policy(None, concurrency=5)
     d = Destination.new("d", T0)
