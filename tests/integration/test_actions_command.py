@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
@@ -187,6 +188,37 @@ def test_cancelling_an_attempt_kills_the_process_group(tmp_path: Path) -> None:
     asyncio.run(scenario())
     grandchild = int(pid_file.read_text())
     assert wait_gone(grandchild)
+
+
+def test_cancelling_while_the_process_starts_kills_the_group_and_does_not_wait_for_it(tmp_path: Path) -> None:
+    """A cancel that lands before the process's pipes are connected (the event loop busy, as on a loaded
+    machine) still kills the whole group at once: asyncio alone kills only the child, then waits for the pipes
+    its grandchildren hold. CI once spent 60 s here, the grandchild's whole sleep."""
+    pid_file = tmp_path / "grandchild.pid"
+    script = f"""
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        with open({str(pid_file)!r}, "w") as f:
+            f.write(str(child.pid))
+        time.sleep(60)
+    """
+    runner = builtin_registry().build(python(script, timeout="30s"))
+    rendered = runner.render({"payload": {}, "headers": {}, "event": {}, "trigger": {}})
+
+    async def scenario() -> None:
+        task = asyncio.create_task(runner.execute(rendered, {}))
+        while not psutil.Process().children():  # noqa: ASYNC110 - one loop step at a time, stopping once it forked
+            await asyncio.sleep(0)
+        deadline = time.monotonic() + 10
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.01)  # noqa: ASYNC251 - blocks the loop, so the pipes stay unconnected meanwhile
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            async with asyncio.timeout(10):
+                await task
+
+    asyncio.run(scenario())
+    assert wait_gone(int(pid_file.read_text()))
 
 
 def test_output_held_open_by_an_escaped_process_does_not_hang_the_attempt(tmp_path: Path) -> None:

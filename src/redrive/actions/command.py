@@ -2,8 +2,8 @@
 
 - Every rendered argv element reaches the program as exactly one argument, whatever characters it holds; a NUL
   byte (which cannot be passed) fails the attempt before anything starts.
-- The child starts a new session and so leads its own process group. On timeout the whole group, grandchildren
-  included, is killed with SIGKILL.
+- The child starts a new session and so leads its own process group. On timeout, or when the attempt is cancelled
+  (even while the process is still starting), the whole group, grandchildren included, is killed with SIGKILL.
 - The environment is built, not inherited: the child sees only ``PATH``, ``HOME``, ``LANG``, ``LC_ALL`` and
   ``TZ`` from redrive's own environment (when set), plus the action's rendered ``env``. redrive's own
   secrets, such as ``REDRIVE_DATABASE_URL``, therefore never reach a command; pass what a command needs
@@ -83,8 +83,8 @@ class CommandRunner:
         child_env.update(env)
         loop = asyncio.get_running_loop()
         capture = _Capture(loop)
-        try:
-            transport, _ = await loop.subprocess_exec(
+        spawn = asyncio.ensure_future(
+            loop.subprocess_exec(
                 lambda: capture,
                 *argv,
                 stdin=subprocess.DEVNULL,
@@ -94,8 +94,14 @@ class CommandRunner:
                 cwd=cwd,
                 start_new_session=True,
             )
+        )
+        try:
+            transport, _ = await asyncio.shield(spawn)
         except OSError as exc:
             return _not_started(_spawn_failure(exc, cwd))
+        except asyncio.CancelledError:
+            await _kill_started(spawn, capture)
+            raise
         try:
             timed_out = await _wait(transport, capture, self._config.timeout)
         finally:
@@ -116,6 +122,19 @@ async def _wait(transport: asyncio.SubprocessTransport, capture: _Capture, secon
         await _kill_and_reap(transport, capture)
         raise
     return False
+
+
+async def _kill_started(spawn: asyncio.Future[tuple[asyncio.SubprocessTransport, Any]], capture: _Capture) -> None:
+    """Cancelled while the process starts: let the start finish, then kill its group. Left to itself, asyncio
+    kills only the child and then waits for its pipes, which its grandchildren hold for as long as they run."""
+    try:
+        transport, _ = await spawn
+    except OSError:
+        return  # nothing started
+    try:
+        await _kill_and_reap(transport, capture)
+    finally:
+        transport.close()
 
 
 async def _kill_and_reap(transport: asyncio.SubprocessTransport, capture: _Capture) -> None:
