@@ -98,6 +98,7 @@ def test_the_destinations_commands(db_url: str, httpserver: HTTPServer) -> None:
     name = f"http://{parts.hostname}:{parts.port}"
     with run_service(db_url, config) as service:
         table = cli(service, "destinations", "ls")
+        none_open = cli(service, "destinations", "ls", "--state", "open")
         opened = as_json(cli(service, "destinations", "open", name, "--json"))
         shown = as_json(cli(service, "destinations", "show", name, "--json"))
         closed = cli(service, "destinations", "close", name)
@@ -108,6 +109,7 @@ def test_the_destinations_commands(db_url: str, httpserver: HTTPServer) -> None:
     assert name in table.stdout
     assert "0 open, 0 half-open, 1 closed" in table.stdout
     assert "more not shown" not in table.stdout
+    assert none_open.stdout.splitlines() == ["no open destinations", "0 open, 0 half-open, 1 closed"]
     assert (opened["state"], opened["forced"]) == ("open", "open")
     assert shown["transitions"][0]["reason"] == "forced open"
     assert closed.exit_code == 0

@@ -85,7 +85,10 @@ def ls(
         )
         for item in page["items"]
     ]
-    print_table(["destination", "state", "held", "pending", "running", "failures", "latency", "limits"], rows)
+    if rows:
+        print_table(["destination", "state", "held", "pending", "running", "failures", "latency", "limits"], rows)
+    else:  # a table of headers alone reads as a display fault
+        out.print(f"no {state.replace('_', '-')} destinations" if state else "no destinations yet", highlight=False)
     out.print(summary_line(page["summary"]), highlight=False)
     if (more := not_shown(page, state)) is not None:
         out.print(more, highlight=False)
