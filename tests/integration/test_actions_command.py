@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from redrive.actions import Outcome
+from redrive.actions.base import Action
 from redrive.actions.command import OUTPUT_CAP, CommandAction
 from redrive.plugins import builtin_registry
 from redrive.triggers.config import parse_config
@@ -163,8 +164,8 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert wait_gone(grandchild)
 
 
-def test_cancelling_an_attempt_kills_the_process_group(tmp_path: Path) -> None:
-    pid_file = tmp_path / "grandchild.pid"
+def grandchild_runner(pid_file: Path) -> tuple[Action, dict[str, Any]]:
+    """A command that starts a grandchild in its group, writes the grandchild's pid to ``pid_file``, and sleeps."""
     script = f"""
         import subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -173,7 +174,12 @@ def test_cancelling_an_attempt_kills_the_process_group(tmp_path: Path) -> None:
         time.sleep(60)
     """
     runner = builtin_registry().build(python(script, timeout="30s"))
-    rendered = runner.render({"payload": {}, "headers": {}, "event": {}, "trigger": {}})
+    return runner, runner.render({"payload": {}, "headers": {}, "event": {}, "trigger": {}})
+
+
+def test_cancelling_an_attempt_kills_the_process_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    runner, rendered = grandchild_runner(pid_file)
 
     async def scenario() -> None:
         task = asyncio.create_task(runner.execute(rendered, {}))
@@ -195,15 +201,7 @@ def test_cancelling_while_the_process_starts_kills_the_group_and_does_not_wait_f
     machine) still kills the whole group at once: asyncio alone kills only the child, then waits for the pipes
     its grandchildren hold. CI once spent 60 s here, the grandchild's whole sleep."""
     pid_file = tmp_path / "grandchild.pid"
-    script = f"""
-        import subprocess, sys, time
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-        with open({str(pid_file)!r}, "w") as f:
-            f.write(str(child.pid))
-        time.sleep(60)
-    """
-    runner = builtin_registry().build(python(script, timeout="30s"))
-    rendered = runner.render({"payload": {}, "headers": {}, "event": {}, "trigger": {}})
+    runner, rendered = grandchild_runner(pid_file)
 
     async def scenario() -> None:
         task = asyncio.create_task(runner.execute(rendered, {}))
