@@ -204,9 +204,10 @@ def test_cancelling_while_the_process_starts_kills_the_group_and_does_not_wait_f
     runner, rendered = grandchild_runner(pid_file)
 
     async def scenario() -> None:
+        others = {child.pid for child in psutil.Process().children()}  # this test process's own, from other tests
         task = asyncio.create_task(runner.execute(rendered, {}))
-        while not psutil.Process().children():  # noqa: ASYNC110 - one loop step at a time, stopping once it forked
-            await asyncio.sleep(0)
+        while {child.pid for child in psutil.Process().children()} <= others:  # noqa: ASYNC110 - a loop step at a time
+            await asyncio.sleep(0)  # stopping as soon as the command is forked
         deadline = time.monotonic() + 10
         while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
             time.sleep(0.01)  # noqa: ASYNC251 - blocks the loop, so the pipes stay unconnected meanwhile
