@@ -262,8 +262,8 @@ def plan(d: Destination, policy: Policy, running: int, now: datetime) -> tuple[D
     # A claim's ``now`` is read before it waits for the row lock, so it may be older than the last refill: the
     # bucket's clock never goes back, or the next claim would refill the same interval twice.
     refilled = now if d.tokens_at is None else max(now, d.tokens_at)
-    elapsed = (now - d.tokens_at).total_seconds() if d.tokens_at is not None else math.inf
-    tokens = min(capacity, d.tokens + rate * max(0.0, elapsed))
+    elapsed = (refilled - d.tokens_at).total_seconds() if d.tokens_at is not None else math.inf
+    tokens = min(capacity, d.tokens + rate * elapsed)
     d = replace(d, tokens=tokens, tokens_at=refilled)
     whole = math.floor(tokens)
     count = whole if count is None else min(count, whole)
