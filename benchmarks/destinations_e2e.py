@@ -77,7 +77,6 @@ def main() -> int:
     parser.add_argument("--single", choices=sorted({**VARIANTS, **PARTS}), help=argparse.SUPPRESS)  # --paired's runs
     parser.add_argument("--core", type=int, help=argparse.SUPPRESS)  # the core --single runs on
     args = parser.parse_args()
-    args.ordering_keys = 0  # the variants carry their own ordering (ingest_e2e's end_to_end reads this)
     if args.single:
         return single(args)
     if args.paired:

@@ -225,13 +225,14 @@ def end_to_end(
     trigger_extra: str = "",
     tag: str = "",
     rate: float | None = None,
+    ordering_keys: int = 0,
 ) -> dict[str, Any]:
     """One end-to-end run (``trigger_extra``: more YAML for the trigger; ``tag`` names the run's processes; ``rate``
-    paces the senders at that many events/s, None: as fast as they can)."""
+    paces the senders at that many events/s, None: as fast as they can; ``ordering_keys``: see ``start_redrive``)."""
     sink_port = start_sink(procs, f"sink-{tag}{n}-{processes}")
     name = f"redrive-e2e-{tag}{n}-{processes}"
     base, db, pid = start_redrive(
-        procs, name, sink_port, args.concurrency, args.log_level, processes, args.ordering_keys, trigger_extra
+        procs, name, sink_port, args.concurrency, args.log_level, processes, ordering_keys, trigger_extra
     )
     cpu_before = cpu_seconds(pid)
     first_post = datetime.now(UTC)
@@ -445,7 +446,7 @@ def main() -> int:
                         f"{args.concurrency} each ...",
                         flush=True,
                     )
-                    e2es.append(end_to_end(args, procs, n, processes))
+                    e2es.append(end_to_end(args, procs, n, processes, ordering_keys=args.ordering_keys))
                     procs.stop_all()
         finally:
             procs.stop_all()
