@@ -88,14 +88,15 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]
             future.set_result(result)
 
 
-LAST_WRITES = ("ordering keys", "rollups")
+LAST_WRITES = ("destinations", "ordering keys", "rollups")
 """What a writer transaction writes after all its jobs have run, in this order (``before_commit``).
 
 This is the writer's lock order. Every job locks what it updates first (executions' rows, then their destinations'
-rows); then every ordering key the transaction parks or frees is locked at once, in key order
-(``redrive.queue.parking``); then the stats rollups' hot rows, in key order (``redrive.observe.rollups``). Two
-writer transactions (of this process's threads or of other processes) then never each hold a lock the other waits
-for: a key's advisory lock taken by one job and a destination's row by the next had done that.
+rows, which the transaction reads once and writes back first at its end: ``redrive.destinations.store``); then
+every ordering key the transaction parks or frees is locked at once, in key order (``redrive.queue.parking``);
+then the stats rollups' hot rows, in key order (``redrive.observe.rollups``). Two writer transactions (of this
+process's threads or of other processes) then never each hold a lock the other waits for: a key's advisory lock
+taken by one job and a destination's row by the next had done that.
 """
 
 

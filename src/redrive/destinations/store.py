@@ -9,6 +9,11 @@ count and the token bucket are read and spent under the same lock. Each transiti
 
 Rows not ``restricted`` (closed, unlimited, not ramping or paced) cost a claim nothing but one read of the
 restricted ones, which is empty when nothing is limited or broken.
+
+A writer transaction reads each destination's row once and saves it once (``_Held``): a claim and a completion batch
+in one transaction (most of them, under load) share the row the first one locked, and every change made to it is
+written at the transaction's end (``db.writer.LAST_WRITES``). The lock is taken by the first read, as before, and
+held to the commit either way; what goes is a read and an update per destination for every job after the first.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from sqlalchemy.engine import Connection
 
 from redrive.db.engine import dialect_insert
 from redrive.db.schema import breaker_transitions, destinations, executions
+from redrive.db.writer import before_commit
 from redrive.destinations.breaker import (
     HALF_OPEN,
     OPEN,
@@ -78,12 +84,52 @@ def _update() -> Any:
     return update(destinations).where(destinations.c.name == bindparam("v_name")).values(**columns)
 
 
-def _save(connection: Connection, rows: Sequence[Destination], now: datetime) -> None:
-    """Write ``rows`` back; a row no longer restricted has its laned executions unlaned first (``unlane``)."""
+def _write(connection: Connection, rows: Sequence[tuple[Destination, datetime]]) -> None:
+    """Write ``rows`` back, each as of its moment; a row no longer restricted has its laned executions unlaned first
+    (``unlane``)."""
     if rows:
-        rows = [unlane(connection, d, now) for d in rows]
-        params = [_values(d, now, "v_") for d in rows]
+        params = [_values(unlane(connection, d, now), now, "v_") for d, now in rows]
         connection.execute(_update(), params)
+
+
+@dataclass(slots=True)
+class _Held:
+    """The destinations' rows a writer transaction has locked, as it has changed them: each is read once, by the
+    first job that needs it, and written once, when every job has run (``before_commit``)."""
+
+    rows: dict[str, Destination] = field(default_factory=dict)
+    changed: dict[str, datetime] = field(default_factory=dict)  # the rows to write, each with its last change's moment
+
+    def write(self, connection: Connection) -> None:
+        """Write the changed rows now (they stay held, unchanged since)."""
+        _write(connection, [(self.rows[name], now) for name, now in sorted(self.changed.items())])
+        self.changed.clear()
+
+
+def _held(connection: Connection) -> _Held | None:
+    """The rows the open writer transaction holds; None outside one (reads and saves then go to the table)."""
+    return before_commit(connection, "destinations", _Held, lambda c, kept: kept.write(c))
+
+
+def settle(connection: Connection, *, forget: bool = False) -> None:
+    """Write what the writer transaction has changed in the rows it holds now, for a statement that reads or updates
+    the table itself; ``forget``: and let the rows go (the statement changes them: the next job reads them again)."""
+    kept = _held(connection)
+    if kept is not None:
+        kept.write(connection)
+        if forget:
+            kept.rows.clear()
+
+
+def _save(connection: Connection, rows: Sequence[Destination], now: datetime) -> None:
+    """Save ``rows`` (locked): in a writer transaction, kept to be written at its end; elsewhere, written now."""
+    kept = _held(connection)
+    if kept is None:
+        _write(connection, [(d, now) for d in rows])
+        return
+    for d in rows:
+        kept.rows[d.name] = d
+        kept.changed[d.name] = now
 
 
 # A destination's lane. Its due rows wait in ix_executions_due's claim range until a claim finds the destination
@@ -245,7 +291,10 @@ def _adopt(connection: Connection, seeded: Sequence[tuple[str, Seed | None]], no
         for name, seed in seeded
         if seed is not None
     ]
-    return int(connection.execute(_adoption(), params).rowcount) if params else 0
+    if not params:
+        return 0
+    settle(connection, forget=True)  # it updates rows a job may hold
+    return int(connection.execute(_adoption(), params).rowcount)
 
 
 def adopt_queued(seeds: Mapping[int, Seed], now: datetime) -> Callable[[Connection], int]:
@@ -278,6 +327,7 @@ def adopt_queued(seeds: Mapping[int, Seed], now: datetime) -> Callable[[Connecti
 @dataclass(frozen=True, slots=True)
 class _Statements:
     restricted: Any  # the restricted rows, locked, by name
+    restricted_running: Any  # SQLite: the same, each with its running executions (``running``)
     named: Any  # the rows named in ``d_names``, locked, by name
     running: Any  # running executions per destination among ``d_names``
 
@@ -293,8 +343,17 @@ def _statements() -> _Statements:
         .where(executions.c.status == ExecutionStatus.RUNNING, executions.c.destination.in_(names))
         .group_by(executions.c.destination)
     )
+    counted = (
+        select(func.count())
+        .where(executions.c.destination == destinations.c.name, executions.c.status == ExecutionStatus.RUNNING)
+        .scalar_subquery()
+    )
+    restricted = destinations.c.restricted.is_(True)
     return _Statements(
-        restricted=locked.where(destinations.c.restricted.is_(True)),
+        restricted=locked.where(restricted),
+        restricted_running=select(destinations, counted.label("running"))
+        .where(restricted)
+        .order_by(destinations.c.name),
         named=locked.where(destinations.c.name.in_(names)),
         running=running,
     )
@@ -305,13 +364,20 @@ def _locked(connection: Connection, query: Any, names: Sequence[str] = ()) -> li
 
 
 def _locked_or_new(connection: Connection, names: list[str], now: datetime) -> list[Destination]:
-    """The rows of ``names``, locked; the missing ones made first (a row is made once: no insert on later calls)."""
-    rows = _locked(connection, _statements().named, names)
-    missing = set(names) - {d.name for d in rows}
+    """The rows of ``names``, locked; the missing ones made first (a row is made once: no insert on later calls).
+    In a writer transaction, a row it holds already is not read again."""
+    kept = _held(connection)
+    known = kept.rows if kept is not None else {}
+    wanted = [name for name in names if name not in known]
+    rows = _locked(connection, _statements().named, wanted) if wanted else []
+    missing = set(wanted) - {d.name for d in rows}
     if missing:
         _ensure(connection, missing, now)
-        rows = _locked(connection, _statements().named, names)
-    return rows
+        rows = _locked(connection, _statements().named, wanted)
+    if kept is None:
+        return rows
+    known.update((d.name, d) for d in rows)
+    return [known[name] for name in sorted(names)]
 
 
 def _transitions(
@@ -390,12 +456,29 @@ class ClaimPlan:
 
 
 def plan_claim(connection: Connection, policy_of: PolicyOf, now: datetime) -> ClaimPlan:
-    """Lock the restricted destinations and work out what a claim may take from each (transitions included)."""
-    rows = _locked(connection, _statements().restricted)
+    """Lock the restricted destinations and work out what a claim may take from each (transitions included).
+
+    On SQLite the read counts each one's running executions too. On PostgreSQL they are counted in a statement of
+    their own, after the locks are granted: a statement that waited for a lock still reads the snapshot it began with,
+    so a count made in it would miss the leases of the claim it waited for, and the concurrency limit would not hold.
+    """
+    statements = _statements()
+    running: dict[str, int] = {}
+    if connection.dialect.name == "sqlite":  # the writer transaction is the only one: its snapshot is the newest
+        found = connection.execute(statements.restricted_running).all()
+        rows = [load(row) for row in found]
+        running = {row.name: row.running for row in found}
+    else:
+        rows = _locked(connection, statements.restricted)
+    kept = _held(connection)
+    if kept is not None:
+        rows = _as_held(kept, rows)
     result = ClaimPlan()
     if not rows:
         return result
-    running = _running(connection, [d.name for d in rows])
+    uncounted = [d.name for d in rows if d.name not in running]
+    if uncounted:
+        running.update(_running(connection, uncounted))
     for d in rows:
         planned, allowance, changes = plan(d, policy_of(d.name, d.trigger), running.get(d.name, 0), now)
         result._rows[d.name] = (d, planned)
@@ -406,6 +489,21 @@ def plan_claim(connection: Connection, policy_of: PolicyOf, now: datetime) -> Cl
         if wake is not None and (result.next_at is None or wake < result.next_at):
             result.next_at = wake
     return result
+
+
+def _as_held(kept: _Held, rows: Sequence[Destination]) -> list[Destination]:
+    """The restricted ``rows`` as read, seen through what the writer transaction holds (``kept``): a row it holds as
+    it has it, and a row whose change is not written yet restricted or not as that change left it; the rows read are
+    held from now on."""
+    merged = {d.name: kept.rows.get(d.name, d) for d in rows}
+    for name, at in kept.changed.items():
+        d = kept.rows[name]
+        if d.restricted(at):
+            merged[name] = d
+        else:
+            merged.pop(name, None)
+    kept.rows.update(merged)
+    return [merged[name] for name in sorted(merged)]
 
 
 def _wake(allowance: Allowance, now: datetime) -> datetime | None:
@@ -470,6 +568,7 @@ def sync_limits(limited: Mapping[str, Policy], now: datetime) -> Callable[[Conne
 
     def job(connection: Connection) -> None:
         _ensure(connection, limited, now)
+        settle(connection, forget=True)  # it updates rows a job may hold
         connection.execute(
             update(destinations)
             .where(destinations.c.name.in_(sorted(limited)), destinations.c.restricted.is_(False))

@@ -56,7 +56,7 @@ from sqlalchemy.engine import Connection
 from redrive.db.schema import attempts, destinations, events, executions, triggers
 from redrive.db.writer import BatchJob
 from redrive.destinations.breaker import Observed, Policy
-from redrive.destinations.store import ClaimPlan, Outcome, PolicyOf, plan_claim, record_outcomes
+from redrive.destinations.store import ClaimPlan, Outcome, PolicyOf, plan_claim, record_outcomes, settle
 from redrive.extensions import BreakerTransition
 from redrive.failures.error_groups import record_failure
 from redrive.observe import rollups
@@ -287,6 +287,7 @@ def claim(
         rows: list[Any] = []
         unplanned = policy_of is not None and not plan_first  # the free rows are leased before any plan
         if unplanned:
+            settle(connection)  # it reads which destinations are restricted from their rows
             rows = list(connection.execute(statements.lease_unplanned, {**params, "c_limit": limit}))
         if policy_of is None or (rows and not rows[0].restricted):  # nothing restricted when the rows were leased
             planned = ClaimPlan()
