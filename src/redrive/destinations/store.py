@@ -28,6 +28,7 @@ from sqlalchemy import Boolean, ColumnElement, Row, and_, bindparam, delete, fal
 from sqlalchemy.engine import Connection
 
 from redrive.db.engine import dialect_insert
+from redrive.db.lists import in_list
 from redrive.db.schema import breaker_transitions, destinations, executions
 from redrive.db.writer import before_commit
 from redrive.destinations.breaker import (
@@ -336,11 +337,10 @@ class _Statements:
 def _statements() -> _Statements:
     # Built once with bound parameters, as the claim's are: building a statement (and its cache key) on every claim
     # and every completion batch cost more than running it.
-    names = bindparam("d_names", expanding=True, type_=destinations.c.name.type)
     locked = select(destinations).order_by(destinations.c.name).with_for_update()
     running = (
         select(executions.c.destination, func.count())
-        .where(executions.c.status == ExecutionStatus.RUNNING, executions.c.destination.in_(names))
+        .where(executions.c.status == ExecutionStatus.RUNNING, in_list(executions.c.destination, "d_names"))
         .group_by(executions.c.destination)
     )
     counted = (
@@ -354,7 +354,7 @@ def _statements() -> _Statements:
         restricted_running=select(destinations, counted.label("running"))
         .where(restricted)
         .order_by(destinations.c.name),
-        named=locked.where(destinations.c.name.in_(names)),
+        named=locked.where(in_list(destinations.c.name, "d_names")),
         running=running,
     )
 

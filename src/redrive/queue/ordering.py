@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, bindparam, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.engine import Connection
 
+from redrive.db.lists import in_list, one_of
 from redrive.db.schema import executions
 from redrive.queue.parking import probe, same_key
 from redrive.states import ExecutionStatus
@@ -43,12 +44,9 @@ def ordering_head(ordered: bool) -> ColumnElement[bool]:
     in_flight = probe(other, key, pending, other.c.key_waiting == false(), earlier)
     parked = probe(other, key, pending, other.c.key_waiting == true(), earlier)
     running = probe(other, key, other.c.status == ExecutionStatus.RUNNING)
-    dead = probe(other, key, other.c.status.in_(_DEAD), other.c.key_waiting == false(), earlier)
-    blocking = bindparam("c_blocking_ids", type_=executions.c.trigger_id.type, expanding=True)
-    return or_(
-        executions.c.ordering_key.is_(None),
-        and_(~in_flight, ~parked, ~running, or_(executions.c.trigger_id.not_in(blocking), ~dead)),
-    )
+    dead = probe(other, key, one_of(other.c.status, _DEAD), other.c.key_waiting == false(), earlier)
+    blocks = in_list(executions.c.trigger_id, "c_blocking_ids")
+    return or_(executions.c.ordering_key.is_(None), and_(~in_flight, ~parked, ~running, or_(~blocks, ~dead)))
 
 
 def key_lock(trigger_id: int, ordering_key: str) -> int:

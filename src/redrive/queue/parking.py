@@ -58,6 +58,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from redrive.db.hints import unindexed
+from redrive.db.lists import in_list, one_of
 from redrive.db.schema import executions
 from redrive.db.writer import before_commit
 from redrive.states import ExecutionStatus
@@ -110,28 +111,25 @@ def oldest_due(now: datetime, *where: ColumnElement[bool]) -> Any:
 
 
 # The statements are built once, with bound parameters (``_statements``): building one per ingest or completion
-# batch (an alias, four EXISTS and their clause objects) cost about as much CPU as running it.
+# batch (an alias, four EXISTS and their clause objects) cost about as much CPU as running it. Their lists of ids are
+# bound as one parameter each (``db.lists``), so their text never changes with a batch's size.
 _IDS = "p_ids"  # the rows made (park) or freed (promote)
 _BLOCKING = "p_blocking"  # the triggers whose dead rows hold their key
 _NOW = "p_now"
-
-
-def _list(name: str) -> Any:
-    return bindparam(name, expanding=True)
 
 
 def _blocks(row: FromClause, blocking: bool | None) -> ColumnElement[bool]:
     """Whether a dead row holds ``row``'s key: its trigger is among ``p_blocking`` (None: every trigger's does)."""
     if blocking is None:
         return true()
-    return row.c.trigger_id.in_(_list(_BLOCKING))
+    return in_list(row.c.trigger_id, _BLOCKING)
 
 
 def _parks_behind(holder: FromClause, key: ColumnElement[bool], blocks: ColumnElement[bool]) -> ColumnElement[bool]:
     """A new row parks: ``holder`` (rows of its ``key``) has one pending or running, or, where ``blocks`` (its
     trigger is under ``block``), one dead and not parked. Two probes of ix_executions_ordering."""
-    in_flight = probe(holder, key, holder.c.status.in_((PENDING, RUNNING)))
-    dead = probe(holder, key, holder.c.status.in_(DEAD), holder.c.key_waiting == false())
+    in_flight = probe(holder, key, one_of(holder.c.status, (PENDING, RUNNING)))
+    dead = probe(holder, key, one_of(holder.c.status, DEAD), holder.c.key_waiting == false())
     return or_(in_flight, and_(blocks, dead))
 
 
@@ -148,7 +146,7 @@ def _park() -> Any:
     return (
         update(executions)
         .where(
-            executions.c.id.in_(_list(_IDS)),
+            in_list(executions.c.id, _IDS),
             executions.c.ordering_key.is_not(None),
             unindexed(executions.c.status) == PENDING,
             _parks_behind(earlier, before, _blocks(executions, True)),
@@ -174,7 +172,7 @@ def _held_keys() -> Any:
     )
     holder = executions.alias("holder")
     key = and_(holder.c.trigger_id == keys.c.t, holder.c.ordering_key == keys.c.o)
-    return select(keys.c.t, keys.c.o).where(_parks_behind(holder, key, keys.c.t.in_(_list(_BLOCKING))))
+    return select(keys.c.t, keys.c.o).where(_parks_behind(holder, key, in_list(keys.c.t, _BLOCKING)))
 
 
 def parked_at_insert(
@@ -215,10 +213,10 @@ def _held(row: FromClause, blocking: bool | None, gone: bool) -> ColumnElement[b
     holder = executions.alias("holder")
     key = [same_key(holder, row)]
     if gone:
-        key.append(holder.c.id.not_in(_list("p_gone")))
+        key.append(~in_list(holder.c.id, "p_gone"))
     pending = probe(holder, *key, holder.c.status == PENDING, holder.c.key_waiting == false())
     running = probe(holder, *key, holder.c.status == RUNNING)
-    dead = probe(holder, *key, holder.c.status.in_(DEAD), holder.c.key_waiting == false())
+    dead = probe(holder, *key, one_of(holder.c.status, DEAD), holder.c.key_waiting == false())
     return or_(pending, running, and_(_blocks(row, blocking), dead))
 
 
@@ -240,7 +238,7 @@ def _promote(every_trigger_blocks: bool, gone: bool) -> Any:
         .scalar_subquery()
     )
     keys = select(oldest).where(
-        row.c.id.in_(_list(_IDS)),
+        in_list(row.c.id, _IDS),
         row.c.ordering_key.is_not(None),
         ~_held(row, None if every_trigger_blocks else True, gone),
     )

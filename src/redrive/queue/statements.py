@@ -53,6 +53,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from redrive.db.hints import unindexed
+from redrive.db.lists import in_list
 from redrive.db.schema import attempts, destinations, events, executions, triggers
 from redrive.db.writer import BatchJob
 from redrive.destinations.breaker import Observed, Policy
@@ -141,8 +143,7 @@ class _ClaimStatements:
 def _destination_unrestricted() -> ColumnElement[bool]:
     """dest: rows whose destination a claim may take freely: none, or not among the restricted ones (held by an
     open breaker, probing, limited, ramping or paced), which ``c_restricted`` lists and claims take one by one."""
-    restricted = bindparam("c_restricted", expanding=True, type_=executions.c.destination.type)
-    return or_(executions.c.destination.is_(None), executions.c.destination.not_in(restricted))
+    return or_(executions.c.destination.is_(None), ~in_list(executions.c.destination, "c_restricted"))
 
 
 def _restricted_now() -> Select[Any]:
@@ -166,9 +167,7 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
     """The claim's statements; ``ordered`` adds ``ordering.ordering_head`` (only when some declared trigger orders)."""
     # Built once with bound parameters: building these statements cost more than running them.
     now = bindparam("c_now", type_=executions.c.run_at.type)
-    runnable = select(triggers.c.id).where(
-        triggers.c.id.in_(bindparam("c_trigger_ids", expanding=True)), triggers.c.paused == false()
-    )
+    runnable = select(triggers.c.id).where(in_list(triggers.c.id, "c_trigger_ids"), triggers.c.paused == false())
 
     def lease(*conditions: ColumnElement[bool], returning: tuple[Any, ...] = ()) -> Any:
         # A materialised CTE: the planner may not re-run or flatten the locking subquery, so LIMIT holds.
@@ -215,7 +214,7 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
 
     event_rows = select(
         events.c.id, events.c.payload, events.c.headers, events.c.idempotency_key, events.c.received_at
-    ).where(events.c.id.in_(bindparam("c_event_ids", expanding=True)))
+    ).where(in_list(events.c.id, "c_event_ids"))
     # ORDER BY ... LIMIT 1 rather than min(): PostgreSQL reads min() from an index only on a single table, and the
     # runnable-trigger test joins triggers, so min() read every pending row; this reads the range's first row.
     next_due = (
@@ -456,7 +455,7 @@ def _complete_statements() -> _CompleteStatements:
             executions.c.replay_of,
             executions.c.ordering_key,
         )
-        .where(executions.c.id.in_(bindparam("ids", expanding=True)), executions.c.status == ExecutionStatus.RUNNING)
+        .where(in_list(executions.c.id, "ids"), unindexed(executions.c.status) == ExecutionStatus.RUNNING)
         .with_for_update(of=executions)
     )
     parked = executions.alias("parked")
