@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -10,6 +11,7 @@ from redrive.ingest.prepare import prepare
 from redrive.ingest.store import store_events
 from redrive.observe.redaction import Redactor
 from redrive.plugins import load_plugins
+from redrive.queue import statements as queue
 from redrive.triggers.config import parse_config
 from redrive.triggers.runtime import TriggerSet, build_trigger_set, sync_triggers
 
@@ -53,3 +55,22 @@ def store(engine: Engine, triggers: TriggerSet, name: str, count: int, at: datet
     for start in range(0, count, batch):
         with engine.begin() as connection:
             store_events(connection, events[start : start + batch])
+
+
+def succeeded(claimed: queue.Claimed, at: datetime, **fields: Any) -> queue.Completion:
+    """The completion of a successful attempt at ``claimed``, finished ``at``; ``fields`` set the rest."""
+    return queue.Completion(
+        execution_id=claimed.id,
+        lease_token=claimed.lease_token,
+        status="succeeded",
+        run_at=None,
+        started_at=at,
+        finished_at=at,
+        outcome="succeeded",
+        error_category=None,
+        error_code=None,
+        message=None,
+        detail={},
+        excerpt=None,
+        **fields,
+    )

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from queue_support import HELD, HELD_AND_HEALTHY, T0, store, trigger_set
+from queue_support import HELD, HELD_AND_HEALTHY, T0, store, succeeded, trigger_set
 from sqlalchemy import Connection, Engine, event, select
 
 from redrive.db.engine import make_engine
@@ -105,27 +105,12 @@ def claim(triggers: TriggerSet, limit: int, *, plan_first: bool = True) -> Calla
     return queue.claim(triggers.ids, limit, 30, NOW, policy_of=triggers.policies.of, plan_first=plan_first)
 
 
-def succeeded(claimed: queue.Claimed, triggers: TriggerSet) -> queue.Complete:
+def completed(claimed: queue.Claimed, triggers: TriggerSet) -> queue.Complete:
+    """The job recording a successful attempt at ``claimed``, counted at its destination."""
+    counted = {"destination": claimed.destination, "observed": Observed("succeeded", 0.05)}
+    policy = triggers.policies.of(DESTINATION)
     return queue.complete(
-        queue.Completion(
-            execution_id=claimed.id,
-            lease_token=claimed.lease_token,
-            status="succeeded",
-            run_at=None,
-            started_at=NOW,
-            finished_at=NOW,
-            outcome="succeeded",
-            error_category=None,
-            error_code=None,
-            message=None,
-            detail={},
-            excerpt=None,
-            trigger_id=claimed.trigger_id,
-            action_kind="http",
-            destination=claimed.destination,
-            observed=Observed("succeeded", 0.05),
-            policy=triggers.policies.of(DESTINATION),
-        )
+        succeeded(claimed, NOW, trigger_id=claimed.trigger_id, action_kind="http", policy=policy, **counted)
     )
 
 
@@ -145,7 +130,7 @@ def test_a_claim_and_a_completion_in_one_transaction_read_and_write_the_row_once
     tokens = row(engine, DESTINATION).tokens
     with destination_statements(engine) as seen:
         second, *applied = in_one_transaction(
-            engine, [claim(triggers, 3)] + [succeeded(c, triggers) for c in first.executions]
+            engine, [claim(triggers, 3)] + [completed(c, triggers) for c in first.executions]
         )
     assert applied == [True, True]
     assert len(second.executions) == 3

@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from queue_support import succeeded
 from sqlalchemy import text
 
 from redrive.db.database import Database
@@ -39,23 +40,6 @@ def seed(db: Database, count: int) -> list[int]:
     return [ids["t"]]
 
 
-def completion(claimed: queue.Claimed, at: datetime) -> queue.Completion:
-    return queue.Completion(
-        execution_id=claimed.id,
-        lease_token=claimed.lease_token,
-        status="succeeded",
-        run_at=None,
-        started_at=at,
-        finished_at=at,
-        outcome="succeeded",
-        error_category=None,
-        error_code=None,
-        message=None,
-        detail={},
-        excerpt=None,
-    )
-
-
 def test_claims_lease_each_row_once(db: Database) -> None:
     triggers = seed(db, 5)
     first = asyncio.run(db.write(queue.claim(triggers, 3, 30, T0)))
@@ -85,9 +69,9 @@ def test_a_completion_after_the_lease_was_lost_changes_nothing(db: Database) -> 
     assert fresh.lease_token != stale.lease_token
     assert fresh.attempts == 0  # the sweep charged nothing
 
-    assert asyncio.run(db.write(queue.complete(completion(stale, later)))) is False
-    assert asyncio.run(db.write(queue.complete(completion(fresh, later)))) is True
-    assert asyncio.run(db.write(queue.complete(completion(fresh, later)))) is False  # and only once
+    assert asyncio.run(db.write(queue.complete(succeeded(stale, later)))) is False
+    assert asyncio.run(db.write(queue.complete(succeeded(fresh, later)))) is True
+    assert asyncio.run(db.write(queue.complete(succeeded(fresh, later)))) is False  # and only once
 
 
 def test_sweep_leaves_live_leases_alone_and_renew_extends_them(db: Database) -> None:
@@ -133,10 +117,10 @@ def test_completions_batched_together_are_fenced_one_by_one(db: Database) -> Non
     [fresh, other_fresh] = asyncio.run(db.write(queue.claim(triggers, 2, 30, later))).executions
     assert fresh.id == stale.id
     batch = [
-        completion(stale, later),  # lost its lease
-        completion(fresh, later),  # holds it
-        completion(fresh, later),  # the same lease again, later in the batch: already completed
-        completion(other_fresh, later),
+        succeeded(stale, later),  # lost its lease
+        succeeded(fresh, later),  # holds it
+        succeeded(fresh, later),  # the same lease again, later in the batch: already completed
+        succeeded(other_fresh, later),
     ]
     assert db.write_sync(lambda connection: queue.complete_many(connection, batch)) == [False, True, False, True]
     rows = db.read_sync(
