@@ -6,8 +6,8 @@ drowns in their spread. This script runs the writer's jobs of one event's life i
 on a fresh SQLite file: every cycle is one writer transaction carrying what most carry under load (an ingest
 batch of ``--batch`` events, a claim of up to ``--batch`` executions, and the completions of the executions the
 cycle before claimed, succeeded), run through the writer's own ``_run_jobs``; then cycles without new events
-until every event stored is completed, so both variants do the whole work of the same events. The same cycles run the same
-instructions, whatever the machine is doing: run it under callgrind and compare the counts.
+until every event stored is completed, so both variants do the whole work of the same events. The same cycles run
+the same instructions, whatever the machine is doing: run it under callgrind and compare the counts.
 
     valgrind --tool=callgrind --callgrind-out-file=/dev/null .venv/bin/python benchmarks/writer_cycles.py \\
         --variant enabled --cycles 40
