@@ -10,14 +10,13 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from queue_support import succeeded
 from sqlalchemy import Connection, Engine, create_engine, select, text
 from test_ordering_claim import T0, Queue, _waiting_on_advisory_locks, config, opened
-from test_queue import completion
 
 from redrive.db.schema import executions
 from redrive.db.writer import WRITER_THREAD_INFO, Writer
@@ -206,7 +205,7 @@ def completion_waits_for(engine: Engine, parker: Connection, head: queue.Claimed
 
     def complete(connection: Connection) -> list[bool]:
         with connection.begin():
-            return queue.complete_many(connection, [replace(completion(head, T0), trigger_id=head.trigger_id)])
+            return queue.complete_many(connection, [succeeded(head, T0, trigger_id=head.trigger_id)])
 
     with engine.connect() as other, ThreadPoolExecutor(1) as pool:
         parker.info[WRITER_THREAD_INFO] = 0  # two writer threads: their stats rollups go to different rows
@@ -286,7 +285,7 @@ def test_an_ingest_and_its_heads_completion_in_one_writer_transaction_leave_no_r
     assert declared is not None
     body = b'{"customer": {"id": "k"}}'
     event = prepare(declared, cont.ids["ordered"], body=body, headers={}, received_at=T0, redactor=Redactor())
-    jobs = [store_event(event), queue.complete(replace(completion(head, T0), trigger_id=head.trigger_id))]
+    jobs = [store_event(event), queue.complete(succeeded(head, T0, trigger_id=head.trigger_id))]
     writer = Writer(cont.db.write_engine, threads=1)
     writer.start()
     started, gate = threading.Event(), threading.Event()
