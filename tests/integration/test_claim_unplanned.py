@@ -18,19 +18,11 @@ import pytest
 from queue_support import HELD, HELD_AND_HEALTHY, T0, store, trigger_set
 from sqlalchemy import Engine, event
 
-from redrive.db.engine import make_engine
 from redrive.destinations.store import force_job
 from redrive.queue import statements as queue
 from redrive.triggers.runtime import TriggerSet
 
 NOW = T0 + timedelta(minutes=1)
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url, writer=True)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import pytest
 from queue_support import HELD, HELD_AND_HEALTHY, T0, store, succeeded, trigger_set
 from sqlalchemy import Connection, Engine, event, select
 
-from redrive.db.engine import make_engine
 from redrive.db.schema import destinations
 from redrive.db.writer import Writer
 from redrive.destinations.breaker import Observed, Policy
@@ -37,13 +36,6 @@ triggers:
 """
 DESTINATION = "https://limited.example:443"
 NOW = T0 + timedelta(minutes=1)
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url, writer=True)
-    yield engine
-    engine.dispose()
 
 
 def in_one_transaction(engine: Engine, jobs: Sequence[Callable[[Connection], Any]]) -> list[Any]:

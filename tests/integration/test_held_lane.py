@@ -23,19 +23,11 @@ import pytest
 from queue_support import HELD, HELD_AND_HEALTHY, T0, store, trigger_set
 from sqlalchemy import Connection, Engine, text
 
-from redrive.db.engine import make_engine
 from redrive.destinations.store import force_job
 from redrive.queue import statements as queue
 from redrive.triggers.runtime import TriggerSet
 
 BACKLOG = 2_000
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url, writer=True)
-    yield engine
-    engine.dispose()
 
 
 def _triggers(engine: Engine) -> TriggerSet:
