@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from psycopg.adapt import PyFormat
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, event, select
 
 from redrive.db.engine import make_engine
@@ -21,7 +23,7 @@ from redrive.states import ExecutionStatus
 
 metadata = MetaData()
 things = Table("bound_list_things", metadata, Column("id", Integer, primary_key=True), Column("name", String(20)))
-NAMES = {1: "a", 2: "b", 3: "c'd", 4: "é"}
+NAMES = {1: "a", 2: "b", 3: "c'd", 4: "é", 5: 'q"{,}\\'}  # 5: what an array literal would have to escape
 
 
 @pytest.fixture
@@ -39,13 +41,13 @@ def ids_where(engine: Engine, condition: Any, **params: Any) -> list[int]:
         return list(connection.execute(select(things.c.id).where(condition).order_by(things.c.id), params).scalars())
 
 
-@pytest.mark.parametrize("values", [[], [2], [1, 3, 99], [4, 4]])
+@pytest.mark.parametrize("values", [[], [2], [1, 3, 99], [4, 4], [2**40, 5]])
 def test_integers_are_selected_as_an_in_would_select_them(engine: Engine, values: list[int]) -> None:
     assert ids_where(engine, in_list(things.c.id, "ids"), ids=values) == sorted(set(values) & set(NAMES))
     assert ids_where(engine, ~in_list(things.c.id, "ids"), ids=values) == sorted(set(NAMES) - set(values))
 
 
-@pytest.mark.parametrize("values", [[], ["c'd"], ["a", "é", "zz"]])
+@pytest.mark.parametrize("values", [[], ["c'd"], ["a", "é", "zz"], ['q"{,}\\', "b"]])
 def test_strings_are_selected_as_an_in_would_select_them(engine: Engine, values: list[str]) -> None:
     expected = sorted(k for k, v in NAMES.items() if v in values)
     assert ids_where(engine, in_list(things.c.name, "names"), names=values) == expected
@@ -67,6 +69,16 @@ def test_the_statement_is_the_same_whatever_the_length_of_the_list(engine: Engin
         event.remove(engine, "before_cursor_execute", record)
     assert len(sent) == 3
     assert len(set(sent)) == 1
+
+
+def test_postgresql_sends_lists_in_the_binary_format(engine: Engine) -> None:
+    """The text format writes an array literal, testing and escaping each element with a regular expression: three
+    times the CPU of the binary format for the completion's arrays, on the writer's thread (``db.engine``)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("psycopg's formats are PostgreSQL's; SQLite binds the list as one JSON text")
+    with engine.connect() as connection:
+        adapters = connection.connection.dbapi_connection.adapters  # type: ignore[union-attr]
+        assert adapters.get_dumper(list, PyFormat.AUTO) is ListBinaryDumper
 
 
 def test_sqlite_looks_up_a_list_of_ids_by_id(engine: Engine) -> None:

@@ -109,13 +109,25 @@ def _check_sqlite() -> None:
         raise StorageUnsupported(problem)
 
 
+def _lists_in_binary(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    """PostgreSQL: send list parameters (the arrays the hot statements bind: ids, tokens, statuses, times) in the
+    binary format. In text psycopg writes an array literal, testing and escaping every element with a regular
+    expression (about 2.7 us an element here); binary sends the elements as they are. The completion of 32 rows (11
+    arrays) took 1.52 ms of the writer thread's CPU in text and 0.84 ms in binary. Every such parameter is cast to
+    its array type in its statement (``db.lists``, the completion, the executions' insert), which either format
+    satisfies."""
+    from psycopg.types.array import ListBinaryDumper  # psycopg only when PostgreSQL is used: SQLite never loads it
+
+    dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
+
+
 def make_engine(url: str, *, writer: bool = False, reader: bool = False, pool_size: int = 10) -> Engine:
     """An engine for ``url``; ``writer=True`` makes SQLite transactions start with BEGIN IMMEDIATE; ``reader=True``
     is for read jobs only, and on PostgreSQL runs them in autocommit (see above)."""
     codec: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
     if not is_sqlite(url):
         # A short connect timeout: while the server is unreachable, callers get an error (ingest: 503) promptly.
-        return create_engine(
+        engine = create_engine(
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
@@ -124,6 +136,8 @@ def make_engine(url: str, *, writer: bool = False, reader: bool = False, pool_si
             **({"isolation_level": "AUTOCOMMIT"} if reader else {}),
             **codec,
         )
+        event.listen(engine, "connect", _lists_in_binary)
+        return engine
     engine = create_engine(
         url,
         pool_size=1 if writer else pool_size,
