@@ -129,6 +129,17 @@ def test_template_syntax_in_a_payload_arrives_literally(service, db_url) -> None
     assert excerpt == f"{payload['a']}|{payload['b']}"
 
 
+def test_bodies_that_are_bare_json_values_are_delivered_and_do_not_stall_the_queue(service, db_url) -> None:
+    """Any JSON document is a payload: bare numbers too. (On SQLite a stored ``42`` once came back as an integer the
+    JSON decoder refused, and every claim that read it failed: the whole queue stopped behind one event.)"""
+    bodies = [b"42", b"-7", b"2.5", b"1e3", b'"text"', b"true", b"null", b"[]", b'{"a": 1}']
+    for body in bodies:
+        response = post(service, "small", body, **{"content-type": "application/json"})
+        assert response.status_code == 202, (body, response.text)
+    succeeded = "SELECT count(*) FROM executions WHERE status = 'succeeded'"
+    wait_until(lambda: scalar(db_url, succeeded) == len(bodies), what="every execution to run")
+
+
 @pytest.mark.parametrize(
     "template",
     [

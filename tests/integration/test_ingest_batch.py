@@ -7,9 +7,10 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from redrive.db.database import Database
+from redrive.db.schema import events, executions
 from redrive.ingest.prepare import NewEvent, prepare
 from redrive.ingest.store import store_event, store_events
 from redrive.observe.redaction import Redactor
@@ -160,3 +161,21 @@ def test_batches_of_any_size_store_their_documents_exactly(db: Database, ids: di
 
 def _json(value: object) -> object:
     return json.loads(value) if isinstance(value, str) else value
+
+
+def test_each_unkeyed_event_of_a_batch_gets_its_own_row(db: Database, ids: dict[str, int]) -> None:
+    """Unkeyed events carry nothing to match the returned ids by but their order: each answer names the row that
+    holds its own document (any JSON: scalars, null, arrays) and the execution made for it."""
+    documents: list[object] = [7, "text", None, [1, "two"], {"n": 4, "name": "Zoë"}, True, 2.5, {}, []]
+    batch = [event(ids, "strict", None, json.dumps(document).encode()) for document in documents]
+    stored = db.write_sync(lambda connection: store_events(connection, batch))
+
+    assert [s.outcome for s in stored] == ["created"] * len(documents)
+    query = select(events.c.id, events.c.payload, executions.c.id).join(
+        executions, executions.c.event_id == events.c.id
+    )  # through the column's type: each database's JSON comes back as Python values
+    rows = db.read_sync(lambda c: c.execute(query).all())
+    by_event = {event_id: (payload, execution_id) for event_id, payload, execution_id in rows}
+    assert [by_event[s.event_id] for s in stored] == [
+        (d, s.execution_id) for d, s in zip(documents, stored, strict=True)
+    ]

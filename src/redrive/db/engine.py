@@ -74,6 +74,18 @@ def json_dumps(value: Any) -> str:
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def json_loads(value: str | bytes | int | float) -> Any:
+    """Decode a JSON column value.
+
+    On SQLite a column declared ``JSON`` has NUMERIC affinity, so a document that is a bare number (an event whose
+    body is ``42``) is stored as the INTEGER or REAL it spells and comes back as that number, not as text: it is the
+    document already. (The affinity also stores ``1.0`` as the integer 1, an equal JSON number.)
+    """
+    if isinstance(value, int | float):
+        return value
+    return orjson.loads(value)
+
+
 SQLITE_NEEDED = (3, 35, 0)
 """The oldest SQLite redrive runs on: ``RETURNING`` came in 3.35. It also needs the JSON functions (``json_each``:
 an ordered ingest reads its keys through it), built in since 3.38 and compiled in by most builds before."""
@@ -125,7 +137,7 @@ def _lists_in_binary(dbapi_connection: Any, record: ConnectionPoolEntry) -> None
 def make_engine(url: str, *, writer: bool = False, reader: bool = False, pool_size: int = 10) -> Engine:
     """An engine for ``url``; ``writer=True`` makes SQLite transactions start with BEGIN IMMEDIATE; ``reader=True``
     is for read jobs only, and on PostgreSQL runs them in autocommit (see above)."""
-    codec: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
+    codec: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": json_loads}
     if not is_sqlite(url):
         # A short connect timeout: while the server is unreachable, callers get an error (ingest: 503) promptly.
         engine = create_engine(
