@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from queue_support import succeeded
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from redrive.db.database import Database
+from redrive.db.schema import attempts
 from redrive.ingest.prepare import prepare
 from redrive.ingest.store import store_event
 from redrive.observe.redaction import Redactor
@@ -130,3 +132,44 @@ def test_completions_batched_together_are_fenced_one_by_one(db: Database) -> Non
     statuses = db.read_sync(lambda c: c.execute(text("SELECT DISTINCT status, attempts FROM executions")).all())
     assert [tuple(s) for s in statuses] == [("succeeded", 1)]
     assert other.id == other_fresh.id
+
+
+def test_a_batch_of_attempts_is_recorded_column_for_column(db: Database) -> None:
+    """Every field of each attempt in one completion batch reads back as completed: failures and successes, JSON
+    documents and their absence, text that needs escaping, an uncharged attempt (PostgreSQL writes them from
+    arrays, SQLite row by row)."""
+    triggers = seed(db, 3)
+    first, second, third = asyncio.run(db.write(queue.claim(triggers, 3, 30, T0))).executions
+    later = T0 + timedelta(seconds=1, microseconds=250_000)
+    failed = replace(
+        succeeded(first, later),
+        status="failed",
+        outcome="permanent",
+        error_category="permanent",
+        error_code="http_404",
+        message='not "found", {braces} \\ and Zoë',
+        detail={"status": 404, "nested": {"list": [1, None]}},
+        excerpt="<html>nope</html>",
+        fingerprint="abcdef0123456789",
+        title="not found",
+        trigger_id=first.trigger_id,
+        action_kind="command",
+        request={"url": "https://example.com/x", "body": None},
+    )
+    uncharged = replace(succeeded(third, later), charged=False, detail={"held": True})
+    completions = [failed, succeeded(second, later), uncharged]
+    assert db.write_sync(lambda c: queue.complete_many(c, completions)) == [True, True, True]
+
+    columns = [
+        attempts.c.execution_id, attempts.c.number, attempts.c.started_at, attempts.c.finished_at,
+        attempts.c.duration_ms, attempts.c.outcome, attempts.c.error_category, attempts.c.error_code,
+        attempts.c.message, attempts.c.detail, attempts.c.excerpt, attempts.c.fingerprint, attempts.c.request,
+        attempts.c.charged,
+    ]  # fmt: skip
+    rows = db.read_sync(lambda c: c.execute(select(*columns).order_by(attempts.c.execution_id)).all())
+    expected = [
+        (r.execution_id, 1, r.started_at, r.finished_at, 0.0, r.outcome, r.error_category, r.error_code, r.message,
+         r.detail, r.excerpt, r.fingerprint, r.request, r.charged)
+        for r in sorted(completions, key=lambda r: r.execution_id)
+    ]  # fmt: skip
+    assert [tuple(row) for row in rows] == expected
