@@ -79,7 +79,8 @@ def json_loads(value: str | bytes | int | float) -> Any:
 
     On SQLite a column declared ``JSON`` has NUMERIC affinity, so a document that is a bare number (an event whose
     body is ``42``) is stored as the INTEGER or REAL it spells and comes back as that number, not as text: it is the
-    document already. (The affinity also stores ``1.0`` as the integer 1, an equal JSON number.)
+    document already. (The affinity also stores ``1.0`` as the integer 1, an equal JSON number, and an integer past
+    64 bits, which orjson accepts up to 2**64 - 1, as the nearest REAL.)
     """
     if isinstance(value, int | float):
         return value
