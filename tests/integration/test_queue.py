@@ -143,6 +143,7 @@ def test_a_batch_of_attempts_is_recorded_column_for_column(db: Database) -> None
     later = T0 + timedelta(seconds=1, microseconds=250_000)
     failed = replace(
         succeeded(first, later),
+        started_at=T0,  # each attempt its own duration: 1,250, 500 and 0 ms
         status="failed",
         outcome="permanent",
         error_category="permanent",
@@ -157,7 +158,7 @@ def test_a_batch_of_attempts_is_recorded_column_for_column(db: Database) -> None
         request={"url": "https://example.com/x", "body": None},
     )
     uncharged = replace(succeeded(third, later), charged=False, detail={"held": True})
-    completions = [failed, succeeded(second, later), uncharged]
+    completions = [failed, replace(succeeded(second, later), started_at=later - timedelta(milliseconds=500)), uncharged]
     assert db.write_sync(lambda c: queue.complete_many(c, completions)) == [True, True, True]
 
     columns = [
@@ -168,8 +169,8 @@ def test_a_batch_of_attempts_is_recorded_column_for_column(db: Database) -> None
     ]  # fmt: skip
     rows = db.read_sync(lambda c: c.execute(select(*columns).order_by(attempts.c.execution_id)).all())
     expected = [
-        (r.execution_id, 1, r.started_at, r.finished_at, 0.0, r.outcome, r.error_category, r.error_code, r.message,
-         r.detail, r.excerpt, r.fingerprint, r.request, r.charged)
-        for r in sorted(completions, key=lambda r: r.execution_id)
+        (r.execution_id, 1, r.started_at, r.finished_at, duration, r.outcome, r.error_category, r.error_code,
+         r.message, r.detail, r.excerpt, r.fingerprint, r.request, r.charged)
+        for r, duration in zip(completions, [1250.0, 500.0, 0.0], strict=True)
     ]  # fmt: skip
-    assert [tuple(row) for row in rows] == expected
+    assert [tuple(row) for row in rows] == sorted(expected)  # by execution id, as read
