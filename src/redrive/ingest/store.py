@@ -160,18 +160,14 @@ def _insert_events(
     connection: Connection, statements: _Statements, new: Sequence[NewEvent], *, keyed: bool
 ) -> list[Any]:
     """Insert ``new`` (all keyed or all unkeyed): the rows ``(id, trigger_id, key)`` of the keyed events made (a key
-    already taken makes none), or the unkeyed events' ids in the order of ``new``."""
+    already taken makes none), or the unkeyed events' ids in the order of ``new`` (the caller pairs them strictly)."""
     if connection.dialect.name == "postgresql":
         if keyed:
             return list(connection.execute(_KEYED_EVENTS_FROM_ARRAYS, _event_arrays(new)))
-        ids = sorted(connection.execute(_UNKEYED_EVENTS_FROM_ARRAYS, _event_arrays(new)).scalars())
-    elif keyed:
+        return sorted(connection.execute(_UNKEYED_EVENTS_FROM_ARRAYS, _event_arrays(new)).scalars())
+    if keyed:
         return list(connection.execute(statements.keyed_event, [_event_row(event) for event in new]))
-    else:
-        ids = list(connection.execute(statements.unkeyed_event, [_event_row(event) for event in new]).scalars())
-    if len(ids) != len(new):  # every unkeyed row is inserted; anything else would pair ids with the wrong events
-        raise RuntimeError(f"{len(new)} events inserted, {len(ids)} ids returned")
-    return ids
+    return list(connection.execute(statements.unkeyed_event, [_event_row(event) for event in new]).scalars())
 
 
 @dataclass(frozen=True, slots=True)

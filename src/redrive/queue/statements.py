@@ -704,40 +704,29 @@ def _rollup_change(result: Completion, held: Any) -> tuple[int, ExecutionFacts, 
 
 
 # PostgreSQL: a batch's attempts in one INSERT from one array per column, as ingest stores events and executions
-# (``ingest.store``): SQLAlchemy's multi-row insert reached psycopg as an executemany, one INSERT per attempt. The
-# JSON columns travel as text encoded like the engine's JSON columns (``json_dumps``: None is JSON null, as
-# SQLAlchemy stores it) and are parsed by the cast.
+# (``ingest.store``): SQLAlchemy's multi-row insert reached psycopg as an executemany, one INSERT per attempt. Each
+# array is named after its column (``_attempt_row``'s keys). The JSON columns travel as text encoded like the
+# engine's JSON columns (``json_dumps``: None is JSON null, as SQLAlchemy stores it) and are parsed by the cast.
 _ATTEMPTS_FROM_ARRAYS = text(
     "INSERT INTO attempts (execution_id, number, started_at, finished_at, duration_ms, outcome, error_category, "
     "error_code, message, detail, excerpt, fingerprint, request, charged) "
     "SELECT x, n, s, f, d, o, c, e, m, CAST(dt AS jsonb), ex, fp, CAST(r AS jsonb), ch "
-    "FROM unnest(CAST(:execution_ids AS bigint[]), CAST(:numbers AS integer[]), CAST(:starts AS timestamptz[]), "
-    "CAST(:finishes AS timestamptz[]), CAST(:durations AS double precision[]), CAST(:outcomes AS text[]), "
-    "CAST(:categories AS text[]), CAST(:codes AS text[]), CAST(:messages AS text[]), CAST(:details AS text[]), "
-    "CAST(:excerpts AS text[]), CAST(:fingerprints AS text[]), CAST(:requests AS text[]), "
+    "FROM unnest(CAST(:execution_id AS bigint[]), CAST(:number AS integer[]), CAST(:started_at AS timestamptz[]), "
+    "CAST(:finished_at AS timestamptz[]), CAST(:duration_ms AS double precision[]), CAST(:outcome AS text[]), "
+    "CAST(:error_category AS text[]), CAST(:error_code AS text[]), CAST(:message AS text[]), "
+    "CAST(:detail AS text[]), CAST(:excerpt AS text[]), CAST(:fingerprint AS text[]), CAST(:request AS text[]), "
     "CAST(:charged AS boolean[])) AS v(x, n, s, f, d, o, c, e, m, dt, ex, fp, r, ch)"
 )
+_ATTEMPT_JSON = ("detail", "request")
 
 
 def _attempt_arrays(applied: Sequence[tuple[Completion, Any]]) -> dict[str, list[Any]]:
-    """The columns of ``_ATTEMPTS_FROM_ARRAYS`` for the completions ``applied``; see ``_attempt_row``."""
+    """The arrays of ``_ATTEMPTS_FROM_ARRAYS`` for the completions ``applied``: ``_attempt_row``'s, by column."""
     rows = [_attempt_row(result, _number(row)) for result, row in applied]
-    return {
-        "execution_ids": [r["execution_id"] for r in rows],
-        "numbers": [r["number"] for r in rows],
-        "starts": [r["started_at"] for r in rows],
-        "finishes": [r["finished_at"] for r in rows],
-        "durations": [float(r["duration_ms"]) for r in rows],
-        "outcomes": [r["outcome"] for r in rows],
-        "categories": [r["error_category"] for r in rows],
-        "codes": [r["error_code"] for r in rows],
-        "messages": [r["message"] for r in rows],
-        "details": [json_dumps(r["detail"]) for r in rows],
-        "excerpts": [r["excerpt"] for r in rows],
-        "fingerprints": [r["fingerprint"] for r in rows],
-        "requests": [json_dumps(r["request"]) for r in rows],
-        "charged": [r["charged"] for r in rows],
-    }
+    arrays = {column: [row[column] for row in rows] for column in rows[0]}
+    for column in _ATTEMPT_JSON:
+        arrays[column] = [json_dumps(value) for value in arrays[column]]
+    return arrays
 
 
 def _attempt_row(result: Completion, number: int) -> dict[str, Any]:
