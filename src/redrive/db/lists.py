@@ -13,7 +13,7 @@ them off (where a change that touches nothing there moved the count by 0.6%).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Dialect, String, Text, TypeDecorator, bindparam, literal
@@ -23,6 +23,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.type_api import TypeEngine
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import Boolean
+
+from redrive.db.engine import json_dumps
 
 
 class BoundList(TypeDecorator[Sequence[Any]]):
@@ -89,3 +91,14 @@ def one_of(column: ColumnElement[Any], values: Sequence[Any]) -> ColumnElement[b
     """``column IN (values)`` for a fixed list (statuses): each value bound on its own, so the statement is rendered
     once, not again on every execution as a list bound for ``IN`` is."""
     return column.in_([literal(value, type_=column.type) for value in values])
+
+
+def by_column(rows: Sequence[Mapping[str, Any]], *, json: Iterable[str] = ()) -> dict[str, list[Any]]:
+    """PostgreSQL: ``rows`` (one or more mappings with the same keys: a table's columns) as one list per column, the
+    parameters of an ``INSERT ... SELECT ... FROM unnest(CAST(:column AS type[]), ...)`` that writes a batch in one
+    statement. The ``json`` columns are encoded as the engine encodes a JSON column (``db.engine.json_dumps``) and
+    travel in a text array, for the statement to cast to jsonb."""
+    arrays = {column: [row[column] for row in rows] for column in rows[0]}
+    for column in json:
+        arrays[column] = [json_dumps(value) for value in arrays[column]]
+    return arrays

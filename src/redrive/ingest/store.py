@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from redrive.db.engine import json_dumps
+from redrive.db.lists import by_column
 from redrive.db.schema import daily_counters, events, executions
 from redrive.db.writer import BatchJob
 from redrive.destinations.store import seed_rows
@@ -124,17 +124,17 @@ def _execution_arrays(new: Sequence[tuple[NewEvent, int]]) -> dict[str, list[Any
 
 # PostgreSQL: a batch's events from one array per column too, for the executions' reason above: SQLAlchemy's
 # multi-row insert renders a VALUES list of 7 parameters a row, a new text for each batch size, which psycopg parses
-# and the server plans again (the writer's longest statement, about 5 ms and 1 ms of its CPU a batch). The JSON
-# columns travel as text in a text array, encoded as the engine encodes a JSON column (``json_dumps``), and are
-# parsed into jsonb by the cast. Ids are given in the rows' order (``ORDER BY n``): the unkeyed events' ids,
+# and the server plans again (the writer's longest statement, about 5 ms and 1 ms of its CPU a batch). The arrays
+# are named after their columns (``_event_row``'s keys, ``db.lists.by_column``); the JSON columns travel as text and
+# are parsed into jsonb by the cast. Ids are given in the rows' order (``ORDER BY n``): the unkeyed events' ids,
 # returned unordered, are matched back by that order, as SQLAlchemy's own ``sort_by_parameter_order`` does on
 # PostgreSQL.
 _EVENT_ROWS = (
     "INSERT INTO events (trigger_id, idempotency_key, body_sha256, headers, payload, filtered, received_at) "
     "SELECT t, k, s, CAST(h AS jsonb), CAST(p AS jsonb), f, a "
-    "FROM unnest(CAST(:trigger_ids AS bigint[]), CAST(:keys AS text[]), CAST(:sha256s AS text[]), "
-    "CAST(:headers AS text[]), CAST(:payloads AS text[]), CAST(:filtered AS boolean[]), "
-    "CAST(:ats AS timestamptz[])) WITH ORDINALITY AS v(t, k, s, h, p, f, a, n) ORDER BY n "
+    "FROM unnest(CAST(:trigger_id AS bigint[]), CAST(:idempotency_key AS text[]), CAST(:body_sha256 AS text[]), "
+    "CAST(:headers AS text[]), CAST(:payload AS text[]), CAST(:filtered AS boolean[]), "
+    "CAST(:received_at AS timestamptz[])) WITH ORDINALITY AS v(t, k, s, h, p, f, a, n) ORDER BY n "
 )
 _KEYED_EVENTS_FROM_ARRAYS = text(
     _EVENT_ROWS + "ON CONFLICT (trigger_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
@@ -144,16 +144,8 @@ _UNKEYED_EVENTS_FROM_ARRAYS = text(_EVENT_ROWS + "RETURNING id")
 
 
 def _event_arrays(new: Sequence[NewEvent]) -> dict[str, list[Any]]:
-    """The columns of ``_EVENT_ROWS`` for ``new``; see ``_event_row``."""
-    return {
-        "trigger_ids": [event.trigger_id for event in new],
-        "keys": [event.idempotency_key for event in new],
-        "sha256s": [event.body_sha256 for event in new],
-        "headers": [json_dumps(event.headers) for event in new],
-        "payloads": [json_dumps(event.payload) for event in new],
-        "filtered": [event.filtered for event in new],
-        "ats": [event.received_at for event in new],
-    }
+    """The arrays of ``_EVENT_ROWS`` for ``new``: ``_event_row``'s, by column."""
+    return by_column([_event_row(event) for event in new], json=("headers", "payload"))
 
 
 def _insert_events(

@@ -53,9 +53,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from redrive.db.engine import json_dumps
 from redrive.db.hints import unindexed
-from redrive.db.lists import in_list
+from redrive.db.lists import by_column, in_list
 from redrive.db.schema import attempts, destinations, events, executions, triggers
 from redrive.db.writer import BatchJob
 from redrive.destinations.breaker import Observed, Policy
@@ -705,8 +704,8 @@ def _rollup_change(result: Completion, held: Any) -> tuple[int, ExecutionFacts, 
 
 # PostgreSQL: a batch's attempts in one INSERT from one array per column, as ingest stores events and executions
 # (``ingest.store``): SQLAlchemy's multi-row insert reached psycopg as an executemany, one INSERT per attempt. Each
-# array is named after its column (``_attempt_row``'s keys). The JSON columns travel as text encoded like the
-# engine's JSON columns (``json_dumps``: None is JSON null, as SQLAlchemy stores it) and are parsed by the cast.
+# array is named after its column (``_attempt_row``'s keys, ``db.lists.by_column``); the JSON columns travel as text
+# (None is JSON null, as SQLAlchemy stores it) and are parsed by the cast.
 _ATTEMPTS_FROM_ARRAYS = text(
     "INSERT INTO attempts (execution_id, number, started_at, finished_at, duration_ms, outcome, error_category, "
     "error_code, message, detail, excerpt, fingerprint, request, charged) "
@@ -717,16 +716,11 @@ _ATTEMPTS_FROM_ARRAYS = text(
     "CAST(:detail AS text[]), CAST(:excerpt AS text[]), CAST(:fingerprint AS text[]), CAST(:request AS text[]), "
     "CAST(:charged AS boolean[])) AS v(x, n, s, f, d, o, c, e, m, dt, ex, fp, r, ch)"
 )
-_ATTEMPT_JSON = ("detail", "request")
 
 
 def _attempt_arrays(applied: Sequence[tuple[Completion, Any]]) -> dict[str, list[Any]]:
     """The arrays of ``_ATTEMPTS_FROM_ARRAYS`` for the completions ``applied``: ``_attempt_row``'s, by column."""
-    rows = [_attempt_row(result, _number(row)) for result, row in applied]
-    arrays = {column: [row[column] for row in rows] for column in rows[0]}
-    for column in _ATTEMPT_JSON:
-        arrays[column] = [json_dumps(value) for value in arrays[column]]
-    return arrays
+    return by_column([_attempt_row(result, _number(row)) for result, row in applied], json=("detail", "request"))
 
 
 def _attempt_row(result: Completion, number: int) -> dict[str, Any]:
