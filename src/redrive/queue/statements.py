@@ -51,10 +51,11 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from redrive.db.hints import unindexed
 from redrive.db.lists import by_column, in_list
+from redrive.db.many import Many, many
 from redrive.db.schema import attempts, destinations, events, executions, triggers
 from redrive.db.writer import BatchJob
 from redrive.destinations.breaker import Observed, Policy
@@ -435,7 +436,7 @@ class _CompleteStatements:
     fence: Any  # SQLite: ``held``, with whether each row's key has a parked row (``waiting``, as _promote_next reads)
     update: Any  # one fenced execution update per bound row
     hold: Any  # the same for attempts held by an open breaker: ``uncharged`` counts it, not ``attempts``
-    attempt: Any  # the attempt rows
+    attempt: Any  # the attempt rows (SQLite; PostgreSQL inserts them from arrays)
 
 
 @cache
@@ -487,7 +488,7 @@ def _complete_statements() -> _CompleteStatements:
         fence=held.add_columns(waiting.label("waiting")),
         update=fenced.values(attempts=executions.c.attempts + 1, **values),
         hold=fenced.values(uncharged=executions.c.uncharged + 1, **values),
-        attempt=attempts.insert(),
+        attempt=attempts.insert().values({key: bindparam(key, type_=attempts.c[key].type) for key in _ATTEMPT_KEYS}),
     )
 
 
@@ -569,6 +570,47 @@ def _fenced_batch(connection: Connection, results: Sequence[Completion]) -> dict
     return {(row.id, row.token): row for row in connection.execute(_FENCED_UPDATE, params)}
 
 
+_EXECUTION_KEYS = (
+    "b_id",
+    "b_token",
+    "b_status",
+    "b_run_at",
+    "b_updated_at",
+    "b_finished_at",
+    "b_error_category",
+    "b_error_code",
+    "b_error_message",
+    "b_fingerprint",
+)  # ``_execution_values``'s
+_ATTEMPT_KEYS = (
+    "execution_id",
+    "number",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "outcome",
+    "error_category",
+    "error_code",
+    "message",
+    "detail",
+    "excerpt",
+    "fingerprint",
+    "request",
+    "charged",
+)  # ``_attempt_row``'s
+
+
+def _sqlite_many(connection: Connection, name: str) -> Many:
+    """SQLite: the completion's per-row statement ``name`` (``update``, ``hold`` or ``attempt``), its rows handed to
+    the driver as tuples (``db.many``)."""
+
+    def build(dialect: Dialect) -> Many:
+        keys = _ATTEMPT_KEYS if name == "attempt" else _EXECUTION_KEYS
+        return Many.compile(getattr(_complete_statements(), name), dialect, keys)
+
+    return many(connection, f"complete.{name}", build)
+
+
 def _held_then_updated(connection: Connection, results: Sequence[Completion]) -> dict[tuple[int, str], Any]:
     """SQLite: read the running rows (its single writer holds the lock), keep those whose token matches, update
     them; returns them by (id, token), as read before the update."""
@@ -576,10 +618,10 @@ def _held_then_updated(connection: Connection, results: Sequence[Completion]) ->
     held = connection.execute(statements.fence, {"ids": sorted({r.execution_id for r in results})})
     current = {row.id: row for row in held}
     fenced = [r for r in results if r.execution_id in current and current[r.execution_id].lease_token == r.lease_token]
-    for statement, charged in ((statements.update, True), (statements.hold, False)):
+    for name, charged in (("update", True), ("hold", False)):
         rows = [_execution_values(result) for result in fenced if result.charged is charged]
         if rows:
-            connection.execute(statement, rows)
+            _sqlite_many(connection, name).run(connection, rows)
     return {(r.execution_id, r.lease_token): current[r.execution_id] for r in fenced}
 
 
@@ -627,8 +669,8 @@ def complete_many(
         if postgres:
             connection.execute(_ATTEMPTS_FROM_ARRAYS, _attempt_arrays(applied))
         else:
-            connection.execute(
-                _complete_statements().attempt, [_attempt_row(result, _number(row)) for result, row in applied]
+            _sqlite_many(connection, "attempt").run(
+                connection, [_attempt_row(result, _number(row)) for result, row in applied]
             )
         for result, _ in applied:
             _after_failure(connection, result)

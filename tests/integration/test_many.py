@@ -1,0 +1,130 @@
+"""Rows handed to SQLite's driver as tuples (``redrive.db.many``), against SQLAlchemy's own executemany.
+
+SQLite only: ``Many`` is the SQLite writer's (PostgreSQL's sends such batches as arrays, ``db.lists.by_column``).
+Whatever path a row takes, the database must hold the same text, JSON, numbers and flags, and a failure must reach
+the writer as the same SQLAlchemy error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    false,
+    update,
+)
+from sqlalchemy.dialects.postgresql import psycopg
+from sqlalchemy.exc import IntegrityError
+
+from redrive.db.engine import make_engine
+from redrive.db.many import Many, many
+from redrive.db.schema import Json, UtcDateTime
+
+metadata = MetaData()
+things = Table(
+    "many_things",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UtcDateTime()),
+    Column("doc", Json),
+    Column("flag", Boolean, nullable=False),
+    Column("ms", Float),
+    Column("note", Text),
+    Column("label", String(16), unique=True),
+    Column("n", Integer, nullable=False, server_default="0"),
+)
+KEYS = ("id", "at", "doc", "flag", "ms", "note", "label")
+ROWS: list[dict[str, Any]] = [
+    {
+        "id": 1,
+        "at": datetime(2026, 12, 6, 12, 0, 0, 123456, tzinfo=UTC),
+        "doc": {"a": [1, 2.5, None], "é": "q\"'"},
+        "flag": True,
+        "ms": 12.5,
+        "note": "x",
+        "label": "one",
+    },
+    {"id": 2, "at": None, "doc": None, "flag": False, "ms": 0.0, "note": None, "label": None},
+    {"id": 3, "at": datetime(1999, 1, 1, tzinfo=UTC), "doc": [], "flag": False, "ms": 1e-6, "note": "", "label": "3"},
+]
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'many.db'}", writer=True)
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def stored(engine: Engine) -> list[tuple[Any, ...]]:
+    """Every row as SQLite holds it (no type conversion on the way out)."""
+    with engine.connect() as connection:
+        return list(connection.exec_driver_sql("SELECT * FROM many_things ORDER BY id").all())
+
+
+def insert_statement() -> Any:
+    return things.insert().values({key: bindparam(key, type_=things.c[key].type) for key in KEYS})
+
+
+def test_an_insert_stores_what_sqlalchemys_executemany_stores(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(things.insert(), ROWS)
+    expected = stored(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM many_things")
+        Many.compile(insert_statement(), connection.dialect, KEYS).run(connection, ROWS)
+    assert stored(engine) == expected
+    assert expected[1][2] == "null"  # a JSON column's None is JSON null, as SQLAlchemy stores it
+
+
+def test_an_update_binds_its_own_literals_as_sqlalchemy_does(engine: Engine) -> None:
+    statement = (
+        update(things)
+        .where(things.c.id == bindparam("b_id"), things.c.flag == false())
+        .values(n=things.c.n + 3, note=bindparam("b_note", type_=Text()), at=None)
+    )
+    changes = [{"b_id": 2, "b_note": "two"}, {"b_id": 3, "b_note": "three"}, {"b_id": 1, "b_note": "not: flag"}]
+    with engine.begin() as connection:
+        connection.execute(things.insert(), ROWS)
+        connection.execute(statement, changes)
+    expected = stored(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM many_things")
+        connection.execute(things.insert(), ROWS)
+        Many.compile(statement, connection.dialect, ("b_id", "b_note")).run(connection, changes)
+    assert stored(engine) == expected
+    assert [(row[0], row[5], row[7]) for row in expected] == [(1, "x", 0), (2, "two", 3), (3, "three", 3)]
+
+
+def test_a_constraint_violation_is_sqlalchemys_error_and_writes_nothing_more(engine: Engine) -> None:
+    with engine.connect() as connection:
+        prepared = many(connection, "things.insert", lambda d: Many.compile(insert_statement(), d, KEYS))
+        assert many(connection, "things.insert", lambda d: pytest.fail("compiled twice")) is prepared
+        with pytest.raises(IntegrityError), connection.begin():
+            prepared.run(connection, [ROWS[0], {**ROWS[2], "label": "one"}])
+    assert stored(engine) == []
+
+
+def test_a_statement_and_rows_that_do_not_match_are_refused_when_compiled(engine: Engine) -> None:
+    dialect = engine.dialect
+    with pytest.raises(ValueError, match="'label' is not among the rows' keys"):
+        Many.compile(insert_statement(), dialect, KEYS[:-1])
+    with pytest.raises(ValueError, match=r"\['extra'\] are not parameters"):
+        Many.compile(insert_statement(), dialect, (*KEYS, "extra"))
+    with pytest.raises(ValueError, match="postgresql does not bind positionally"):
+        Many.compile(insert_statement(), psycopg.dialect(), KEYS)
