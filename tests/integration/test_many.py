@@ -24,9 +24,11 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    event,
     false,
     update,
 )
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.exc import IntegrityError
 
@@ -128,3 +130,40 @@ def test_a_statement_and_rows_that_do_not_match_are_refused_when_compiled(engine
         Many.compile(insert_statement(), dialect, (*KEYS, "extra"))
     with pytest.raises(ValueError, match="postgresql does not bind positionally"):
         Many.compile(insert_statement(), psycopg.dialect(), KEYS)
+
+
+def test_an_insert_of_many_rows_returns_what_it_made_in_chunks_sqlite_can_bind(engine: Engine) -> None:
+    rows = [{**ROWS[n % 3], "id": n + 1, "label": str(n)} for n in range(5_000)]  # 7 values a row: two statements
+    with engine.begin() as connection:
+        connection.execute(things.insert(), rows)
+    expected = stored(engine)
+    sent: list[int] = []  # the parameters of each INSERT
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.startswith("INSERT"):
+            sent.append(len(parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM many_things")
+        statement = insert_statement().returning(things.c.id, things.c.label)
+        made = Many.compile(statement, connection.dialect, KEYS).inserted(connection, rows)
+    assert sorted(made) == [(n + 1, str(n)) for n in range(5_000)]
+    assert stored(engine) == expected
+    assert sent == [4_680 * 7, 320 * 7]  # SQLite binds 32,766 parameters at most in one statement
+
+
+def test_an_insert_that_skips_conflicts_returns_only_the_rows_it_made(engine: Engine) -> None:
+    statement = (
+        sqlite.insert(things)
+        .values({key: bindparam(key, type_=things.c[key].type) for key in KEYS})
+        .on_conflict_do_nothing(index_elements=["label"])
+        .returning(things.c.id)
+    )
+    with engine.begin() as connection:
+        connection.execute(things.insert(), [ROWS[0]])
+        prepared = Many.compile(statement, connection.dialect, KEYS)
+        made = prepared.inserted(connection, [{**ROWS[0], "id": 7}, ROWS[1], {**ROWS[2], "label": "one"}])
+    assert made == [(2,)]
+    with engine.connect() as connection, pytest.raises(ValueError, match="not an INSERT of one row's VALUES"):
+        Many.compile(update(things).values(n=bindparam("n")), engine.dialect, ("n",)).inserted(connection, [])

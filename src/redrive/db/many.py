@@ -29,11 +29,12 @@ from sqlalchemy.sql.elements import ClauseElement
 
 Convert = Callable[[Any], Any]
 _INFO = "redrive.many"  # a connection's compiled statements, by name
+_MAX_PARAMETERS = 32_766  # SQLite's limit on one statement's parameters (3.32 and later; redrive needs 3.35)
 
 
 @dataclass(frozen=True, slots=True)
 class Many:
-    """A statement compiled for one dialect, run over many rows (``run``)."""
+    """A statement compiled for one dialect, run over many rows (``run``; ``inserted`` for an INSERT ... RETURNING)."""
 
     sql: str
     fields: tuple[tuple[str | None, Convert | None, Any], ...]  # per placeholder: row key, processor, fixed value
@@ -62,19 +63,34 @@ class Many:
             raise ValueError(f"the rows' keys {sorted(missing)} are not parameters of the statement")
         return cls(str(compiled), tuple(fields))
 
+    def _params(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            fixed if name is None else (row[name] if convert is None else convert(row[name]))
+            for name, convert, fixed in self.fields
+        )
+
     def run(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute the statement once per row, in one ``executemany`` of the driver."""
-        if not rows:
-            return
-        fields = self.fields
-        params = [
-            tuple(
-                fixed if name is None else (row[name] if convert is None else convert(row[name]))
-                for name, convert, fixed in fields
-            )
-            for row in rows
-        ]
-        connection.exec_driver_sql(self.sql, params)
+        if rows:
+            connection.exec_driver_sql(self.sql, [self._params(row) for row in rows])
+
+    def inserted(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """For an ``INSERT ... VALUES (one row's placeholders) ... RETURNING``: insert ``rows`` with one statement
+        (per ``chunk`` of them), its VALUES list written for their number, and return what RETURNING gives, as the
+        driver gives it (no result processors: for ids and text) and in no particular order (SQLite's RETURNING
+        promises none). The driver's ``executemany`` returns no rows, hence one statement of many rows; SQLite
+        prepares one text per number of rows, as it did for SQLAlchemy's own multi-row insert."""
+        one = "(" + ", ".join(["?"] * len(self.fields)) + ")"
+        head, found, tail = self.sql.partition(f"VALUES {one}")
+        if not found or "?" in head or "?" in tail:
+            raise ValueError(f"not an INSERT of one row's VALUES: {self.sql}")
+        chunk = max(1, _MAX_PARAMETERS // len(self.fields))
+        made: list[Any] = []
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            sql = f"{head}VALUES {', '.join([one] * len(part))}{tail}"
+            made += connection.exec_driver_sql(sql, tuple(v for row in part for v in self._params(row))).all()
+        return made
 
 
 def many(connection: Connection, name: str, build: Callable[[Dialect], Many]) -> Many:
