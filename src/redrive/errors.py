@@ -19,6 +19,7 @@ up at a raise site: a new code is a new class here, drawn below (a unit test hol
     │       ├── InvalidTokenName (422 invalid_name)
     │       ├── TokenExists (422 token_exists)
     │       ├── InvalidSnooze (422 invalid_snooze)
+    │       ├── NumberOutOfRange (422 number_out_of_range)
     │       └── UnknownParameter (422 unknown_parameter)
     ├── Unauthenticated (401 unauthenticated)
     │   └── InvalidSignature (401 invalid_signature)
@@ -119,6 +120,13 @@ class InvalidRequest(BadRequest):
 
     code = "invalid_request"
     status = 422
+
+
+class NumberOutOfRange(InvalidRequest):
+    """A payload holds a number redrive cannot carry exactly: an integer outside 64 bits, or one too large for a
+    double. Refused, so that no payload is stored or delivered with a number other than the one sent."""
+
+    code = "number_out_of_range"
 
 
 class UnknownParameter(InvalidRequest):

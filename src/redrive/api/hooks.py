@@ -37,7 +37,11 @@ INGEST_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"description": "unknown_trigger: no trigger has that name."},
     413: {"description": "payload_too_large: the body exceeds the trigger's limit."},
     415: {"description": "unsupported_encoding: compressed bodies are not accepted."},
-    422: {"description": "idempotency_key_reused: the key was used before with a different body."},
+    422: {
+        "description": "idempotency_key_reused: the key was used before with a different body; number_out_of_range: "
+        "the payload holds an integer outside 64 bits (or, through the events API, a number past a double); "
+        "invalid_idempotency_key, invalid_ordering_key, filter_error: the event cannot be keyed or filtered."
+    },
     503: {"description": "storage_unavailable: nothing was stored; send again."},
 }
 
