@@ -196,8 +196,8 @@ def _insert_events(
 
 def _sqlite_insert(connection: Connection, statements: _Statements, name: str) -> Many:
     """SQLite: the insert ``name`` of ``_Statements``, its rows handed to the driver as values (``db.many``). The
-    unkeyed events' ids are matched back by order: SQLite gives a new row the next id, in the order of its VALUES,
-    as SQLAlchemy's own multi-row insert assumed."""
+    unkeyed events' ids are matched back by order: SQLite inserts the rows of a VALUES list in turn, each with the
+    next id (one more than the largest), while RETURNING promises no order; hence the caller's sort."""
     keys = _EXECUTION_KEYS if name == "execution" else _EVENT_KEYS
     return many(connection, f"ingest.{name}", lambda dialect: Many.compile(getattr(statements, name), dialect, keys))
 
