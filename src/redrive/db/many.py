@@ -76,7 +76,7 @@ class Many:
 
     def inserted(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         """For an ``INSERT ... VALUES (one row's placeholders) ... RETURNING``: insert ``rows`` with one statement
-        (per ``chunk`` of them), its VALUES list written for their number, and return what RETURNING gives, as the
+        (one per 32,766 parameters), its VALUES list written for their number, and return what RETURNING gives, as the
         driver gives it (no result processors: for ids and text) and in no particular order (SQLite's RETURNING
         promises none). The driver's ``executemany`` returns no rows, hence one statement of many rows; SQLite
         prepares one text per number of rows, as it did for SQLAlchemy's own multi-row insert."""
