@@ -144,6 +144,7 @@ def test_the_fenced_completion_finds_its_rows_by_primary_key(engine: Engine) -> 
     done = {key: ["succeeded", "succeeded"] for key in ("statuses", "tokens")} | {"ids": [100, 200]}
     empty = {key: [None, None] for key in ("run_ats", "categories", "codes", "messages", "fingerprints")}
     params = done | empty | {"updated_ats": [now, now], "finished_ats": [now, now], "charges": [1, 0]}
+    params |= attempts_of(2, now)
     plan = executed_plan(engine, statements._FENCED_UPDATE, params)
     nodes = plan_nodes(json.loads(plan)[0]["Plan"])
     assert any(n.get("Index Name") == "pk_executions" for n in nodes), plan
@@ -181,12 +182,25 @@ def test_the_fenced_completion_reads_each_row_once_after_leases_the_statistics_m
         "finished_ats": [now] * batch,
         "charges": [1] * batch,
     } | {key: [None] * batch for key in ("run_ats", "categories", "codes", "messages", "fingerprints")}
+    params |= attempts_of(batch, now)
     plan = _generic_plan(engine, str(statements._FENCED_UPDATE), params)
     print(f"fenced completion after {LEASED} leases the statistics missed:\n{plan}")
     top = json.loads(plan)[0]["Plan"]
     assert top["Actual Rows"] == batch, plan
     scans = [node for node in plan_nodes(top) if "Scan" in node["Node Type"]]
     assert all(node["Actual Loops"] == 1 and node["Actual Rows"] <= LEASED for node in scans), plan
+
+
+def attempts_of(batch: int, now: datetime) -> dict[str, list[Any]]:
+    """The attempts' own arrays of ``_FENCED_UPDATE`` for ``batch`` successes."""
+    return {
+        "started_ats": [now] * batch,
+        "durations": [1.0] * batch,
+        "outcomes": ["success"] * batch,
+        "details": ["null"] * batch,
+        "excerpts": [None] * batch,
+        "requests": ["null"] * batch,
+    }
 
 
 def _generic_plan(engine: Engine, sql: str, params: dict[str, Any]) -> str:
