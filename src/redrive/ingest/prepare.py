@@ -29,8 +29,10 @@ MAX_KEY_LENGTH = 255
 MAX_JSON_DEPTH = 64
 INTEGERS = (-(2**63), 2**64 - 1)
 """The integers a payload may hold: what orjson reads and writes exactly (past them it reads a double, rounded)."""
-_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # every digit a '0', anything else a space
-_LONG_RUN = b"0" * 19  # the fewest digits that can spell an integer outside INTEGERS
+# Every digit a '0', a minus sign kept, anything else a space: in that text, the shortest spellings of an integer
+# outside INTEGERS are 20 digits (2**64 has 20), or a minus and 19 (-2**63 - 1). A 19-digit id (a snowflake) is not one.
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else b if b == 0x2D else 0x20 for b in range(256))
+_TWENTY_DIGITS, _MINUS_NINETEEN = b"0" * 20, b"-" + b"0" * 19
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +67,10 @@ def parse_payload(body: bytes) -> Any:
     if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH:
         check_depth(payload)
     # orjson reads an integer outside INTEGERS as the nearest double, without a word: the payload stored would not be
-    # the one sent. Only a body with a run of 19 digits can hold one (found in about a microsecond per kilobyte);
+    # the one sent. Only a body with such a run of digits can hold one (found in about a microsecond per kilobyte);
     # such a body is read again by the standard library, which sees each integer's digits.
-    if _LONG_RUN in body.translate(_DIGITS):
+    digits = body.translate(_DIGITS)
+    if _TWENTY_DIGITS in digits or _MINUS_NINETEEN in digits:
         json.loads(body, parse_int=_exact_integer)
     return payload
 
