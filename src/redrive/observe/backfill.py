@@ -37,14 +37,8 @@ BUDGET = 1.0  # seconds of batches per maintenance pass
 
 def _counts(connection: Connection, source: str, start: int, end: int) -> rollups.Counts:
     if source == "events":
-        rows = connection.execute(
-            select(events.c.trigger_id, events.c.received_at).where(events.c.id >= start, events.c.id < end)
-        )
-        return rollups.total(rollups.event_counts(trigger_id, at) for trigger_id, at in rows)
-    where = (executions.c.id >= start, executions.c.id < end)
-    parts = [rollups.execution_counts(row) for row in rollups.executions_where(connection, *where).values()]
-    parts += [rollups.attempt_counts(attempt) for attempt in rollups.attempts_of(connection, *where)]
-    return rollups.total(parts)
+        return rollups.events_counted(connection, 1, events.c.id >= start, events.c.id < end)
+    return rollups.executions_counted(connection, 1, executions.c.id >= start, executions.c.id < end)
 
 
 def step(limit: int = BATCH) -> Callable[[Connection], bool]:
