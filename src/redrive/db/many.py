@@ -4,11 +4,12 @@ An executemany through SQLAlchemy's ``Connection.execute(statement, rows)`` work
 driver sees it: it builds the row's parameter dictionary and runs every column's bind processor through its own
 machinery, about 5 us a row. For a completion batch of 32 that was about 150 us of the writer's CPU in its fenced
 updates and as much in its attempts' insert (in process, thread CPU time: 400 -> 234 us and 440 -> 295 us with
-``Many``). PostgreSQL's writer sends such a batch as arrays in one statement (``db.lists.by_column``); SQLite has no
-arrays, and its driver's ``executemany`` reuses one prepared statement, so there ``Many`` hands the driver the rows
-as tuples:
+``Many``). PostgreSQL's writer sends such a batch as arrays in one statement (the fenced completion with its
+attempts, ``db.lists.by_column`` for the events); SQLite has no arrays, and its driver's ``executemany`` reuses one
+prepared statement, so there ``Many`` hands the driver the rows as tuples:
 
-- the statement is compiled once per connection (``many``), and the order of its placeholders read from the compilation;
+- the statement is compiled once per connection (``many``), the order of its placeholders read from the
+  compilation; the parameters it leaves to the caller are the rows' keys (an INSERT is compiled for them);
 - each row's values are converted by their columns' own bind processors (the same text for a datetime, JSON for a
   JSON column, ``None`` included, and integers for booleans that SQLAlchemy would have sent), and a value the
   statement binds itself (a literal) by its own;
@@ -18,7 +19,7 @@ as tuples:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,27 +41,22 @@ class Many:
     fields: tuple[tuple[str | None, Convert | None, Any], ...]  # per placeholder: row key, processor, fixed value
 
     @classmethod
-    def compile(cls, statement: ClauseElement, dialect: Dialect, row_keys: Sequence[str]) -> Many:
-        """``statement``'s placeholders, in order: each one named in ``row_keys`` reads the row's value of that name;
-        any other is a value the statement binds itself (a literal, or a bound parameter with a value)."""
-        compiled = statement.compile(dialect=dialect)
+    def compile(cls, statement: ClauseElement, dialect: Dialect, columns: Iterable[str] = ()) -> Many:
+        """``statement``'s placeholders, in order: each parameter it leaves to the caller reads the row's value of its
+        name; any other is a value the statement binds itself (a literal). ``columns``: an INSERT's columns (the keys
+        of its rows), which its VALUES names; without them SQLAlchemy would name every column of the table."""
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns) or None)
         if not isinstance(compiled, SQLCompiler) or compiled.positiontup is None:
             raise ValueError(f"{dialect.name} does not bind positionally; Many is for SQLite's writer")
-        keys = set(row_keys)
         fields: list[tuple[str | None, Convert | None, Any]] = []
         for name in compiled.positiontup:
             bind = compiled.binds[name]
             convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if name in keys:
+            if bind.required:
                 fields.append((name, convert, None))
-            elif bind.required:
-                raise ValueError(f"the statement's parameter {name!r} is not among the rows' keys")
             else:
                 value = bind.effective_value
                 fields.append((None, None, convert(value) if convert is not None else value))
-        missing = keys - {name for name, _, _ in fields}
-        if missing:
-            raise ValueError(f"the rows' keys {sorted(missing)} are not parameters of the statement")
         return cls(str(compiled), tuple(fields))
 
     def _params(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -93,11 +89,12 @@ class Many:
         return made
 
 
-def many(connection: Connection, name: str, build: Callable[[Dialect], Many]) -> Many:
-    """The statement ``name`` compiled for ``connection`` (``build`` the first time on it): kept in the connection's
-    ``info``, which lives as long as the driver's connection, the way the driver keeps its prepared statements."""
+def many(connection: Connection, name: str, statement: ClauseElement, columns: Iterable[str] = ()) -> Many:
+    """The statement ``name`` compiled for ``connection`` (``Many.compile`` the first time on it): kept in the
+    connection's ``info``, which lives as long as the driver's connection, the way the driver keeps its prepared
+    statements."""
     kept: dict[str, Many] = connection.info.setdefault(_INFO, {})
     found = kept.get(name)
     if found is None:
-        found = kept[name] = build(connection.dialect)
+        found = kept[name] = Many.compile(statement, connection.dialect, columns)
     return found

@@ -15,12 +15,12 @@ from datetime import date
 from functools import cache
 from typing import Any, Literal
 
-from sqlalchemy import Table, bindparam, func, select, text, tuple_
+from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from redrive.db.lists import by_column
-from redrive.db.many import Many, many
+from redrive.db.many import many
 from redrive.db.schema import daily_counters, events, executions
 from redrive.db.writer import BatchJob
 from redrive.destinations.store import seed_rows
@@ -44,51 +44,25 @@ class Stored:
 class _Statements:
     """The ingest statements for one dialect, built once: building a statement costs more than running it."""
 
-    # SQLite's inserts, one row's VALUES each (``db.many.Many.inserted`` writes them for a batch); PostgreSQL's are
-    # the statements from arrays below.
+    # SQLite's inserts (``db.many.Many.inserted`` writes them for a batch); PostgreSQL's are the statements from
+    # arrays below.
     keyed_event: Any  # INSERT ... ON CONFLICT (trigger_id, idempotency_key) DO NOTHING RETURNING id, trigger, key
     unkeyed_event: Any  # INSERT ... RETURNING id
     execution: Any  # INSERT ... RETURNING id, event_id
     count: Any  # daily counter upsert, adding the bound value
 
 
-_EVENT_KEYS = ("trigger_id", "idempotency_key", "body_sha256", "headers", "payload", "filtered", "received_at")
-_EXECUTION_KEYS = (
-    "key_waiting",
-    "event_id",
-    "trigger_id",
-    "action_kind",
-    "status",
-    "attempts",
-    "run_at",
-    "created_at",
-    "updated_at",
-    "ordering_key",
-    "destination",
-)  # ``_execution_row``'s
-
-
-def _binds(table: Table, keys: Sequence[str]) -> dict[str, Any]:
-    return {key: bindparam(key, type_=table.c[key].type) for key in keys}
-
-
 @cache
 def _statements(dialect: str) -> _Statements:
     insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-    keyed = (
-        insert(events)
-        .values(_binds(events, _EVENT_KEYS))
-        .on_conflict_do_nothing(
-            index_elements=["trigger_id", "idempotency_key"], index_where=text("idempotency_key IS NOT NULL")
-        )
+    keyed = insert(events).on_conflict_do_nothing(
+        index_elements=["trigger_id", "idempotency_key"], index_where=text("idempotency_key IS NOT NULL")
     )
     counter = insert(daily_counters)
     return _Statements(
         keyed_event=keyed.returning(events.c.id, events.c.trigger_id, events.c.idempotency_key),
-        unkeyed_event=events.insert().values(_binds(events, _EVENT_KEYS)).returning(events.c.id),
-        execution=executions.insert()
-        .values(_binds(executions, _EXECUTION_KEYS))
-        .returning(executions.c.id, executions.c.event_id),
+        unkeyed_event=events.insert().returning(events.c.id),
+        execution=executions.insert().returning(executions.c.id, executions.c.event_id),
         count=counter.on_conflict_do_update(
             index_elements=["trigger_id", "day", "name"],
             set_={"value": daily_counters.c.value + counter.excluded.value},
@@ -188,18 +162,17 @@ def _insert_events(
         return sorted(connection.execute(_UNKEYED_EVENTS_FROM_ARRAYS, _event_arrays(new)).scalars())
     rows = [_event_row(event) for event in new]
     if keyed:
-        return _sqlite_insert(connection, statements, "keyed_event").inserted(connection, rows)
-    return sorted(
-        event_id for (event_id,) in _sqlite_insert(connection, statements, "unkeyed_event").inserted(connection, rows)
-    )
+        return _sqlite_insert(connection, statements, "keyed_event", rows)
+    return sorted(event_id for (event_id,) in _sqlite_insert(connection, statements, "unkeyed_event", rows))
 
 
-def _sqlite_insert(connection: Connection, statements: _Statements, name: str) -> Many:
-    """SQLite: the insert ``name`` of ``_Statements``, its rows handed to the driver as values (``db.many``). The
-    unkeyed events' ids are matched back by order: SQLite inserts the rows of a VALUES list in turn, each with the
-    next id (one more than the largest), while RETURNING promises no order; hence the caller's sort."""
-    keys = _EXECUTION_KEYS if name == "execution" else _EVENT_KEYS
-    return many(connection, f"ingest.{name}", lambda dialect: Many.compile(getattr(statements, name), dialect, keys))
+def _sqlite_insert(connection: Connection, statements: _Statements, name: str, rows: list[dict[str, Any]]) -> list[Any]:
+    """SQLite: insert ``rows`` with the statement ``name`` of ``_Statements``, their values handed to the driver
+    (``db.many``); what its RETURNING gives. The statement is compiled for the rows' keys, which one function builds
+    for every batch (``_event_row``, ``_execution_row``). The unkeyed events' ids are matched back by order: SQLite
+    inserts the rows of a VALUES list in turn, each with the next id (one more than the largest), while RETURNING
+    promises no order; hence the caller's sort."""
+    return many(connection, f"ingest.{name}", getattr(statements, name), rows[0]).inserted(connection, rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +248,7 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
         values = [
             _execution_row(event, created[i], waiting) for event, i, waiting in zip(new, runnable, parked, strict=True)
         ]
-        made = _sqlite_insert(connection, statements, "execution").inserted(connection, values)
+        made = _sqlite_insert(connection, statements, "execution", values)
         execution_of = {event_id: execution_id for execution_id, event_id in made}
     if runnable and connection.dialect.name == "postgresql":
         _park(connection, [batch[i] for i in runnable], [execution_of[created[i]] for i in runnable])

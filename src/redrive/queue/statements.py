@@ -51,12 +51,12 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection
 
 from redrive.db.engine import json_dumps
 from redrive.db.hints import unindexed
 from redrive.db.lists import in_list
-from redrive.db.many import Many, many
+from redrive.db.many import many
 from redrive.db.schema import attempts, destinations, events, executions, triggers
 from redrive.db.writer import BatchJob
 from redrive.destinations.breaker import Observed, Policy
@@ -489,7 +489,7 @@ def _complete_statements() -> _CompleteStatements:
         fence=held.add_columns(waiting.label("waiting")),
         update=fenced.values(attempts=executions.c.attempts + 1, **values),
         hold=fenced.values(uncharged=executions.c.uncharged + 1, **values),
-        attempt=attempts.insert().values({key: bindparam(key, type_=attempts.c[key].type) for key in _ATTEMPT_KEYS}),
+        attempt=attempts.insert(),
     )
 
 
@@ -593,45 +593,12 @@ def _fenced_batch(connection: Connection, results: Sequence[Completion]) -> dict
     return {(row.id, row.token): row for row in connection.execute(_FENCED_UPDATE, params)}
 
 
-_EXECUTION_KEYS = (
-    "b_id",
-    "b_token",
-    "b_status",
-    "b_run_at",
-    "b_updated_at",
-    "b_finished_at",
-    "b_error_category",
-    "b_error_code",
-    "b_error_message",
-    "b_fingerprint",
-)  # ``_execution_values``'s
-_ATTEMPT_KEYS = (
-    "execution_id",
-    "number",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-    "outcome",
-    "error_category",
-    "error_code",
-    "message",
-    "detail",
-    "excerpt",
-    "fingerprint",
-    "request",
-    "charged",
-)  # ``_attempt_row``'s
-
-
-def _sqlite_many(connection: Connection, name: str) -> Many:
-    """SQLite: the completion's per-row statement ``name`` (``update``, ``hold`` or ``attempt``), its rows handed to
-    the driver as tuples (``db.many``)."""
-
-    def build(dialect: Dialect) -> Many:
-        keys = _ATTEMPT_KEYS if name == "attempt" else _EXECUTION_KEYS
-        return Many.compile(getattr(_complete_statements(), name), dialect, keys)
-
-    return many(connection, f"complete.{name}", build)
+def _sqlite_many(connection: Connection, name: str, rows: list[dict[str, Any]]) -> None:
+    """SQLite: run the completion's per-row statement ``name`` (``update``, ``hold`` or ``attempt``) over ``rows``,
+    handed to the driver as tuples (``db.many``). The attempts' insert is compiled for its rows' keys
+    (``_attempt_row``'s); the updates name their parameters themselves."""
+    columns = rows[0] if name == "attempt" else ()
+    many(connection, f"complete.{name}", getattr(_complete_statements(), name), columns).run(connection, rows)
 
 
 def _held_then_updated(connection: Connection, results: Sequence[Completion]) -> dict[tuple[int, str], Any]:
@@ -644,7 +611,7 @@ def _held_then_updated(connection: Connection, results: Sequence[Completion]) ->
     for name, charged in (("update", True), ("hold", False)):
         rows = [_execution_values(result) for result in fenced if result.charged is charged]
         if rows:
-            _sqlite_many(connection, name).run(connection, rows)
+            _sqlite_many(connection, name, rows)
     return {(r.execution_id, r.lease_token): current[r.execution_id] for r in fenced}
 
 
@@ -690,9 +657,7 @@ def complete_many(
         flags.append(key in updated and first.pop(key, None) is not None)  # the first result of a lease alone
     if applied:
         if not postgres:  # PostgreSQL's went in with the fenced update (``_FENCED_UPDATE``)
-            _sqlite_many(connection, "attempt").run(
-                connection, [_attempt_row(result, _number(row)) for result, row in applied]
-            )
+            _sqlite_many(connection, "attempt", [_attempt_row(result, _number(row)) for result, row in applied])
         for result, _ in applied:
             _after_failure(connection, result)
         _promote_next(connection, applied)
