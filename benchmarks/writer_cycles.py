@@ -14,8 +14,14 @@ the same instructions, whatever the machine is doing: run it under callgrind and
 
 (callgrind prints ``Collected : N``, the instructions of the whole run; ``--cycles 0`` gives the start-up's, to
 subtract.) ``--variant`` takes ``destinations_e2e.py``'s trigger settings: ``disabled`` (no breaker, no limits, no
-ordering) or ``enabled`` (breaker, limits far above the run, ordered by key over 1,000 keys). Without valgrind it
-prints the cycles' thread CPU time per event, for a rough look.
+ordering) or ``enabled`` (breaker, limits far above the run, ordered by key over 1,000 keys), or one half of
+``enabled``: ``limits`` (breaker and limits) or ``ordered`` (ordering alone). Without valgrind it prints the
+cycles' thread CPU time per event, for a rough look.
+
+``--keys`` sets how many of those keys the events take in turn. With the default (1,000) a key comes back only after
+its last execution completed: nothing parks, the regime of a worker that keeps up. With 64 (twice ``--batch``) every
+event after the first 64 arrives while its key's last one is still queued or running, so it is made parked and
+promoted when that one completes, as nearly every event is in ``destinations_e2e.py``'s saturated runs.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from destinations_e2e import VARIANTS
+from destinations_e2e import PARTS, VARIANTS
 from sqlalchemy import Engine
 
 from redrive.db.engine import make_engine
@@ -49,7 +55,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def triggers(engine: Engine, variant: str) -> TriggerSet:
     text = (
         "triggers:\n  - name: bench\n    source: {idempotency_key: ['body:messageId']}\n"
-        '    action: {kind: http, url: "http://127.0.0.1:9/sink", method: POST}\n' + VARIANTS[variant]
+        '    action: {kind: http, url: "http://127.0.0.1:9/sink", method: POST}\n' + {**VARIANTS, **PARTS}[variant]
     )
     plugins = load_plugins("")
     config = parse_config(text, registry=plugins.registry)
@@ -95,7 +101,12 @@ def completed(claimed: queue.Claimed, built: TriggerSet, at: datetime) -> queue.
     )
 
 
-def run(engine: Engine, built: TriggerSet, cycles: int, batch: int) -> int:
+def message_id(n: int, keys: int) -> int:
+    """The ``n``-th event's unique number, whose remainder by 1,000 (its ordering key) takes ``keys`` values."""
+    return n // keys * 1000 + n % keys
+
+
+def run(engine: Engine, built: TriggerSet, cycles: int, batch: int, keys: int) -> int:
     """The cycles; how many executions completed."""
     trigger = built.by_name("bench")
     assert trigger is not None
@@ -112,7 +123,7 @@ def run(engine: Engine, built: TriggerSet, cycles: int, batch: int) -> int:
                 prepare(
                     trigger.config,
                     trigger.id,
-                    body=b'{"messageId":"msg-%d","text":"hello"}' % n,  # the key: n % 1000
+                    body=b'{"messageId":"msg-%d","text":"hello"}' % message_id(n, keys),  # the key: its % 1000
                     headers={"content-type": "application/json"},
                     received_at=now,
                     redactor=redactor,
@@ -146,10 +157,21 @@ def run(engine: Engine, built: TriggerSet, cycles: int, batch: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variant", choices=sorted(VARIANTS), default="enabled")
+    parser.add_argument("--variant", choices=sorted({**VARIANTS, **PARTS}), default="enabled")
     parser.add_argument("--cycles", type=int, default=40, help="writer transactions (default 40)")
     parser.add_argument("--batch", type=int, default=32, help="events stored, claimed and completed per cycle")
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=1000,
+        help="ordering keys the events take in turn (default 1000, at most 1000; 2 x --batch or fewer: every event "
+        "after the first ones parks behind its key, as in a saturated run)",
+    )
     args = parser.parse_args()
+    if not 1 <= args.keys <= 1000:
+        parser.error(
+            f"--keys must be between 1 and 1000 (the ordering key is the message number % 1000), not {args.keys}"
+        )
     with tempfile.TemporaryDirectory(prefix="redrive-cycles-") as tmp:
         url = f"sqlite:///{tmp}/redrive.db"
         upgrade(url)
@@ -157,7 +179,7 @@ def main() -> None:
         try:
             built = triggers(engine, args.variant)
             cpu = time.thread_time()
-            done = run(engine, built, args.cycles, args.batch)
+            done = run(engine, built, args.cycles, args.batch, args.keys)
             cpu = time.thread_time() - cpu
         finally:
             engine.dispose()
