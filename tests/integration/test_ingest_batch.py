@@ -29,6 +29,9 @@ triggers:
   - name: picky
     source: {filter: "payload.keep == true"}
     action: {kind: command, argv: ["true"]}
+  - name: ordered
+    action: {kind: command, argv: ["true"]}
+    ordering: {key: "{{ payload.k }}"}
 """
 )
 
@@ -179,3 +182,20 @@ def test_each_unkeyed_event_of_a_batch_gets_its_own_row(db: Database, ids: dict[
     assert [by_event[s.event_id] for s in stored] == [
         (d, s.execution_id) for d, s in zip(documents, stored, strict=True)
     ]
+
+
+def test_a_batch_larger_than_one_statement_parks_every_row_behind_its_keys_first(
+    db: Database, ids: dict[str, int]
+) -> None:
+    """5,000 ordered events over 7 keys in one batch (on SQLite, whose statement binds 32,766 values at most, two
+    INSERTs of executions): each event gets its own execution, each key's first row leads, and every later row parks,
+    in either statement, behind a row of its own batch."""
+    batch = [event(ids, "ordered", f"o-{n}", json.dumps({"k": n % 7}).encode()) for n in range(5_000)]
+    stored = db.write_sync(lambda connection: store_events(connection, batch))
+
+    assert [s.outcome for s in stored] == ["created"] * 5_000
+    query = select(executions.c.id, executions.c.event_id, executions.c.ordering_key, executions.c.key_waiting)
+    rows = db.read_sync(lambda c: c.execute(query).all())
+    assert sorted((r.event_id, r.id) for r in rows) == sorted((s.event_id, s.execution_id) for s in stored)
+    assert {r.id: r.ordering_key for r in rows} == {s.execution_id: str(n % 7) for n, s in enumerate(stored)}
+    assert {r.id for r in rows if not r.key_waiting} == {s.execution_id for s in stored[:7]}

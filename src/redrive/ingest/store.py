@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from redrive.db.lists import by_column
-from redrive.db.many import many
+from redrive.db.many import MAX_PARAMETERS, many
 from redrive.db.schema import daily_counters, events, executions
 from redrive.db.writer import BatchJob
 from redrive.destinations.store import seed_rows
@@ -48,7 +48,6 @@ class _Statements:
     # arrays below.
     keyed_event: Any  # INSERT ... ON CONFLICT (trigger_id, idempotency_key) DO NOTHING RETURNING id, trigger, key
     unkeyed_event: Any  # INSERT ... RETURNING id
-    execution: Any  # INSERT ... RETURNING id, event_id
     count: Any  # daily counter upsert, adding the bound value
 
 
@@ -62,7 +61,6 @@ def _statements(dialect: str) -> _Statements:
     return _Statements(
         keyed_event=keyed.returning(events.c.id, events.c.trigger_id, events.c.idempotency_key),
         unkeyed_event=events.insert().returning(events.c.id),
-        execution=executions.insert().returning(executions.c.id, executions.c.event_id),
         count=counter.on_conflict_do_update(
             index_elements=["trigger_id", "day", "name"],
             set_={"value": daily_counters.c.value + counter.excluded.value},
@@ -82,23 +80,6 @@ def _event_row(event: NewEvent) -> dict[str, Any]:
     }
 
 
-def _execution_row(event: NewEvent, event_id: int, key_waiting: bool) -> dict[str, Any]:
-    at = event.received_at
-    return {
-        "key_waiting": key_waiting,
-        "event_id": event_id,
-        "trigger_id": event.trigger_id,
-        "action_kind": event.action_kind,
-        "status": ExecutionStatus.PENDING,
-        "attempts": 0,
-        "run_at": at,
-        "created_at": at,
-        "updated_at": at,
-        "ordering_key": event.ordering_key,
-        "destination": event.destination,
-    }
-
-
 # PostgreSQL: a batch's executions from one array per column. The text never changes with the batch's size, so
 # psycopg parses it once and the server prepares it once; a multi-row VALUES list was a new, long text per batch
 # size, re-parsed by psycopg on every batch (about a sixth of the redrive process's busy time went into the
@@ -114,7 +95,7 @@ _EXECUTIONS_FROM_ARRAYS = text(
 
 
 def _execution_arrays(new: Sequence[tuple[NewEvent, int]]) -> dict[str, list[Any]]:
-    """The columns of ``_EXECUTIONS_FROM_ARRAYS`` for ``(event, its new id)`` pairs; see ``_execution_row``."""
+    """The columns of ``_EXECUTIONS_FROM_ARRAYS`` for ``(event, its new id)`` pairs."""
     return {
         "event_ids": [event_id for _, event_id in new],
         "trigger_ids": [event.trigger_id for event, _ in new],
@@ -169,10 +150,70 @@ def _insert_events(
 def _sqlite_insert(connection: Connection, statements: _Statements, name: str, rows: list[dict[str, Any]]) -> list[Any]:
     """SQLite: insert ``rows`` with the statement ``name`` of ``_Statements``, their values handed to the driver
     (``db.many``); what its RETURNING gives. The statement is compiled for the rows' keys, which one function builds
-    for every batch (``_event_row``, ``_execution_row``). The unkeyed events' ids are matched back by order: SQLite
+    for every batch (``_event_row``). The unkeyed events' ids are matched back by order: SQLite
     inserts the rows of a VALUES list in turn, each with the next id (one more than the largest), while RETURNING
     promises no order; hence the caller's sort."""
     return many(connection, f"ingest.{name}", getattr(statements, name), rows[0]).inserted(connection, rows)
+
+
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"  # event id, trigger id, action kind, accepted at, key, destination, behind, blocks
+_PER_STATEMENT = MAX_PARAMETERS // _ROW.count("?")
+
+
+@cache
+def _sqlite_executions_sql() -> tuple[str, str]:
+    """SQLite: the executions' INSERT, the text before its VALUES list and the text after it.
+
+    Each row is made parked when it is ``behind`` an earlier row of its key in the batch, or when its key has a
+    holder already stored (``parking.parks_sql``, the rule ``parking.park_in`` applies on PostgreSQL after the
+    insert). The holders are read by the INSERT itself, so a parked row is written once and nothing reads them
+    before; SQLite reads the whole SELECT of an INSERT into its own table before it writes a row, which is why the
+    batch's own order is ``behind``'s to say. A new execution is due at once (``ExecutionStatus.PENDING``).
+    """
+    parks = parking.parks_sql("v.column2", "v.column5", "v.column8")
+    head = (
+        "INSERT INTO executions (event_id, trigger_id, action_kind, status, attempts, run_at, created_at, "  # noqa: S608 (constants and compiled SQL)
+        "updated_at, ordering_key, destination, key_waiting) "
+        f"SELECT v.column1, v.column2, v.column3, '{ExecutionStatus.PENDING.value}', 0, v.column4, v.column4, "
+        "v.column4, v.column5, v.column6, "
+        f"CASE WHEN v.column5 IS NULL THEN 0 WHEN v.column7 = 1 OR {parks} THEN 1 ELSE 0 END "
+        "FROM (VALUES "
+    )
+    return head, ") AS v RETURNING id, event_id"
+
+
+def _sqlite_executions(connection: Connection, new: Sequence[tuple[NewEvent, int]]) -> list[Any]:
+    """SQLite: make the executions of ``(event, its new id)`` pairs (``_sqlite_executions_sql``); their
+    ``(id, event id)`` rows, in no particular order. The values go to the driver as one flat tuple, the time as
+    SQLite's text of it (the column type's own conversion): building the row mappings that ``db.many`` converts
+    column by column cost more than the statement's own work."""
+    head, tail = _sqlite_executions_sql()
+    at = executions.c.run_at.type.bind_processor(connection.dialect)
+    assert at is not None
+    made: list[Any] = []
+    seen: set[tuple[int, str]] = set()
+    for start in range(0, len(new), _PER_STATEMENT):
+        part = new[start : start + _PER_STATEMENT]
+        values: list[Any] = []
+        for event, event_id in part:
+            behind = False
+            if event.ordering_key is not None:
+                key = (event.trigger_id, event.ordering_key)
+                behind = key in seen
+                seen.add(key)
+            values += (
+                event_id,
+                event.trigger_id,
+                event.action_kind,
+                at(event.received_at),
+                event.ordering_key,
+                event.destination,
+                int(behind),
+                int(event.ordering_blocks),
+            )
+        sql = f"{head}{', '.join([_ROW] * len(part))}{tail}"
+        made += connection.exec_driver_sql(sql, tuple(values)).all()
+    return made
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,14 +282,8 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
             _EXECUTIONS_FROM_ARRAYS, _execution_arrays([(batch[i], created[i]) for i in runnable])
         )
         execution_of = {event_id: execution_id for execution_id, event_id in rows}
-    elif runnable:  # SQLite: a row whose key is held is made parked (``parking.parked_at_insert``), written once
-        new = [batch[i] for i in runnable]
-        blocking = sorted({event.trigger_id for event in new if event.ordering_blocks})
-        parked = parking.parked_at_insert(connection, [(e.trigger_id, e.ordering_key) for e in new], blocking)
-        values = [
-            _execution_row(event, created[i], waiting) for event, i, waiting in zip(new, runnable, parked, strict=True)
-        ]
-        made = _sqlite_insert(connection, statements, "execution", values)
+    elif runnable:  # SQLite: one INSERT, whose rows decide their own parking
+        made = _sqlite_executions(connection, [(batch[i], created[i]) for i in runnable])
         execution_of = {event_id: execution_id for execution_id, event_id in made}
     if runnable and connection.dialect.name == "postgresql":
         _park(connection, [batch[i] for i in runnable], [execution_of[created[i]] for i in runnable])

@@ -7,8 +7,8 @@ busy keys cost every claim a walk of 20,000 rows. So a row made while its key ha
 never holds a parked row. A key's holder is an earlier row of the key that is pending or running, or, under
 ``on_dead_letter: block``, dead (failed_retryable or failed).
 
-- ``park_in`` runs after rows are made (ingest, replay, bulk replay): a row with a holder is parked. On SQLite an
-  ingest reads the holders first and makes such rows parked (``parked_at_insert``): one write per row, not two.
+- ``park_in`` runs after rows are made (ingest, replay, bulk replay): a row with a holder is parked. On SQLite the
+  ingest's INSERT decides it for each row it makes (``parks_sql``): one write per row, not two, and no read first.
 - ``promote_in`` runs in the transaction that removes a holder (a completion to a terminal status that frees the key,
   the replay of a dead head, a retention purge): the oldest parked row of each key left without a holder is unparked
   and due at ``max(run_at, now)``.
@@ -28,7 +28,6 @@ early (by a race, or a config change) still never runs out of its key's order.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,12 +38,9 @@ from sqlalchemy import (
     ColumnElement,
     Exists,
     FromClause,
-    Integer,
-    String,
     and_,
     bindparam,
     case,
-    column,
     false,
     func,
     literal_column,
@@ -55,6 +51,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from redrive.db.hints import unindexed
@@ -161,47 +158,21 @@ def park_in(connection: Connection, ids: Sequence[int], blocking: Sequence[int])
 
 
 @cache
-def _held_keys() -> Any:
-    """SQLite: the keys among ``p_keys`` (a JSON array of ``[trigger_id, key]``) that have a holder: ``_park``'s
-    test, read per key before its rows are made. The keys travel as one JSON text, so the statement's text never
-    changes with the batch."""
-    keys = (
-        text("SELECT json_extract(value, '$[0]') AS t, json_extract(value, '$[1]') AS o FROM json_each(:p_keys)")
-        .columns(column("t", Integer()), column("o", String()))
-        .subquery("k")
-    )
-    holder = executions.alias("holder")
-    key = and_(holder.c.trigger_id == keys.c.t, holder.c.ordering_key == keys.c.o)
-    return select(keys.c.t, keys.c.o).where(_parks_behind(holder, key, in_list(keys.c.t, _BLOCKING)))
+def parks_sql(trigger: str, key: str, blocks: str) -> str:
+    """SQLite: ``_park``'s test of a holder as SQL text, for a row not stored yet whose trigger id, ordering key and
+    flag (1: its trigger is under ``block``) are the columns ``trigger``, ``key`` and ``blocks`` of the statement
+    that makes it; every value written in, so the text binds nothing.
 
-
-def parked_at_insert(
-    connection: Connection, new: Sequence[tuple[int, str | None]], blocking: Sequence[int]
-) -> list[bool]:
-    """SQLite: whether each of the rows about to be made, ``(trigger_id, ordering key or None)`` in the order of
-    their ids, is made parked: ``park_in``'s rule, decided before the insert instead of applied by an UPDATE after
-    it, so a parked row is written once. A row parks behind an earlier row of its key: one earlier in the batch, or
-    a holder already stored.
-
-    Only where the writer transaction is the only one (SQLite): its later jobs can only take holders away, never
-    add one before these rows (what it makes later has higher ids), and a holder that goes promotes what parked
-    behind it (``statements._promote_next`` reads these rows in the same transaction). On PostgreSQL the rows are
-    parked at the transaction's end, under their keys' locks (``park_under_keys``).
+    The ingest's INSERT reads it for each row it makes (``ingest.store``), so the row is made parked, written once,
+    where PostgreSQL parks it by an UPDATE after the insert, under its key's lock. Only where the writer
+    transaction is the only one (SQLite): its later jobs can only take holders away, never add one before these
+    rows (what it makes later has higher ids), and a holder that goes promotes what parked behind it
+    (``statements._promote_next`` reads these rows in the same transaction).
     """
-    firsts = sorted({(trigger_id, key) for trigger_id, key in new if key is not None})
-    held: set[tuple[int, str]] = set()
-    if firsts:
-        found = connection.execute(_held_keys(), {"p_keys": json.dumps(firsts), _BLOCKING: list(blocking)}).all()
-        held = {(int(t), str(o)) for t, o in found}
-    seen: set[tuple[int, str]] = set()
-    parked: list[bool] = []
-    for trigger_id, key in new:
-        if key is None:
-            parked.append(False)
-            continue
-        parked.append((trigger_id, key) in seen or (trigger_id, key) in held)
-        seen.add((trigger_id, key))
-    return parked
+    holder = executions.alias("holder")
+    same = and_(holder.c.trigger_id == literal_column(trigger), holder.c.ordering_key == literal_column(key))
+    test = _parks_behind(holder, same, literal_column(blocks) == 1)
+    return str(test.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
 
 
 def _held(row: FromClause, blocking: bool | None, gone: bool) -> ColumnElement[bool]:
