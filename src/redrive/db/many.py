@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import ClauseElement
 
 Convert = Callable[[Any], Any]
 _INFO = "redrive.many"  # a connection's compiled statements, by name
-MAX_PARAMETERS = 32_766  # SQLite's limit on one statement's parameters (3.32 and later; redrive needs 3.35)
+_MAX_PARAMETERS = 32_766  # SQLite's limit on one statement's parameters (3.32 and later; redrive needs 3.35)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ class Many:
         head, found, tail = self.sql.partition(f"VALUES {one}")
         if not found or "?" in head or "?" in tail:
             raise ValueError(f"not an INSERT of one row's VALUES: {self.sql}")
-        chunk = max(1, MAX_PARAMETERS // len(self.fields))
+        chunk = max(1, _MAX_PARAMETERS // len(self.fields))
         made: list[Any] = []
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from redrive.db.lists import by_column
-from redrive.db.many import MAX_PARAMETERS, many
+from redrive.db.many import Many, many
 from redrive.db.schema import daily_counters, events, executions
 from redrive.db.writer import BatchJob
 from redrive.destinations.store import seed_rows
@@ -156,64 +156,58 @@ def _sqlite_insert(connection: Connection, statements: _Statements, name: str, r
     return many(connection, f"ingest.{name}", getattr(statements, name), rows[0]).inserted(connection, rows)
 
 
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"  # event id, trigger id, action kind, accepted at, key, destination, behind, blocks
-_PER_STATEMENT = MAX_PARAMETERS // _ROW.count("?")
+_EXECUTION_VALUES = ("event_id", "trigger_id", "action_kind", "at", "ordering_key", "destination", "behind", "blocks")
 
 
 @cache
-def _sqlite_executions_sql() -> tuple[str, str]:
-    """SQLite: the executions' INSERT, the text before its VALUES list and the text after it.
+def _sqlite_executions_insert() -> Many:
+    """SQLite: the executions' INSERT, for ``Many.inserted``: one row of ``_EXECUTION_VALUES`` per execution.
 
     Each row is made parked when it is ``behind`` an earlier row of its key in the batch, or when its key has a
     holder already stored (``parking.parks_sql``, the rule ``parking.park_in`` applies on PostgreSQL after the
     insert). The holders are read by the INSERT itself, so a parked row is written once and nothing reads them
     before; SQLite reads the whole SELECT of an INSERT into its own table before it writes a row, which is why the
-    batch's own order is ``behind``'s to say. A new execution is due at once (``ExecutionStatus.PENDING``).
+    batch's own order is ``behind``'s to say. A new execution is due at once (``ExecutionStatus.PENDING``), and its
+    three times are the one ``at``, converted once (the column type's own conversion).
     """
     parks = parking.parks_sql("v.column2", "v.column5", "v.column8")
-    head = (
+    row = ", ".join(["?"] * len(_EXECUTION_VALUES))
+    sql = (
         "INSERT INTO executions (event_id, trigger_id, action_kind, status, attempts, run_at, created_at, "  # noqa: S608 (constants and compiled SQL)
         "updated_at, ordering_key, destination, key_waiting) "
         f"SELECT v.column1, v.column2, v.column3, '{ExecutionStatus.PENDING.value}', 0, v.column4, v.column4, "
         "v.column4, v.column5, v.column6, "
         f"CASE WHEN v.column5 IS NULL THEN 0 WHEN v.column7 = 1 OR {parks} THEN 1 ELSE 0 END "
-        "FROM (VALUES "
+        f"FROM (VALUES ({row})) AS v RETURNING id, event_id"
     )
-    return head, ") AS v RETURNING id, event_id"
+    at = executions.c.run_at.type.bind_processor(sqlite.dialect())
+    return Many(sql, tuple((name, at if name == "at" else None, None) for name in _EXECUTION_VALUES))
 
 
 def _sqlite_executions(connection: Connection, new: Sequence[tuple[NewEvent, int]]) -> list[Any]:
-    """SQLite: make the executions of ``(event, its new id)`` pairs (``_sqlite_executions_sql``); their
-    ``(id, event id)`` rows, in no particular order. The values go to the driver as one flat tuple, the time as
-    SQLite's text of it (the column type's own conversion): building the row mappings that ``db.many`` converts
-    column by column cost more than the statement's own work."""
-    head, tail = _sqlite_executions_sql()
-    at = executions.c.run_at.type.bind_processor(connection.dialect)
-    assert at is not None
-    made: list[Any] = []
+    """SQLite: make the executions of ``(event, its new id)`` pairs (``_sqlite_executions_insert``); their
+    ``(id, event id)`` rows, in no particular order."""
     seen: set[tuple[int, str]] = set()
-    for start in range(0, len(new), _PER_STATEMENT):
-        part = new[start : start + _PER_STATEMENT]
-        values: list[Any] = []
-        for event, event_id in part:
-            behind = False
-            if event.ordering_key is not None:
-                key = (event.trigger_id, event.ordering_key)
-                behind = key in seen
-                seen.add(key)
-            values += (
-                event_id,
-                event.trigger_id,
-                event.action_kind,
-                at(event.received_at),
-                event.ordering_key,
-                event.destination,
-                int(behind),
-                int(event.ordering_blocks),
-            )
-        sql = f"{head}{', '.join([_ROW] * len(part))}{tail}"
-        made += connection.exec_driver_sql(sql, tuple(values)).all()
-    return made
+    rows: list[dict[str, Any]] = []
+    for event, event_id in new:
+        behind = False
+        if event.ordering_key is not None:
+            key = (event.trigger_id, event.ordering_key)
+            behind = key in seen
+            seen.add(key)
+        rows.append(
+            {
+                "event_id": event_id,
+                "trigger_id": event.trigger_id,
+                "action_kind": event.action_kind,
+                "at": event.received_at,
+                "ordering_key": event.ordering_key,
+                "destination": event.destination,
+                "behind": int(behind),
+                "blocks": int(event.ordering_blocks),
+            }
+        )
+    return _sqlite_executions_insert().inserted(connection, rows)
 
 
 @dataclass(frozen=True, slots=True)
