@@ -678,16 +678,18 @@ def _promote_next(connection: Connection, applied: Sequence[tuple[Completion, An
     completes (``parking.lock_keys``), so ``_FENCED_UPDATE`` says every row ``waiting`` and every freed key is
     promoted under its lock.
     """
-    freed = [
-        result.execution_id
-        for result, row in applied
-        if row.ordering_key is not None
-        and result.status in TERMINAL
-        and (result.status == ExecutionStatus.SUCCEEDED or not result.ordering_blocks)
-        and row.waiting
-    ]
+    freed: list[int] = []
+    keys: list[tuple[int, str]] = []
+    for result, row in applied:
+        if (
+            row.ordering_key is not None
+            and result.status in TERMINAL
+            and (result.status == ExecutionStatus.SUCCEEDED or not result.ordering_blocks)
+            and row.waiting
+        ):
+            freed.append(result.execution_id)
+            keys.append((row.trigger_id, row.ordering_key))
     if freed:
-        keys = [(row.trigger_id, row.ordering_key) for r, row in applied if r.execution_id in freed]
         blocking = sorted({r.trigger_id for r, _ in applied if r.ordering_blocks and r.trigger_id is not None})
         parking.promote_under_keys(connection, keys, freed, blocking, max(r.finished_at for r, _ in applied))
 
