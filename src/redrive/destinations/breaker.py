@@ -241,11 +241,13 @@ def plan(d: Destination, policy: Policy, running: int, now: datetime) -> tuple[D
     if d.state == OPEN and d.forced != OPEN and d.reopen_at is not None and now >= d.reopen_at:
         d = replace(d, state=HALF_OPEN, changed_at=now)
         changes.append(Change(OPEN, HALF_OPEN, f"cool-down of {d.cooldown:g}s over"))
-    d = replace(d, concurrency=policy.concurrency, rate=policy.rate)
+    # The row is copied once, at the end: a claim plans every restricted destination, and a copy of the row is
+    # most of what planning a closed one costs.
+    limits: dict[str, object] = {"concurrency": policy.concurrency, "rate": policy.rate}
     if d.forced == OPEN or (d.state == OPEN and d.forced != CLOSED):
-        return d, Allowance(0, None if d.forced == OPEN else d.reopen_at), changes
+        return _changed(d, limits), Allowance(0, None if d.forced == OPEN else d.reopen_at), changes
     if d.paced_until is not None and d.paced_until > now:
-        return d, Allowance(0, d.paced_until), changes
+        return _changed(d, limits), Allowance(0, d.paced_until), changes
     count: int | None = None
     if d.state == HALF_OPEN and d.forced != CLOSED:
         count = max(0, breaker.probes - running)
@@ -253,10 +255,10 @@ def plan(d: Destination, policy: Policy, running: int, now: datetime) -> tuple[D
         count = max(0, min(count if count is not None else policy.concurrency, policy.concurrency - running))
     ramp = _ramp_rate(d, breaker, policy.rate or breaker.drain_max, now)
     if ramp is None:
-        d = replace(d, ramp_start=None)
+        limits["ramp_start"] = None
     rates = [r for r in (policy.rate, ramp) if r is not None]
     if not rates:
-        return replace(d, paced_until=None), Allowance(count, None), changes
+        return _changed(d, {**limits, "paced_until": None}), Allowance(count, None), changes
     rate = min(rates)
     capacity = max(1.0, rate * BURST_SECONDS)
     # A claim's ``now`` is read before it waits for the row lock, so it may be older than the last refill: the
@@ -264,11 +266,18 @@ def plan(d: Destination, policy: Policy, running: int, now: datetime) -> tuple[D
     refilled = now if d.tokens_at is None else max(now, d.tokens_at)
     elapsed = (refilled - d.tokens_at).total_seconds() if d.tokens_at is not None else math.inf
     tokens = min(capacity, d.tokens + rate * elapsed)
-    d = replace(d, tokens=tokens, tokens_at=refilled)
+    d = _changed(d, {**limits, "tokens": tokens, "tokens_at": refilled})
     whole = math.floor(tokens)
     count = whole if count is None else min(count, whole)
     next_at = refilled + timedelta(seconds=(1 - tokens) / rate) if whole == 0 else None
     return d, Allowance(count, next_at), changes
+
+
+def _changed(d: Destination, values: dict[str, object]) -> Destination:
+    """``d`` with ``values``; ``d`` itself when it has them all already (no copy)."""
+    if all(getattr(d, name) == value for name, value in values.items()):
+        return d
+    return replace(d, **values)  # type: ignore[arg-type]  # the names are Destination's fields
 
 
 def take(d: Destination, count: int) -> Destination:
