@@ -10,8 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from redrive.triggers.templating import (
+    _ENV,
     RenderError,
     Template,
+    _fast_render,
+    _paths_only,
     compile_filter,
     compile_template,
     compile_tree,
@@ -221,3 +224,82 @@ def test_a_payload_string_that_looks_like_a_template_is_not_evaluated_by_a_filte
     flt = compile_filter("payload.text == '{{ 7*7 }}'")
     assert flt.matches({"payload": {"text": "{{ 7*7 }}"}, "headers": {}}) is True
     assert flt.matches({"payload": {"text": "49"}, "headers": {}}) is False
+
+
+# Field paths are looked up directly, not through Jinja (``templating._path_render``): these must render exactly as
+# Jinja renders them, value or error. The reference is the same source rendered by Jinja alone.
+def _by_jinja(source: str) -> Template:
+    return Template(source, _fast_render(_ENV.from_string(source)))
+
+
+def _outcome(template: Template, context: dict[str, Any]) -> tuple[str, str]:
+    try:
+        return "rendered", template.render(context)
+    except RenderError as exc:
+        return "error", str(exc)
+
+
+NAMES = st.sampled_from(["payload", "event", "headers", "missing", "range"])  # ``range``: one of Jinja's globals
+KEYS = st.sampled_from(["a", "b", "items", "keys", "get", "0", "upper", "x-y"])  # dict's own attribute names too
+STEPS = st.one_of(
+    KEYS.filter(str.isidentifier).map(lambda key: f".{key}"),
+    KEYS.map(lambda key: f"[{key!r}]"),
+    st.integers(0, 2).map(lambda index: f".{index}"),
+    st.integers(0, 2).map(lambda index: f"[{index}]"),
+)
+FIELDS = st.builds(lambda name, steps: name + "".join(steps), NAMES, st.lists(STEPS, max_size=4))
+SOURCES = st.lists(
+    st.one_of(FIELDS.map(lambda field: "{{ " + field + " }}"), st.sampled_from(["", "/", "id=", " x "])), min_size=1
+).map("".join)
+TREES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.sampled_from(["", "abc", "{{ a }}"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(KEYS, children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400)
+@given(SOURCES, TREES, TREES)
+def test_field_paths_render_as_jinja_renders_them(source: str, payload: Any, event: Any) -> None:
+    context = {"payload": payload, "event": event, "headers": {"a": "1", "keys": "2"}}
+    assert _outcome(compile_template(source), context) == _outcome(_by_jinja(source), context)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ payload.a }}", "1"),
+        ("{{ payload['items'] }}", "[1, 2]"),  # a subscript finds the key
+        ("{{ payload.items[1] }}", None),  # ``.items`` is the dict's method, in Jinja as here
+        ("{{ payload.keys }}", None),
+        ("{{ payload.l.1 }}/{{ payload.l[0] }}", "b/a"),
+        ("{{ payload.s[1] }}", "b"),
+        ("{{ payload.n }} {{ payload.t }} {{ payload.f }}", "None True 1.5"),
+        ("{{ payload.d }}", "{'k': [1]}"),
+        ("{{ payload.a.b }}", None),  # an int has no field: Jinja's error
+        ("{{ payload.missing }}", None),
+    ],
+)
+def test_field_paths_follow_the_sandbox_rules(source: str, expected: str | None) -> None:
+    payload = {"a": 1, "items": [1, 2], "keys": 3, "l": ["a", "b"], "s": "abc", "n": None, "t": True, "f": 1.5}
+    context = {"payload": {**payload, "d": {"k": [1]}}}
+    reference = _outcome(_by_jinja(source), context)
+    assert _outcome(compile_template(source), context) == reference
+    if expected is not None:
+        assert reference == ("rendered", expected)
+
+
+@pytest.mark.parametrize(
+    ("source", "direct"),
+    [
+        ("{{ payload.customer.id }}", True),
+        ("/send/{{ payload['instance'] }}?n={{ payload.items.0 }}", False),  # ``.items``: dict's own attribute
+        ("/send/{{ payload['instance'] }}?n={{ payload.l.0 }}", True),
+        ("{{ payload.n + 1 }}", False),
+        ("{{ payload.id | string }}", False),
+        ("{% if payload.a %}x{% endif %}", False),
+        ("{{ payload[key] }}", False),
+    ],
+)
+def test_only_text_and_field_paths_are_looked_up_directly(source: str, direct: bool) -> None:
+    assert (_paths_only(_ENV.parse(source)) is not None) is direct

@@ -57,11 +57,14 @@ def compile_template(source: str) -> Template:
     if "{{" not in source and "{%" not in source and "{#" not in source:
         return Template(source, None)
     try:
-        _refuse_private_access(_ENV.parse(source), source)
+        ast = _ENV.parse(source)
+        _refuse_private_access(ast, source)
         compiled = _ENV.from_string(source)
     except TemplateError as exc:
         raise ValueError(f"template {source!r} does not compile: {exc}") from exc
-    return Template(source, _fast_render(compiled))
+    render = _fast_render(compiled)
+    parts = _paths_only(ast)
+    return Template(source, render if parts is None else _path_render(parts, render))
 
 
 def _fast_render(compiled: JinjaTemplate) -> Callable[[Mapping[str, Any]], str]:
@@ -78,6 +81,96 @@ def _fast_render(compiled: JinjaTemplate) -> Callable[[Mapping[str, Any]], str]:
     def render(context: Mapping[str, Any]) -> str:
         data = {**fixed, **context}
         return environment.concat(body(new_context(environment, name, blocks, data, shared=True)))
+
+    return render
+
+
+# A template made of text and field paths alone (``{{ payload.customer.id }}``, ``/send/{{ payload.instance }}``),
+# the usual action parameter, ordering key or destination, is rendered by looking the fields up directly: Jinja's
+# render of one such field (a context, its globals merged, the sandbox's lookups) cost about 2.3 us, and an http
+# action renders every leaf of its url, headers and body per attempt. The lookups follow the sandbox's rules where
+# they are taken (``getattr`` on a dict finds its keys unless the name is one of dict's own attributes; ``[...]``
+# subscripts first); anything else (a missing field, a value that is not a dict, list or string) renders through
+# Jinja after all, so its result and its error are Jinja's own.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+_KEYS = frozenset({str, int})  # the subscripts taken directly: ``["key"]``, ``[0]`` (not ``True``, a bool)
+_SUBSCRIPTED = frozenset({dict, list, str})  # the values ``[...]`` is taken on directly: JSON's, no object's own
+_Path = tuple[str, tuple[tuple[bool, str | int], ...]]  # a context name, then its steps: (subscript?, key)
+
+
+class _Unusual(Exception):
+    """A lookup the direct path does not take: the template renders through Jinja."""
+
+
+def _path(node: nodes.Node) -> _Path | None:
+    """``node`` as a field path (a name, then ``.attr``, ``["key"]`` or ``[0]`` steps); None if it is anything else."""
+    steps: list[tuple[bool, str | int]] = []
+    while True:
+        if isinstance(node, nodes.Getattr) and node.attr not in _DICT_ATTRIBUTES:
+            steps.append((False, node.attr))
+            node = node.node
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and type(node.arg.value) in _KEYS:
+            steps.append((True, node.arg.value))
+            node = node.node
+        elif isinstance(node, nodes.Name) and node.ctx == "load":
+            return node.name, tuple(reversed(steps))
+        else:
+            return None
+
+
+def _paths_only(ast: nodes.Template) -> list[str | _Path] | None:
+    """The template's text and field paths in order, when it holds nothing else; else None."""
+    if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
+        return None
+    parts: list[str | _Path] = []
+    for node in ast.body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            parts.append(node.data)
+        elif (path := _path(node)) is not None:
+            parts.append(path)
+        else:
+            return None
+    return parts
+
+
+def _lookup(context: Mapping[str, Any], path: _Path) -> Any:
+    name, steps = path
+    if name not in context:
+        raise _Unusual
+    value = context[name]
+    for subscript, key in steps:
+        kind = type(value)
+        if subscript and kind in _SUBSCRIPTED:
+            try:
+                value = value[key]
+            except (TypeError, LookupError):
+                raise _Unusual from None
+        elif not subscript and kind is dict and key in value:
+            value = value[key]
+        else:
+            raise _Unusual
+    return value
+
+
+def _path_render(
+    parts: list[str | _Path], jinja: Callable[[Mapping[str, Any]], str]
+) -> Callable[[Mapping[str, Any]], str]:
+    if len(parts) == 1 and not isinstance(parts[0], str):  # one field alone, the usual case
+        path = parts[0]
+
+        def field(context: Mapping[str, Any]) -> str:
+            try:
+                return str(_lookup(context, path))
+            except _Unusual:
+                return jinja(context)
+
+        return field
+
+    def render(context: Mapping[str, Any]) -> str:
+        try:
+            return "".join([part if isinstance(part, str) else str(_lookup(context, part)) for part in parts])
+        except _Unusual:
+            return jinja(context)
 
     return render
 
