@@ -1,0 +1,160 @@
+"""The whole server's instructions per event, end to end: a figure to count, not to time.
+
+    python benchmarks/server_cycles.py [--variant peers] [--events 1000] [--src DIR]
+
+On these machines the CPU's speed changes every few hundred milliseconds, and an end-to-end run's CPU seconds per
+event spread by a quarter from run to run: a change of a few per cent on the hot path cannot be seen in them. Here
+``redrive up`` runs under callgrind (``valgrind --tool=callgrind``), which counts the instructions the process
+executes, every thread's, whatever the CPU's speed. A fresh SQLite database, one http trigger posting to the
+counting sink (``benchkit``), ``--events`` events of 1 KB from ``--connections`` senders, every one awaited and
+delivered (checked at the sink, exactly once), then SIGTERM: callgrind prints the count at exit. Each event runs
+the whole path: the request, the ingest, the claim, the template rendering, the outbound POST, the completion, the
+logs (at ``info``, redrive's default).
+
+The count holds the start-up (imports, migrations) and the idle loops of the run's duration too, so compare two
+builds at the same ``--events`` (``--src`` points the server at another tree's ``src``, such as a worktree of the
+commit before), or take the difference of two event counts for a per-event figure:
+
+    python benchmarks/server_cycles.py --events 2000 --src /tmp/before/src   # and the same without --src
+
+``--variant``: ``peers`` is the trigger of ``peers.py`` (a header and three JSON leaves, each one field); the others
+are ``destinations_e2e.py``'s trigger settings on ``ingest_e2e.py``'s trigger, its ordering key taken over ``--keys``
+keys (with fewer keys than events in flight, events park behind their key, as in that script's saturated runs).
+
+A run takes minutes (callgrind runs the server about 50 times slower); the first run in a fresh tree or environment
+also counts compiling every module, so run each tree once before counting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from benchkit import Procs, free_port, send_events, sink_counts, start_sink, wait_healthy
+from destinations_e2e import PARTS, VARIANTS
+
+PEERS = (  # peers.py's trigger (``deploy_redrive``), in YAML
+    '    action:\n      kind: http\n      url: "http://127.0.0.1:{port}/sink"\n      allow: [127.0.0.1]\n'
+    '      headers: {{X-Key: "{{{{ event.idempotency_key }}}}"}}\n'
+    '      json: {{key: "{{{{ payload.key }}}}", type: "{{{{ payload.type }}}}", data: "{{{{ payload.data }}}}"}}\n'
+)
+E2E = (  # ingest_e2e.py's trigger (``start_redrive``), then a variant's settings
+    '    action:\n      kind: http\n      url: "http://127.0.0.1:{port}/sink"\n      allow: [127.0.0.1]\n'
+    '      json: {{id: "{{{{ payload.key }}}}"}}\n'
+)
+
+
+def trigger_file(variant: str, sink_port: int, keys: int) -> str:
+    """The trigger file: ``variant``'s trigger, posting to the sink, ordered (where it orders) over ``keys`` keys."""
+    head = "triggers:\n  - name: bench\n"
+    if variant == "peers":
+        return head + PEERS.format(port=sink_port)
+    settings = {**VARIANTS, **PARTS}[variant].replace(
+        "(payload.messageId[4:] | int) % 1000", f"(payload.key[4:] | int) % {keys}"
+    )
+    return head + E2E.format(port=sink_port) + settings
+
+
+def body() -> bytes:
+    """``peers.py``'s event of 1 KB; its key ("key-N", spliced in by ``send_events``) also numbers it."""
+    head = b'{"key":"{key}","type":"order.paid","data":"'
+    return head + b"x" * (1024 - len(head) - 2) + b'"}'
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variant", choices=["peers", *sorted({**VARIANTS, **PARTS})], default="peers")
+    parser.add_argument("--events", type=int, default=1000, help="events sent (default 1000; 0 counts start-up)")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent senders (default 16)")
+    parser.add_argument("--keys", type=int, default=1000, help="ordering keys of the ordered variants (default 1000)")
+    parser.add_argument("--src", type=Path, help="the redrive sources the server runs (default: the installed ones)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="longest wait for start, sends, deliveries")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not installed (Debian/Ubuntu: apt-get install -y valgrind)")
+    if args.events < 0:
+        parser.error("--events must be 0 or more")
+    if args.keys < 1:
+        parser.error("--keys must be 1 or more")
+    with tempfile.TemporaryDirectory(prefix="redrive-server-cycles-") as tmp:
+        procs = Procs(Path(tmp))
+        try:
+            return run(args, procs, Path(tmp))
+        finally:
+            procs.stop_all()
+
+
+def run(args: argparse.Namespace, procs: Procs, home: Path) -> int:
+    sink_port = start_sink(procs, "sink")
+    (home / "redrive.yaml").write_text(trigger_file(args.variant, sink_port, args.keys))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REDRIVE_")}
+    env |= {
+        "REDRIVE_DATABASE_URL": f"sqlite:///{home / 'redrive.db'}",
+        "REDRIVE_WORKER_CONCURRENCY": "64",
+        "PYTHONHASHSEED": "0",  # the same hashing, run to run
+    }
+    if args.src is not None:
+        env["PYTHONPATH"] = f"{args.src.resolve()}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    port = free_port()
+    server = [
+        sys.executable,
+        "-c",
+        "from redrive.cli import main; main()",
+        "up",
+        "--config",
+        str(home / "redrive.yaml"),
+    ]
+    argv = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        *server,
+        *("--host", "127.0.0.1", "--port", str(port), "--processes", "1"),
+    ]
+    proc = procs.start("redrive", argv, env, cwd=home)
+    log = home / "redrive.log"
+    wait_healthy(proc, f"http://127.0.0.1:{port}/healthz", log, timeout=args.timeout)
+    keys = [f"key-{n}" for n in range(args.events)]
+    if keys:
+        url = f"http://127.0.0.1:{port}/hooks/bench"
+        sent = asyncio.run(send_events([url], keys, args.connections, body(), args.timeout))
+        if sent.accepted != args.events:
+            print(f"only {sent.accepted} of {args.events} events were accepted", file=sys.stderr)
+            return 1
+        wait_delivered(sink_port, args.events, args.timeout)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=args.timeout)
+    counted = re.search(rb"Collected : (\d+)", log.read_bytes())
+    if counted is None:
+        print(f"callgrind printed no count:\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
+        return 1
+    received = sink_counts(sink_port)
+    if received["posts"] != args.events or received["duplicates"]:
+        print(f"the sink received {received}, not each of {args.events} events once", file=sys.stderr)
+        return 1
+    instructions = int(counted[1])
+    source = args.src or "installed"
+    print(f"{args.variant} keys={args.keys} events={args.events} instructions={instructions} src={source}")
+    return 0
+
+
+def wait_delivered(sink_port: int, events: int, timeout: float) -> None:
+    """Wait until the sink has ``events`` posts (then a moment for a duplicate to show)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while sink_counts(sink_port)["posts"] < events:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the sink did not receive {events} events within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
