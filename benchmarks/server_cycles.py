@@ -35,6 +35,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from benchkit import Procs, free_port, send_events, sink_counts, start_sink, wait_healthy
@@ -146,9 +147,7 @@ def run(args: argparse.Namespace, procs: Procs, home: Path) -> int:
 
 
 def wait_delivered(sink_port: int, events: int, timeout: float) -> None:
-    """Wait until the sink has ``events`` posts (then a moment for a duplicate to show)."""
-    import time
-
+    """Wait until the sink has ``events`` posts."""
     deadline = time.monotonic() + timeout
     while sink_counts(sink_port)["posts"] < events:
         if time.monotonic() > deadline:
