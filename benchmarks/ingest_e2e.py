@@ -177,6 +177,21 @@ def drive(args: argparse.Namespace, url: str, pid: int, workdir: Path) -> Load:
     return load
 
 
+E2E_BODY = b'{"messageId":"{key}","text":"hello"}'  # ``send_events`` splices each event's key ("e2e-N") in
+
+
+def trigger_file(sink_port: int, ordering_keys: int = 0, trigger_extra: str = "") -> str:
+    """The end-to-end runs' trigger file: one http trigger posting each event's ``messageId`` to the sink; ordered by
+    that number modulo ``ordering_keys`` (0: unordered); ``trigger_extra``: more YAML lines for the trigger."""
+    ordering = f'    ordering: {{key: "{{{{ (payload.messageId[4:] | int) % {ordering_keys} }}}}"}}\n'
+    return (
+        "triggers:\n  - name: bench\n    action:\n      kind: http\n"
+        f'      url: "http://127.0.0.1:{sink_port}/sink"\n'
+        "      allow: [127.0.0.1]\n"
+        '      json: {id: "{{ payload.messageId }}"}\n' + (ordering if ordering_keys else "") + trigger_extra
+    )
+
+
 def start_redrive(
     procs: Procs,
     name: str,
@@ -192,13 +207,7 @@ def start_redrive(
     more YAML lines for the trigger (``breaker:``, ``limits:``), indented as its keys."""
     home = procs.workdir / name
     home.mkdir()
-    ordering = f'    ordering: {{key: "{{{{ (payload.messageId[4:] | int) % {ordering_keys} }}}}"}}\n'
-    (home / "redrive.yaml").write_text(
-        "triggers:\n  - name: bench\n    action:\n      kind: http\n"
-        f'      url: "http://127.0.0.1:{sink_port}/sink"\n'
-        "      allow: [127.0.0.1]\n"
-        '      json: {id: "{{ payload.messageId }}"}\n' + (ordering if ordering_keys else "") + trigger_extra
-    )
+    (home / "redrive.yaml").write_text(trigger_file(sink_port, ordering_keys, trigger_extra))
     db, port = home / "redrive.db", free_port()
     env = {
         **os.environ,
@@ -239,8 +248,7 @@ def end_to_end(
     t0 = time.perf_counter()
 
     keys = [f"e2e-{n}" for n in range(args.events)]
-    body = b'{"messageId":"{key}","text":"hello"}'
-    sent = asyncio.run(send_events([f"{base}/hooks/bench"], keys, args.connections, body, args.e2e_timeout, rate))
+    sent = asyncio.run(send_events([f"{base}/hooks/bench"], keys, args.connections, E2E_BODY, args.e2e_timeout, rate))
     rejected = sent.refused + sent.errors
     sent_s = time.perf_counter() - t0
     deadline = time.monotonic() + args.e2e_timeout

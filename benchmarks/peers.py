@@ -118,9 +118,9 @@ class Run:
         return self.delivered / self.seconds if self.seconds > 0 else 0.0
 
 
-def deploy_redrive(args: argparse.Namespace, procs: Procs, sink_port: int, system: str) -> Deployment:
-    home = procs.workdir / system
-    home.mkdir()
+def redrive_config(sink_port: int) -> str:
+    """redrive's trigger file (JSON, which is YAML): one http trigger posting each event to the sink, a header and
+    three JSON leaves rendered from it, as the peers' apps send them."""
     trigger = {
         "name": "bench",
         "action": {
@@ -131,7 +131,13 @@ def deploy_redrive(args: argparse.Namespace, procs: Procs, sink_port: int, syste
             "json": {"key": "{{ payload.key }}", "type": "{{ payload.type }}", "data": "{{ payload.data }}"},
         },
     }
-    (home / "redrive.yaml").write_text(json.dumps({"triggers": [trigger]}))
+    return json.dumps({"triggers": [trigger]})
+
+
+def deploy_redrive(args: argparse.Namespace, procs: Procs, sink_port: int, system: str) -> Deployment:
+    home = procs.workdir / system
+    home.mkdir()
+    (home / "redrive.yaml").write_text(redrive_config(sink_port))
     deployment = Deployment([], [])
     if system.startswith("redrive-sqlite"):
         url = f"sqlite:///{home / 'redrive.db'}"

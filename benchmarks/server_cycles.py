@@ -18,8 +18,9 @@ commit before), or take the difference of two event counts for a per-event figur
     python benchmarks/server_cycles.py --events 2000 --src /tmp/before/src   # and the same without --src
 
 ``--variant``: ``peers`` is the trigger of ``peers.py`` (a header and three JSON leaves, each one field); the others
-are ``destinations_e2e.py``'s trigger settings on ``ingest_e2e.py``'s trigger, its ordering key taken over ``--keys``
-keys (with fewer keys than events in flight, events park behind their key, as in that script's saturated runs).
+are ``destinations_e2e.py``'s trigger settings on ``ingest_e2e.py``'s trigger and events, the events numbered so that
+their ordering key takes ``--keys`` values (with fewer keys than events in flight, events park behind their key, as
+in that script's saturated runs).
 
 A run takes minutes (callgrind runs the server about 50 times slower); the first run in a fresh tree or environment
 also counts compiling every module, so run each tree once before counting.
@@ -38,35 +39,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import Procs, free_port, send_events, sink_counts, start_sink, wait_healthy
+from benchkit import Procs, event_body, free_port, send_events, sink_counts, start_sink, wait_healthy
 from destinations_e2e import PARTS, VARIANTS
-
-PEERS = (  # peers.py's trigger (``deploy_redrive``), in YAML
-    '    action:\n      kind: http\n      url: "http://127.0.0.1:{port}/sink"\n      allow: [127.0.0.1]\n'
-    '      headers: {{X-Key: "{{{{ event.idempotency_key }}}}"}}\n'
-    '      json: {{key: "{{{{ payload.key }}}}", type: "{{{{ payload.type }}}}", data: "{{{{ payload.data }}}}"}}\n'
-)
-E2E = (  # ingest_e2e.py's trigger (``start_redrive``), then a variant's settings
-    '    action:\n      kind: http\n      url: "http://127.0.0.1:{port}/sink"\n      allow: [127.0.0.1]\n'
-    '      json: {{id: "{{{{ payload.key }}}}"}}\n'
-)
+from ingest_e2e import E2E_BODY, trigger_file
+from peers import redrive_config
+from writer_cycles import message_id
 
 
-def trigger_file(variant: str, sink_port: int, keys: int) -> str:
-    """The trigger file: ``variant``'s trigger, posting to the sink, ordered (where it orders) over ``keys`` keys."""
-    head = "triggers:\n  - name: bench\n"
+def workload(variant: str, sink_port: int, events: int, keys: int) -> tuple[str, bytes, list[str]]:
+    """The trigger file, the event body and the events' keys of ``variant``: ``peers.py``'s (its trigger and 1 KB
+    event), or ``ingest_e2e.py``'s trigger with ``destinations_e2e.py``'s settings, whose ordering key (the event's
+    number modulo 1,000) takes ``keys`` values, as in ``writer_cycles.py``."""
     if variant == "peers":
-        return head + PEERS.format(port=sink_port)
-    settings = {**VARIANTS, **PARTS}[variant].replace(
-        "(payload.messageId[4:] | int) % 1000", f"(payload.key[4:] | int) % {keys}"
-    )
-    return head + E2E.format(port=sink_port) + settings
-
-
-def body() -> bytes:
-    """``peers.py``'s event of 1 KB; its key ("key-N", spliced in by ``send_events``) also numbers it."""
-    head = b'{"key":"{key}","type":"order.paid","data":"'
-    return head + b"x" * (1024 - len(head) - 2) + b'"}'
+        return redrive_config(sink_port), event_body(), [f"key-{n}" for n in range(events)]
+    settings = {**VARIANTS, **PARTS}[variant]
+    return trigger_file(sink_port, 0, settings), E2E_BODY, [f"e2e-{message_id(n, keys)}" for n in range(events)]
 
 
 def main() -> int:
@@ -74,7 +61,7 @@ def main() -> int:
     parser.add_argument("--variant", choices=["peers", *sorted({**VARIANTS, **PARTS})], default="peers")
     parser.add_argument("--events", type=int, default=1000, help="events sent (default 1000; 0 counts start-up)")
     parser.add_argument("--connections", type=int, default=16, help="concurrent senders (default 16)")
-    parser.add_argument("--keys", type=int, default=1000, help="ordering keys of the ordered variants (default 1000)")
+    parser.add_argument("--keys", type=int, default=1000, help="ordering keys of the ordered variants (1-1000)")
     parser.add_argument("--src", type=Path, help="the redrive sources the server runs (default: the installed ones)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="longest wait for start, sends, deliveries")
     args = parser.parse_args()
@@ -82,8 +69,8 @@ def main() -> int:
         parser.error("valgrind is not installed (Debian/Ubuntu: apt-get install -y valgrind)")
     if args.events < 0:
         parser.error("--events must be 0 or more")
-    if args.keys < 1:
-        parser.error("--keys must be 1 or more")
+    if not 1 <= args.keys <= 1000:
+        parser.error(f"--keys is {args.keys}: the ordering key is the event's number modulo 1,000, so 1 to 1000")
     with tempfile.TemporaryDirectory(prefix="redrive-server-cycles-") as tmp:
         procs = Procs(Path(tmp))
         try:
@@ -94,7 +81,8 @@ def main() -> int:
 
 def run(args: argparse.Namespace, procs: Procs, home: Path) -> int:
     sink_port = start_sink(procs, "sink")
-    (home / "redrive.yaml").write_text(trigger_file(args.variant, sink_port, args.keys))
+    config, body, keys = workload(args.variant, sink_port, args.events, args.keys)
+    (home / "redrive.yaml").write_text(config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDRIVE_")}
     env |= {
         "REDRIVE_DATABASE_URL": f"sqlite:///{home / 'redrive.db'}",
@@ -122,10 +110,9 @@ def run(args: argparse.Namespace, procs: Procs, home: Path) -> int:
     proc = procs.start("redrive", argv, env, cwd=home)
     log = home / "redrive.log"
     wait_healthy(proc, f"http://127.0.0.1:{port}/healthz", log, timeout=args.timeout)
-    keys = [f"key-{n}" for n in range(args.events)]
     if keys:
         url = f"http://127.0.0.1:{port}/hooks/bench"
-        sent = asyncio.run(send_events([url], keys, args.connections, body(), args.timeout))
+        sent = asyncio.run(send_events([url], keys, args.connections, body, args.timeout))
         if sent.accepted != args.events:
             print(f"only {sent.accepted} of {args.events} events were accepted", file=sys.stderr)
             return 1
