@@ -22,6 +22,7 @@ most a tenth of a second's tokens (at least one), so bursts stay small and a cla
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -165,6 +166,25 @@ def close(d: Destination, now: datetime, *, ramp: bool) -> Destination:
     )
 
 
+_KEEP, _TAKE = 0.8, 0.2  # the latency's moving average: what it keeps of itself, what it takes of each attempt
+
+
+def quiet(seen: Sequence[Observed]) -> bool:
+    """Whether counting ``seen`` at a closed, unforced breaker decides nothing and changes only its counters: no
+    transient failure (the only outcome that can open it) and no stated wait (``Retry-After`` paces it)."""
+    return all(one.outcome != "transient" and one.retry_after is None for one in seen)
+
+
+def latency_fold(seen: Sequence[Observed]) -> tuple[float, float, float]:
+    """``observe``'s moving average of the latencies of ``seen`` (one at least), as a function of the row's:
+    ``(fresh, keep, add)``, where the average is ``fresh`` if the row had none, else ``keep * latency_ms + add``."""
+    first, *rest = (one.seconds * 1000 for one in seen)
+    fresh, keep, add = first, _KEEP, _TAKE * first
+    for latency in rest:
+        fresh, keep, add = _KEEP * fresh + _TAKE * latency, _KEEP * keep, _KEEP * add + _TAKE * latency
+    return fresh, keep, add
+
+
 def observe(d: Destination, seen: list[Observed], policy: Policy, now: datetime) -> tuple[Destination, list[Change]]:
     """Count ``seen`` (in completion order) and take the breaker's decisions; returns the state and its changes.
 
@@ -190,7 +210,7 @@ def observe(d: Destination, seen: list[Observed], policy: Policy, now: datetime)
 
     for one in seen:
         latency = one.seconds * 1000
-        latency_ms = latency if latency_ms is None else 0.8 * latency_ms + 0.2 * latency  # a moving average
+        latency_ms = latency if latency_ms is None else _KEEP * latency_ms + _TAKE * latency  # a moving average
         if one.retry_after is not None:
             until = now + timedelta(seconds=one.retry_after)
             paced_until = until if paced_until is None else max(until, paced_until)
