@@ -138,6 +138,7 @@ class _ClaimStatements:
     lease: Any  # lease the due rows: UPDATE ... WHERE id IN (due rows, locked, skipping locked ones) RETURNING
     lease_destination: Any  # the same, for the due rows of one restricted destination (``c_destination``)
     lease_unplanned: Any  # ``lease`` without a plan: every restricted destination left out, and whether there is one
+    lease_unplanned_events: Any  # PostgreSQL: ``lease_unplanned``, each row with its event's (``_event_columns``)
     events: Any  # the leased rows' events
     next_due: Any  # when the next pending row of a runnable trigger falls due
 
@@ -162,6 +163,11 @@ def _destination_unrestricted_now() -> ColumnElement[bool]:
 def _destination_is() -> ColumnElement[bool]:
     """dest: rows of the one restricted destination ``c_destination`` (served by ix_executions_destination)."""
     return executions.c.destination == bindparam("c_destination", type_=executions.c.destination.type)
+
+
+def _event_columns() -> tuple[Any, ...]:
+    """What a claimed execution carries of its event (``Claimed``)."""
+    return (events.c.payload, events.c.headers, events.c.idempotency_key, events.c.received_at)
 
 
 @cache
@@ -214,9 +220,16 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
             )
         )
 
-    event_rows = select(
-        events.c.id, events.c.payload, events.c.headers, events.c.idempotency_key, events.c.received_at
-    ).where(in_list(events.c.id, "c_event_ids"))
+    event_rows = select(events.c.id, *_event_columns()).where(in_list(events.c.id, "c_event_ids"))
+    unplanned = lease(
+        executions.c.dest_waiting == false(),
+        _destination_unrestricted_now(),
+        returning=(_restricted_now().exists().label("restricted"),),
+    )
+    # PostgreSQL: the usual claim's events read in the same statement, one round trip fewer per claim. (SQLite
+    # takes no UPDATE in a WITH; its read is a call into the library, not a round trip.)
+    leased = unplanned.cte("leased")
+    unplanned_events = select(leased, *_event_columns()).join_from(leased, events, events.c.id == leased.c.event_id)
     # ORDER BY ... LIMIT 1 rather than min(): PostgreSQL reads min() from an index only on a single table, and the
     # runnable-trigger test joins triggers, so min() read every pending row; this reads the range's first row.
     next_due = (
@@ -236,11 +249,8 @@ def _claim_statements(ordered: bool = False) -> _ClaimStatements:
         # The free range never holds a laned row (``dest_waiting``, a literal); a destination's range holds both.
         lease=lease(executions.c.dest_waiting == false(), _destination_unrestricted()),
         lease_destination=lease(_destination_is()),
-        lease_unplanned=lease(
-            executions.c.dest_waiting == false(),
-            _destination_unrestricted_now(),
-            returning=(_restricted_now().exists().label("restricted"),),
-        ),
+        lease_unplanned=unplanned,
+        lease_unplanned_events=unplanned_events,
         events=event_rows,
         next_due=next_due,
     )
@@ -286,10 +296,15 @@ def claim(
             **keys,
         }
         rows: list[Any] = []
+        event_of: dict[int, Any] = {}  # the leased rows' events, by id
         unplanned = policy_of is not None and not plan_first  # the free rows are leased before any plan
         if unplanned:
             settle(connection)  # it reads which destinations are restricted from their rows
-            rows = list(connection.execute(statements.lease_unplanned, {**params, "c_limit": limit}))
+            if connection.dialect.name == "postgresql":
+                rows = list(connection.execute(statements.lease_unplanned_events, {**params, "c_limit": limit}))
+                event_of = {row.event_id: row for row in rows}
+            else:
+                rows = list(connection.execute(statements.lease_unplanned, {**params, "c_limit": limit}))
         if policy_of is None or (rows and not rows[0].restricted):  # nothing restricted when the rows were leased
             planned = ClaimPlan()
         else:
@@ -319,10 +334,11 @@ def claim(
         claimed: list[Claimed] = []
         probing = planned.probing
         if rows:
-            found = connection.execute(statements.events, {"c_event_ids": sorted({r.event_id for r in rows})})
-            by_id = {e.id: e for e in found}
+            unread = sorted({r.event_id for r in rows} - event_of.keys())
+            if unread:
+                event_of.update((e.id, e) for e in connection.execute(statements.events, {"c_event_ids": unread}))
             for row in sorted(rows, key=lambda r: r.id):
-                event = by_id[row.event_id]
+                event = event_of[row.event_id]
                 claimed.append(
                     Claimed(
                         row.id,
