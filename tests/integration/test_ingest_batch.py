@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select, text
 
 from redrive.db.database import Database
@@ -199,3 +200,29 @@ def test_a_batch_larger_than_one_statement_parks_every_row_behind_its_keys_first
     assert sorted((r.event_id, r.id) for r in rows) == sorted((s.event_id, s.execution_id) for s in stored)
     assert {r.id: r.ordering_key for r in rows} == {s.execution_id: str(n % 7) for n, s in enumerate(stored)}
     assert {r.id for r in rows if not r.key_waiting} == {s.execution_id for s in stored[:7]}
+
+
+def test_a_batchs_executions_are_numbered_in_the_order_its_events_came(db: Database, ids: dict[str, int]) -> None:
+    """A key's executions run in id order, so a batch's are numbered as its events came, the keyed ones and the
+    unkeyed ones each (the keyed first). On PostgreSQL each kind's events and executions are made by one statement:
+    two for a batch of both kinds."""
+    batch = [event(ids, "ordered", f"n-{n}" if n % 3 else None, b'{"k": %d}' % (n % 5)) for n in range(300)]
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    sqlalchemy_event.listen(db.write_engine, "before_cursor_execute", seen)
+    try:
+        stored = db.write_sync(lambda connection: store_events(connection, batch))
+    finally:
+        sqlalchemy_event.remove(db.write_engine, "before_cursor_execute", seen)
+    keyed = [s.execution_id for n, s in enumerate(stored) if n % 3]
+    unkeyed = [s.execution_id for n, s in enumerate(stored) if not n % 3]
+    assert keyed == sorted(keyed)
+    assert unkeyed == sorted(unkeyed)
+    assert max(keyed) < min(unkeyed)  # type: ignore[type-var]
+    inserts = [s for s in statements if "INSERT INTO executions" in s]
+    if db.write_engine.dialect.name == "postgresql":
+        assert len(inserts) == 2
+        assert all("INSERT INTO events" in s for s in inserts)

@@ -80,67 +80,70 @@ def _event_row(event: NewEvent) -> dict[str, Any]:
     }
 
 
-# PostgreSQL: a batch's executions from one array per column. The text never changes with the batch's size, so
-# psycopg parses it once and the server prepares it once; a multi-row VALUES list was a new, long text per batch
-# size, re-parsed by psycopg on every batch (about a sixth of the redrive process's busy time went into the
-# INSERTs' parameter rendering and parsing).
-_EXECUTIONS_FROM_ARRAYS = text(
-    "INSERT INTO executions (event_id, trigger_id, action_kind, status, attempts, run_at, created_at, updated_at, "
-    "ordering_key, destination) "
-    "SELECT e, t, k, 'pending', 0, a, a, a, o, d "  # ExecutionStatus.PENDING: a new execution is due now
-    "FROM unnest(CAST(:event_ids AS bigint[]), CAST(:trigger_ids AS bigint[]), CAST(:kinds AS text[]), "
-    "CAST(:ats AS timestamptz[]), CAST(:keys AS text[]), CAST(:destinations AS text[])) AS v(e, t, k, a, o, d) "
-    "RETURNING id, event_id"
+# PostgreSQL: a batch's events and their executions in one statement, one round trip (each of the writer's round
+# trips is a wait that bounds one process's throughput there), from one array per column. The text never changes
+# with the batch's size, so psycopg parses it once and the server prepares it once: a multi-row VALUES list was a
+# new, long text per batch size, re-parsed by psycopg and planned again on every batch (about a sixth of the redrive
+# process's busy time once). The arrays are named after the events' columns (``_event_row``'s keys,
+# ``db.lists.by_column``) and the executions' own; the JSON columns travel as text and are parsed into jsonb by the
+# cast. The events go in in the rows' order (``ORDER BY n``); the executions of those made and not filtered follow in
+# the same order (a key's executions are numbered in the order their events came, which ordering relies on), each
+# matched to its event's row: a keyed event by its key (the batch holds each key once), an unkeyed one by its place
+# (its ids, given in the rows' order, ascend with it, as SQLAlchemy's own ``sort_by_parameter_order`` assumes).
+_EVENTS_AND_EXECUTIONS = (
+    "WITH v AS MATERIALIZED (SELECT * FROM unnest(CAST(:trigger_id AS bigint[]), CAST(:idempotency_key AS text[]), "
+    "CAST(:body_sha256 AS text[]), CAST(:headers AS text[]), CAST(:payload AS text[]), CAST(:filtered AS boolean[]), "
+    "CAST(:received_at AS timestamptz[]), CAST(:action_kind AS text[]), CAST(:ordering_key AS text[]), "
+    "CAST(:destination AS text[])) WITH ORDINALITY AS v(t, k, s, h, p, f, a, x, o, d, n)), "
+    "made AS (INSERT INTO events (trigger_id, idempotency_key, body_sha256, headers, payload, filtered, received_at) "
+    "SELECT t, k, s, CAST(h AS jsonb), CAST(p AS jsonb), f, a FROM v ORDER BY n {conflict}RETURNING id, trigger_id, "
+    "idempotency_key), "
+    "paired AS (SELECT made.id AS event_id, v.* FROM {pairing}), "
+    "run AS (INSERT INTO executions (event_id, trigger_id, action_kind, status, attempts, run_at, created_at, "
+    "updated_at, ordering_key, destination) "
+    "SELECT event_id, t, x, 'pending', 0, a, a, a, o, d FROM paired WHERE NOT f ORDER BY n "  # PENDING: due now
+    "RETURNING id, event_id) "
+    "SELECT paired.event_id, paired.t, paired.k, run.id FROM paired LEFT JOIN run ON run.event_id = paired.event_id "
+    "ORDER BY paired.n"
 )
-
-
-def _execution_arrays(new: Sequence[tuple[NewEvent, int]]) -> dict[str, list[Any]]:
-    """The columns of ``_EXECUTIONS_FROM_ARRAYS`` for ``(event, its new id)`` pairs."""
-    return {
-        "event_ids": [event_id for _, event_id in new],
-        "trigger_ids": [event.trigger_id for event, _ in new],
-        "kinds": [event.action_kind for event, _ in new],
-        "ats": [event.received_at for event, _ in new],
-        "keys": [event.ordering_key for event, _ in new],
-        "destinations": [event.destination for event, _ in new],
-    }
-
-
-# PostgreSQL: a batch's events from one array per column too, for the executions' reason above: SQLAlchemy's
-# multi-row insert renders a VALUES list of 7 parameters a row, a new text for each batch size, which psycopg parses
-# and the server plans again (the writer's longest statement, about 5 ms and 1 ms of its CPU a batch). The arrays
-# are named after their columns (``_event_row``'s keys, ``db.lists.by_column``); the JSON columns travel as text and
-# are parsed into jsonb by the cast. Ids are given in the rows' order (``ORDER BY n``): the unkeyed events' ids,
-# returned unordered, are matched back by that order, as SQLAlchemy's own ``sort_by_parameter_order`` does on
-# PostgreSQL.
-_EVENT_ROWS = (
-    "INSERT INTO events (trigger_id, idempotency_key, body_sha256, headers, payload, filtered, received_at) "
-    "SELECT t, k, s, CAST(h AS jsonb), CAST(p AS jsonb), f, a "
-    "FROM unnest(CAST(:trigger_id AS bigint[]), CAST(:idempotency_key AS text[]), CAST(:body_sha256 AS text[]), "
-    "CAST(:headers AS text[]), CAST(:payload AS text[]), CAST(:filtered AS boolean[]), "
-    "CAST(:received_at AS timestamptz[])) WITH ORDINALITY AS v(t, k, s, h, p, f, a, n) ORDER BY n "
+_KEYED_EVENTS_AND_EXECUTIONS = text(
+    _EVENTS_AND_EXECUTIONS.format(
+        conflict="ON CONFLICT (trigger_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING ",
+        pairing="made JOIN v ON v.t = made.trigger_id AND v.k = made.idempotency_key",
+    )
 )
-_KEYED_EVENTS_FROM_ARRAYS = text(
-    _EVENT_ROWS + "ON CONFLICT (trigger_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
-    "RETURNING id, trigger_id, idempotency_key"
+_UNKEYED_EVENTS_AND_EXECUTIONS = text(
+    _EVENTS_AND_EXECUTIONS.format(
+        conflict="",
+        pairing="(SELECT id, row_number() OVER (ORDER BY id) AS m FROM made) AS made JOIN v ON v.n = made.m",
+    )
 )
-_UNKEYED_EVENTS_FROM_ARRAYS = text(_EVENT_ROWS + "RETURNING id")
 
 
 def _event_arrays(new: Sequence[NewEvent]) -> dict[str, list[Any]]:
-    """The arrays of ``_EVENT_ROWS`` for ``new``: ``_event_row``'s, by column."""
+    """The events' arrays of ``_EVENTS_AND_EXECUTIONS`` for ``new``: ``_event_row``'s, by column."""
     return by_column([_event_row(event) for event in new], json=("headers", "payload"))
+
+
+def _made_with_executions(connection: Connection, new: Sequence[NewEvent], *, keyed: bool) -> list[Any]:
+    """PostgreSQL: insert ``new`` (all keyed or all unkeyed) and the executions of those made and not filtered; the
+    rows ``(event id, trigger id, key, execution id or None)`` of the events made, in the order of ``new`` (a keyed
+    event whose key was taken makes none)."""
+    arrays = _event_arrays(new)
+    arrays |= {
+        "action_kind": [event.action_kind for event in new],
+        "ordering_key": [event.ordering_key for event in new],
+        "destination": [event.destination for event in new],
+    }
+    return list(connection.execute(_KEYED_EVENTS_AND_EXECUTIONS if keyed else _UNKEYED_EVENTS_AND_EXECUTIONS, arrays))
 
 
 def _insert_events(
     connection: Connection, statements: _Statements, new: Sequence[NewEvent], *, keyed: bool
 ) -> list[Any]:
-    """Insert ``new`` (all keyed or all unkeyed): the rows ``(id, trigger_id, key)`` of the keyed events made (a key
-    already taken makes none), or the unkeyed events' ids in the order of ``new`` (the caller pairs them strictly)."""
-    if connection.dialect.name == "postgresql":
-        if keyed:
-            return list(connection.execute(_KEYED_EVENTS_FROM_ARRAYS, _event_arrays(new)))
-        return sorted(connection.execute(_UNKEYED_EVENTS_FROM_ARRAYS, _event_arrays(new)).scalars())
+    """SQLite: insert ``new`` (all keyed or all unkeyed): the rows ``(id, trigger_id, key)`` of the keyed events made
+    (a key already taken makes none), or the unkeyed events' ids in the order of ``new`` (the caller pairs them
+    strictly). PostgreSQL inserts their executions with them (``_made_with_executions``)."""
     rows = [_event_row(event) for event in new]
     if keyed:
         return _sqlite_insert(connection, statements, "keyed_event", rows)
@@ -263,23 +266,32 @@ def store_events(connection: Connection, batch: Sequence[NewEvent]) -> list[Stor
             first[(event.trigger_id, event.idempotency_key)] = index
             keyed.append(index)
     created: dict[int, int] = {}  # index -> new event id
-    if keyed:
+    execution_of: dict[int, int] = {}  # event id -> execution id
+    postgres = connection.dialect.name == "postgresql"
+    if keyed and postgres:
+        for event_id, trigger_id, key, execution_id in _made_with_executions(
+            connection, [batch[i] for i in keyed], keyed=True
+        ):
+            created[first[(trigger_id, key)]] = event_id
+            if execution_id is not None:
+                execution_of[event_id] = execution_id
+    elif keyed:
         for event_id, trigger_id, key in _insert_events(connection, statements, [batch[i] for i in keyed], keyed=True):
             created[first[(trigger_id, key)]] = event_id
-    if unkeyed:
+    if unkeyed and postgres:
+        made = _made_with_executions(connection, [batch[i] for i in unkeyed], keyed=False)
+        for index, (event_id, _, _, execution_id) in zip(unkeyed, made, strict=True):
+            created[index] = event_id
+            if execution_id is not None:
+                execution_of[event_id] = execution_id
+    elif unkeyed:
         ids = _insert_events(connection, statements, [batch[i] for i in unkeyed], keyed=False)
         created.update(zip(unkeyed, ids, strict=True))
     runnable = [i for i in created if not batch[i].filtered]
-    execution_of: dict[int, int] = {}  # event id -> execution id
-    if runnable and connection.dialect.name == "postgresql":
-        rows = connection.execute(
-            _EXECUTIONS_FROM_ARRAYS, _execution_arrays([(batch[i], created[i]) for i in runnable])
-        )
-        execution_of = {event_id: execution_id for execution_id, event_id in rows}
-    elif runnable:  # SQLite: one INSERT, whose rows decide their own parking
+    if runnable and not postgres:  # SQLite: one INSERT, whose rows decide their own parking
         made = _sqlite_executions(connection, [(batch[i], created[i]) for i in runnable])
         execution_of = {event_id: execution_id for execution_id, event_id in made}
-    if runnable and connection.dialect.name == "postgresql":
+    if runnable and postgres:
         _park(connection, [batch[i] for i in runnable], [execution_of[created[i]] for i in runnable])
     seeds = {batch[i].destination: batch[i].seed for i in runnable if batch[i].seed is not None}
     if seeds:  # templated destinations of limited triggers: their rows before the first claim (policy.Seed)
