@@ -30,6 +30,7 @@ from typing import Literal
 from redrive.triggers.config import BreakerConfig
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+_DEFAULT_WINDOW = BreakerConfig().window
 BURST_SECONDS = 0.1
 """The token bucket holds this many seconds of the rate (at least one token)."""
 AttemptOutcome = Literal["succeeded", "transient", "permanent"]
@@ -47,6 +48,12 @@ class Policy:
     def limited(self) -> bool:
         """Whether a rate or concurrency limit applies (its destination's row is then restricted)."""
         return self.rate is not None or self.concurrency is not None
+
+    @property
+    def window(self) -> float:
+        """The seconds over which outcomes are counted: the breaker's window (with the breaker off, the default's,
+        for the failure rate shown)."""
+        return self.breaker.window if self.breaker is not None else _DEFAULT_WINDOW
 
     @property
     def tracked(self) -> bool:
@@ -193,7 +200,7 @@ def observe(d: Destination, seen: list[Observed], policy: Policy, now: datetime)
     costs one copy of the row rather than one per attempt."""
     breaker = policy.breaker
     changes: list[Change] = []
-    window = breaker.window if breaker is not None else 60.0
+    window = policy.window
     d = _roll(d, now, window)
     latency_ms, paced_until = d.latency_ms, d.paced_until
     total, failures, consecutive = d.window_total, d.window_failed, d.consecutive_failures

@@ -623,11 +623,10 @@ def _count_quietly(connection: Connection, seen: Sequence[Sequence[Outcome]], no
         name = outcomes[0].destination
         if (kept is not None and name in kept.rows) or any(one.probe for one in outcomes) or not quiet(observed):
             return done
-        breaker = outcomes[0].policy.breaker
         fresh, keep, add = latency_fold(observed)
         params = {
             "q_name": name,
-            "q_since": now - timedelta(seconds=breaker.window if breaker is not None else 60.0),
+            "q_since": now - timedelta(seconds=outcomes[0].policy.window),  # observe's window, not rolling
             "q_total": len(observed),
             "q_fresh": fresh,
             "q_keep": keep,
