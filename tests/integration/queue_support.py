@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from redrive.ingest.prepare import prepare
 from redrive.ingest.store import store_events
@@ -74,3 +76,25 @@ def succeeded(claimed: queue.Claimed, at: datetime, **fields: Any) -> queue.Comp
         excerpt=None,
         **fields,
     )
+
+
+@contextmanager
+def destination_statements(engine: Engine) -> Iterator[list[str]]:
+    """The reads (``select``) and writes (``update``) of the destinations' rows run inside the block, and the counts
+    of their running executions made apart (``count``)."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        flat = " ".join(statement.split())
+        if flat.startswith("UPDATE destinations"):
+            seen.append("update")
+        elif flat.startswith("SELECT destinations."):
+            seen.append("select")
+        elif flat.startswith("SELECT executions.destination, count(*)"):
+            seen.append("count")
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, event, select
+from queue_support import destination_statements
+from sqlalchemy import Engine, select
 
 from redrive.db.engine import make_engine
 from redrive.db.schema import destinations
@@ -130,25 +130,6 @@ def test_every_row_ends_as_the_breaker_counts_it(engine: Engine, batches: list[A
         assert row.updated_at == NOW
     made = [(t.destination, t.from_state, t.to_state, t.reason) for t in recorded.transitions]
     assert made == expected_transitions
-
-
-@contextmanager
-def destination_statements(engine: Engine) -> Iterator[list[str]]:
-    """The first words of each statement on the destinations' table run inside the block."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        flat = " ".join(statement.split())
-        if flat.startswith("UPDATE destinations"):
-            seen.append("update")
-        elif flat.startswith("SELECT destinations."):
-            seen.append("select")
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def test_a_healthy_destinations_successes_cost_one_update_and_a_failure_its_read(engine: Engine) -> None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from queue_support import HELD, HELD_AND_HEALTHY, T0, store, succeeded, trigger_set
+from queue_support import HELD, HELD_AND_HEALTHY, T0, destination_statements, store, succeeded, trigger_set
 from sqlalchemy import Connection, Engine, event, select
 
 from redrive.db.schema import destinations
@@ -69,28 +68,6 @@ def in_one_transaction(engine: Engine, jobs: Sequence[Callable[[Connection], Any
         event.remove(engine, "commit", committed)
     assert commits[0] == 2  # the gate's transaction, then one for every job
     return results
-
-
-@contextmanager
-def destination_statements(engine: Engine) -> Iterator[list[str]]:
-    """The reads (``select``) and writes (``update``) of the destinations' rows run inside the block, and the counts
-    of their running executions made apart (``count``)."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        flat = " ".join(statement.split())
-        if flat.startswith("UPDATE destinations"):
-            seen.append("update")
-        elif flat.startswith("SELECT destinations."):
-            seen.append("select")
-        elif flat.startswith("SELECT executions.destination, count(*)"):
-            seen.append("count")
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def claim(triggers: TriggerSet, limit: int, *, plan_first: bool = True) -> Callable[[Connection], queue.Claim]:
