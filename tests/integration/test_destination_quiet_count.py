@@ -18,14 +18,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from queue_support import HELD_AND_HEALTHY, T0, destination_statements, store, succeeded, trigger_set
-from sqlalchemy import Engine, event, select
+from queue_support import destination_statements
+from sqlalchemy import Engine, select
 
 from redrive.db.engine import make_engine
 from redrive.db.schema import destinations
 from redrive.destinations.breaker import CLOSED, HALF_OPEN, OPEN, Destination, Observed, Policy, observe
 from redrive.destinations.store import Outcome, _write, load, record_outcomes
-from redrive.queue import statements as queue
 from redrive.triggers.config import BreakerConfig
 
 NOW = datetime(2031, 1, 1, tzinfo=UTC)
@@ -160,73 +159,3 @@ def test_a_pace_that_has_run_out_is_cleared_by_the_next_count(engine: Engine) ->
     assert seen == ["update", "select", "update"]  # tried, refused by its WHERE, then read and saved
     after, row = read(engine, name)
     assert (after.window_total, row.restricted) == (1, False)
-
-
-HEALTHY = "https://healthy.example:443"
-
-
-def completions(engine: Engine, count: int, observed: Observed, *, lose_lease: bool = False) -> list[Any]:
-    """Claim ``count`` executions of the healthy trigger and complete them with ``observed``, as one completion batch
-    (``Complete.run_batch``); the statements it ran. ``lose_lease``: each completion names a lease the row no longer
-    holds (another node's took it), so no row is updated, while the outcomes happened all the same."""
-    triggers = trigger_set(engine, HELD_AND_HEALTHY, T0)
-    store(engine, triggers, "healthy", count, T0)
-    with engine.begin() as connection:
-        claimed = queue.claim(triggers.ids, count, 30, NOW, policy_of=triggers.policies.of)(connection).executions
-    assert len(claimed) == count
-    policy = triggers.policies.of(HEALTHY)
-    jobs = [
-        queue.complete(
-            succeeded(
-                replace(one, lease_token="lost" + one.lease_token[4:]) if lose_lease else one,
-                NOW,
-                trigger_id=one.trigger_id,
-                action_kind="http",
-                destination=one.destination,
-                observed=observed,
-                policy=policy,
-            )
-        )
-        for one in claimed
-    ]
-    statements: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(" ".join(statement.split()))
-
-    stored(engine, Destination.new(HEALTHY, NOW - timedelta(seconds=5)), NOW - timedelta(seconds=5))
-    with engine.begin() as connection:
-        event.listen(engine, "before_cursor_execute", seen)
-        try:
-            flags = queue.Complete.run_batch(connection, jobs)
-        finally:
-            event.remove(engine, "before_cursor_execute", seen)
-    assert flags == [not lose_lease] * count
-    return statements
-
-
-@pytest.mark.parametrize("lose_lease", [False, True])
-def test_postgresql_counts_a_healthy_destination_in_the_completions_own_statement(
-    engine: Engine, lose_lease: bool
-) -> None:
-    """On PostgreSQL the fenced completion counts a batch's quiet outcomes at its one healthy destination itself:
-    no statement of its own for the destination. The outcomes count whether or not the leases held."""
-    statements = completions(engine, 3, Observed("succeeded", 0.02), lose_lease=lose_lease)
-    alone = [s for s in statements if s.startswith("UPDATE destinations") or s.startswith("SELECT destinations.")]
-    if engine.dialect.name == "postgresql":
-        assert alone == []
-        assert sum("d AS (UPDATE destinations" in s for s in statements) == 1
-    else:  # SQLite counts in a statement of its own: a library call, not a round trip
-        assert len(alone) == 1
-        assert alone[0].startswith("UPDATE destinations")
-    after, _ = read(engine, HEALTHY)
-    assert (after.window_total, after.window_failed, after.consecutive_failures) == (3, 0, 0)
-    assert after.latency_ms == pytest.approx(20.0)
-
-
-def test_a_transient_failure_is_counted_the_long_way_after_the_completion(engine: Engine) -> None:
-    statements = completions(engine, 2, Observed("transient", 0.5))
-    assert not any("d AS (UPDATE destinations" in s for s in statements)
-    assert any(s.startswith("SELECT destinations.") for s in statements)
-    after, _ = read(engine, HEALTHY)
-    assert (after.window_total, after.window_failed, after.consecutive_failures) == (2, 2, 2)

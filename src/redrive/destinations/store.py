@@ -30,17 +30,16 @@ from sqlalchemy import (
     Row,
     and_,
     bindparam,
+    case,
     delete,
     false,
     func,
     or_,
     select,
-    text,
     true,
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.elements import TextClause
 
 from redrive.db.engine import dialect_insert
 from redrive.db.lists import in_list
@@ -580,46 +579,25 @@ def record_outcomes(connection: Connection, outcomes: Sequence[Outcome], now: da
     return Recorded(made, frozenset(kept))
 
 
-# A healthy destination's quiet outcomes counted where its row stands (``_count_quietly``). PostgreSQL's completion
-# runs the same update inside its fenced statement (``queue.statements``), one answer fewer per batch.
-QUIET_COUNT = (
-    "UPDATE destinations SET window_total = window_total + :q_total, consecutive_failures = 0, "
-    "latency_ms = CASE WHEN latency_ms IS NULL THEN :q_fresh ELSE latency_ms * :q_keep + :q_add END, "
-    "updated_at = :q_now "
-    "WHERE name = :q_name AND restricted IS false AND window_start > :q_since"  # not restricted: closed, not forced
-)
-
-
-def quiet_times(statement: TextClause) -> TextClause:
-    """``statement`` (holding ``QUIET_COUNT``) with its times bound as the columns' own type binds them."""
-    return statement.bindparams(
-        bindparam("q_since", type_=destinations.c.window_start.type),
-        bindparam("q_now", type_=destinations.c.updated_at.type),
+@cache
+def _quiet_count() -> Any:
+    latency = destinations.c.latency_ms
+    return (
+        update(destinations)
+        .where(
+            destinations.c.name == bindparam("q_name"),
+            destinations.c.restricted.is_(False),  # so closed and not forced (``Destination.restricted``)
+            destinations.c.window_start > bindparam("q_since", type_=destinations.c.window_start.type),
+        )
+        .values(
+            window_total=destinations.c.window_total + bindparam("q_total"),
+            consecutive_failures=0,
+            latency_ms=case(
+                (latency.is_(None), bindparam("q_fresh")), else_=latency * bindparam("q_keep") + bindparam("q_add")
+            ),
+            updated_at=bindparam("q_now", type_=destinations.c.updated_at.type),
+        )
     )
-
-
-_QUIET_COUNT = quiet_times(text(QUIET_COUNT))
-
-
-def quiet_params(connection: Connection, outcomes: Sequence[Outcome], now: datetime) -> dict[str, Any] | None:
-    """The parameters of ``QUIET_COUNT`` for ``outcomes``, all at one destination; None when they cannot be counted
-    so: not quiet (``breaker.quiet``), a probe among them, or a row the writer transaction holds (counted with the
-    rows it holds)."""
-    kept = _held(connection)
-    name = outcomes[0].destination
-    observed = [one.observed for one in outcomes]
-    if (kept is not None and name in kept.rows) or any(one.probe for one in outcomes) or not quiet(observed):
-        return None
-    fresh, keep, add = latency_fold(observed)
-    return {
-        "q_name": name,
-        "q_since": now - timedelta(seconds=outcomes[0].policy.window),  # observe's window, not rolling
-        "q_total": len(observed),
-        "q_fresh": fresh,
-        "q_keep": keep,
-        "q_add": add,
-        "q_now": now,
-    }
 
 
 def _count_quietly(connection: Connection, seen: Sequence[Sequence[Outcome]], now: datetime) -> int:
@@ -638,9 +616,24 @@ def _count_quietly(connection: Connection, seen: Sequence[Sequence[Outcome]], no
     holds. The first destination not counted here ends the run: the caller locks it and those after it, in the
     same name order as always (no deadlock).
     """
+    kept = _held(connection)
+    statement = _quiet_count()
     for done, outcomes in enumerate(seen):
-        params = quiet_params(connection, outcomes, now)
-        if params is None or connection.execute(_QUIET_COUNT, params).rowcount != 1:
+        observed = [one.observed for one in outcomes]
+        name = outcomes[0].destination
+        if (kept is not None and name in kept.rows) or any(one.probe for one in outcomes) or not quiet(observed):
+            return done
+        fresh, keep, add = latency_fold(observed)
+        params = {
+            "q_name": name,
+            "q_since": now - timedelta(seconds=outcomes[0].policy.window),  # observe's window, not rolling
+            "q_total": len(observed),
+            "q_fresh": fresh,
+            "q_keep": keep,
+            "q_add": add,
+            "q_now": now,
+        }
+        if connection.execute(statement, params).rowcount != 1:
             return done
     return len(seen)
 

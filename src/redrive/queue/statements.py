@@ -60,17 +60,7 @@ from redrive.db.many import many
 from redrive.db.schema import attempts, destinations, events, executions, triggers
 from redrive.db.writer import BatchJob
 from redrive.destinations.breaker import Observed, Policy
-from redrive.destinations.store import (
-    QUIET_COUNT,
-    ClaimPlan,
-    Outcome,
-    PolicyOf,
-    plan_claim,
-    quiet_params,
-    quiet_times,
-    record_outcomes,
-    settle,
-)
+from redrive.destinations.store import ClaimPlan, Outcome, PolicyOf, plan_claim, record_outcomes, settle
 from redrive.extensions import BreakerTransition
 from redrive.failures.error_groups import record_failure
 from redrive.observe import rollups
@@ -431,33 +421,22 @@ class Complete(BatchJob[bool]):
         for job in jobs:
             job.transitions = []
 
-        now = max(job.result.finished_at for job in jobs)
-
-        def outcomes(firsts: list[Completion]) -> list[tuple[int, Outcome]]:
-            return [
+        def count(firsts: list[Completion]) -> list[Completion]:
+            counted = [
                 (i, Outcome(r.destination, r.observed, r.policy, r.probe))
                 for i, r in enumerate(firsts)
                 if r.destination is not None and r.observed is not None and r.policy is not None
             ]
-
-        def quietly(firsts: list[Completion]) -> dict[str, Any] | None:
-            """PostgreSQL: the batch's outcomes as one destination's quiet count, when they are (``complete_many``)."""
-            counted = [outcome for _, outcome in outcomes(firsts)]
-            if not counted or len({outcome.destination for outcome in counted}) > 1:
-                return None
-            return quiet_params(connection, counted, now)
-
-        def count(firsts: list[Completion]) -> list[Completion]:
-            counted = outcomes(firsts)
             if not counted:
                 return firsts
+            now = max(job.result.finished_at for job in jobs)
             recorded = record_outcomes(connection, [outcome for _, outcome in counted], now)
             jobs[0].transitions = recorded.transitions
             holding = {counted[n][0] for n in recorded.held}
             held.update((firsts[i].execution_id, firsts[i].lease_token) for i in holding)
             return [held_by_breaker(r) if i in holding else r for i, r in enumerate(firsts)]
 
-        flags = complete_many(connection, [job.result for job in jobs], count, quietly)
+        flags = complete_many(connection, [job.result for job in jobs], count)
         for job, applied in zip(jobs, flags, strict=True):
             job.held = applied and (job.result.execution_id, job.result.lease_token) in held
         return flags
@@ -547,7 +526,7 @@ def _complete_statements() -> _CompleteStatements:
 # hashes the batch instead, the join is about 9% cheaper than this; the statement pays that for a plan that does not
 # hang on the statistics (``test_executions_partial_indexes``). Each ``array_position`` is repeated rather than
 # taken once in a sub-select per row: that form measured 5% slower still (its sub-plan runs once per row).
-_FENCED = (
+_FENCED_UPDATE = text(
     "WITH u AS (UPDATE executions AS e SET "
     "status = a.statuses[array_position(a.ids, e.id)], "
     "attempts = e.attempts + a.charges[array_position(a.ids, e.id)], "
@@ -581,30 +560,15 @@ _FENCED = (
     "(CAST(:fingerprints AS text[]))[n], CAST((CAST(:requests AS text[]))[n] AS jsonb), "
     "(CAST(:charges AS int[]))[n] = 1 "
     "FROM (SELECT u.*, array_position(CAST(:ids AS bigint[]), u.id) AS n FROM u) AS applied) "
-)
-_FENCED_UPDATE = text(_FENCED + "SELECT * FROM u")  # noqa: S608 (constants)
-# The same with a healthy destination's quiet outcomes counted in it (``destinations.store.QUIET_COUNT``): one answer
-# fewer per completion batch. The destination's update waits for every row of ``u`` (its last condition reads
-# them all), so the executions' rows are locked before the destination's, the writer's lock order; the counted
-# row comes back even when no lease held (``counted``: 1 or 0, on every row, and on a row of NULLs alone then).
-_FENCED_UPDATE_COUNTING = quiet_times(
-    text(
-        _FENCED  # noqa: S608 (constants)
-        + f", d AS ({QUIET_COUNT} AND (SELECT count(*) FROM u) >= 0 RETURNING name) "  # noqa: S608 (constants)
-        + "SELECT u.*, c.n AS counted FROM (SELECT count(*) AS n FROM d) AS c LEFT JOIN u ON true"
-    )
+    "SELECT * FROM u"
 )
 
 
-def _fenced_update(
-    connection: Connection, results: Sequence[Completion], quiet: dict[str, Any] | None = None
-) -> tuple[dict[tuple[int, str], Any], bool]:
+def _fenced_update(connection: Connection, results: Sequence[Completion]) -> dict[tuple[int, str], Any]:
     """PostgreSQL: apply each result whose lease holds (``_FENCED_UPDATE``); returns the updated rows (attempts as
-    they were before) by (id, token), and whether ``quiet`` (``destinations.store.quiet_params``, or None) was
-    counted with them. ``results`` hold each (id, token) once; an execution whose older lease completes beside its
-    newer one is in the batch twice, so its second result goes in a statement of its own."""
+    they were before) by (id, token). ``results`` hold each (id, token) once; an execution whose older lease
+    completes beside its newer one is in the batch twice, so its second result goes in a statement of its own."""
     updated: dict[tuple[int, str], Any] = {}
-    counted = False
     left = list(results)
     while left:
         batch: list[Completion] = []
@@ -613,17 +577,12 @@ def _fenced_update(
         for result in left:
             (later if result.execution_id in ids else batch).append(result)
             ids.add(result.execution_id)
-        rows, counted_here = _fenced_batch(connection, batch, quiet)
-        updated.update(rows)
-        counted = counted or counted_here
-        quiet = None  # counted once, with the first statement
+        updated.update(_fenced_batch(connection, batch))
         left = later
-    return updated, counted
+    return updated
 
 
-def _fenced_batch(
-    connection: Connection, results: Sequence[Completion], quiet: dict[str, Any] | None
-) -> tuple[dict[tuple[int, str], Any], bool]:
+def _fenced_batch(connection: Connection, results: Sequence[Completion]) -> dict[tuple[int, str], Any]:
     values = [_execution_values(result) for result in results]
     columns = {
         "ids": "b_id",
@@ -647,10 +606,7 @@ def _fenced_batch(
         "excerpts": [result.excerpt for result in results],
         "requests": [json_dumps(result.request) for result in results],
     }
-    if quiet is None:
-        return {(row.id, row.token): row for row in connection.execute(_FENCED_UPDATE, params)}, False
-    rows = connection.execute(_FENCED_UPDATE_COUNTING, params | quiet).all()
-    return {(row.id, row.token): row for row in rows if row.id is not None}, rows[0].counted == 1
+    return {(row.id, row.token): row for row in connection.execute(_FENCED_UPDATE, params)}
 
 
 def _sqlite_many(connection: Connection, name: str, rows: list[dict[str, Any]]) -> None:
@@ -679,7 +635,6 @@ def complete_many(
     connection: Connection,
     results: Sequence[Completion],
     count: Callable[[list[Completion]], list[Completion]] | None = None,
-    quietly: Callable[[list[Completion]], dict[str, Any] | None] | None = None,
 ) -> list[bool]:
     """Record each result whose lease still holds, as if one after the other; one flag per result.
 
@@ -708,13 +663,8 @@ def complete_many(
         unique = count(unique)
         first = {(r.execution_id, r.lease_token): r for r in unique}
         count = None
-    counted = False
-    if postgres:
-        quiet = quietly(unique) if count is not None and unique and quietly is not None else None
-        updated, counted = _fenced_update(connection, unique, quiet)
-    else:
-        updated = _held_then_updated(connection, unique)
-    if count is not None and unique and not counted:  # nothing transient: nothing to hold, counted after the rows
+    updated = _fenced_update(connection, unique) if postgres else _held_then_updated(connection, unique)
+    if count is not None and unique:  # nothing transient: nothing to hold, counted after the rows are locked
         count(unique)
     applied = [(r, updated[key]) for key, r in first.items() if key in updated]
     flags: list[bool] = []
