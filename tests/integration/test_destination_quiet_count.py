@@ -159,3 +159,16 @@ def test_a_pace_that_has_run_out_is_cleared_by_the_next_count(engine: Engine) ->
     assert seen == ["update", "select", "update"]  # tried, refused by its WHERE, then read and saved
     after, row = read(engine, name)
     assert (after.window_total, row.restricted) == (1, False)
+
+
+def test_a_limited_destination_is_counted_the_long_way_without_trying_the_update(engine: Engine) -> None:
+    """Limits keep a destination's row restricted, so the quiet update could only miss: it is not sent."""
+    name = "https://limited.example:443"
+    limited = Policy(BreakerConfig(), rate=50.0, concurrency=5)
+    row = replace(Destination.new(name, NOW - timedelta(seconds=5)), rate=50.0, concurrency=5)
+    stored(engine, row, NOW - timedelta(seconds=5))
+    with destination_statements(engine) as seen, engine.begin() as connection:
+        record_outcomes(connection, [Outcome(name, Observed("succeeded", 0.01), limited)], NOW)
+    assert seen == ["select", "update"]  # was: the update that could not match, then the read and the save
+    after, row_read = read(engine, name)
+    assert (after.window_total, row_read.restricted) == (1, True)

@@ -567,7 +567,7 @@ def record_outcomes(connection: Connection, outcomes: Sequence[Outcome], now: da
     made: list[BreakerTransition] = []
     changed: list[Destination] = []
     kept: set[int] = set()
-    for d in _locked_or_new(connection, names[counted:], now) if counted < len(names) else ():
+    for d in _locked_or_new(connection, names[counted:], now):
         seen = [outcomes[i] for i in by_name[d.name]]
         updated, changes = observe(d, [o.observed for o in seen], seen[0].policy, now)
         changed.append(updated)
@@ -613,20 +613,24 @@ def _count_quietly(connection: Connection, seen: Sequence[Sequence[Outcome]], no
 
     A pace that has run out since the row was saved leaves it restricted in the column until a save clears it: such
     a row is counted the long way, which clears it. A row the writer transaction holds is counted with the rows it
-    holds. The first destination not counted here ends the run: the caller locks it and those after it, in the
-    same name order as always (no deadlock).
+    holds, and a destination with limits is not tried at all: its row is restricted for as long as the limits
+    apply, so the update could only miss (a statement, and on PostgreSQL a round trip, for nothing). The first
+    destination not counted here ends the run: the caller locks it and those after it, in the same name order as
+    always (no deadlock).
     """
     kept = _held(connection)
     statement = _quiet_count()
     for done, outcomes in enumerate(seen):
         observed = [one.observed for one in outcomes]
         name = outcomes[0].destination
-        if (kept is not None and name in kept.rows) or any(one.probe for one in outcomes) or not quiet(observed):
+        policy = outcomes[0].policy
+        held = kept is not None and name in kept.rows
+        if policy.limited or held or any(one.probe for one in outcomes) or not quiet(observed):
             return done
         fresh, keep, add = latency_fold(observed)
         params = {
             "q_name": name,
-            "q_since": now - timedelta(seconds=outcomes[0].policy.window),  # observe's window, not rolling
+            "q_since": now - timedelta(seconds=policy.window),  # observe's window, not rolling
             "q_total": len(observed),
             "q_fresh": fresh,
             "q_keep": keep,
