@@ -204,7 +204,8 @@ def test_a_batch_larger_than_one_statement_parks_every_row_behind_its_keys_first
 
 def test_a_batchs_executions_are_numbered_in_the_order_its_events_came(db: Database, ids: dict[str, int]) -> None:
     """A key's executions run in id order, so a batch's are numbered as its events came, the keyed ones and the
-    unkeyed ones each (the keyed first). On PostgreSQL each kind's events and executions are made by one statement:
+    unkeyed ones each. (Between the two kinds no order is promised: the events of one batch were in flight together,
+    none answered before another came.) On PostgreSQL each kind's events and executions are made by one statement:
     two for a batch of both kinds."""
     batch = [event(ids, "ordered", f"n-{n}" if n % 3 else None, b'{"k": %d}' % (n % 5)) for n in range(300)]
     statements: list[str] = []
@@ -221,7 +222,6 @@ def test_a_batchs_executions_are_numbered_in_the_order_its_events_came(db: Datab
     unkeyed = [s.execution_id for n, s in enumerate(stored) if not n % 3]
     assert keyed == sorted(keyed)
     assert unkeyed == sorted(unkeyed)
-    assert max(keyed) < min(unkeyed)  # type: ignore[type-var]
     inserts = [s for s in statements if "INSERT INTO executions" in s]
     if db.write_engine.dialect.name == "postgresql":
         assert len(inserts) == 2
