@@ -137,7 +137,7 @@ def held_by_breaker(result: Completion) -> Completion:
 class _ClaimStatements:
     lease: Any  # lease the due rows: UPDATE ... WHERE id IN (due rows, locked, skipping locked ones) RETURNING
     lease_destination: Any  # the same, for the due rows of one restricted destination (``c_destination``)
-    lease_unplanned: Any  # ``lease`` without a plan: every restricted destination left out, and whether there is one
+    lease_unplanned: Any  # SQLite: ``lease`` without a plan, every restricted destination left out, and whether one is
     lease_unplanned_events: Any  # PostgreSQL: ``lease_unplanned``, each row with its event's (``_event_columns``)
     events: Any  # the leased rows' events
     next_due: Any  # when the next pending row of a runnable trigger falls due
