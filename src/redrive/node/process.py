@@ -2,9 +2,10 @@
 
 ``Node`` is what ``redrive up``/``serve``/``worker`` run besides (or instead of) the HTTP routes. Roles: ``all``
 (API and worker), ``api`` (no worker), ``worker`` (no ingest or API routes). Every role beats, campaigns for the
-maintenance lock, and listens for wake-ups and stream changes and sends them: on PostgreSQL through ``LISTEN/NOTIFY``,
-on SQLite through the datagram sockets of its ``redrive up --processes N`` group (``peers``; a lone process has none
-and needs none). Each process of a group is a node of its own: its own row in ``nodes``, pid, worker and leases.
+maintenance lock, and listens for wake-ups and stream changes and sends them: on PostgreSQL through ``LISTEN/NOTIFY``
+while another process listens (``presence``: alone, it keeps them in process), on SQLite through the datagram
+sockets of its ``redrive up --processes N`` group (``peers``; a lone process has none and needs none). Each process
+of a group is a node of its own: its own row in ``nodes``, pid, worker and leases.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from redrive.node.leader import Leadership
 from redrive.node.maintenance import Maintenance
 from redrive.node.peers import PeerListener, PeerNotifier, Peers
 from redrive.node.periodic import Periodic
+from redrive.node.presence import PRESENCE_CHANNEL, Presence
 from redrive.node.retention import RetentionChore
 from redrive.observe.backfill import BackfillChore
 from redrive.observe.history import HistorySampler
@@ -38,6 +40,7 @@ from redrive.triggers.runtime import TriggerSet
 
 log = structlog.get_logger("redrive.node")
 Role = Literal["all", "api", "worker"]
+PRESENCE_BEATS = 3  # another process counts as present until it missed this many heartbeats' hellos
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +79,19 @@ class Node:
         self.info: NodeInfo = this_node(role, clock(), None if seat is None else seat.node_id)
         peers = None if seat is None else seat.peers
         self.notifier: Notifier | PeerNotifier | None = None
+        self.presence: Presence | None = None  # PostgreSQL: whether anyone else listens
         if not db.is_sqlite:
             self.notifier = Notifier(db.url)
+            self.presence = Presence(self.info.id, ttl=PRESENCE_BEATS * settings.heartbeat_interval)
+            self.presence.poke = self.notifier.poke
+            self.notifier.add_source(PRESENCE_CHANNEL, self.presence.drain)
         elif peers is not None:
             self.notifier = PeerNotifier(peers)
-        self.stream = StreamHub(self.info.id, poke=None if self.notifier is None else self.notifier.poke)
+        self.stream = StreamHub(
+            self.info.id,
+            poke=None if self.notifier is None else self.notifier.poke,
+            shared=None if self.presence is None else self.presence.shared,
+        )
         if self.notifier is not None:
             self.notifier.add_source(STREAM_CHANNEL, self.stream.drain)
         self.worker: Worker | None = None
@@ -121,8 +132,9 @@ class Node:
         )
         handlers: dict[str, Handler] = {QUEUE_CHANNEL: self._woken, STREAM_CHANNEL: self.stream.receive}
         self.listener: Listener | PeerListener | None = None
-        if not db.is_sqlite:
-            self.listener = Listener(db.url, handlers, on_connect=wakeup.set)
+        if self.presence is not None:
+            handlers[PRESENCE_CHANNEL] = self.presence.heard
+            self.listener = Listener(db.url, handlers, on_connect=self._listening)
         elif peers is not None:
             self.listener = PeerListener(peers, handlers, on_connect=wakeup.set)
         self._beats = Periodic(
@@ -131,6 +143,17 @@ class Node:
 
     def _woken(self, payload: str) -> None:
         self.wakeup.set()
+
+    def _listening(self) -> None:
+        """The listener (re)connected: look for work sent while it was away, and ask who else listens."""
+        self.wakeup.set()
+        if self.presence is not None:
+            self.presence.connected()
+
+    def _announce(self) -> None:
+        """Work became due: tell the other processes, if there may be any (this one's worker is awake)."""
+        if self.notifier is not None and (self.presence is None or self.presence.shared()):
+            self.notifier.wake()
 
     async def start(self) -> None:
         """Record the first beat, then start the loops."""
@@ -141,7 +164,7 @@ class Node:
             await self._bury(self.seat.predecessor)
         if self.notifier is not None and self.listener is not None:
             self.notifier.start()
-            self.wakeup.announce = self.notifier.wake
+            self.wakeup.announce = self._announce
             self.listener.start()
         self.maintenance.start()
         if self.worker is not None:
@@ -175,6 +198,8 @@ class Node:
             log.warning("node_leave_failed", node_id=self.info.id)
 
     async def _beat(self) -> None:
+        if self.presence is not None:
+            self.presence.beat()
         in_flight = self.worker.in_flight if self.worker is not None else 0
         try:
             leader = self.leadership.is_leader

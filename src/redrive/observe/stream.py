@@ -2,9 +2,10 @@
 
 On PostgreSQL every change is sent as a ``NOTIFY`` on the stream channel (batched, several events per
 notification) and delivered from the listener, so every node sees every node's changes, in the same order, and
-the ids a client saw on one node mean the same on another. On SQLite the processes of one ``redrive up --processes
-N`` send them to each other the same way over datagram sockets (``redrive.node.peers``); a lone process delivers its
-changes at once.
+the ids a client saw on one node mean the same on another; a process that knows it is alone on its database
+(``redrive.node.presence``) delivers its changes at once instead. On SQLite the processes of one ``redrive up
+--processes N`` send them to each other the same way over datagram sockets (``redrive.node.peers``); a lone process
+delivers its changes at once.
 
 Each node keeps the last ``BACKLOG`` events so a client reconnecting with ``Last-Event-ID`` gets what it missed;
 when the id is older than the backlog the client is told to ``reset`` (reload its view) instead of being given a
@@ -68,12 +69,17 @@ def batches(events: list[StreamEvent], limit: int = MAX_NOTIFY_BYTES) -> list[st
 class StreamHub:
     """Publishes changes and delivers them to subscribers.
 
-    ``poke`` is the cross-node path (None on SQLite): it tells the notifier that ``drain`` has payloads to send.
+    ``poke`` is the cross-node path (None for a lone SQLite process): it tells the notifier that ``drain`` has
+    payloads to send. ``shared`` says whether anyone else listens now (None: assume so); while not, changes are
+    delivered here at once.
     """
 
-    def __init__(self, node: str, *, poke: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, node: str, *, poke: Callable[[], None] | None = None, shared: Callable[[], bool] | None = None
+    ) -> None:
         self._node = node
         self._poke = poke
+        self._shared = shared
         self._sequence = itertools.count(1)
         self._backlog: deque[StreamEvent] = deque(maxlen=BACKLOG)
         self._subscribers: set[asyncio.Queue[StreamEvent | None]] = set()
@@ -82,7 +88,7 @@ class StreamHub:
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Announce a change (non-blocking)."""
         event = StreamEvent(f"{time.time_ns() // 1000:016d}-{self._node}-{next(self._sequence)}", kind, data)
-        if self._poke is None:
+        if self._poke is None or (self._shared is not None and not self._shared()):
             self._deliver([event])
             return
         self._outbox.append(event)

@@ -1,8 +1,9 @@
 """Wake-ups across processes: PostgreSQL ``LISTEN/NOTIFY`` on one channel per purpose.
 
 A process that makes work due (ingest, replay, resume) calls its ``Wakeup.work_due``: the local worker wakes at
-once, and a ``Notifier`` sends one ``NOTIFY`` on the queue channel after the commit, coalescing bursts (many events
-committed while a ``NOTIFY`` is on the wire cost one more ``NOTIFY``, not one each). Every process runs a ``Listener``
+once, and, when another process may be listening (``redrive.node.presence``), a ``Notifier`` sends one ``NOTIFY`` on
+the queue channel after the commit, coalescing bursts (many events committed while a ``NOTIFY`` is on the wire cost
+one more ``NOTIFY``, not one each). Every process runs a ``Listener``
 that turns notifications into local wake-ups. Nothing here is needed for correctness: the worker's slow poll still
 finds everything; NOTIFY only makes an idle worker start at once. On SQLite none of this runs: the processes of one
 ``redrive up --processes N`` use ``redrive.node.peers`` instead.

@@ -1,0 +1,102 @@
+"""Presence, decided by hellos and a clock: a process assumes company until its asking hello came back and the grace
+for answers passed; it counts another process for ``ttl`` after its last hello; it answers asking hellos and
+newcomers, and only those; its stream hub delivers at home exactly while it is alone."""
+
+from __future__ import annotations
+
+from redrive.node.presence import Presence
+from redrive.observe.stream import StreamHub
+
+TTL, GRACE = 15.0, 2.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def presence(clock: Clock) -> tuple[Presence, list[str]]:
+    """A presence for node ``me`` whose hellos are collected as the notifier would send them (drained at each poke)."""
+    p = Presence("me", TTL, grace=GRACE, clock=clock)
+    sent: list[str] = []
+    p.poke = lambda: sent.extend(p.drain())
+    return p, sent
+
+
+def test_company_is_assumed_until_the_asking_hello_came_back_and_the_grace_passed() -> None:
+    clock = Clock()
+    p, sent = presence(clock)
+    assert p.shared()  # before the listener connected
+    p.connected()
+    assert sent == ["me?"]
+    clock.now += 60
+    assert p.shared()  # the question is not back: answers may still come
+    p.heard("me?")
+    clock.now += GRACE - 0.01
+    assert p.shared()
+    clock.now += 0.02
+    assert not p.shared()
+    p.heard("me")  # its own plain hello changes nothing
+    assert not p.shared()
+
+
+def test_another_process_counts_for_ttl_after_its_last_hello() -> None:
+    clock = Clock()
+    p, _ = presence(clock)
+    p.connected()
+    p.heard("me?")
+    p.heard("other")
+    clock.now += TTL - 1
+    p.heard("other")  # its heartbeat
+    clock.now += TTL - 0.01
+    assert p.shared()
+    clock.now += 0.02
+    assert not p.shared()
+
+
+def test_asking_hellos_and_newcomers_are_answered_and_known_processes_are_not() -> None:
+    clock = Clock()
+    p, sent = presence(clock)
+    p.connected()
+    p.heard("me?")
+    sent.clear()
+    p.heard("other")
+    assert sent == ["me"]  # a newcomer
+    p.heard("other")
+    assert sent == ["me"]  # known: no answer
+    p.heard("other?")
+    assert sent == ["me", "me"]  # it asks (its listener reconnected)
+    clock.now += TTL + 1
+    p.heard("other")
+    assert sent == ["me", "me", "me"]  # gone for longer than ttl: a newcomer again
+    p.beat()
+    assert sent == ["me", "me", "me", "me"]
+
+
+def test_an_asking_hello_waiting_to_be_sent_is_not_turned_into_a_plain_one() -> None:
+    p = Presence("me", TTL, grace=GRACE, clock=Clock())
+    p.connected()
+    p.heard("other")  # an answer is due too, before the notifier drained
+    assert p.drain() == ["me?"]
+    assert p.drain() == []
+
+
+def test_the_stream_hub_delivers_at_home_exactly_while_alone() -> None:
+    clock = Clock()
+    p, _ = presence(clock)
+    pokes: list[None] = []
+    hub = StreamHub("me", poke=lambda: pokes.append(None), shared=p.shared)
+    subscriber = hub.subscribe()
+    p.connected()
+    hub.publish("execution", {"n": 1})  # company assumed: through the notifier
+    assert (subscriber.qsize(), len(pokes), len(hub.drain())) == (0, 1, 1)
+    p.heard("me?")
+    clock.now += GRACE + 1
+    hub.publish("execution", {"n": 2})  # alone: at home
+    assert (subscriber.qsize(), len(pokes), hub.drain()) == (1, 1, [])
+    p.heard("other")
+    hub.publish("execution", {"n": 3})
+    assert (subscriber.qsize(), len(pokes), len(hub.drain())) == (1, 2, 1)
