@@ -3,7 +3,7 @@
 Only work that is due now is announced: an ingested event sends a NOTIFY on the queue channel; a retry scheduled for
 later wakes no one else (their claims would find nothing due). And only while someone else listens: a process alone on
 its database (``redrive.node.presence``) sends no wake-up and no stream change at all, and streams its changes to its
-own clients directly; a process that says hello turns both back on.
+own clients directly; a process that says hello turns both back on, and one that stops saying it is forgotten.
 """
 
 from __future__ import annotations
@@ -170,3 +170,22 @@ def test_a_process_alone_notifies_no_one_and_streams_its_changes_itself(db_url: 
             what="the second event's changes on the stream channel",
         )
         assert listening.on(QUEUE_CHANNEL)[1:] == [""], "the second event's announcement"
+
+
+@pytest.mark.parametrize("listening", ["silent"], indirect=True)
+def test_a_process_whose_only_peer_stopped_is_alone_three_heartbeats_later(db_url: str, listening: Listening) -> None:
+    beats = {"heartbeat_interval": 0.2}
+    with run_service(db_url, CONFIG, **beats) as first:
+        node = first.state.node
+        assert node is not None
+        assert node.presence is not None
+        presence = node.presence
+        with run_service(db_url, CONFIG, tokens=first.tokens, **beats) as second:
+            assert second.state.node is not None
+            peer = second.state.node.info.id
+            # The peer's hellos at its heartbeats keep it counted well past three heartbeats after it joined.
+            wait_until(lambda: listening.on(PRESENCE_CHANNEL).count(peer) >= 6, what="six of the peer's hellos")
+            assert presence.shared()
+        stopped = len(listening.on(PRESENCE_CHANNEL))
+        wait_until(lambda: not presence.shared(), what="the peer forgotten")
+        assert peer not in listening.on(PRESENCE_CHANNEL)[stopped:]  # nothing from it since it stopped
