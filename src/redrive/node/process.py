@@ -147,6 +147,7 @@ class Node:
     def _listening(self) -> None:
         """The listener (re)connected: look for work sent while it was away, and ask who else listens."""
         self.wakeup.set()
+        self.stream.lost()
         if self.presence is not None:
             self.presence.connected()
 

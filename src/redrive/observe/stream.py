@@ -46,16 +46,18 @@ class StreamEvent:
         return b"id: %s\nevent: %s\ndata: %s\n\n" % (self.id.encode(), self.kind.encode(), orjson.dumps(self.data))
 
 
-def batches(events: list[StreamEvent], limit: int = MAX_NOTIFY_BYTES) -> list[str]:
-    """JSON arrays of events, each under ``limit`` bytes (an event too large on its own is dropped and logged)."""
+def batches(events: list[StreamEvent], limit: int = MAX_NOTIFY_BYTES) -> tuple[list[str], int]:
+    """JSON arrays of events, each under ``limit`` bytes, and how many events they hold (an event too large on its
+    own is dropped and logged)."""
     out: list[str] = []
     current: list[bytes] = []
-    size = 2
+    size, held = 2, 0
     for event in events:
         encoded = orjson.dumps({"id": event.id, "kind": event.kind, "data": event.data})
         if len(encoded) + 2 > limit:
             log.warning("stream_event_too_large", id=event.id, kind=event.kind, size=len(encoded))
             continue
+        held += 1
         if current and size + len(encoded) + 1 > limit:
             out.append("[" + b",".join(current).decode() + "]")
             current, size = [], 2
@@ -63,7 +65,7 @@ def batches(events: list[StreamEvent], limit: int = MAX_NOTIFY_BYTES) -> list[st
         size += len(encoded) + 1
     if current:
         out.append("[" + b",".join(current).decode() + "]")
-    return out
+    return out, held
 
 
 class StreamHub:
@@ -71,7 +73,9 @@ class StreamHub:
 
     ``poke`` is the cross-node path (None for a lone SQLite process): it tells the notifier that ``drain`` has
     payloads to send. ``shared`` says whether anyone else listens now (None: assume so); while not, changes are
-    delivered here at once.
+    delivered here at once, but only once none of this node's changes is still on its way out or back: a change
+    delivered at once must not overtake an earlier one of the same execution (a dashboard would show "running"
+    after "succeeded").
     """
 
     def __init__(
@@ -84,11 +88,12 @@ class StreamHub:
         self._backlog: deque[StreamEvent] = deque(maxlen=BACKLOG)
         self._subscribers: set[asyncio.Queue[StreamEvent | None]] = set()
         self._outbox: list[StreamEvent] = []
+        self._in_flight = 0  # this node's changes sent and not heard back yet
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Announce a change (non-blocking)."""
         event = StreamEvent(f"{time.time_ns() // 1000:016d}-{self._node}-{next(self._sequence)}", kind, data)
-        if self._poke is None or (self._shared is not None and not self._shared()):
+        if self._poke is None or (self._alone() and not self._outbox and not self._in_flight):
             self._deliver([event])
             return
         self._outbox.append(event)
@@ -99,7 +104,16 @@ class StreamHub:
     def drain(self) -> list[str]:
         """The events waiting to be sent, as notification payloads (called by the notifier)."""
         events, self._outbox = self._outbox, []
-        return batches(events)
+        payloads, sent = batches(events)
+        self._in_flight += sent
+        return payloads
+
+    def lost(self) -> None:
+        """The listener reconnected: what was on its way back while it was away will not come."""
+        self._in_flight = 0
+
+    def _alone(self) -> bool:
+        return self._shared is not None and not self._shared()
 
     def receive(self, payload: str) -> None:
         """A notification from the stream channel (any node, this one included)."""
@@ -109,6 +123,8 @@ class StreamHub:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("stream_payload_invalid", size=len(payload))
             return
+        mine = sum(1 for event in events if event.id.split("-", 2)[1:2] == [self._node])
+        self._in_flight = max(0, self._in_flight - mine)
         self._deliver(events)
 
     def _deliver(self, events: list[StreamEvent]) -> None:
