@@ -117,12 +117,43 @@ def test_a_change_does_not_overtake_one_still_on_its_way_back() -> None:
     sent = hub.drain()  # on the wire when the other process is forgotten
     clock.now += TTL + 1
     assert not p.shared()
-    hub.publish("execution", {"status": "succeeded"})  # still through the notifier: "running" is not back yet
-    assert subscriber.qsize() == 0
+    hub.publish("execution", {"status": "succeeded"})  # waits here: "running" is not back yet
+    assert (subscriber.qsize(), hub.drain()) == (0, [])
+    for payload in sent:
+        hub.receive(payload)
+    hub.publish("execution", {"status": "retried"})  # nothing of this node's on its way: at once
+    assert [subscriber.get_nowait().data["status"] for _ in range(3)] == ["running", "succeeded", "retried"]
+
+
+def test_alone_under_load_a_process_stops_sending_and_what_waited_goes_back_out_with_company() -> None:
+    clock = Clock()
+    p, _ = presence(clock)
+    hub = StreamHub("me", poke=lambda: None, shared=p.shared)
+    subscriber = hub.subscribe()
+    p.connected()
+    p.heard("me?")
+    p.heard("other")
+    hub.publish("execution", {"n": 0})
+    on_the_wire = hub.drain()
+    clock.now += TTL + 1  # alone, with a change always on its way as long as each waits for the last
+    for n in range(1, 4):
+        hub.publish("execution", {"n": n})
+        assert hub.drain() == []  # nothing more is sent
+        for payload in on_the_wire:
+            hub.receive(payload)
+        on_the_wire = []
+    assert [subscriber.get_nowait().data["n"] for _ in range(4)] == [0, 1, 2, 3]
+    # A change waiting at home when company comes back goes out first, in order.
+    p.heard("other")
+    hub.publish("execution", {"n": 4})
+    sent = hub.drain()
+    clock.now += TTL + 1
+    hub.publish("execution", {"n": 5})  # alone: waits behind 4
+    p.heard("other")
+    hub.publish("execution", {"n": 6})  # company again: 5 and 6 go out, in order
     for payload in [*sent, *hub.drain()]:
         hub.receive(payload)
-    hub.publish("execution", {"status": "retried"})  # nothing of this node's on its way: at home
-    assert [subscriber.get_nowait().data["status"] for _ in range(3)] == ["running", "succeeded", "retried"]
+    assert [subscriber.get_nowait().data["n"] for _ in range(3)] == [4, 5, 6]
 
 
 def test_changes_lost_with_the_listener_hold_nothing_back() -> None:
@@ -138,8 +169,6 @@ def test_changes_lost_with_the_listener_hold_nothing_back() -> None:
     hub.publish("execution", {"n": 2})
     assert subscriber.qsize() == 0  # the first may still come back
     hub.lost()  # the listener (re)connected: it will not
-    for payload in hub.drain():
-        hub.receive(payload)
     hub.publish("execution", {"n": 3})
     assert [subscriber.get_nowait().data["n"] for _ in range(2)] == [2, 3]
 
@@ -150,9 +179,11 @@ def test_a_change_too_large_to_send_is_not_waited_for() -> None:
     hub = StreamHub("me", poke=lambda: None, shared=p.shared)
     subscriber = hub.subscribe()
     hub.publish("execution", {"blob": "x" * 8000})  # over PostgreSQL's payload limit: dropped, never comes back
-    assert hub.drain() == []
     p.connected()
     p.heard("me?")
     clock.now += GRACE + 1
-    hub.publish("execution", {"n": 1})
+    hub.publish("execution", {"n": 1})  # behind the large one, which is still in the outbox
+    assert hub.drain() == []
     assert subscriber.get_nowait().data == {"n": 1}
+    hub.publish("execution", {"n": 2})
+    assert subscriber.get_nowait().data == {"n": 2}

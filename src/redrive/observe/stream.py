@@ -68,14 +68,20 @@ def batches(events: list[StreamEvent], limit: int = MAX_NOTIFY_BYTES) -> tuple[l
     return out, held
 
 
+def _keep_newest(events: list[StreamEvent]) -> None:
+    """Keep the last ``BACKLOG`` of ``events`` (the database is away): resuming clients get a reset, not a gap."""
+    if len(events) > BACKLOG:
+        del events[: len(events) - BACKLOG]
+
+
 class StreamHub:
     """Publishes changes and delivers them to subscribers.
 
     ``poke`` is the cross-node path (None for a lone SQLite process): it tells the notifier that ``drain`` has
     payloads to send. ``shared`` says whether anyone else listens now (None: assume so); while not, changes are
-    delivered here at once, but only once none of this node's changes is still on its way out or back: a change
-    delivered at once must not overtake an earlier one of the same execution (a dashboard would show "running"
-    after "succeeded").
+    delivered here at once. A change must not overtake an earlier one of the same execution (a dashboard would show
+    "running" after "succeeded"), so while this node's changes are still on their way out or back, the changes
+    published after it found itself alone wait here behind them, and are delivered when the last one is back.
     """
 
     def __init__(
@@ -89,31 +95,45 @@ class StreamHub:
         self._subscribers: set[asyncio.Queue[StreamEvent | None]] = set()
         self._outbox: list[StreamEvent] = []
         self._in_flight = 0  # this node's changes sent and not heard back yet
+        self._behind: list[StreamEvent] = []  # alone, behind this node's changes still on their way
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Announce a change (non-blocking)."""
         event = StreamEvent(f"{time.time_ns() // 1000:016d}-{self._node}-{next(self._sequence)}", kind, data)
-        if self._poke is None or (self._alone() and not self._outbox and not self._in_flight):
+        if self._poke is None:
             self._deliver([event])
-            return
-        self._outbox.append(event)
-        if len(self._outbox) > BACKLOG:  # the database is away: keep the newest; resuming clients get a reset
-            del self._outbox[: len(self._outbox) - BACKLOG]
-        self._poke()
+        elif self._shared is not None and not self._shared():
+            if self._outbox or self._in_flight:
+                self._behind.append(event)
+                _keep_newest(self._behind)
+            else:
+                self._deliver([event])
+        else:  # through NOTIFY, after whatever waited here
+            if self._behind:
+                self._outbox += self._behind
+                self._behind = []
+            self._outbox.append(event)
+            _keep_newest(self._outbox)
+            self._poke()
 
     def drain(self) -> list[str]:
         """The events waiting to be sent, as notification payloads (called by the notifier)."""
         events, self._outbox = self._outbox, []
         payloads, sent = batches(events)
         self._in_flight += sent
+        self._release()  # none of them sent (too large): nothing to wait for
         return payloads
 
     def lost(self) -> None:
         """The listener reconnected: what was on its way back while it was away will not come."""
         self._in_flight = 0
+        self._release()
 
-    def _alone(self) -> bool:
-        return self._shared is not None and not self._shared()
+    def _release(self) -> None:
+        """Deliver what waited behind this node's changes once none is on its way any more."""
+        if self._behind and not self._in_flight and not self._outbox:
+            behind, self._behind = self._behind, []
+            self._deliver(behind)
 
     def receive(self, payload: str) -> None:
         """A notification from the stream channel (any node, this one included)."""
@@ -126,6 +146,7 @@ class StreamHub:
         mine = sum(1 for event in events if event.id.split("-", 2)[1:2] == [self._node])
         self._in_flight = max(0, self._in_flight - mine)
         self._deliver(events)
+        self._release()
 
     def _deliver(self, events: list[StreamEvent]) -> None:
         self._backlog.extend(events)
