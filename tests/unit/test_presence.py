@@ -1,11 +1,14 @@
 """Presence, decided by hellos and a clock: a process assumes company until its asking hello came back and the grace
 for answers passed; it counts another process for ``ttl`` after its last hello; it answers asking hellos and
-newcomers, and only those; its stream hub delivers at home exactly while it is alone."""
+newcomers, and only those; its stream hub delivers at home exactly while it is alone, and never ahead of its own
+changes still on their way."""
 
 from __future__ import annotations
 
+import asyncio
+
 from redrive.node.presence import Presence
-from redrive.observe.stream import StreamHub
+from redrive.observe.stream import StreamEvent, StreamHub
 
 TTL, GRACE = 15.0, 2.0
 
@@ -105,7 +108,8 @@ def test_the_stream_hub_delivers_at_home_exactly_while_alone() -> None:
     assert (subscriber.qsize(), len(pokes), len(hub.drain())) == (2, 2, 1)
 
 
-def test_a_change_does_not_overtake_one_still_on_its_way_back() -> None:
+def hub_with_company() -> tuple[Clock, Presence, StreamHub, asyncio.Queue[StreamEvent | None]]:
+    """A hub, its presence (its question back, one other process heard) and a subscriber."""
     clock = Clock()
     p, _ = presence(clock)
     hub = StreamHub("me", poke=lambda: None, shared=p.shared)
@@ -113,6 +117,11 @@ def test_a_change_does_not_overtake_one_still_on_its_way_back() -> None:
     p.connected()
     p.heard("me?")
     p.heard("other")
+    return clock, p, hub, subscriber
+
+
+def test_a_change_does_not_overtake_one_still_on_its_way_back() -> None:
+    clock, p, hub, subscriber = hub_with_company()
     hub.publish("execution", {"status": "running"})
     sent = hub.drain()  # on the wire when the other process is forgotten
     clock.now += TTL + 1
@@ -126,13 +135,7 @@ def test_a_change_does_not_overtake_one_still_on_its_way_back() -> None:
 
 
 def test_alone_under_load_a_process_stops_sending_and_what_waited_goes_back_out_with_company() -> None:
-    clock = Clock()
-    p, _ = presence(clock)
-    hub = StreamHub("me", poke=lambda: None, shared=p.shared)
-    subscriber = hub.subscribe()
-    p.connected()
-    p.heard("me?")
-    p.heard("other")
+    clock, p, hub, subscriber = hub_with_company()
     hub.publish("execution", {"n": 0})
     on_the_wire = hub.drain()
     clock.now += TTL + 1  # alone, with a change always on its way as long as each waits for the last
