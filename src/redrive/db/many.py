@@ -12,7 +12,8 @@ prepared statement, so there ``Many`` hands the driver the rows as tuples:
   compilation; the parameters it leaves to the caller are the rows' keys (an INSERT is compiled for them);
 - each row's values are converted by their columns' own bind processors (the same text for a datetime, JSON for a
   JSON column, ``None`` included, and integers for booleans that SQLAlchemy would have sent), and a value the
-  statement binds itself (a literal) by its own;
+  statement binds itself (a literal) by its own; one function per statement, written for its placeholders
+  (``_row_builder``), turns a row into its tuple;
 - the rows go through ``Connection.exec_driver_sql``, so SQLAlchemy's events, its error wrapping (what the writer's
   retries and conflict checks read) and the transaction stay as they are.
 """
@@ -20,7 +21,8 @@ prepared statement, so there ``Many`` hands the driver the rows as tuples:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Dialect
@@ -29,6 +31,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 Convert = Callable[[Any], Any]
+Fields = tuple[tuple[str | None, Convert | None, Any], ...]  # per placeholder: row key, processor, fixed value
 _INFO = "redrive.many"  # a connection's compiled statements, by name
 _MAX_PARAMETERS = 32_766  # SQLite's limit on one statement's parameters (3.32 and later; redrive needs 3.35)
 
@@ -38,7 +41,11 @@ class Many:
     """A statement compiled for one dialect, run over many rows (``run``; ``inserted`` for an INSERT ... RETURNING)."""
 
     sql: str
-    fields: tuple[tuple[str | None, Convert | None, Any], ...]  # per placeholder: row key, processor, fixed value
+    fields: Fields
+    _params: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_params", _row_builder(self.fields))
 
     @classmethod
     def compile(cls, statement: ClauseElement, dialect: Dialect, columns: Iterable[str] = ()) -> Many:
@@ -58,12 +65,6 @@ class Many:
                 value = bind.effective_value
                 fields.append((None, None, convert(value) if convert is not None else value))
         return cls(str(compiled), tuple(fields))
-
-    def _params(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            fixed if name is None else (row[name] if convert is None else convert(row[name]))
-            for name, convert, fixed in self.fields
-        )
 
     def run(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute the statement once per row, in one ``executemany`` of the driver."""
@@ -85,8 +86,34 @@ class Many:
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             sql = f"{head}VALUES {', '.join([one] * len(part))}{tail}"
-            made += connection.exec_driver_sql(sql, tuple(v for row in part for v in self._params(row))).all()
+            made += connection.exec_driver_sql(sql, tuple(chain.from_iterable(map(self._params, part)))).all()
         return made
+
+
+def _row_builder(fields: Fields) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A function that turns a row into the tuple of ``fields``' values, written out for them (as ``dataclasses``
+    writes ``__init__``): ``(row["a"], c1(row["b"]), f2)``.
+
+    The writer runs it for every row it stores, for every placeholder: a generic loop over ``fields`` (a generator
+    resumed per value, each entry unpacked and tested) was a visible share of SQLite's hot path. The keys are written
+    with ``repr`` and the processors and fixed values are the function's globals, so no value of a row or of the
+    statement becomes code.
+    """
+    scope: dict[str, Any] = {}
+    values: list[str] = []
+    for index, (name, convert, fixed) in enumerate(fields):
+        if name is None:
+            scope[f"f{index}"] = fixed
+            values.append(f"f{index}")
+        elif convert is None:
+            values.append(f"row[{name!r}]")
+        else:
+            scope[f"c{index}"] = convert
+            values.append(f"c{index}(row[{name!r}])")
+    source = f"def params(row):\n    return ({''.join(value + ', ' for value in values)})\n"
+    exec(source, scope)  # noqa: S102 (the text is written above from the statement's own placeholder names)
+    built: Callable[[Mapping[str, Any]], tuple[Any, ...]] = scope["params"]
+    return built
 
 
 def many(connection: Connection, name: str, statement: ClauseElement, columns: Iterable[str] = ()) -> Many:
