@@ -55,6 +55,7 @@ def test_url_passwords_are_masked(text: str, expected: str) -> None:
         ("?client_secret=s&password=p#frag", f"?client_secret={REDACTED}&password={REDACTED}#frag"),
         ("?apikey=A&X-Signature=B&APIKEY=C", f"?apikey={REDACTED}&X-Signature={REDACTED}&APIKEY={REDACTED}"),
         ('"url": "https://h/?token=abc"', f'"url": "https://h/?token={REDACTED}"'),
+        ("a form body: user=ann&token=t0k", f"a form body: user=ann&token={REDACTED}"),  # no ``?``: the ``&`` is enough
     ],
 )
 def test_secret_query_values_are_masked(text: str, expected: str) -> None:
