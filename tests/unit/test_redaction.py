@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from redrive.observe import redaction
 from redrive.observe.redaction import REDACTED, Redactor, is_secret_key
 
 # Characters a URL userinfo password or a query value may hold (unreserved and percent-encoded).
@@ -163,6 +164,15 @@ def test_secret_keys_are_recognised(key: str) -> None:
 @pytest.mark.parametrize("key", VISIBLE_KEYS)
 def test_ordinary_keys_are_not_secret(key: str) -> None:
     assert not is_secret_key(key)
+
+
+def test_the_names_kept_are_bounded_and_still_answered_after_a_fresh_start() -> None:
+    # A sender chooses its own header names: the answers kept for them must not grow without bound.
+    for n in range(redaction._KNOWN_MAX + 10):
+        assert not is_secret_key(f"x-sender-{n}")
+    assert len(redaction._KNOWN) <= redaction._KNOWN_MAX
+    assert is_secret_key("Authorization")
+    assert Redactor().tree({"X-Api-Key": "k", 7: "seven"}) == {"X-Api-Key": REDACTED, 7: "seven"}
 
 
 def test_tree_replaces_values_under_secret_keys_whole() -> None:

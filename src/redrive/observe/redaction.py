@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
+from datetime import datetime
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -43,13 +43,29 @@ def _mask_named_line(match: re.Match[str]) -> str:
 
 
 # Values that hold no text to mask; checked by exact type first, the common case in logs and payloads.
-_PLAIN = frozenset({int, float, bool, type(None)})
+_PLAIN = frozenset({int, float, bool, type(None), datetime})  # a log line's ``ts`` among them
 
 
-@lru_cache(maxsize=4096)  # the same few field and header names come by again and again
+# The same few field and header names come by again and again: each name's answer is kept (a plain dict, read
+# inline by ``Redactor._mapping``: a call per key, even to a cache, was a visible share of every log line's cost).
+_KNOWN: dict[Any, bool] = {}
+_KNOWN_MAX = 4096  # names kept at most: past it the dict starts afresh (a sender's own header names are unbounded)
+
+
 def is_secret_key(key: str) -> bool:
     """True for a field or header name whose value is a secret."""
-    return bool(_SECRET_KEY.search(key))
+    found = _KNOWN.get(key)
+    if found is None:
+        found = _remember(key)
+    return found
+
+
+def _remember(key: Any) -> bool:
+    """Decide ``key`` (only a string can be secret) and keep the answer."""
+    if len(_KNOWN) >= _KNOWN_MAX:
+        _KNOWN.clear()
+    found = _KNOWN[key] = isinstance(key, str) and _SECRET_KEY.search(key) is not None
+    return found
 
 
 class Redactor:
@@ -98,12 +114,20 @@ class Redactor:
         return value
 
     def _mapping(self, value: Mapping[Any, Any]) -> dict[Any, Any]:
-        # Every log line and stored header set comes through here: scalars are handled inline, not by a call each.
+        # Every log line, stored header set and sent request comes through here: the keys' answers are read from
+        # ``_KNOWN`` and scalars and strings are handled inline, not by a call each.
         redacted: dict[Any, Any] = {}
+        known = _KNOWN
         for key, item in value.items():
-            if item is not None and isinstance(key, str) and is_secret_key(key):
+            kind = type(item)
+            secret = known.get(key)
+            if secret is None:
+                secret = _remember(key)
+            if secret and item is not None:
                 redacted[key] = REDACTED
-            elif type(item) in _PLAIN:
+            elif kind is str:
+                redacted[key] = self.text(item)
+            elif kind in _PLAIN:
                 redacted[key] = item
             else:
                 redacted[key] = self.tree(item)
