@@ -61,10 +61,25 @@ def _by_id(engine: Engine, plan: str) -> None:
         assert "ix_executions_due" not in plan, plan
 
 
+def _keys_searched(engine: Engine, plan: str, aliases: set[str]) -> None:
+    """``plan``'s searches of a key's rows (the tables ``aliases``) are ranges of ix_executions_ordering, which
+    leaves succeeded rows out: each search repeats the index's status test (``parking.in_ordering_index``)."""
+    if engine.dialect.name == "postgresql":
+        nodes = [n for n in plan_nodes(json.loads(plan)[0]["Plan"]) if n.get("Alias") in aliases]
+        assert nodes, plan
+        assert all(n.get("Index Name") == "ix_executions_ordering" for n in nodes), plan
+    else:
+        lines = [line for line in plan.splitlines() if any(f"SEARCH {alias} " in line for alias in aliases)]
+        assert lines, plan
+        assert all("INDEX ix_executions_ordering (trigger_id=? AND ordering_key=?" in line for line in lines), plan
+
+
 def test_parking_and_promotion_find_their_rows_by_id_behind_a_backlog(engine: Engine) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     _seed(engine, now)
     park = {parking._IDS: BATCH, parking._BLOCKING: []}
     _by_id(engine, executed_plan(engine, parking._park(), park))
+    _keys_searched(engine, executed_plan(engine, parking._park(), park), {"earlier"})
     promote = {parking._IDS: BATCH, parking._NOW: now, parking._BLOCKING: []}
     _by_id(engine, executed_plan(engine, parking._promote(False, False), promote))
+    _keys_searched(engine, executed_plan(engine, parking._promote(False, False), promote), {"holder", "parked"})

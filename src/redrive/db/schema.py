@@ -31,6 +31,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from redrive.states import ExecutionStatus
+
 # Autoincrementing ids: a rowid alias on SQLite, BIGINT on PostgreSQL.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -123,6 +125,9 @@ events = Table(
     Index("ix_events_trigger_received", "trigger_id", "received_at"),
 )
 
+ORDERING_LIVE = f"status <> '{ExecutionStatus.SUCCEEDED.value}'"
+"""ix_executions_ordering's test of a row's status, in the words each of its searches repeats (``parking.same_key``)."""
+
 executions = Table(
     "executions",
     metadata,
@@ -213,7 +218,10 @@ executions = Table(
         postgresql_where=text("replay_of IS NOT NULL"),
     ),
     # Ordered claims: a key's rows in a status before a given id, one index range. Partial: unordered rows (NULL
-    # key, the common case) cost ingest nothing; ``ordering_key = <value>`` implies the predicate on both databases.
+    # key, the common case) cost ingest nothing, and a succeeded row, which never holds its key, leaves it when it
+    # succeeds, so it holds the rows that can hold a key and not the trigger's history. ``ordering_key = <value>``
+    # implies the first term on both databases; every search states the second in these words
+    # (``parking.same_key``), as SQLite uses a partial index only for a query that repeats its terms.
     Index(
         "ix_executions_ordering",
         "trigger_id",
@@ -221,8 +229,8 @@ executions = Table(
         "status",
         "key_waiting",
         "id",
-        sqlite_where=text("ordering_key IS NOT NULL"),
-        postgresql_where=text("ordering_key IS NOT NULL"),
+        sqlite_where=text(f"ordering_key IS NOT NULL AND {ORDERING_LIVE}"),
+        postgresql_where=text(f"ordering_key IS NOT NULL AND {ORDERING_LIVE}"),
     ),
     # A claim for one restricted destination (limited, ramping, half-open): its due rows in run_at order.
     Index("ix_executions_destination", "destination", "status", "key_waiting", "run_at"),

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from redrive.db.lists import in_list, one_of
 from redrive.db.schema import executions
-from redrive.queue.parking import probe, same_key
+from redrive.queue.parking import in_ordering_index, probe, same_key
 from redrive.states import ExecutionStatus
 
 Policy = Literal["continue", "block"]
@@ -89,6 +89,7 @@ def key_head(
         .where(
             executions.c.trigger_id == trigger_id,
             executions.c.ordering_key == key,
+            in_ordering_index(executions),
             executions.c.id != execution_id,
             or_(
                 and_(executions.c.status.in_(holding), executions.c.id < execution_id),

@@ -383,8 +383,7 @@ def _settle_keys(
     other = executions.alias("other")
     busy = parking.probe(
         other,
-        other.c.trigger_id == executions.c.trigger_id,
-        other.c.ordering_key == executions.c.ordering_key,
+        parking.same_key(other, executions),
         other.c.status == ExecutionStatus.RUNNING,
         other.c.id != executions.c.id,
     )
