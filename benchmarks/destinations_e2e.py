@@ -74,12 +74,22 @@ def main() -> int:
         help="pace the senders at this many events/s (below both variants' capacity: compare CPU per event)",
     )
     parser.add_argument("--paired", action="store_true", help="run both variants at once, each on a core of its own")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="redrive up --processes of both variants (default 1; `redrive up` itself defaults to the core count)",
+    )
     parser.add_argument("--single", choices=sorted({**VARIANTS, **PARTS}), help=argparse.SUPPRESS)  # --paired's runs
     parser.add_argument("--core", type=int, help=argparse.SUPPRESS)  # the core --single runs on
     args = parser.parse_args()
+    if args.processes < 1:
+        parser.error(f"--processes must be at least 1, not {args.processes}")
     if args.single:
         return single(args)
     if args.paired:
+        if args.processes != 1:
+            parser.error("--paired pins each variant to one core: one process each, not --processes")
         if args.parts or args.rate is not None:
             parser.error("--paired runs the enabled and disabled variants saturated: not with --parts or --rate")
         if len(os.sched_getaffinity(0)) < 2:
@@ -93,7 +103,9 @@ def main() -> int:
             for n in range(1, args.repeat + 1):
                 order = list(variants) if n % 2 else list(reversed(variants))  # none always goes first
                 for name in order:
-                    run = end_to_end(args, procs, n, trigger_extra=variants[name], tag=f"{name}-", rate=args.rate)
+                    run = end_to_end(
+                        args, procs, n, args.processes, trigger_extra=variants[name], tag=f"{name}-", rate=args.rate
+                    )
                     procs.stop_all()
                     runs[name].append(run)
                     per_event = cpu_per_event(run)
@@ -138,7 +150,8 @@ def single(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="redrive-bench-dest-") as tmp:
         procs = Procs(Path(tmp))
         try:
-            run = end_to_end(args, procs, 1, trigger_extra={**VARIANTS, **PARTS}[args.single], tag=f"{args.single}-")
+            extra = {**VARIANTS, **PARTS}[args.single]
+            run = end_to_end(args, procs, 1, args.processes, trigger_extra=extra, tag=f"{args.single}-")
         finally:
             procs.stop_all()
     print(json.dumps(run), flush=True)
