@@ -22,6 +22,10 @@ cycles' thread CPU time per event, for a rough look.
 its last execution completed: nothing parks, the regime of a worker that keeps up. With 64 (twice ``--batch``) every
 event after the first 64 arrives while its key's last one is still queued or running, so it is made parked and
 promoted when that one completes, as nearly every event is in ``destinations_e2e.py``'s saturated runs.
+
+``--history N`` first stores N succeeded executions of the trigger, their keys spread over the same 1,000 (one
+event row for all of them), as a trigger that has run for a while has: what its history costs each new event's
+searches of the indexes.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from destinations_e2e import PARTS, VARIANTS
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from redrive.db.engine import make_engine
 from redrive.db.migrate import upgrade
@@ -71,6 +75,37 @@ def in_one_transaction(engine: Engine, jobs: Sequence[Callable[[Any], Any]]) -> 
     """Run ``jobs`` as one batch of the writer: one transaction, batch jobs grouped, the last writes at its end."""
     with engine.begin() as connection:
         return _run_jobs(connection, [_Pending(job, None, None) for job in jobs])  # type: ignore[arg-type]
+
+
+def seed_history(engine: Engine, built: TriggerSet, rows: int) -> None:
+    """``rows`` succeeded executions of the trigger, done before T0, keyed as the run's events are (``% 1000``)."""
+    trigger = built.by_name("bench")
+    assert trigger is not None
+    destination = trigger.destination.fixed
+    with engine.begin() as connection:
+        event_id = connection.execute(
+            text(
+                "INSERT INTO events (trigger_id, body_sha256, headers, payload, filtered, received_at, replay_count) "
+                "VALUES (:trigger, :sha, '{}', '{}', false, :t, 0) RETURNING id"
+            ),
+            {"trigger": trigger.id, "sha": "0" * 64, "t": T0 - timedelta(days=1)},
+        ).scalar_one()
+        key = "CAST(i % 1000 AS TEXT)" if built.ordered else "NULL"
+        connection.execute(
+            text(
+                "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < :rows) "
+                "INSERT INTO executions (event_id, trigger_id, action_kind, status, attempts, run_at, created_at, "
+                "updated_at, finished_at, ordering_key, destination) "
+                f"SELECT :event, :trigger, 'http', 'succeeded', 1, :t, :t, :t, :t, {key}, :destination FROM seq"
+            ),
+            {
+                "rows": rows,
+                "event": event_id,
+                "trigger": trigger.id,
+                "t": T0 - timedelta(days=1),
+                "destination": destination,
+            },
+        )
 
 
 def completed(claimed: queue.Claimed, built: TriggerSet, at: datetime) -> queue.Complete:
@@ -167,7 +202,10 @@ def main() -> None:
         help="ordering keys the events take in turn (default 1000, at most 1000; 2 x --batch or fewer: every event "
         "after the first ones parks behind its key, as in a saturated run)",
     )
+    parser.add_argument("--history", type=int, default=0, help="succeeded executions stored first (default 0)")
     args = parser.parse_args()
+    if args.history < 0:
+        parser.error(f"--history must be 0 or more, not {args.history}")
     if not 1 <= args.keys <= 1000:
         parser.error(
             f"--keys must be between 1 and 1000 (the ordering key is the message number % 1000), not {args.keys}"
@@ -178,6 +216,8 @@ def main() -> None:
         engine = make_engine(url, writer=True)
         try:
             built = triggers(engine, args.variant)
+            if args.history:
+                seed_history(engine, built, args.history)
             cpu = time.thread_time()
             done = run(engine, built, args.cycles, args.batch, args.keys)
             cpu = time.thread_time() - cpu
