@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
+import psycopg
+import psycopg.sql
 from sqlalchemy import ClauseElement, Connection, Engine, event, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.base import Executable
@@ -98,3 +101,28 @@ def seed_trigger_and_event(connection: Connection, at: datetime) -> tuple[int, i
         {"trigger": trigger_id, "sha": "0" * 64, "t": at},
     ).scalar_one()
     return trigger_id, event_id
+
+
+def generic_plan(engine: Engine, statement: Any, params: dict[str, Any]) -> str:
+    """PostgreSQL: the plan of ``statement`` made without its parameters' values (JSON text), as a statement the
+    driver prepared is run once PostgreSQL stops planning it for each call (after five calls). A partial index
+    serves such a plan only where the statement's own words imply the index's predicate."""
+    compiled = statement.compile(dialect=engine.dialect)
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match[1] not in names:
+            names.append(match[1])
+        return f"${names.index(match[1]) + 1}"
+
+    sql = re.sub(r"%\((\w+)\)s", number, str(compiled)).replace("%%", "%")
+    values = compiled.construct_params(params)
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as connection:
+        connection.execute(f"PREPARE generic AS {sql}")
+        connection.execute("SET plan_cache_mode = force_generic_plan")
+        arguments = psycopg.sql.SQL(", ").join(psycopg.sql.Literal(values[name]) for name in names)
+        explain = psycopg.sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE generic({})").format(arguments)
+        [[document]] = psycopg.ClientCursor(connection).execute(explain).fetchall()
+        connection.rollback()
+    return json.dumps(document)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from plans import executed_plan, integers, plan_nodes, seed_trigger_and_event
+from plans import executed_plan, generic_plan, integers, plan_nodes, seed_trigger_and_event
 from redrive.queue import parking
 
 ROWS = 20_000
@@ -83,3 +83,6 @@ def test_parking_and_promotion_find_their_rows_by_id_behind_a_backlog(engine: En
     promote = {parking._IDS: BATCH, parking._NOW: now, parking._BLOCKING: []}
     _by_id(engine, executed_plan(engine, parking._promote(False, False), promote))
     _keys_searched(engine, executed_plan(engine, parking._promote(False, False), promote), {"holder", "parked"})
+    if engine.dialect.name == "postgresql":  # the driver's prepared statements get generic plans after five calls
+        _keys_searched(engine, generic_plan(engine, parking._park(), park), {"earlier"})
+        _keys_searched(engine, generic_plan(engine, parking._promote(False, False), promote), {"holder", "parked"})
