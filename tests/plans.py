@@ -108,21 +108,25 @@ def generic_plan(engine: Engine, statement: Any, params: dict[str, Any]) -> str:
     driver prepared is run once PostgreSQL stops planning it for each call (after five calls). A partial index
     serves such a plan only where the statement's own words imply the index's predicate."""
     compiled = statement.compile(dialect=engine.dialect)
-    names: list[str] = []
+    sql = re.sub(r"%\((\w+)\)s", r":\1", str(compiled)).replace("%%", "%")
+    return prepared_plan(engine, sql, compiled.construct_params(params))
 
-    def number(match: re.Match[str]) -> str:
-        if match[1] not in names:
-            names.append(match[1])
-        return f"${names.index(match[1]) + 1}"
 
-    sql = re.sub(r"%\((\w+)\)s", number, str(compiled)).replace("%%", "%")
-    values = compiled.construct_params(params)
+def prepared_plan(engine: Engine, sql: str, params: dict[str, Any], *, analyze: bool = False, **settings: str) -> str:
+    """PostgreSQL: ``EXPLAIN`` (``analyze``: ``EXPLAIN ANALYZE``, rolled back) of ``sql``, a text with ``:name``
+    parameters, prepared and run by its generic plan with ``params``; ``settings`` are set first (``enable_hashjoin
+    ="off"``)."""
+    names = list(dict.fromkeys(re.findall(r"(?<!:):(\w+)", sql)))
+    numbered = re.sub(r"(?<!:):(\w+)", lambda match: f"${names.index(match[1]) + 1}", sql)
     url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url) as connection:
-        connection.execute(f"PREPARE generic AS {sql}")
+        connection.execute(f"PREPARE generic AS {numbered}")
         connection.execute("SET plan_cache_mode = force_generic_plan")
-        arguments = psycopg.sql.SQL(", ").join(psycopg.sql.Literal(values[name]) for name in names)
-        explain = psycopg.sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE generic({})").format(arguments)
+        for name, value in settings.items():
+            connection.execute(psycopg.sql.SQL("SET {} = {}").format(psycopg.sql.Identifier(name), value))
+        arguments = psycopg.sql.SQL(", ").join(psycopg.sql.Literal(params[name]) for name in names)
+        options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
+        explain = psycopg.sql.SQL(f"EXPLAIN ({options}) EXECUTE generic({{}})").format(arguments)
         [[document]] = psycopg.ClientCursor(connection).execute(explain).fetchall()
         connection.rollback()
     return json.dumps(document)

@@ -10,17 +10,14 @@ explained with their bound parameters.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
-import psycopg.sql
 import pytest
 from sqlalchemy import Engine, create_engine, func, not_, select, text
 
-from plans import executed_plan, explain_plan, integers, plan_nodes, seed_trigger_and_event
+from plans import executed_plan, explain_plan, integers, plan_nodes, prepared_plan, seed_trigger_and_event
 from redrive.db.schema import executions
 from redrive.node import retention
 from redrive.queue import statements
@@ -208,18 +205,8 @@ def attempts_of(batch: int, now: datetime) -> dict[str, list[Any]]:
 
 def _generic_plan(engine: Engine, sql: str, params: dict[str, Any]) -> str:
     """``EXPLAIN ANALYZE`` of ``sql`` (a text with ``:name`` parameters) run by its generic plan, as a statement
-    that the driver prepared runs once PostgreSQL stops planning it for each call's values (after five calls)."""
-    names = list(dict.fromkeys(re.findall(r"(?<!:):(\w+)", sql)))
-    numbered = re.sub(r"(?<!:):(\w+)", lambda match: f"${names.index(match[1]) + 1}", sql)
-    with psycopg.connect(engine.url.set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
-        conn.execute(f"PREPARE fenced AS {numbered}")
-        conn.execute("SET plan_cache_mode = force_generic_plan")
-        # Which join the planner picks for one believed row is a matter of a few cost units (a hash join here, a
-        # nested loop in peers.py's cached plan): take the nested loop, so that a statement that joins is seen doing so.
-        conn.execute("SET enable_hashjoin = off")
-        conn.execute("SET enable_mergejoin = off")
-        arguments = psycopg.sql.SQL(", ").join(psycopg.sql.Literal(params[name]) for name in names)
-        explain = psycopg.sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE fenced({})").format(arguments)
-        [[document]] = psycopg.ClientCursor(conn).execute(explain).fetchall()
-        conn.rollback()
-    return json.dumps(document)
+    that the driver prepared runs once PostgreSQL stops planning it for each call's values (after five calls).
+
+    Which join the planner picks for one believed row is a matter of a few cost units (a hash join here, a nested
+    loop in peers.py's cached plan): take the nested loop, so that a statement that joins is seen doing so."""
+    return prepared_plan(engine, sql, params, analyze=True, enable_hashjoin="off", enable_mergejoin="off")
