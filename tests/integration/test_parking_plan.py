@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -74,15 +75,21 @@ def _keys_searched(engine: Engine, plan: str, aliases: set[str]) -> None:
         assert all("INDEX ix_executions_ordering (trigger_id=? AND ordering_key=?" in line for line in lines), plan
 
 
+def _keys_plan(engine: Engine, statement: Any, params: dict[str, Any]) -> str:
+    """The plan to read the keys' searches in. On PostgreSQL the generic one, which the driver's prepared statements
+    get after five calls: a plan made for the bound values proves the index's status test from them, with or without
+    the literal term, so only the generic plan can show the term missing."""
+    if engine.dialect.name == "postgresql":
+        return generic_plan(engine, statement, params)
+    return executed_plan(engine, statement, params)
+
+
 def test_parking_and_promotion_find_their_rows_by_id_behind_a_backlog(engine: Engine) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     _seed(engine, now)
     park = {parking._IDS: BATCH, parking._BLOCKING: []}
     _by_id(engine, executed_plan(engine, parking._park(), park))
-    _keys_searched(engine, executed_plan(engine, parking._park(), park), {"earlier"})
+    _keys_searched(engine, _keys_plan(engine, parking._park(), park), {"earlier"})
     promote = {parking._IDS: BATCH, parking._NOW: now, parking._BLOCKING: []}
     _by_id(engine, executed_plan(engine, parking._promote(False, False), promote))
-    _keys_searched(engine, executed_plan(engine, parking._promote(False, False), promote), {"holder", "parked"})
-    if engine.dialect.name == "postgresql":  # the driver's prepared statements get generic plans after five calls
-        _keys_searched(engine, generic_plan(engine, parking._park(), park), {"earlier"})
-        _keys_searched(engine, generic_plan(engine, parking._promote(False, False), promote), {"holder", "parked"})
+    _keys_searched(engine, _keys_plan(engine, parking._promote(False, False), promote), {"holder", "parked"})

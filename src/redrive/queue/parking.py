@@ -80,10 +80,11 @@ def in_ordering_index(row: FromClause) -> ColumnElement[bool]:
     """``row`` is not succeeded, in the words of ix_executions_ordering's own test (``schema.ORDERING_LIVE``).
 
     The index leaves succeeded rows out (they never hold a key). A planner uses a partial index only for a query
-    whose WHERE implies the index's: SQLite looks for each of the index's terms among the query's, so the test must
-    be there in these words (an equivalent test in other words leaves the search to a scan), and PostgreSQL's generic
-    plans, which a statement the driver prepared gets after five calls, cannot prove it from a status bound as a
-    parameter. A literal term serves both. No search looks for a succeeded row, so the term changes no answer.
+    whose WHERE implies the index's. SQLite looks for each of the index's terms among the query's (its documented
+    rule for partial indexes), so without this term the index goes unused (``test_parking_plan``). PostgreSQL's
+    generic plans, which a statement the driver prepared gets after five calls, cannot prove the test from a status
+    bound as a parameter: the promotion's then walked the primary key (the same test). A literal term serves both.
+    No search looks for a succeeded row, so the term changes no answer.
     """
     return row.c.status != literal_column(f"'{ExecutionStatus.SUCCEEDED.value}'")
 
