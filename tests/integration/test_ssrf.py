@@ -1,7 +1,7 @@
 """The SSRF guard attacked with real loopback servers: a refused target never receives the request.
 
 Names are made to resolve where an attack would point them through the resolver seam (``HttpSessions(lookup=...)``,
-a real ``AbstractResolver`` answering from a table), not by patching; the guard and aiohttp's connector are the real
+a real ``AbstractResolver`` answering from a table), not by patching; the guard and the action's client are the real
 ones, so what is proven is that the connection goes only to checked addresses.
 """
 

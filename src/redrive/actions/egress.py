@@ -152,6 +152,15 @@ def refusal(url: str, policy: TargetPolicy) -> str | None:
     return forbidden_message(host, address)
 
 
+class TargetForbidden(OSError):
+    """A name resolved to an address the action's policy refuses (an OSError, as resolvers raise)."""
+
+    def __init__(self, host: str, address: IPAddress) -> None:
+        super().__init__(forbidden_message(host, address))
+        self.host = host
+        self.address = address
+
+
 def forbidden_message(host: str, address: IPAddress) -> str:
     """The message of a refused target (the host and address only: never the URL, which may carry secrets)."""
     shown = host if host.strip("[]") == str(address) else f"{host} ({address})"

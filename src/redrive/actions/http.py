@@ -1,12 +1,14 @@
-"""The HTTP action: one request per attempt, sent through the worker's aiohttp sessions, and the SSRF guard.
+"""The HTTP action: one request per attempt, sent through the worker's clients (``http_client``); the SSRF guard.
 
 Redirects are never followed (a 3xx is a failure), at most ``EXCERPT_BYTES`` of the response body are read
 back, and every client error becomes a classified ``Failure``. Which addresses may be reached is decided by the
 action's :class:`~redrive.egress.TargetPolicy`: IP literals are judged before the request, and names are judged
-by :class:`GuardedResolver`, which sits in the session's connector and refuses a name when any address it
+by :class:`GuardedResolver`, which the client resolves through and which refuses a name when any address it
 resolves to is not permitted, so the connection goes to the very addresses that were checked (no second lookup
-for DNS rebinding to slip through). Each policy has its own session (:class:`HttpSessions`): a pooled
-connection or cached lookup made under a permissive policy is never reused under a strict one.
+for DNS rebinding to slip through). Each policy has its own client (:class:`HttpSessions`): a pooled
+connection or cached lookup made under a permissive policy is never reused under a strict one. The aiohttp
+sessions beside them (``HttpSessions.session``, ``new_http_session``) are guarded the same way, for what else in
+redrive speaks HTTP (alerts).
 
 With ``sign: {scheme: standard-webhooks, secret: ...}`` (or ``secrets: [...]``, newest first) every request carries
 Standard Webhooks headers over the exact body bytes sent, timed by the worker's clock at the attempt. The
@@ -22,8 +24,7 @@ import asyncio
 import json
 import re
 import socket
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -35,7 +36,8 @@ from aiohttp.resolver import DefaultResolver
 from pydantic import Field, field_validator, model_validator
 
 from redrive.actions.base import EXCERPT_BYTES, Outcome, Resources, decode
-from redrive.actions.egress import IPAddress, TargetPolicy, forbidden_message, parse_address, parse_allow_entry, refusal
+from redrive.actions.egress import TargetForbidden, TargetPolicy, parse_address, parse_allow_entry, refusal
+from redrive.actions.http_client import HttpClient, header_value
 from redrive.actions.http_failures import classify_http_exception
 from redrive.clock import Clock, utcnow
 from redrive.destinations.keys import url_destination
@@ -49,7 +51,8 @@ from redrive.triggers.templating import compile_template, render_tree
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods and header names
 _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
-# What aiohttp raises for a request that went wrong; ValueError covers values it refuses to put on the wire.
+# What the clients raise for a request that went wrong (``http_client``'s errors are OSErrors and ValueErrors);
+# ValueError also covers values aiohttp refuses to put on the wire.
 _REQUEST_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError)
 
 
@@ -95,15 +98,6 @@ class HttpAction(StrictModel):
         return self
 
 
-class TargetForbidden(OSError):
-    """A name resolved to an address the action's policy refuses (an OSError, as aiohttp expects of resolvers)."""
-
-    def __init__(self, host: str, address: IPAddress) -> None:
-        super().__init__(forbidden_message(host, address))
-        self.host = host
-        self.address = address
-
-
 class GuardedResolver(AbstractResolver):
     """Resolves through ``lookup`` (aiohttp's default resolver unless given) and refuses forbidden addresses.
 
@@ -133,6 +127,14 @@ class GuardedResolver(AbstractResolver):
         await self._lookup.close()
 
 
+def user_agent() -> str:
+    """``redrive/<version>``: what every outbound request of redrive's says it is."""
+    try:
+        return f"redrive/{version('redrive')}"
+    except PackageNotFoundError:
+        return "redrive"
+
+
 def new_http_session(
     policy: TargetPolicy | None = None,
     *,
@@ -146,23 +148,24 @@ def new_http_session(
     ``limit`` caps open connections; ``trace_configs`` add tracing. Cookies are never kept (one session serves
     many triggers) and proxy settings are not read from the environment.
     """
-    try:
-        agent = f"redrive/{version('redrive')}"
-    except PackageNotFoundError:
-        agent = "redrive"
     resolver = GuardedResolver(policy or TargetPolicy(), lookup)
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=resolver, limit=limit, ttl_dns_cache=60),
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,
-        headers={"User-Agent": agent},
+        headers={"User-Agent": user_agent()},
         trace_configs=trace_configs,
         json_serialize=_json_text,
     )
 
 
 class HttpSessions:
-    """One guarded session per target policy, opened on first use and closed together."""
+    """One guarded client per target policy, opened on first use and closed together: the http action's
+    (``client``, :mod:`redrive.actions.http_client`) and an aiohttp session for the rest of redrive (``session``).
+
+    ``outbound_headers`` gives the headers every action request carries besides its own (the attempt's
+    ``traceparent`` when tracing is on); ``trace_configs`` do the same for the aiohttp sessions.
+    """
 
     def __init__(
         self,
@@ -170,13 +173,24 @@ class HttpSessions:
         lookup: AbstractResolver | None = None,
         limit: int = 100,
         trace_configs: list[aiohttp.TraceConfig] | None = None,
+        outbound_headers: Callable[[], Mapping[str, str]] | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self.clock = clock  # the worker's: what "now" is for a Retry-After date
+        self.outbound_headers = outbound_headers
         self._lookup = lookup
         self._limit = limit
         self._trace_configs = trace_configs
         self._sessions: dict[TargetPolicy, aiohttp.ClientSession] = {}
+        self._clients: dict[TargetPolicy, HttpClient] = {}
+
+    def client(self, policy: TargetPolicy) -> HttpClient:
+        """The http action's client for ``policy``; call it inside the running event loop."""
+        client = self._clients.get(policy)
+        if client is None:
+            resolver = GuardedResolver(policy, self._lookup)
+            client = self._clients[policy] = HttpClient(resolver, limit=self._limit, user_agent=user_agent())
+        return client
 
     def session(self, policy: TargetPolicy) -> aiohttp.ClientSession:
         """The session for ``policy``; call it inside the running event loop."""
@@ -189,10 +203,13 @@ class HttpSessions:
         return session
 
     async def close(self) -> None:
-        """Close every session and its pooled connections."""
+        """Close every client and session and their pooled connections."""
         sessions, self._sessions = list(self._sessions.values()), {}
+        clients, self._clients = list(self._clients.values()), {}
         for session in sessions:
             await session.close()
+        for client in clients:
+            await client.close()
 
     async def __aenter__(self) -> HttpSessions:
         return self
@@ -214,12 +231,11 @@ class HttpRequester:
     """Sends one HTTP request per attempt; success is a 2xx status."""
 
     kind: ClassVar[str] = "http"
-    __slots__ = ("_config", "_policy", "_timeout")
+    __slots__ = ("_config", "_policy")
 
     def __init__(self, config: HttpAction) -> None:
         self._config = config
         self._policy = TargetPolicy.build(config.allow_private, config.allow)
-        self._timeout = aiohttp.ClientTimeout(total=config.timeout, sock_connect=config.connect_timeout)
 
     def render(self, context: Mapping[str, Any]) -> dict[str, Any]:
         """Render method, URL, headers and body; the method is upper-cased."""
@@ -262,33 +278,32 @@ class HttpRequester:
         if forbidden is not None:
             return Outcome(permanent("target_forbidden", forbidden), {})
         sessions: HttpSessions = resources["http"]
-        body: str | bytes | None = rendered.get("body")
-        payload = rendered.get("json")
+        headers, text = _encoded(rendered)
         if self._config.sign is not None:
-            headers, body = _signed(self._config.sign, rendered, sessions.clock())
-            payload = None
+            headers = {**headers, **self._config.sign.headers(rendered["webhook_id"], sessions.clock(), text or "")}
+        if sessions.outbound_headers is not None:
+            headers = {**headers, **sessions.outbound_headers()}
+        config = self._config
+        client = sessions.client(self._policy)
         try:
-            async with sessions.session(self._policy).request(
-                method,
-                url,
-                headers=headers,
-                json=payload,
-                data=body,
-                allow_redirects=False,
-                timeout=self._timeout,
-            ) as response:
-                answer = await _read_capped(response.content, EXCERPT_BYTES)
+            async with asyncio.timeout(config.timeout):
+                answer = await client.request(
+                    method,
+                    url,
+                    headers,
+                    None if text is None else text.encode(),
+                    connect_timeout=config.connect_timeout,
+                    cap=EXCERPT_BYTES,
+                )
         except _REQUEST_ERRORS as exc:
             return Outcome(_classify(exc), {}, error=exc)
-        status = response.status
-        reason = response.reason or ""
-        detail = {"status": status, "reason": reason, "headers": _plain_headers(response.headers)}
+        status, reason = answer.status, answer.reason
+        detail = {"status": status, "reason": reason, "headers": _plain_headers(answer.headers)}
         failure = None
         if not 200 <= status <= 299:
-            failure = classify_http_status(
-                status, reason=reason, retry_after=response.headers.get("Retry-After"), now=sessions.clock()
-            )
-        return Outcome(failure, detail, decode(answer) if answer else None)
+            retry_after = header_value(answer.headers, "Retry-After")
+            failure = classify_http_status(status, reason=reason, retry_after=retry_after, now=sessions.clock())
+        return Outcome(failure, detail, decode(answer.body) if answer.body else None)
 
 
 def webhook_id(context: Mapping[str, Any]) -> str:
@@ -296,25 +311,25 @@ def webhook_id(context: Mapping[str, Any]) -> str:
     return f"redrive-event-{context['event']['id']}"
 
 
-def _signed(
-    sign: StandardWebhooksSign, rendered: Mapping[str, Any], at: datetime
-) -> tuple[dict[str, str], bytes | None]:
-    # The body is encoded here, once, so the bytes signed are the bytes sent; the content type is what aiohttp
-    # would have set for the same json or text body, unless the trigger file sets its own. No body: "" is signed.
+def _encoded(rendered: Mapping[str, Any]) -> tuple[dict[str, str], str | None]:
+    """The headers and the body of a rendering: a ``json`` body encoded once (the text signed is the text sent),
+    with the content type of a json or a text body unless the trigger file sets its own."""
     headers: dict[str, str] = rendered["headers"]
     if "json" in rendered:
         text, content_type = _json_text(rendered["json"]), "application/json"
     elif "body" in rendered:
         text, content_type = rendered["body"], "text/plain; charset=utf-8"
     else:
-        return {**headers, **sign.headers(rendered["webhook_id"], at, "")}, None
+        return headers, None
     if not any(name.lower() == "content-type" for name in headers):
         headers = {**headers, "Content-Type": content_type}
-    return {**headers, **sign.headers(rendered["webhook_id"], at, text)}, text.encode()
+    return headers, text
 
 
 def classify_http(exc: BaseException) -> Failure | None:
     """The ``http`` kind's rules: a refused target, then the HTTP client's errors (None: not theirs)."""
+    if isinstance(exc, TargetForbidden):
+        return permanent("target_forbidden", str(exc))
     if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, TargetForbidden):
         return permanent("target_forbidden", str(exc.os_error))
     return classify_http_exception(exc)
@@ -334,7 +349,10 @@ def _secrets(config: HttpAction) -> set[str]:
 
 def _sessions(context: ResourceContext) -> HttpSessions:
     return HttpSessions(
-        limit=max(100, context.concurrency), trace_configs=list(context.trace_configs) or None, clock=context.clock
+        limit=max(100, context.concurrency),
+        trace_configs=list(context.trace_configs) or None,
+        outbound_headers=context.outbound_headers,
+        clock=context.clock,
     )
 
 
@@ -366,23 +384,9 @@ def _refuse_unsafe(method: str, headers: Mapping[str, str]) -> Outcome | None:
     return None
 
 
-def _plain_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    # Plain str keys (aiohttp's are istr, which strict JSON encoders refuse); repeated fields joined per RFC 9110.
+def _plain_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    # Repeated fields joined per RFC 9110, under the name as first sent.
     plain: dict[str, str] = {}
-    for name, value in headers.items():
-        key = str(name)
-        plain[key] = f"{plain[key]}, {value}" if key in plain else value
+    for name, value in headers:
+        plain[name] = f"{plain[name]}, {value}" if name in plain else value
     return plain
-
-
-async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
-    # read(n) returns what has arrived, up to n; loop until the cap or the end, never further.
-    chunks: list[bytes] = []
-    remaining = cap
-    while remaining > 0:
-        chunk = await stream.read(remaining)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)

@@ -120,9 +120,12 @@ class Worker:
 
     async def start(self) -> None:
         """Open the resources of the action kinds in use (HTTP sessions...), start the claim and lease loops."""
-        tracing = (self._tracing.aiohttp_trace_config(),) if self._tracing is not None else ()
+        tracing = self._tracing
         context = ResourceContext(
-            concurrency=self._settings.worker_concurrency, trace_configs=tracing, clock=self._clock
+            concurrency=self._settings.worker_concurrency,
+            trace_configs=(tracing.aiohttp_trace_config(),) if tracing is not None else (),
+            outbound_headers=tracing.current_headers if tracing is not None else None,
+            clock=self._clock,
         )
         kinds = {trigger.kind.name: trigger.kind for trigger in self._triggers}
         self._resources = {}
