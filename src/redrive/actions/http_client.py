@@ -170,13 +170,17 @@ class _Connection(asyncio.Protocol):
             self._finish()
 
     def on_body(self, body: bytes) -> None:
+        if self._answer is None or self._answer.done():
+            return
         room = self._cap - self._size
-        if room <= 0 and body:
-            self.reusable = False  # the rest is not read: the connection goes
+        if len(body) > room:  # longer than the cap: answered now, the rest is not read and the connection goes
+            self._body.append(body[:room])
+            self._size = self._cap
+            self.reusable = False
             self._finish()
             return
-        self._body.append(body[:room])
-        self._size += min(len(body), room)
+        self._body.append(body)
+        self._size += len(body)
 
     def on_message_complete(self) -> None:
         if self._answer is None or self._answer.done():
