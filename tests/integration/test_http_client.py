@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from redrive.actions.egress import TargetForbidden, TargetPolicy
 from redrive.actions.http import GuardedResolver
@@ -30,6 +29,7 @@ from redrive.actions.http_client import (
     MalformedAnswer,
 )
 from redrive.actions.http_failures import classify_http_exception
+from resolvers import TableResolver
 
 LIMIT = 5.0  # seconds any await of a test may take
 CAP = 4096
@@ -118,28 +118,6 @@ async def raw_server(respond: Respond) -> AsyncIterator[RawServer]:
             for task in stuck:
                 task.cancel()
         await listener.wait_closed()
-
-
-class TableResolver(AbstractResolver):
-    """Answers from a table of name -> addresses; a name not in it fails as a resolver's lookup does (OSError)."""
-
-    def __init__(self, table: dict[str, list[str]]) -> None:
-        self.table = table
-        self.lookups: list[str] = []
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        self.lookups.append(host)
-        if host not in self.table:
-            raise OSError(f"{host} does not resolve")
-        return [
-            {"hostname": host, "host": address, "port": port, "family": socket.AF_INET, "proto": 0, "flags": 0}
-            for address in self.table[host]
-        ]
-
-    async def close(self) -> None:
-        pass
 
 
 @asynccontextmanager

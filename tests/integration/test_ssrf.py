@@ -8,7 +8,6 @@ ones, so what is proven is that the connection goes only to checked addresses.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,43 +17,15 @@ import httpx2
 import pytest
 import yaml
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 
 from redrive.actions import Outcome
 from redrive.actions.http import HttpSessions
 from redrive.failures.hints import hint_for
 from redrive.plugins import builtin_registry
 from redrive.triggers.config import parse_config
+from resolvers import TableResolver
 from support import run_service, scalar, wait_until
-
-
-class TableResolver(AbstractResolver):
-    """Answers from a table of name -> addresses; a list of answers is served one lookup at a time."""
-
-    def __init__(self, table: dict[str, Any]) -> None:
-        self.table = table
-        self.lookups: list[str] = []
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        self.lookups.append(host)
-        answer = self.table[host]
-        addresses = answer.pop(0) if isinstance(answer[0], list) else answer
-        return [
-            {
-                "hostname": host,
-                "host": address,
-                "port": port,
-                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
-                "proto": 0,
-                "flags": 0,
-            }
-            for address in addresses
-        ]
-
-    async def close(self) -> None:
-        pass
 
 
 @asynccontextmanager
