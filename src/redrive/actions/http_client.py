@@ -1,9 +1,10 @@
 """The http action's client: HTTP/1.1 over asyncio, answers parsed by httptools, connections kept alive per target.
 
 Every http attempt goes through here, so its cost is paid per event. aiohttp, which redrive keeps for everything else
-that speaks HTTP (alerts, plugins' sessions), spent about 50 us of CPU per request in ``benchmarks/outbound_client.py``
-against 12 us for a bare keep-alive exchange over the same parser, and that difference was about 13% of one event's
-CPU end to end. This client does what an attempt needs and nothing more:
+that speaks HTTP (alerts, plugins' sessions), spent about 47 us of CPU on each of the action's requests in
+``benchmarks/outbound_client.py``; the action's whole call through this client spends about 20, a bare keep-alive
+exchange over the same parser 11. End to end (``peers.py``), one process's CPU per event fell by about a sixth. This
+client does what an attempt needs:
 
 - the target's name is resolved through the action's :class:`~redrive.actions.http.GuardedResolver` (answers kept
   60 s, as aiohttp's connector kept them) and the connection goes to the addresses it judged; an IP literal was
@@ -213,13 +214,21 @@ _Key = tuple[str, str, int]  # scheme, host, port
 class HttpClient:
     """Connections to the targets one :class:`~redrive.egress.TargetPolicy` permits, reused; one per policy."""
 
-    def __init__(self, resolver: AbstractResolver, *, limit: int = 100, user_agent: str = "redrive") -> None:
+    def __init__(
+        self,
+        resolver: AbstractResolver,
+        *,
+        limit: int = 100,
+        user_agent: str = "redrive",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """``tls``: the context of https connections (default: the system's trust store, host names checked)."""
         self._resolver = resolver
         self._slots = asyncio.Semaphore(limit)
         self._user_agent = user_agent
         self._idle: dict[_Key, list[_Connection]] = {}
         self._addresses: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
 
     async def request(
         self,
