@@ -21,7 +21,7 @@ from redrive.actions import Outcome
 from redrive.actions.http import HttpAction, HttpRequester, HttpSessions
 from redrive.clock import Clock, utcnow
 from redrive.plugins import builtin_registry
-from redrive.triggers.config import parse_config
+from redrive.triggers.config import ConfigError, parse_config
 from redrive.triggers.templating import RenderError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -281,6 +281,17 @@ def test_header_value_with_line_break_is_refused() -> None:
             assert server.received == []
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("name", ["Content-Length", "transfer-encoding"])
+def test_a_framing_header_in_the_trigger_file_is_refused_naming_the_trigger(name: str) -> None:
+    # The client writes the body's framing; a second one would frame it two ways on the wire.
+    doc = {"triggers": [{"name": "orders", "action": {"kind": "http", "url": "http://x/", "headers": {name: "5"}}}]}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(yaml.safe_dump(doc), source="t.yaml", env={})
+    [problem] = caught.value.problems
+    assert problem.path.startswith("triggers[0] (orders).action")
+    assert f"the {name} header(s) are set from the body" in problem.message
 
 
 def test_missing_payload_field_raises_render_error() -> None:

@@ -51,6 +51,7 @@ from redrive.triggers.templating import compile_template, render_tree
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods and header names
 _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})  # the client's to write (``http_client``)
 # What the clients raise for a request that went wrong (``http_client``'s errors are OSErrors and ValueErrors);
 # ValueError also covers values aiohttp refuses to put on the wire.
 _REQUEST_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError)
@@ -87,6 +88,14 @@ class HttpAction(StrictModel):
         # The client refuses both on every call: say so when the file is loaded, not as each event's failure.
         if "@" in urlsplit(self.url.source).netloc and any(h.lower() == "authorization" for h in self.headers):
             raise ValueError("give credentials either in the url (user:password@) or an Authorization header, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _client_frames_the_body(self) -> HttpAction:
+        # A second Content-Length, or one beside Transfer-Encoding, would frame the body two ways on the wire.
+        framing = sorted(h for h in self.headers if h.lower() in _FRAMING_HEADERS)
+        if framing:
+            raise ValueError(f"the {', '.join(framing)} header(s) are set from the body: remove them from 'headers'")
         return self
 
     @model_validator(mode="after")
