@@ -127,6 +127,11 @@ class _Connection(asyncio.Protocol):
         self.transport.write(request)
         return self._answer
 
+    def usable(self) -> bool:
+        """Whether another request may go on this connection (nothing has ended it, from either side)."""
+        transport = self.transport
+        return self.reusable and not self.closed and transport is not None and not transport.is_closing()
+
     def close(self) -> None:
         self.reusable = False
         if self.transport is not None:
@@ -145,6 +150,9 @@ class _Connection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(MalformedAnswer(f"the answer is not HTTP/1.x: {exc}"))
+
+    def eof_received(self) -> None:
+        self.reusable = False  # the target is done with the connection (it closes once this returns)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -285,13 +293,13 @@ class HttpClient:
         now = asyncio.get_running_loop().time()
         while idle:
             connection = idle.pop()
-            if connection.reusable and not connection.closed and now - connection.idle_since < KEEP_ALIVE:
+            if connection.usable() and now - connection.idle_since < KEEP_ALIVE:
                 return connection
             connection.close()
         return await self._connect(key, connect_timeout)
 
     def _release(self, target: URL, connection: _Connection) -> None:
-        if not connection.reusable or connection.closed:
+        if not connection.usable():
             connection.close()
             return
         connection.idle_since = asyncio.get_running_loop().time()
