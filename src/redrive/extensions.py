@@ -30,11 +30,11 @@ class ResourceContext:
     """Attempts the worker runs at once: size connection pools to it."""
     trace_configs: tuple[Any, ...] = ()
     """aiohttp ``TraceConfig``s that carry the attempt's ``traceparent`` (empty when tracing is off)."""
+    clock: Clock = utcnow
+    """The worker's clock: what "now" is for an action (a ``Retry-After`` date, say)."""
     outbound_headers: Callable[[], Mapping[str, str]] | None = None
     """The headers that carry the current attempt's ``traceparent``, for a client of another make (None: tracing
     is off)."""
-    clock: Clock = utcnow
-    """The worker's clock: what "now" is for an action (a ``Retry-After`` date, say)."""
 
 
 @dataclass(frozen=True, slots=True)
