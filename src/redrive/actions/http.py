@@ -52,9 +52,9 @@ from redrive.triggers.templating import compile_template, render_tree
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods and header names
 _UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})  # the client's to write (``http_client``)
-# What the clients raise for a request that went wrong (``http_client``'s errors are OSErrors and ValueErrors);
-# ValueError also covers values aiohttp refuses to put on the wire.
-_REQUEST_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError)
+# What the action's client raises for a request that went wrong (``http_client``'s tree; TLS errors and the total
+# timeout are OSErrors too).
+_REQUEST_ERRORS = (OSError, ValueError)
 
 
 class HttpAction(StrictModel):
