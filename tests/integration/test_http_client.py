@@ -397,6 +397,16 @@ def test_dns_answer_is_cached_across_connections() -> None:
     asyncio.run(scenario())
 
 
+def test_a_legacy_ip_spelling_is_connected_to_as_judged_without_a_lookup() -> None:
+    # egress.refusal judged 127.1 as 127.0.0.1; the client connects there rather than asking a resolver about it.
+    async def scenario() -> None:
+        async with raw_server(answer(OK)) as server, open_client() as (client, lookup):
+            got = await fetch(client, f"http://127.1:{server.port}/")
+        assert (got.status, lookup.lookups, server.accepted) == (200, [], 1)
+
+    asyncio.run(scenario())
+
+
 def test_cancelled_request_closes_its_connection() -> None:
     async def scenario() -> None:
         async with raw_server(by_path({"/hang": b""})) as server, open_client() as (client, _):

@@ -8,7 +8,7 @@ client does what an attempt needs:
 
 - the target's name is resolved through the action's :class:`~redrive.actions.http.GuardedResolver` (answers kept
   60 s, as aiohttp's connector kept them) and the connection goes to the addresses it judged; an IP literal was
-  judged before the request (``egress.refusal``) and is connected to as written;
+  judged before the request (``egress.refusal``) and is connected to as judged, with no lookup;
 - one request at a time per connection, idle connections reused for 15 s per (scheme, host, port), at most
   ``limit`` connections in use at once;
 - TLS with the default trust store and the host name checked; credentials in the URL become Basic authorization;
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import socket
 import ssl
 from collections.abc import Mapping
@@ -47,7 +46,7 @@ import httptools
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
-from redrive.actions.egress import TargetForbidden
+from redrive.actions.egress import TargetForbidden, literal_address
 
 DNS_TTL = 60.0  # seconds an answer of the resolver is used for
 KEEP_ALIVE = 15.0  # seconds an idle connection is kept for reuse
@@ -252,14 +251,15 @@ class HttpClient:
         exchange (``asyncio.timeout``); a connection it leaves unfinished is closed, never reused."""
         target = _target(url)
         request = self._encode(method, target, headers, body)
+        key = (target.scheme, target.raw_host or "", target.port or 0)
         async with self._slots:
-            connection = await self._connection(target, connect_timeout)
+            connection = await self._connection(key, connect_timeout)
             try:
                 answer = await connection.exchange(request, cap, head=method == "HEAD")
             except BaseException:
                 connection.close()
                 raise
-            self._release(target, connection)
+            self._release(key, connection)
             return answer
 
     async def close(self) -> None:
@@ -287,8 +287,7 @@ class HttpClient:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode()
         return head + body if body else head
 
-    async def _connection(self, target: URL, connect_timeout: float) -> _Connection:
-        key = (target.scheme, target.raw_host or "", target.port or 0)
+    async def _connection(self, key: _Key, connect_timeout: float) -> _Connection:
         idle = self._idle.get(key)
         now = asyncio.get_running_loop().time()
         while idle:
@@ -298,12 +297,12 @@ class HttpClient:
             connection.close()
         return await self._connect(key, connect_timeout)
 
-    def _release(self, target: URL, connection: _Connection) -> None:
+    def _release(self, key: _Key, connection: _Connection) -> None:
         if not connection.usable():
             connection.close()
             return
         connection.idle_since = asyncio.get_running_loop().time()
-        self._idle.setdefault((target.scheme, target.raw_host or "", target.port or 0), []).append(connection)
+        self._idle.setdefault(key, []).append(connection)
 
     async def _connect(self, key: _Key, connect_timeout: float) -> _Connection:
         scheme, host, port = key
@@ -326,22 +325,21 @@ class HttpClient:
         raise last if last is not None else DnsFailure(host)
 
     async def _resolve(self, host: str, port: int) -> list[tuple[str, int]]:
-        """The addresses to try for ``host`` (and their families): the guard's answer, or the literal itself."""
-        try:
-            literal = ipaddress.ip_address(host)
-        except ValueError:
-            pass
-        else:
-            return [(host, socket.AF_INET6 if literal.version == 6 else socket.AF_INET)]
+        """The addresses to try for ``host`` (and their families): the guard's answer, or the address an IP literal
+        names, read as ``egress.refusal`` read it when it judged it (legacy spellings such as ``127.1`` included;
+        an IPv6 scope id is dropped)."""
+        literal = literal_address(host)
+        if literal is not None:
+            return [(str(literal), socket.AF_INET6 if literal.version == 6 else socket.AF_INET)]
         now = asyncio.get_running_loop().time()
         kept = self._addresses.get((host, port))
         if kept is not None and kept[0] > now:
             return kept[1]
         try:
             results = await self._resolver.resolve(host, port, family=socket.AF_UNSPEC)
+        except TargetForbidden:
+            raise
         except OSError as exc:
-            if isinstance(exc, TargetForbidden):
-                raise
             raise DnsFailure(host) from exc
         addresses = [(result["host"], result["family"]) for result in results]
         if not addresses:
