@@ -12,7 +12,7 @@ import trustme
 
 from redrive.actions.egress import TargetPolicy
 from redrive.actions.http import GuardedResolver
-from redrive.actions.http_client import HttpClient
+from redrive.actions.http_client import Answer, HttpClient
 from redrive.actions.http_failures import classify_http_exception
 from resolvers import TableResolver
 
@@ -54,9 +54,14 @@ async def tls_server(ca: trustme.CA, name: str) -> AsyncIterator[tuple[int, list
         await server.wait_closed()
 
 
-def client(tls: ssl.SSLContext | None = None) -> HttpClient:
+async def fetch(tls: ssl.SSLContext, url: str) -> Answer:
+    """GET ``url`` with a fresh client using ``tls``, closed afterwards; both test names resolve to 127.0.0.1."""
     lookup = TableResolver({"sink.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
-    return HttpClient(GuardedResolver(TargetPolicy.build(True, []), lookup), tls=tls)
+    client = HttpClient(GuardedResolver(TargetPolicy.build(True, []), lookup), tls=tls)
+    try:
+        return await asyncio.wait_for(client.request("GET", url, {}, None, connect_timeout=LIMIT, cap=64), LIMIT)
+    finally:
+        await client.close()
 
 
 def test_a_trusted_certificate_for_the_name_answers_and_the_name_is_sent(ca: trustme.CA) -> None:
@@ -64,10 +69,7 @@ def test_a_trusted_certificate_for_the_name_answers_and_the_name_is_sent(ca: tru
         trusting = ssl.create_default_context()
         ca.configure_trust(trusting)
         async with tls_server(ca, "sink.test") as (port, names):
-            answer = await asyncio.wait_for(
-                client(trusting).request("GET", f"https://sink.test:{port}/", {}, None, connect_timeout=LIMIT, cap=64),
-                LIMIT,
-            )
+            answer = await fetch(trusting, f"https://sink.test:{port}/")
         assert (answer.status, answer.body) == (200, b"secret")
         assert names == ["sink.test"]
 
@@ -86,12 +88,7 @@ def test_a_certificate_the_client_cannot_verify_is_a_tls_error(ca: trustme.CA, t
             ca.configure_trust(context)
         async with tls_server(ca, "sink.test") as (port, _):
             with pytest.raises(ssl.SSLCertVerificationError) as raised:
-                await asyncio.wait_for(
-                    client(context).request(
-                        "GET", f"https://{url_name}:{port}/", {}, None, connect_timeout=LIMIT, cap=64
-                    ),
-                    LIMIT,
-                )
+                await fetch(context, f"https://{url_name}:{port}/")
         failure = classify_http_exception(raised.value)
         assert failure is not None
         assert (failure.code, failure.category) == ("tls_error", "transient")
