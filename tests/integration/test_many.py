@@ -26,6 +26,7 @@ from sqlalchemy import (
     bindparam,
     event,
     false,
+    select,
     update,
 )
 from sqlalchemy.dialects import sqlite
@@ -33,7 +34,7 @@ from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.exc import IntegrityError
 
 from redrive.db.engine import make_engine
-from redrive.db.many import Many, many
+from redrive.db.many import Many, many, rows_of, scalar_of
 from redrive.db.schema import Json, UtcDateTime
 
 metadata = MetaData()
@@ -158,3 +159,38 @@ def test_an_insert_that_skips_conflicts_returns_only_the_rows_it_made(engine: En
     assert made == [(2,)]
     with engine.connect() as connection, pytest.raises(ValueError, match="not an INSERT of one row's VALUES"):
         Many.compile(update(things).values(n=bindparam("n")), engine.dialect).inserted(connection, [])
+
+
+def test_a_statement_run_once_returns_sqlalchemys_rows_and_its_scalar_converted(engine: Engine) -> None:
+    statement = (
+        update(things)
+        .where(things.c.flag == false(), things.c.id > bindparam("b_after", type_=Integer()))
+        .values(n=things.c.n + 1)
+        .returning(things.c.id, things.c.label, things.c.n)
+    )
+    latest = select(things.c.at).where(things.c.id < bindparam("b_below", type_=Integer())).order_by(things.c.id)
+    with engine.begin() as connection:
+        connection.execute(things.insert(), ROWS)
+        expected = sorted(connection.execute(statement, {"b_after": 1}).all())
+        prepared = many(connection, "things.bump", statement)
+        assert sorted(prepared.rows(connection, {"b_after": 1})) == [
+            (n, label, count + 1) for n, label, count in expected
+        ]
+        assert sorted(prepared.rows(connection, {"b_after": 9})) == []
+        found = Many.compile(latest, connection.dialect).scalar(connection, {"b_below": 9})
+        assert found == ROWS[0]["at"]  # converted as SQLAlchemy converts the column: text on SQLite's side
+        assert found.tzinfo is UTC
+        assert Many.compile(latest, connection.dialect).scalar(connection, {"b_below": 1}) is None
+
+
+def test_rows_of_reads_the_same_rows_on_both_paths(engine: Engine) -> None:
+    statement = select(things.c.id, things.c.label).where(things.c.ms >= bindparam("b_ms", type_=Float()))
+    with engine.begin() as connection:
+        connection.execute(things.insert(), ROWS)
+        assert sorted(rows_of(connection, "things.by_ms", statement, {"b_ms": 0.5})) == [(1, "one")]
+        assert scalar_of(connection, "things.first", statement.order_by(things.c.id), {"b_ms": 0.0}) == 1
+
+
+def test_an_expanding_in_is_refused_rather_than_compiled_for_one_length(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="expanding IN"):
+        Many.compile(select(things.c.id).where(things.c.id.in_([1, 2])), engine.dialect)

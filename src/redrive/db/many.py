@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Dialect
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -38,10 +39,12 @@ _MAX_PARAMETERS = 32_766  # SQLite's limit on one statement's parameters (3.32 a
 
 @dataclass(frozen=True, slots=True)
 class Many:
-    """A statement compiled for one dialect, run over many rows (``run``; ``inserted`` for an INSERT ... RETURNING)."""
+    """A statement compiled for one dialect, run over many rows (``run``; ``inserted`` for an INSERT ... RETURNING)
+    or once (``rows``, ``scalar``)."""
 
     sql: str
     fields: Fields
+    results: tuple[Convert | None, ...] = ()  # per column of what it returns: how its value is converted (``scalar``)
     _params: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -58,18 +61,40 @@ class Many:
         fields: list[tuple[str | None, Convert | None, Any]] = []
         for name in compiled.positiontup:
             bind = compiled.binds[name]
+            if bind.expanding:  # its text would change with the list's length: ``db.lists`` binds a list as one value
+                raise ValueError(f"{name!r} is an expanding IN; Many binds each parameter once (db.lists)")
             convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if bind.required:
                 fields.append((name, convert, None))
             else:
                 value = bind.effective_value
                 fields.append((None, None, convert(value) if convert is not None else value))
-        return cls(str(compiled), tuple(fields))
+        returned = getattr(statement, "exported_columns", ())
+        results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returned)
+        return cls(str(compiled), tuple(fields), results)
 
     def run(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute the statement once per row, in one ``executemany`` of the driver."""
         if rows:
             connection.exec_driver_sql(self.sql, [self._params(row) for row in rows])
+
+    def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """Execute the statement once with ``params`` and return its rows as the driver gives them (no result
+        processors: for ids, text and integers; SQLite gives a boolean as 0 or 1).
+
+        For the writer's statements run on every claim and completion batch: ``Connection.execute`` walks the whole
+        statement for its cache key on every call, which for a lease or a promotion (subqueries, EXISTS tests, a CTE)
+        cost more than SQLite's run of it; here the text was compiled once."""
+        return list(connection.exec_driver_sql(self.sql, self._params(params)).all())
+
+    def scalar(self, connection: Connection, params: Mapping[str, Any]) -> Any:
+        """Execute the statement once with ``params``; the first column of its first row, converted by its type as
+        SQLAlchemy converts it, or None when there is no row."""
+        row = connection.exec_driver_sql(self.sql, self._params(params)).first()
+        if row is None:
+            return None
+        convert = self.results[0]
+        return row[0] if convert is None else convert(row[0])
 
     def inserted(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         """For an ``INSERT ... VALUES (one row's placeholders) ... RETURNING``: insert ``rows`` with one statement
@@ -125,3 +150,22 @@ def many(connection: Connection, name: str, statement: ClauseElement, columns: I
     if found is None:
         found = kept[name] = Many.compile(statement, connection.dialect, columns)
     return found
+
+
+def rows_of(connection: Connection, name: str, statement: Executable, params: Mapping[str, Any]) -> list[Any]:
+    """The rows of ``statement`` (kept as ``name``) run once with ``params``: on SQLite compiled once per connection
+    (``Many.rows``: booleans as 0 or 1, values as the driver gives them), elsewhere through ``Connection.execute``.
+    For statements that return ids, integers, text and flags read for their truth."""
+    if connection.dialect.name == "sqlite":
+        assert isinstance(statement, ClauseElement)
+        return many(connection, name, statement).rows(connection, params)
+    return list(connection.execute(statement, params).all())
+
+
+def scalar_of(connection: Connection, name: str, statement: Executable, params: Mapping[str, Any]) -> Any:
+    """The first value of ``statement``'s first row (kept as ``name``), run once with ``params`` and converted by its
+    type; None when there is no row. On SQLite through ``Many.scalar``, elsewhere through ``Connection.execute``."""
+    if connection.dialect.name == "sqlite":
+        assert isinstance(statement, ClauseElement)
+        return many(connection, name, statement).scalar(connection, params)
+    return connection.execute(statement, params).scalar()

@@ -56,6 +56,7 @@ from sqlalchemy.engine import Connection
 
 from redrive.db.hints import unindexed
 from redrive.db.lists import in_list, one_of
+from redrive.db.many import rows_of
 from redrive.db.schema import executions
 from redrive.db.writer import before_commit
 from redrive.states import ExecutionStatus
@@ -335,7 +336,10 @@ def promote_in(
     params: dict[str, Any] = {_IDS: list(freed), _NOW: now, _BLOCKING: list(blocking or ())}
     if gone:
         params["p_gone"] = list(freed)
-    return list(connection.execute(_promote(blocking is None, gone), params).scalars())
+    every_trigger_blocks = blocking is None
+    statement = _promote(every_trigger_blocks, gone)
+    name = f"parking.promote.{every_trigger_blocks}.{gone}"  # one compiled text per statement (``db.many``)
+    return [row[0] for row in rows_of(connection, name, statement, params)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,7 @@ from sqlalchemy.engine import Connection
 from redrive.db.engine import json_dumps
 from redrive.db.hints import unindexed
 from redrive.db.lists import in_list
-from redrive.db.many import many
+from redrive.db.many import many, rows_of, scalar_of
 from redrive.db.schema import attempts, destinations, events, executions, triggers
 from redrive.db.writer import BatchJob
 from redrive.destinations.breaker import Observed, Policy
@@ -286,6 +286,9 @@ def claim(
     ids = list(trigger_ids)
     keys: dict[str, list[int]] = {"c_blocking_ids": list(blocking)} if ordered else {}
 
+    def name(statement: str) -> str:  # the name a connection keeps its compiled text under (``db.many``)
+        return f"claim.{statement}.{'ordered' if ordered else 'unordered'}"
+
     def job(connection: Connection) -> Claim:
         statements = _claim_statements(ordered)
         params: dict[str, Any] = {
@@ -304,7 +307,9 @@ def claim(
                 rows = list(connection.execute(statements.lease_unplanned_events, {**params, "c_limit": limit}))
                 event_of = {row.event_id: row for row in rows}
             else:
-                rows = list(connection.execute(statements.lease_unplanned, {**params, "c_limit": limit}))
+                rows = rows_of(
+                    connection, name("lease_unplanned"), statements.lease_unplanned, {**params, "c_limit": limit}
+                )
         if policy_of is None or (rows and not rows[0].restricted):  # nothing restricted when the rows were leased
             planned = ClaimPlan()
         else:
@@ -313,22 +318,25 @@ def claim(
         # those capped now, and those with laned rows (``destinations.store.lane``), which the free range never holds.
         capped = {name for name, allowed in planned.allowances.items() if allowed < limit}
         one_by_one = sorted(capped | planned.laned)
-        for name in one_by_one:
-            room = min(planned.allowances.get(name, limit), limit - len(rows))
+        for destination in one_by_one:
+            room = min(planned.allowances.get(destination, limit), limit - len(rows))
             taken = 0
             if room > 0:
-                leased = connection.execute(
-                    statements.lease_destination, {**params, "c_destination": name, "c_limit": room}
-                ).all()
+                leased = rows_of(
+                    connection,
+                    name("lease_destination"),
+                    statements.lease_destination,
+                    {**params, "c_destination": destination, "c_limit": room},
+                )
                 rows += leased
                 taken = len(leased)
-            if name in capped and taken == room:  # it may have more due than it could take: a backlog is laned
-                planned.lane(connection, name, now)
+            if destination in capped and taken == room:  # it may have more due than it could take: it is laned
+                planned.lane(connection, destination, now)
         # After an unplanned lease, what the free range may still hold is the rows of restricted destinations that
         # may take a whole batch: none unless the plan found some.
         if len(rows) < limit and (planned.restricted or not unplanned):
             free = {**params, "c_limit": limit - len(rows), "c_restricted": one_by_one}
-            rows += connection.execute(statements.lease, free).all()
+            rows += rows_of(connection, name("lease"), statements.lease, free)
         if planned.allowances or one_by_one:  # a laned destination released is unlaned as it is saved
             planned.commit(connection, Counter(row.destination for row in rows), now)
         claimed: list[Claimed] = []
@@ -358,9 +366,12 @@ def claim(
             _settle_keys(connection, rows, token, now, claimed)
         next_run_at = None
         if len(rows) < limit:
-            next_run_at = connection.execute(
-                statements.next_due, {"c_trigger_ids": ids, "c_restricted": sorted(capped), **keys}
-            ).scalar_one_or_none()
+            next_run_at = scalar_of(
+                connection,
+                name("next_due"),
+                statements.next_due,
+                {"c_trigger_ids": ids, "c_restricted": sorted(capped), **keys},
+            )
             if planned.next_at is not None and (next_run_at is None or planned.next_at < next_run_at):
                 next_run_at = planned.next_at
         return Claim(claimed, next_run_at, planned.transitions, planned.restricted)
