@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -46,6 +47,26 @@ metadata = MetaData(
 )
 
 
+def sqlite_text(value: datetime | None) -> str | None:
+    """The text SQLite's DATETIME stores for ``value`` (``'2026-01-01 12:00:00.000000'``), as SQLAlchemy writes it.
+
+    Every row the writer stores has several datetimes, and this was about 3% of a delivered event's CPU written
+    as ``isoformat``, whose offset costs as much as the rest: orjson writes the ISO text in C in under half the time
+    (its microseconds only when not 0). orjson takes no subclass of datetime: such a value is written the slow way."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+    if type(value) is not datetime:
+        return value.isoformat(" ", "microseconds")[:26]
+    text = orjson.dumps(value)  # b'"2026-01-01T12:00:00.123456+00:00"'
+    if value.microsecond:
+        return text[1:27].decode().replace("T", " ")
+    return text[1:20].decode().replace("T", " ") + ".000000"
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime on both dialects (SQLite stores naive text; PostgreSQL a timestamptz)."""
 
@@ -64,16 +85,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
 
-        # The text SQLite's DATETIME stores ('2026-01-01 12:00:00.000000'), written in one C call rather than
-        # this type's conversion followed by the dialect's formatting: every row the writer stores has several.
-        def process(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:
-                raise ValueError("naive datetimes are not stored; pass an aware UTC datetime")
-            return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
-
-        return process
+        return sqlite_text
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if not isinstance(value, datetime):
