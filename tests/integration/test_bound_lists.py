@@ -104,3 +104,16 @@ def test_sqlite_looks_up_a_list_of_ids_by_id(engine: Engine) -> None:
         plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
     details = [row[-1] for row in plan]
     assert any("USING INTEGER PRIMARY KEY" in detail for detail in details), details
+
+
+def test_a_string_orjson_refuses_is_bound_as_the_standard_library_escapes_it(tmp_path: Any) -> None:
+    """SQLite only: PostgreSQL's driver refuses a lone surrogate itself. orjson encodes the JSON array, but a string
+    holding one is written by the standard library instead (``\\ud800``), and the statement runs."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'lists.db'}", writer=True)
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as connection:
+            connection.execute(things.insert(), [{"id": 1, "name": "a"}])
+        assert ids_where(engine, in_list(things.c.name, "names"), names=["\ud800", "a"]) == [1]
+    finally:
+        engine.dispose()

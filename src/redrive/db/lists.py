@@ -16,6 +16,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import BigInteger, ColumnElement, Dialect, String, Text, TypeDecorator, bindparam, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
@@ -47,7 +48,12 @@ class BoundList(TypeDecorator[Sequence[Any]]):
         if value is None:
             return None
         values = [str(v) for v in value] if self.text else [int(v) for v in value]
-        return values if dialect.name == "postgresql" else json.dumps(values)
+        if dialect.name == "postgresql":
+            return values
+        try:
+            return orjson.dumps(values).decode()  # a third of the standard library's time, on every claim and fence
+        except orjson.JSONEncodeError:  # a string orjson refuses (a lone surrogate) is escaped as json writes it
+            return json.dumps(values)
 
 
 class InList(ColumnElement[bool]):
