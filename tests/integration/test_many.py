@@ -34,7 +34,7 @@ from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.exc import IntegrityError
 
 from redrive.db.engine import make_engine
-from redrive.db.many import Many, many, rows_of, scalar_of
+from redrive.db.many import Many, many, named, rows_of, scalar_of
 from redrive.db.schema import Json, UtcDateTime
 
 metadata = MetaData()
@@ -194,3 +194,15 @@ def test_rows_of_reads_the_same_rows_on_both_paths(engine: Engine) -> None:
 def test_an_expanding_in_is_refused_rather_than_compiled_for_one_length(engine: Engine) -> None:
     with pytest.raises(ValueError, match="expanding IN"):
         Many.compile(select(things.c.id).where(things.c.id.in_([1, 2])), engine.dialect)
+
+
+def test_named_rows_read_as_sqlalchemys_rows_by_name_and_by_position(engine: Engine) -> None:
+    statement = select(things.c.id, things.c.label, things.c.at).order_by(things.c.id)
+    with engine.begin() as connection:
+        connection.execute(things.insert(), ROWS)
+        expected = connection.execute(statement).all()
+        rows = named(connection.execute(statement))
+        odd = named(connection.exec_driver_sql("SELECT count(*), max(id) AS top FROM many_things"))
+    assert [(row.id, row.label, row.at) for row in rows] == [(row.id, row.label, row.at) for row in expected]
+    assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
+    assert (odd[0][0], odd[0].top) == (3, 3)  # a column named by no identifier is still read by position

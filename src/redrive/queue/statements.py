@@ -56,7 +56,7 @@ from sqlalchemy.engine import Connection
 from redrive.db.engine import json_dumps
 from redrive.db.hints import unindexed
 from redrive.db.lists import in_list
-from redrive.db.many import many, rows_of, scalar_of
+from redrive.db.many import many, named, rows_of, scalar_of
 from redrive.db.schema import attempts, destinations, events, executions, triggers
 from redrive.db.writer import BatchJob
 from redrive.destinations.breaker import Observed, Policy
@@ -304,7 +304,7 @@ def claim(
         if unplanned:
             settle(connection)  # it reads which destinations are restricted from their rows
             if connection.dialect.name == "postgresql":
-                rows = list(connection.execute(statements.lease_unplanned_events, {**params, "c_limit": limit}))
+                rows = named(connection.execute(statements.lease_unplanned_events, {**params, "c_limit": limit}))
                 event_of = {row.event_id: row for row in rows}
             else:
                 rows = rows_of(
@@ -344,7 +344,9 @@ def claim(
         if rows:
             unread = sorted({r.event_id for r in rows} - event_of.keys())
             if unread:
-                event_of.update((e.id, e) for e in connection.execute(statements.events, {"c_event_ids": unread}))
+                event_of.update(
+                    (e.id, e) for e in named(connection.execute(statements.events, {"c_event_ids": unread}))
+                )
             for row in sorted(rows, key=lambda r: r.id):
                 event = event_of[row.event_id]
                 claimed.append(
@@ -616,7 +618,7 @@ def _fenced_batch(connection: Connection, results: Sequence[Completion]) -> dict
         "excerpts": [result.excerpt for result in results],
         "requests": [json_dumps(result.request) for result in results],
     }
-    return {(row.id, row.token): row for row in connection.execute(_FENCED_UPDATE, params)}
+    return {(row.id, row.token): row for row in named(connection.execute(_FENCED_UPDATE, params))}
 
 
 def _sqlite_many(connection: Connection, name: str, rows: list[dict[str, Any]]) -> None:
@@ -631,7 +633,7 @@ def _held_then_updated(connection: Connection, results: Sequence[Completion]) ->
     """SQLite: read the running rows (its single writer holds the lock), keep those whose token matches, update
     them; returns them by (id, token), as read before the update."""
     statements = _complete_statements()
-    held = connection.execute(statements.fence, {"ids": sorted({r.execution_id for r in results})})
+    held = named(connection.execute(statements.fence, {"ids": sorted({r.execution_id for r in results})}))
     current = {row.id: row for row in held}
     fenced = [r for r in results if r.execution_id in current and current[r.execution_id].lease_token == r.lease_token]
     for name, charged in (("update", True), ("hold", False)):
