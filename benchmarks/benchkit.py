@@ -192,12 +192,18 @@ class Sent:
 
 
 async def send_events(
-    urls: Sequence[str], keys: Sequence[str], connections: int, body: bytes, seconds: float, rate: float | None = None
+    urls: Sequence[str],
+    keys: Sequence[str],
+    connections: int,
+    body: bytes | Callable[[str], bytes],
+    seconds: float,
+    rate: float | None = None,
 ) -> Sent:
     """POST one event per key, ``connections`` senders at a time, sender ``i`` posting to ``urls[i % len(urls)]``.
 
     Each request carries the key as ``Idempotency-Key`` and ``body`` with the key spliced in for ``{key}``
-    (``body`` is a template made by ``event_body``). Every request is awaited to its answer: the counts are exact.
+    (``body`` is a template made by ``event_body``), or what ``body`` makes of the key when it is a function. Every
+    request is awaited to its answer: the counts are exact.
     ``rate`` (events/s) paces the senders together: the n-th event goes no earlier than n / rate seconds in.
     """
     queue = iter(keys)
@@ -212,7 +218,8 @@ async def send_events(
                     await asyncio.sleep(wait)
             headers = {"Content-Type": "application/json", "Idempotency-Key": key}
             try:
-                async with session.post(url, data=body.replace(b"{key}", key.encode()), headers=headers) as r:
+                data = body(key) if callable(body) else body.replace(b"{key}", key.encode())
+                async with session.post(url, data=data, headers=headers) as r:
                     await r.read()
                     counts["accepted" if 200 <= r.status < 300 else "refused"] += 1
             except (aiohttp.ClientError, TimeoutError):

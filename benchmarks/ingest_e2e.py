@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -235,9 +236,11 @@ def end_to_end(
     tag: str = "",
     rate: float | None = None,
     ordering_keys: int = 0,
+    body: bytes | Callable[[str], bytes] = E2E_BODY,
 ) -> dict[str, Any]:
     """One end-to-end run (``trigger_extra``: more YAML for the trigger; ``tag`` names the run's processes; ``rate``
-    paces the senders at that many events/s, None: as fast as they can; ``ordering_keys``: see ``start_redrive``)."""
+    paces the senders at that many events/s, None: as fast as they can; ``ordering_keys``: see ``start_redrive``;
+    ``body``: the events, as ``benchkit.send_events`` takes them, each keyed ``e2e-N``)."""
     sink_port = start_sink(procs, f"sink-{tag}{n}-{processes}")
     name = f"redrive-e2e-{tag}{n}-{processes}"
     base, db, pid = start_redrive(
@@ -248,7 +251,7 @@ def end_to_end(
     t0 = time.perf_counter()
 
     keys = [f"e2e-{n}" for n in range(args.events)]
-    sent = asyncio.run(send_events([f"{base}/hooks/bench"], keys, args.connections, E2E_BODY, args.e2e_timeout, rate))
+    sent = asyncio.run(send_events([f"{base}/hooks/bench"], keys, args.connections, body, args.e2e_timeout, rate))
     rejected = sent.refused + sent.errors
     sent_s = time.perf_counter() - t0
     deadline = time.monotonic() + args.e2e_timeout

@@ -42,6 +42,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchkit import (
@@ -54,20 +55,23 @@ from benchkit import (
     start_sink,
     wait_healthy,
 )
-from destinations_e2e import PARTS, VARIANTS
-from ingest_e2e import E2E_BODY, trigger_file
+from destinations_e2e import PARTS, VARIANTS, customer_event
+from ingest_e2e import trigger_file
 from peers import redrive_config
 from writer_cycles import message_id
 
 
-def workload(variant: str, sink_port: int, events: int, keys: int) -> tuple[str, bytes, list[str]]:
+def workload(
+    variant: str, sink_port: int, events: int, keys: int
+) -> tuple[str, bytes | Callable[[str], bytes], list[str]]:
     """The trigger file, the event body and the events' keys of ``variant``: ``peers.py``'s (its trigger and 1 KB
-    event), or ``ingest_e2e.py``'s trigger with ``destinations_e2e.py``'s settings, whose ordering key (the event's
-    number modulo 1,000) takes ``keys`` values, as in ``writer_cycles.py``."""
+    event), or ``ingest_e2e.py``'s trigger with ``destinations_e2e.py``'s settings and events, whose ordering key
+    (the customer, the event's number modulo 1,000) takes ``keys`` values, as in ``writer_cycles.py``."""
     if variant == "peers":
         return redrive_config(sink_port), event_body(), [f"key-{n}" for n in range(events)]
     settings = {**VARIANTS, **PARTS}[variant]
-    return trigger_file(sink_port, 0, settings), E2E_BODY, [f"e2e-{message_id(n, keys)}" for n in range(events)]
+    keyed = [f"e2e-{message_id(n, keys)}" for n in range(events)]
+    return trigger_file(sink_port, 0, settings), customer_event, keyed
 
 
 def main() -> int:

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from destinations_e2e import PARTS, VARIANTS
+from destinations_e2e import PARTS, VARIANTS, customer_event
 from sqlalchemy import Engine, text
 
 from redrive.db.engine import make_engine
@@ -158,7 +158,7 @@ def run(engine: Engine, built: TriggerSet, cycles: int, batch: int, keys: int) -
                 prepare(
                     trigger.config,
                     trigger.id,
-                    body=b'{"messageId":"msg-%d","text":"hello"}' % message_id(n, keys),  # the key: its % 1000
+                    body=customer_event(f"msg-{message_id(n, keys)}"),  # its customer: the number % 1000
                     headers={"content-type": "application/json"},
                     received_at=now,
                     redactor=redactor,
