@@ -16,6 +16,11 @@ prepared statement, so there ``Many`` hands the driver the rows as tuples:
   (``_row_builder``), turns a row into its tuple;
 - the rows go through ``Connection.exec_driver_sql``, so SQLAlchemy's events, its error wrapping (what the writer's
   retries and conflict checks read) and the transaction stay as they are.
+
+The same compiled text serves the writer's statements that run once per claim or completion batch (``rows_of``,
+``scalar_of``): ``Connection.execute`` walks a statement for its cache key on every call, which for a lease or a
+promotion cost more than SQLite's run of it. What the writer reads back it reads as named tuples (``named``):
+SQLAlchemy's ``Row`` is slow to read by column name.
 """
 
 from __future__ import annotations
