@@ -21,7 +21,6 @@ shows ``webhook-id`` and the signature masked; the timestamp is the attempt's st
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
@@ -30,7 +29,6 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from pydantic import Field, field_validator, model_validator
@@ -40,6 +38,7 @@ from redrive.actions.egress import TargetForbidden, TargetPolicy, parse_address,
 from redrive.actions.http_client import HttpClient, header_value
 from redrive.actions.http_failures import classify_http_exception
 from redrive.clock import Clock, utcnow
+from redrive.db.engine import json_text
 from redrive.destinations.keys import url_destination
 from redrive.extensions import ActionKind, ResourceContext
 from redrive.failures.classify import Failure, classify_http_status, classify_raised, permanent
@@ -164,7 +163,7 @@ def new_http_session(
         trust_env=False,
         headers={"User-Agent": user_agent()},
         trace_configs=trace_configs,
-        json_serialize=_json_text,
+        json_serialize=json_text,
     )
 
 
@@ -225,15 +224,6 @@ class HttpSessions:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-
-def _json_text(value: Any) -> str:
-    # ``json`` bodies are encoded with orjson, like everything else redrive writes: the standard library's encoder
-    # was a visible part of each attempt's cost. What orjson refuses (integers past 64 bits) json still writes.
-    try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:
-        return json.dumps(value)
 
 
 class HttpRequester:
@@ -325,7 +315,7 @@ def _encoded(rendered: Mapping[str, Any]) -> tuple[dict[str, str], str | None]:
     with the content type of a json or a text body unless the trigger file sets its own."""
     headers: dict[str, str] = rendered["headers"]
     if "json" in rendered:
-        text, content_type = _json_text(rendered["json"]), "application/json"
+        text, content_type = json_text(rendered["json"]), "application/json"
     elif "body" in rendered:
         text, content_type = rendered["body"], "text/plain; charset=utf-8"
     else:

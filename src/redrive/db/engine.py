@@ -20,6 +20,7 @@ encoded and decoded with orjson on both (the standard library's encoder was a vi
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sqlite3
 from contextlib import closing
@@ -72,6 +73,15 @@ def conflicted(exc: BaseException) -> bool:
 def json_dumps(value: Any) -> str:
     """Encode a JSON column value (orjson; anything it does not know is written as ``str``)."""
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def json_text(value: Any) -> str:
+    """Encode ``value`` as JSON text with orjson, like everything else redrive writes; what orjson refuses (an
+    integer past 64 bits, a string holding a lone surrogate) the standard library still writes."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 def json_loads(value: str | bytes | int | float) -> Any:

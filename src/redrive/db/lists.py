@@ -12,11 +12,9 @@ them off (where a change that touches nothing there moved the count by 0.6%).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy import BigInteger, ColumnElement, Dialect, String, Text, TypeDecorator, bindparam, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
@@ -25,7 +23,7 @@ from sqlalchemy.sql.type_api import TypeEngine
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import Boolean
 
-from redrive.db.engine import json_dumps
+from redrive.db.engine import json_dumps, json_text
 
 
 class BoundList(TypeDecorator[Sequence[Any]]):
@@ -48,12 +46,7 @@ class BoundList(TypeDecorator[Sequence[Any]]):
         if value is None:
             return None
         values = [str(v) for v in value] if self.text else [int(v) for v in value]
-        if dialect.name == "postgresql":
-            return values
-        try:
-            return orjson.dumps(values).decode()  # a third of the standard library's time, on every claim and fence
-        except orjson.JSONEncodeError:  # a string orjson refuses (a lone surrogate) is escaped as json writes it
-            return json.dumps(values)
+        return values if dialect.name == "postgresql" else json_text(values)
 
 
 class InList(ColumnElement[bool]):
