@@ -1,6 +1,7 @@
 """Rows handed to SQLite's driver as tuples (``redrive.db.many``), against SQLAlchemy's own executemany.
 
-SQLite only: ``Many`` is the SQLite writer's (PostgreSQL's sends such batches as arrays, ``db.lists.by_column``).
+SQLite only, but for the helpers that choose a path per dialect (``rows_of``, ``scalar_of``, ``run_of``): ``Many`` is
+the SQLite writer's (PostgreSQL's sends such batches as arrays, ``db.lists.by_column``).
 Whatever path a row takes, the database must hold the same text, JSON, numbers and flags, and a failure must reach
 the writer as the same SQLAlchemy error.
 """
@@ -34,7 +35,7 @@ from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.exc import IntegrityError
 
 from redrive.db.engine import make_engine
-from redrive.db.many import Many, many, named, rows_of, scalar_of
+from redrive.db.many import Many, many, named, rows_of, run_of, scalar_of
 from redrive.db.schema import Json, UtcDateTime
 
 metadata = MetaData()
@@ -183,12 +184,29 @@ def test_a_statement_run_once_returns_sqlalchemys_rows_and_its_scalar_converted(
         assert Many.compile(latest, connection.dialect).scalar(connection, {"b_below": 1}) is None
 
 
-def test_rows_of_reads_the_same_rows_on_both_paths(engine: Engine) -> None:
+def test_the_dialect_helpers_read_and_write_alike_on_both_databases(db_url: str) -> None:
+    """``rows_of``, ``scalar_of`` and ``run_of`` give SQLite the compiled text (kept on the connection) and
+    PostgreSQL SQLAlchemy's own execute; either way the same rows are written and read back."""
+    engine = make_engine(db_url, writer=True)
+    metadata.create_all(engine)
     statement = select(things.c.id, things.c.label).where(things.c.ms >= bindparam("b_ms", type_=Float()))
-    with engine.begin() as connection:
-        connection.execute(things.insert(), ROWS)
-        assert sorted(rows_of(connection, "things.by_ms", statement, {"b_ms": 0.5})) == [(1, "one")]
-        assert scalar_of(connection, "things.first", statement.order_by(things.c.id), {"b_ms": 0.0}) == 1
+    bump = update(things).where(things.c.id == bindparam("b_id")).values(n=things.c.n + bindparam("b_by"))
+    try:
+        with engine.begin() as connection:
+            run_of(connection, "things.insert", things.insert(), ROWS, KEYS)
+            run_of(connection, "things.bump", bump, [{"b_id": 1, "b_by": 2}, {"b_id": 3, "b_by": 5}])
+            run_of(connection, "things.bump", bump, [])  # nothing to run: no statement
+            assert sorted(rows_of(connection, "things.by_ms", statement, {"b_ms": 0.5})) == [(1, "one")]
+            assert scalar_of(connection, "things.first", statement.order_by(things.c.id), {"b_ms": 0.0}) == 1
+            kept = set(connection.info.get("redrive.many", {}))
+        with engine.connect() as connection:
+            counts = connection.execute(select(things.c.id, things.c.n).order_by(things.c.id)).all()
+        assert [tuple(row) for row in counts] == [(1, 2), (2, 0), (3, 5)]
+        compiled = {"things.insert", "things.bump", "things.by_ms", "things.first"}
+        assert kept == (compiled if engine.dialect.name == "sqlite" else set())
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
 
 
 def test_an_expanding_in_is_refused_rather_than_compiled_for_one_length(engine: Engine) -> None:

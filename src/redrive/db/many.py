@@ -175,6 +175,24 @@ def named(result: Result[Any]) -> list[Any]:
     return [make(shape, row) for row in result]
 
 
+def run_of(
+    connection: Connection,
+    name: str,
+    statement: Executable,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Iterable[str] = (),
+) -> None:
+    """Run ``statement`` once per row of ``rows``: on SQLite through ``Many.run`` (kept as ``name``; ``columns``: an
+    INSERT's), elsewhere as SQLAlchemy's executemany."""
+    if not rows:
+        return
+    if connection.dialect.name == "sqlite":
+        assert isinstance(statement, ClauseElement)
+        many(connection, name, statement, columns).run(connection, rows)
+    else:
+        connection.execute(statement, rows)
+
+
 def rows_of(connection: Connection, name: str, statement: Executable, params: Mapping[str, Any]) -> list[Any]:
     """The rows of ``statement`` (kept as ``name``) run once with ``params``, ``named``: on SQLite compiled once per
     connection (``Many.rows``: booleans as 0 or 1, values as the driver gives them), elsewhere through

@@ -43,7 +43,7 @@ from sqlalchemy.engine import Connection
 
 from redrive.db.engine import dialect_insert
 from redrive.db.lists import in_list
-from redrive.db.many import many
+from redrive.db.many import run_of
 from redrive.db.schema import breaker_transitions, destinations, executions
 from redrive.db.writer import before_commit
 from redrive.destinations.breaker import (
@@ -107,12 +107,12 @@ def _write(connection: Connection, rows: Sequence[tuple[Destination, datetime]])
     (``unlane``). On SQLite the rows go to the driver as tuples (``db.many``): a restricted destination's row is
     written at the end of nearly every writer transaction, and SQLAlchemy's work on its 23 parameters cost more than
     SQLite's update."""
-    if rows:
-        params = [_values(unlane(connection, d, now), now, "v_") for d, now in rows]
-        if connection.dialect.name == "sqlite":
-            many(connection, "destinations.update", _update()).run(connection, params)
-        else:
-            connection.execute(_update(), params)
+    run_of(
+        connection,
+        "destinations.update",
+        _update(),
+        [_values(unlane(connection, d, now), now, "v_") for d, now in rows],
+    )
 
 
 @dataclass(slots=True)

@@ -40,7 +40,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from redrive.db.many import many
+from redrive.db.many import run_of
 from redrive.db.schema import attempts, events, executions, rollup_backfill, stat_rollups
 from redrive.db.writer import WRITER_THREAD_INFO, before_commit
 from redrive.states import FAILING, TERMINAL, ExecutionStatus
@@ -181,12 +181,7 @@ def _write(connection: Connection, counts: Counts) -> None:
         for key, value in sorted(counts.items())
         if value
     ]
-    if not rows:
-        return
-    if connection.dialect.name == "sqlite":
-        many(connection, "rollups.upsert", _upsert("sqlite"), _ROW_COLUMNS).run(connection, rows)
-    else:
-        connection.execute(_upsert(connection.dialect.name), rows)
+    run_of(connection, "rollups.upsert", _upsert(connection.dialect.name), rows, _ROW_COLUMNS)
 
 
 # --- rows that predate the rollups --------------------------------------------------------------------------------
