@@ -27,6 +27,10 @@ is the redrive process's alone, not the database server's. Under callgrind the s
 round trips that they cost it next to nothing, so this counts what a change on PostgreSQL's path saves in CPU, not
 what it saves in waiting.
 
+``--callgrind-out FILE`` keeps callgrind's profile for ``callgrind_annotate``, which attributes the count to C
+functions and to the libraries they are in (the interpreter, SQLite, the C library): where a cost is SQLite's own
+work and where it is Python's, which no Python profiler shows (SQLite runs with the interpreter's lock released).
+
 A run takes minutes (callgrind runs the server about 50 times slower); the first run in a fresh tree or environment
 also counts compiling every module, so run each tree once before counting.
 """
@@ -84,6 +88,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="longest wait for start, sends, deliveries")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite", help="the server's database")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres", help="admin DSN")
+    parser.add_argument(
+        "--callgrind-out", type=Path, help="keep callgrind's profile there, for callgrind_annotate (default: none)"
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (Debian/Ubuntu: apt-get install -y valgrind)")
@@ -126,7 +133,7 @@ def run(args: argparse.Namespace, procs: Procs, home: Path, url: str) -> int:
     argv = [
         "valgrind",
         "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
+        f"--callgrind-out-file={args.callgrind_out.resolve() if args.callgrind_out else os.devnull}",
         *server,
         *("--host", "127.0.0.1", "--port", str(port), "--processes", "1"),
     ]
