@@ -91,6 +91,11 @@ def test_metrics_equal_the_database_after_a_scripted_run(db_url: str, httpserver
     assert metric("redrive_executions_total", status="pending", kind="http") == 2  # the flaky ones' first retries
     assert metric("redrive_dlq_size") == 2
     assert metric("redrive_queue_due") == metric("redrive_queue_running") == 0
+    # The writer's work: each accepted or absorbed delivery, claim and completion was one of its jobs.
+    written = metric("redrive_writer_jobs_total")
+    assert written >= 8 + sum(row[3] for row in attempts)
+    assert metric("redrive_writer_transactions_total") >= 1
+    assert 0 < metric("redrive_writer_cpu_seconds_total") <= metric("redrive_writer_busy_seconds_total")
 
 
 def test_system_reports_nodes_queue_process_and_database_to_viewers(db_url: str) -> None:

@@ -110,6 +110,7 @@ def create_app(
                 plugin_set=loaded,
                 clock=clock,
             )
+            db.writer.observer = state.metrics.writer_batch
             state.lifecycle = Lifecycle(
                 loaded.manager,
                 timeout=settings.plugin_hook_timeout,

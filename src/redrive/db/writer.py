@@ -49,6 +49,9 @@ WRITER_THREAD_INFO = "redrive_writer_thread"
 """The ``Connection.info`` key naming the writer thread (0, 1, ...) whose transaction runs on the connection: what
 spreads the rollups' hot rows over the threads (``redrive.observe.rollups``) so they never queue on each other."""
 Job = Callable[[Connection], T]
+BatchObserver = Callable[[int, float, float], None]
+"""Told of each batch the writer has run, committed or not: its jobs, the seconds it took and the CPU seconds its
+thread spent on it (``Writer.observer``)."""
 log = structlog.get_logger("redrive.writer")
 _CONFLICT_RETRIES = 3  # a batch that deadlocked with another writer's is run again this many times
 _BEFORE_COMMIT = "redrive_before_commit"  # Connection.info: what the open writer transaction writes last
@@ -216,6 +219,9 @@ class Writer:
             for n in range(threads)
         ]
         self._started = False
+        self.observer: BatchObserver | None = None
+        """Told of each batch once it has run (``BatchObserver``), on the writer's thread: the service counts its
+        writer's work (``redrive_writer_*`` in ``/metrics``). It must be quick and must not raise."""
 
     def start(self) -> None:
         """Start the threads (idempotent)."""
@@ -248,7 +254,12 @@ class Writer:
         link = _Link(self._engine, thread)
         try:
             while batch := self._collect():
+                started, cpu = time.perf_counter(), time.thread_time()
                 self._commit(link, batch)
+                observer = self.observer
+                if observer is not None:  # the CPU interval inside the wall one: cpu <= seconds
+                    spent = time.thread_time() - cpu
+                    observer(len(batch), time.perf_counter() - started, spent)
         finally:
             link.close()
 

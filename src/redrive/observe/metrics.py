@@ -74,6 +74,23 @@ class Metrics:
         self.ingest_duration = Histogram(
             "redrive_ingest_duration_seconds", "Time to answer an ingest request.", buckets=INGEST_BUCKETS, registry=r
         )
+        # The writer is the serial part of a process (one transaction at a time per writer thread): the rate of its
+        # busy seconds near its thread count says writes queue behind it, whatever the CPU's share.
+        self.writer_transactions = Counter(
+            "redrive_writer_transactions", "Transactions of the group-commit writer, committed or not.", registry=r
+        )
+        self.writer_jobs = Counter(
+            "redrive_writer_jobs", "Writes (ingests, claims, completions...) in those transactions.", registry=r
+        )
+        self.writer_busy = Counter(
+            "redrive_writer_busy_seconds",
+            "Seconds the writer spent on its transactions, waits for the database (and on SQLite for its turn at "
+            "the file) included.",
+            registry=r,
+        )
+        self.writer_cpu = Counter(
+            "redrive_writer_cpu_seconds", "CPU seconds the writer's threads spent on their transactions.", registry=r
+        )
         self.executions = Counter(
             "redrive_executions",
             "Attempts' results by the status the execution moved to (pending means a retry was scheduled).",
@@ -141,6 +158,13 @@ class Metrics:
         self._exposed.register(self._cluster)
         self._ingested: dict[tuple[str, str], Any] = {}
         self._attempted: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
+
+    def writer_batch(self, jobs: int, seconds: float, cpu_seconds: float) -> None:
+        """Count one batch of the group-commit writer (``db.writer.BatchObserver``)."""
+        self.writer_transactions.inc()
+        self.writer_jobs.inc(jobs)
+        self.writer_busy.inc(seconds)
+        self.writer_cpu.inc(cpu_seconds)
 
     def ingested(self, trigger: str, outcome: str) -> None:
         """Count one stored delivery: ``created``, ``duplicate`` or ``conflict``."""
