@@ -176,6 +176,8 @@ def test_two_processes_share_the_port_and_the_work_and_stop_together(
         assert scraped[("redrive_events_received_total", (("trigger", "orders"),))] == EVENTS
         assert scraped[("redrive_executions_total", (("kind", "http"), ("status", "succeeded")))] == EVENTS
         assert scraped[("redrive_queue_pending", ())] == 0
+        # The writers' counters are the group's too: every event's ingest and completion were writes.
+        assert scraped[("redrive_writer_jobs_total", ())] >= 2 * EVENTS
 
     # Work that cannot finish within the grace period is in flight when `up` is told to stop.
     asyncio.run(send(group.url, "stuck", range(EVENTS, EVENTS + 20)))
