@@ -1,6 +1,7 @@
 """The writer tells its observer what each batch cost (``Writer.observer``): the service's ``redrive_writer_*``
 counters. Every job is counted once, a failed batch's too, and the batch's time is told apart from its thread's
-CPU time: a job that waits costs seconds, one that computes costs CPU."""
+CPU time: a job that waits costs seconds, one that computes costs CPU. An observer that fails never stops the
+writes."""
 
 from __future__ import annotations
 
@@ -71,3 +72,23 @@ def test_a_batch_that_waits_costs_seconds_and_one_that_computes_costs_cpu(db: Da
     assert waited_cpu < 0.1
     assert computed_cpu >= 0.2
     assert computed >= computed_cpu
+
+
+def test_an_observer_that_raises_is_dropped_and_the_writes_go_on(db: Database) -> None:
+    told: list[int] = []
+
+    def broken(jobs: int, seconds: float, cpu: float) -> None:
+        told.append(jobs)
+        raise OSError("no space left for the metrics' files")
+
+    db.writer.observer = broken
+    db.start()
+
+    async def scenario() -> list[str]:
+        first = await db.write(mark("first"))
+        second = await asyncio.wait_for(db.write(mark("second")), timeout=10)  # the writer's thread still runs
+        return [first, second]
+
+    assert asyncio.run(scenario()) == ["first", "second"]
+    assert told == [1]  # told once, then dropped
+    assert db.writer.observer is None

@@ -221,7 +221,8 @@ class Writer:
         self._started = False
         self.observer: BatchObserver | None = None
         """Told of each batch once it has run (``BatchObserver``), on the writer's thread: the service counts its
-        writer's work (``redrive_writer_*`` in ``/metrics``). It must be quick and must not raise."""
+        writer's work (``redrive_writer_*`` in ``/metrics``). It must be quick; one that raises is dropped (logged as
+        ``writer_observer_dropped``) and the writer goes on."""
 
     def start(self) -> None:
         """Start the threads (idempotent)."""
@@ -259,7 +260,11 @@ class Writer:
                 observer = self.observer
                 if observer is not None:  # the CPU interval inside the wall one: cpu <= seconds
                     spent = time.thread_time() - cpu
-                    observer(len(batch), time.perf_counter() - started, spent)
+                    try:
+                        observer(len(batch), time.perf_counter() - started, spent)
+                    except Exception:  # a count must never stop the writes: the observer goes, the writer stays
+                        self.observer = None
+                        log.exception("writer_observer_dropped")
         finally:
             link.close()
 
