@@ -207,8 +207,12 @@ def test_a_killed_process_is_restarted_and_its_leased_work_runs_again(
     async def kill_midway() -> list[int]:
         while sum(slow_target.keys.values()) < total // 4:  # noqa: ASYNC110 (counted in another thread)
             await asyncio.sleep(0.01)
+        # Frozen first, so what it holds is read before its successor can start and return it (read after the kill,
+        # a slow read under load once lost that race); a stopped child is not an exited one to the supervisor.
+        os.kill(victim_pid, signal.SIGSTOP)
+        held = await asyncio.to_thread(leased_by, db_url, victim_node)
         os.kill(victim_pid, signal.SIGKILL)
-        return await asyncio.to_thread(leased_by, db_url, victim_node)
+        return held
 
     async def run() -> tuple[list[int], Counter[int]]:
         return await asyncio.gather(kill_midway(), send(group.url, "orders", range(total)))
