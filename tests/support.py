@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 from aiohttp import web
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 
 from redrive.api.app import create_app
 from redrive.api.state import ServiceState
@@ -214,3 +214,45 @@ def recount(db_url: str) -> None:
         backfill.recount(engine)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def statements_seen(engine: Engine, kind: Callable[[str], str | None] = str) -> Iterator[list[str]]:
+    """Every statement the engine's connections run inside the block, in order, each on one line (``kind``: what to
+    keep of each, None to skip it).
+
+    SQLAlchemy's ``before_cursor_execute`` sees what SQLAlchemy runs. On SQLite the writer's hot statements go to the
+    driver's own cursor (``redrive.db.many``), past SQLAlchemy's events, so there the driver's trace is read instead:
+    every statement SQLite runs, with its values written in, each row of an ``executemany`` as one (and the
+    transaction's ``COMMIT``). A connection is traced from its first check-out inside the block."""
+    seen: list[str] = []
+
+    def record(statement: str) -> None:
+        kept = kind(" ".join(statement.split()))
+        if kept is not None:
+            seen.append(kept)
+
+    if engine.dialect.name != "sqlite":
+
+        def executed(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            record(statement)
+
+        event.listen(engine, "before_cursor_execute", executed)
+        try:
+            yield seen
+        finally:
+            event.remove(engine, "before_cursor_execute", executed)
+        return
+    traced: list[Any] = []
+
+    def checkout(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.set_trace_callback(record)
+        traced.append(dbapi_connection)
+
+    event.listen(engine, "checkout", checkout)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "checkout", checkout)
+        for dbapi_connection in traced:
+            dbapi_connection.set_trace_callback(None)

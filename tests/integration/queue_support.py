@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from redrive.ingest.prepare import prepare
 from redrive.ingest.store import store_events
@@ -16,6 +16,7 @@ from redrive.plugins import load_plugins
 from redrive.queue import statements as queue
 from redrive.triggers.config import parse_config
 from redrive.triggers.runtime import TriggerSet, build_trigger_set, sync_triggers
+from support import statements_seen
 
 # Two http triggers, each its own destination: one an operator holds (forced open), one healthy.
 HELD_AND_HEALTHY = """
@@ -82,19 +83,11 @@ def succeeded(claimed: queue.Claimed, at: datetime, **fields: Any) -> queue.Comp
 def destination_statements(engine: Engine) -> Iterator[list[str]]:
     """The reads (``select``) and writes (``update``) of the destinations' rows run inside the block, and the counts
     of their running executions made apart (``count``)."""
-    seen: list[str] = []
+    kinds = {"UPDATE destinations": "update", "SELECT destinations.": "select"}
+    kinds["SELECT executions.destination, count(*)"] = "count"
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        flat = " ".join(statement.split())
-        if flat.startswith("UPDATE destinations"):
-            seen.append("update")
-        elif flat.startswith("SELECT destinations."):
-            seen.append("select")
-        elif flat.startswith("SELECT executions.destination, count(*)"):
-            seen.append("count")
+    def kind(statement: str) -> str | None:
+        return next((name for start, name in kinds.items() if statement.startswith(start)), None)
 
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_seen(engine, kind) as seen:
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from queue_support import HELD, HELD_AND_HEALTHY, T0, store, trigger_set
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, select
 
 from redrive.db.schema import events
 from redrive.destinations.store import force_job
@@ -25,6 +25,7 @@ from redrive.ingest.store import store_events
 from redrive.observe.redaction import Redactor
 from redrive.queue import statements as queue
 from redrive.triggers.runtime import TriggerSet
+from support import statements_seen
 
 NOW = T0 + timedelta(minutes=1)
 
@@ -36,17 +37,9 @@ def triggers(engine: Engine) -> TriggerSet:
 
 @contextmanager
 def statements_run(engine: Engine) -> Iterator[Callable[[], int]]:
-    """How many statements the engine runs inside the block."""
-    seen = [0]
-
-    def count(*_: Any) -> None:
-        seen[0] += 1
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield lambda: seen[0]
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    """How many statements the engine runs inside the block (``support.statements_seen``)."""
+    with statements_seen(engine) as seen:
+        yield lambda: len(seen)
 
 
 def claim(engine: Engine, triggers: TriggerSet, *, plan_first: bool, limit: int = 5) -> tuple[queue.Claim, int]:

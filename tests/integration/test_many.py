@@ -25,16 +25,15 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
-    event,
     false,
     select,
     update,
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import psycopg
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from redrive.db.engine import make_engine
+from redrive.db.engine import make_engine, storage_unavailable
 from redrive.db.many import Many, many, named, rows_of, run_of, scalar_of
 from redrive.db.schema import Json, UtcDateTime
 
@@ -120,6 +119,25 @@ def test_a_constraint_violation_is_sqlalchemys_error_and_writes_nothing_more(eng
     assert stored(engine) == []
 
 
+def test_a_database_that_refuses_the_statement_raises_sqlalchemys_error_naming_it(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE many_things")
+        with pytest.raises(OperationalError, match="no such table: many_things") as raised:
+            Many.compile(select(things.c.id), connection.dialect).rows(connection, {})
+    assert storage_unavailable(raised.value)  # what the writer retries and ingest answers 503 for
+    assert "SELECT many_things.id" in str(raised.value)  # the statement, as SQLAlchemy's own errors name it
+
+
+def test_a_statement_on_a_connection_without_a_transaction_begins_one_as_sqlalchemy_would(engine: Engine) -> None:
+    """The driver runs in autocommit (redrive emits BEGIN itself, ``db.engine``): a statement sent to it outside
+    SQLAlchemy's transaction would be committed at once, and a rollback would not take it back."""
+    with engine.connect() as connection:
+        Many.compile(things.insert(), connection.dialect, KEYS).run(connection, ROWS)
+        assert connection.in_transaction()
+        connection.rollback()
+    assert stored(engine) == []
+
+
 def test_a_row_without_a_value_the_statement_needs_and_a_dialect_without_positions_are_refused(engine: Engine) -> None:
     unlabelled = {key: value for key, value in ROWS[1].items() if key != "label"}
     prepared = Many.compile(things.insert(), engine.dialect, KEYS)
@@ -135,20 +153,21 @@ def test_an_insert_of_many_rows_returns_what_it_made_in_chunks_sqlite_can_bind(e
     with engine.begin() as connection:
         connection.execute(things.insert(), rows)
     expected = stored(engine)
-    sent: list[int] = []  # the parameters of each INSERT
+    sent: list[int] = []  # the rows of each INSERT, as SQLite ran it (``Many`` goes round SQLAlchemy's events)
 
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+    def record(statement: str) -> None:
         if statement.startswith("INSERT"):
-            sent.append(len(parameters))
+            sent.append(statement.count("), (") + 1)
 
-    event.listen(engine, "before_cursor_execute", record)
     with engine.begin() as connection:
         connection.exec_driver_sql("DELETE FROM many_things")
+        connection.connection.driver_connection.set_trace_callback(record)  # type: ignore[union-attr]
         statement = things.insert().returning(things.c.id, things.c.label)
         made = Many.compile(statement, connection.dialect, KEYS).inserted(connection, rows)
+        connection.connection.driver_connection.set_trace_callback(None)  # type: ignore[union-attr]
     assert sorted(made) == [(n + 1, str(n)) for n in range(5_000)]
     assert stored(engine) == expected
-    assert sent == [4_680 * 7, 320 * 7]  # SQLite binds 32,766 parameters at most in one statement
+    assert sent == [4_680, 320]  # 7 values a row: SQLite binds 32,766 parameters at most in one statement
 
 
 def test_an_insert_that_skips_conflicts_returns_only_the_rows_it_made(engine: Engine) -> None:
