@@ -203,6 +203,22 @@ def test_a_statement_run_once_returns_sqlalchemys_rows_and_its_scalar_converted(
         assert Many.compile(latest, connection.dialect).scalar(connection, {"b_below": 1}) is None
 
 
+def test_typed_rows_hold_what_sqlalchemys_rows_hold(engine: Engine) -> None:
+    statement = select(things, (things.c.n + 1).label("next")).where(
+        things.c.id >= bindparam("b_from", type_=Integer())
+    )
+    with engine.begin() as connection:
+        connection.execute(things.insert(), ROWS)
+        expected = [tuple(row) for row in connection.execute(statement, {"b_from": 1}).all()]
+        typed = many(connection, "things.typed", statement).typed(connection, {"b_from": 1})
+    assert [tuple(row) for row in typed] == expected
+    assert typed[0].at == ROWS[0]["at"]
+    assert typed[0].at.tzinfo is UTC  # not SQLite's text
+    assert typed[0].doc == ROWS[0]["doc"]
+    assert (typed[0].flag, typed[2].flag) == (True, False)  # not 1 and 0
+    assert [row.next for row in typed] == [1, 1, 1]
+
+
 def test_the_dialect_helpers_read_and_write_alike_on_both_databases(db_url: str) -> None:
     """``rows_of``, ``scalar_of`` and ``run_of`` give SQLite the compiled text (kept on the connection) and
     PostgreSQL SQLAlchemy's own execute; either way the same rows are written and read back."""

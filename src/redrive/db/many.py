@@ -101,6 +101,22 @@ class Many:
         make = tuple.__new__
         return [make(shape, row) for row in rows]
 
+    def typed(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
+        """``rows``, each value converted by its column's type as SQLAlchemy converts it (an aware datetime for a
+        ``UtcDateTime``, a boolean for a ``Boolean``...): for a statement whose rows become objects, as the
+        destinations' rows a claim plans with do."""
+        columns, rows = _driver(connection, self.sql, self._params(params))
+        shape = _shape(tuple(column[0] for column in columns))
+        make = tuple.__new__
+        converts = self.results
+        return [
+            make(
+                shape,
+                [value if convert is None else convert(value) for value, convert in zip(row, converts, strict=True)],
+            )
+            for row in rows
+        ]
+
     def scalar(self, connection: Connection, params: Mapping[str, Any]) -> Any:
         """Execute the statement once with ``params``; the first column of its first row, converted by its type as
         SQLAlchemy converts it, or None when there is no row."""

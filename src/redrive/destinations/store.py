@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from operator import attrgetter
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -43,7 +44,7 @@ from sqlalchemy.engine import Connection
 
 from redrive.db.engine import dialect_insert
 from redrive.db.lists import in_list
-from redrive.db.many import run_of
+from redrive.db.many import many, run_of
 from redrive.db.schema import breaker_transitions, destinations, executions
 from redrive.db.writer import before_commit
 from redrive.destinations.breaker import (
@@ -79,6 +80,7 @@ PolicyOf = Callable[[str, str | None], Policy]
 _FIELDS = tuple(f.name for f in fields(Destination))
 _UNBOUND = tuple((name, name) for name in _FIELDS)
 _BOUND = tuple((f"v_{name}", name) for name in _FIELDS)  # the saving update's parameters (``_update``)
+_READ = attrgetter(*_FIELDS)  # a Destination's fields of a named row, in order
 
 
 def load(row: Row[Any]) -> Destination:
@@ -487,8 +489,10 @@ def plan_claim(connection: Connection, policy_of: PolicyOf, now: datetime) -> Cl
     statements = _statements()
     running: dict[str, int] = {}
     if connection.dialect.name == "sqlite":  # the writer transaction is the only one: its snapshot is the newest
-        found = connection.execute(statements.restricted_running).all()
-        rows = [load(row) for row in found]
+        # Through the compiled text (``db.many``): SQLAlchemy's result for this one row of 24 columns cost 90 us of
+        # the writer's per claim, SQLite's read of it 11.
+        found = many(connection, "destinations.restricted_running", statements.restricted_running).typed(connection, {})
+        rows = [Destination(*_READ(row)) for row in found]
         running = {row.name: row.running for row in found}
     else:
         rows = _locked(connection, statements.restricted)
