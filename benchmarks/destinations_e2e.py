@@ -78,6 +78,15 @@ def cpu_per_event(run: dict[str, Any]) -> float:
     return float(run["cpu_seconds"]) / max(1, int(run["succeeded"]))
 
 
+def writer_share(run: dict[str, Any]) -> str:
+    """The writer's part of a run, per delivered event: its CPU, its transactions and its jobs (``/metrics``)."""
+    writer, done = run["writer"], max(1, int(run["succeeded"]))
+    return (
+        f"writer cpu {writer['cpu_seconds'] * 1e3 / done:.3f} ms, {writer['transactions'] / done:.3f} transactions "
+        f"and {writer['jobs'] / done:.2f} jobs per event"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000, help="events per run (default 20000)")
@@ -144,7 +153,7 @@ def main() -> int:
                     print(
                         f"#{n} {name:8}: {run['succeeded']}/{run['events']} in {run['seconds']} s = "
                         f"{run['executions_per_s']:.0f} executions/s, cpu {per_event * 1e3:.3f} ms/event"
-                        + ("" if run["complete"] else " (TIMED OUT)"),
+                        f" ({writer_share(run)})" + ("" if run["complete"] else " (TIMED OUT)"),
                         flush=True,
                     )
         finally:

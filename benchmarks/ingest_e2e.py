@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -264,6 +265,7 @@ def end_to_end(
     span = (datetime.fromisoformat(str(last)).replace(tzinfo=UTC) - first_post).total_seconds() if last else wall
     received = int(sink_counts(sink_port)["posts"])
     cpu = cpu_seconds(pid) - cpu_before
+    writer = writer_counters(base)
     return {
         "processes": processes,
         "events": args.events,
@@ -277,7 +279,24 @@ def end_to_end(
         "cpu_seconds": round(cpu, 3),
         "cpu_ms_per_event": round(cpu * 1000 / max(done, 1), 3),
         "complete": done >= args.events and received == args.events,
+        "writer": writer,
     }
+
+
+WRITER_COUNTERS = ("transactions", "jobs", "busy_seconds", "cpu_seconds")
+
+
+def writer_counters(base: str) -> dict[str, float]:
+    """The group-commit writer's counters from ``/metrics`` (``redrive_writer_*_total``), summed over the writer
+    threads of every process of the run: how many transactions and jobs it ran, and its busy and CPU seconds."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    found = dict.fromkeys(WRITER_COUNTERS, 0.0)
+    for line in text.splitlines():
+        for name in WRITER_COUNTERS:
+            if line.startswith(f"redrive_writer_{name}_total"):
+                found[name] += float(line.rsplit(" ", 1)[1])
+    return found
 
 
 @dataclass
