@@ -96,26 +96,13 @@ class Many:
         For the writer's statements run on every claim and completion batch: ``Connection.execute`` walks the whole
         statement for its cache key on every call, which for a lease or a promotion (subqueries, EXISTS tests, a CTE)
         cost more than SQLite's run of it; here the text was compiled once."""
-        columns, rows = _driver(connection, self.sql, self._params(params))
-        shape = _shape(tuple(column[0] for column in columns))
-        make = tuple.__new__
-        return [make(shape, row) for row in rows]
+        return _named_rows(*_driver(connection, self.sql, self._params(params)))
 
     def typed(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
         """``rows``, each value converted by its column's type as SQLAlchemy converts it (an aware datetime for a
         ``UtcDateTime``, a boolean for a ``Boolean``...): for a statement whose rows become objects, as the
         destinations' rows a claim plans with do."""
-        columns, rows = _driver(connection, self.sql, self._params(params))
-        shape = _shape(tuple(column[0] for column in columns))
-        make = tuple.__new__
-        converts = self.results
-        return [
-            make(
-                shape,
-                [value if convert is None else convert(value) for value, convert in zip(row, converts, strict=True)],
-            )
-            for row in rows
-        ]
+        return _named_rows(*_driver(connection, self.sql, self._params(params)), self.results)
 
     def scalar(self, connection: Connection, params: Mapping[str, Any]) -> Any:
         """Execute the statement once with ``params``; the first column of its first row, converted by its type as
@@ -173,6 +160,23 @@ def _driver(connection: Connection, sql: str, params: Any, *, many: bool = False
         ) from exc
     finally:
         cursor.close()
+
+
+def _named_rows(columns: Any, rows: list[Any], converts: Sequence[Convert | None] | None = None) -> list[Any]:
+    """The driver's ``rows`` as named tuples of its ``columns`` (a cursor's description), each value converted by its
+    column's entry in ``converts`` where one is given."""
+    if not rows:
+        return []
+    shape = _shape(tuple(column[0] for column in columns))
+    make = tuple.__new__
+    if converts is None:
+        return [make(shape, row) for row in rows]
+    return [
+        make(
+            shape, [value if convert is None else convert(value) for value, convert in zip(row, converts, strict=True)]
+        )
+        for row in rows
+    ]
 
 
 def _row_builder(fields: Fields) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
