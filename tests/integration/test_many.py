@@ -119,6 +119,16 @@ def test_a_constraint_violation_is_sqlalchemys_error_and_writes_nothing_more(eng
     assert stored(engine) == []
 
 
+def test_a_failed_batch_names_ten_of_its_rows_as_sqlalchemy_does_not_all_of_them(engine: Engine) -> None:
+    """A writer batch carries up to hundreds of events' rows: its error (logged) shows ten of them, as SQLAlchemy's
+    own executemany error does."""
+    rows = [{**ROWS[1], "id": n + 1, "label": "same" if n in (0, 29) else str(n)} for n in range(30)]
+    with engine.begin() as connection, pytest.raises(IntegrityError) as raised:
+        Many.compile(things.insert(), connection.dialect, KEYS).run(connection, rows)
+    assert "displaying 10 of 30 total bound parameter sets" in str(raised.value)
+    assert "'12'" not in str(raised.value)  # a row from the middle of the batch
+
+
 def test_a_database_that_refuses_the_statement_raises_sqlalchemys_error_naming_it(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.exec_driver_sql("DROP TABLE many_things")

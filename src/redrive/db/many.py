@@ -156,7 +156,7 @@ def _driver(connection: Connection, sql: str, params: Any, *, many: bool = False
     except dbapi.Error as exc:
         hide = connection.engine.hide_parameters
         raise DBAPIError.instance(
-            sql, params, exc, dbapi.Error, hide_parameters=hide, dialect=connection.dialect
+            sql, params, exc, dbapi.Error, hide_parameters=hide, dialect=connection.dialect, ismulti=many
         ) from exc
     finally:
         cursor.close()
