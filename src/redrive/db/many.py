@@ -90,8 +90,9 @@ class Many:
             _driver(connection, self.sql, [self._params(row) for row in rows], many=True)
 
     def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
-        """Execute the statement once with ``params`` and return its rows (``named``) with their values as the driver
-        gives them (no result processors: for ids, text and integers; SQLite gives a boolean as 0 or 1).
+        """Execute the statement once with ``params`` and return its rows as named tuples (as ``named`` makes them),
+        with their values as the driver gives them (no result processors: for ids, text and integers; SQLite gives a
+        boolean as 0 or 1).
 
         For the writer's statements run on every claim and completion batch: ``Connection.execute`` walks the whole
         statement for its cache key on every call, which for a lease or a promotion (subqueries, EXISTS tests, a CTE)

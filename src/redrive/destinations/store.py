@@ -28,7 +28,6 @@ from typing import Any, Literal
 from sqlalchemy import (
     Boolean,
     ColumnElement,
-    Row,
     and_,
     bindparam,
     case,
@@ -83,9 +82,9 @@ _BOUND = tuple((f"v_{name}", name) for name in _FIELDS)  # the saving update's p
 _READ = attrgetter(*_FIELDS)  # a Destination's fields of a named row, in order
 
 
-def load(row: Row[Any]) -> Destination:
-    mapping = row._mapping
-    return Destination(**{name: mapping[name] for name in _FIELDS})
+def load(row: Any) -> Destination:
+    """The destination of a row that has its fields as columns (SQLAlchemy's ``Row`` or ``db.many``'s named tuple)."""
+    return Destination(*_READ(row))
 
 
 def _values(d: Destination, now: datetime, prefix: str = "") -> dict[str, Any]:
@@ -492,7 +491,7 @@ def plan_claim(connection: Connection, policy_of: PolicyOf, now: datetime) -> Cl
         # Through the compiled text (``db.many``): SQLAlchemy's result for this one row of 24 columns cost 90 us of
         # the writer's per claim, SQLite's read of it 11.
         found = many(connection, "destinations.restricted_running", statements.restricted_running).typed(connection, {})
-        rows = [Destination(*_READ(row)) for row in found]
+        rows = [load(row) for row in found]
         running = {row.name: row.running for row in found}
     else:
         rows = _locked(connection, statements.restricted)
