@@ -17,7 +17,8 @@ PYTEST_WORKERS ?= 2
 # would remove it); `uv run --no-sync` keeps `uv run` from syncing the dev group back in behind `make up`'s back.
 # --compile-bytecode writes the dependencies' .pyc files once, at install: where Python may not write them itself
 # (PYTHONDONTWRITEBYTECODE, a read-only install), every process would otherwise compile its imports from source,
-# about 2 s of CPU for the service's, in each `redrive` command and in each process a test starts.
+# about 2 s of CPU for the service's, in each `redrive` command, pytest worker and benchmarked server. (The tests'
+# own subprocesses share a bytecode cache of their own: tests/acceptance/acceptance_support.py.)
 .venv/.runtime: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --no-dev --inexact --compile-bytecode
 	touch $@
