@@ -97,13 +97,15 @@ class Many:
         For the writer's statements run on every claim and completion batch: ``Connection.execute`` walks the whole
         statement for its cache key on every call, which for a lease or a promotion (subqueries, EXISTS tests, a CTE)
         cost more than SQLite's run of it; here the text was compiled once."""
-        return _named_rows(*_driver(connection, self.sql, self._params(params)))
+        columns, found = _driver(connection, self.sql, self._params(params))
+        return _named_rows(_names(columns), found) if found else []
 
     def typed(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
         """``rows``, each value converted by its column's type as SQLAlchemy converts it (an aware datetime for a
         ``UtcDateTime``, a boolean for a ``Boolean``...): for a statement whose rows become objects, as the
         destinations' rows a claim plans with do."""
-        return _named_rows(*_driver(connection, self.sql, self._params(params)), self.results)
+        columns, found = _driver(connection, self.sql, self._params(params))
+        return _named_rows(_names(columns), found, self.results) if found else []
 
     def scalar(self, connection: Connection, params: Mapping[str, Any]) -> Any:
         """Execute the statement once with ``params``; the first column of its first row, converted by its type as
@@ -163,12 +165,17 @@ def _driver(connection: Connection, sql: str, params: Any, *, many: bool = False
         cursor.close()
 
 
-def _named_rows(columns: Any, rows: list[Any], converts: Sequence[Convert | None] | None = None) -> list[Any]:
-    """The driver's ``rows`` as named tuples of its ``columns`` (a cursor's description), each value converted by its
-    column's entry in ``converts`` where one is given."""
-    if not rows:
-        return []
-    shape = _shape(tuple(column[0] for column in columns))
+def _names(description: Any) -> tuple[str, ...]:
+    """The column names of a cursor's ``description``."""
+    return tuple(column[0] for column in description)
+
+
+def _named_rows(
+    names: tuple[str, ...], rows: Sequence[Any], converts: Sequence[Convert | None] | None = None
+) -> list[Any]:
+    """``rows`` as named tuples of the columns ``names``, each value converted by its column's entry in ``converts``
+    where one is given: the one maker of the named rows ``Many.rows``, ``Many.typed`` and ``named`` return."""
+    shape = _shape(names)
     make = tuple.__new__
     if converts is None:
         return [make(shape, row) for row in rows]
@@ -228,9 +235,7 @@ def named(result: Result[Any]) -> list[Any]:
     SQLAlchemy's ``Row`` finds a column by name in about 0.3 us (a failed attribute lookup, then its key map), a
     named tuple in 0.04 us, for 0.2 us to make; the writer reads several columns of every row it claims or
     completes."""
-    shape = _shape(tuple(result.keys()))
-    make = tuple.__new__
-    return [make(shape, row) for row in result]
+    return _named_rows(tuple(result.keys()), result.all())
 
 
 def run_of(
