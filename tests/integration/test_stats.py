@@ -409,7 +409,7 @@ def test_cli_stats_prints_the_count_and_the_summary(db_url: str) -> None:
         bad = runner.invoke(cli, ["stats", "--since", "8d", *common])
         anonymous = runner.invoke(cli, ["stats", "--url", service.url, "--token", "rdv_nope"])
     assert plain.exit_code == 0, plain.output
-    assert "1 http executions failing now, finished in the last 1h" in plain.stdout
+    assert "1 http execution failing now, finished in the last 1h" in plain.stdout
     assert "watermark" in plain.stdout
     assert as_json.exit_code == 0, as_json.output
     document = json_output(as_json.stdout)

@@ -44,7 +44,8 @@ def stats(
         out.print_json(data={"count": count, "summary": summary})
         return
     which = {None: "finished", True: "succeeded", False: "failing now, finished"}[success]
-    what = f"{kind} executions" if kind else "executions"
+    noun = "execution" if count["count"] == 1 else "executions"
+    what = f"{kind} {noun}" if kind else noun
     out.print(f"[bold]{count['count']}[/] {what} {which} in the last {since}", highlight=False)
     _print_summary(summary)
 
