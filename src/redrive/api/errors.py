@@ -41,9 +41,21 @@ def error_response(error: RedriveError) -> Json:
     )
 
 
-def _framework_error(exc: StarletteHTTPException) -> RedriveError:
+def _framework_error(request: Request, exc: StarletteHTTPException) -> RedriveError:
+    """The framework's error as ours; the router's two (no route, a route without this method) say what was asked
+    and what would be taken, and a 405 keeps the ``Allow`` header the router set (HTTP requires it)."""
+    message = str(exc.detail)
+    asked = f"{request.method} {request.url.path}"
+    if exc.status_code == 404 and message == "Not Found":  # the router's own: no route matched the path
+        message = f"no route answers {asked}; the API's routes are listed at /docs"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow")
+        takes = f"; it takes {allowed}" if allowed else ""
+        message = f"{request.url.path} does not take {request.method}{takes}"
     known = _HTTP_ERRORS.get(exc.status_code)
-    return HttpError(str(exc.detail), exc.status_code) if known is None else known(str(exc.detail))
+    error = HttpError(message, exc.status_code) if known is None else known(message)
+    error.headers = dict(exc.headers) if exc.headers else None
+    return error
 
 
 def _describe(error: dict[str, object]) -> str:
@@ -65,7 +77,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Json:
-        return error_response(_framework_error(exc))
+        return error_response(_framework_error(request, exc))
 
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> Json:
