@@ -20,7 +20,8 @@ up at a raise site: a new code is a new class here, drawn below (a unit test hol
     │       ├── TokenExists (422 token_exists)
     │       ├── InvalidSnooze (422 invalid_snooze)
     │       ├── NumberOutOfRange (422 number_out_of_range)
-    │       └── UnknownParameter (422 unknown_parameter)
+    │       ├── UnknownParameter (422 unknown_parameter)
+    │       └── UnexpectedBody (422 unexpected_body)
     ├── Unauthenticated (401 unauthenticated)
     │   └── InvalidSignature (401 invalid_signature)
     ├── Forbidden (403 forbidden)
@@ -133,6 +134,13 @@ class UnknownParameter(InvalidRequest):
     """A query parameter the route does not declare: refused, never ignored (an ignored filter lists everything)."""
 
     code = "unknown_parameter"
+
+
+class UnexpectedBody(InvalidRequest):
+    """A body with content sent to a route that takes none: refused, never ignored (an option sent in it, mistyped or
+    meant as a query parameter, would silently not apply)."""
+
+    code = "unexpected_body"
 
 
 class InvalidIdempotencyKey(InvalidRequest):

@@ -1,4 +1,5 @@
-"""Unknown query parameters are refused with 422 ``unknown_parameter`` on every route, never ignored.
+"""Unknown query parameters are refused with 422 ``unknown_parameter`` on every route, never ignored; so is a body
+with content sent to a route that takes none (422 ``unexpected_body``).
 
 The /api/v1 routes come from the OpenAPI document, so a new route is covered the day it ships; what each route
 accepts is also read from the document, so the error's list of accepted parameters must equal what is documented.
@@ -80,3 +81,48 @@ def test_health_and_metrics_refuse_them_too_but_the_ingest_front_and_the_dashboa
     assert accepted.status_code == 202, accepted.text
     # Streamlit keeps its page state in query parameters it reads itself.
     assert httpx2.get(f"{service.url}/ui/", params={"embed": "true"}).status_code == 200
+
+
+def _send_body(service: Service, method: str, path: str, body: bytes) -> tuple[int, dict[str, str]]:
+    """The status and the error body (empty on success) of ``body`` sent as JSON."""
+    with (
+        httpx2.Client(base_url=service.url, headers=service.auth("admin"), timeout=10) as http,
+        http.stream(method, path, content=body, headers={"content-type": "application/json"}) as response,
+    ):
+        if response.status_code < 400:
+            return response.status_code, {}
+        response.read()
+        error: dict[str, str] = response.json()["error"]
+        return response.status_code, error
+
+
+def test_every_route_without_a_body_refuses_one_with_content_and_says_where_its_options_go(service: Service) -> None:
+    spec = httpx2.get(f"{service.url}/openapi.json").json()
+    routes = {
+        (method.upper(), path): [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+        for path, operations in spec["paths"].items()
+        if path.startswith("/api/v1")
+        for method, operation in operations.items()
+        if method == "post" and "requestBody" not in operation
+    }
+    assert len(routes) >= 10
+    wrong = []
+    for (method, path), accepted in sorted(routes.items()):
+        status, error = _send_body(service, method, fill_path(path, PATH_VALUES), b'{"forse": true}')
+        options = f"its options are query parameters: {', '.join(accepted)}" if accepted else "it takes no options"
+        expected = f"{method} {path} takes no body (it was sent 'forse'); {options}"
+        if (status, error.get("code"), error.get("message")) != (422, "unexpected_body", expected):
+            wrong.append(f"{method} {path}: {status} {error}")
+        for empty in (b"", b"{}", b" null\n"):  # what clients send with every POST: nothing said, nothing refused
+            status, error = _send_body(service, method, fill_path(path, PATH_VALUES), empty)
+            if error.get("code") == "unexpected_body":
+                wrong.append(f"{method} {path} refused the empty body {empty!r}")
+    assert wrong == []
+
+
+def test_an_option_sent_in_the_body_is_refused_and_works_in_the_query(service: Service) -> None:
+    status, error = _send_body(service, "POST", "/api/v1/triggers/t/pause", b"not json at all")
+    assert (status, error["code"]) == (422, "unexpected_body")
+    assert error["message"] == "POST /api/v1/triggers/{name}/pause takes no body; it takes no options"
+    paused = httpx2.post(f"{service.url}/api/v1/triggers/t/pause", headers=service.auth("admin"), timeout=10)
+    assert paused.status_code == 200, paused.text

@@ -30,7 +30,7 @@ from redrive.api import plugins as plugins_api
 from redrive.api.auth import AUTH_RESPONSES
 from redrive.api.errors import install_error_handlers
 from redrive.api.hooks import HooksFront, is_hook
-from redrive.api.parameters import QueryParameterCheck
+from redrive.api.parameters import ParameterCheck
 from redrive.api.responses import Json
 from redrive.api.security import install_security
 from redrive.api.state import ServiceState
@@ -172,7 +172,7 @@ def create_app(
         summary="Accept events durably, run actions, retry, dead-letter, replay.",
         lifespan=lifespan,
         default_response_class=Json,
-        dependencies=[Depends(QueryParameterCheck())],  # every route refuses query parameters it does not declare
+        dependencies=[Depends(ParameterCheck())],  # every route refuses query parameters and a body it does not declare
     )
     install_error_handlers(app)
     install_security(app, settings.cors_origins)
