@@ -23,12 +23,16 @@ def service(db_url: str):
         yield running
 
 
-def _send(service: Service, method: str, path: str, params: dict[str, str]) -> tuple[int, dict[str, str]]:
-    """The status and the error body (empty on success)."""
+def _send(
+    service: Service, method: str, path: str, params: dict[str, str] | None = None, body: bytes | None = None
+) -> tuple[int, dict[str, str]]:
+    """The status and the error body (empty on success); ``body`` is sent as JSON, else a POST sends ``{}``."""
+    content = {"content": body, "headers": {"content-type": "application/json"}} if body is not None else {}
+    empty = {"json": {}} if body is None and method == "POST" else {}
     # Streamed, so the live stream answers its status without being read to its (no) end.
     with (
         httpx2.Client(base_url=service.url, headers=service.auth("admin"), timeout=10) as http,
-        http.stream(method, path, params=params, json={} if method == "POST" else None) as response,
+        http.stream(method, path, params=params, **content, **empty) as response,
     ):
         if response.status_code < 400:
             return response.status_code, {}
@@ -37,14 +41,21 @@ def _send(service: Service, method: str, path: str, params: dict[str, str]) -> t
         return response.status_code, error
 
 
-def test_every_route_refuses_an_unknown_query_parameter_and_lists_what_it_accepts(service: Service) -> None:
+def _documented_routes(service: Service, *, without_body: bool = False) -> dict[tuple[str, str], list[str]]:
+    """The /api/v1 routes of the OpenAPI document, each with the query parameters it documents; ``without_body``:
+    only the POST routes that document no request body."""
     spec = httpx2.get(f"{service.url}/openapi.json").json()
-    routes = {
+    return {
         (method.upper(), path): [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
         for path, operations in spec["paths"].items()
         if path.startswith("/api/v1")
         for method, operation in operations.items()
+        if not without_body or (method == "post" and "requestBody" not in operation)
     }
+
+
+def test_every_route_refuses_an_unknown_query_parameter_and_lists_what_it_accepts(service: Service) -> None:
+    routes = _documented_routes(service)
     assert len(routes) >= 20
     wrong = []
     for (method, path), accepted in sorted(routes.items()):
@@ -83,45 +94,25 @@ def test_health_and_metrics_refuse_them_too_but_the_ingest_front_and_the_dashboa
     assert httpx2.get(f"{service.url}/ui/", params={"embed": "true"}).status_code == 200
 
 
-def _send_body(service: Service, method: str, path: str, body: bytes) -> tuple[int, dict[str, str]]:
-    """The status and the error body (empty on success) of ``body`` sent as JSON."""
-    with (
-        httpx2.Client(base_url=service.url, headers=service.auth("admin"), timeout=10) as http,
-        http.stream(method, path, content=body, headers={"content-type": "application/json"}) as response,
-    ):
-        if response.status_code < 400:
-            return response.status_code, {}
-        response.read()
-        error: dict[str, str] = response.json()["error"]
-        return response.status_code, error
-
-
 def test_every_route_without_a_body_refuses_one_with_content_and_says_where_its_options_go(service: Service) -> None:
-    spec = httpx2.get(f"{service.url}/openapi.json").json()
-    routes = {
-        (method.upper(), path): [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
-        for path, operations in spec["paths"].items()
-        if path.startswith("/api/v1")
-        for method, operation in operations.items()
-        if method == "post" and "requestBody" not in operation
-    }
+    routes = _documented_routes(service, without_body=True)
     assert len(routes) >= 10
     wrong = []
     for (method, path), accepted in sorted(routes.items()):
-        status, error = _send_body(service, method, fill_path(path, PATH_VALUES), b'{"forse": true}')
+        status, error = _send(service, method, fill_path(path, PATH_VALUES), body=b'{"forse": true}')
         options = f"its options are query parameters: {', '.join(accepted)}" if accepted else "it takes no options"
         expected = f"{method} {path} takes no body (it was sent 'forse'); {options}"
         if (status, error.get("code"), error.get("message")) != (422, "unexpected_body", expected):
             wrong.append(f"{method} {path}: {status} {error}")
         for empty in (b"", b"{}", b" null\n"):  # what clients send with every POST: nothing said, nothing refused
-            status, error = _send_body(service, method, fill_path(path, PATH_VALUES), empty)
+            status, error = _send(service, method, fill_path(path, PATH_VALUES), body=empty)
             if error.get("code") == "unexpected_body":
                 wrong.append(f"{method} {path} refused the empty body {empty!r}")
     assert wrong == []
 
 
 def test_an_option_sent_in_the_body_is_refused_and_works_in_the_query(service: Service) -> None:
-    status, error = _send_body(service, "POST", "/api/v1/triggers/t/pause", b"not json at all")
+    status, error = _send(service, "POST", "/api/v1/triggers/t/pause", body=b"not json at all")
     assert (status, error["code"]) == (422, "unexpected_body")
     assert error["message"] == "POST /api/v1/triggers/{name}/pause takes no body; it takes no options"
     paused = httpx2.post(f"{service.url}/api/v1/triggers/t/pause", headers=service.auth("admin"), timeout=10)
