@@ -45,9 +45,8 @@ def _framework_error(request: Request, exc: StarletteHTTPException) -> RedriveEr
     """The framework's error as ours; the router's two (no route, a route without this method) say what was asked
     and what would be taken, and a 405 keeps the ``Allow`` header the router set (HTTP requires it)."""
     message = str(exc.detail)
-    asked = f"{request.method} {request.url.path}"
     if exc.status_code == 404 and message == "Not Found":  # the router's own: no route matched the path
-        message = f"no route answers {asked}; the API's routes are listed at /docs"
+        message = f"no route answers {request.method} {request.url.path}; the API's routes are listed at /docs"
     elif exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow")
         takes = f"; it takes {allowed}" if allowed else ""

@@ -1,8 +1,8 @@
 """Unknown query parameters are refused, never ignored: 422 ``unknown_parameter`` names them and lists the ones the
 route accepts. An ignored parameter is a silent wrong answer (``/executions?fingerprint=x`` listing everything).
 So is a body sent to a route that reads none (``POST /executions/1/replay`` with ``{"force": true}``: its option is
-the query's ``force``): 422 ``unexpected_body``. An empty body, whitespace, ``{}`` and ``null`` say nothing and
-pass, as many clients send one of them with every POST.
+the query's ``force``): 422 ``unexpected_body``. An empty body, whitespace, and JSON's ``{}`` and ``null`` say
+nothing and pass (``said``), as many clients send one of them with every POST.
 
 ``create_app`` installs ``ParameterCheck`` once, as an app-wide dependency, so every route gets it, and routes added
 later too; what a route accepts is read from its own declaration (its dependency tree's query parameters, those of
@@ -43,10 +43,6 @@ def accepted_parameters(dependant: Dependant) -> tuple[str, ...]:
     return tuple(names)
 
 
-EMPTY_BODIES = (b"", b"{}", b"null")
-"""Bodies that carry nothing (once stripped of whitespace, JSON's included): accepted where a route takes none."""
-
-
 class ParameterCheck:
     """The dependency: refuses a request whose query names a parameter its route does not declare, or that sends a
     body with content to a route that declares none."""
@@ -70,8 +66,8 @@ class ParameterCheck:
         unknown = sorted(set(given) - set(accepted))
         if unknown:
             raise UnknownParameter(refusal(request.method, route.path_format, unknown, accepted))
-        if sent and (body := (await request.body()).strip()) not in EMPTY_BODIES:
-            raise UnexpectedBody(body_refusal(request.method, route.path_format, body, accepted))
+        if sent and (fields := said(await request.body())) is not None:
+            raise UnexpectedBody(body_refusal(request.method, route.path_format, fields, accepted))
 
 
 def _may_have_body(request: Request) -> bool:
@@ -88,13 +84,22 @@ def refusal(method: str, path: str, unknown: list[str], accepted: tuple[str, ...
     return f"{method} {path} does not accept the query {noun} {names}; it accepts: {takes}"
 
 
-def body_refusal(method: str, path: str, body: bytes, accepted: tuple[str, ...]) -> str:
-    """The message: the route takes no body (naming the fields sent, when they are a JSON object's), and where its
-    options go instead."""
+def said(body: bytes) -> list[str] | None:
+    """What ``body`` says to a route that takes none: None when nothing (empty or whitespace, or the JSON ``{}`` or
+    ``null``, however spaced), else the names of its fields when it is a JSON object (none otherwise)."""
+    if not body.strip():
+        return None
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
-        document = None
-    sent = f" (it was sent {', '.join(repr(name) for name in document)})" if isinstance(document, dict) else ""
+        return []
+    if document is None or document == {}:
+        return None
+    return list(document) if isinstance(document, dict) else []
+
+
+def body_refusal(method: str, path: str, fields: list[str], accepted: tuple[str, ...]) -> str:
+    """The message: the route takes no body (naming the ``fields`` sent, if any), and where its options go instead."""
+    sent = f" (it was sent {', '.join(repr(name) for name in fields)})" if fields else ""
     options = f"its options are query parameters: {', '.join(accepted)}" if accepted else "it takes no options"
     return f"{method} {path} takes no body{sent}; {options}"
